@@ -1,0 +1,283 @@
+"""The engine's public vocabulary: requests in, progress events and results out, and the errors.
+
+Everything here is a frozen dataclass or an exception; nothing imports torch, diffusers or Qt, so
+the desktop app can build requests and show results without loading the heavy stack.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pillow is cheap, but keep the annotation-only import explicit
+    from PIL import Image
+
+
+# --------------------------------------------------------------------------------------------
+# Errors. Every error a user can cause is an EaselError whose str() is one plain-language line.
+# --------------------------------------------------------------------------------------------
+
+
+class EaselError(Exception):
+    """An error meant for the user: ``str(error)`` is one line of plain language."""
+
+
+class InvalidRequest(EaselError, ValueError):
+    """A request field is out of range or missing; ``field`` names it."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+class ModelError(EaselError):
+    """A model file or folder cannot be used (missing, malformed, unsupported, unsafe)."""
+
+    def __init__(self, path: str, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class UnsupportedModel(ModelError):
+    """A well-formed file of a kind or family Easel cannot run (yet)."""
+
+
+class UnsafeModelFile(ModelError):
+    """A pickle-based file (.ckpt/.pt/.bin, or a pickle renamed): never unpickled."""
+
+
+class Cancelled(EaselError):
+    """The job was cancelled through its token; no image was produced."""
+
+    def __init__(self, step: int = 0, total: int = 0):
+        super().__init__("cancelled" + (f" at step {step} of {total}" if total else ""))
+        self.step = step
+        self.total = total
+
+
+class OutOfMemory(EaselError):
+    """The device ran out of memory even on the lowest memory preset."""
+
+
+class ImageError(EaselError):
+    """An input image (init image or mask) cannot be read or used."""
+
+
+# --------------------------------------------------------------------------------------------
+# Vocabulary
+# --------------------------------------------------------------------------------------------
+
+
+class Mode(str, enum.Enum):
+    TXT2IMG = "txt2img"
+    IMG2IMG = "img2img"
+    INPAINT = "inpaint"
+
+
+# Sampler names exactly as A1111 writes them in "Sampler:" (plus "Schedule type" for Karras).
+SAMPLERS: tuple[str, ...] = (
+    "Euler",
+    "Euler a",
+    "DPM++ 2M",
+    "DPM++ 2M Karras",
+    "DPM++ SDE Karras",
+    "DDIM",
+    "UniPC",
+    "LCM",
+)
+
+MEMORY_PRESETS: tuple[str, ...] = ("auto", "fast", "balanced", "low", "minimal")
+
+MIN_SIZE, MAX_SIZE = 64, 4096
+MIN_STEPS, MAX_STEPS = 1, 150
+MAX_SEED = 2**32 - 1
+MAX_BATCH = 64
+
+
+def random_seed() -> int:
+    return secrets.randbelow(MAX_SEED + 1)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One job: what to make, with which model, how.
+
+    ``seed=None`` means random: the engine picks one and records it in ``Result.request``.
+    Image ``i`` of a batch uses seed ``seed + i`` (as A1111 does), so any one image of a batch
+    can be regenerated alone.
+    ``init_image`` (img2img, inpaint) and ``mask`` (inpaint; white = regenerate) are PIL images.
+    Construction validates every field and raises ``InvalidRequest`` naming the bad one.
+    """
+
+    prompt: str
+    model: str = ""
+    mode: Mode = Mode.TXT2IMG
+    negative_prompt: str = ""
+    seed: int | None = None
+    steps: int = 25
+    guidance_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    sampler: str = "Euler a"
+    batch_count: int = 1
+    strength: float = 0.75
+    init_image: Image.Image | None = field(default=None, compare=False, repr=False)
+    mask: Image.Image | None = field(default=None, compare=False, repr=False)
+    only_masked: bool = False
+    mask_padding: int = 32
+    mask_blur: int = 4
+    memory_preset: str = "auto"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.mode, str) and not isinstance(self.mode, Mode):
+            try:
+                object.__setattr__(self, "mode", Mode(self.mode))
+            except ValueError:
+                raise InvalidRequest("mode", f"must be one of {', '.join(m.value for m in Mode)}") from None
+        self._validate()
+
+    def _validate(self) -> None:
+        if not isinstance(self.prompt, str):
+            raise InvalidRequest("prompt", "must be text")
+        for name, lo, hi in (("width", MIN_SIZE, MAX_SIZE), ("height", MIN_SIZE, MAX_SIZE)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi or v % 8:
+                raise InvalidRequest(name, f"must be a multiple of 8 from {lo} to {hi} (got {v})")
+        _int_range("steps", self.steps, MIN_STEPS, MAX_STEPS)
+        _int_range("batch_count", self.batch_count, 1, MAX_BATCH)
+        if self.seed is not None:
+            _int_range("seed", self.seed, 0, MAX_SEED)
+        if not isinstance(self.guidance_scale, (int, float)) or not 0.0 <= self.guidance_scale <= 30.0:
+            raise InvalidRequest("guidance_scale", f"must be from 0 to 30 (got {self.guidance_scale})")
+        if self.sampler not in SAMPLERS:
+            raise InvalidRequest("sampler", f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.memory_preset not in MEMORY_PRESETS:
+            raise InvalidRequest("memory_preset", f"must be one of {', '.join(MEMORY_PRESETS)}")
+        _int_range("mask_padding", self.mask_padding, 0, 1024)
+        _int_range("mask_blur", self.mask_blur, 0, 256)
+        if self.mode in (Mode.IMG2IMG, Mode.INPAINT):
+            if self.init_image is None:
+                raise InvalidRequest("init_image", f"{self.mode.value} needs an init image")
+            if not isinstance(self.strength, (int, float)) or not 0.0 < self.strength <= 1.0:
+                raise InvalidRequest("strength", f"must be above 0 and at most 1 (got {self.strength})")
+        if self.mode is Mode.INPAINT:
+            if self.mask is None:
+                raise InvalidRequest("mask", "inpaint needs a mask (white = the region to regenerate)")
+            if self.mask.size != self.init_image.size:
+                raise InvalidRequest(
+                    "mask", f"mask is {self.mask.size[0]}x{self.mask.size[1]} but the image is "
+                    f"{self.init_image.size[0]}x{self.init_image.size[1]}"
+                )
+            if self.mask.convert("L").getbbox() is None:
+                raise InvalidRequest("mask", "the mask is empty (all black): paint the region to regenerate")
+
+    def replace(self, **changes: Any) -> GenerationRequest:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (images left out: they are not part of the recipe text)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("init_image", "mask")}
+        d["mode"] = self.mode.value
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **extra: Any) -> GenerationRequest:
+        """Build from ``to_dict`` output; unknown keys are ignored (forward compatible)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        kwargs.update(extra)
+        return cls(**kwargs)
+
+
+def _int_range(name: str, value: Any, lo: int, hi: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise InvalidRequest(name, f"must be a whole number from {lo} to {hi} (got {value!r})")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model file or folder is, decided from its header or model_index.json alone.
+
+    kind: "checkpoint" | "inpaint" | "lora" | "embedding" | "vae" | "upscaler" | "unknown"
+    family: "sd1" | "sd2" | "sdxl" | "" (unknown)
+    format: "diffusers" | "safetensors"
+    prediction_type: "epsilon" | "v_prediction"
+    problem: None if Easel can load it as a generator, else one plain-language line saying why not.
+    """
+
+    path: str
+    name: str
+    kind: str
+    family: str
+    format: str
+    prediction_type: str = "epsilon"
+    size_bytes: int = 0
+    problem: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.problem is None and self.kind in ("checkpoint", "inpaint")
+
+    @property
+    def inpainting(self) -> bool:
+        return self.kind == "inpaint"
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """The device and memory settings a job actually ran with (recorded in results and metadata)."""
+
+    device: str
+    dtype: str
+    preset: str
+    attention_slicing: bool = False
+    vae_slicing: bool = False
+    vae_tiling: bool = False
+    model_offload: bool = False
+    sequential_offload: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One denoising step done. ``preview`` is a small RGB image every few steps, else None.
+
+    ``image_index``/``batch_count`` place the step within a batch (images run one after another).
+    """
+
+    step: int
+    total: int
+    elapsed: float
+    image_index: int = 0
+    batch_count: int = 1
+    preview: Image.Image | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds spent per phase, summed over the batch."""
+
+    load: float = 0.0
+    encode: float = 0.0
+    denoise: float = 0.0
+    decode: float = 0.0
+    total: float = 0.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """A finished job. ``request`` is the request as run (seed resolved), ``seeds[i]`` made ``images[i]``."""
+
+    images: tuple[Image.Image, ...] = field(repr=False)
+    seeds: tuple[int, ...]
+    request: GenerationRequest
+    model: ModelInfo
+    model_hash: str
+    settings: RuntimeSettings
+    timings: Timings
