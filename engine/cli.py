@@ -1,0 +1,330 @@
+"""The ``easel`` command line: generate, edit, inspect and self-test without the window.
+
+User errors print one line (``easel: ...``) and exit 2; no traceback unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+
+from engine import __version__
+from engine.api import MEMORY_PRESETS, SAMPLERS, EaselError, GenerationRequest, ImageError, Mode
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse prints usage first by default)
+        self.exit(EXIT_USAGE, f"easel: {message} (see easel {self.prog.split(' ', 1)[-1]} --help)\n"
+                  if " " in self.prog else f"easel: {message} (see easel --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", metavar="DIR", help="settings, logs and outputs under DIR")
+    common.add_argument("--device", help="cuda, cuda:1, mps or cpu (default: the best available)")
+    common.add_argument("--debug", action="store_true", help="show full tracebacks")
+
+    parser = _Parser(prog="easel", description="Easel: make and edit images with diffusion models, offline.",
+                     parents=[common])
+    parser.add_argument("--version", action="version", version=f"easel {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    gen = argparse.ArgumentParser(add_help=False)
+    gen.add_argument("--model", required=True, metavar="PATH", help="a .safetensors checkpoint or diffusers folder")
+    gen.add_argument("--prompt", required=True, metavar="TEXT")
+    gen.add_argument("--negative", default="", metavar="TEXT", help="negative prompt")
+    gen.add_argument("--steps", type=int, default=25)
+    gen.add_argument("--seed", type=int, default=None, help="default: random (recorded in the image)")
+    gen.add_argument("--width", type=int, default=None)
+    gen.add_argument("--height", type=int, default=None)
+    gen.add_argument("--sampler", default="Euler a", choices=SAMPLERS, metavar="NAME",
+                     help=f"one of: {', '.join(SAMPLERS)}")
+    gen.add_argument("--cfg", type=float, default=7.0, help="guidance scale")
+    gen.add_argument("--batch", type=int, default=1, help="number of images (seeds seed, seed+1, ...)")
+    gen.add_argument("--memory", default="auto", choices=MEMORY_PRESETS, help="memory preset")
+    gen.add_argument("--out", metavar="FILE_OR_DIR", help="a .png file or a folder (default: the outputs folder)")
+    gen.add_argument("--no-metadata", action="store_true", help="save without prompt/seed/model chunks")
+
+    edit = argparse.ArgumentParser(add_help=False)
+    edit.add_argument("--init", required=True, metavar="IMAGE", help="the source image")
+    edit.add_argument("--strength", type=float, default=None, help="how much to change (0-1]")
+
+    sub.add_parser("generate", parents=[common, gen], help="text to image")
+    sub.add_parser("img2img", parents=[common, gen, edit], help="image to image")
+    inpaint = sub.add_parser("inpaint", parents=[common, gen, edit], help="regenerate the masked region")
+    inpaint.add_argument("--mask", required=True, metavar="MASK", help="white = regenerate, black = keep")
+    inpaint.add_argument("--only-masked", action="store_true", help="work on the mask's region at full resolution")
+    inpaint.add_argument("--padding", type=int, default=32, metavar="PX", help="context around the mask (only-masked)")
+    inpaint.add_argument("--mask-blur", type=int, default=4, metavar="PX", help="feather of the seam")
+
+    info = sub.add_parser("info", parents=[common], help="show the generation settings stored in an image")
+    info.add_argument("image")
+    info.add_argument("--json", action="store_true")
+
+    regen = sub.add_parser("regenerate", parents=[common], help="re-run the request stored in an image")
+    regen.add_argument("image")
+    regen.add_argument("--model", required=True, metavar="PATH")
+    regen.add_argument("--out", required=True, metavar="FILE")
+    regen.add_argument("--init", metavar="IMAGE", help="source image, for img2img/inpaint images")
+    regen.add_argument("--mask", metavar="MASK", help="mask, for inpaint images")
+
+    mk = sub.add_parser("make-test-model", parents=[common], help="write a tiny random-weight model (for tests/demos)")
+    mk.add_argument("dest", metavar="DIR")
+    mk.add_argument("--family", default="sd15", help="sd15, sd15-inpaint, sd2-v, sd2-inpaint, sdxl, sdxl-inpaint")
+    mk.add_argument("--single-file", action="store_true", help="one .safetensors in the original layout")
+    mk.add_argument("--seed", type=int, default=0)
+
+    sub.add_parser("selftest", parents=[common], help="check that generation works here, with tiny models")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    handler = _COMMANDS[args.command]
+    try:
+        return handler(args)
+    except EaselError as exc:
+        if args.debug:
+            raise
+        print(f"easel: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("easel: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # an Easel bug, not the user's: one line, details with --debug
+        if args.debug:
+            raise
+        print(f"easel: internal error: {type(exc).__name__}: {exc} (run again with --debug for details)",
+              file=sys.stderr)
+        return EXIT_FAILED
+
+
+# ---------------------------------------------------------------------------------- commands
+
+
+def _cmd_generate(args) -> int:
+    mode = {"generate": Mode.TXT2IMG, "img2img": Mode.IMG2IMG, "inpaint": Mode.INPAINT}[args.command]
+    init = load_image(args.init, "init image") if mode is not Mode.TXT2IMG else None
+    mask = load_image(args.mask, "mask") if mode is Mode.INPAINT else None
+    width, height = args.width, args.height
+    if init is not None and not getattr(args, "only_masked", False):
+        width = width or _multiple_of_8(init.width)
+        height = height or _multiple_of_8(init.height)
+    fields = dict(
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        model=args.model,
+        mode=mode,
+        seed=args.seed,
+        steps=args.steps,
+        guidance_scale=args.cfg,
+        sampler=args.sampler,
+        batch_count=args.batch,
+        memory_preset=args.memory,
+        init_image=init,
+        mask=mask,
+    )
+    if width:
+        fields["width"] = width
+    if height:
+        fields["height"] = height
+    if mode is not Mode.TXT2IMG:
+        default_strength = 1.0 if mode is Mode.INPAINT else 0.75
+        fields["strength"] = args.strength if args.strength is not None else default_strength
+    if mode is Mode.INPAINT:
+        fields.update(only_masked=args.only_masked, mask_padding=args.padding, mask_blur=args.mask_blur)
+    request = GenerationRequest(**_with_native_size(fields, args.model))
+    return _run_and_save(args, request, args.out, embed=not args.no_metadata)
+
+
+def _cmd_regenerate(args) -> int:
+    from engine.metadata import read_metadata
+
+    meta = read_metadata(args.image)
+    if meta.source == "none":
+        raise EaselError(f"{args.image}: no generation settings found in this image")
+    extra = {"model": args.model}
+    mode = Mode(meta.fields.get("mode", "txt2img"))
+    if mode is not Mode.TXT2IMG:
+        if not args.init:
+            raise EaselError(f"{args.image} was made by {mode.value}: give its source image with --init")
+        extra["init_image"] = load_image(args.init, "init image")
+    if mode is Mode.INPAINT:
+        if not args.mask:
+            raise EaselError(f"{args.image} was made by inpaint: give its mask with --mask")
+        extra["mask"] = load_image(args.mask, "mask")
+    request = meta.to_request(**extra)
+    if request.seed is None:
+        raise EaselError(f"{args.image}: the stored settings have no seed, so the image cannot be reproduced")
+    return _run_and_save(args, request.replace(batch_count=1), args.out, embed=True)
+
+
+def _cmd_info(args) -> int:
+    from engine.metadata import read_metadata
+
+    path = Path(args.image)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    meta = read_metadata(path)
+    if args.json:
+        print(json.dumps({
+            "source": meta.source,
+            "request": meta.fields,
+            "model_name": meta.model_name,
+            "model_hash": meta.model_hash,
+            "extra": meta.extra,
+            "warnings": list(meta.warnings),
+        }, indent=2, ensure_ascii=False, default=str))
+        return EXIT_OK
+    if meta.source == "none":
+        print(f"{path.name}: no generation settings stored in this image")
+        return EXIT_OK
+    print(f"source: {meta.source}")
+    for key, value in meta.fields.items():
+        print(f"{key}: {value}")
+    if meta.model_name or meta.model_hash:
+        print(f"model: {meta.model_name} [{meta.model_hash}]")
+    for key, value in meta.extra.items():
+        print(f"{key}: {value}")
+    for warning in meta.warnings:
+        print(f"warning: {warning}")
+    return EXIT_OK
+
+
+def _cmd_make_test_model(args) -> int:
+    from engine.testmodels import FAMILIES, make_test_model
+
+    if args.family not in FAMILIES:
+        raise EaselError(f"unknown family {args.family!r}; choose one of {', '.join(FAMILIES)}")
+    path = make_test_model(Path(args.dest), family=args.family, single_file=args.single_file, seed=args.seed)
+    print(path)
+    return EXIT_OK
+
+
+def _cmd_selftest(args) -> int:
+    from engine.selftest import run_selftest
+
+    return EXIT_OK if run_selftest(device=args.device, out=sys.stdout) else EXIT_FAILED
+
+
+_COMMANDS = {
+    "generate": _cmd_generate,
+    "img2img": _cmd_generate,
+    "inpaint": _cmd_generate,
+    "info": _cmd_info,
+    "regenerate": _cmd_regenerate,
+    "make-test-model": _cmd_make_test_model,
+    "selftest": _cmd_selftest,
+}
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def load_image(path: str | None, what: str):
+    """Open an image file fully, upright (EXIF orientation applied); one-line ImageError otherwise."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not path:
+        raise ImageError(f"no {what} given")
+    p = Path(path)
+    if not p.is_file():
+        raise ImageError(f"{what} {p}: no such file")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            return ImageOps.exif_transpose(im)
+    except Image.DecompressionBombError:
+        raise ImageError(f"{what} {p.name}: refused, its header claims an image too large to open safely") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise ImageError(f"{what} {p.name}: cannot read image (not an image, or the file is damaged)") from None
+
+
+def _multiple_of_8(v: int) -> int:
+    return max(64, min(4096, (v + 4) // 8 * 8))
+
+
+def _with_native_size(fields: dict, model: str) -> dict:
+    """Fill width/height the user left out with the model family's native size."""
+    if "width" in fields and "height" in fields:
+        return fields
+    from engine.architectures import native_size
+    from engine.modelfiles import check_model
+
+    info = check_model(model)
+    size = 512 if (info.family == "sd2" and info.inpainting) else native_size(info.family)
+    fields.setdefault("width", size)
+    fields.setdefault("height", size)
+    return fields
+
+
+def _run_and_save(args, request: GenerationRequest, out: str | None, *, embed: bool) -> int:
+    from engine.engine import Engine
+    from engine.outputs import save_image, save_result
+    from engine.paths import data_dir, outputs_dir
+
+    engine = Engine(device=args.device)
+    bar = _ProgressBar(request)
+    cancel = threading.Event()
+    try:
+        result = engine.generate(request, on_progress=bar.update, cancel=cancel)
+    finally:
+        bar.close()
+    if out and Path(out).suffix.lower() == ".png":
+        target = Path(out)
+        if len(result.images) == 1:
+            paths = [save_image(result, 0, target, embed_metadata=embed)]
+        else:
+            paths = [save_image(result, i, target.with_name(f"{target.stem}-{i + 1}{target.suffix}"),
+                                embed_metadata=embed) for i in range(len(result.images))]
+    else:
+        folder = Path(out) if out else outputs_dir(data_dir(args.data_dir))
+        paths = save_result(result, folder, embed_metadata=embed)
+    for path, seed in zip(paths, result.seeds):
+        print(f"{path}  (seed {seed})")
+    t = result.timings
+    print(f"{len(paths)} image(s) in {t.total:.1f}s (load {t.load:.1f}s, encode {t.encode:.2f}s, "
+          f"denoise {t.denoise:.1f}s, decode {t.decode:.2f}s) on {result.settings.device} "
+          f"{result.settings.dtype}, preset {result.settings.preset}", file=sys.stderr)
+    return EXIT_OK
+
+
+class _ProgressBar:
+    """A terminal progress bar (tqdm) when stderr is a terminal; silent otherwise."""
+
+    def __init__(self, request: GenerationRequest):
+        self._bar = None
+        self._enabled = sys.stderr.isatty()
+        self._batch = request.batch_count
+
+    def update(self, progress) -> None:
+        if not self._enabled:
+            return
+        from tqdm import tqdm
+
+        if self._bar is None or progress.step == 1:
+            if self._bar is not None:
+                self._bar.close()
+            desc = f"image {progress.image_index + 1}/{self._batch}" if self._batch > 1 else "generating"
+            self._bar = tqdm(total=progress.total, desc=desc, unit="step", file=sys.stderr, leave=False)
+        self._bar.n = progress.step
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

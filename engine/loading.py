@@ -1,0 +1,121 @@
+"""Find and load weights: diffusers folders and single-file ``.safetensors`` checkpoints, offline.
+
+What a file is gets decided from its bytes and header by ``engine.modelfiles`` (never unpickling);
+a single file is loaded through diffusers' ``from_single_file`` with a config folder written from the
+bundled real configs, resized to the checkpoint's tensor shapes (``engine.architectures``), so no
+config is ever fetched from the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import engine  # noqa: F401  (sets the Hugging Face libraries offline before diffusers is imported)
+from engine.api import Mode, ModelError, ModelInfo
+from engine.modelfiles import check_model, read_header
+
+log = logging.getLogger(__name__)
+
+
+def _quiet_libraries() -> None:
+    """Keep diffusers/transformers from printing progress bars and advice into the user's terminal."""
+    import warnings
+
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    dlog.set_verbosity_error()
+    dlog.disable_progress_bar()
+    tlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+    warnings.filterwarnings("ignore", message="Should have ta>=t0", module="torchsde")
+
+
+_quiet_libraries()
+
+
+def _pipeline_classes(family: str):
+    import diffusers as d
+
+    if family == "sdxl":
+        return d.StableDiffusionXLPipeline, d.StableDiffusionXLImg2ImgPipeline, d.StableDiffusionXLInpaintPipeline
+    return d.StableDiffusionPipeline, d.StableDiffusionImg2ImgPipeline, d.StableDiffusionInpaintPipeline
+
+
+def base_pipeline_class(info: ModelInfo):
+    """The pipeline class a model loads as: its txt2img pipeline, or the inpaint one for inpainting models."""
+    txt2img, _img2img, inpaint = _pipeline_classes(info.family)
+    return inpaint if info.inpainting else txt2img
+
+
+def pipeline_class_for(info: ModelInfo, mode: Mode):
+    """Which pipeline runs ``mode`` on this model. Inpainting models run every mode through their
+    inpaint pipeline (txt2img = a blank image under a full mask), as A1111 does."""
+    txt2img, img2img, inpaint = _pipeline_classes(info.family)
+    if info.inpainting or mode is Mode.INPAINT:
+        return inpaint
+    return img2img if mode is Mode.IMG2IMG else txt2img
+
+
+def load_pipeline(path: str | Path, dtype) -> tuple[ModelInfo, object, float]:
+    """Load the model at ``path`` on the CPU in ``dtype``; returns (info, pipeline, seconds).
+
+    Raises ModelError (and subclasses) with one plain line naming the file. Runs on the engine thread.
+    """
+    info = check_model(str(path))
+    cls = base_pipeline_class(info)
+    started = time.perf_counter()
+    try:
+        if info.format == "diffusers":
+            pipe = _load_folder(cls, info, dtype)
+        else:
+            pipe = _load_single_file(cls, info, dtype)
+    except ModelError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
+        log.exception("loading %s failed", info.path)
+        raise ModelError(info.name, f"could not load this {info.family.upper()} model: {_first_line(exc)}") from exc
+    pipe.set_progress_bar_config(disable=True)
+    return info, pipe, time.perf_counter() - started
+
+
+def _load_folder(cls, info: ModelInfo, dtype):
+    kwargs = {}
+    if info.family != "sdxl":
+        kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    # use_safetensors=True: a folder that only has pickled .bin weights is refused, not unpickled.
+    return cls.from_pretrained(info.path, dtype=dtype, local_files_only=True, use_safetensors=True, **kwargs)
+
+
+def _load_single_file(cls, info: ModelInfo, dtype):
+    from engine.architectures import single_file_config_dir
+
+    header = read_header(info.path)
+    with tempfile.TemporaryDirectory(prefix="easel-config-") as tmp:
+        config_dir = single_file_config_dir(
+            info.family, info.inpainting, info.prediction_type, header.shapes(), Path(tmp)
+        )
+        kwargs = {}
+        if info.family != "sdxl":
+            kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        return cls.from_single_file(
+            info.path, config=str(config_dir), local_files_only=True, dtype=dtype, **kwargs
+        )
+
+
+def derived_pipeline(base, info: ModelInfo, mode: Mode):
+    """A pipeline for ``mode`` sharing ``base``'s modules (no copy, no reload)."""
+    cls = pipeline_class_for(info, mode)
+    if isinstance(base, cls) and type(base) is cls:
+        return base
+    pipe = cls.from_pipe(base)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
