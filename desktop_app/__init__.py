@@ -1,0 +1,1 @@
+"""Easel's desktop app: Qt state objects, widgets, and one bridge to the engine thread."""

@@ -1,0 +1,284 @@
+"""The engine bridge: the only code in the desktop app that crosses threads.
+
+One long-lived engine thread (a one-worker executor) owns the Engine and the GPU: it imports
+torch/diffusers, creates the Engine, loads models, generates and saves. Coroutines on the GUI
+thread await it. Progress comes back through ``loop.call_soon_threadsafe``; updates that arrive
+faster than the GUI drains them are coalesced so the GUI never queues up work. Images cross as
+QImage copies made on the engine thread; QPixmaps are made on the GUI thread by the widgets.
+
+A second one-worker executor does file I/O that must not wait behind a generation (folder scans).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+from engine.api import GenerationRequest, ModelInfo, Progress, Result
+
+log = logging.getLogger(__name__)
+
+ENGINE_THREAD_NAME = "easel-engine"
+IO_THREAD_NAME = "easel-io"
+
+
+def default_engine_factory() -> Any:
+    """Runs on the engine thread: the import of torch + diffusers happens here, not at start-up."""
+    from engine.engine import Engine
+
+    return Engine()
+
+
+def default_saver(result: Result, folder: Path) -> list[Path]:
+    """Runs on the engine thread."""
+    from engine.outputs import save_result
+
+    return save_result(result, folder)
+
+
+def pil_to_qimage(image: Any) -> QImage:
+    """A QImage that owns its pixels (safe to hand to another thread). Any thread."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    data = rgb.tobytes("raw", "RGB")
+    w, h = rgb.size
+    return QImage(data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """A Progress plus what the GUI needs: a QImage preview (or None) and when it happened."""
+
+    progress: Progress
+    preview: QImage | None
+    at: float  # time.monotonic() on the engine thread
+
+
+@dataclass
+class Outcome:
+    result: Result
+    paths: list[Path]
+    images: list[QImage] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class _ProgressHop:
+    """Carries progress from the engine thread to the GUI thread, coalescing a backlog.
+
+    ``push`` runs on the engine thread; the callback runs on the GUI thread. While a delivery is
+    scheduled and not yet run, new updates replace the waiting one (keeping the newest preview).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[ProgressUpdate], None]):
+        self._loop = loop
+        self._deliver = deliver
+        self._lock = threading.Lock()
+        self._waiting: ProgressUpdate | None = None
+        self.closed = False
+
+    def push(self, update: ProgressUpdate) -> None:
+        with self._lock:
+            scheduled = self._waiting is not None
+            if scheduled and update.preview is None and self._waiting.preview is not None:
+                update = ProgressUpdate(update.progress, self._waiting.preview, update.at)
+            self._waiting = update
+        if not scheduled:
+            try:
+                self._loop.call_soon_threadsafe(self._flush)
+            except RuntimeError:  # loop closed while the app shuts down
+                pass
+
+    def _flush(self) -> None:
+        with self._lock:
+            update, self._waiting = self._waiting, None
+        if update is not None and not self.closed:
+            try:
+                self._deliver(update)
+            except Exception:  # a slot must never raise into the event loop
+                log.exception("progress handler failed")
+
+
+class EngineBridge(QObject):
+    """Owns the engine thread. Public methods are called on the GUI thread."""
+
+    state_changed = Signal(str)  # "stopped" | "starting" | "ready" | "failed" | "closed"
+    runtime_changed = Signal(object)  # dict: device, dtype, preset, model (after a load)
+
+    def __init__(
+        self,
+        engine_factory: Callable[[], Any] | None = None,
+        saver: Callable[[Result, Path], list[Path]] | None = None,
+        parent: QObject | None = None,
+    ):
+        super().__init__(parent)
+        self._engine_factory = engine_factory or default_engine_factory
+        self._saver = saver or default_saver
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=ENGINE_THREAD_NAME)
+        self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=IO_THREAD_NAME)
+        self._engine: Any = None  # touched only on the engine thread
+        self._cancels: set[threading.Event] = set()
+        self._state = "stopped"
+        self.error: str | None = None
+        self.startup_seconds: float | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._engine_info: dict[str, str] = {}
+
+    # -- lifecycle (GUI thread) ---------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def _set_state(self, state: str) -> None:
+        if state != self._state:
+            self._state = state
+            self.state_changed.emit(state)
+
+    def start(self) -> asyncio.Task[None]:
+        """Create the engine on the engine thread; the returned task finishes when it is ready."""
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        self._set_state("starting")
+        return loop.create_task(self._start())
+
+    async def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
+        try:
+            await loop.run_in_executor(self._executor, self._create_engine)
+        except Exception as exc:  # ImportError, a broken install, no device...
+            log.exception("the engine could not start")
+            self.error = f"{type(exc).__name__}: {exc}"
+            self._set_state("failed")
+            if self._ready and not self._ready.done():
+                self._ready.set_exception(RuntimeError(f"The engine could not start: {self.error}"))
+                self._ready.exception()  # mark retrieved: the queue reads bridge.error instead
+            return
+        self.startup_seconds = time.perf_counter() - t0
+        log.info("engine ready after %.2f s", self.startup_seconds)
+        self.runtime_changed.emit(self._engine_info)
+        if self._ready and not self._ready.done():
+            self._ready.set_result(None)
+        self._set_state("ready")
+
+    async def wait_ready(self) -> None:
+        if self._ready is None:
+            raise RuntimeError("the engine bridge was not started")
+        await asyncio.shield(self._ready)
+
+    def _create_engine(self) -> None:
+        """Engine thread: import the heavy stack and create the Engine."""
+        threading.current_thread().name = ENGINE_THREAD_NAME
+        self._engine = engine = self._engine_factory()
+        self._engine_info = {"device": str(getattr(engine, "device", "—")), "dtype": _dtype_name(getattr(engine, "dtype", "—"))}
+
+    def shutdown(self) -> None:
+        """Cancel whatever runs, unload the model, and join both threads. GUI thread; blocks briefly."""
+        if self._state == "closed":
+            return
+        for event in list(self._cancels):
+            event.set()
+        self._executor.submit(self._unload)
+        self._executor.shutdown(wait=True, cancel_futures=False)
+        self._io.shutdown(wait=True, cancel_futures=True)
+        self._set_state("closed")
+
+    def _unload(self) -> None:
+        """Engine thread."""
+        if self._engine is not None:
+            try:
+                self._engine.unload()
+            except Exception:
+                log.exception("unloading the engine failed")
+            self._engine = None
+
+    # -- work ---------------------------------------------------------------------------------
+
+    async def generate(
+        self,
+        request: GenerationRequest,
+        *,
+        cancel: threading.Event,
+        save_to: Path | None,
+        on_progress: Callable[[ProgressUpdate], None] | None = None,
+        on_phase: Callable[[str], None] | None = None,
+    ) -> Outcome:
+        """Run one job on the engine thread; raises what Engine.generate raises (Cancelled, ...)."""
+        loop = asyncio.get_running_loop()
+        hop = _ProgressHop(loop, on_progress) if on_progress else None
+
+        def phase(text: str) -> None:
+            if on_phase is not None:
+                loop.call_soon_threadsafe(on_phase, text)
+
+        self._cancels.add(cancel)
+        try:
+            outcome = await loop.run_in_executor(
+                self._executor, self._generate, request, cancel, save_to, hop, phase
+            )
+        finally:
+            self._cancels.discard(cancel)
+            if hop is not None:
+                hop.closed = True
+        self.runtime_changed.emit(self._runtime_info(outcome.result))
+        return outcome
+
+    def _generate(
+        self,
+        request: GenerationRequest,
+        cancel: threading.Event,
+        save_to: Path | None,
+        hop: _ProgressHop | None,
+        phase: Callable[[str], None],
+    ) -> Outcome:
+        """Engine thread: load if needed, generate, save, and turn images into QImages."""
+        engine = self._engine
+        if engine is None:
+            raise RuntimeError("the engine is not running")
+        t0 = time.perf_counter()
+        loaded = getattr(engine, "loaded", None)
+        wanted = str(Path(request.model).expanduser().resolve()) if request.model else ""
+        if wanted and (loaded is None or loaded.path != wanted):
+            phase(f"Loading model {Path(request.model).name}…")
+            engine.load(request.model, request.memory_preset)
+        phase("Generating…")
+
+        def on_progress(progress: Progress) -> None:
+            if hop is None:
+                return
+            preview = pil_to_qimage(progress.preview) if progress.preview is not None else None
+            hop.push(ProgressUpdate(progress, preview, time.monotonic()))
+
+        result = engine.generate(request, on_progress=on_progress, cancel=cancel)
+        paths: list[Path] = []
+        if save_to is not None:
+            phase("Saving…")
+            paths = list(self._saver(result, save_to))
+        images = [pil_to_qimage(im) for im in result.images]
+        return Outcome(result, paths, images, time.perf_counter() - t0)
+
+    async def run_on_engine_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the engine thread (e.g. making a demo model, which needs torch)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def run_io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the I/O thread (folder scans, header reads)."""
+        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+
+    @staticmethod
+    def _runtime_info(result: Result) -> dict[str, Any]:
+        s = result.settings
+        info: ModelInfo = result.model
+        return {"device": s.device, "dtype": _dtype_name(s.dtype), "preset": s.preset, "model": info.name}
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")

@@ -1,0 +1,212 @@
+"""The actions the window calls (generate, cancel, add a folder...) and whether Generate is possible.
+
+Widgets call these; they never reach the bridge or the engine themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, Signal
+
+from desktop_app.bridge import EngineBridge, Outcome
+from desktop_app.state.errors import ErrorReporter
+from desktop_app.state.jobs import Job, JobQueue
+from desktop_app.state.models import ModelCatalog, scan_folders
+from desktop_app.state.params import GenerationParameters
+from desktop_app.state.results import ResultItem, SessionResults
+from desktop_app.state.settings import SettingsStore
+from desktop_app.state.status import EngineStatus
+from engine.api import InvalidRequest
+
+log = logging.getLogger(__name__)
+
+
+class StudioActions(QObject):
+    generate_enabled_changed = Signal(bool, str)  # enabled, the reason when not
+    demo_model_made = Signal(str)
+
+    def __init__(
+        self,
+        *,
+        params: GenerationParameters,
+        queue: JobQueue,
+        catalog: ModelCatalog,
+        results: SessionResults,
+        settings: SettingsStore,
+        status: EngineStatus,
+        bridge: EngineBridge,
+        reporter: ErrorReporter,
+        data_dir: Path,
+        parent: QObject | None = None,
+    ):
+        super().__init__(parent)
+        self.params, self.queue, self.catalog, self.results = params, queue, catalog, results
+        self.settings, self.status, self.bridge, self.reporter = settings, status, bridge, reporter
+        self.data_dir = data_dir
+        self.demo_models_dir = data_dir / "models"
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._enabled: tuple[bool, str] = (False, "")
+
+        bridge.state_changed.connect(self._on_bridge_state_changed)
+        bridge.runtime_changed.connect(status.set_runtime)
+        catalog.models_changed.connect(self._on_catalog_models_changed)
+        catalog.scanning_changed.connect(lambda _s: self._update_enabled())
+        params.model_changed.connect(lambda _m: self._update_enabled())
+        settings.model_folders_changed.connect(lambda _f: self.rescan_models())
+        queue.job_finished.connect(self._on_queue_job_finished)
+        queue.job_started.connect(lambda job: status.set_activity(f"Generating “{job.title}”"))
+        queue.phase_changed.connect(status.set_activity)
+        queue.busy_changed.connect(lambda busy: None if busy else status.set_activity(""))
+        self._update_enabled()
+
+    # -- generate / cancel --------------------------------------------------------------------
+
+    @property
+    def generate_enabled(self) -> bool:
+        return self._enabled[0]
+
+    @property
+    def generate_blocked_reason(self) -> str:
+        return self._enabled[1]
+
+    def generate(self) -> Job | None:
+        """Queue a job from the current parameters (runs now when idle). Returns None if refused."""
+        enabled, reason = self._enabled
+        if not enabled:
+            self.reporter.notice(f"Cannot generate yet: {reason}")
+            return None
+        try:
+            request = self.params.to_request()
+        except InvalidRequest as exc:
+            self.reporter.report(f"Check the settings: {exc}")
+            return None
+        self.params.record_seed(request.seed)
+        return self.queue.enqueue(request)
+
+    def cancel_current(self) -> bool:
+        return self.queue.cancel_running()
+
+    def reuse_last_seed(self) -> bool:
+        return self.params.reuse_last_seed()
+
+    # -- models -------------------------------------------------------------------------------
+
+    def model_folders(self) -> list[str]:
+        """The folders scanned: the data folder's own models folder first, then the user's."""
+        return [str(self.demo_models_dir)] + self.settings.model_folders
+
+    def add_model_folder(self, folder: str) -> None:
+        if not Path(folder).is_dir():
+            self.reporter.report(f"“{folder}” is not a folder.")
+            return
+        if not self.settings.add_model_folder(folder):
+            self.rescan_models()
+
+    def rescan_models(self) -> asyncio.Task[None]:
+        return self._spawn(self._rescan())
+
+    async def _rescan(self) -> None:
+        self.catalog.set_scanning(True)
+        try:
+            models = await self.bridge.run_io(scan_folders, self.model_folders())
+        except Exception as exc:
+            self.reporter.report(f"Scanning the model folders failed: {exc}", exc)
+            models = []
+        finally:
+            self.catalog.set_scanning(False)
+        self.catalog.set_models(models)
+
+    def make_demo_model(self) -> asyncio.Task[None]:
+        return self._spawn(self._make_demo_model())
+
+    async def _make_demo_model(self) -> None:
+        dest = self.demo_models_dir / "easel-demo-tiny"
+        self.status.set_activity("Making a tiny demo model…")
+        try:
+            path = await self.bridge.run_on_engine_thread(_make_test_model, dest)
+        except Exception as exc:
+            self.reporter.report(f"Making the demo model failed: {exc}", exc)
+            return
+        finally:
+            self.status.set_activity("")
+        await self._rescan()
+        self.params.model = str(path)
+        self.demo_model_made.emit(str(path))
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._on_task_done)
+        return task
+
+    def _on_task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self.reporter.report(f"Something went wrong: {exc}", exc)
+
+    def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _on_bridge_state_changed(self, state: str) -> None:
+        self.status.set_engine_state(state)
+        if state == "failed":
+            self.reporter.report(
+                f"The engine could not start: {self.bridge.error}. Easel cannot generate until this is fixed."
+            )
+        self._update_enabled()
+
+    def _on_catalog_models_changed(self, models: list) -> None:
+        usable = [m.path for m in models if m.usable]
+        if usable and self.params.model not in usable:
+            self.params.model = usable[0]
+        self._update_enabled()
+
+    def _on_queue_job_finished(self, job: Job, outcome: Outcome) -> None:
+        result = outcome.result
+        for i, image in enumerate(outcome.images):
+            path = outcome.paths[i] if i < len(outcome.paths) else None
+            seed = result.seeds[i] if i < len(result.seeds) else result.request.seed or 0
+            self.results.add(ResultItem(image, path, seed, result.request, outcome.seconds))
+        self.params.record_seed(result.seeds[0] if result.seeds else result.request.seed or 0)
+        self.results.select(len(self.results.items) - 1)
+        self.status.set_last_seconds(outcome.seconds)
+
+    def _update_enabled(self) -> None:
+        state = self.bridge.state
+        if state in ("stopped", "starting"):
+            value = (False, "the engine is starting (loading torch and diffusers)")
+        elif state == "failed":
+            value = (False, f"the engine could not start: {self.bridge.error}")
+        elif state == "closed":
+            value = (False, "the engine has stopped")
+        elif not self.params.model:
+            if self.catalog.scanning:
+                value = (False, "scanning model folders…")
+            elif not self.catalog.usable:
+                value = (False, "no model: add a folder of models")
+            else:
+                value = (False, "choose a model")
+        elif (info := self.catalog.find(self.params.model)) is not None and not info.usable:
+            value = (False, f"{info.name} cannot be used: {info.problem or 'it is a ' + info.kind}")
+        elif info is None and not Path(self.params.model).exists():
+            value = (False, f"the model {Path(self.params.model).name} is missing")
+        else:
+            value = (True, "")
+        if value != self._enabled:
+            self._enabled = value
+            self.generate_enabled_changed.emit(*value)
+
+
+def _make_test_model(dest: Path) -> Path:
+    """Engine thread: builds a tiny random-weight model (imports torch)."""
+    from engine.testmodels import make_test_model
+
+    return Path(make_test_model(dest))

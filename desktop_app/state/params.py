@@ -1,0 +1,161 @@
+"""The parameters of the next generation, as the prompt panel edits them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from engine.api import MAX_SEED, MEMORY_PRESETS, SAMPLERS, GenerationRequest, random_seed
+
+SIZE_PRESETS: tuple[tuple[int, int], ...] = (
+    (512, 512),
+    (512, 768),
+    (768, 512),
+    (768, 768),
+    (1024, 1024),
+    (832, 1216),
+    (1216, 832),
+)
+
+DEFAULTS: dict[str, Any] = {
+    "prompt": "",
+    "negative_prompt": "",
+    "model": "",
+    "width": 512,
+    "height": 512,
+    "steps": 25,
+    "guidance_scale": 7.0,
+    "sampler": "Euler a",
+    "seed_mode": "random",  # "random" | "fixed"
+    "seed": 0,
+    "batch_count": 1,
+    "memory_preset": "auto",
+}
+
+_TYPES: dict[str, type] = {k: type(v) for k, v in DEFAULTS.items()}
+
+
+def _prop(name: str) -> property:
+    def get(self: GenerationParameters) -> Any:
+        return self._values[name]
+
+    def set_(self: GenerationParameters, value: Any) -> None:
+        self.set(name, value)
+
+    return property(get, set_)
+
+
+class GenerationParameters(QObject):
+    prompt_changed = Signal(str)
+    negative_prompt_changed = Signal(str)
+    model_changed = Signal(str)
+    width_changed = Signal(int)
+    height_changed = Signal(int)
+    steps_changed = Signal(int)
+    guidance_scale_changed = Signal(float)
+    sampler_changed = Signal(str)
+    seed_mode_changed = Signal(str)
+    seed_changed = Signal(int)
+    batch_count_changed = Signal(int)
+    memory_preset_changed = Signal(str)
+    last_seed_changed = Signal(int)
+
+    prompt = _prop("prompt")
+    negative_prompt = _prop("negative_prompt")
+    model = _prop("model")
+    width = _prop("width")
+    height = _prop("height")
+    steps = _prop("steps")
+    guidance_scale = _prop("guidance_scale")
+    sampler = _prop("sampler")
+    seed_mode = _prop("seed_mode")
+    seed = _prop("seed")
+    batch_count = _prop("batch_count")
+    memory_preset = _prop("memory_preset")
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._values: dict[str, Any] = dict(DEFAULTS)
+        self._last_seed: int | None = None
+
+    # -- generic access -----------------------------------------------------------------------
+
+    def set(self, name: str, value: Any) -> None:
+        value = _coerce(name, value)
+        if self._values[name] == value:
+            return
+        self._values[name] = value
+        getattr(self, f"{name}_changed").emit(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    def load_dict(self, data: dict[str, Any]) -> None:
+        """Apply saved values; anything unknown or invalid keeps its current value."""
+        for name, value in data.items():
+            if name in self._values:
+                try:
+                    self.set(name, value)
+                except (TypeError, ValueError):
+                    pass
+
+    # -- seeds --------------------------------------------------------------------------------
+
+    @property
+    def last_seed(self) -> int | None:
+        return self._last_seed
+
+    def record_seed(self, seed: int) -> None:
+        self._last_seed = seed
+        self.last_seed_changed.emit(seed)
+
+    def reuse_last_seed(self) -> bool:
+        if self._last_seed is None:
+            return False
+        self.seed = self._last_seed
+        self.seed_mode = "fixed"
+        return True
+
+    # -- the request --------------------------------------------------------------------------
+
+    def to_request(self) -> GenerationRequest:
+        """The request for the current values; raises engine.api.InvalidRequest naming a bad field.
+
+        A random seed is drawn here, not in the engine, so the queue shows the seed each job uses.
+        """
+        v = self._values
+        return GenerationRequest(
+            prompt=v["prompt"],
+            negative_prompt=v["negative_prompt"],
+            model=v["model"],
+            width=v["width"],
+            height=v["height"],
+            steps=v["steps"],
+            guidance_scale=v["guidance_scale"],
+            sampler=v["sampler"],
+            seed=v["seed"] if v["seed_mode"] == "fixed" else random_seed(),
+            batch_count=v["batch_count"],
+            memory_preset=v["memory_preset"],
+        )
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = _TYPES[name]
+    if kind is float:
+        value = float(value)
+    elif kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise ValueError(f"{name} must be a whole number")
+        value = int(value)
+    elif not isinstance(value, str):
+        raise TypeError(f"{name} must be text")
+    if name == "sampler" and value not in SAMPLERS:
+        raise ValueError(f"unknown sampler {value!r}")
+    if name == "memory_preset" and value not in MEMORY_PRESETS:
+        raise ValueError(f"unknown memory preset {value!r}")
+    if name == "seed_mode" and value not in ("random", "fixed"):
+        raise ValueError("seed_mode must be random or fixed")
+    if name == "seed" and not 0 <= value <= MAX_SEED:
+        raise ValueError("seed out of range")
+    return value

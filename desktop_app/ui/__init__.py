@@ -1,0 +1,1 @@
+"""Widgets only: they bind to state objects and call their actions."""

@@ -1,0 +1,67 @@
+"""Progress of the running job: step / total, it/s, ETA, and Cancel."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+
+from desktop_app.state.jobs import Job, JobQueue, ProgressInfo
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "ETA —"
+    s = int(round(seconds))
+    return f"ETA {s // 60}:{s % 60:02d}"
+
+
+class ProgressWidget(QWidget):
+    def __init__(self, queue: JobQueue, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("ProgressWidget")
+        self._queue = queue
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.bar.setTextVisible(True)
+        self.bar.setFormat("Idle")
+        self.bar.setValue(0)
+        self.bar.setToolTip("Progress of the running job: step / total, iterations per second, time left")
+        self.detail = QLabel("")
+        self.detail.setToolTip("Speed and time left")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running job within one step; it leaves no image (Esc)")
+        self.cancel_button.setEnabled(False)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(8, 2, 8, 2)
+        row.addWidget(self.bar, 1)
+        row.addWidget(self.detail)
+        row.addWidget(self.cancel_button)
+
+        self.cancel_button.clicked.connect(queue.cancel_running)
+        queue.job_started.connect(self._on_queue_job_started)
+        queue.job_progressed.connect(self._on_queue_job_progressed)
+        queue.phase_changed.connect(self._on_queue_phase_changed)
+        queue.job_removed.connect(self._on_queue_job_removed)
+
+    def _on_queue_job_started(self, job: Job) -> None:
+        self.cancel_button.setEnabled(True)
+        self.bar.setValue(0)
+        self.bar.setFormat("Starting…")
+        self.detail.setText("")
+
+    def _on_queue_phase_changed(self, text: str) -> None:
+        if self._queue.running is not None and self.bar.value() == 0:
+            self.bar.setFormat(text)
+
+    def _on_queue_job_progressed(self, job: Job, info: ProgressInfo) -> None:
+        self.bar.setValue(int(info.fraction * 1000))
+        image = f"Image {info.image_index + 1}/{info.batch_count} · " if info.batch_count > 1 else ""
+        self.bar.setFormat(f"{image}Step {info.step}/{info.total}")
+        rate = f"{info.rate:.1f} it/s" if info.rate >= 1 or info.rate == 0 else f"{1 / info.rate:.1f} s/it"
+        self.detail.setText(f"{rate} · {format_eta(info.eta)}")
+
+    def _on_queue_job_removed(self, job: Job) -> None:
+        if self._queue.running is None:
+            self.cancel_button.setEnabled(False)
+            self.bar.setValue(0)
+            self.bar.setFormat({"done": "Done", "cancelled": "Cancelled", "failed": "Failed"}.get(job.status.value, "Idle"))
+            self.detail.setText("")

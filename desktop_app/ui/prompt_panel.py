@@ -1,0 +1,306 @@
+"""The prompt panel: prompt, negative prompt, model, size, steps, CFG, sampler, seed, batch, memory."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QRegularExpression, Qt, Signal
+from PySide6.QtGui import QRegularExpressionValidator
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app.state.actions import StudioActions
+from desktop_app.state.params import SIZE_PRESETS, GenerationParameters
+from engine.api import MAX_BATCH, MAX_SEED, MAX_SIZE, MAX_STEPS, MEMORY_PRESETS, MIN_SIZE, MIN_STEPS, SAMPLERS, ModelInfo
+
+MEMORY_PRESET_HELP = {
+    "auto": "Choose from the device's free memory",
+    "fast": "Everything on the device; needs the most memory",
+    "balanced": "Slices attention and VAE to save memory",
+    "low": "Moves idle parts of the model off the device",
+    "minimal": "Moves each layer in turn; slowest, least memory",
+}
+
+
+class PromptEdit(QPlainTextEdit):
+    """A multi-line prompt box; Tab moves focus on (not a tab character), Ctrl+Enter is left to the window."""
+
+    def __init__(self, placeholder: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setPlaceholderText(placeholder)
+        self.setTabChangesFocus(True)
+
+
+class PromptPanel(QWidget):
+    add_folder_requested = Signal()
+
+    def __init__(self, params: GenerationParameters, actions: StudioActions, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("PromptPanel")
+        self._params = params
+        self._actions = actions
+
+        self.prompt_edit = PromptEdit("Describe the image… (Ctrl+Enter to generate)")
+        self.prompt_edit.setToolTip("What to make. Several lines are fine. Ctrl+Enter generates (Ctrl+L to come back here).")
+        self.prompt_edit.setAccessibleName("Prompt")
+        self.negative_edit = PromptEdit("What to avoid (optional)")
+        self.negative_edit.setToolTip("Negative prompt: what the image should not contain.")
+        self.negative_edit.setAccessibleName("Negative prompt")
+        self.negative_edit.setMaximumHeight(70)
+
+        self.model_combo = QComboBox()
+        self.model_combo.setToolTip("The model that makes the image: found in your model folders (F5 rescans).")
+        self.model_combo.setAccessibleName("Model")
+        self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_combo.setMinimumContentsLength(12)
+        self.add_folder_button = QToolButton()
+        self.add_folder_button.setText("Add folder…")
+        self.add_folder_button.setToolTip("Add a folder of models (.safetensors files or diffusers folders) (Ctrl+Shift+O)")
+
+        self.size_combo = QComboBox()
+        for w, h in SIZE_PRESETS:
+            self.size_combo.addItem(f"{w} × {h}", f"{w}x{h}")
+        self.size_combo.addItem("Custom", None)
+        self.size_combo.setToolTip("Image size presets; choose Custom or edit width and height for any multiple of 8.")
+        self.width_spin = _spin(MIN_SIZE, MAX_SIZE, 8, "Width in pixels (a multiple of 8)", " px")
+        self.height_spin = _spin(MIN_SIZE, MAX_SIZE, 8, "Height in pixels (a multiple of 8)", " px")
+        self.steps_spin = _spin(MIN_STEPS, MAX_STEPS, 1, "Denoising steps: more is slower and usually finer (20–30 is typical)")
+        self.cfg_spin = QDoubleSpinBox()
+        self.cfg_spin.setRange(0.0, 30.0)
+        self.cfg_spin.setSingleStep(0.5)
+        self.cfg_spin.setDecimals(1)
+        self.cfg_spin.setToolTip("CFG scale: how closely to follow the prompt (5–9 is typical)")
+        self.sampler_combo = QComboBox()
+        self.sampler_combo.addItems(SAMPLERS)
+        self.sampler_combo.setToolTip("The sampler (scheduler) used for denoising")
+
+        self.seed_mode_combo = QComboBox()
+        self.seed_mode_combo.addItem("Random", "random")
+        self.seed_mode_combo.addItem("Fixed", "fixed")
+        self.seed_mode_combo.setToolTip("Random: a new seed each time. Fixed: the seed on the right, for repeatable images.")
+        self.seed_edit = QLineEdit()
+        self.seed_edit.setValidator(QRegularExpressionValidator(QRegularExpression(r"\d{0,10}")))
+        self.seed_edit.setToolTip(f"The seed (0 to {MAX_SEED}); typing one switches to Fixed")
+        self.seed_edit.setAccessibleName("Seed")
+        self.reuse_seed_button = QToolButton()
+        self.reuse_seed_button.setText("Reuse last")
+        self.reuse_seed_button.setToolTip("Use the seed of the last image again (Ctrl+R)")
+        self.reuse_seed_button.setEnabled(False)
+
+        self.batch_spin = _spin(1, MAX_BATCH, 1, "How many images to make, one after another (seed, seed+1, …)")
+        self.memory_combo = QComboBox()
+        for preset in MEMORY_PRESETS:
+            self.memory_combo.addItem(preset.capitalize(), preset)
+            self.memory_combo.setItemData(self.memory_combo.count() - 1, MEMORY_PRESET_HELP[preset], Qt.ItemDataRole.ToolTipRole)
+        self.memory_combo.setToolTip("Memory preset: trade speed for memory on small GPUs")
+
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setObjectName("GenerateButton")
+        self.generate_button.setToolTip("Generate (Ctrl+Enter). While busy, this adds the job to the queue.")
+        self.blocked_label = QLabel()
+        self.blocked_label.setObjectName("BlockedReason")
+        self.blocked_label.setWordWrap(True)
+
+        self._layout()
+        self._bind()
+        self._set_tab_order()
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def _layout(self) -> None:
+        root = QVBoxLayout(self)
+        root.setContentsMargins(8, 8, 8, 8)
+        root.addWidget(_caption("Prompt"))
+        root.addWidget(self.prompt_edit, 3)
+        root.addWidget(_caption("Negative prompt"))
+        root.addWidget(self.negative_edit, 1)
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_combo, 1)
+        model_row.addWidget(self.add_folder_button)
+        form.addRow("Model", model_row)
+        form.addRow("Size", self.size_combo)
+        wh = QHBoxLayout()
+        wh.addWidget(self.width_spin)
+        wh.addWidget(QLabel("×"))
+        wh.addWidget(self.height_spin)
+        form.addRow("", wh)
+        form.addRow("Steps", self.steps_spin)
+        form.addRow("CFG scale", self.cfg_spin)
+        form.addRow("Sampler", self.sampler_combo)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed_mode_combo)
+        seed_row.addWidget(self.seed_edit, 1)
+        seed_row.addWidget(self.reuse_seed_button)
+        form.addRow("Seed", seed_row)
+        form.addRow("Batch count", self.batch_spin)
+        form.addRow("Memory", self.memory_combo)
+        root.addLayout(form)
+        root.addWidget(self.generate_button)
+        root.addWidget(self.blocked_label)
+
+    def _set_tab_order(self) -> None:
+        order = [
+            self.prompt_edit, self.negative_edit, self.model_combo, self.add_folder_button, self.size_combo,
+            self.width_spin, self.height_spin, self.steps_spin, self.cfg_spin, self.sampler_combo,
+            self.seed_mode_combo, self.seed_edit, self.reuse_seed_button, self.batch_spin, self.memory_combo,
+            self.generate_button,
+        ]
+        for a, b in zip(order, order[1:]):
+            QWidget.setTabOrder(a, b)
+
+    # -- binding ------------------------------------------------------------------------------
+
+    def _bind(self) -> None:
+        p, a = self._params, self._actions
+        self.prompt_edit.textChanged.connect(lambda: p.set("prompt", self.prompt_edit.toPlainText()))
+        self.negative_edit.textChanged.connect(lambda: p.set("negative_prompt", self.negative_edit.toPlainText()))
+        p.prompt_changed.connect(lambda t: _set_text(self.prompt_edit, t))
+        p.negative_prompt_changed.connect(lambda t: _set_text(self.negative_edit, t))
+
+        self.model_combo.currentIndexChanged.connect(self._on_model_combo_changed)
+        p.model_changed.connect(self._on_params_model_changed)
+        a.catalog.models_changed.connect(self._on_catalog_models_changed)
+        a.catalog.scanning_changed.connect(self._on_catalog_scanning_changed)
+        self.add_folder_button.clicked.connect(self.add_folder_requested)
+
+        self.size_combo.activated.connect(self._on_size_combo_activated)
+        self.width_spin.valueChanged.connect(lambda v: p.set("width", v))
+        self.height_spin.valueChanged.connect(lambda v: p.set("height", v))
+        p.width_changed.connect(lambda v: (self.width_spin.setValue(v), self._sync_size_combo()))
+        p.height_changed.connect(lambda v: (self.height_spin.setValue(v), self._sync_size_combo()))
+        self.steps_spin.valueChanged.connect(lambda v: p.set("steps", v))
+        p.steps_changed.connect(self.steps_spin.setValue)
+        self.cfg_spin.valueChanged.connect(lambda v: p.set("guidance_scale", v))
+        p.guidance_scale_changed.connect(self.cfg_spin.setValue)
+        self.sampler_combo.currentTextChanged.connect(lambda t: p.set("sampler", t))
+        p.sampler_changed.connect(self.sampler_combo.setCurrentText)
+
+        self.seed_mode_combo.currentIndexChanged.connect(lambda _i: p.set("seed_mode", self.seed_mode_combo.currentData()))
+        p.seed_mode_changed.connect(self._on_params_seed_mode_changed)
+        self.seed_edit.textEdited.connect(self._on_seed_edited)
+        p.seed_changed.connect(lambda s: self.seed_edit.setText(str(s)) if self.seed_edit.text() != str(s) else None)
+        p.last_seed_changed.connect(self._on_params_last_seed_changed)
+        self.reuse_seed_button.clicked.connect(a.reuse_last_seed)
+
+        self.batch_spin.valueChanged.connect(lambda v: p.set("batch_count", v))
+        p.batch_count_changed.connect(self.batch_spin.setValue)
+        self.memory_combo.currentIndexChanged.connect(lambda _i: p.set("memory_preset", self.memory_combo.currentData()))
+        p.memory_preset_changed.connect(lambda m: self.memory_combo.setCurrentIndex(self.memory_combo.findData(m)))
+
+        self.generate_button.clicked.connect(a.generate)
+        a.generate_enabled_changed.connect(self._on_actions_generate_enabled_changed)
+        self.refresh_from_state()
+
+    def refresh_from_state(self) -> None:
+        """Show every parameter's current value (after settings are loaded)."""
+        p = self._params
+        _set_text(self.prompt_edit, p.prompt)
+        _set_text(self.negative_edit, p.negative_prompt)
+        self.width_spin.setValue(p.width)
+        self.height_spin.setValue(p.height)
+        self._sync_size_combo()
+        self.steps_spin.setValue(p.steps)
+        self.cfg_spin.setValue(p.guidance_scale)
+        self.sampler_combo.setCurrentText(p.sampler)
+        self._on_params_seed_mode_changed(p.seed_mode)
+        self.seed_edit.setText(str(p.seed))
+        self.batch_spin.setValue(p.batch_count)
+        self.memory_combo.setCurrentIndex(self.memory_combo.findData(p.memory_preset))
+        self._on_catalog_models_changed(self._actions.catalog.models)
+        self._on_actions_generate_enabled_changed(self._actions.generate_enabled, self._actions.generate_blocked_reason)
+
+    def _on_actions_generate_enabled_changed(self, enabled: bool, reason: str) -> None:
+        self.generate_button.setEnabled(enabled)
+        self.blocked_label.setText("" if enabled else f"Cannot generate: {reason}.")
+        self.blocked_label.setVisible(not enabled)
+
+    def _on_catalog_models_changed(self, models: list[ModelInfo]) -> None:
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        for m in models:
+            label = m.name + (f"  ({m.family})" if m.family else "")
+            self.model_combo.addItem(label, m.path)
+            i = self.model_combo.count() - 1
+            tip = f"{m.path}\n{m.kind}, {m.format}" + (f"\nCannot be used: {m.problem}" if m.problem else "")
+            self.model_combo.setItemData(i, tip, Qt.ItemDataRole.ToolTipRole)
+            if not m.usable:
+                self.model_combo.model().item(i).setEnabled(False)
+        if not models:
+            self.model_combo.addItem("No models found", "")
+            self.model_combo.model().item(0).setEnabled(False)
+        self.model_combo.blockSignals(False)
+        self._on_params_model_changed(self._params.model)
+
+    def _on_catalog_scanning_changed(self, scanning: bool) -> None:
+        if scanning and not self._actions.catalog.models:
+            self.model_combo.setPlaceholderText("Scanning…")
+
+    def _on_model_combo_changed(self, index: int) -> None:
+        path = self.model_combo.itemData(index)
+        if path:
+            self._params.model = path
+
+    def _on_params_model_changed(self, path: str) -> None:
+        i = self.model_combo.findData(path)
+        if i >= 0 and i != self.model_combo.currentIndex():
+            self.model_combo.blockSignals(True)
+            self.model_combo.setCurrentIndex(i)
+            self.model_combo.blockSignals(False)
+
+    def _on_size_combo_activated(self, index: int) -> None:
+        size = self.size_combo.itemData(index)
+        if size:
+            w, h = (int(v) for v in size.split("x"))
+            self._params.width, self._params.height = w, h
+
+    def _sync_size_combo(self) -> None:
+        i = self.size_combo.findData(f"{self._params.width}x{self._params.height}")
+        self.size_combo.setCurrentIndex(i if i >= 0 else self.size_combo.count() - 1)
+
+    def _on_params_seed_mode_changed(self, mode: str) -> None:
+        self.seed_mode_combo.setCurrentIndex(self.seed_mode_combo.findData(mode))
+        self.seed_edit.setPlaceholderText("random" if mode == "random" else "seed")
+
+    def _on_seed_edited(self, text: str) -> None:
+        if not text:
+            return
+        self._params.seed = min(int(text), MAX_SEED)
+        self._params.seed_mode = "fixed"
+
+    def _on_params_last_seed_changed(self, seed: int) -> None:
+        self.reuse_seed_button.setEnabled(True)
+        self.reuse_seed_button.setToolTip(f"Use the last seed, {seed}, again (Ctrl+R)")
+
+
+def _spin(lo: int, hi: int, step: int, tip: str, suffix: str = "") -> QSpinBox:
+    spin = QSpinBox()
+    spin.setRange(lo, hi)
+    spin.setSingleStep(step)
+    spin.setToolTip(tip)
+    if suffix:
+        spin.setSuffix(suffix)
+    return spin
+
+
+def _caption(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setStyleSheet("font-weight: 600;")
+    return label
+
+
+def _set_text(edit: QPlainTextEdit, text: str) -> None:
+    if edit.toPlainText() != text:
+        edit.setPlainText(text)

@@ -1,0 +1,198 @@
+"""Generate, preview, cancel, queue, failures and closing mid-run, on the fake engine."""
+
+from __future__ import annotations
+
+import threading
+
+from PIL import Image
+from PySide6.QtCore import Qt
+
+from tests.desktop_app.conftest import screenshot
+from tests.desktop_app.fakes import colour_for, make_fake_model
+
+
+def _setup(studio, prompt="a red barn", steps=6, seed=7, batch=1):
+    p = studio.params
+    p.prompt, p.steps, p.width, p.height, p.batch_count = prompt, steps, 64, 64, batch
+    p.seed_mode, p.seed = "fixed", seed
+
+
+def test_ctrl_enter_generates_with_previews_and_saves_a_png(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    w = studio.window
+    assert studio.params.model == str(fake_model)
+    assert w.center_stack.currentWidget() is w.image_view
+    _setup(studio, steps=6, seed=7)
+    previews, progress = [], []
+    studio.queue.preview_changed.connect(previews.append)
+    studio.queue.job_progressed.connect(lambda job, info: progress.append(info))
+
+    w.prompt_panel.prompt_edit.setFocus()
+    with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
+        qtbot.keyClick(w.prompt_panel.prompt_edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+
+    assert w.prompt_panel.prompt_edit.toPlainText() == "a red barn"  # Ctrl+Enter did not add a newline
+    assert previews, "no preview reached the GUI"
+    assert progress and progress[-1].step == 6 and progress[-1].total == 6
+    assert fake_engine.threads == {"easel-engine"}
+    # The result is in the strip, shown in the view, and on disk with metadata.
+    assert w.results_strip.count() == 1
+    item = studio.results.items[0]
+    assert item.image.pixelColor(10, 10).getRgb()[:3] == colour_for(7)
+    assert w.image_view.pixmap is not None and not w.image_view.is_preview
+    assert item.path is not None and item.path.parent == data_dir / "outputs"
+    with Image.open(item.path) as png:
+        assert "a red barn" in png.text["parameters"] and "Seed: 7" in png.text["parameters"]
+    assert "Last:" in w.status_widget.time_label.text() and "—" not in w.status_widget.time_label.text()
+    assert "fake-model" in w.status_widget.model_label.text()
+    assert w.progress.bar.format() == "Done"
+    screenshot(w, "idle-with-result.png")
+
+
+def test_clicking_a_result_shows_it(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    _setup(studio, steps=2, seed=1, batch=3)
+    with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
+        studio.actions.generate()
+    strip = studio.window.results_strip
+    assert strip.count() == 3
+    rect = strip.visualItemRect(strip.item(0))
+    qtbot.mouseClick(strip.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert studio.results.current == 0
+    shown = studio.window.image_view.pixmap.toImage().pixelColor(5, 5).getRgb()[:3]
+    assert shown == colour_for(1)
+    studio.actions.reuse_last_seed()
+    assert studio.params.seed_mode == "fixed"
+
+
+def test_escape_cancels_mid_run_within_one_step_and_leaves_no_result(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    _setup(studio, steps=20)
+    fake_engine.hold_at_step = 3
+    job = studio.actions.generate()
+    qtbot.waitUntil(fake_engine.held.is_set, timeout=10_000)
+    qtbot.waitUntil(lambda: studio.window.progress.bar.format().startswith("Step"), timeout=5000)
+    assert studio.window.progress.cancel_button.isEnabled()
+    screenshot(studio.window, "generating.png")
+    with qtbot.waitSignal(studio.queue.job_cancelled, timeout=5000):
+        qtbot.keyClick(studio.window, Qt.Key.Key_Escape)
+    assert job.status.value == "cancelled"
+    assert fake_engine.steps_run == 3  # stopped at the step it was on: not one step more
+    assert studio.results.items == []
+    assert list((data_dir / "outputs").glob("*.png")) == []
+    assert studio.window.progress.bar.format() == "Cancelled"
+    assert not studio.window.banner.isVisible()  # a cancel is not an error
+
+
+def test_queue_runs_in_order_and_a_cancelled_pending_job_never_runs(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    fake_engine.hold_at_step = 1
+    jobs = []
+    for prompt in ("first", "second", "third", "fourth"):
+        _setup(studio, prompt=prompt, steps=2)
+        jobs.append(studio.actions.generate())
+    qtbot.waitUntil(fake_engine.held.is_set, timeout=10_000)
+    panel = studio.window.queue_panel
+    assert panel.list.count() == 4
+    assert panel.list.item(0).text().startswith("▶ first")
+    assert "(3 waiting)" in panel.title.text()
+    # Cancel "third" from the panel, move "fourth" ahead of "second".
+    panel.list.setCurrentRow(2)
+    panel.cancel_button.click()
+    assert jobs[2].status.value == "cancelled"
+    panel.list.setCurrentRow(2)  # "fourth" is now row 2
+    panel.up_button.click()
+    assert [j.request.prompt for j in studio.queue.pending] == ["fourth", "second"]
+    screenshot(studio.window, "queue.png")
+
+    fake_engine.hold_at_step = None
+    fake_engine.release()
+    qtbot.waitUntil(lambda: not studio.queue.busy, timeout=10_000)
+    assert [r.prompt for r in fake_engine.calls] == ["first", "fourth", "second"]
+    assert [j.status.value for j in jobs] == ["done", "done", "cancelled", "done"]
+    assert [i.request.prompt for i in studio.results.items] == ["first", "fourth", "second"]
+    assert panel.list.count() == 0
+
+
+def test_clear_pending_keeps_the_running_job(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    fake_engine.hold_at_step = 1
+    _setup(studio, steps=2)
+    running = studio.actions.generate()
+    others = [studio.actions.generate() for _ in range(2)]
+    qtbot.waitUntil(fake_engine.held.is_set, timeout=10_000)
+    studio.window.queue_panel.clear_button.click()
+    assert all(j.status.value == "cancelled" for j in others)
+    fake_engine.release()
+    qtbot.waitUntil(lambda: running.status.value == "done", timeout=10_000)
+    assert len(fake_engine.calls) == 1
+
+
+def test_a_bad_model_shows_the_banner_and_the_app_keeps_working(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    bad = make_fake_model(data_dir / "elsewhere" / "broken.safetensors", bad=True)
+    _setup(studio, steps=2)
+    studio.params.model = str(bad)
+    assert studio.actions.generate_enabled  # not in the catalog, so the engine decides
+    with qtbot.waitSignal(studio.queue.job_failed, timeout=10_000):
+        studio.actions.generate()
+    banner = studio.window.banner
+    assert banner.isVisible()
+    assert banner.message.text().startswith("The model could not be used:")
+    assert "broken.safetensors" in banner.message.text()
+    assert not banner.details.isVisible()
+    banner.details_button.click()
+    assert banner.details.isVisible() and "broken.safetensors" in banner.details.toPlainText()
+    screenshot(studio.window, "error.png")
+    log_text = (data_dir / "logs" / "easel.log").read_text()
+    assert "The model could not be used" in log_text
+    # The app keeps working: the good model generates.
+    studio.params.model = str(fake_model)
+    with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
+        studio.actions.generate()
+    assert len(studio.results.items) == 1
+    banner.close_button.click()
+    assert not banner.isVisible()
+
+
+def test_an_unexpected_engine_error_becomes_a_banner_not_a_crash(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+
+    def explode(step):
+        if step == 2:
+            raise RuntimeError("simulated driver fault")
+
+    fake_engine.on_step = explode
+    _setup(studio, steps=4)
+    with qtbot.waitSignal(studio.queue.job_failed, timeout=10_000):
+        studio.actions.generate()
+    assert "failed unexpectedly" in studio.window.banner.message.text()
+    assert "simulated driver fault" in studio.window.banner.details.toPlainText()
+    fake_engine.on_step = None
+    with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
+        studio.actions.generate()
+
+
+def test_closing_the_window_while_a_job_runs_stops_it_cleanly(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    fake_engine.hold_at_step = 2
+    _setup(studio, steps=50)
+    job = studio.actions.generate()
+    pending = studio.actions.generate()
+    qtbot.waitUntil(fake_engine.held.is_set, timeout=10_000)
+    studio.window.close()
+    assert studio.is_shut_down and studio.bridge.state == "closed"
+    assert not any(t.name.startswith("easel-") for t in threading.enumerate())
+    assert fake_engine.steps_run == 2 and fake_engine.unloaded
+    assert job.status.value == "cancelled" and pending.status.value == "cancelled"
+    assert list((data_dir / "outputs").glob("*.png")) == []
+    assert (data_dir / "settings.json").is_file()
+
+
+def test_invalid_size_is_reported_not_run(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    _setup(studio)
+    studio.params.width = 100  # not a multiple of 8
+    assert studio.actions.generate() is None
+    assert "width" in studio.window.banner.message.text()
+    assert fake_engine.calls == []

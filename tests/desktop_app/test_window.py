@@ -1,0 +1,118 @@
+"""The window opens on a fresh data folder, says what is missing, and persists its settings."""
+
+from __future__ import annotations
+
+import json
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QPlainTextEdit
+
+from tests.desktop_app.conftest import screenshot
+
+
+def test_window_opens_on_fresh_data_dir_with_first_run_panel(make_studio, data_dir, fake_engine):
+    studio = make_studio(data_dir, fake_engine)
+    w = studio.window
+    assert w.isVisible()
+    assert studio.bridge.state == "ready"
+    assert w.status_widget.engine_label.text() == "Engine ready"
+    assert "cpu" in w.status_widget.device_label.text()
+    # No model anywhere: the first-run panel replaces the image, Generate is off and says why.
+    assert w.center_stack.currentWidget() is w.first_run
+    assert not w.prompt_panel.generate_button.isEnabled()
+    assert "add a folder of models" in w.prompt_panel.blocked_label.text()
+    assert not w.generate_action.isEnabled()
+    assert (data_dir / "logs" / "easel.log").is_file()
+    screenshot(w, "first-run.png")
+
+
+def test_every_control_has_a_tooltip(make_studio, data_dir, fake_engine):
+    studio = make_studio(data_dir, fake_engine)
+    kinds = (QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QPlainTextEdit)
+    missing = [
+        f"{type(c).__name__} {c.objectName() or getattr(c, 'text', lambda: '')()}"
+        for kind in kinds
+        for c in studio.window.findChildren(kind)
+        if c.isVisibleTo(studio.window) and not c.toolTip() and not c.objectName().startswith("qt_")
+        and type(c).__name__ not in ("QScrollBar",) and c.parent() is not None
+        and not (isinstance(c.parent(), (QComboBox, QAbstractSpinBox)))
+    ]
+    assert not missing, missing
+
+
+def test_shortcuts_are_listed_in_help(make_studio, data_dir, fake_engine):
+    studio = make_studio(data_dir, fake_engine)
+    keys = {k for k, _ in studio.window.shortcuts}
+    for expected in ("Ctrl+Return or Ctrl+Enter", "Esc", "Ctrl+R", "F1"):
+        assert expected in keys
+    studio.window.show_shortcuts()
+    table = studio.window.shortcuts_dialog.findChild(type(studio.window.shortcuts_dialog.children()[1]))
+    assert studio.window.shortcuts_dialog.isVisible()
+    studio.window.shortcuts_dialog.close()
+
+
+def test_engine_loads_after_the_window_is_shown(make_studio, data_dir, qtbot):
+    """The engine is created on the engine thread, after show; until then Generate says why it waits."""
+    import threading
+
+    gate = threading.Event()
+    created_on: list[str] = []
+
+    def slow_factory():
+        created_on.append(threading.current_thread().name)
+        gate.wait(10)
+        from tests.desktop_app.fakes import FakeEngine
+
+        return FakeEngine()
+
+    studio = make_studio(data_dir, engine_factory=slow_factory, wait_ready=False, wait_models=False)
+    assert studio.window.isVisible()
+    qtbot.waitUntil(lambda: bool(created_on), timeout=5000)
+    assert studio.bridge.state == "starting"
+    assert studio.window.status_widget.engine_label.text() == "Loading torch and diffusers…"
+    assert "engine is starting" in studio.window.prompt_panel.blocked_label.text()
+    gate.set()
+    qtbot.waitUntil(lambda: studio.bridge.state == "ready", timeout=5000)
+    assert created_on == ["easel-engine"]
+
+
+def test_corrupt_settings_are_backed_up_and_replaced_with_a_notice(make_studio, data_dir, fake_engine):
+    (data_dir / "settings.json").write_text('{"theme": "dark", "model_folders": [', encoding="utf-8")
+    studio = make_studio(data_dir, fake_engine)
+    backups = list(data_dir.glob("settings.corrupt-*.json"))
+    assert len(backups) == 1 and backups[0].read_text().startswith('{"theme"')
+    assert studio.window.banner.isVisible()
+    assert "could not be read" in studio.window.banner.message.text()
+    assert studio.settings.model_folders == []
+
+
+def test_settings_survive_a_restart(make_studio, data_dir, fake_engine, fake_model, tmp_path, qtbot):
+    extra = tmp_path / "more-models"
+    extra.mkdir()
+    studio = make_studio(data_dir, fake_engine)
+    w = studio.window
+    qtbot.keyClicks(w.prompt_panel.prompt_edit, "a lighthouse at dusk")
+    w.prompt_panel.steps_spin.setValue(7)
+    w.prompt_panel.sampler_combo.setCurrentText("DDIM")
+    studio.params.seed_mode = "fixed"
+    studio.params.seed = 4242
+    studio.actions.add_model_folder(str(extra))
+    w.theme_requested.emit("light")
+    w.resize(1000, 700)
+    w.main_splitter.setSizes([310, 500, 190])
+    sizes = w.main_splitter.sizes()
+    w.close()
+    assert studio.is_shut_down
+    saved = json.loads((data_dir / "settings.json").read_text())
+    assert saved["parameters"]["prompt"] == "a lighthouse at dusk"
+
+    again = make_studio(data_dir, fake_engine)
+    p = again.params
+    assert (p.prompt, p.steps, p.sampler, p.seed_mode, p.seed) == ("a lighthouse at dusk", 7, "DDIM", "fixed", 4242)
+    assert again.window.prompt_panel.prompt_edit.toPlainText() == "a lighthouse at dusk"
+    assert again.window.prompt_panel.seed_edit.text() == "4242"
+    assert again.settings.model_folders == [str(extra)]
+    assert again.settings.theme == "light" and again.theme == "light"
+    assert again.window.size().width() == 1000
+    assert again.window.main_splitter.sizes() == sizes
+    assert again.params.model == str(fake_model)
