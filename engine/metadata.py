@@ -210,7 +210,10 @@ def png_info(
     info.add_text(PARAMETERS_KEY, text)  # tEXt when Latin-1, else iTXt (Pillow decides)
     # Patched as a dict rather than request.replace(): no re-validation, so a Result whose request
     # dropped its init image still saves.
-    recipe_request = {**result.request.to_dict(), "seed": seed, "batch_count": 1}
+    # The model is recorded by file name and hash, never its full path: images get shared, and a
+    # path shows the user's folders (often their user name). Restoring finds the model by hash/name.
+    model_file = Path(result.model.path).name
+    recipe_request = {**result.request.to_dict(), "seed": seed, "batch_count": 1, "model": model_file}
     recipe = {
         "format": "easel",
         "version": FORMAT_VERSION,
@@ -219,7 +222,7 @@ def png_info(
         "model": {
             "name": result.model.name,
             "hash": result.model_hash,
-            "path": result.model.path,
+            "file": model_file,
             "family": result.model.family,
         },
         "settings": result.settings.to_dict(),
@@ -645,7 +648,7 @@ def _parse_easel(text: str, raw: dict[str, str]) -> ImageMetadata | None:
     extra: dict[str, str] = {}
     if data.get("app_version"):
         extra["Version"] = f"easel {data['app_version']}"
-    for key, label in (("path", "Model path"), ("family", "Model family")):
+    for key, label in (("file", "Model file"), ("family", "Model family")):
         if model.get(key):
             extra[label] = _text(model[key])
     settings = data.get("settings") if isinstance(data.get("settings"), dict) else {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 import struct
 
 import pytest
@@ -101,8 +102,10 @@ def test_round_trip_regenerates_exactly_this_image():
     assert meta.model_name == "dream, v2: final"
     assert meta.model_hash == "6ce0161689"
     assert meta.extra["Version"] == "easel 0.1.0"
-    assert meta.extra["Model path"] == "/models/dream.safetensors"
-    assert meta.to_request() == TRICKY.replace(seed=1001, batch_count=1)
+    # The model is recorded by file name: a shared image never shows the user's folders.
+    assert meta.extra["Model file"] == "dream.safetensors"
+    assert "/models/" not in json.dumps(meta.raw)
+    assert meta.to_request() == TRICKY.replace(seed=1001, batch_count=1, model="dream.safetensors")
 
 
 def test_a1111_text_alone_reads_back_every_field():
@@ -190,7 +193,7 @@ def test_inpaint_only_masked_round_trips():
     assert full.mode.value == "inpaint" and full.only_masked and full.mask_padding == 48
 
     png, read = _save_and_read(_result(request))
-    assert read.to_request(init_image=_image(), mask=_mask()) == request.replace(seed=1234)
+    assert read.to_request(init_image=_image(), mask=_mask()) == request.replace(seed=1234, model=Path(request.model).name)
 
 
 def test_embed_false_writes_no_prompt_seed_or_model():
