@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 ENGINE_THREAD_NAME = "easel-engine"
 IO_THREAD_NAME = "easel-io"
+SWITCH_INTERVAL = 0.001  # seconds; see EngineBridge.start
 
 
 def default_engine_factory() -> Any:
@@ -145,6 +147,10 @@ class EngineBridge(QObject):
     def start(self) -> asyncio.Task[None]:
         """Create the engine on the engine thread; the returned task finishes when it is ready."""
         loop = asyncio.get_running_loop()
+        # The engine thread keeps the GIL busy between torch calls; with the default 5 ms switch
+        # interval every GIL hand-back to the GUI thread can cost 5 ms or more, and a slot that
+        # needs it several times stretches into tens of ms. 1 ms keeps the GUI's share prompt.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         self._ready = loop.create_future()
         self._set_state("starting")
         return loop.create_task(self._start())

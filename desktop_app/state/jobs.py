@@ -37,6 +37,7 @@ class Job:
     status: JobStatus = JobStatus.PENDING
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     error: str | None = None
+    cancelled_at_step: int | None = None  # the engine's step when it honoured a cancel
 
     @property
     def title(self) -> str:
@@ -218,6 +219,7 @@ class JobQueue(QObject):
             raise
         except Cancelled as exc:
             log.info("job %d cancelled (%s)", job.id, exc)
+            job.cancelled_at_step = exc.step
             self._leave(job, JobStatus.CANCELLED)
             self.job_cancelled.emit(job)
         except Exception as exc:

@@ -56,10 +56,10 @@ class GenerationParameters(QObject):
     guidance_scale_changed = Signal(float)
     sampler_changed = Signal(str)
     seed_mode_changed = Signal(str)
-    seed_changed = Signal(int)
+    seed_changed = Signal(object)  # int up to 2**32-1: too big for a Qt int
     batch_count_changed = Signal(int)
     memory_preset_changed = Signal(str)
-    last_seed_changed = Signal(int)
+    last_seed_changed = Signal(object)
 
     prompt = _prop("prompt")
     negative_prompt = _prop("negative_prompt")

@@ -43,4 +43,5 @@ class StatusBarWidget(QStatusBar):
 def _label(tip: str) -> QLabel:
     label = QLabel()
     label.setToolTip(tip)
+    label.setContentsMargins(6, 0, 6, 0)
     return label
