@@ -83,7 +83,7 @@ class QueuePanel(QWidget):
         if job.status is JobStatus.RUNNING:
             where = f" · {int(info.fraction * 100)}%" if info else ""
             return f"▶ {job.title}{where}"
-        return f"⏳ {job.title}"
+        return f"○ {job.title}"
 
     def _select(self, job_id: int) -> None:
         for i in range(self.list.count()):

@@ -71,3 +71,15 @@ def test_real_engine_rejects_a_bad_model_and_keeps_working(make_studio, data_dir
     p.model = str(model)
     with qtbot.waitSignal(studio.queue.job_finished, timeout=120_000):
         studio.actions.generate()
+
+
+def test_first_run_demo_model_button_makes_a_model_and_enables_generate(make_studio, data_dir, fake_engine, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    w = studio.window
+    assert w.center_stack.currentWidget() is w.first_run and not w.prompt_panel.generate_button.isEnabled()
+    with qtbot.waitSignal(studio.actions.demo_model_made, timeout=120_000):
+        w.first_run.demo_button.click()
+    assert (data_dir / "models" / "easel-demo-tiny" / "model_index.json").is_file()
+    assert studio.params.model.endswith("easel-demo-tiny")
+    assert w.center_stack.currentWidget() is w.image_view
+    assert w.prompt_panel.generate_button.isEnabled()

@@ -1,0 +1,54 @@
+"""`easel` without a command opens the GUI; with one it runs the engine CLI without Qt."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_subcommand_goes_to_the_engine_cli_without_importing_qt():
+    code = (
+        "import sys\n"
+        "from desktop_app.launcher import main\n"
+        "try:\n    rc = main(['info', '/no/such/model.safetensors'])\n"
+        "except SystemExit as e:\n    rc = e.code\n"
+        "print('RESULT', rc, 'PySide6' in sys.modules, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT"))
+    _, rc, qt, torch = line.split()
+    assert rc != "0" and qt == "False" and torch == "False"
+    assert "no such file" in out.stderr
+
+
+def test_gui_help_names_the_data_dir_option(capsys):
+    from desktop_app.launcher import main
+
+    assert main(["--help"]) == 0
+    assert "--data-dir DIR" in capsys.readouterr().out
+
+
+def test_window_opens_from_the_command_line_with_a_data_dir(tmp_path):
+    env = dict(os.environ, EASEL_REPORT_SHOWN="1", EASEL_QUIT_WHEN_SHOWN="1")
+    out = subprocess.run(
+        [sys.executable, "-m", "desktop_app", "--data-dir", str(tmp_path / "d")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "EASEL_WINDOW_SHOWN" in out.stdout
+    assert (tmp_path / "d" / "logs" / "easel.log").is_file()
+    assert (tmp_path / "d" / "settings.json").is_file()
+    assert "torch" not in (tmp_path / "d" / "logs" / "easel.log").read_text()  # the engine never started
+
+
+@pytest.mark.slow
+def test_smoke_test_mode_generates_one_image_and_exits_0():
+    out = subprocess.run([sys.executable, "-m", "desktop_app", "--smoke-test"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "smoke test OK" in out.stdout
