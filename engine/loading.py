@@ -94,6 +94,9 @@ def _load_single_file(cls, info: ModelInfo, dtype):
     from engine.architectures import single_file_config_dir
 
     header = read_header(info.path)
+    if not any(name.startswith("first_stage_model.") for name in header.tensors):
+        raise ModelError(info.name, "this checkpoint has no built-in VAE (it was saved without one); "
+                         "use a checkpoint that includes its VAE")
     with tempfile.TemporaryDirectory(prefix="easel-config-") as tmp:
         config_dir = single_file_config_dir(
             info.family, info.inpainting, info.prediction_type, header.shapes(), Path(tmp)

@@ -426,7 +426,7 @@ def _metadata_family(metadata: dict[str, str]) -> str:
     return ""
 
 
-def _prediction_type(header: SafetensorsHeader, family: str) -> str:
+def _prediction_type(header: SafetensorsHeader, family: str, kind: str = "checkpoint") -> str:
     declared = header.metadata.get("modelspec.prediction_type", "").strip().lower()
     if declared in ("v", "v_prediction", "v-prediction"):
         return "v_prediction"
@@ -442,7 +442,8 @@ def _prediction_type(header: SafetensorsHeader, family: str) -> str:
         return "v_prediction" if _V_PARAM.search(text) else "epsilon"
     if "v_pred" in header.tensors:
         return "v_prediction"
-    return "v_prediction" if family == "sd2" else "epsilon"
+    # SD 2.x text-to-image checkpoints are mostly the 768 v models; SD 2 inpainting is epsilon.
+    return "v_prediction" if family == "sd2" and kind == "checkpoint" else "epsilon"
 
 
 # --------------------------------------------------------------------------------------------
@@ -501,7 +502,7 @@ def _examine_file(spath: str, size: int) -> tuple[ModelInfo, type[ModelError] | 
         return ModelInfo(spath, name, "unknown", "", sniff(spath), size_bytes=size, problem=e.problem), type(e)
     verdict = _classify(header, name)
     runnable = verdict.kind in ("checkpoint", "inpaint")
-    prediction = _prediction_type(header, verdict.family if runnable else "")
+    prediction = _prediction_type(header, verdict.family if runnable else "", verdict.kind)
     info = ModelInfo(spath, name, verdict.kind, verdict.family, "safetensors", prediction, size, verdict.problem)
     return info, verdict.error
 

@@ -202,6 +202,16 @@ def test_prediction_type(tmp_path, family, metadata, sidecar, extra, expected):
     assert check_model(path).prediction_type == expected
 
 
+def test_sd2_inpainting_defaults_to_epsilon():
+    """SD 2 inpainting (512-inpainting-ema) is an epsilon model, unlike the 768 v text-to-image one."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_st(Path(tmp) / "512-inpainting.safetensors", checkpoint_keys("sd2", in_channels=9))
+        info = check_model(path)
+    assert (info.family, info.kind, info.prediction_type) == ("sd2", "inpaint", "epsilon")
+
+
 # --------------------------------------------------------------------------------------------
 # Well-formed files Easel cannot run as a generator
 # --------------------------------------------------------------------------------------------
