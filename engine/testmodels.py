@@ -71,7 +71,9 @@ def build_configs(family: str, size: str = "tiny") -> dict[str, dict[str, Any]]:
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}")
     key = arch.family_key(*arch.TEST_FAMILIES[family])
-    return arch.component_configs(key, tiny_sizes(family) if size == "tiny" else None)
+    configs = arch.component_configs(key, tiny_sizes(family) if size == "tiny" else None)
+    configs["scheduler"]["prediction_type"] = arch.TEST_FAMILIES[family][2]  # as single_file_config_dir does
+    return configs
 
 
 def pipeline_class(family: str):
@@ -144,6 +146,8 @@ def make_test_model(
     Runs on the calling thread (imports torch, diffusers).
     """
     dest = Path(dest)
+    if not single_file and dest.suffix == ".safetensors":
+        raise ValueError(f"{dest}: a folder model cannot be named *.safetensors")
     pipe = build_pipeline(family, size, seed)
     engine_family = arch.TEST_FAMILIES[family][0]
     if single_file:
@@ -152,9 +156,15 @@ def make_test_model(
         metadata = {"modelspec.prediction_type": "v"} if family == "sd2-v" else {}
         save_safetensors(path, to_original_layout(pipe.components, engine_family), metadata)
         return path
-    if dest.suffix == ".safetensors":
-        raise ValueError(f"{dest}: a folder model cannot be named *.safetensors")
     pipe.save_pretrained(dest, safe_serialization=True)
+    # The diffusers configs as the real repos write them (only the keys the real model sets), exactly
+    # what single_file_config_dir writes for the single file: save_pretrained would spell out every
+    # default, and diffusers treats explicit and defaulted keys differently when one scheduler is
+    # made from another's config (``_use_default_values``).
+    configs = build_configs(family, size)
+    files = {"unet": "unet/config.json", "vae": "vae/config.json", "scheduler": "scheduler/scheduler_config.json"}
+    for name, rel in files.items():
+        (dest / rel).write_text(json.dumps(configs[name], indent=2, sort_keys=True) + "\n", encoding="utf-8")
     for folder, kind in arch.tokenizer_kinds(engine_family).items():
         shutil.rmtree(dest / folder, ignore_errors=True)
         arch.write_tokenizer(dest / folder, kind)
