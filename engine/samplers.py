@@ -6,19 +6,25 @@ from typing import Any
 
 from engine.api import SAMPLERS, InvalidRequest
 
+# A1111's k-diffusion samplers space timesteps evenly over the whole range ("linspace"); its DDIM
+# uses uniform steps offset by one ("leading", steps_offset 1). Set explicitly, so a model gives the
+# same image whether its scheduler config spells these keys out or leaves them to class defaults.
+_LINSPACE = {"timestep_spacing": "linspace"}
+_LEADING = {"timestep_spacing": "leading", "steps_offset": 1}
+
 # name -> (scheduler class name, config overrides)
 _TABLE: dict[str, tuple[str, dict[str, Any]]] = {
-    "Euler": ("EulerDiscreteScheduler", {}),
-    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
-    "DPM++ 2M": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "Euler": ("EulerDiscreteScheduler", _LINSPACE),
+    "Euler a": ("EulerAncestralDiscreteScheduler", _LINSPACE),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {**_LINSPACE, "algorithm_type": "dpmsolver++", "solver_order": 2}),
     "DPM++ 2M Karras": (
         "DPMSolverMultistepScheduler",
-        {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
+        {**_LINSPACE, "algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
     ),
-    "DPM++ SDE Karras": ("DPMSolverSDEScheduler", {"use_karras_sigmas": True}),
-    "DDIM": ("DDIMScheduler", {}),
-    "UniPC": ("UniPCMultistepScheduler", {}),
-    "LCM": ("LCMScheduler", {}),
+    "DPM++ SDE Karras": ("DPMSolverSDEScheduler", {**_LINSPACE, "use_karras_sigmas": True}),
+    "DDIM": ("DDIMScheduler", _LEADING),
+    "UniPC": ("UniPCMultistepScheduler", _LINSPACE),
+    "LCM": ("LCMScheduler", _LEADING),
 }
 assert set(_TABLE) == set(SAMPLERS)
 

@@ -300,3 +300,22 @@ def test_bad_requests_name_the_field_and_range(changes, field):
 def test_empty_mask_message_says_what_to_do():
     with pytest.raises(InvalidRequest, match="empty"):
         req("m", mode=Mode.INPAINT, init_image=Image.new("RGB", (64, 64)), mask=Image.new("L", (64, 64), 0))
+
+
+def test_sampler_spacing_does_not_depend_on_how_the_config_was_saved(tiny_models, tmp_path):
+    """A hub config that leaves timestep_spacing out and one that spells it out give the same image."""
+    import json
+    import shutil
+
+    from engine.engine import Engine
+
+    spelled = tmp_path / "spelled"
+    shutil.copytree(tiny_models.get(), spelled)
+    config_path = spelled / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_path.read_text())
+    config["timestep_spacing"] = "trailing"  # a different explicit choice must be overridden too
+    config_path.write_text(json.dumps(config))
+    engine = Engine(device="cpu")
+    a = engine.generate(req(tiny_models.get(), sampler="Euler a", steps=4))
+    b = engine.generate(req(spelled, sampler="Euler a", steps=4))
+    assert np.array_equal(pixels(a.images[0]), pixels(b.images[0]))
