@@ -34,9 +34,15 @@ SWITCH_INTERVAL = 0.001  # seconds; see EngineBridge.start
 
 
 def default_engine_factory() -> Any:
-    """Runs on the engine thread: the import of torch + diffusers happens here, not at start-up."""
-    from engine.engine import Engine
+    """Runs on the engine thread: the import of torch + diffusers happens here, not at start-up.
 
+    The modules a first load would import lazily are imported now too, while the window says the
+    engine is loading, so the first generation does not stall the GUI with module initialisation.
+    """
+    from engine.engine import Engine
+    from engine.warmup import warm_imports
+
+    warm_imports()
     return Engine()
 
 

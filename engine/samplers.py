@@ -28,6 +28,11 @@ _TABLE: dict[str, tuple[str, dict[str, Any]]] = {
 }
 assert set(_TABLE) == set(SAMPLERS)
 
+def scheduler_class_names() -> tuple[str, ...]:
+    """The diffusers scheduler classes behind the samplers (for warming imports)."""
+    return tuple(sorted({cls for cls, _ in _TABLE.values()}))
+
+
 # Keys that belong to one scheduler family and would leak into another through from_config.
 _RESET = {"use_karras_sigmas": False, "algorithm_type": None, "solver_order": None}
 

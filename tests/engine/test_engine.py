@@ -319,3 +319,20 @@ def test_sampler_spacing_does_not_depend_on_how_the_config_was_saved(tiny_models
     a = engine.generate(req(tiny_models.get(), sampler="Euler a", steps=4))
     b = engine.generate(req(spelled, sampler="Euler a", steps=4))
     assert np.array_equal(pixels(a.images[0]), pixels(b.images[0]))
+
+
+def test_warm_imports_leave_nothing_for_the_first_load_to_import(tiny_models):
+    """The app warms imports on its engine thread; a first load must then import (almost) nothing,
+    because module initialisation holds the GIL and would stall the GUI mid-generation."""
+    code = (
+        "import sys; from engine.warmup import warm_imports; warm_imports();"
+        "from engine.engine import Engine; from engine.api import GenerationRequest;"
+        "before = set(sys.modules); e = Engine(device='cpu');"
+        f"e.generate(GenerationRequest(prompt='x', model={str(tiny_models.get('sd15', single_file=True))!r}, steps=2,"
+        " width=64, height=64, seed=1));"
+        "print(sorted(m for m in set(sys.modules) - before))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    late = eval(proc.stdout.strip().splitlines()[-1])
+    assert late == [], late

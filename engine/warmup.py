@@ -1,0 +1,45 @@
+"""Import, ahead of time, the modules a first load and generation would import lazily.
+
+diffusers and transformers import pipeline, scheduler and model modules on first use (about 1,500
+modules). Module initialisation holds the GIL, so doing it during the first generation stalls
+the GUI thread; the app calls this on its engine thread at start-up instead, while the window
+says the engine is loading.
+"""
+
+from __future__ import annotations
+
+from engine.samplers import scheduler_class_names
+
+
+def warm_imports() -> None:
+    """Import the pipelines, schedulers, single-file loader and CLIP classes. Runs on the engine thread."""
+    import diffusers
+    import diffusers.loaders.single_file  # noqa: F401
+    import diffusers.guiders  # noqa: F401
+    import diffusers.loaders.single_file_utils  # noqa: F401
+    import torchsde  # noqa: F401  (the SDE sampler's Brownian tree)
+    import transformers
+
+    import engine.architectures  # noqa: F401  (single-file config folders)
+    for name in (
+        "StableDiffusionPipeline",
+        "StableDiffusionImg2ImgPipeline",
+        "StableDiffusionInpaintPipeline",
+        "StableDiffusionXLPipeline",
+        "StableDiffusionXLImg2ImgPipeline",
+        "StableDiffusionXLInpaintPipeline",
+        "AutoPipelineForImage2Image",
+        "AutoPipelineForInpainting",
+        "AutoencoderKL",
+        "UNet2DConditionModel",
+        *scheduler_class_names(),
+        # Schedulers diffusers imports as "compatibles" when one scheduler is made from another.
+        "DEISMultistepScheduler",
+        "DPMSolverSinglestepScheduler",
+        "EDMEulerScheduler",
+        "KDPM2AncestralDiscreteScheduler",
+        "KDPM2DiscreteScheduler",
+    ):
+        getattr(diffusers, name)
+    for name in ("CLIPTextModel", "CLIPTextModelWithProjection", "CLIPTokenizer", "CLIPTokenizerFast"):
+        getattr(transformers, name)
