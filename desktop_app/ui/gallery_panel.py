@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, QPoint, Qt, QUrl
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -122,6 +122,7 @@ class GalleryPanel(QWidget):
         g.facets_changed.connect(self._on_gallery_facets_changed)
         g.model.count_changed.connect(self._on_model_count_changed)
         g.current_changed.connect(self._on_gallery_current_changed)
+        g.model.modelReset.connect(lambda: self._on_gallery_current_changed(g.current))
         self.view.selectionModel().currentChanged.connect(self._on_view_current_changed)
         self.view.doubleClicked.connect(lambda index: self.restore(self._item(index)))
         self.view.customContextMenuRequested.connect(self._on_view_context_menu)
@@ -150,7 +151,7 @@ class GalleryPanel(QWidget):
             row = self._gallery.model.unsaved.index(item)
         if row >= 0 and self.view.currentIndex().row() != row:
             index = self._gallery.model.index(row)
-            self.view.setCurrentIndex(index)
+            self.view.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
             self.view.scrollTo(index)
 
     def _on_view_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:

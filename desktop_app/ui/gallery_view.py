@@ -8,8 +8,7 @@ from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemD
 
 from desktop_app.state.gallery_model import GalleryModel
 
-CELL = 148
-THUMB = 136
+CELL = 124
 
 
 class GalleryItemDelegate(QStyledItemDelegate):

@@ -140,7 +140,12 @@ class MainWindow(QMainWindow):
         self.generate_action = self._action(gen, "Generate", ["Ctrl+Return", "Ctrl+Enter"], a.generate, "Generate, or queue if busy")
         self.cancel_action = self._action(gen, "Cancel running job", "Esc", a.cancel_current, "Stop the running job within one step")
         self._action(gen, "Clear pending jobs", "Ctrl+Shift+Del", a.queue.clear_pending, "Remove every job waiting in the queue")
-        self._action(gen, "Cancel selected job", "Del", self.queue_panel.cancel_selected, "Cancel the job selected in the queue")
+        cancel_selected = self._action(gen, "Cancel selected job", "Del", self.queue_panel.cancel_selected,
+                                       "Cancel the job selected in the queue")
+        # Del belongs to whichever list has the focus: the queue here, the gallery (move to trash) there.
+        cancel_selected.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.removeAction(cancel_selected)
+        self.queue_panel.addAction(cancel_selected)
         self._action(gen, "Move job up", "Ctrl+Up", lambda: self.queue_panel.move_selected(-1), "Run the selected pending job sooner")
         self._action(gen, "Move job down", "Ctrl+Down", lambda: self.queue_panel.move_selected(1), "Run the selected pending job later")
         gen.addSeparator()

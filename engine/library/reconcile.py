@@ -3,8 +3,9 @@
 Run at start-up (files added, changed or deleted while Easel was closed) and whenever the app sees
 the folder change (files copied in or deleted while it runs, images saved by ``easel generate``).
 A row whose file is gone is dropped; a file with no row, or whose size or modification time
-differ from its row, is read again. Leftover temp files of an interrupted save are deleted (only
-the lock holder reconciles, so no save can be in progress).
+differ from its row, is read again. Leftover temp files of an interrupted save are deleted once they
+are ``stale_after`` seconds old: a younger one may belong to a save in progress (the app's engine
+thread, or ``easel generate`` writing into the folder the app owns).
 """
 
 from __future__ import annotations
@@ -71,7 +72,11 @@ def scan(root: Path, trash_name: str) -> tuple[dict[str, os.stat_result], list[P
     return files, temps
 
 
-def reconcile(library: Library, on_batch: Callable[[list[LibraryEntry]], None] | None = None) -> Report:
+STALE_TEMP_SECONDS = 600.0
+
+
+def reconcile(library: Library, on_batch: Callable[[list[LibraryEntry]], None] | None = None,
+              stale_after: float = STALE_TEMP_SECONDS) -> Report:
     """See the module docstring. ``on_batch`` gets each batch of new or changed entries as it is
     committed. Runs on the library's worker thread."""
     t0 = time.perf_counter()
@@ -80,10 +85,12 @@ def reconcile(library: Library, on_batch: Callable[[list[LibraryEntry]], None] |
     trash_name = library.trash_dir.name
     files, temps = scan(library.root, trash_name)
     if library.lock.held:
+        now = time.time()
         for temp in temps:
             try:
-                temp.unlink()
-                report.temp_files_removed += 1
+                if now - temp.stat().st_mtime >= stale_after:
+                    temp.unlink()
+                    report.temp_files_removed += 1
             except OSError:
                 pass
     if index.read_only:

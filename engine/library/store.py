@@ -189,9 +189,11 @@ class Library:
 
     # -- keeping the index true to the files --------------------------------------------------
 
-    def reconcile(self, on_batch: Callable[[list[LibraryEntry]], None] | None = None) -> _reconcile.Report:
-        """Index files added outside Easel, refresh changed ones, drop rows whose file is gone."""
-        return _reconcile.reconcile(self, on_batch=on_batch)
+    def reconcile(self, on_batch: Callable[[list[LibraryEntry]], None] | None = None,
+                  stale_after: float = _reconcile.STALE_TEMP_SECONDS) -> _reconcile.Report:
+        """Index files added outside Easel, refresh changed ones, drop rows whose file is gone, and
+        delete temp files of interrupted saves older than ``stale_after`` seconds."""
+        return _reconcile.reconcile(self, on_batch=on_batch, stale_after=stale_after)
 
     def rebuild(self, on_batch: Callable[[list[LibraryEntry]], None] | None = None) -> _reconcile.Report:
         """Forget the index and read every image file again."""

@@ -139,7 +139,9 @@ def test_outside_edits_while_closed_are_reconciled(tmp_path):
     a1111_png(root / "sub" / "copied in.png")
     (root / "notes.txt").write_text("not an image")
     (root / "cut-off.png").write_bytes(paths["kept"].read_bytes()[:300])
-    (root / ".easel-abc.png.part").write_bytes(b"\x89PNG half")  # an interrupted save
+    (root / ".easel-abc.png.part").write_bytes(b"\x89PNG half")  # an interrupted save, long ago
+    os.utime(root / ".easel-abc.png.part", (time.time() - 3600, time.time() - 3600))
+    (root / ".easel-new.png.part").write_bytes(b"\x89PNG half")  # maybe a save in progress: kept
     with Library(root) as lib:
         report = lib.reconcile()
         assert (report.added, report.updated, len(report.removed)) == (1, 1, 1)
@@ -148,7 +150,7 @@ def test_outside_edits_while_closed_are_reconciled(tmp_path):
         assert prompts == ["a lighthouse at dusk", "a windmill at dusk", "kept"]
         assert lib.query(Filter(text="windmill"))[0].path == paths["edited"].name
         assert lib.query(Filter(text="lighthouse"))[0].path == "sub/copied in.png"
-        assert not (root / ".easel-abc.png.part").exists()
+        assert not (root / ".easel-abc.png.part").exists() and (root / ".easel-new.png.part").exists()
         assert lib.reconcile().changed is False  # nothing new the second time
 
 
