@@ -72,6 +72,9 @@ class GalleryPanel(QWidget):
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 0)
         self.splitter.setSizes([560, 300])
+        self.splitter.setChildrenCollapsible(False)
+        self.view.setMinimumWidth(140)
+        self.details.setMaximumWidth(380)
 
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
@@ -170,7 +173,8 @@ class GalleryPanel(QWidget):
     # -- commands -----------------------------------------------------------------------------
 
     def _item(self, index: QModelIndex):
-        return index.data(GalleryModel.EntryRole) if index.isValid() else None
+        # model.data, not index.data(): see GalleryItemDelegate (a PySide6 refcount bug with None).
+        return self._gallery.model.data(index, GalleryModel.EntryRole) if index.isValid() else None
 
     def selected(self) -> list:
         rows = sorted(i.row() for i in self.view.selectionModel().selectedIndexes())

@@ -12,6 +12,14 @@ CELL = 124
 
 
 class GalleryItemDelegate(QStyledItemDelegate):
+    """Paints one cell. Reads the model through its Python ``data`` method, never ``QModelIndex.data()``:
+    with PySide6 6.12 on Python 3.11 every ``QModelIndex.data()`` that yields None drops a reference
+    to None, and a few thousand of them (a scroll through a big gallery) abort the interpreter."""
+
+    def __init__(self, model: GalleryModel, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._model = model
+
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:  # noqa: N802
         return QSize(CELL, CELL)
 
@@ -21,7 +29,8 @@ class GalleryItemDelegate(QStyledItemDelegate):
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         painter.save()
         painter.fillRect(rect, palette.alternateBase())
-        pixmap = index.data(GalleryModel.ThumbnailRole)
+        data = self._model.data
+        pixmap = data(index, GalleryModel.ThumbnailRole)
         area = rect.adjusted(3, 3, -3, -3)
         if pixmap is not None and not pixmap.isNull():
             size = pixmap.size().scaled(area.size(), Qt.AspectRatioMode.KeepAspectRatio)
@@ -32,14 +41,14 @@ class GalleryItemDelegate(QStyledItemDelegate):
         else:
             painter.setPen(palette.placeholderText().color())
             painter.drawText(area, Qt.AlignmentFlag.AlignCenter, "…")
-        if index.data(GalleryModel.FavouriteRole):
+        if data(index, GalleryModel.FavouriteRole):
             star = QRect(rect.right() - 22, rect.top() + 2, 20, 20)
             painter.setPen(QColor(255, 205, 60))
             font = painter.font()
             font.setPixelSize(17)
             painter.setFont(font)
             painter.drawText(star, Qt.AlignmentFlag.AlignCenter, "★")
-        if index.data(GalleryModel.UnsavedRole):
+        if data(index, GalleryModel.UnsavedRole):
             badge = QRect(rect.left(), rect.bottom() - 18, rect.width(), 18)
             painter.fillRect(badge, QColor(150, 40, 45, 220))
             painter.setPen(QColor(255, 240, 240))
@@ -60,7 +69,7 @@ class GalleryView(QListView):
         super().__init__(parent)
         self.setObjectName("GalleryView")
         self.setModel(model)
-        self.setItemDelegate(GalleryItemDelegate(self))
+        self.setItemDelegate(GalleryItemDelegate(model, self))
         self.setViewMode(QListView.ViewMode.IconMode)
         self.setUniformItemSizes(True)
         self.setResizeMode(QListView.ResizeMode.Adjust)

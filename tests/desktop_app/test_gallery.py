@@ -115,6 +115,10 @@ def test_restore_settings_fills_the_prompt_panel(make_studio, data_dir, fake_eng
         panel.use_as_source(studio.gallery.current, "img2img")
     request = p.to_request()
     assert request.mode.value == "img2img" and request.init_image.size == (64, 64)
+    source = studio.window.prompt_panel.source_widget
+    assert source.isVisibleTo(studio.window) and source.label.text().startswith("img2img from 2")
+    source.clear_button.click()
+    assert p.to_request().mode.value == "txt2img" and not source.isVisibleTo(studio.window)
 
 
 def test_dropping_an_a1111_png_shows_it_and_restores_its_settings(make_studio, data_dir, fake_engine, fake_model, tmp_path, qtbot):
