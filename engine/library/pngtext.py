@@ -54,3 +54,13 @@ def _chunks(data: bytes, name: str) -> list[tuple[bytes, bytes]]:
         if ctype == b"IEND":
             return chunks
     raise EaselError(f"{name}: the PNG file is incomplete")
+
+
+def png_without_text(data: bytes) -> bytes:
+    """The PNG with its text chunks left out, for decoding pixels with Pillow: Pillow refuses files
+    whose compressed text inflates past ``PngImagePlugin.MAX_TEXT_CHUNK``, pixels and all."""
+    out = bytearray(_PNG_SIGNATURE)
+    for ctype, body in _chunks(data, "image"):
+        if ctype not in (b"tEXt", b"zTXt", b"iTXt"):
+            out += struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", zlib.crc32(ctype + body) & 0xFFFFFFFF)
+    return bytes(out)

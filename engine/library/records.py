@@ -70,11 +70,15 @@ def entry_from_file(root: Path, path: Path, *, trashed_at: float | None = None) 
     try:
         stat = path.stat()
         with open(path, "rb") as fp:
-            if fp.read(8) == _PNG_SIGNATURE and not _png_complete(fp):
-                return None
-            fp.seek(0)
-            with Image.open(fp) as image:
-                width, height = image.size
+            if fp.read(8) == _PNG_SIGNATURE:
+                # The size from IHDR, not through Pillow: Pillow refuses a PNG with a huge text chunk.
+                length, ctype, width, height = struct.unpack(">I4sII", fp.read(16))
+                if ctype != b"IHDR" or not width or not height or not _png_complete(fp):
+                    return None
+            else:
+                fp.seek(0)
+                with Image.open(fp) as image:
+                    width, height = image.size
             fp.seek(0)
             meta = read_metadata(fp)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, struct.error):

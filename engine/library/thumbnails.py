@@ -8,11 +8,14 @@ file gets a new thumbnail, and the cache survives an index rebuild. Files are wr
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageOps
+
+from engine.api import EaselError
 
 THUMB_SIZE = 256  # the longest side, in pixels
 
@@ -35,12 +38,12 @@ class ThumbnailCache:
         if target.is_file():
             return target
         try:
-            with Image.open(source) as image:
+            with _open(source) as image:
                 image.draft("RGB", (self.size, self.size))  # JPEG: decode at a reduced scale
                 image = ImageOps.exif_transpose(image)
                 image.thumbnail((self.size, self.size), Image.Resampling.BILINEAR, reducing_gap=2.0)
                 thumb = _flatten(image)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EaselError):
             return None
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".thumb-", suffix=".part", dir=target.parent)
@@ -55,6 +58,15 @@ class ThumbnailCache:
                 pass
             return None  # a full disk must not break browsing: the caller shows the image itself
         return target
+
+
+def _open(source: Path) -> Image.Image:
+    try:
+        return Image.open(source)
+    except ValueError:  # "Decompressed Data Too Large": a huge text chunk; the pixels are fine
+        from engine.library.pngtext import png_without_text
+
+        return Image.open(io.BytesIO(png_without_text(Path(source).read_bytes())))
 
 
 def _flatten(image: Image.Image) -> Image.Image:

@@ -324,3 +324,16 @@ def test_favourites_live_in_the_png_and_the_pixels_are_untouched(library):
     library.set_favourite([entry.id], False)
     assert "easel-favourite" not in read_metadata(path).raw
     assert os.path.getsize(path) == entry.size_bytes
+
+
+def test_an_image_with_a_text_chunk_past_pillows_limit_is_indexed_and_gets_a_thumbnail(library):
+    info = PngInfo()
+    info.add_text("comment", "x" * (20 * 1024 * 1024), zip=True)  # Pillow refuses to open this file
+    info.add_text("parameters", "a huge-chunk prompt\nSteps: 4, Seed: 2, Size: 64x48")
+    path = library.root / "huge chunk.png"
+    Image.new("RGB", (64, 48), "green").save(path, pnginfo=info)
+    library.reconcile()
+    entry = library.query(Filter(text="huge"))[0]
+    assert (entry.width, entry.height, entry.seed) == (64, 48, 2)
+    thumb = library.thumbnails.get(path, entry.path, entry.size_bytes, entry.mtime_ns)
+    assert thumb is not None and Image.open(thumb).getpixel((10, 10))[1] > 100
