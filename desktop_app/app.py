@@ -16,20 +16,26 @@ from pathlib import Path
 from typing import Any, Callable
 
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
-from desktop_app.bridge import EngineBridge
+from desktop_app.pyside_workarounds import pin_singletons
+
+pin_singletons()  # before any signal is emitted: see the module
+
+from desktop_app.bridge import EngineBridge  # noqa: E402
 from desktop_app.state.actions import StudioActions
 from desktop_app.state.errors import ErrorReporter, RecentLogHandler
 from desktop_app.state.jobs import JobQueue
 from desktop_app.state.models import ModelCatalog
 from desktop_app.state.params import GenerationParameters
-from desktop_app.state.results import SessionResults
+from desktop_app.state.gallery import GalleryState
 from desktop_app.state.settings import SettingsStore
 from desktop_app.state.status import EngineStatus
 from desktop_app.ui.main_window import MainWindow
 from desktop_app.ui.theme import apply_theme
 from engine import paths
+from engine.library import LibraryLocked
 
 log = logging.getLogger("easel.app")
 
@@ -72,15 +78,22 @@ class Studio:
         log.info("Easel starting; data folder %s", self.data_dir)
         self.reporter = ErrorReporter(recent)
         self.settings = SettingsStore(paths.settings_file(self.data_dir))
-        self.bridge = EngineBridge(engine_factory, saver)
+        self.bridge = EngineBridge(engine_factory, saver or (lambda result, folder: self.gallery.saver(result, folder)))
+        try:
+            # One instance per library: a second one stops here (LibraryLocked) and says so.
+            self.gallery = GalleryState(paths.library_dir(self.data_dir), self.bridge, self.reporter,
+                                        embed_metadata=lambda: self.settings.embed_metadata)
+        except BaseException:
+            self.bridge.shutdown()
+            self._remove_log_handlers()
+            raise
         self.params = GenerationParameters()
         self.params.load_dict(self.settings.parameters)
         self.catalog = ModelCatalog()
-        self.results = SessionResults()
         self.status = EngineStatus()
-        self.queue = JobQueue(self.bridge, self.reporter, paths.outputs_dir(self.data_dir))
+        self.queue = JobQueue(self.bridge, self.reporter, paths.library_dir(self.data_dir))
         self.actions = StudioActions(
-            params=self.params, queue=self.queue, catalog=self.catalog, results=self.results,
+            params=self.params, queue=self.queue, catalog=self.catalog, gallery=self.gallery,
             settings=self.settings, status=self.status, bridge=self.bridge, reporter=self.reporter,
             data_dir=self.data_dir,
         )
@@ -99,6 +112,7 @@ class Studio:
         if self._closed is None:
             self._closed = asyncio.get_running_loop().create_future()
         self.bridge.start()
+        self.gallery.start()
         self.actions.rescan_models()
 
     async def wait_closed(self) -> None:
@@ -120,10 +134,15 @@ class Studio:
             log.exception("saving settings failed")
         self.queue.stop()
         self.actions.stop()
+        self.gallery.stop()
         self.bridge.shutdown()
+        self.gallery.close()
         log.info("engine thread stopped")
         if self._closed is not None and not self._closed.done():
             self._closed.set_result(None)
+        self._remove_log_handlers()
+
+    def _remove_log_handlers(self) -> None:
         root = logging.getLogger()
         for handler in self._log_handlers:
             root.removeHandler(handler)
@@ -175,7 +194,16 @@ def run(qt_args: list[str], data_dir: str | None = None, smoke_test: bool = Fals
     app.setQuitOnLastWindowClosed(False)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    studio = Studio(paths.data_dir(data_dir), app=app)
+    try:
+        studio = Studio(paths.data_dir(data_dir), app=app)
+    except LibraryLocked as exc:
+        message = f"Easel is already running: {exc}."
+        print(f"easel: {exc}", file=sys.stderr)
+        if QGuiApplication.platformName() not in ("offscreen", "minimal"):
+            QMessageBox.information(None, "Easel is already running", message)
+        if temp is not None:
+            temp.cleanup()
+        return 1
     _install_error_hooks(studio, loop)
     studio.window.show()
     app.processEvents()

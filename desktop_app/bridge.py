@@ -6,7 +6,10 @@ thread await it. Progress comes back through ``loop.call_soon_threadsafe``; upda
 faster than the GUI drains them are coalesced so the GUI never queues up work. Images cross as
 QImage copies made on the engine thread; QPixmaps are made on the GUI thread by the widgets.
 
-A second one-worker executor does file I/O that must not wait behind a generation (folder scans).
+A second one-worker executor does file I/O that must not wait behind a generation (folder scans,
+reading an image's metadata). A third owns the gallery library's writes and searches, and a fourth
+(``ThumbnailLoader``) makes and reads thumbnails, newest request first, so a scroll through
+thousands of images never waits behind thumbnails that have already scrolled away.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from engine.api import GenerationRequest, ModelInfo, Progress, Result
+from engine.api import EaselError, GenerationRequest, ModelInfo, Progress, Result
 
 log = logging.getLogger(__name__)
 
 ENGINE_THREAD_NAME = "easel-engine"
 IO_THREAD_NAME = "easel-io"
+LIBRARY_THREAD_NAME = "easel-library"
+THUMBS_THREAD_NAME = "easel-thumbs"
 SWITCH_INTERVAL = 0.001  # seconds; see EngineBridge.start
 
 
@@ -72,10 +77,19 @@ class ProgressUpdate:
 
 @dataclass
 class Outcome:
+    """A finished job. ``saved`` is what the saver returned (gallery entries); ``paths`` the files.
+
+    ``save_error`` is set when saving failed (a full disk): ``unsaved`` are the indexes of the
+    result's images that are only in memory (``images``), to be saved elsewhere.
+    """
+
     result: Result
     paths: list[Path]
     images: list[QImage] = field(default_factory=list)
     seconds: float = 0.0
+    saved: list[Any] = field(default_factory=list)
+    save_error: str | None = None
+    unsaved: list[int] = field(default_factory=list)
 
 
 class _ProgressHop:
@@ -131,6 +145,8 @@ class EngineBridge(QObject):
         self._saver = saver or default_saver
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=ENGINE_THREAD_NAME)
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=IO_THREAD_NAME)
+        self._library = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=LIBRARY_THREAD_NAME)
+        self.thumbnails = ThumbnailLoader()
         self._engine: Any = None  # touched only on the engine thread
         self._cancels: set[threading.Event] = set()
         self._state = "stopped"
@@ -201,6 +217,8 @@ class EngineBridge(QObject):
         self._executor.submit(self._unload)
         self._executor.shutdown(wait=True, cancel_futures=False)
         self._io.shutdown(wait=True, cancel_futures=True)
+        self.thumbnails.shutdown()
+        self._library.shutdown(wait=True, cancel_futures=False)  # a write in progress finishes
         self._set_state("closed")
 
     def _unload(self) -> None:
@@ -270,12 +288,20 @@ class EngineBridge(QObject):
             hop.push(ProgressUpdate(progress, preview, time.monotonic()))
 
         result = engine.generate(request, on_progress=on_progress, cancel=cancel)
-        paths: list[Path] = []
+        saved: list[Any] = []
+        save_error, unsaved = None, []
         if save_to is not None:
             phase("Saving…")
-            paths = list(self._saver(result, save_to))
+            try:
+                saved = list(self._saver(result, save_to))
+            except EaselError as exc:  # a full disk, no permission: the images stay in memory
+                log.warning("saving failed: %s", exc)
+                saved = list(getattr(exc, "saved", []))
+                save_error = str(exc)
+                unsaved = list(getattr(exc, "unsaved", range(len(result.images))))
         images = [pil_to_qimage(im) for im in result.images]
-        return Outcome(result, paths, images, time.perf_counter() - t0)
+        paths = [Path(getattr(s, "absolute_path", s)) for s in saved]
+        return Outcome(result, paths, images, time.perf_counter() - t0, saved, save_error, unsaved)
 
     async def run_on_engine_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the engine thread (e.g. making a demo model, which needs torch)."""
@@ -284,6 +310,10 @@ class EngineBridge(QObject):
     async def run_io(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the I/O thread (folder scans, header reads)."""
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+
+    async def run_library(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the library thread (the gallery's writes, searches, reconciles)."""
+        return await asyncio.get_running_loop().run_in_executor(self._library, fn, *args)
 
     @staticmethod
     def _runtime_info(result: Result) -> dict[str, Any]:
@@ -294,3 +324,72 @@ class EngineBridge(QObject):
 
 def _dtype_name(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+class ThumbnailLoader:
+    """Runs thumbnail jobs on one worker thread, newest request first; results hop back to the GUI.
+
+    ``request`` (GUI thread) queues ``job`` (run on the worker: returns a QImage or None) under
+    ``key``; ``deliver(key, image)`` runs on the GUI thread. Requests beyond ``max_pending`` drop
+    the oldest (they scrolled away); ``request`` returns the dropped keys so the caller can ask
+    again later.
+    """
+
+    def __init__(self, max_pending: int = 256):
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=THUMBS_THREAD_NAME)
+        self._lock = threading.Lock()
+        self._pending: dict[Any, tuple[Callable[[], QImage | None], Callable[[Any, QImage | None], None]]] = {}
+        self._max_pending = max_pending
+        self._running = False
+        self._closed = False
+        self.loaded_count = 0
+
+    def request(self, key: Any, job: Callable[[], QImage | None], deliver: Callable[[Any, QImage | None], None]) -> list[Any]:
+        loop = asyncio.get_event_loop()
+        dropped: list[Any] = []
+        with self._lock:
+            if self._closed:
+                return [key]
+            self._pending.pop(key, None)
+            self._pending[key] = (job, deliver)
+            while len(self._pending) > self._max_pending:
+                dropped.append(next(iter(self._pending)))
+                del self._pending[dropped[-1]]
+            start = not self._running
+            self._running = True
+        if start:
+            self._executor.submit(self._drain, loop)
+        return dropped
+
+    def cancel_all(self) -> list[Any]:
+        with self._lock:
+            keys = list(self._pending)
+            self._pending.clear()
+        return keys
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Thumbnail thread: run the newest pending job until none is left."""
+        while True:
+            with self._lock:
+                if self._closed or not self._pending:
+                    self._running = False
+                    return
+                key = next(reversed(self._pending))
+                job, deliver = self._pending.pop(key)
+            try:
+                image = job()
+            except Exception:  # a bad file must not stop the loader
+                log.exception("thumbnail for %s failed", key)
+                image = None
+            self.loaded_count += 1
+            try:
+                loop.call_soon_threadsafe(deliver, key, image)
+            except RuntimeError:  # the loop closed while the app shuts down
+                return
+
+    def shutdown(self) -> None:
+        """GUI thread: drop what waits and join the worker."""
+        with self._lock:
+            self._closed = True
+            self._pending.clear()
+        self._executor.shutdown(wait=True)

@@ -16,6 +16,7 @@ from engine import __version__
 from engine.api import MEMORY_PRESETS, SAMPLERS, EaselError, GenerationRequest, ImageError, Mode
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_COMMON_DEFAULTS = {"data_dir": None, "device": None, "debug": False}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,8 +26,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", metavar="DIR", help="settings, logs and outputs under DIR")
+    # These options may come before or after the command (``easel --data-dir D gallery list`` or
+    # ``easel gallery list --data-dir D``). SUPPRESS keeps a subcommand's unset copy from wiping a
+    # value given earlier; main() fills in the defaults.
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common.add_argument("--data-dir", metavar="DIR", help="settings, logs, outputs and the gallery under DIR")
     common.add_argument("--device", help="cuda, cuda:1, mps or cpu (default: the best available)")
     common.add_argument("--debug", action="store_true", help="show full tracebacks")
 
@@ -48,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--cfg", type=float, default=7.0, help="guidance scale")
     gen.add_argument("--batch", type=int, default=1, help="number of images (seeds seed, seed+1, ...)")
     gen.add_argument("--memory", default="auto", choices=MEMORY_PRESETS, help="memory preset")
-    gen.add_argument("--out", metavar="FILE_OR_DIR", help="a .png file or a folder (default: the outputs folder)")
+    gen.add_argument("--out", metavar="FILE_OR_DIR", help="a .png file or a folder (default: the gallery, in the outputs folder)")
     gen.add_argument("--no-metadata", action="store_true", help="save without prompt/seed/model chunks")
 
     edit = argparse.ArgumentParser(add_help=False)
@@ -81,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--seed", type=int, default=0)
 
     sub.add_parser("selftest", parents=[common], help="check that generation works here, with tiny models")
+    from engine import cli_gallery
+
+    cli_gallery.add_parser(sub, common)
     return parser
 
 
@@ -90,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and usage errors (already printed as one line)
         return int(exc.code or 0)
+    for name, default in _COMMON_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.command:
         parser.print_help()
@@ -221,7 +231,14 @@ def _cmd_selftest(args) -> int:
     return EXIT_OK if run_selftest(device=args.device, out=sys.stdout) else EXIT_FAILED
 
 
+def _cmd_gallery(args) -> int:
+    from engine import cli_gallery
+
+    return cli_gallery.run(args)
+
+
 _COMMANDS = {
+    "gallery": _cmd_gallery,
     "generate": _cmd_generate,
     "img2img": _cmd_generate,
     "inpaint": _cmd_generate,
@@ -275,8 +292,6 @@ def _with_native_size(fields: dict, model: str) -> dict:
 def _run_and_save(args, request: GenerationRequest, out: str | None, *, embed: bool) -> int:
     from engine.engine import Engine
     from engine.outputs import save_image, save_result
-    from engine.paths import data_dir, outputs_dir
-
     engine = Engine(device=args.device)
     bar = _ProgressBar(request)
     cancel = threading.Event()
@@ -291,9 +306,18 @@ def _run_and_save(args, request: GenerationRequest, out: str | None, *, embed: b
         else:
             paths = [save_image(result, i, target.with_name(f"{target.stem}-{i + 1}{target.suffix}"),
                                 embed_metadata=embed) for i in range(len(result.images))]
-    else:
-        folder = Path(out) if out else outputs_dir(data_dir(args.data_dir))
-        paths = save_result(result, folder, embed_metadata=embed)
+    elif out:
+        paths = save_result(result, Path(out), embed_metadata=embed)
+    else:  # into the gallery library (indexed now, or by the open app if it owns the library)
+        from engine.cli_gallery import open_library
+        from engine.library import SaveFailed
+
+        with open_library(args.data_dir, need_owner=False) as library:
+            try:
+                entries = library.save(result, embed_metadata=embed)
+            except SaveFailed as exc:
+                raise EaselError(f"{exc}; nothing partial was left") from None
+            paths = [library.absolute(e) for e in entries]
     for path, seed in zip(paths, result.seeds):
         print(f"{path}  (seed {seed})")
     t = result.timings

@@ -228,7 +228,7 @@ def png_info(
         "settings": result.settings.to_dict(),
         "timings": dataclasses.asdict(result.timings),
         "extra": dict(extra or {}),
-        "created": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "created": datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds"),
     }
     info.add_itxt(EASEL_KEY, json.dumps(recipe, ensure_ascii=False))
     return info

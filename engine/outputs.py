@@ -14,6 +14,7 @@ from PIL import Image
 from engine import __version__
 from engine.api import EaselError, Result
 
+TEMP_PREFIX, TEMP_SUFFIX = ".easel-", ".png.part"  # temp files: never a final name
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
 
 
@@ -27,31 +28,71 @@ def safe_stem(text: str, limit: int = 48) -> str:
     return text
 
 
-def write_png_atomic(path: Path, image: Image.Image, pnginfo=None) -> Path:
-    """Write ``image`` to ``path`` through a temp file in the same folder, fsync, rename, fsync dir."""
-    path = Path(path)
+def write_png_atomic(path: Path, image: Image.Image, pnginfo=None, *, overwrite: bool = True) -> Path:
+    """Write ``image`` to ``path`` through a temp file in the same folder, fsync, rename, fsync dir.
+
+    A crash or an error (a full disk) at any moment leaves either the old state or the whole new
+    file under ``path``, never part of one; the temp file is removed on error. With
+    ``overwrite=False`` an existing file (another process saving at the same moment) is never
+    replaced: the image goes to ``name-2.png``, ``name-3.png``... Returns the path written.
+    """
+    return _write_atomic(Path(path), lambda fh: image.save(fh, format="PNG", pnginfo=pnginfo), overwrite)
+
+
+def write_bytes_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> Path:
+    """``write_png_atomic`` for bytes already encoded (a copied file, edited text chunks)."""
+    return _write_atomic(Path(path), lambda fh: fh.write(data), overwrite)
+
+
+def _write_atomic(path: Path, write, overwrite: bool) -> Path:
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".easel-", suffix=".png.part", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG", pnginfo=pnginfo)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            path = _link_unique(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise
+    fsync_folder(folder)
+    return path
+
+
+def _link_unique(tmp: str, path: Path) -> Path:
+    """Give the finished temp file the first free name from ``path`` on, atomically (no overwrite)."""
+    for n in range(1, 100_000):
+        candidate = path if n == 1 else path.with_name(f"{path.stem}-{n}{path.suffix}")
+        try:
+            os.link(tmp, candidate)  # fails if the name exists: no window for another writer
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links here (FAT, some network shares): check, then rename
+            if candidate.exists():
+                continue
+            os.replace(tmp, candidate)
+            return candidate
+        os.unlink(tmp)
+        return candidate
+    raise EaselError(f"too many files named like {path.name} in {path.parent}")
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename or delete in ``folder`` durable (a no-op where folders cannot be opened)."""
     if hasattr(os, "O_DIRECTORY"):
         dfd = os.open(folder, os.O_DIRECTORY)
         try:
             os.fsync(dfd)
         finally:
             os.close(dfd)
-    return path
 
 
 def result_filename(result: Result, index: int) -> str:
@@ -66,10 +107,10 @@ def save_result(result: Result, folder: Path, *, embed_metadata: bool = True) ->
     folder = Path(folder)
     paths = []
     for index, image in enumerate(result.images):
-        target = _unique(folder / result_filename(result, index))
+        target = folder / result_filename(result, index)
         info = png_info(result, index, app_version=__version__, embed=embed_metadata)
         try:
-            paths.append(write_png_atomic(target, image, info))
+            paths.append(write_png_atomic(target, image, info, overwrite=False))
         except OSError as exc:
             raise EaselError(f"could not save {target.name} in {folder}: {exc.strerror or exc}") from exc
     return paths
@@ -84,13 +125,3 @@ def save_image(result: Result, index: int, target: Path, *, embed_metadata: bool
         return write_png_atomic(Path(target), result.images[index], info)
     except OSError as exc:
         raise EaselError(f"could not save {target}: {exc.strerror or exc}") from exc
-
-
-def _unique(path: Path) -> Path:
-    if not path.exists():
-        return path
-    for n in range(2, 10_000):
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-        if not candidate.exists():
-            return candidate
-    raise EaselError(f"too many files named like {path.name} in {path.parent}")

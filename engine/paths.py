@@ -35,6 +35,11 @@ def outputs_dir(root: Path) -> Path:
     return path
 
 
+def library_dir(root: Path) -> Path:
+    """The gallery library: the outputs folder, with its index in ``.easel/`` (see engine.library)."""
+    return outputs_dir(root)
+
+
 def logs_dir(root: Path) -> Path:
     path = root / "logs"
     path.mkdir(parents=True, exist_ok=True)

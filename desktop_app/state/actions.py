@@ -17,7 +17,7 @@ from desktop_app.state.errors import ErrorReporter
 from desktop_app.state.jobs import Job, JobQueue
 from desktop_app.state.models import ModelCatalog, scan_folders
 from desktop_app.state.params import GenerationParameters
-from desktop_app.state.results import ResultItem, SessionResults
+from desktop_app.state.gallery import GalleryState, OpenedImage
 from desktop_app.state.settings import SettingsStore
 from desktop_app.state.status import EngineStatus
 from engine.api import InvalidRequest
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 class StudioActions(QObject):
     generate_enabled_changed = Signal(bool, str)  # enabled, the reason when not
     demo_model_made = Signal(str)
+    settings_restored = Signal(str)  # the image path
+    source_chosen = Signal(str, str)  # path, mode
 
     def __init__(
         self,
@@ -35,7 +37,7 @@ class StudioActions(QObject):
         params: GenerationParameters,
         queue: JobQueue,
         catalog: ModelCatalog,
-        results: SessionResults,
+        gallery: GalleryState,
         settings: SettingsStore,
         status: EngineStatus,
         bridge: EngineBridge,
@@ -44,7 +46,7 @@ class StudioActions(QObject):
         parent: QObject | None = None,
     ):
         super().__init__(parent)
-        self.params, self.queue, self.catalog, self.results = params, queue, catalog, results
+        self.params, self.queue, self.catalog, self.gallery = params, queue, catalog, gallery
         self.settings, self.status, self.bridge, self.reporter = settings, status, bridge, reporter
         self.data_dir = data_dir
         self.demo_models_dir = data_dir / "models"
@@ -171,13 +173,70 @@ class StudioActions(QObject):
 
     def _on_queue_job_finished(self, job: Job, outcome: Outcome) -> None:
         result = outcome.result
-        for i, image in enumerate(outcome.images):
-            path = outcome.paths[i] if i < len(outcome.paths) else None
-            seed = result.seeds[i] if i < len(result.seeds) else result.request.seed or 0
-            self.results.add(ResultItem(image, path, seed, result.request, outcome.seconds))
+        self.gallery.on_job_finished(outcome)
         self.params.record_seed(result.seeds[0] if result.seeds else result.request.seed or 0)
-        self.results.select(len(self.results.items) - 1)
         self.status.set_last_seconds(outcome.seconds)
+
+    # -- from an image: restore its settings, use it as a source, open one from elsewhere -------
+
+    def restore_settings(self, path: Path) -> asyncio.Task[None]:
+        """Fill the prompt panel from the settings stored in the image at ``path`` (any tool's)."""
+        return self._spawn(self._restore_settings(Path(path)))
+
+    async def _restore_settings(self, path: Path) -> None:
+        from desktop_app.state.restore import apply_metadata, cached_hash_function, find_model
+        from engine.metadata import read_metadata
+
+        meta = await self.bridge.run_io(read_metadata, path)
+        if not meta.found:
+            self.reporter.notice(f"{path.name} has no generation settings stored in it, so there is nothing to restore.")
+            return
+        model = await self.bridge.run_io(find_model, meta, self.catalog.models,
+                                         cached_hash_function(self.gallery.library.index))
+        notes = apply_metadata(self.params, meta, model)
+        tool = {"easel": "Easel", "a1111": "A1111", "comfyui": "ComfyUI", "invokeai": "InvokeAI",
+                "fooocus": "Fooocus", "nmkd": "NMKD"}.get(meta.source, meta.source)
+        message = f"Restored the settings of {path.name} (made with {tool})"
+        if notes:
+            self.reporter.notice(message + ". Note: " + "; ".join(notes) + ".")
+        else:
+            self.status.set_activity(message)
+        self.settings_restored.emit(str(path))
+
+    def use_as_source(self, path: Path, mode: str = "img2img") -> asyncio.Task[None]:
+        """Make the image at ``path`` the img2img (or inpaint) source of the next job.
+
+        The inpainting canvas hooks in here: it gets ``params.init_image`` and sets ``params.mask``.
+        """
+        return self._spawn(self._use_as_source(Path(path), mode))
+
+    async def _use_as_source(self, path: Path, mode: str) -> None:
+        from engine.cli import load_image
+
+        image = await self.bridge.run_io(_load_rgb, load_image, str(path))
+        self.params.set_source(image, str(path), mode)
+        self.params.width = max(64, min(4096, image.width // 8 * 8))
+        self.params.height = max(64, min(4096, image.height // 8 * 8))
+        self.source_chosen.emit(str(path), mode)
+
+    def clear_source(self) -> None:
+        self.params.set_source(None, "", "txt2img")
+
+    def open_image(self, path: Path) -> asyncio.Task[None]:
+        """Show an image from anywhere (dropped or opened); its settings can then be restored."""
+        return self._spawn(self._open_image(Path(path)))
+
+    async def _open_image(self, path: Path) -> None:
+        from engine.metadata import read_metadata
+
+        if not path.is_file():
+            self.reporter.report(f"“{path}” is not a file.")
+            return
+        meta = await self.bridge.run_io(read_metadata, path)
+        self.gallery.set_current(OpenedImage(path, meta))
+        if not meta.found:
+            self.reporter.notice(f"{path.name} has no generation settings stored in it: it is shown, "
+                                 "but there are no settings to restore.")
 
     def _update_enabled(self) -> None:
         state = self.bridge.state
@@ -203,6 +262,11 @@ class StudioActions(QObject):
         if value != self._enabled:
             self._enabled = value
             self.generate_enabled_changed.emit(*value)
+
+
+def _load_rgb(load_image, path: str):
+    """I/O thread: open an image upright, as RGB (one-line ImageError when it cannot be read)."""
+    return load_image(path, "source image").convert("RGB")
 
 
 def _make_test_model(dest: Path) -> Path:

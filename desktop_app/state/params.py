@@ -6,7 +6,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.api import MAX_SEED, MEMORY_PRESETS, SAMPLERS, GenerationRequest, random_seed
+from engine.api import MAX_SEED, MEMORY_PRESETS, SAMPLERS, GenerationRequest, Mode, random_seed
 
 SIZE_PRESETS: tuple[tuple[int, int], ...] = (
     (512, 512),
@@ -31,7 +31,13 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "batch_count": 1,
     "memory_preset": "auto",
+    "mode": "txt2img",  # txt2img | img2img | inpaint (img2img/inpaint use the source image below)
+    "strength": 0.75,
+    "init_image_path": "",  # where the source image came from (shown; the pixels are init_image)
 }
+
+# Not kept in settings.json: a source image is chosen for this session only.
+_SESSION_ONLY = ("mode", "init_image_path")
 
 _TYPES: dict[str, type] = {k: type(v) for k, v in DEFAULTS.items()}
 
@@ -59,6 +65,9 @@ class GenerationParameters(QObject):
     seed_changed = Signal(object)  # int up to 2**32-1: too big for a Qt int
     batch_count_changed = Signal(int)
     memory_preset_changed = Signal(str)
+    mode_changed = Signal(str)
+    strength_changed = Signal(float)
+    init_image_path_changed = Signal(str)
     last_seed_changed = Signal(object)
 
     prompt = _prop("prompt")
@@ -73,11 +82,24 @@ class GenerationParameters(QObject):
     seed = _prop("seed")
     batch_count = _prop("batch_count")
     memory_preset = _prop("memory_preset")
+    mode = _prop("mode")
+    strength = _prop("strength")
+    init_image_path = _prop("init_image_path")
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._values: dict[str, Any] = dict(DEFAULTS)
         self._last_seed: int | None = None
+        self.init_image: Any = None  # PIL image for img2img / inpaint (set with set_source)
+        self.mask: Any = None  # PIL "L" image for inpaint, white = regenerate (the canvas sets it)
+
+    def set_source(self, image: Any, path: str, mode: str) -> None:
+        """Use ``image`` (PIL, already upright RGB) as the img2img / inpaint source; "txt2img" clears it."""
+        self.init_image = image if mode != "txt2img" else None
+        if mode == "txt2img":
+            self.mask = None
+        self.init_image_path = path if mode != "txt2img" else ""
+        self.mode = mode
 
     # -- generic access -----------------------------------------------------------------------
 
@@ -89,12 +111,12 @@ class GenerationParameters(QObject):
         getattr(self, f"{name}_changed").emit(value)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self._values)
+        return {k: v for k, v in self._values.items() if k not in _SESSION_ONLY}
 
     def load_dict(self, data: dict[str, Any]) -> None:
         """Apply saved values; anything unknown or invalid keeps its current value."""
         for name, value in data.items():
-            if name in self._values:
+            if name in self._values and name not in _SESSION_ONLY:
                 try:
                     self.set(name, value)
                 except (TypeError, ValueError):
@@ -137,6 +159,10 @@ class GenerationParameters(QObject):
             seed=v["seed"] if v["seed_mode"] == "fixed" else random_seed(),
             batch_count=v["batch_count"],
             memory_preset=v["memory_preset"],
+            mode=Mode(v["mode"]),
+            strength=v["strength"] if v["mode"] != "txt2img" else 0.75,
+            init_image=self.init_image if v["mode"] != "txt2img" else None,
+            mask=self.mask if v["mode"] == "inpaint" else None,
         )
 
 
@@ -156,6 +182,10 @@ def _coerce(name: str, value: Any) -> Any:
         raise ValueError(f"unknown memory preset {value!r}")
     if name == "seed_mode" and value not in ("random", "fixed"):
         raise ValueError("seed_mode must be random or fixed")
+    if name == "mode" and value not in {m.value for m in Mode}:
+        raise ValueError(f"unknown mode {value!r}")
+    if name == "strength" and not 0.0 < value <= 1.0:
+        raise ValueError("strength must be above 0 and at most 1")
     if name == "seed" and not 0 <= value <= MAX_SEED:
         raise ValueError("seed out of range")
     return value

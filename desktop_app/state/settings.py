@@ -24,6 +24,7 @@ def _defaults() -> dict[str, Any]:
         "theme": "system",
         "model_folders": [],
         "parameters": {},
+        "embed_metadata": True,  # prompt, seed and model in saved PNGs
         "window": {"geometry": "", "state": "", "splitters": {}},
     }
 
@@ -113,6 +114,15 @@ class SettingsStore(QObject):
             self.model_folders_changed.emit(self.model_folders)
 
     @property
+    def embed_metadata(self) -> bool:
+        """Whether saved images carry their generation settings (prompt, seed, model)."""
+        return bool(self._data.get("embed_metadata", True))
+
+    @embed_metadata.setter
+    def embed_metadata(self, value: bool) -> None:
+        self._data["embed_metadata"] = bool(value)
+
+    @property
     def parameters(self) -> dict[str, Any]:
         return dict(self._data["parameters"])
 
@@ -130,7 +140,7 @@ class SettingsStore(QObject):
 
 def _check(data: dict[str, Any]) -> None:
     """Reject a file whose known fields have the wrong shape (treated like corruption)."""
-    expected = {"theme": str, "model_folders": list, "parameters": dict, "window": dict}
+    expected = {"theme": str, "model_folders": list, "parameters": dict, "window": dict, "embed_metadata": bool}
     for key, kind in expected.items():
         if key in data and not isinstance(data[key], kind):
             raise ValueError(f"{key} has the wrong type")

@@ -1,9 +1,11 @@
-"""The main window: prompt panel | image view + results strip | queue; banner, progress, status bar."""
+"""The main window: prompt panel | image view + gallery | queue; banner, progress, status bar."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QByteArray, Qt, QUrl, Signal
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDesktopServices, QImage, QKeySequence
+from pathlib import Path
+
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -28,7 +30,11 @@ from desktop_app.ui.image_view import ImageView
 from desktop_app.ui.progress import ProgressWidget
 from desktop_app.ui.prompt_panel import PromptPanel
 from desktop_app.ui.queue_panel import QueuePanel
-from desktop_app.ui.results_strip import ResultsStripWidget
+from desktop_app.state.gallery import OpenedImage
+from desktop_app.state.gallery_model import UnsavedImage
+from desktop_app.ui.gallery_panel import GalleryPanel
+from engine.library import LibraryEntry
+from engine.library.records import IMAGE_SUFFIXES
 from desktop_app.ui.status_bar import StatusBarWidget
 
 
@@ -48,7 +54,7 @@ class MainWindow(QMainWindow):
         self.prompt_panel = PromptPanel(a.params, a)
         self.image_view = ImageView()
         self.first_run = FirstRunPanel(str(a.demo_models_dir))
-        self.results_strip = ResultsStripWidget(a.results)
+        self.gallery_panel = GalleryPanel(a)
         self.queue_panel = QueuePanel(a.queue)
         self.progress = ProgressWidget(a.queue)
         self.status_widget = StatusBarWidget(a.status)
@@ -60,11 +66,11 @@ class MainWindow(QMainWindow):
         self.center_splitter = QSplitter(Qt.Orientation.Vertical)
         self.center_splitter.setObjectName("center_splitter")
         self.center_splitter.addWidget(self.center_stack)
-        self.center_splitter.addWidget(self.results_strip)
+        self.center_splitter.addWidget(self.gallery_panel)
         self.center_splitter.setStretchFactor(0, 1)
-        self.center_splitter.setStretchFactor(1, 0)
+        self.center_splitter.setStretchFactor(1, 1)
         self.center_splitter.setChildrenCollapsible(False)
-        self.center_splitter.setSizes([640, 140])
+        self.center_splitter.setSizes([440, 360])
 
         prompt_scroll = QScrollArea()
         prompt_scroll.setWidget(self.prompt_panel)
@@ -88,6 +94,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.main_splitter, 1)
         layout.addWidget(self.progress)
         self.setCentralWidget(central)
+        self.setAcceptDrops(True)
 
         self.shortcuts: list[tuple[str, str]] = []  # (keys, what) for Help › Keyboard shortcuts
         self._build_actions()
@@ -117,7 +124,15 @@ class MainWindow(QMainWindow):
         file_menu = bar.addMenu("&File")
         self._action(file_menu, "Add model folder…", "Ctrl+Shift+O", self.choose_model_folder, "Add a folder of models")
         self._action(file_menu, "Rescan model folders", "F5", a.rescan_models, "Look for new models in the model folders")
+        self._action(file_menu, "Open image…", "Ctrl+O", self.choose_image, "Show an image from anywhere; its settings can be restored")
+        self._action(file_menu, "Import images into the gallery…", None, self.choose_imports, "Copy images into the gallery library")
         self._action(file_menu, "Open outputs folder", "Ctrl+Shift+E", self.open_outputs_folder, "Open the folder where images are saved")
+        self.embed_action = QAction("Save generation settings in images", self, checkable=True)
+        self.embed_action.setChecked(a.settings.embed_metadata)
+        self.embed_action.setToolTip("When off, saved images carry no prompt, seed or model")
+        self.embed_action.toggled.connect(self._on_embed_action_toggled)
+        file_menu.addAction(self.embed_action)
+        self._action(file_menu, "Empty the gallery trash", None, a.gallery.empty_trash, "Delete the trashed images for good")
         file_menu.addSeparator()
         self._action(file_menu, "Quit", "Ctrl+Q", self.close, "Quit Easel (a running job is cancelled)")
 
@@ -125,7 +140,12 @@ class MainWindow(QMainWindow):
         self.generate_action = self._action(gen, "Generate", ["Ctrl+Return", "Ctrl+Enter"], a.generate, "Generate, or queue if busy")
         self.cancel_action = self._action(gen, "Cancel running job", "Esc", a.cancel_current, "Stop the running job within one step")
         self._action(gen, "Clear pending jobs", "Ctrl+Shift+Del", a.queue.clear_pending, "Remove every job waiting in the queue")
-        self._action(gen, "Cancel selected job", "Del", self.queue_panel.cancel_selected, "Cancel the job selected in the queue")
+        cancel_selected = self._action(gen, "Cancel selected job", "Del", self.queue_panel.cancel_selected,
+                                       "Cancel the job selected in the queue")
+        # Del belongs to whichever list has the focus: the queue here, the gallery (move to trash) there.
+        cancel_selected.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.removeAction(cancel_selected)
+        self.queue_panel.addAction(cancel_selected)
         self._action(gen, "Move job up", "Ctrl+Up", lambda: self.queue_panel.move_selected(-1), "Run the selected pending job sooner")
         self._action(gen, "Move job down", "Ctrl+Down", lambda: self.queue_panel.move_selected(1), "Run the selected pending job later")
         gen.addSeparator()
@@ -133,8 +153,8 @@ class MainWindow(QMainWindow):
         self._action(gen, "Focus prompt", "Ctrl+L", self.focus_prompt, "Put the cursor in the prompt")
 
         view = bar.addMenu("&View")
-        self._action(view, "Previous result", "Alt+Left", lambda: a.results.select_relative(-1), "Show the previous image of this session")
-        self._action(view, "Next result", "Alt+Right", lambda: a.results.select_relative(1), "Show the next image of this session")
+        self._action(view, "Previous image", "Alt+Left", lambda: a.gallery.select_relative(-1), "Show the next newer image in the gallery")
+        self._action(view, "Next image", "Alt+Right", lambda: a.gallery.select_relative(1), "Show the next older image in the gallery")
         theme_menu = view.addMenu("Theme")
         self.theme_group = QActionGroup(self)
         for key, label in (("system", "Follow the system"), ("dark", "Dark"), ("light", "Light")):
@@ -162,7 +182,8 @@ class MainWindow(QMainWindow):
         a.queue.preview_changed.connect(self._on_queue_preview_changed)
         a.queue.job_progressed.connect(self._on_queue_job_progressed)
         a.queue.job_removed.connect(self._on_queue_job_removed)
-        a.results.current_changed.connect(self._on_results_current_changed)
+        a.gallery.current_changed.connect(self._on_gallery_current_changed)
+        a.gallery.image_loaded.connect(self._on_gallery_image_loaded)
         self._on_actions_generate_enabled_changed(a.generate_enabled, a.generate_blocked_reason)
 
     # -- slots --------------------------------------------------------------------------------
@@ -172,12 +193,12 @@ class MainWindow(QMainWindow):
 
     def _update_center(self) -> None:
         no_models = not self._actions.catalog.usable and not self._actions.catalog.scanning
-        self.center_stack.setCurrentWidget(self.first_run if no_models and not self._actions.results.items else self.image_view)
+        self.center_stack.setCurrentWidget(self.first_run if no_models and not self._actions.gallery.model.rowCount() else self.image_view)
 
     def _on_queue_job_started(self, job: Job) -> None:
         self.center_stack.setCurrentWidget(self.image_view)
         self.image_view.set_placeholder(f"Generating “{job.title}”…")
-        if self._actions.results.current_item() is None:
+        if self._actions.gallery.current is None:
             self.image_view.set_image(None)
         self.image_view.set_caption("Starting…")
 
@@ -195,15 +216,31 @@ class MainWindow(QMainWindow):
         if self._actions.queue.running is None:
             self.image_view.set_placeholder("No image yet. Write a prompt and press Ctrl+Enter.")
             self._preview_caption = "Preview"
-            self._on_results_current_changed(self._actions.results.current)
+            self._on_gallery_current_changed(self._actions.gallery.current)
 
-    def _on_results_current_changed(self, index: int) -> None:
-        item = self._actions.results.current_item()
+    def _on_gallery_current_changed(self, item) -> None:
+        if self._actions.queue.running is not None and self.image_view.is_preview:
+            return  # the live preview keeps the view until the job ends
         if item is None:
             self.image_view.set_image(None)
+        elif isinstance(item, UnsavedImage):
+            self.center_stack.setCurrentWidget(self.image_view)
+            self.image_view.set_image(item.image, f"seed {item.seed} · not saved: {item.error}")
+        else:
+            self.center_stack.setCurrentWidget(self.image_view)
+            self._actions.gallery.request_image(item)
+
+    def _on_gallery_image_loaded(self, item, image: QImage) -> None:
+        if item is not self._actions.gallery.current or (self._actions.queue.running is not None and self.image_view.is_preview):
             return
-        name = item.path.name if item.path else "not saved"
-        self.image_view.set_image(item.image, f"#{index + 1} · seed {item.seed} · {item.seconds:.1f} s · {name}")
+        if isinstance(item, LibraryEntry):
+            seed = f"seed {item.seed} · " if item.seed is not None else ""
+            caption = f"{'★ ' if item.favourite else ''}{seed}{item.width}×{item.height} · {item.name}"
+        elif isinstance(item, OpenedImage):
+            caption = f"{item.path.name} · " + ("settings found: Restore settings below" if item.meta.found else "no settings stored")
+        else:
+            caption = ""
+        self.image_view.set_image(image, caption)
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -218,6 +255,38 @@ class MainWindow(QMainWindow):
 
     def open_outputs_folder(self) -> None:
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(self._actions.queue.output_dir)))
+
+    def choose_image(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open an image", "", "Images (*.png *.jpg *.jpeg *.webp)")
+        if path:
+            self._actions.open_image(Path(path))
+
+    def choose_imports(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Import images into the gallery", "", "Images (*.png *.jpg *.jpeg *.webp)")
+        if paths:
+            self._actions.gallery.import_files([Path(p) for p in paths])
+
+    def _on_embed_action_toggled(self, on: bool) -> None:
+        self._actions.settings.embed_metadata = on
+
+    # -- drag and drop: an image from anywhere opens; several are imported ------------------
+
+    @staticmethod
+    def _dropped_images(event) -> list[Path]:
+        urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
+        return [Path(u.toLocalFile()) for u in urls if u.isLocalFile() and u.toLocalFile().lower().endswith(IMAGE_SUFFIXES)]
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt name)
+        if self._dropped_images(event) and event.source() is None:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt name)
+        paths = self._dropped_images(event)
+        if len(paths) == 1:
+            self._actions.open_image(paths[0])
+        elif paths:
+            self._actions.gallery.import_files(paths)
+        event.acceptProposedAction()
 
     def show_shortcuts(self) -> None:
         dialog = QDialog(self)
@@ -250,7 +319,7 @@ class MainWindow(QMainWindow):
         settings.set_window(
             bytes(self.saveGeometry().toBase64()).decode("ascii"),
             bytes(self.saveState().toBase64()).decode("ascii"),
-            {s.objectName(): s.sizes() for s in (self.main_splitter, self.center_splitter)},
+            {s.objectName(): s.sizes() for s in (self.main_splitter, self.center_splitter, self.gallery_panel.splitter)},
         )
 
     def restore_layout(self, settings: SettingsStore) -> None:
@@ -260,7 +329,7 @@ class MainWindow(QMainWindow):
                 self.restoreGeometry(QByteArray.fromBase64(w["geometry"].encode("ascii")))
             if w.get("state"):
                 self.restoreState(QByteArray.fromBase64(w["state"].encode("ascii")))
-            for s in (self.main_splitter, self.center_splitter):
+            for s in (self.main_splitter, self.center_splitter, self.gallery_panel.splitter):
                 sizes = w.get("splitters", {}).get(s.objectName())
                 if isinstance(sizes, list) and len(sizes) == s.count() and all(isinstance(x, int) for x in sizes):
                     s.setSizes(sizes)

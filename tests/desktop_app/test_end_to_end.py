@@ -32,11 +32,13 @@ def test_real_engine_generates_a_png_with_metadata_and_cancels(make_studio, data
     with qtbot.waitSignal(studio.queue.job_finished, timeout=120_000):
         assert studio.actions.generate() is not None
     assert previews, "no preview arrived"
-    assert studio.window.results_strip.count() == 1
-    item = studio.results.items[0]
-    assert item.image.width() == 64 and item.seed == 3
-    assert item.path is not None and item.path.parent == data_dir / "outputs"
-    with Image.open(item.path) as png:
+    assert studio.gallery.model.rowCount() == 1
+    item = studio.gallery.current
+    assert (item.width, item.seed) == (64, 3)
+    path = studio.gallery.absolute(item)
+    assert path.parent == data_dir / "outputs"
+    qtbot.waitUntil(lambda: studio.window.image_view.pixmap is not None, timeout=5000)
+    with Image.open(path) as png:
         assert png.size == (64, 64)
         params = png.text["parameters"]
     assert params.startswith("a tiny test\nNegative prompt: blur\n") and "Seed: 3" in params and "Steps: 4" in params
@@ -54,7 +56,7 @@ def test_real_engine_generates_a_png_with_metadata_and_cancels(make_studio, data
         studio.actions.cancel_current()
     assert job.status.value == "cancelled"
     assert len(list((data_dir / "outputs").glob("*.png"))) == 1
-    assert len(studio.results.items) == 1
+    assert studio.gallery.model.rowCount() == 1
 
 
 def test_real_engine_rejects_a_bad_model_and_keeps_working(make_studio, data_dir, tiny_models, qtbot):

@@ -35,13 +35,15 @@ def test_ctrl_enter_generates_with_previews_and_saves_a_png(make_studio, data_di
     assert previews, "no preview reached the GUI"
     assert progress and progress[-1].step == 6 and progress[-1].total == 6
     assert fake_engine.threads == {"easel-engine"}
-    # The result is in the strip, shown in the view, and on disk with metadata.
-    assert w.results_strip.count() == 1
-    item = studio.results.items[0]
-    assert item.image.pixelColor(10, 10).getRgb()[:3] == colour_for(7)
-    assert w.image_view.pixmap is not None and not w.image_view.is_preview
-    assert item.path is not None and item.path.parent == data_dir / "outputs"
-    with Image.open(item.path) as png:
+    # The result is on top of the gallery, shown in the view, and on disk with metadata.
+    assert studio.gallery.model.rowCount() == 1
+    item = studio.gallery.current
+    assert item.seed == 7 and studio.gallery.model.entry_at(0) == item
+    qtbot.waitUntil(lambda: w.image_view.pixmap is not None and not w.image_view.is_preview, timeout=5000)
+    assert w.image_view.pixmap.toImage().pixelColor(10, 10).getRgb()[:3] == colour_for(7)
+    path = studio.gallery.absolute(item)
+    assert path.parent == data_dir / "outputs"
+    with Image.open(path) as png:
         assert "a red barn" in png.text["parameters"] and "Seed: 7" in png.text["parameters"]
     assert "Last:" in w.status_widget.time_label.text() and "—" not in w.status_widget.time_label.text()
     assert "fake-model" in w.status_widget.model_label.text()
@@ -54,13 +56,17 @@ def test_clicking_a_result_shows_it(make_studio, data_dir, fake_engine, fake_mod
     _setup(studio, steps=2, seed=1, batch=3)
     with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
         studio.actions.generate()
-    strip = studio.window.results_strip
-    assert strip.count() == 3
-    rect = strip.visualItemRect(strip.item(0))
-    qtbot.mouseClick(strip.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
-    assert studio.results.current == 0
-    shown = studio.window.image_view.pixmap.toImage().pixelColor(5, 5).getRgb()[:3]
-    assert shown == colour_for(1)
+    view = studio.window.gallery_panel.view
+    assert view.model().rowCount() == 3  # newest (seed 3) first
+    rect = view.visualRect(view.model().index(2))
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert studio.gallery.current.seed == 1
+
+    def shown():
+        pixmap = studio.window.image_view.pixmap
+        return pixmap is not None and pixmap.toImage().pixelColor(5, 5).getRgb()[:3] == colour_for(1)
+
+    qtbot.waitUntil(shown, timeout=5000)
     studio.actions.reuse_last_seed()
     assert studio.params.seed_mode == "fixed"
 
@@ -78,7 +84,7 @@ def test_escape_cancels_mid_run_within_one_step_and_leaves_no_result(make_studio
         qtbot.keyClick(studio.window, Qt.Key.Key_Escape)
     assert job.status.value == "cancelled"
     assert fake_engine.steps_run == 3  # stopped at the step it was on: not one step more
-    assert studio.results.items == []
+    assert studio.gallery.model.rowCount() == 0
     assert list((data_dir / "outputs").glob("*.png")) == []
     assert studio.window.progress.bar.format() == "Cancelled"
     assert not studio.window.banner.isVisible()  # a cancel is not an error
@@ -110,7 +116,7 @@ def test_queue_runs_in_order_and_a_cancelled_pending_job_never_runs(make_studio,
     qtbot.waitUntil(lambda: not studio.queue.busy, timeout=10_000)
     assert [r.prompt for r in fake_engine.calls] == ["first", "fourth", "second"]
     assert [j.status.value for j in jobs] == ["done", "done", "cancelled", "done"]
-    assert [i.request.prompt for i in studio.results.items] == ["first", "fourth", "second"]
+    assert [studio.gallery.model.entry_at(r).prompt for r in range(3)] == ["second", "fourth", "first"]
     assert panel.list.count() == 0
 
 
@@ -150,7 +156,7 @@ def test_a_bad_model_shows_the_banner_and_the_app_keeps_working(make_studio, dat
     studio.params.model = str(fake_model)
     with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
         studio.actions.generate()
-    assert len(studio.results.items) == 1
+    assert studio.gallery.model.rowCount() == 1
     banner.close_button.click()
     assert not banner.isVisible()
 

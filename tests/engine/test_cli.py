@@ -128,3 +128,31 @@ def test_selftest_passes(capsys):
     code, out, _ = run(capsys, "selftest", "--device", "cpu")
     assert code == 0, out
     assert "7/7 checks passed" in out
+
+
+def test_gallery_commands_list_search_import_and_generate_into_the_library(tmp_path, capsys, tiny_models):
+    from engine.library import Library
+
+    data = tmp_path / "data"
+    code, out, err = run(capsys, "generate", "--data-dir", str(data), "--model", str(tiny_models.get()),
+                         "--prompt", "a lighthouse\nat dusk", "--steps", "2", "--width", "64", "--height", "64",
+                         "--seed", "31337")
+    assert code == 0, err
+    with Library(data / "outputs") as lib:  # indexed when saved, not only after a reconcile
+        assert [e.seed for e in lib.query()] == [31337]
+    other = tmp_path / "from elsewhere"
+    other.mkdir()
+    Image.new("RGB", (64, 64)).save(other / "plain.png")
+    (other / "notes.txt").write_text("not an image")
+    code, out, err = run(capsys, "--data-dir", str(data), "gallery", "import", str(other))
+    assert code == 0 and "1 image(s) imported" in err
+    code, out, err = run(capsys, "gallery", "list", "--data-dir", str(data), "--search", "lighthouse")
+    assert code == 0 and out.count("\n") == 1 and "31337" in out and "a lighthouse at dusk" in out
+    code, out, _ = run(capsys, "gallery", "list", "--data-dir", str(data), "--json")
+    rows = json.loads(out)
+    assert [r["prompt"] for r in rows] == ["", "a lighthouse\nat dusk"]  # the import is newer
+    assert all(Path(r["path"]).is_file() for r in rows)
+    code, _, err = run(capsys, "gallery", "list", "--data-dir", str(data), "--since", "yesterday")
+    assert code == 2 and err.count("\n") == 1 and "YYYY-MM-DD" in err
+    code, _, err = run(capsys, "gallery", "import", "--data-dir", str(data), str(tmp_path / "missing.png"))
+    assert code == 2 and "nothing was imported" in err

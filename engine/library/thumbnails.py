@@ -1,0 +1,78 @@
+"""Thumbnails on disk: one small JPEG per image version, made on first need off the GUI thread.
+
+The cache key is the image's relative path, size and modification time, so an edited or replaced
+file gets a new thumbnail, and the cache survives an index rebuild. Files are written atomically
+(temp + rename) so a crash never leaves a broken thumbnail under its final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from engine.api import EaselError
+
+THUMB_SIZE = 256  # the longest side, in pixels
+
+
+class ThumbnailCache:
+    def __init__(self, folder: Path, size: int = THUMB_SIZE):
+        self.folder = Path(folder)
+        self.size = size
+
+    def path_for(self, relative: str, size_bytes: int, mtime_ns: int) -> Path:
+        key = hashlib.sha1(f"{relative}\0{size_bytes}\0{mtime_ns}\0{self.size}".encode()).hexdigest()
+        return self.folder / key[:2] / f"{key}.jpg"
+
+    def get(self, source: Path, relative: str, size_bytes: int, mtime_ns: int) -> Path | None:
+        """The thumbnail file for ``source``, made now if missing; None if the image cannot be read.
+
+        Runs on a worker thread (decoding a large image takes tens of milliseconds).
+        """
+        target = self.path_for(relative, size_bytes, mtime_ns)
+        if target.is_file():
+            return target
+        try:
+            with _open(source) as image:
+                image.draft("RGB", (self.size, self.size))  # JPEG: decode at a reduced scale
+                image = ImageOps.exif_transpose(image)
+                image.thumbnail((self.size, self.size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+                thumb = _flatten(image)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EaselError):
+            return None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".thumb-", suffix=".part", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                thumb.save(fh, format="JPEG", quality=85)
+            os.replace(tmp, target)
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            return None  # a full disk must not break browsing: the caller shows the image itself
+        return target
+
+
+def _open(source: Path) -> Image.Image:
+    try:
+        return Image.open(source)
+    except ValueError:  # "Decompressed Data Too Large": a huge text chunk; the pixels are fine
+        from engine.library.pngtext import png_without_text
+
+        return Image.open(io.BytesIO(png_without_text(Path(source).read_bytes())))
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGBA", "LA", "P"):
+        image = image.convert("RGBA")
+        background = Image.new("RGB", image.size, (128, 128, 128))
+        background.paste(image, mask=image.getchannel("A"))
+        return background
+    return image.convert("RGB")
