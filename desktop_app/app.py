@@ -19,11 +19,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from desktop_app.pyside_workarounds import pin_singletons
-
-pin_singletons()  # before any signal is emitted: see the module
-
-from desktop_app.bridge import EngineBridge  # noqa: E402
+from desktop_app.bridge import EngineBridge
 from desktop_app.state.actions import StudioActions
 from desktop_app.state.errors import ErrorReporter, RecentLogHandler
 from desktop_app.state.jobs import JobQueue
