@@ -70,9 +70,9 @@ async def run(args: argparse.Namespace, app: QApplication) -> None:
     engine_steps: list[tuple[int, float]] = []  # (step, perf_counter) as the engine thread saw them
 
     def factory():
-        from engine.engine import Engine
+        from desktop_app.bridge import default_engine_factory
 
-        engine = Engine()
+        engine = default_engine_factory()  # the app's own start-up path (imports warmed on this thread)
         original = engine.generate
 
         def generate(request, on_progress=None, cancel=None):
