@@ -17,9 +17,29 @@ Without a command, opens the Easel desktop app.
 """
 
 
+_VALUE_OPTIONS = ("--data-dir", "--device")  # global options that take a value
+_FLAG_OPTIONS = ("--debug",)
+
+
+def _first_command(argv: list[str]) -> str | None:
+    """The first bare word after the global options (``easel --data-dir D gallery list``)."""
+    it = iter(argv)
+    for arg in it:
+        if arg in _VALUE_OPTIONS:
+            next(it, None)
+        elif arg.startswith(tuple(f"{o}=" for o in _VALUE_OPTIONS)) or arg in _FLAG_OPTIONS:
+            continue
+        elif not arg.startswith("-"):
+            return arg
+        else:
+            return None  # a Qt or GUI option: the rest belongs to the window
+    return None
+
+
 def _is_gui_invocation(argv: list[str]) -> bool:
-    # Qt options start with "-"; a bare first word is an engine subcommand.
-    return not argv or argv[0].startswith("-") and argv[0] not in ("--help-cli", "--version")
+    if argv and argv[0] in ("--help-cli", "--version"):
+        return False
+    return _first_command(argv) is None
 
 
 def _split_gui_args(argv: list[str]) -> tuple[str | None, bool, list[str]] | None:
@@ -57,3 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from desktop_app.app import run
 
     return run(qt_args, data_dir=data_dir, smoke_test=smoke)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

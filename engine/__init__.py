@@ -14,5 +14,8 @@ for _name, _value in (
     ("HF_HUB_DISABLE_TELEMETRY", "1"),
     ("DIFFUSERS_NO_ADVISORY_WARNINGS", "1"),
     ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1"),
+    # Import-time notices (e.g. "requires torchvision ... falling back") are not the user's concern.
+    ("TRANSFORMERS_VERBOSITY", "error"),
+    ("DIFFUSERS_VERBOSITY", "error"),
 ):
     _os.environ.setdefault(_name, _value)

@@ -27,6 +27,25 @@ def test_a_subcommand_goes_to_the_engine_cli_without_importing_qt():
     assert "no such file" in out.stderr
 
 
+@pytest.mark.parametrize(
+    "argv, cli",
+    [
+        ([], False),
+        (["--data-dir", "D"], False),
+        (["--data-dir=D", "-platform", "offscreen"], False),
+        (["--data-dir", "D", "gallery", "list"], True),
+        (["--data-dir=D", "generate", "--prompt", "x"], True),
+        (["--device", "cpu", "--debug", "info", "x.png"], True),
+        (["gallery", "list", "--data-dir", "D"], True),
+        (["--version"], True),
+    ],
+)
+def test_global_options_before_a_command_still_run_the_cli(argv, cli):
+    from desktop_app.launcher import _is_gui_invocation
+
+    assert _is_gui_invocation(argv) is (not cli)
+
+
 def test_gui_help_names_the_data_dir_option(capsys):
     from desktop_app.launcher import main
 
