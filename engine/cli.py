@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     regen.add_argument("--model", required=True, metavar="PATH")
     regen.add_argument("--out", required=True, metavar="FILE")
     regen.add_argument("--init", metavar="IMAGE", help="source image, for img2img/inpaint images")
-    regen.add_argument("--mask", metavar="MASK", help="mask, for inpaint images")
+    regen.add_argument("--mask", metavar="MASK", help="mask, for inpaint images (default: the mask stored in IMAGE)")
 
     mk = sub.add_parser("make-test-model", parents=[common], help="write a tiny random-weight model (for tests/demos)")
     mk.add_argument("dest", metavar="DIR")
@@ -179,9 +179,14 @@ def _cmd_regenerate(args) -> int:
             raise EaselError(f"{args.image} was made by {mode.value}: give its source image with --init")
         extra["init_image"] = load_image(args.init, "init image")
     if mode is Mode.INPAINT:
-        if not args.mask:
-            raise EaselError(f"{args.image} was made by inpaint: give its mask with --mask")
-        extra["mask"] = load_image(args.mask, "mask")
+        if args.mask:
+            extra["mask"] = load_image(args.mask, "mask")
+        else:
+            from engine.images import mask_from_png
+
+            extra["mask"] = mask_from_png(args.image)  # Easel stores the mask in its inpaint results
+            if extra["mask"] is None:
+                raise EaselError(f"{args.image} was made by inpaint: give its mask with --mask")
     request = meta.to_request(**extra)
     if request.seed is None:
         raise EaselError(f"{args.image}: the stored settings have no seed, so the image cannot be reproduced")
@@ -258,26 +263,17 @@ _COMMANDS = {
 
 
 def load_image(path: str | None, what: str):
-    """Open an image file fully, upright (EXIF orientation applied); one-line ImageError otherwise."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    """Open an image file by engine.images' rules (upright, 8-bit RGB/RGBA, bombs refused); ImageError otherwise."""
+    from engine.images import open_image
 
     if not path:
         raise ImageError(f"no {what} given")
-    p = Path(path)
-    if not p.is_file():
-        raise ImageError(f"{what} {p}: no such file")
-    try:
-        with Image.open(p) as im:
-            im.load()
-            return ImageOps.exif_transpose(im)
-    except Image.DecompressionBombError:
-        raise ImageError(f"{what} {p.name}: refused, its header claims an image too large to open safely") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise ImageError(f"{what} {p.name}: cannot read image (not an image, or the file is damaged)") from None
+    return open_image(path, what)
 
 
 def _multiple_of_8(v: int) -> int:
-    return max(64, min(4096, (v + 4) // 8 * 8))
+    """The image's side rounded up to the latent grid: the engine pads and crops back (no stretch)."""
+    return max(64, -(-v // 8) * 8)
 
 
 def _with_native_size(fields: dict, model: str) -> dict:

@@ -215,11 +215,10 @@ class Engine:
                     denoise_s += time.perf_counter() - t0
                     _check_cancel(cancel, request.steps, request.steps)
 
-                    # 7. Decode, and paste back into the source for inpainting.
+                    # 7. Decode; paste back into the source (inpaint) or crop the padding off.
                     t0 = time.perf_counter()
                     image = self._decode(pipe, latents)
-                    if plan is not None:
-                        image = imageprep.paste_back(plan, image, request.mask_blur)
+                    image = imageprep.finish(plan, image, request.mask_blur)  # paste back / crop back
                     decode_s += time.perf_counter() - t0
                     images.append(image)
                     seeds.append(image_seed)
@@ -266,11 +265,12 @@ class Engine:
                 "_plan": plan,
             }
         if request.mode is Mode.IMG2IMG:
-            init = imageprep.fit_init(request.init_image, w, h)
+            plan = imageprep.plan_img2img(request.init_image, w, h)
+            init = plan.work_image
             if info.inpainting:  # an inpainting model repaints everything under a full mask
                 return {"image": init, "mask_image": Image.new("L", (w, h), 255), "strength": request.strength,
-                        "width": w, "height": h}
-            return {"image": init, "strength": request.strength}
+                        "width": w, "height": h, "_plan": plan}
+            return {"image": init, "strength": request.strength, "_plan": plan}
         if info.inpainting:  # txt2img on an inpainting model: a blank canvas under a full mask
             return {
                 "image": Image.new("RGB", (w, h), (127, 127, 127)),

@@ -23,7 +23,7 @@ refuses to open a file whose compressed text chunk inflates past ``PngImagePlugi
 (1 MiB), and reading only chunk headers skips decoding the pixels. Chunks above ``MAX_CHUNK_BYTES``
 are skipped with a warning.
 
-Qt-free and torch-free: stdlib, pillow and engine.api only.
+Qt-free and torch-free: stdlib, pillow, engine.api, and engine.images for the mask chunk.
 """
 
 from __future__ import annotations
@@ -193,7 +193,8 @@ def png_info(
     embed: bool = True,
     extra: dict[str, str] | None = None,
 ) -> PngInfo:
-    """Text chunks for image ``index`` of ``result``: A1111 ``parameters`` and our ``easel`` JSON.
+    """Text chunks for image ``index`` of ``result``: A1111 ``parameters``, our ``easel`` JSON and,
+    for an inpaint result, its mask (``easel-mask``, zTXt).
 
     The recorded request carries this image's seed and ``batch_count=1``, so it regenerates exactly
     this image. ``embed=False`` (the user turned metadata off) gives an empty PngInfo: no prompt,
@@ -231,6 +232,13 @@ def png_info(
         "created": datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds"),
     }
     info.add_itxt(EASEL_KEY, json.dumps(recipe, ensure_ascii=False))
+    mask = result.request.mask
+    if mask is not None and result.request.mode is Mode.INPAINT:
+        # An inpaint result carries its mask (compressed), so the edit can be redone from the file
+        # with only the source image (``easel regenerate``). Every writer goes through here.
+        from engine.images import MASK_KEY, mask_to_text
+
+        info.add_text(MASK_KEY, mask_to_text(mask), zip=True)
     return info
 
 

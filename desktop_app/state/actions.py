@@ -13,14 +13,18 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, Signal
 
 from desktop_app.bridge import EngineBridge, Outcome
+from desktop_app.state.canvas import CanvasDocument
+from desktop_app.state.canvas_actions import CanvasActions, CanvasJob
 from desktop_app.state.errors import ErrorReporter
 from desktop_app.state.jobs import Job, JobQueue
 from desktop_app.state.models import ModelCatalog, scan_folders
 from desktop_app.state.params import GenerationParameters
 from desktop_app.state.gallery import GalleryState, OpenedImage
+from desktop_app.state.gallery_model import UnsavedImage
 from desktop_app.state.settings import SettingsStore
 from desktop_app.state.status import EngineStatus
 from engine.api import InvalidRequest
+from engine.library import LibraryEntry
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +33,6 @@ class StudioActions(QObject):
     generate_enabled_changed = Signal(bool, str)  # enabled, the reason when not
     demo_model_made = Signal(str)
     settings_restored = Signal(str)  # the image path
-    source_chosen = Signal(str, str)  # path, mode
 
     def __init__(
         self,
@@ -43,6 +46,7 @@ class StudioActions(QObject):
         bridge: EngineBridge,
         reporter: ErrorReporter,
         data_dir: Path,
+        document: CanvasDocument | None = None,
         parent: QObject | None = None,
     ):
         super().__init__(parent)
@@ -52,6 +56,9 @@ class StudioActions(QObject):
         self.demo_models_dir = data_dir / "models"
         self._tasks: set[asyncio.Task[Any]] = set()
         self._enabled: tuple[bool, str] = (False, "")
+        self.document = document or CanvasDocument(parent=self)
+        self.canvas = CanvasActions(self.document, params, bridge, reporter, status, self._spawn, parent=self)
+        self.canvas.blocked_changed.connect(self._update_enabled)
 
         bridge.state_changed.connect(self._on_bridge_state_changed)
         bridge.runtime_changed.connect(status.set_runtime)
@@ -81,13 +88,36 @@ class StudioActions(QObject):
         if not enabled:
             self.reporter.notice(f"Cannot generate yet: {reason}")
             return None
+        origin = None
         try:
             request = self.params.to_request()
+            if self.params.edit_mode != "txt2img":
+                request, origin = self.canvas.build_request(request)
         except InvalidRequest as exc:
             self.reporter.report(f"Check the settings: {exc}")
             return None
         self.params.record_seed(request.seed)
-        return self.queue.enqueue(request)
+        return self.queue.enqueue(request, origin)
+
+    def edit_image(self, image: Any, source: str | None = None, mode: str | None = None) -> Any:
+        """Open ``image`` (a file path or a QImage) on the canvas to edit it, in edit ``mode``
+        ("img2img" or "inpaint"; None: inpaint unless an editing mode is already chosen).
+
+        The one way in for everything that edits an image: the viewer's and the gallery's "Edit in
+        canvas", "Use as img2img source" and "Use as inpaint source". The canvas is the source.
+        """
+        return self.canvas.edit_image(image, source, mode)
+
+    def edit_in_canvas(self, item: Any, mode: str | None = None) -> Any:
+        """Open a gallery item (a library image, an image shown from elsewhere, or one kept in
+        memory after a failed save) on the canvas in ``mode``. Returns None when there is none."""
+        if isinstance(item, UnsavedImage):
+            return self.edit_image(item.image.copy(), f"unsaved image (seed {item.seed})", mode)
+        if isinstance(item, LibraryEntry):
+            return self.edit_image(self.gallery.absolute(item), mode=mode)
+        if isinstance(item, OpenedImage):
+            return self.edit_image(item.path, mode=mode)
+        return None
 
     def cancel_current(self) -> bool:
         return self.queue.cancel_running()
@@ -173,11 +203,16 @@ class StudioActions(QObject):
 
     def _on_queue_job_finished(self, job: Job, outcome: Outcome) -> None:
         result = outcome.result
-        self.gallery.on_job_finished(outcome)
+        from_canvas = isinstance(job.origin, CanvasJob)
+        # Every result goes into the gallery; a canvas edit's results come back over the canvas as
+        # candidates, so the gallery does not take the view from them.
+        self.gallery.on_job_finished(outcome, show=not from_canvas)
         self.params.record_seed(result.seeds[0] if result.seeds else result.request.seed or 0)
         self.status.set_last_seconds(outcome.seconds)
+        if from_canvas:
+            self.canvas.on_job_finished(job, outcome)
 
-    # -- from an image: restore its settings, use it as a source, open one from elsewhere -------
+    # -- from an image: restore its settings, show one from elsewhere ---------------------------
 
     def restore_settings(self, path: Path) -> asyncio.Task[None]:
         """Fill the prompt panel from the settings stored in the image at ``path`` (any tool's)."""
@@ -203,27 +238,9 @@ class StudioActions(QObject):
             self.status.set_activity(message)
         self.settings_restored.emit(str(path))
 
-    def use_as_source(self, path: Path, mode: str = "img2img") -> asyncio.Task[None]:
-        """Make the image at ``path`` the img2img (or inpaint) source of the next job.
-
-        The inpainting canvas hooks in here: it gets ``params.init_image`` and sets ``params.mask``.
-        """
-        return self._spawn(self._use_as_source(Path(path), mode))
-
-    async def _use_as_source(self, path: Path, mode: str) -> None:
-        from engine.cli import load_image
-
-        image = await self.bridge.run_io(_load_rgb, load_image, str(path))
-        self.params.set_source(image, str(path), mode)
-        self.params.width = max(64, min(4096, image.width // 8 * 8))
-        self.params.height = max(64, min(4096, image.height // 8 * 8))
-        self.source_chosen.emit(str(path), mode)
-
-    def clear_source(self) -> None:
-        self.params.set_source(None, "", "txt2img")
-
     def open_image(self, path: Path) -> asyncio.Task[None]:
-        """Show an image from anywhere (dropped or opened); its settings can then be restored."""
+        """Show an image from anywhere (dropped on the gallery) in the viewer; its settings can then
+        be restored, and "Edit in canvas" edits it. Opening to edit is ``canvas.open_file``."""
         return self._spawn(self._open_image(Path(path)))
 
     async def _open_image(self, path: Path) -> None:
@@ -257,16 +274,13 @@ class StudioActions(QObject):
             value = (False, f"{info.name} cannot be used: {info.problem or 'it is a ' + info.kind}")
         elif info is None and not Path(self.params.model).exists():
             value = (False, f"the model {Path(self.params.model).name} is missing")
+        elif reason := self.canvas.blocked_reason():
+            value = (False, reason)
         else:
             value = (True, "")
         if value != self._enabled:
             self._enabled = value
             self.generate_enabled_changed.emit(*value)
-
-
-def _load_rgb(load_image, path: str):
-    """I/O thread: open an image upright, as RGB (one-line ImageError when it cannot be read)."""
-    return load_image(path, "source image").convert("RGB")
 
 
 def _make_test_model(dest: Path) -> Path:

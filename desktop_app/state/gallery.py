@@ -127,8 +127,9 @@ class GalleryState(QObject):
             raise
         return [Saved(e, self.library.absolute(e)) for e in entries]
 
-    def on_job_finished(self, outcome: Outcome) -> None:
-        """New results go on top of the grid and become current; unsaved ones are kept in memory."""
+    def on_job_finished(self, outcome: Outcome, *, show: bool = True) -> None:
+        """New results go on top of the grid and (``show``) become current; unsaved ones are kept in
+        memory. A canvas edit's results pass ``show=False``: they are shown over the canvas."""
         result = outcome.result
         entries = [s.entry for s in outcome.saved if isinstance(s, Saved)]
         for s, image in zip(outcome.saved, (i for n, i in enumerate(outcome.images) if n not in outcome.unsaved)):
@@ -150,7 +151,7 @@ class GalleryState(QObject):
                 self.search()
             self._emit_facets()
         shown = newest_first[-1] if newest_first else (self.model.unsaved[0] if outcome.save_error else None)
-        if shown is not None:
+        if shown is not None and show:
             self.set_current(shown)
 
     def recent_image(self, image_id: int) -> QImage | None:

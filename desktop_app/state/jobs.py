@@ -38,6 +38,7 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     error: str | None = None
     cancelled_at_step: int | None = None  # the engine's step when it honoured a cancel
+    origin: object = None  # what asked for it, e.g. a canvas edit (results go back to the canvas)
 
     @property
     def title(self) -> str:
@@ -106,9 +107,9 @@ class JobQueue(QObject):
 
     # -- actions ------------------------------------------------------------------------------
 
-    def enqueue(self, request: GenerationRequest) -> Job:
+    def enqueue(self, request: GenerationRequest, origin: object = None) -> Job:
         was_busy = self.busy
-        job = Job(request)
+        job = Job(request, origin=origin)
         self._pending.append(job)
         log.info("job %d queued: %r", job.id, job.title)
         self.job_added.emit(job)

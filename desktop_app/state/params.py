@@ -6,7 +6,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.api import MAX_SEED, MEMORY_PRESETS, SAMPLERS, GenerationRequest, Mode, random_seed
+from engine.api import MAX_SEED, MEMORY_PRESETS, SAMPLERS, GenerationRequest, random_seed
 
 SIZE_PRESETS: tuple[tuple[int, int], ...] = (
     (512, 512),
@@ -31,13 +31,19 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "batch_count": 1,
     "memory_preset": "auto",
-    "mode": "txt2img",  # txt2img | img2img | inpaint (img2img/inpaint use the source image below)
+    # Editing the canvas (the mode decides whether Generate makes a new image or edits the canvas).
+    "edit_mode": "txt2img",  # "txt2img" | "img2img" | "inpaint" (the canvas is the source)
     "strength": 0.75,
-    "init_image_path": "",  # where the source image came from (shown; the pixels are init_image)
+    "only_masked": True,
+    "mask_padding": 32,
+    "mask_blur": 8,
 }
 
-# Not kept in settings.json: a source image is chosen for this session only.
-_SESSION_ONLY = ("mode", "init_image_path")
+EDIT_MODES: tuple[str, ...] = ("txt2img", "img2img", "inpaint")
+
+# Not kept in settings.json: the canvas (the source of img2img / inpaint) lives for this session
+# only, so a restart must not come back in an editing mode with nothing to edit.
+_SESSION_ONLY = ("edit_mode",)
 
 _TYPES: dict[str, type] = {k: type(v) for k, v in DEFAULTS.items()}
 
@@ -65,9 +71,11 @@ class GenerationParameters(QObject):
     seed_changed = Signal(object)  # int up to 2**32-1: too big for a Qt int
     batch_count_changed = Signal(int)
     memory_preset_changed = Signal(str)
-    mode_changed = Signal(str)
+    edit_mode_changed = Signal(str)
     strength_changed = Signal(float)
-    init_image_path_changed = Signal(str)
+    only_masked_changed = Signal(bool)
+    mask_padding_changed = Signal(int)
+    mask_blur_changed = Signal(int)
     last_seed_changed = Signal(object)
 
     prompt = _prop("prompt")
@@ -82,24 +90,16 @@ class GenerationParameters(QObject):
     seed = _prop("seed")
     batch_count = _prop("batch_count")
     memory_preset = _prop("memory_preset")
-    mode = _prop("mode")
+    edit_mode = _prop("edit_mode")
     strength = _prop("strength")
-    init_image_path = _prop("init_image_path")
+    only_masked = _prop("only_masked")
+    mask_padding = _prop("mask_padding")
+    mask_blur = _prop("mask_blur")
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._values: dict[str, Any] = dict(DEFAULTS)
         self._last_seed: int | None = None
-        self.init_image: Any = None  # PIL image for img2img / inpaint (set with set_source)
-        self.mask: Any = None  # PIL "L" image for inpaint, white = regenerate (the canvas sets it)
-
-    def set_source(self, image: Any, path: str, mode: str) -> None:
-        """Use ``image`` (PIL, already upright RGB) as the img2img / inpaint source; "txt2img" clears it."""
-        self.init_image = image if mode != "txt2img" else None
-        if mode == "txt2img":
-            self.mask = None
-        self.init_image_path = path if mode != "txt2img" else ""
-        self.mode = mode
 
     # -- generic access -----------------------------------------------------------------------
 
@@ -159,15 +159,15 @@ class GenerationParameters(QObject):
             seed=v["seed"] if v["seed_mode"] == "fixed" else random_seed(),
             batch_count=v["batch_count"],
             memory_preset=v["memory_preset"],
-            mode=Mode(v["mode"]),
-            strength=v["strength"] if v["mode"] != "txt2img" else 0.75,
-            init_image=self.init_image if v["mode"] != "txt2img" else None,
-            mask=self.mask if v["mode"] == "inpaint" else None,
         )
 
 
 def _coerce(name: str, value: Any) -> Any:
     kind = _TYPES[name]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be true or false")
+        return value
     if kind is float:
         value = float(value)
     elif kind is int:
@@ -182,10 +182,12 @@ def _coerce(name: str, value: Any) -> Any:
         raise ValueError(f"unknown memory preset {value!r}")
     if name == "seed_mode" and value not in ("random", "fixed"):
         raise ValueError("seed_mode must be random or fixed")
-    if name == "mode" and value not in {m.value for m in Mode}:
+    if name == "seed" and not 0 <= value <= MAX_SEED:
+        raise ValueError("seed out of range")
+    if name == "edit_mode" and value not in EDIT_MODES:
         raise ValueError(f"unknown mode {value!r}")
     if name == "strength" and not 0.0 < value <= 1.0:
         raise ValueError("strength must be above 0 and at most 1")
-    if name == "seed" and not 0 <= value <= MAX_SEED:
-        raise ValueError("seed out of range")
+    if name in ("mask_padding", "mask_blur") and not 0 <= value <= 256:
+        raise ValueError(f"{name} must be from 0 to 256")
     return value

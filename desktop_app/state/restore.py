@@ -86,5 +86,5 @@ def apply_metadata(params: GenerationParameters, meta: ImageMetadata, model: Mod
         shown = meta.model_name or meta.model_hash
         notes.append(f"the model “{shown}” is not among your models; keeping the current one")
     if fields.get("mode") in ("img2img", "inpaint"):
-        notes.append(f"this image was made by {fields['mode']}: choose its source image to repeat it")
+        notes.append(f"this image was made by {fields['mode']}: open its source image in the canvas to repeat it")
     return notes

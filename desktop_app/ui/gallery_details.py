@@ -18,7 +18,7 @@ _TOOLS = {"easel": "Easel", "a1111": "A1111 / Forge", "comfyui": "ComfyUI", "inv
 
 class GalleryDetailsPanel(QWidget):
     restore_requested = Signal(object)  # the item
-    source_requested = Signal(object, str)  # item, mode
+    edit_requested = Signal(object, str)  # item, edit mode ("" keeps the canvas's choice)
     favourite_requested = Signal(object)
     save_as_requested = Signal(object)
     import_requested = Signal(object)
@@ -37,8 +37,10 @@ class GalleryDetailsPanel(QWidget):
         self.text.setToolTip("The generation settings stored in the image file")
         self.restore_button = QPushButton("Restore settings")
         self.restore_button.setToolTip("Put this image's prompt, seed, size, sampler and model into the prompt panel")
+        self.edit_button = QPushButton("Edit in canvas")
+        self.edit_button.setToolTip("Open this image on the canvas, to paint a mask and change part of it (Ctrl+E)")
         self.source_button = QPushButton("Use as img2img")
-        self.source_button.setToolTip("Make this image the source of the next img2img job")
+        self.source_button.setToolTip("Open this image on the canvas; Generate then redoes the whole image (image to image)")
         self.favourite_button = QPushButton("☆ Favourite")
         self.favourite_button.setToolTip("Star or unstar (kept in the file, so it survives a rebuild) (F)")
         self.save_as_button = QPushButton("Save as…")
@@ -47,9 +49,10 @@ class GalleryDetailsPanel(QWidget):
         self.import_button.setToolTip("Copy this image into the gallery library")
 
         buttons = QGridLayout()
-        for n, b in enumerate((self.restore_button, self.source_button, self.favourite_button, self.save_as_button,
-                               self.import_button)):
-            buttons.addWidget(b, n // 2, n % 2)
+        # Two by two; the buttons sharing a cell are never shown together (they depend on the kind of item).
+        for b, row, col in ((self.restore_button, 0, 0), (self.save_as_button, 0, 0), (self.edit_button, 0, 1),
+                            (self.source_button, 1, 0), (self.favourite_button, 1, 1), (self.import_button, 1, 1)):
+            buttons.addWidget(b, row, col)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 0, 0, 0)
         layout.addWidget(self.title)
@@ -57,7 +60,8 @@ class GalleryDetailsPanel(QWidget):
         layout.addLayout(buttons)
 
         self.restore_button.clicked.connect(lambda: self.restore_requested.emit(self.item))
-        self.source_button.clicked.connect(lambda: self.source_requested.emit(self.item, "img2img"))
+        self.edit_button.clicked.connect(lambda: self.edit_requested.emit(self.item, ""))
+        self.source_button.clicked.connect(lambda: self.edit_requested.emit(self.item, "img2img"))
         self.favourite_button.clicked.connect(lambda: self.favourite_requested.emit(self.item))
         self.save_as_button.clicked.connect(lambda: self.save_as_requested.emit(self.item))
         self.import_button.clicked.connect(lambda: self.import_requested.emit(self.item))
@@ -71,6 +75,7 @@ class GalleryDetailsPanel(QWidget):
         opened = isinstance(item, OpenedImage)
         unsaved = isinstance(item, UnsavedImage)
         self.restore_button.setVisible(library or opened)
+        self.edit_button.setVisible(item is not None)
         self.source_button.setVisible(library or opened)
         self.favourite_button.setVisible(library)
         self.save_as_button.setVisible(unsaved)

@@ -131,7 +131,7 @@ class GalleryPanel(QWidget):
         self.view.customContextMenuRequested.connect(self._on_view_context_menu)
         d = self.details
         d.restore_requested.connect(self.restore)
-        d.source_requested.connect(self.use_as_source)
+        d.edit_requested.connect(self.edit_in_canvas)
         d.favourite_requested.connect(lambda item: self.toggle_favourite([item]))
         d.save_as_requested.connect(self.save_unsaved_as)
         d.import_requested.connect(lambda item: g.import_files([item.path]))
@@ -196,10 +196,9 @@ class GalleryPanel(QWidget):
         if path is not None:
             self._actions.restore_settings(path)
 
-    def use_as_source(self, item, mode: str) -> None:
-        path = self._path(item)
-        if path is not None:
-            self._actions.use_as_source(path, mode)
+    def edit_in_canvas(self, item, mode: str | None = None) -> None:
+        """Open ``item`` on the canvas; ``mode`` "img2img" / "inpaint" also sets what Generate does."""
+        self._actions.edit_in_canvas(item, mode or None)
 
     def trash_selected(self) -> None:
         entries = self.selected_entries()
@@ -251,6 +250,7 @@ class GalleryPanel(QWidget):
         menu.setObjectName("GalleryMenu")
         if isinstance(item, UnsavedImage):
             menu.addAction("Save as…", lambda: self.save_unsaved_as(item))
+            menu.addAction("Edit in canvas", lambda: self.edit_in_canvas(item))
             menu.addAction("Copy image", self.copy_image)
             menu.addAction("Copy prompt", lambda: QGuiApplication.clipboard().setText(item.prompt))
             return menu
@@ -258,8 +258,9 @@ class GalleryPanel(QWidget):
         in_trash = self._gallery.filter.trash
         restore = menu.addAction("Restore settings", lambda: self.restore(item))
         restore.setEnabled(item.source != "none")
-        menu.addAction("Use as img2img source", lambda: self.use_as_source(item, "img2img"))
-        menu.addAction("Use as inpaint source", lambda: self.use_as_source(item, "inpaint"))
+        menu.addAction("Edit in canvas", lambda: self.edit_in_canvas(item))
+        menu.addAction("Use as img2img source", lambda: self.edit_in_canvas(item, "img2img"))
+        menu.addAction("Use as inpaint source", lambda: self.edit_in_canvas(item, "inpaint"))
         menu.addSeparator()
         menu.addAction("Copy prompt", lambda: QGuiApplication.clipboard().setText(item.prompt)).setEnabled(bool(item.prompt))
         menu.addAction("Copy seed", lambda: QGuiApplication.clipboard().setText(str(item.seed))).setEnabled(item.seed is not None)

@@ -1,10 +1,13 @@
-"""The main window: prompt panel | image view + gallery | queue; banner, progress, status bar."""
+"""The main window: prompt panel | canvas over the gallery | queue; banner, progress, status bar.
+
+The canvas is the centre: what you edit, and also the viewer for previews and gallery images.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, Qt, QUrl, Signal
 from pathlib import Path
 
+from PySide6.QtCore import QByteArray, Qt, QUrl, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
@@ -22,20 +25,21 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.state.actions import StudioActions
+from desktop_app.state.canvas_actions import CanvasJob
+from desktop_app.state.gallery import OpenedImage
+from desktop_app.state.gallery_model import UnsavedImage
 from desktop_app.state.jobs import Job, ProgressInfo
 from desktop_app.state.settings import SettingsStore
 from desktop_app.ui.banner import ErrorBannerWidget
+from desktop_app.ui.canvas.panel import PLACEHOLDER, CanvasPanel
 from desktop_app.ui.first_run import FirstRunPanel
-from desktop_app.ui.image_view import ImageView
+from desktop_app.ui.gallery_panel import GalleryPanel
 from desktop_app.ui.progress import ProgressWidget
 from desktop_app.ui.prompt_panel import PromptPanel
 from desktop_app.ui.queue_panel import QueuePanel
-from desktop_app.state.gallery import OpenedImage
-from desktop_app.state.gallery_model import UnsavedImage
-from desktop_app.ui.gallery_panel import GalleryPanel
+from desktop_app.ui.status_bar import StatusBarWidget
 from engine.library import LibraryEntry
 from engine.library.records import IMAGE_SUFFIXES
-from desktop_app.ui.status_bar import StatusBarWidget
 
 
 class MainWindow(QMainWindow):
@@ -52,7 +56,8 @@ class MainWindow(QMainWindow):
 
         self.banner = ErrorBannerWidget(a.reporter, log_path)
         self.prompt_panel = PromptPanel(a.params, a)
-        self.image_view = ImageView()
+        # The centre: the canvas, which also shows live previews and gallery images (as a viewer).
+        self.canvas_panel = CanvasPanel(a.canvas, a.params)
         self.first_run = FirstRunPanel(str(a.demo_models_dir))
         self.gallery_panel = GalleryPanel(a)
         self.queue_panel = QueuePanel(a.queue)
@@ -61,7 +66,7 @@ class MainWindow(QMainWindow):
         self.setStatusBar(self.status_widget)
 
         self.center_stack = QStackedWidget()
-        self.center_stack.addWidget(self.image_view)
+        self.center_stack.addWidget(self.canvas_panel)
         self.center_stack.addWidget(self.first_run)
         self.center_splitter = QSplitter(Qt.Orientation.Vertical)
         self.center_splitter.setObjectName("center_splitter")
@@ -122,9 +127,20 @@ class MainWindow(QMainWindow):
         a = self._actions
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
+        self._action(file_menu, "Open image…", "Ctrl+O", self.choose_image, "Open an image on the canvas to edit it")
+        self._action(file_menu, "Paste image", "Ctrl+Shift+V", self.canvas_panel.paste_clipboard, "Paste the clipboard's image as the canvas")
+        self._action(file_menu, "Edit image in canvas", "Ctrl+E", self.edit_current_image,
+                     "Make the image shown or selected in the gallery the canvas, to edit part of it")
+        self.alpha_mask_action = QAction("Use transparency as mask", self, checkable=True)
+        self.alpha_mask_action.setChecked(a.canvas.alpha_as_mask)
+        self.alpha_mask_action.setToolTip("Transparent pixels of an opened image become the mask")
+        self.alpha_mask_action.toggled.connect(lambda on: setattr(a.canvas, "alpha_as_mask", on))
+        file_menu.addAction(self.alpha_mask_action)
+        file_menu.addSeparator()
         self._action(file_menu, "Add model folder…", "Ctrl+Shift+O", self.choose_model_folder, "Add a folder of models")
         self._action(file_menu, "Rescan model folders", "F5", a.rescan_models, "Look for new models in the model folders")
-        self._action(file_menu, "Open image…", "Ctrl+O", self.choose_image, "Show an image from anywhere; its settings can be restored")
+        self._action(file_menu, "Show an image's settings…", None, self.choose_image_to_show,
+                     "Show an image from anywhere (not imported); its settings can be restored")
         self._action(file_menu, "Import images into the gallery…", None, self.choose_imports, "Copy images into the gallery library")
         self._action(file_menu, "Open outputs folder", "Ctrl+Shift+E", self.open_outputs_folder, "Open the folder where images are saved")
         self.embed_action = QAction("Save generation settings in images", self, checkable=True)
@@ -152,6 +168,16 @@ class MainWindow(QMainWindow):
         self._action(gen, "Reuse last seed", "Ctrl+R", a.reuse_last_seed, "Set the seed to the last image's seed")
         self._action(gen, "Focus prompt", "Ctrl+L", self.focus_prompt, "Put the cursor in the prompt")
 
+        canvas_menu = bar.addMenu("&Canvas")
+        for name in ("undo", "redo", None, "brush", "eraser", "rectangle", "lasso", "smaller", "larger", None,
+                     "show_mask", "invert", "clear", "grow", "shrink", "feather", "overlay_colour", None, "extend", None,
+                     "zoom_in", "zoom_out", "fit", "actual", None, "accept", "discard", "compare"):
+            if name is None:
+                canvas_menu.addSeparator()
+            else:
+                canvas_menu.addAction(self.canvas_panel.actions_by_name[name])
+        self.shortcuts.extend(self.canvas_panel.shortcuts)
+
         view = bar.addMenu("&View")
         self._action(view, "Previous image", "Alt+Left", lambda: a.gallery.select_relative(-1), "Show the next newer image in the gallery")
         self._action(view, "Next image", "Alt+Right", lambda: a.gallery.select_relative(1), "Show the next older image in the gallery")
@@ -174,6 +200,11 @@ class MainWindow(QMainWindow):
         self.prompt_panel.add_folder_requested.connect(self.choose_model_folder)
         self.first_run.add_folder_requested.connect(self.choose_model_folder)
         self.first_run.demo_model_requested.connect(a.make_demo_model)
+        self.canvas_panel.open_requested.connect(self.choose_image)
+        a.canvas.opened.connect(lambda _s: self._show_canvas())
+        a.document.candidates_changed.connect(lambda: a.document.candidates and self._show_canvas())
+        # Clicking the gallery's current image again shows it again (after "Back to canvas").
+        self.gallery_panel.view.clicked.connect(lambda _i: self._reshow_gallery_current())
         a.generate_enabled_changed.connect(self._on_actions_generate_enabled_changed)
         a.catalog.models_changed.connect(lambda _m: self._update_center())
         a.status.engine_state_changed.connect(lambda s: self.first_run.set_engine_ready(s == "ready"))
@@ -192,46 +223,74 @@ class MainWindow(QMainWindow):
         self.generate_action.setEnabled(enabled)
 
     def _update_center(self) -> None:
-        no_models = not self._actions.catalog.usable and not self._actions.catalog.scanning
-        self.center_stack.setCurrentWidget(self.first_run if no_models and not self._actions.gallery.model.rowCount() else self.image_view)
+        a = self._actions
+        no_models = not a.catalog.usable and not a.catalog.scanning
+        nothing = not a.gallery.model.rowCount() and not a.document.has_image
+        self.center_stack.setCurrentWidget(self.first_run if no_models and nothing else self.canvas_panel)
+
+    def _show_canvas(self) -> None:
+        self.center_stack.setCurrentWidget(self.canvas_panel)
+        self.canvas_panel.set_image(None)
 
     def _on_queue_job_started(self, job: Job) -> None:
-        self.center_stack.setCurrentWidget(self.image_view)
-        self.image_view.set_placeholder(f"Generating “{job.title}”…")
-        if self._actions.gallery.current is None:
-            self.image_view.set_image(None)
-        self.image_view.set_caption("Starting…")
+        self.center_stack.setCurrentWidget(self.canvas_panel)
+        if isinstance(job.origin, CanvasJob):  # the preview grows over the canvas's work region
+            self._show_canvas()
+            self.canvas_panel.set_caption("Starting…")
+            return
+        self.canvas_panel.set_placeholder(f"Generating “{job.title}”…")
+        self.canvas_panel.set_caption("Starting…")
 
     def _on_queue_preview_changed(self, image: QImage) -> None:
-        self.image_view.set_image(image, self._preview_caption, preview=True)
+        job = self._actions.queue.running
+        if job is not None and isinstance(job.origin, CanvasJob):
+            self.canvas_panel.show_canvas_preview(image, job.origin.box, self._preview_caption)
+            return
+        self.canvas_panel.set_image(image, self._preview_caption, preview=True)
 
     _preview_caption = "Preview"
 
     def _on_queue_job_progressed(self, job: Job, info: ProgressInfo) -> None:
         self._preview_caption = f"Preview · step {info.step}/{info.total}"
-        if self.image_view.is_preview:
-            self.image_view.set_caption(self._preview_caption)
+        if self.canvas_panel.is_preview or isinstance(job.origin, CanvasJob):
+            self.canvas_panel.set_caption(self._preview_caption)
 
     def _on_queue_job_removed(self, job: Job) -> None:
         if self._actions.queue.running is None:
-            self.image_view.set_placeholder("No image yet. Write a prompt and press Ctrl+Enter.")
             self._preview_caption = "Preview"
-            self._on_gallery_current_changed(self._actions.gallery.current)
+            self.canvas_panel.set_placeholder(PLACEHOLDER)
+            self.canvas_panel.show_canvas_preview(None, None)
+            if isinstance(job.origin, CanvasJob):
+                self._show_canvas()
+                self.canvas_panel.set_caption("")
+            else:  # the new result (or, after a cancel, the image shown before)
+                self._on_gallery_current_changed(self._actions.gallery.current)
 
     def _on_gallery_current_changed(self, item) -> None:
-        if self._actions.queue.running is not None and self.image_view.is_preview:
+        """The gallery's current image is shown over the canvas (the viewer); None shows the canvas."""
+        if self._actions.queue.running is not None and self.canvas_panel.is_preview:
             return  # the live preview keeps the view until the job ends
         if item is None:
-            self.image_view.set_image(None)
+            self.canvas_panel.set_image(None)
         elif isinstance(item, UnsavedImage):
-            self.center_stack.setCurrentWidget(self.image_view)
-            self.image_view.set_image(item.image, f"seed {item.seed} · not saved: {item.error}")
+            self.center_stack.setCurrentWidget(self.canvas_panel)
+            self.canvas_panel.set_image(item.image, f"seed {item.seed} · not saved: {item.error}")
         else:
-            self.center_stack.setCurrentWidget(self.image_view)
+            self.center_stack.setCurrentWidget(self.canvas_panel)
+            self._loading = item
             self._actions.gallery.request_image(item)
 
+    _loading = None  # the gallery item whose image is being read for the viewer
+
+    def _reshow_gallery_current(self) -> None:
+        item = self._actions.gallery.current
+        if self.canvas_panel.showing_canvas and item is not None and item is not self._loading:
+            self._on_gallery_current_changed(item)
+
     def _on_gallery_image_loaded(self, item, image: QImage) -> None:
-        if item is not self._actions.gallery.current or (self._actions.queue.running is not None and self.image_view.is_preview):
+        if item is self._loading:
+            self._loading = None
+        if item is not self._actions.gallery.current or (self._actions.queue.running is not None and self.canvas_panel.is_preview):
             return
         if isinstance(item, LibraryEntry):
             seed = f"seed {item.seed} · " if item.seed is not None else ""
@@ -240,9 +299,21 @@ class MainWindow(QMainWindow):
             caption = f"{item.path.name} · " + ("settings found: Restore settings below" if item.meta.found else "no settings stored")
         else:
             caption = ""
-        self.image_view.set_image(image, caption)
+        self.canvas_panel.set_image(image, caption)
 
     # -- commands -----------------------------------------------------------------------------
+
+    def choose_image(self) -> None:
+        path, _filter = QFileDialog.getOpenFileName(
+            self, "Open an image to edit", "",
+            "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All files (*)")
+        if path:
+            self._actions.canvas.open_file(path)
+
+    def edit_current_image(self) -> None:
+        """The image shown in the viewer, or else the one selected in the gallery, becomes the canvas."""
+        if self.canvas_panel.is_preview or self._actions.edit_in_canvas(self._actions.gallery.current) is None:
+            self._actions.reporter.notice("There is no image to edit: select one in the gallery, or open one (Ctrl+O).")
 
     def focus_prompt(self) -> None:
         self.prompt_panel.prompt_edit.setFocus()
@@ -256,8 +327,8 @@ class MainWindow(QMainWindow):
     def open_outputs_folder(self) -> None:
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(self._actions.queue.output_dir)))
 
-    def choose_image(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open an image", "", "Images (*.png *.jpg *.jpeg *.webp)")
+    def choose_image_to_show(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Show an image and its settings", "", "Images (*.png *.jpg *.jpeg *.webp)")
         if path:
             self._actions.open_image(Path(path))
 
@@ -269,7 +340,8 @@ class MainWindow(QMainWindow):
     def _on_embed_action_toggled(self, on: bool) -> None:
         self._actions.settings.embed_metadata = on
 
-    # -- drag and drop: an image from anywhere opens; several are imported ------------------
+    # -- drag and drop outside the canvas: one image is shown, several are imported --------------
+    # (the canvas takes drops itself: an image dropped on it opens there, to edit)
 
     @staticmethod
     def _dropped_images(event) -> list[Path]:

@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
 
 from desktop_app.state.actions import StudioActions
 from desktop_app.state.params import SIZE_PRESETS, GenerationParameters
-from desktop_app.ui.source_image import SourceImageWidget
 from engine.api import MAX_BATCH, MAX_SEED, MAX_SIZE, MAX_STEPS, MEMORY_PRESETS, MIN_SIZE, MIN_STEPS, SAMPLERS, ModelInfo
 
 MEMORY_PRESET_HELP = {
@@ -105,7 +104,6 @@ class PromptPanel(QWidget):
             self.memory_combo.setItemData(self.memory_combo.count() - 1, MEMORY_PRESET_HELP[preset], Qt.ItemDataRole.ToolTipRole)
         self.memory_combo.setToolTip("Memory preset: trade speed for memory on small GPUs")
 
-        self.source_widget = SourceImageWidget(params, actions.clear_source)
         self.generate_button = QPushButton("Generate")
         self.generate_button.setObjectName("GenerateButton")
         self.generate_button.setToolTip("Generate (Ctrl+Enter). While busy, this adds the job to the queue.")
@@ -150,7 +148,6 @@ class PromptPanel(QWidget):
         form.addRow("Batch count", self.batch_spin)
         form.addRow("Memory", self.memory_combo)
         root.addLayout(form)
-        root.addWidget(self.source_widget)
         root.addWidget(self.generate_button)
         root.addWidget(self.blocked_label)
 

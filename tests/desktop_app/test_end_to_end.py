@@ -37,7 +37,7 @@ def test_real_engine_generates_a_png_with_metadata_and_cancels(make_studio, data
     assert (item.width, item.seed) == (64, 3)
     path = studio.gallery.absolute(item)
     assert path.parent == data_dir / "outputs"
-    qtbot.waitUntil(lambda: studio.window.image_view.pixmap is not None, timeout=5000)
+    qtbot.waitUntil(lambda: studio.window.canvas_panel.pixmap is not None, timeout=5000)
     with Image.open(path) as png:
         assert png.size == (64, 64)
         params = png.text["parameters"]
@@ -83,5 +83,5 @@ def test_first_run_demo_model_button_makes_a_model_and_enables_generate(make_stu
         w.first_run.demo_button.click()
     assert (data_dir / "models" / "easel-demo-tiny" / "model_index.json").is_file()
     assert studio.params.model.endswith("easel-demo-tiny")
-    assert w.center_stack.currentWidget() is w.image_view
+    assert w.center_stack.currentWidget() is w.canvas_panel
     assert w.prompt_panel.generate_button.isEnabled()

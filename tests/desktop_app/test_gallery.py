@@ -77,7 +77,7 @@ def test_generations_land_on_top_search_narrows_and_delete_can_be_undone(make_st
     qtbot.waitUntil(lambda: len(_prompts(studio)) == 3, timeout=5000)
     menu = panel.build_menu(studio.gallery.current)
     labels = [a.text() for a in menu.actions() if a.text()]
-    for expected in ("Restore settings", "Use as img2img source", "Use as inpaint source", "Copy prompt", "Copy seed",
+    for expected in ("Restore settings", "Edit in canvas", "Use as img2img source", "Use as inpaint source", "Copy prompt", "Copy seed",
                      "Copy image", "Unfavourite", "Open containing folder", "Export…", "Move to the trash"):
         assert expected in labels
     screenshot(studio.window, "gallery.png")
@@ -110,15 +110,34 @@ def test_restore_settings_fills_the_prompt_panel(make_studio, data_dir, fake_eng
     assert studio.window.prompt_panel.prompt_edit.toPlainText() == "a knight\nwith a second line"
     assert p.model == str(fake_model)
 
-    # Use as img2img source: the next job is img2img from that file, at its size.
-    with qtbot.waitSignal(studio.actions.source_chosen, timeout=5000):
-        panel.use_as_source(studio.gallery.current, "img2img")
-    request = p.to_request()
+    # Use as img2img source: the image opens on the canvas, and the next job is img2img from it, at its size.
+    name = studio.gallery.absolute(studio.gallery.current).name
+    with qtbot.waitSignal(studio.actions.canvas.opened, timeout=5000):
+        panel.edit_in_canvas(studio.gallery.current, "img2img")
+    window = studio.window
+    assert window.canvas_panel.showing_canvas and studio.actions.document.source == name
+    with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
+        studio.actions.generate()
+    request = fake_engine.calls[-1]
     assert request.mode.value == "img2img" and request.init_image.size == (64, 64)
-    source = studio.window.prompt_panel.source_widget
-    assert source.isVisibleTo(studio.window) and source.label.text().startswith("img2img from 2")
-    source.clear_button.click()
-    assert p.to_request().mode.value == "txt2img" and not source.isVisibleTo(studio.window)
+    edit = window.canvas_panel.edit_settings
+    assert edit.mode_combo.currentText() == "Image to image" and edit.strength_spin.isEnabled()
+    assert name in window.canvas_panel.caption.text()  # says what it edits: that file
+    # Back to New image: the next job is txt2img again, and the editing settings are off.
+    window.canvas_panel.candidate_bar.discard_button.click()
+    edit.mode_combo.setCurrentIndex(edit.mode_combo.findData("txt2img"))
+    assert not edit.strength_spin.isEnabled() and name not in window.canvas_panel.caption.text()
+    with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
+        studio.actions.generate()
+    assert fake_engine.calls[-1].mode.value == "txt2img"
+    # Use as inpaint source (the details pane's "Edit in canvas" too): the canvas, in inpaint mode.
+    with qtbot.waitSignal(studio.actions.canvas.opened, timeout=5000):
+        panel.edit_in_canvas(studio.gallery.current, "inpaint")
+    assert p.edit_mode == "inpaint" and window.canvas_panel.showing_canvas
+    p.edit_mode = "txt2img"
+    with qtbot.waitSignal(studio.actions.canvas.opened, timeout=5000):
+        panel.details.edit_button.click()
+    assert p.edit_mode == "inpaint"
 
 
 def test_dropping_an_a1111_png_shows_it_and_restores_its_settings(make_studio, data_dir, fake_engine, fake_model, tmp_path, qtbot):
@@ -133,7 +152,7 @@ def test_dropping_an_a1111_png_shows_it_and_restores_its_settings(make_studio, d
     drop = QDropEvent(QPoint(400, 300), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     window.dropEvent(drop)
     qtbot.waitUntil(lambda: getattr(studio.gallery.current, "path", None) == png, timeout=5000)
-    qtbot.waitUntil(lambda: window.image_view.pixmap is not None and window.image_view.pixmap.width() == 512, timeout=5000)
+    qtbot.waitUntil(lambda: window.canvas_panel.pixmap is not None and window.canvas_panel.pixmap.width() == 512, timeout=5000)
     details = window.gallery_panel.details
     assert details.restore_button.isVisible() and details.restore_button.isEnabled()
     with qtbot.waitSignal(studio.actions.settings_restored, timeout=5000):

@@ -21,7 +21,7 @@ def test_ctrl_enter_generates_with_previews_and_saves_a_png(make_studio, data_di
     studio = make_studio(data_dir, fake_engine)
     w = studio.window
     assert studio.params.model == str(fake_model)
-    assert w.center_stack.currentWidget() is w.image_view
+    assert w.center_stack.currentWidget() is w.canvas_panel
     _setup(studio, steps=6, seed=7)
     previews, progress = [], []
     studio.queue.preview_changed.connect(previews.append)
@@ -39,8 +39,8 @@ def test_ctrl_enter_generates_with_previews_and_saves_a_png(make_studio, data_di
     assert studio.gallery.model.rowCount() == 1
     item = studio.gallery.current
     assert item.seed == 7 and studio.gallery.model.entry_at(0) == item
-    qtbot.waitUntil(lambda: w.image_view.pixmap is not None and not w.image_view.is_preview, timeout=5000)
-    assert w.image_view.pixmap.toImage().pixelColor(10, 10).getRgb()[:3] == colour_for(7)
+    qtbot.waitUntil(lambda: w.canvas_panel.pixmap is not None and not w.canvas_panel.is_preview, timeout=5000)
+    assert w.canvas_panel.pixmap.toImage().pixelColor(10, 10).getRgb()[:3] == colour_for(7)
     path = studio.gallery.absolute(item)
     assert path.parent == data_dir / "outputs"
     with Image.open(path) as png:
@@ -63,7 +63,7 @@ def test_clicking_a_result_shows_it(make_studio, data_dir, fake_engine, fake_mod
     assert studio.gallery.current.seed == 1
 
     def shown():
-        pixmap = studio.window.image_view.pixmap
+        pixmap = studio.window.canvas_panel.pixmap
         return pixmap is not None and pixmap.toImage().pixelColor(5, 5).getRgb()[:3] == colour_for(1)
 
     qtbot.waitUntil(shown, timeout=5000)

@@ -156,3 +156,23 @@ def test_gallery_commands_list_search_import_and_generate_into_the_library(tmp_p
     assert code == 2 and err.count("\n") == 1 and "YYYY-MM-DD" in err
     code, _, err = run(capsys, "gallery", "import", "--data-dir", str(data), str(tmp_path / "missing.png"))
     assert code == 2 and "nothing was imported" in err
+
+
+def test_inpaint_result_carries_its_mask_so_regenerate_needs_only_the_source(tmp_path, capsys, tiny_models):
+    init = Image.new("RGB", (90, 60), (40, 90, 200))  # not a multiple of 8: padded to 96x64, cropped back
+    mask = Image.new("L", (90, 60), 0)
+    ImageDraw.Draw(mask).ellipse((20, 10, 70, 50), fill=255)
+    init.save(tmp_path / "init.png")
+    mask.save(tmp_path / "mask.png")
+    out, again = tmp_path / "out.png", tmp_path / "again.png"
+    code, _, err = run(capsys, "inpaint", "--model", str(tiny_models.get()), "--prompt", "a moon",
+                       "--init", str(tmp_path / "init.png"), "--mask", str(tmp_path / "mask.png"),
+                       "--steps", "2", "--seed", "5", "--out", str(out))
+    assert code == 0, err
+    with Image.open(out) as png:
+        assert png.size == (90, 60)
+        assert "easel-mask" in png.text
+    code, _, err = run(capsys, "regenerate", str(out), "--model", str(tiny_models.get()),
+                       "--init", str(tmp_path / "init.png"), "--out", str(again))
+    assert code == 0, err
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(again)))

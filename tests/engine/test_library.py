@@ -276,6 +276,28 @@ def test_metadata_embedding_off_saves_no_prompt_seed_or_model(library):
     assert library.query(Filter(text="secret")) == []
 
 
+def test_an_inpaint_result_saved_in_the_library_carries_its_mask(library):
+    """The app saves through the library: its inpaint results must carry the mask like the CLI's."""
+    import dataclasses
+
+    import numpy as np
+
+    from engine.api import Mode
+    from engine.images import mask_from_png
+
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 8, 48, 40))
+    plain = make_result("a red balloon", seed=8)
+    request = plain.request.replace(mode=Mode.INPAINT, init_image=Image.new("RGB", (64, 64), "teal"), mask=mask)
+    entry = library.save(dataclasses.replace(plain, request=request))[0]
+    stored = mask_from_png(library.absolute(entry))
+    assert stored is not None and np.array_equal(np.asarray(stored), np.asarray(mask))
+    assert read_metadata(library.absolute(entry)).fields["mode"] == "inpaint"
+    assert mask_from_png(library.absolute(library.save(plain)[0])) is None  # txt2img: no mask chunk
+    hidden = library.save(dataclasses.replace(plain, request=request), embed_metadata=False)[0]
+    assert mask_from_png(library.absolute(hidden)) is None  # metadata off: nothing about the edit either
+
+
 def test_trash_restore_and_empty(library):
     a, b = library.save(make_result("keep me", seed=1)) + library.save(make_result("bin me", seed=2))
     assert library.trash([b.id]) == [b.id]

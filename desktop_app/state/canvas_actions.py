@@ -1,0 +1,212 @@
+"""What the canvas widgets call: open, paste, edit a result, extend, generate from the canvas,
+accept or discard candidates. GUI thread; file decoding runs on the bridge's I/O thread."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from PIL import Image
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+from desktop_app.bridge import EngineBridge, Outcome
+from desktop_app.state.canvas import Candidate, CanvasDocument
+from desktop_app.state.errors import ErrorReporter
+from desktop_app.state.params import GenerationParameters
+from desktop_app.state.status import EngineStatus
+from engine.api import MAX_SIZE, EaselError, GenerationRequest, InvalidRequest, Mode
+from engine.images import check_size, normalize, open_image, split_alpha
+from engine.imageprep import masked_box, padded_size
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CanvasJob:
+    """A job's link back to the canvas: the image it started from and where its preview goes."""
+
+    source: np.ndarray = None  # type: ignore[assignment]
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+
+def qimage_to_pil(image: QImage) -> Image.Image:
+    """RGBA (kept when it has transparency, for "transparency as mask") or RGB. GUI thread."""
+    check_size((image.width(), image.height()), "pasted image")
+    rgba = image.convertToFormat(QImage.Format.Format_RGBA8888)
+    w, h = rgba.width(), rgba.height()
+    raw = np.frombuffer(rgba.constBits(), np.uint8, count=rgba.bytesPerLine() * h)
+    arr = raw.reshape(h, rgba.bytesPerLine())[:, : w * 4].reshape(h, w, 4).copy()
+    return normalize(Image.fromarray(arr, "RGBA"))
+
+
+class CanvasActions(QObject):
+    opened = Signal(str)  # the source shown on the new canvas
+    accepted = Signal(object)  # Candidate
+    blocked_changed = Signal()  # whether Generate can edit the canvas may have changed
+
+    def __init__(
+        self,
+        doc: CanvasDocument,
+        params: GenerationParameters,
+        bridge: EngineBridge,
+        reporter: ErrorReporter,
+        status: EngineStatus,
+        spawn: Callable[[Any], asyncio.Task[Any]],
+        parent: QObject | None = None,
+    ):
+        super().__init__(parent)
+        self.doc, self.params, self.bridge, self.reporter, self.status = doc, params, bridge, reporter, status
+        self._spawn = spawn
+        self.alpha_as_mask = True  # transparent pixels of an opened image become the mask
+        doc.undo_stack.indexChanged.connect(lambda _i: self.blocked_changed.emit())
+        doc.document_replaced.connect(self.blocked_changed)
+        params.edit_mode_changed.connect(lambda _m: self.blocked_changed.emit())
+
+    # -- sources ------------------------------------------------------------------------------
+
+    def open_file(self, path: str | Path, mode: str | None = None) -> asyncio.Task[None]:
+        """Decode on the I/O thread, then make it the canvas. A bad file: one line, canvas untouched."""
+        return self._spawn(self._open_file(Path(path), mode))
+
+    async def _open_file(self, path: Path, mode: str | None = None) -> None:
+        self.status.set_activity(f"Opening {path.name}…")
+        try:
+            image = await self.bridge.run_io(open_image, str(path), "image")
+        except EaselError as exc:
+            self.reporter.report(f"Cannot open {path.name}: {_reason(exc, path.name)}")
+            return
+        finally:
+            self.status.set_activity("")
+        self.load(image, path.name, mode)
+
+    def open_files(self, paths: list[str]) -> None:
+        if paths:
+            if len(paths) > 1:
+                self.reporter.notice(f"Opened {Path(paths[0]).name}; the canvas holds one image at a time.")
+            self.open_file(paths[0])
+
+    def paste(self, image: QImage, source: str = "clipboard", mode: str | None = None) -> bool:
+        if image is None or image.isNull():
+            self.reporter.notice("The clipboard holds no image to paste.")
+            return False
+        try:
+            self.load(qimage_to_pil(image), source, mode)
+        except EaselError as exc:
+            self.reporter.report(f"Cannot paste: {exc}")
+            return False
+        return True
+
+    def edit_image(self, image: str | Path | QImage, source: str | None = None,
+                   mode: str | None = None) -> asyncio.Task[None] | bool:
+        """Make a result, a gallery image or a file the canvas, ready to edit in ``mode`` (see ``load``)."""
+        if isinstance(image, QImage):
+            return self.paste(image, source or "a result", mode)
+        return self.open_file(image, mode)
+
+    def load(self, image: Image.Image, source: str, mode: str | None = None) -> None:
+        """A decoded image (RGB or RGBA) becomes the canvas; transparency becomes the mask if wanted.
+
+        Generate then edits the canvas: in ``mode`` ("img2img" or "inpaint") when given, else in
+        the editing mode already chosen, or inpaint when it was New image.
+        """
+        rgb, alpha_mask = split_alpha(image)
+        self.doc.set_image(rgb, source, alpha_mask if self.alpha_as_mask else None)
+        if mode is not None:
+            self.params.edit_mode = mode
+        elif self.params.edit_mode == "txt2img":
+            self.params.edit_mode = "inpaint"
+        self.opened.emit(source)
+
+    # -- edits --------------------------------------------------------------------------------
+
+    def extend(self, left: int, top: int, right: int, bottom: int, fill: str = "blur") -> bool:
+        """Outpaint: grow the canvas (undoable); the new area is masked and pre-filled."""
+        if not self.doc.has_image:
+            self.reporter.notice("Open an image first: there is no canvas to extend.")
+            return False
+        w, h = self.doc.width + left + right, self.doc.height + top + bottom
+        try:
+            check_size((w, h), "extended canvas")
+        except EaselError as exc:
+            self.reporter.report(str(exc))
+            return False
+        self.doc.extend(left, top, right, bottom, fill)
+        self.params.edit_mode = "inpaint"
+        return True
+
+    def accept(self) -> Candidate | None:
+        cand = self.doc.accept_candidate()
+        if cand is not None:
+            where = f" (saved as {Path(cand.path).name})" if cand.path else ""
+            self.status.set_activity(f"Accepted the result{where}. Ctrl+Z undoes it.")
+            self.accepted.emit(cand)
+        return cand
+
+    def discard(self) -> None:
+        self.doc.discard_candidates()
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def blocked_reason(self) -> str:
+        """Why Generate cannot edit the canvas now ("" when it can, or when the mode is txt2img)."""
+        mode = self.params.edit_mode
+        if mode == "txt2img":
+            return ""
+        if not self.doc.has_image:
+            return "open an image to edit (File › Open image…), or choose New image"
+        if mode == "inpaint" and not self.doc.has_mask():
+            return "paint over the area to change on the canvas, or choose Image to image"
+        if not (mode == "inpaint" and self.params.only_masked):
+            w, h = padded_size(self.doc.width, self.doc.height)
+            if max(w, h) > MAX_SIZE:
+                return (f"the canvas is {self.doc.width}×{self.doc.height}: the whole image can be worked on up to "
+                        f"{MAX_SIZE} px a side; use Only masked region")
+        return ""
+
+    def build_request(self, base: GenerationRequest) -> tuple[GenerationRequest, CanvasJob]:
+        """The request that edits the canvas, from the prompt settings in ``base``. InvalidRequest if not possible.
+
+        Whole-image work happens at the canvas size padded to a multiple of 8 (the engine crops the
+        padding off); "only masked region" works at the chosen width × height around the mask.
+        """
+        reason = self.blocked_reason()
+        if reason:
+            raise InvalidRequest("canvas", reason)
+        p, doc = self.params, self.doc
+        source = doc.image_array.copy()
+        image = doc.image_pil()
+        if p.edit_mode == "img2img":
+            w, h = padded_size(doc.width, doc.height)
+            request = base.replace(mode=Mode.IMG2IMG, init_image=image, width=w, height=h, strength=p.strength)
+            return request, CanvasJob(source, (0, 0, w, h))
+        only = p.only_masked
+        w, h = (p.width, p.height) if only else padded_size(doc.width, doc.height)
+        request = base.replace(mode=Mode.INPAINT, init_image=image, mask=doc.mask_pil(), width=w, height=h,
+                               strength=p.strength, only_masked=only, mask_padding=p.mask_padding,
+                               mask_blur=p.mask_blur)
+        box = masked_box(request.mask, request.mask_padding, w / h) if only else (0, 0, w, h)
+        return request, CanvasJob(source, box)
+
+    def on_job_finished(self, job: Any, outcome: Outcome) -> None:
+        origin: CanvasJob = job.origin
+        saved = iter(outcome.paths)  # in order, for the images that were saved (not a full disk's)
+        paths = [None if i in outcome.unsaved else str(next(saved, "")) or None for i in range(len(outcome.images))]
+        shown = self.doc.add_candidates(list(outcome.images), paths, list(outcome.result.seeds), origin.source)
+        if not shown:
+            self.reporter.notice("The canvas changed size while this was generating, so the result is not "
+                                 "shown over it; it is in the gallery.")
+            return
+        n = len(self.doc.candidates)
+        self.status.set_activity(f"{n} result{'s' if n > 1 else ''} over the canvas: Enter accepts, "
+                                 "Backspace discards, C compares before/after.")
+
+
+def _reason(exc: EaselError, name: str) -> str:
+    text = str(exc)
+    prefix = f"image {name}: "
+    return text[len(prefix):] if text.startswith(prefix) else text

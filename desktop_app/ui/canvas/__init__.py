@@ -1,0 +1,1 @@
+"""The canvas widgets: CanvasPanel (tools + view + bars), CanvasView, items, dialogs."""

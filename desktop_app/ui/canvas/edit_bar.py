@@ -1,0 +1,170 @@
+"""The canvas's generation row (mode, strength, only-masked region, padding, seam blur) and the
+candidate bar (compare, accept, discard)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QToolBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app.state.canvas import CanvasDocument
+from desktop_app.state.params import GenerationParameters
+from engine.imageprep import padded_size
+
+MODE_LABELS = (("txt2img", "New image"), ("img2img", "Image to image"), ("inpaint", "Inpaint / outpaint"))
+
+
+class EditSettingsWidget(QWidget):
+    """Binds to GenerationParameters' editing fields; says what size the work happens at."""
+
+    def __init__(self, params: GenerationParameters, doc: CanvasDocument, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("EditSettingsWidget")
+        self._params, self._doc = params, doc
+        self.mode_combo = QComboBox()
+        for key, label in MODE_LABELS:
+            self.mode_combo.addItem(label, key)
+        self.mode_combo.setToolTip("What Generate does: make a new image, redo the whole canvas, or "
+                                   "regenerate the masked area (extend the canvas first to outpaint)")
+        self.mode_combo.setAccessibleName("Generation mode")
+        self.strength_spin = QDoubleSpinBox()
+        self.strength_spin.setRange(0.01, 1.0)
+        self.strength_spin.setSingleStep(0.05)
+        self.strength_spin.setDecimals(2)
+        self.strength_spin.setToolTip("Strength: how much may change (1 = repaint completely)")
+        self.only_masked_check = QCheckBox("Only masked region ")
+        self.only_masked_check.setToolTip("Work on the mask's surroundings at the chosen width × height and paste "
+                                          "back: small edits on big images keep full detail")
+        self.padding_spin = QSpinBox()
+        self.padding_spin.setRange(0, 256)
+        self.padding_spin.setSuffix(" px")
+        self.padding_spin.setToolTip("Context around the mask for Only masked region")
+        self.blur_spin = QSpinBox()
+        self.blur_spin.setRange(0, 256)
+        self.blur_spin.setSuffix(" px")
+        self.blur_spin.setToolTip("Seam: the result is blended over this many pixels inside the mask edge; "
+                                  "pixels outside the mask never change")
+        self.hint = QLabel()
+        self.hint.setObjectName("EditHint")
+        self.hint.setStyleSheet("color: palette(placeholder-text);")
+
+        # A tool bar rather than a row: when the window is narrow the rest folds into its » menu.
+        self.bar = QToolBar("Generation settings")
+        self.bar.setObjectName("EditSettingsBar")
+        self.strength_label = QLabel(" Strength ")
+        self.padding_label = QLabel(" Padding ")
+        self.blur_label = QLabel(" Seam blur ")
+        for w in (QLabel(" Generate: "), self.mode_combo, self.strength_label, self.strength_spin,
+                  self.only_masked_check, self.padding_label, self.padding_spin, self.blur_label, self.blur_spin):
+            self.bar.addWidget(w)
+        self.bar.addSeparator()
+        self.bar.addWidget(self.hint)
+        box = QVBoxLayout(self)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(self.bar)
+
+        p = params
+        self.mode_combo.currentIndexChanged.connect(lambda _i: p.set("edit_mode", self.mode_combo.currentData()))
+        self.strength_spin.valueChanged.connect(lambda v: p.set("strength", v))
+        self.only_masked_check.toggled.connect(lambda v: p.set("only_masked", v))
+        self.padding_spin.valueChanged.connect(lambda v: p.set("mask_padding", v))
+        self.blur_spin.valueChanged.connect(lambda v: p.set("mask_blur", v))
+        for signal in (p.edit_mode_changed, p.strength_changed, p.only_masked_changed, p.mask_padding_changed,
+                       p.mask_blur_changed, p.width_changed, p.height_changed):
+            signal.connect(lambda _v: self.refresh())
+        doc.document_replaced.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        p, doc = self._params, self._doc
+        self.mode_combo.setCurrentIndex(self.mode_combo.findData(p.edit_mode))
+        self.strength_spin.setValue(p.strength)
+        self.only_masked_check.setChecked(p.only_masked)
+        self.padding_spin.setValue(p.mask_padding)
+        self.blur_spin.setValue(p.mask_blur)
+        editing = p.edit_mode != "txt2img"
+        inpaint = p.edit_mode == "inpaint"
+        for w in (self.strength_label, self.strength_spin):
+            w.setEnabled(editing)
+        for w in (self.only_masked_check, self.blur_label, self.blur_spin):
+            w.setEnabled(inpaint)
+        for w in (self.padding_label, self.padding_spin):
+            w.setEnabled(inpaint and p.only_masked)
+        if not editing:
+            text = f"makes a new {p.width}×{p.height} image"
+        elif not doc.has_image:
+            text = "open or paste an image to edit"
+        elif inpaint and p.only_masked:
+            text = f"works at {p.width}×{p.height} around the mask, pasted back"
+        else:
+            w, h = padded_size(doc.width, doc.height)
+            pad = "" if (w, h) == (doc.width, doc.height) else " (edges padded to a multiple of 8, cropped back)"
+            text = f"works on the whole {doc.width}×{doc.height} canvas{pad}"
+        self.hint.setText(text)
+
+
+class CandidateBarWidget(QWidget):
+    """Shown while results wait over the canvas: ‹ n of N ›, before/after, accept, discard."""
+
+    accept_requested = Signal()
+    discard_requested = Signal()
+
+    def __init__(self, doc: CanvasDocument, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("CandidateBarWidget")
+        self._doc = doc
+        self.setAutoFillBackground(True)
+        self.label = QLabel()
+        self.prev_button = QToolButton(text="‹")
+        self.prev_button.setToolTip("Previous result (Left)")
+        self.next_button = QToolButton(text="›")
+        self.next_button.setToolTip("Next result (Right)")
+        self.compare_button = QPushButton("Before")
+        self.compare_button.setCheckable(True)
+        self.compare_button.setToolTip("Show the canvas as it was, to compare (C)")
+        self.accept_button = QPushButton("Accept")
+        self.accept_button.setObjectName("AcceptButton")
+        self.accept_button.setToolTip("Make this result the canvas; Ctrl+Z undoes it (Enter)")
+        self.discard_button = QPushButton("Discard")
+        self.discard_button.setToolTip("Drop the results and keep the canvas as it is (Backspace); they stay in the gallery")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(8, 4, 8, 4)
+        for w in (self.prev_button, self.label, self.next_button):
+            row.addWidget(w)
+        row.addStretch(1)
+        for w in (self.compare_button, self.accept_button, self.discard_button):
+            row.addWidget(w)
+        self.prev_button.clicked.connect(lambda: doc.select_candidate(doc.candidate_index - 1))
+        self.next_button.clicked.connect(lambda: doc.select_candidate(doc.candidate_index + 1))
+        self.compare_button.toggled.connect(doc.set_show_before)
+        self.accept_button.clicked.connect(self.accept_requested)
+        self.discard_button.clicked.connect(self.discard_requested)
+        doc.candidates_changed.connect(self._on_doc_candidates_changed)
+        self._on_doc_candidates_changed()
+
+    def _on_doc_candidates_changed(self) -> None:
+        doc = self._doc
+        n = len(doc.candidates)
+        self.setVisible(n > 0)
+        if not n:
+            return
+        cand = doc.current_candidate()
+        state = "before (the canvas as it is)" if doc.show_before else "after"
+        self.label.setText(f"Result {doc.candidate_index + 1} of {n} · seed {cand.seed} · showing {state}")
+        self.prev_button.setEnabled(n > 1)
+        self.next_button.setEnabled(n > 1)
+        self.compare_button.blockSignals(True)
+        self.compare_button.setChecked(doc.show_before)
+        self.compare_button.blockSignals(False)
+        self.label.setAlignment(Qt.AlignmentFlag.AlignVCenter)

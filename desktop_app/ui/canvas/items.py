@@ -1,0 +1,84 @@
+"""Scene items of the canvas: a layer drawn from a QImage (only its exposed part), the brush cursor."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt
+from PySide6.QtGui import QColor, QImage, QPainter, QPen
+from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
+
+
+class LayerItem(QGraphicsItem):
+    """Draws a QImage at scene (0, 0), one scene unit per pixel, repainting only the exposed rect.
+
+    Smooth when zoomed out (no shimmering), crisp pixels when zoomed in, as paint programs do.
+    """
+
+    def __init__(self, smooth_when_reduced: bool = True):
+        super().__init__()
+        self._image = QImage()
+        self._smooth = smooth_when_reduced
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
+
+    @property
+    def image(self) -> QImage:
+        return self._image
+
+    def set_image(self, image: QImage) -> None:
+        if image.size() != self._image.size():
+            self.prepareGeometryChange()
+        self._image = image
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 (Qt name)
+        return QRectF(0, 0, self._image.width(), self._image.height())
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        if self._image.isNull():
+            return
+        exposed = option.exposedRect.toAlignedRect().intersected(QRect(0, 0, self._image.width(), self._image.height()))
+        if exposed.isEmpty():
+            return
+        reduced = painter.worldTransform().m11() < 1.0
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self._smooth and reduced)
+        if self._image.format() == QImage.Format.Format_Indexed8:
+            # Convert just the exposed part: the raster engine would otherwise convert the whole image.
+            painter.drawImage(exposed.topLeft(), self._image.copy(exposed))
+        else:
+            painter.drawImage(exposed, self._image, exposed)
+
+
+class BrushCursorItem(QGraphicsItem):
+    """The brush outline at its true size at any zoom, in black and white so it shows on any image;
+    a small crosshair marks the centre (and stands in for the outline when that is under 4 px)."""
+
+    def __init__(self):
+        super().__init__()
+        self.diameter = 10.0
+        self.zoom = 1.0
+        self.setZValue(100)
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+
+    def set_state(self, diameter: float, zoom: float) -> None:
+        if diameter != self.diameter or zoom != self.zoom:
+            self.prepareGeometryChange()
+            self.diameter, self.zoom = diameter, zoom
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 (Qt name)
+        r = self.diameter / 2 + 8 / max(self.zoom, 1e-3)
+        return QRectF(-r, -r, 2 * r, 2 * r)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        r = self.diameter / 2
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        dark = QPen(QColor(0, 0, 0, 200), 3)
+        dark.setCosmetic(True)
+        light = QPen(QColor(255, 255, 255, 230), 1.2)
+        light.setCosmetic(True)
+        tick = 4 / max(self.zoom, 1e-3)
+        for pen in (dark, light):
+            painter.setPen(pen)
+            if r * self.zoom >= 4:
+                painter.drawEllipse(QPointF(0, 0), r, r)
+            painter.drawLine(QPointF(-tick, 0), QPointF(tick, 0))
+            painter.drawLine(QPointF(0, -tick), QPointF(0, tick))

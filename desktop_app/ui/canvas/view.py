@@ -1,0 +1,360 @@
+"""The canvas view: the image, the mask overlay, candidates and live previews on a QGraphicsView.
+
+Scene units are image pixels, so zoom and pan change only the view transform: the mask is always
+painted at the image's full resolution. Left button paints with the current tool; space + drag or
+the middle button pans; the wheel zooms around the cursor. A tablet's pressure scales the brush.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QImage, QMouseEvent, QPainter, QPainterPath, QPen, QPixmap, QTransform
+from PySide6.QtWidgets import QFrame, QGraphicsPathItem, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QWidget
+
+from desktop_app.state.canvas import CanvasDocument
+from desktop_app.ui.canvas.items import BrushCursorItem, LayerItem
+
+MIN_ZOOM, MAX_ZOOM = 0.02, 32.0
+
+
+class CanvasView(QGraphicsView):
+    zoom_changed = Signal(float)
+    files_dropped = Signal(list)  # local file paths
+    image_dropped = Signal(QImage)
+
+    def __init__(self, doc: CanvasDocument, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("CanvasView")
+        self.doc = doc
+        self._scene = QGraphicsScene(self)
+        self.setScene(self._scene)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.MinimalViewportUpdate)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setAcceptDrops(True)
+        self.setBackgroundBrush(QColor(38, 38, 42))
+        self.setCacheMode(QGraphicsView.CacheModeFlag.CacheNone)
+        self.setOptimizationFlag(QGraphicsView.OptimizationFlag.DontSavePainterState, True)
+        self.setAccessibleName("Canvas")
+
+        self.image_item = LayerItem()
+        self.mask_item = LayerItem(smooth_when_reduced=False)
+        self.mask_item.setZValue(10)
+        self.preview_item = QGraphicsPixmapItem()
+        self.preview_item.setZValue(20)
+        self.preview_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self.preview_item.hide()
+        self.outline_item = QGraphicsPathItem()
+        pen = QPen(QColor(255, 255, 255), 1.5, Qt.PenStyle.DashLine)
+        pen.setCosmetic(True)
+        self.outline_item.setPen(pen)
+        self.outline_item.setBrush(QBrush(QColor(255, 255, 255, 40)))
+        self.outline_item.setZValue(50)
+        self.cursor_item = BrushCursorItem()
+        self.cursor_item.hide()
+        for item in (self.image_item, self.mask_item, self.preview_item, self.outline_item, self.cursor_item):
+            self._scene.addItem(item)
+
+        self.viewer_image: QImage | None = None  # a result shown instead of the document
+        self._zoom = 1.0
+        self._fit_mode = True
+        self._space = False
+        self._pan_from: QPointF | None = None
+        self._shape: list[QPointF] = []  # rectangle corners or lasso points while dragging
+        self._shape_erase = False
+        self._pressure = 1.0
+        self._tablet_down = False
+        self.painting_enabled = True
+
+        doc.document_replaced.connect(self._on_doc_document_replaced)
+        doc.image_changed.connect(self._on_doc_image_changed)
+        doc.mask_changed.connect(self._on_doc_mask_changed)
+        doc.candidates_changed.connect(self._refresh_image_layer)
+        doc.brush.mask_visible_changed.connect(self._refresh_mask_layer)
+        doc.brush.size_changed.connect(lambda _s: self._update_cursor())
+        doc.brush.tool_changed.connect(lambda _t: self._update_cursor())
+        self._on_doc_document_replaced()
+
+    # -- what is shown ------------------------------------------------------------------------
+
+    @property
+    def showing_document(self) -> bool:
+        return self.viewer_image is None and self.doc.has_image
+
+    def show_viewer_image(self, image: QImage | None) -> None:
+        """Show ``image`` (a preview or a result) instead of the document; None goes back to it."""
+        old = self.viewer_image.size() if self.viewer_image is not None else None
+        self.viewer_image = image if image is not None and not image.isNull() else None
+        self._refresh_image_layer()
+        self._refresh_mask_layer()
+        new = self.viewer_image.size() if self.viewer_image is not None else None
+        if old != new:
+            self._reset_scene_rect()
+
+    def show_preview(self, image: QImage | None, box: tuple[int, int, int, int] | None = None) -> None:
+        """A live preview over the document's work region ``box`` (l, t, r, b); None hides it."""
+        if image is None or image.isNull() or box is None:
+            self.preview_item.hide()
+            return
+        l, t, r, b = box
+        self.preview_item.setPixmap(QPixmap.fromImage(image))
+        self.preview_item.setTransform(QTransform.fromScale((r - l) / image.width(), (b - t) / image.height()))
+        self.preview_item.setPos(l, t)
+        self.preview_item.show()
+
+    def _refresh_image_layer(self) -> None:
+        if self.viewer_image is not None:
+            self.image_item.set_image(self.viewer_image)
+            return
+        cand = self.doc.current_candidate()
+        if cand is not None and not self.doc.show_before:
+            self.image_item.set_image(cand.image)
+        else:
+            self.image_item.set_image(self.doc.image_qimage)
+
+    def _refresh_mask_layer(self) -> None:
+        visible = self.doc.brush.mask_visible and self.viewer_image is None
+        self.mask_item.setVisible(visible)
+        self.mask_item.set_image(self.doc.mask_qimage)
+
+    def _on_doc_document_replaced(self) -> None:
+        self.preview_item.hide()
+        self._refresh_image_layer()
+        self._refresh_mask_layer()
+        self._reset_scene_rect()
+
+    def _reset_scene_rect(self) -> None:
+        rect = self.image_item.boundingRect()
+        margin = max(rect.width(), rect.height(), 64) * 0.5
+        self._scene.setSceneRect(rect.adjusted(-margin, -margin, margin, margin))
+        if self._fit_mode or rect.isEmpty():
+            self.fit()
+
+    def _on_doc_image_changed(self, rect) -> None:
+        l, t, r, b = rect
+        self.image_item.update(QRectF(l, t, r - l, b - t))
+
+    def _on_doc_mask_changed(self, rect) -> None:
+        l, t, r, b = rect
+        self.mask_item.update(QRectF(l, t, r - l, b - t))
+
+    # -- zoom and pan -------------------------------------------------------------------------
+
+    @property
+    def zoom(self) -> float:
+        return self._zoom
+
+    def set_zoom(self, zoom: float, anchor: QPointF | None = None) -> None:
+        """Zoom to ``zoom`` (1 = 100%) keeping the scene point under ``anchor`` (viewport pos) still."""
+        zoom = max(MIN_ZOOM, min(MAX_ZOOM, zoom))
+        if anchor is None:
+            anchor = QPointF(self.viewport().width() / 2, self.viewport().height() / 2)
+        scene_pt = self.mapToScene(anchor.toPoint())
+        self._fit_mode = False
+        self._apply_zoom(zoom)
+        delta = self.mapFromScene(scene_pt) - anchor.toPoint()
+        self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + delta.x())
+        self.verticalScrollBar().setValue(self.verticalScrollBar().value() + delta.y())
+
+    def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
+        self.set_zoom(self._zoom * factor, anchor)
+
+    def fit(self) -> None:
+        """Fit the whole image in the view (it stays fitted when the window is resized)."""
+        rect = self.image_item.boundingRect()
+        self._fit_mode = True
+        if rect.isEmpty():
+            self._apply_zoom(1.0)
+            return
+        vp = self.viewport().size()
+        zoom = min((vp.width() - 16) / rect.width(), (vp.height() - 16) / rect.height())
+        self._apply_zoom(max(MIN_ZOOM, min(MAX_ZOOM, zoom)))
+        self.centerOn(rect.center())
+
+    def actual_size(self) -> None:
+        self.set_zoom(1.0)
+
+    def _apply_zoom(self, zoom: float) -> None:
+        self._zoom = zoom
+        self.setTransform(QTransform.fromScale(zoom, zoom))
+        self._update_cursor()
+        self.zoom_changed.emit(zoom)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        if self._fit_mode:
+            self.fit()
+
+    def wheelEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        steps = event.angleDelta().y() / 120.0
+        if steps:
+            self.zoom_by(1.25 ** steps, event.position())
+        event.accept()
+
+    # -- input --------------------------------------------------------------------------------
+
+    def image_pos(self, pos: QPointF) -> QPointF:
+        """A viewport position in image pixels (sub-pixel)."""
+        inverted, _ok = self.viewportTransform().inverted()
+        return inverted.map(pos)
+
+    def _can_paint(self) -> bool:
+        return self.painting_enabled and self.showing_document and not self.doc.candidates
+
+    def viewportEvent(self, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        kind = event.type()
+        if kind in (QEvent.Type.TabletPress, QEvent.Type.TabletMove, QEvent.Type.TabletRelease):
+            # Keep the pressure, then let Qt turn the tablet event into the mouse event we paint with.
+            self._pressure = max(0.05, float(event.pressure())) if kind != QEvent.Type.TabletRelease else 1.0
+            self._tablet_down = kind != QEvent.Type.TabletRelease
+            event.ignore()
+            return False
+        return super().viewportEvent(event)
+
+    def _event_pressure(self, event: QMouseEvent) -> float:
+        device = event.pointingDevice()
+        from PySide6.QtGui import QInputDevice
+
+        if device is not None and device.type() == QInputDevice.DeviceType.Stylus and self._tablet_down:
+            return self._pressure
+        return 1.0
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt name)
+        button = event.button()
+        if button == Qt.MouseButton.MiddleButton or (button == Qt.MouseButton.LeftButton and self._space):
+            self._pan_from = event.position()
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+            event.accept()
+            return
+        if button != Qt.MouseButton.LeftButton or not self._can_paint():
+            event.ignore()
+            return
+        pos = self.image_pos(event.position())
+        tool = self.doc.brush.tool
+        if tool in ("brush", "eraser"):
+            self.doc.begin_stroke(pos.x(), pos.y(), self._event_pressure(event))
+        else:
+            self._shape = [pos]
+            self._shape_erase = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
+        event.accept()
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt name)
+        pos = self.image_pos(event.position())
+        self.cursor_item.setPos(pos)
+        if self._pan_from is not None:
+            delta = event.position() - self._pan_from
+            self._pan_from = event.position()
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - round(delta.x()))
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - round(delta.y()))
+            return
+        if self.doc.stroking:
+            self.doc.stroke_to(pos.x(), pos.y(), self._event_pressure(event))
+        elif self._shape:
+            if self.doc.brush.tool == "rectangle":
+                self._shape = [self._shape[0], pos]
+            else:
+                self._shape.append(pos)
+            self._update_outline()
+        event.accept()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt name)
+        if self._pan_from is not None and event.button() in (Qt.MouseButton.MiddleButton, Qt.MouseButton.LeftButton):
+            self._pan_from = None
+            self._update_cursor()
+            return
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        if self.doc.stroking:
+            self.doc.end_stroke()
+        elif self._shape:
+            points = self._shape_points()
+            self._shape = []
+            self.outline_item.setPath(QPainterPath())
+            self.doc.fill_polygon(points, self._shape_erase)
+        event.accept()
+
+    def _shape_points(self) -> list[tuple[float, float]]:
+        if self.doc.brush.tool == "rectangle" and len(self._shape) == 2:
+            a, b = self._shape
+            l, r = sorted((round(a.x()), round(b.x())))
+            t, bt = sorted((round(a.y()), round(b.y())))
+            return [(l, t), (r, t), (r, bt), (l, bt)]
+        return [(p.x(), p.y()) for p in self._shape]
+
+    def _update_outline(self) -> None:
+        path = QPainterPath()
+        points = self._shape_points()
+        if len(points) >= 2:
+            path.moveTo(*points[0])
+            for p in points[1:]:
+                path.lineTo(*p)
+            path.closeSubpath()
+        self.outline_item.setPath(path)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = True
+            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
+            self.cursor_item.hide()
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = False
+            self._update_cursor()
+            return
+        super().keyReleaseEvent(event)
+
+    def enterEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self._update_cursor()
+        super().enterEvent(event)
+
+    def leaveEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self.cursor_item.hide()
+        super().leaveEvent(event)
+
+    def _update_cursor(self) -> None:
+        brushlike = self.doc.brush.tool in ("brush", "eraser")
+        self.cursor_item.set_state(self.doc.brush.size if brushlike else 0.0, self._zoom)
+        show = self._can_paint() and not self._space and self.underMouse()
+        self.cursor_item.setVisible(show)
+        self.viewport().setCursor(Qt.CursorShape.BlankCursor if show and brushlike else
+                                  Qt.CursorShape.CrossCursor if show else Qt.CursorShape.ArrowCursor)
+
+    placeholder = ""
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 (Qt name)
+        if not self.placeholder:
+            return
+        painter.save()
+        painter.resetTransform()
+        painter.setPen(QColor(170, 170, 178))
+        painter.drawText(self.viewport().rect().adjusted(20, 20, -20, -20),
+                         int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self.placeholder)
+        painter.restore()
+
+    # -- drag and drop ------------------------------------------------------------------------
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        mime = event.mimeData()
+        if mime.hasUrls() or mime.hasImage():
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    dragMoveEvent = dragEnterEvent
+
+    def dropEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        mime = event.mimeData()
+        paths = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
+        if paths:
+            self.files_dropped.emit(paths)
+        elif mime.hasImage():
+            self.image_dropped.emit(QImage(mime.imageData()))
+        event.acceptProposedAction()
