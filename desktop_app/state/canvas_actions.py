@@ -63,9 +63,13 @@ class CanvasActions(QObject):
         self.doc, self.params, self.bridge, self.reporter, self.status = doc, params, bridge, reporter, status
         self._spawn = spawn
         self.alpha_as_mask = True  # transparent pixels of an opened image become the mask
-        doc.undo_stack.indexChanged.connect(lambda _i: self.blocked_changed.emit())
-        doc.document_replaced.connect(self.blocked_changed)
-        params.edit_mode_changed.connect(lambda _m: self.blocked_changed.emit())
+        doc.undo_stack.indexChanged.connect(self._on_state_changed)
+        doc.document_replaced.connect(self._on_state_changed)
+        params.edit_mode_changed.connect(self._on_state_changed)
+        params.only_masked_changed.connect(self._on_state_changed)
+
+    def _on_state_changed(self, *_args: Any) -> None:
+        self.blocked_changed.emit()
 
     # -- sources ------------------------------------------------------------------------------
 

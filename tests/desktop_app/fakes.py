@@ -137,7 +137,7 @@ class FakeEngine:
                     self.held.clear()
                 if cancel is not None and cancel.is_set():
                     raise Cancelled(step, request.steps)
-            images.append(Image.new("RGB", (request.width, request.height), target))
+            images.append(_as_engine_returns(request, Image.new("RGB", (request.width, request.height), target)))
             seeds.append(image_seed)
         return Result(
             images=tuple(images),
@@ -148,3 +148,16 @@ class FakeEngine:
             settings=self._runtime or RuntimeSettings(self.device, self.dtype, "fast"),
             timings=Timings(total=time.perf_counter() - started),
         )
+
+
+def _as_engine_returns(request: GenerationRequest, generated: Image.Image) -> Image.Image:
+    """Inpaint results are pasted back into the source and padded sizes cropped back, as the real engine does."""
+    from engine import imageprep
+    from engine.api import Mode
+
+    if request.mode is Mode.INPAINT:
+        return imageprep.finish(imageprep.plan_inpaint(request), generated, request.mask_blur)
+    if request.mode is Mode.IMG2IMG:
+        return imageprep.finish(imageprep.plan_img2img(request.init_image, request.width, request.height),
+                                generated, 0)
+    return generated

@@ -28,6 +28,8 @@ MODE_LABELS = (("txt2img", "New image"), ("img2img", "Image to image"), ("inpain
 class EditSettingsWidget(QWidget):
     """Binds to GenerationParameters' editing fields; says what size the work happens at."""
 
+    hint_changed = Signal(str)
+
     def __init__(self, params: GenerationParameters, doc: CanvasDocument, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("EditSettingsWidget")
@@ -68,8 +70,6 @@ class EditSettingsWidget(QWidget):
         for w in (QLabel(" Generate: "), self.mode_combo, self.strength_label, self.strength_spin,
                   self.only_masked_check, self.padding_label, self.padding_spin, self.blur_label, self.blur_spin):
             self.bar.addWidget(w)
-        self.bar.addSeparator()
-        self.bar.addWidget(self.hint)
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
         box.addWidget(self.bar)
@@ -111,7 +111,11 @@ class EditSettingsWidget(QWidget):
             w, h = padded_size(doc.width, doc.height)
             pad = "" if (w, h) == (doc.width, doc.height) else " (edges padded to a multiple of 8, cropped back)"
             text = f"works on the whole {doc.width}×{doc.height} canvas{pad}"
-        self.hint.setText(text)
+        self.hint.setText(f"Generate {text}.")
+        self.mode_combo.setToolTip(f"What Generate does now: {text}. New image makes one from the prompt; Image to "
+                                   "image redoes the whole canvas; Inpaint regenerates the masked area (Extend… first "
+                                   "to outpaint)")
+        self.hint_changed.emit(self.hint.text())
 
 
 class CandidateBarWidget(QWidget):

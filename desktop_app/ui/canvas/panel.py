@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMenu,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QToolBar,
     QToolButton,
@@ -49,6 +50,7 @@ class CanvasPanel(QWidget):
         self.actions_by_name: dict[str, QAction] = {}
         self._is_preview = False
         self._placeholder = PLACEHOLDER
+        self._caption_text = ""
 
         self.viewer_bar = QWidget()
         self.viewer_bar.setObjectName("ViewerBar")
@@ -64,7 +66,9 @@ class CanvasPanel(QWidget):
         vb.addWidget(self.back_button)
         self.caption = QLabel()
         self.caption.setObjectName("CanvasCaption")
-        self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.caption.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
+        self.caption.setMinimumWidth(0)
+        self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         self.toolbar = QToolBar("Canvas tools")
         self.toolbar.setObjectName("CanvasToolbar")
@@ -79,7 +83,11 @@ class CanvasPanel(QWidget):
         layout.addWidget(self.viewer_bar)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.candidate_bar)
-        layout.addWidget(self.caption)
+        footer = QHBoxLayout()
+        footer.setContentsMargins(8, 0, 0, 0)
+        footer.addWidget(self.caption, 1)
+        footer.addWidget(self.zoombar)
+        layout.addLayout(footer)
 
         self.edit_result_button.clicked.connect(self.edit_shown_image)
         self.back_button.clicked.connect(lambda: self.set_image(None))
@@ -88,6 +96,7 @@ class CanvasPanel(QWidget):
         self.view.files_dropped.connect(canvas.open_files)
         self.view.image_dropped.connect(lambda image: canvas.paste(image, "a dropped image"))
         self.view.zoom_changed.connect(self._on_view_zoom_changed)
+        self.edit_settings.hint_changed.connect(lambda _t: self._set_caption_text(self._caption_text))
         doc.document_replaced.connect(self._on_doc_document_replaced)
         doc.candidates_changed.connect(self._refresh)
         doc.undo_stack.canUndoChanged.connect(self.actions_by_name["undo"].setEnabled)
@@ -98,6 +107,7 @@ class CanvasPanel(QWidget):
         b.opacity_changed.connect(lambda v: self.opacity_spin.setValue(round(v * 100)))
         b.tool_changed.connect(lambda t: self.actions_by_name[t].setChecked(True))
         b.mask_visible_changed.connect(self.actions_by_name["show_mask"].setChecked)
+        self._set_caption_text("")
         self._refresh()
 
     # -- tool bar and shortcuts ---------------------------------------------------------------
@@ -122,8 +132,9 @@ class CanvasPanel(QWidget):
 
     def _build_toolbar(self) -> None:
         doc, canvas, b = self.doc, self.canvas, self.doc.brush
-        self._act("open", "Open…", None, self.open_requested.emit, "Open an image to edit")
-        self._act("paste", "Paste", "Ctrl+V", self.paste_clipboard, "Paste an image from the clipboard as the canvas")
+        self._act("open", "Open…", None, self.open_requested.emit, "Open an image to edit (Ctrl+O); or paste or drop one")
+        self._act("paste", "Paste", "Ctrl+V", self.paste_clipboard, "Paste an image from the clipboard as the canvas",
+                  toolbar=False)
         self.toolbar.addSeparator()
         group = QActionGroup(self)
         for tool, label, key in TOOL_LABELS:
@@ -172,20 +183,25 @@ class CanvasPanel(QWidget):
         button.setToolTip("Show/hide, invert, clear, grow, shrink and feather the mask; its overlay colour")
         self.toolbar.addWidget(button)
         self._act("extend", "Extend…", None, self.extend_dialog, "Extend the canvas on any side to outpaint")
-        self.toolbar.addSeparator()
+        # Undo and zoom live in the footer, under the view.
+        self.zoombar = QToolBar("Zoom")
+        self.zoombar.setObjectName("CanvasZoomBar")
+        self.zoombar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        main_bar, self.toolbar = self.toolbar, self.zoombar
         undo = self._act("undo", "Undo", "Ctrl+Z", doc.undo_stack.undo, "Undo the last stroke or edit")
         redo = self._act("redo", "Redo", ["Ctrl+Shift+Z", "Ctrl+Y"], doc.undo_stack.redo, "Redo")
         undo.setEnabled(False)
         redo.setEnabled(False)
-        self.toolbar.addSeparator()
+        self.zoombar.addSeparator()
         self._act("zoom_out", "−", ["-", "Ctrl+-"], lambda: self.view.zoom_by(1 / 1.25), "Zoom out")
         self.zoom_label = QLabel(" 100% ")
         self.zoom_label.setMinimumWidth(48)
         self.zoom_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.toolbar.addWidget(self.zoom_label)
+        self.zoombar.addWidget(self.zoom_label)
         self._act("zoom_in", "+", ["+", "=", "Ctrl++"], lambda: self.view.zoom_by(1.25), "Zoom in")
         self._act("fit", "Fit", ["0", "Ctrl+0"], self.view.fit, "Fit the image in the view")
         self._act("actual", "100%", ["1", "Ctrl+1"], self.view.actual_size, "Show at 100% (one image pixel per screen pixel)")
+        self.toolbar = main_bar
         # Candidates (only while results wait over the canvas).
         self._act("accept", "Accept", ["Return", "Enter"], self._accept_if_any, "Accept the result shown", toolbar=False)
         self._act("discard", "Discard", "Backspace", self._discard_if_any, "Discard the results", toolbar=False)
@@ -249,11 +265,16 @@ class CanvasPanel(QWidget):
         """Show a preview or a result (viewer); None shows the canvas again."""
         self._is_preview = preview and image is not None
         self.view.show_viewer_image(image)
-        self.caption.setText(caption if image is not None else "")
+        self._set_caption_text(caption if image is not None else "")
         self._refresh()
 
     def set_caption(self, caption: str) -> None:
-        self.caption.setText(caption)
+        self._set_caption_text(caption)
+
+    def _set_caption_text(self, text: str) -> None:
+        """The caption under the view: a preview's step or a result's details, else what Generate will do."""
+        self._caption_text = text
+        self.caption.setText(text or self.edit_settings.hint.text())
 
     def set_placeholder(self, text: str) -> None:
         self._placeholder = text
@@ -265,14 +286,14 @@ class CanvasPanel(QWidget):
             self.set_image(None)
         self.view.show_preview(image, box)
         if caption:
-            self.caption.setText(caption)
+            self._set_caption_text(caption)
 
     # -- state --------------------------------------------------------------------------------
 
     def _on_doc_document_replaced(self) -> None:
         self.view.show_viewer_image(None)
         self._is_preview = False
-        self.caption.setText("")
+        self._set_caption_text("")
         self._refresh()
 
     def _on_view_zoom_changed(self, zoom: float) -> None:
@@ -282,7 +303,7 @@ class CanvasPanel(QWidget):
         viewing = self.view.viewer_image is not None
         self.viewer_bar.setVisible(viewing and not self._is_preview)
         self.back_button.setVisible(self.doc.has_image)
-        self.viewer_label.setText("Viewing a result" + (f" · {self.caption.text()}" if self.caption.text() else ""))
+        self.viewer_label.setText("Viewing a result" + (f" · {self._caption_text}" if self._caption_text else ""))
         empty = not viewing and not self.doc.has_image
         self.view.placeholder = self._placeholder if empty else ""
         self.view.viewport().update()
@@ -296,4 +317,5 @@ def _spin(lo: int, hi: int, value: int, suffix: str, tip: str) -> QSpinBox:
     spin.setSuffix(suffix)
     spin.setToolTip(tip)
     spin.setKeyboardTracking(False)
+    spin.setMaximumWidth(82)
     return spin
