@@ -1,8 +1,10 @@
 """The canvas document: an image layer, a mask layer, an undo stack, and result candidates.
 
-Pixels live in numpy arrays that QImages wrap without copying: the image as 32-bit RGB (what Qt
-draws fastest), the mask as 8-bit indexed (its colour table is the overlay colour with an alpha per
-mask value, so changing the overlay colour or opacity touches no pixels). Every edit goes through
+Pixels live in QImages that own their memory, edited through numpy views of that memory (no copy
+between painting and display): the image as 32-bit RGB (what Qt draws fastest), the mask as 8-bit
+indexed (its colour table is the overlay colour with an alpha per mask value, so changing the overlay
+colour or opacity touches no pixels). QImages wrapping Python buffers are avoided on purpose:
+PySide's buffer reference counting for them crashed the interpreter under load. Every edit goes through
 the QUndoStack as a command that stores only the rect it changed. GUI thread only.
 """
 
@@ -55,8 +57,28 @@ def qimage_to_array(image: QImage) -> np.ndarray:
 
 
 def wrap_rgb32(arr: np.ndarray) -> QImage:
-    h, w = arr.shape[:2]
-    return QImage(arr.data, w, h, w * 4, QImage.Format.Format_RGB32)
+    """A Qt-owned Format_RGB32 QImage holding a copy of ``arr``."""
+    image, view = new_layer(arr.shape[1], arr.shape[0], QImage.Format.Format_RGB32)
+    view[...] = arr
+    return image
+
+
+def new_layer(width: int, height: int, fmt: QImage.Format) -> tuple[QImage, np.ndarray]:
+    """A QImage that owns its pixels and a writable numpy view of them ((h, w, 4) or (h, w)).
+
+    Keep the QImage referenced as long as the view is used, and never let it be implicitly shared
+    while writing (a shared QImage would detach from the view).
+    """
+    image = QImage(width, height, fmt)
+    if image.isNull() and width and height:
+        raise MemoryError(f"not enough memory for a {width}x{height} canvas")
+    depth = 4 if fmt != QImage.Format.Format_Indexed8 else 1
+    if not width or not height:
+        return image, np.zeros((height, width, depth) if depth == 4 else (height, width), np.uint8)
+    bpl = image.bytesPerLine()
+    raw = np.frombuffer(image.bits(), np.uint8, count=bpl * height).reshape(height, bpl)
+    view = raw[:, : width * depth]
+    return image, (view.reshape(height, width, 4) if depth == 4 else view)
 
 
 @dataclass
@@ -149,9 +171,7 @@ class CanvasDocument(QObject):
         super().__init__(parent)
         self.brush = brush or BrushSettings(self)
         self.undo_stack = QUndoStack(self)
-        self._image = np.zeros((0, 0, 4), np.uint8)
-        self._mask = np.zeros((0, 0), np.uint8)
-        self._wrap()
+        self._set_layers(np.zeros((0, 0, 4), np.uint8), np.zeros((0, 0), np.uint8))
         self.source = ""  # where the image came from (a file name, "clipboard", "result #3")
         self.revision = 0  # bumps on every image change (candidates remember it)
         self._stroke: mask_ops.StrokeBuffer | None = None
@@ -200,10 +220,14 @@ class CanvasDocument(QObject):
     def mask_pil(self) -> Image.Image:
         return Image.fromarray(self._mask.copy(), "L")
 
-    def _wrap(self) -> None:
-        h, w = self._mask.shape
-        self.image_qimage = wrap_rgb32(self._image) if self.has_image else QImage()
-        self.mask_qimage = QImage(self._mask.data, w, h, w, QImage.Format.Format_Indexed8) if w else QImage()
+    def _set_layers(self, image: np.ndarray, mask: np.ndarray) -> None:
+        """New layers holding copies of ``image`` (h, w, 4 RGB32 bytes) and ``mask`` (h, w)."""
+        h, w = mask.shape
+        self.image_qimage, self._image = new_layer(w, h, QImage.Format.Format_RGB32)
+        self.mask_qimage, self._mask = new_layer(w, h, QImage.Format.Format_Indexed8)
+        if w and h:
+            self._image[...] = image
+            self._mask[...] = mask
         self._update_colour_table(emit=False)
 
     def _update_colour_table(self, emit: bool = True) -> None:
@@ -233,9 +257,9 @@ class CanvasDocument(QObject):
         self.undo_stack.push(ReplaceCommand(self, arr, m, source, f"Open {source}"))
 
     def swap_layers(self, image: np.ndarray, mask: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray, str]:
-        old = self._image, self._mask, self.source
-        self._image, self._mask, self.source = image, mask, source
-        self._wrap()
+        old = self._image.copy(), self._mask.copy(), self.source
+        self._set_layers(image, mask)
+        self.source = source
         self.revision += 1
         self.document_replaced.emit()
         return old
@@ -252,17 +276,14 @@ class CanvasDocument(QObject):
         image, new_area = extend_canvas(self.image_pil(), l, t, r, b, fill=fill)
         mask = np.array(new_area, np.uint8)
         mask[t:t + self.height, l:l + self.width] = self._mask
-        self._image, self._mask = rgb_to_array(image), mask
-        self._wrap()
+        self._set_layers(rgb_to_array(image), mask)
         self.revision += 1
         self.document_replaced.emit()
 
     def crop_in_place(self, amounts: tuple[int, int, int, int]) -> None:
         l, t, r, b = amounts
         h, w = self.height - t - b, self.width - l - r
-        self._image = self._image[t:t + h, l:l + w].copy()
-        self._mask = self._mask[t:t + h, l:l + w].copy()
-        self._wrap()
+        self._set_layers(self._image[t:t + h, l:l + w], self._mask[t:t + h, l:l + w])
         self.revision += 1
         self.document_replaced.emit()
 
@@ -301,11 +322,11 @@ class CanvasDocument(QObject):
         if stroke is None or stroke.dirty is None:
             return
         l, t, r, b = stroke.dirty
-        before = stroke.before[t:b, l:r]
+        before = stroke.before_of(self._mask, stroke.dirty)
         if np.array_equal(before, self._mask[t:b, l:r]):
             return
         text = "Erase" if stroke.erase else "Paint mask"
-        self.undo_stack.push(PatchCommand(self, "mask", stroke.dirty, before.copy(), text))
+        self.undo_stack.push(PatchCommand(self, "mask", stroke.dirty, before, text))
 
     @property
     def stroking(self) -> bool:

@@ -70,23 +70,51 @@ def dab(diameter: float, hardness: float, cx: float, cy: float) -> tuple[Rect, n
     return (l, t, r, b), cover.astype(np.float32)
 
 
+TILE = 64
+
+
 @dataclass
 class StrokeBuffer:
     """One stroke in progress: the mask as it was, and the stroke's own coverage (max of its dabs).
 
     Dabs within one stroke never build up beyond the opacity (a stroke is like one pass of a marker);
     the brush takes max(before, coverage), the eraser multiplies the before value by 1 - coverage.
+    "Before" is copied lazily, 64x64 tile by tile, just ahead of the first dab that touches a tile,
+    so starting a stroke costs nothing however big the canvas is.
     """
 
     before: np.ndarray
     coverage: np.ndarray
+    copied: np.ndarray  # one flag per tile: its "before" pixels are saved
     erase: bool
     opacity: float
     dirty: Rect | None = None
 
     @classmethod
     def start(cls, mask: np.ndarray, erase: bool, opacity: float) -> StrokeBuffer:
-        return cls(mask.copy(), np.zeros(mask.shape, np.uint8), erase, max(0.0, min(1.0, opacity)))
+        h, w = mask.shape
+        tiles = (-(-h // TILE), -(-w // TILE))
+        # np.empty / np.zeros only reserve memory: pages are touched as tiles are used.
+        return cls(np.empty((h, w), np.uint8), np.zeros((h, w), np.uint8), np.zeros(tiles, bool), erase,
+                   max(0.0, min(1.0, opacity)))
+
+    def save_before(self, mask: np.ndarray, rect: Rect) -> None:
+        """Copy the not-yet-saved tiles under ``rect`` from the (still unchanged) mask."""
+        l, t, r, b = rect
+        ty0, tx0, ty1, tx1 = t // TILE, l // TILE, -(-b // TILE), -(-r // TILE)
+        flags = self.copied[ty0:ty1, tx0:tx1]
+        if flags.all():
+            return
+        for ty, tx in np.argwhere(~flags):
+            y, x = (ty0 + ty) * TILE, (tx0 + tx) * TILE
+            self.before[y:y + TILE, x:x + TILE] = mask[y:y + TILE, x:x + TILE]
+        flags[...] = True
+
+    def before_of(self, mask: np.ndarray, rect: Rect) -> np.ndarray:
+        """The mask as it was inside ``rect`` (a copy)."""
+        self.save_before(mask, rect)
+        l, t, r, b = rect
+        return self.before[t:b, l:r].copy()
 
     def apply_dab(self, mask: np.ndarray, rect: Rect, cover: np.ndarray) -> Rect | None:
         h, w = mask.shape
@@ -94,6 +122,7 @@ class StrokeBuffer:
         if c is None:
             return None
         l, t, r, b = c
+        self.save_before(mask, c)
         part = cover[t - rect[1]:b - rect[1], l - rect[0]:r - rect[0]]
         value = np.rint(part * (255.0 * self.opacity)).astype(np.uint8)
         cov = self.coverage[t:b, l:r]

@@ -191,6 +191,9 @@ def test_zoom_and_pan_do_not_change_mask_resolution(canvas, qtbot):
         qtbot.mouseRelease(vp, Qt.MouseButton.MiddleButton, pos=start + QPoint(30, 20))
         drag(qtbot, view, line(90, 60, 110, 60, 8))
         assert doc.mask.shape == (H, W)
+        shot = view.viewport().grab().toImage()
+        overlay, plain = shot.pixelColor(at(view, 100, 60)), shot.pixelColor(at(view, 100, 20))
+        assert overlay.red() > plain.red() + 30  # the mask shows (tinted) at this zoom too
         footprints.append(np.argwhere(doc.mask == 255))
     assert view.zoom == pytest.approx(1.0)
     spans = [(f.min(axis=0).tolist(), f.max(axis=0).tolist()) for f in footprints]

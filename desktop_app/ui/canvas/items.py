@@ -41,8 +41,15 @@ class LayerItem(QGraphicsItem):
         reduced = painter.worldTransform().m11() < 1.0
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self._smooth and reduced)
         if self._image.format() == QImage.Format.Format_Indexed8:
-            # Convert just the exposed part: the raster engine would otherwise convert the whole image.
-            painter.drawImage(exposed.topLeft(), self._image.copy(exposed))
+            # The raster engine would convert the whole indexed image to ARGB for every paint: take
+            # only the exposed part, and when zoomed out only as many pixels as reach the screen.
+            part = self._image if exposed == self._image.rect() else self._image.copy(exposed)
+            scale = painter.worldTransform().m11()
+            if reduced:
+                size = exposed.size() * scale
+                part = part.scaled(max(1, round(size.width())), max(1, round(size.height())),
+                                   Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.FastTransformation)
+            painter.drawImage(QRectF(exposed), part)
         else:
             painter.drawImage(exposed, self._image, exposed)
 

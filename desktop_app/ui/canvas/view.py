@@ -75,7 +75,7 @@ class CanvasView(QGraphicsView):
         doc.document_replaced.connect(self._on_doc_document_replaced)
         doc.image_changed.connect(self._on_doc_image_changed)
         doc.mask_changed.connect(self._on_doc_mask_changed)
-        doc.candidates_changed.connect(self._refresh_image_layer)
+        doc.candidates_changed.connect(self._on_doc_candidates_changed)
         doc.brush.mask_visible_changed.connect(self._refresh_mask_layer)
         doc.brush.size_changed.connect(lambda _s: self._update_cursor())
         doc.brush.tool_changed.connect(lambda _t: self._update_cursor())
@@ -119,9 +119,15 @@ class CanvasView(QGraphicsView):
             self.image_item.set_image(self.doc.image_qimage)
 
     def _refresh_mask_layer(self) -> None:
-        visible = self.doc.brush.mask_visible and self.viewer_image is None
+        # Hidden while results wait over the canvas: the overlay would tint the result being judged.
+        visible = self.doc.brush.mask_visible and self.viewer_image is None and not self.doc.candidates
         self.mask_item.setVisible(visible)
         self.mask_item.set_image(self.doc.mask_qimage)
+
+    def _on_doc_candidates_changed(self) -> None:
+        self._refresh_image_layer()
+        self._refresh_mask_layer()
+        self._update_cursor()
 
     def _on_doc_document_replaced(self) -> None:
         self.preview_item.hide()
