@@ -292,3 +292,36 @@ def test_document_round_trips_pil_images():
     doc.set_image(src, "x")
     assert np.array_equal(np.asarray(doc.image_pil()), np.asarray(src))
     assert np.array_equal(np.asarray(array_to_rgb(doc.image_array)), np.asarray(src))
+
+
+def test_tablet_pressure_scales_the_brush(canvas, qtbot):
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QInputDevice, QMouseEvent, QPointingDevice, QTabletEvent
+    from PySide6.QtWidgets import QApplication
+
+    doc, view = canvas
+    doc.brush.set_size(40)
+    doc.brush.set_hardness(1.0)
+    pen = QPointingDevice("test stylus", 77, QInputDevice.DeviceType.Stylus, QPointingDevice.PointerType.Pen,
+                          QInputDevice.Capability.Position | QInputDevice.Capability.Pressure, 1, 3)
+    vp = view.viewport()
+
+    def send(kind_tablet, kind_mouse, x, y, pressure, buttons):
+        pos = QPointF(at(view, x, y))
+        glob = QPointF(vp.mapToGlobal(pos.toPoint()))
+        tab = QTabletEvent(kind_tablet, pen, pos, glob, pressure, 0, 0, 0, 0, 0, Qt.KeyboardModifier.NoModifier,
+                           Qt.MouseButton.LeftButton, buttons)
+        QApplication.sendEvent(vp, tab)
+        # What Qt sends next for a tablet event the widget did not accept: a mouse event from the pen.
+        mouse = QMouseEvent(kind_mouse, pos, pos, glob, Qt.MouseButton.LeftButton, buttons,
+                            Qt.KeyboardModifier.NoModifier, pen)
+        QApplication.sendEvent(vp, mouse)
+
+    left = Qt.MouseButton.LeftButton
+    send(QEvent.Type.TabletPress, QEvent.Type.MouseButtonPress, 40, 60, 0.25, left)
+    for x in range(45, 161, 5):
+        send(QEvent.Type.TabletMove, QEvent.Type.MouseMove, x, 60, 0.25 if x < 100 else 1.0, left)
+    send(QEvent.Type.TabletRelease, QEvent.Type.MouseButtonRelease, 160, 60, 0.0, Qt.MouseButton.NoButton)
+    light = np.flatnonzero(doc.mask[:, 70]).size
+    firm = np.flatnonzero(doc.mask[:, 140]).size
+    assert 8 <= light <= 13 and 38 <= firm <= 43  # a quarter of the pressure, a quarter of the width
