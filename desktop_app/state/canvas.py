@@ -3,9 +3,11 @@
 Pixels live in QImages that own their memory, edited through numpy views of that memory (no copy
 between painting and display): the image as 32-bit RGB (what Qt draws fastest), the mask as 8-bit
 indexed (its colour table is the overlay colour with an alpha per mask value, so changing the overlay
-colour or opacity touches no pixels). QImages wrapping Python buffers are avoided on purpose:
-PySide's buffer reference counting for them crashed the interpreter under load. Every edit goes through
-the QUndoStack as a command that stores only the rect it changed. GUI thread only.
+colour or opacity touches no pixels). Qt owning the memory ties the pixels' lifetime to the QImage.
+(A crash under load was once blamed on QImages wrapping numpy buffers; it was PySide6 6.12.0 losing
+references to True on every emit(), which the dependency pin excludes. With 6.11 such QImages keep
+their buffer alive and show no reference drift, but this layout needs no copy either, so it stays.)
+Every edit goes through the QUndoStack as a command that stores only the rect it changed. GUI thread only.
 """
 
 from __future__ import annotations
