@@ -201,6 +201,7 @@ class MainWindow(QMainWindow):
         self.first_run.add_folder_requested.connect(self.choose_model_folder)
         self.first_run.demo_model_requested.connect(a.make_demo_model)
         self.canvas_panel.open_requested.connect(self.choose_image)
+        self.canvas_panel.edit_requested.connect(self.edit_current_image)
         a.canvas.opened.connect(lambda _s: self._show_canvas())
         a.document.candidates_changed.connect(lambda: a.document.candidates and self._show_canvas())
         # Clicking the gallery's current image again shows it again (after "Back to canvas").

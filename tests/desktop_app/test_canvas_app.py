@@ -110,15 +110,17 @@ def test_paste_and_edit_a_result(make_studio, data_dir, fake_engine, fake_model,
     w.canvas_panel.paste_clipboard()
     assert (doc.width, doc.height) == (48, 32) and doc.image_pil().getpixel((1, 1)) == (10, 20, 30)
     assert doc.source == "clipboard"
-    # A txt2img result shows in the viewer; "Edit in canvas" makes it the canvas.
+    # A txt2img result shows in the viewer; "Edit in canvas" makes it (its file in the gallery) the canvas.
     studio.params.edit_mode = "txt2img"
     p = studio.params
     p.prompt, p.steps, p.width, p.height, p.seed_mode, p.seed = "a barn", 2, 64, 64, "fixed", 9
     with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
         studio.actions.generate()
-    assert not w.canvas_panel.showing_canvas and w.canvas_panel.viewer_bar.isVisible()
-    qtbot.mouseClick(w.canvas_panel.edit_result_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not w.canvas_panel.showing_canvas and w.canvas_panel.viewer_bar.isVisible(), timeout=5000)
+    with qtbot.waitSignal(studio.actions.canvas.opened, timeout=10_000):
+        qtbot.mouseClick(w.canvas_panel.edit_result_button, Qt.MouseButton.LeftButton)
     assert (doc.width, doc.height) == (64, 64) and doc.image_pil().getpixel((5, 5)) == colour_for(9)
+    assert doc.source == studio.gallery.absolute(studio.gallery.current).name
     assert w.canvas_panel.showing_canvas and studio.params.edit_mode == "inpaint"
     doc.undo_stack.undo()  # editing a result is undoable too
     assert (doc.width, doc.height) == (48, 32)
@@ -152,6 +154,10 @@ def test_inpaint_from_the_canvas_gives_candidates_to_compare_accept_and_undo(mak
     assert len(doc.candidates) == 2 and w.canvas_panel.candidate_bar.isVisible()
     assert w.canvas_panel.showing_canvas
     assert len(list((data_dir / "outputs").glob("*.png"))) == 2  # candidates are saved results
+    gallery = studio.gallery.model
+    assert gallery.rowCount() == 2 and studio.gallery.current is None  # in the gallery, not taking the view
+    qtbot.waitUntil(lambda: all(gallery.data(gallery.index(r), gallery.ThumbnailRole) is not None for r in range(2)),
+                    timeout=10_000)
     screenshot(w, "canvas-with-candidate.png")
 
     qtbot.keyClick(view, Qt.Key.Key_C)  # before / after

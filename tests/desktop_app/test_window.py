@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QPlainTextEdit
 
 from tests.desktop_app.conftest import screenshot
@@ -45,6 +46,15 @@ def test_shortcuts_are_listed_in_help(make_studio, data_dir, fake_engine):
     keys = {k for k, _ in studio.window.shortcuts}
     for expected in ("Ctrl+Return or Ctrl+Enter", "Esc", "Ctrl+R", "F1"):
         assert expected in keys
+    # No key does two things: a window-wide shortcut must not clash with another one, nor with one
+    # that a panel (canvas, gallery, queue) takes while it has the focus (Qt would do neither).
+    by_key: dict[str, list[tuple[str, bool]]] = {}
+    for action in studio.window.findChildren(QAction):
+        window_wide = action.shortcutContext() in (Qt.ShortcutContext.WindowShortcut, Qt.ShortcutContext.ApplicationShortcut)
+        for key in action.shortcuts():
+            by_key.setdefault(key.toString(), []).append((action.text(), window_wide))
+    clashes = {k: v for k, v in by_key.items() if len(v) > 1 and any(wide for _, wide in v)}
+    assert not clashes, clashes
     studio.window.show_shortcuts()
     table = studio.window.shortcuts_dialog.findChild(type(studio.window.shortcuts_dialog.children()[1]))
     assert studio.window.shortcuts_dialog.isVisible()
@@ -96,6 +106,7 @@ def test_settings_survive_a_restart(make_studio, data_dir, fake_engine, fake_mod
     w.prompt_panel.sampler_combo.setCurrentText("DDIM")
     studio.params.seed_mode = "fixed"
     studio.params.seed = 4242
+    studio.params.edit_mode, studio.params.strength = "inpaint", 0.4
     studio.actions.add_model_folder(str(extra))
     w.theme_requested.emit("light")
     w.resize(1000, 700)
@@ -109,6 +120,8 @@ def test_settings_survive_a_restart(make_studio, data_dir, fake_engine, fake_mod
     again = make_studio(data_dir, fake_engine)
     p = again.params
     assert (p.prompt, p.steps, p.sampler, p.seed_mode, p.seed) == ("a lighthouse at dusk", 7, "DDIM", "fixed", 4242)
+    # The strength is a preference; the edit mode is not: the canvas it edits did not survive either.
+    assert (p.strength, p.edit_mode) == (0.4, "txt2img") and again.actions.generate_enabled
     assert again.window.prompt_panel.prompt_edit.toPlainText() == "a lighthouse at dusk"
     assert again.window.prompt_panel.seed_edit.text() == "4242"
     assert again.settings.model_folders == [str(extra)]

@@ -25,6 +25,18 @@ from engine.imageprep import padded_size
 MODE_LABELS = (("txt2img", "New image"), ("img2img", "Image to image"), ("inpaint", "Inpaint / outpaint"))
 
 
+def labelled(label: QLabel, field: QWidget) -> QWidget:
+    """A label and its field as one tool bar item, so a narrow window folds them into the » menu
+    together (never a label whose field went missing)."""
+    box = QWidget()
+    row = QHBoxLayout(box)
+    row.setContentsMargins(0, 0, 0, 0)
+    row.setSpacing(0)
+    row.addWidget(label)
+    row.addWidget(field)
+    return box
+
+
 class EditSettingsWidget(QWidget):
     """Binds to GenerationParameters' editing fields; says what size the work happens at."""
 
@@ -67,8 +79,9 @@ class EditSettingsWidget(QWidget):
         self.strength_label = QLabel(" Strength ")
         self.padding_label = QLabel(" Padding ")
         self.blur_label = QLabel(" Seam blur ")
-        for w in (QLabel(" Generate: "), self.mode_combo, self.strength_label, self.strength_spin,
-                  self.only_masked_check, self.padding_label, self.padding_spin, self.blur_label, self.blur_spin):
+        for w in (labelled(QLabel(" Generate: "), self.mode_combo), labelled(self.strength_label, self.strength_spin),
+                  self.only_masked_check, labelled(self.padding_label, self.padding_spin),
+                  labelled(self.blur_label, self.blur_spin)):
             self.bar.addWidget(w)
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
@@ -109,9 +122,11 @@ class EditSettingsWidget(QWidget):
             text = f"works at {p.width}×{p.height} around the mask, pasted back"
         else:
             w, h = padded_size(doc.width, doc.height)
-            pad = "" if (w, h) == (doc.width, doc.height) else " (edges padded to a multiple of 8, cropped back)"
+            pad = "" if (w, h) == (doc.width, doc.height) else f" (padded to {w}×{h}, cropped back)"
             text = f"works on the whole {doc.width}×{doc.height} canvas{pad}"
-        self.hint.setText(f"Generate {text}.")
+        source = {"clipboard": "the pasted image"}.get(doc.source, doc.source)
+        editing_what = f"Editing {source}: " if editing and doc.has_image and source else ""
+        self.hint.setText(f"{editing_what}Generate {text}.")
         self.mode_combo.setToolTip(f"What Generate does now: {text}. New image makes one from the prompt; Image to "
                                    "image redoes the whole canvas; Inpaint regenerates the masked area (Extend… first "
                                    "to outpaint)")

@@ -1,15 +1,14 @@
-"""The central panel: tool bar, the canvas view, and the bars for viewing results and candidates.
+"""The central panel: tool bar, the canvas view, and the bars for viewing images and candidates.
 
-It also plays the part the plain image view had: ``set_image`` shows a live preview or a result
-(as a viewer over the canvas, with "Edit in canvas" and "Back to canvas"), ``set_image(None)`` goes
-back to the canvas. Canvas shortcuts work while the canvas has the focus (click it), so typing in the
+It is also the window's viewer: ``set_image`` shows a live preview or a gallery image over the
+canvas (with "Edit in canvas" and "Back to canvas"), ``set_image(None)`` goes back to the canvas. Canvas shortcuts work while the canvas has the focus (click it), so typing in the
 prompt box never paints or switches tools.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QImage, QKeySequence, QPixmap
+from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QImage, QKeySequence, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QColorDialog,
     QHBoxLayout,
@@ -27,7 +26,7 @@ from PySide6.QtWidgets import (
 from desktop_app.state.canvas_actions import CanvasActions
 from desktop_app.state.params import GenerationParameters
 from desktop_app.ui.canvas.dialogs import ExtendCanvasDialog
-from desktop_app.ui.canvas.edit_bar import CandidateBarWidget, EditSettingsWidget
+from desktop_app.ui.canvas.edit_bar import CandidateBarWidget, EditSettingsWidget, labelled
 from desktop_app.ui.canvas.view import CanvasView
 
 TOOL_LABELS = (("brush", "Brush", "B"), ("eraser", "Eraser", "E"), ("rectangle", "Rectangle", "R"), ("lasso", "Lasso", "L"))
@@ -36,7 +35,7 @@ PLACEHOLDER = "No image yet. Write a prompt and press Ctrl+Enter,\nor open (Ctrl
 
 class CanvasPanel(QWidget):
     open_requested = Signal()  # the window shows the file dialog
-    back_to_canvas_requested = Signal()
+    edit_requested = Signal()  # "Edit in canvas" on the image shown: the window knows where it came from
 
     def __init__(self, canvas: CanvasActions, params: GenerationParameters, parent: QWidget | None = None):
         super().__init__(parent)
@@ -64,7 +63,7 @@ class CanvasPanel(QWidget):
         vb.addWidget(self.viewer_label, 1)
         vb.addWidget(self.edit_result_button)
         vb.addWidget(self.back_button)
-        self.caption = QLabel()
+        self.caption = ElidedLabel()
         self.caption.setObjectName("CanvasCaption")
         self.caption.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
         self.caption.setMinimumWidth(0)
@@ -89,7 +88,7 @@ class CanvasPanel(QWidget):
         footer.addWidget(self.zoombar)
         layout.addLayout(footer)
 
-        self.edit_result_button.clicked.connect(self.edit_shown_image)
+        self.edit_result_button.clicked.connect(self.edit_requested)
         self.back_button.clicked.connect(lambda: self.set_image(None))
         self.candidate_bar.accept_requested.connect(canvas.accept)
         self.candidate_bar.discard_requested.connect(canvas.discard)
@@ -151,8 +150,7 @@ class CanvasPanel(QWidget):
         self.opacity_spin = _spin(1, 100, round(b.opacity * 100), " %", "Opacity: how strongly a stroke masks (partial = a softer change)")
         self.opacity_spin.valueChanged.connect(lambda v: b.set_opacity(v / 100))
         for label, spin in (("Size", self.size_spin), ("Hardness", self.hardness_spin), ("Opacity", self.opacity_spin)):
-            self.toolbar.addWidget(QLabel(f" {label} "))
-            self.toolbar.addWidget(spin)
+            self.toolbar.addWidget(labelled(QLabel(f" {label} "), spin))
         self._act("smaller", "Smaller brush", "[", lambda: b.step_size(-1), "Smaller brush", toolbar=False)
         self._act("larger", "Larger brush", "]", lambda: b.step_size(1), "Larger brush", toolbar=False)
         self.toolbar.addSeparator()
@@ -241,12 +239,7 @@ class CanvasPanel(QWidget):
         if dialog.exec():
             self.canvas.extend(*dialog.amounts(), fill=dialog.fill())
 
-    def edit_shown_image(self) -> None:
-        image = self.view.viewer_image
-        if image is not None:
-            self.canvas.edit_image(image.copy(), "a result")
-
-    # -- the ImageView part: previews and results ----------------------------------------------
+    # -- the viewer: live previews and gallery images -------------------------------------------
 
     @property
     def pixmap(self) -> QPixmap | None:
@@ -272,9 +265,11 @@ class CanvasPanel(QWidget):
         self._set_caption_text(caption)
 
     def _set_caption_text(self, text: str) -> None:
-        """The caption under the view: a preview's step or a result's details, else what Generate will do."""
+        """The caption under the view: a preview's step, else what Generate will do (an image being
+        viewed has its details in the viewer bar above it)."""
         self._caption_text = text
-        self.caption.setText(text or self.edit_settings.hint.text())
+        viewing = self.view.viewer_image is not None and not self._is_preview
+        self.caption.setText(self.edit_settings.hint.text() if viewing or not text else text)
 
     def set_placeholder(self, text: str) -> None:
         self._placeholder = text
@@ -303,11 +298,26 @@ class CanvasPanel(QWidget):
         viewing = self.view.viewer_image is not None
         self.viewer_bar.setVisible(viewing and not self._is_preview)
         self.back_button.setVisible(self.doc.has_image)
-        self.viewer_label.setText("Viewing a result" + (f" · {self._caption_text}" if self._caption_text else ""))
+        self.viewer_label.setText(f"Viewing · {self._caption_text}" if self._caption_text else "Viewing an image")
         empty = not viewing and not self.doc.has_image
         self.view.placeholder = self._placeholder if empty else ""
         self.view.viewport().update()
         self.view.painting_enabled = not viewing
+
+
+class ElidedLabel(QLabel):
+    """One line that ends in … when it does not fit; the whole text is its tooltip."""
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt name)
+        super().setText(text)
+        self.setToolTip(text)
+
+    def paintEvent(self, _event) -> None:  # noqa: N802 (Qt name)
+        painter = QPainter(self)
+        rect = self.contentsRect()
+        text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, rect.width())
+        painter.drawText(rect, int(self.alignment().value), text)
+        painter.end()
 
 
 def _spin(lo: int, hi: int, value: int, suffix: str, tip: str) -> QSpinBox:
