@@ -206,6 +206,8 @@ class ModelInfo:
     family: "sd1" | "sd2" | "sdxl" | "" (unknown)
     format: "diffusers" | "safetensors"
     prediction_type: "epsilon" | "v_prediction"
+    variant: "" (a base model or fine-tune) | "turbo" (adversarially distilled one-step model: 1-4 steps,
+        no CFG) | "amused" (VQ token transformer, family "amused")
     problem: None if Easel can load it as a generator, else one plain-language line saying why not.
     """
 
@@ -217,10 +219,16 @@ class ModelInfo:
     prediction_type: str = "epsilon"
     size_bytes: int = 0
     problem: str | None = None
+    variant: str = ""
 
     @property
     def usable(self) -> bool:
         return self.problem is None and self.kind in ("checkpoint", "inpaint")
+
+    @property
+    def upscaler(self) -> bool:
+        """A file for Upscale (engine.upscale), not a generator."""
+        return self.kind == "upscaler"
 
     @property
     def inpainting(self) -> bool:

@@ -85,9 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--seed", type=int, default=0)
 
     sub.add_parser("selftest", parents=[common], help="check that generation works here, with tiny models")
-    from engine import cli_gallery
+    from engine import cli_families, cli_gallery
 
     cli_gallery.add_parser(sub, common)
+    cli_families.add_parsers(sub, common)
     return parser
 
 
@@ -247,8 +248,22 @@ def _cmd_gallery(args) -> int:
     return cli_gallery.run(args)
 
 
+def _cmd_upscale(args) -> int:
+    from engine import cli_families
+
+    return cli_families.run_upscale(args)
+
+
+def _cmd_variations(args) -> int:
+    from engine import cli_families
+
+    return cli_families.run_variations(args)
+
+
 _COMMANDS = {
     "gallery": _cmd_gallery,
+    "upscale": _cmd_upscale,
+    "variations": _cmd_variations,
     "generate": _cmd_generate,
     "img2img": _cmd_generate,
     "inpaint": _cmd_generate,

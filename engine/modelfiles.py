@@ -14,6 +14,7 @@ Every function may be called from any thread; they only read files. ``check_mode
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -40,12 +41,14 @@ PICKLE_PROBLEM = (
 )
 EMPTY_PROBLEM = "empty file (0 bytes): the download or copy did not finish"
 LFS_PROBLEM = "this is a git-LFS pointer, not the model itself: fetch the real file (git lfs pull)"
+UPSCALER_PROBLEM = "this is an upscaler (ESRGAN-style), not a checkpoint: use it with Upscale"
 UNKNOWN_PROBLEM = "could not recognise this file as a Stable Diffusion 1.x, 2.x or SDXL checkpoint"
 
 _PIPELINES = {
     "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline",
     "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLInpaintPipeline",
 }
+_AMUSED_PIPELINES = {"AmusedPipeline", "AmusedImg2ImgPipeline", "AmusedInpaintPipeline"}
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
 _LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
@@ -351,7 +354,7 @@ def _classify(header: SafetensorsHeader, name: str) -> _Verdict:
         return _Verdict("vae", _metadata_family(header.metadata),
                         "this is a VAE alone, not a checkpoint: it can replace a checkpoint's VAE", UnsupportedModel)
     if ("conv_first.weight" in tensors and has("body.")) or ("model.0.weight" in tensors and has("model.1.sub.")):
-        return _Verdict("upscaler", "", "this is an upscaler (ESRGAN-style), not a checkpoint", UnsupportedModel)
+        return _Verdict("upscaler", "", UPSCALER_PROBLEM, UnsupportedModel)
     if "conv_in.weight" in tensors and has("time_embedding.") and has("down_blocks."):
         return _Verdict("unknown", "", "this is only the UNet of a diffusers model: open the model's folder "
                         "(the one with model_index.json) instead", UnsupportedModel)
@@ -503,8 +506,19 @@ def _examine_file(spath: str, size: int) -> tuple[ModelInfo, type[ModelError] | 
     verdict = _classify(header, name)
     runnable = verdict.kind in ("checkpoint", "inpaint")
     prediction = _prediction_type(header, verdict.family if runnable else "", verdict.kind)
-    info = ModelInfo(spath, name, verdict.kind, verdict.family, "safetensors", prediction, size, verdict.problem)
+    variant = "turbo" if runnable and _looks_turbo(name, header.metadata) else ""
+    if variant and "modelspec.prediction_type" not in header.metadata:
+        prediction = "epsilon"  # SD-Turbo is an epsilon model although SD 2.x files default to v here
+    info = ModelInfo(spath, name, verdict.kind, verdict.family, "safetensors", prediction, size, verdict.problem,
+                     variant)
     return info, verdict.error
+
+
+def _looks_turbo(name: str, metadata: dict[str, str]) -> bool:
+    """SD-Turbo / SDXL-Turbo (adversarially distilled): said by modelspec metadata or the name."""
+    text = " ".join(metadata.get(k, "") for k in ("modelspec.title", "modelspec.architecture", "modelspec.description",
+                                                 "modelspec.implementation"))
+    return "turbo" in f"{text} {name}".lower()
 
 
 def _examine_folder(spath: str) -> tuple[ModelInfo, type[ModelError] | None]:
@@ -524,6 +538,8 @@ def _examine_folder(spath: str) -> tuple[ModelInfo, type[ModelError] | None]:
         cls = index.get("_class_name")
         if not isinstance(cls, str):
             return result("model_index.json has no _class_name: not a diffusers pipeline folder", ModelError)
+        if cls in _AMUSED_PIPELINES:
+            return _examine_amused(root, result)
         xl = _listed(index, "text_encoder_2") or cls.startswith("StableDiffusionXL")
         if cls not in _PIPELINES:
             return result(f"{_q(cls)[1:-1]} models are not supported yet", UnsupportedModel)
@@ -556,12 +572,30 @@ def _examine_folder(spath: str) -> tuple[ModelInfo, type[ModelError] | None]:
 
     prediction = "v_prediction" if scheduler.get("prediction_type") == "v_prediction" else "epsilon"
     channels = unet.get("in_channels", 4)
+    turbo = _looks_turbo(f"{name} {index.get('_name_or_path', '')}", {})
     if channels == 4:
-        return result(None, None, "checkpoint", family, prediction)
+        info, error = result(None, None, "checkpoint", family, prediction)
+        return (dataclasses.replace(info, variant="turbo") if turbo else info), error
     if channels == 9:
         return result(None, None, "inpaint", family, prediction)
     return result(f"the UNet takes {_q(str(channels))[1:-1]} input channels (4 = normal, 9 = inpainting): "
                   "this kind of model is not supported yet", UnsupportedModel, "unknown", family, prediction)
+
+
+def _examine_amused(root: Path, result) -> tuple[ModelInfo, type[ModelError] | None]:
+    """aMUSEd (VQ-GAN tokens + masked transformer): one folder runs text-to-image, img2img and inpaint."""
+    parts = ["transformer", "vqvae", "text_encoder", "tokenizer", "scheduler"]
+    try:
+        missing = [m for part in parts for m in _missing(root, part)]
+        if missing:
+            return result("incomplete aMUSEd folder: missing " + ", ".join(missing), ModelError, family="amused")
+        for part in parts:
+            for weights in _weight_files(root / part):
+                read_header(weights)
+    except ModelError as e:
+        return result(f"{Path(e.path).name}: {e.problem}", type(e), family="amused")
+    info, error = result(None, None, "checkpoint", "amused")
+    return dataclasses.replace(info, variant="amused"), error
 
 
 def _listed(index: dict, component: str) -> bool:
@@ -654,6 +688,8 @@ def model_hash(path: str | os.PathLike[str]) -> str:
     target = Path(spath)
     if target.is_dir():
         unet = target / "unet"
+        if not unet.is_dir() and (target / "transformer").is_dir():  # aMUSEd and other transformer models
+            unet = target / "transformer"
         preferred = unet / "diffusion_pytorch_model.safetensors"
         files = [preferred] if preferred.is_file() else _weight_files(unet)
         if not files:

@@ -50,6 +50,10 @@ def make_scheduler(name: str, base_config: dict[str, Any], seed: int):
     cls_name, overrides = _TABLE[name]
     config = {k: v for k, v in dict(base_config).items() if k not in _RESET}
     config.update(overrides)
+    if base_config.get("timestep_spacing") == "trailing" and overrides.get("timestep_spacing") == "linspace":
+        # Few-step distilled models (SD-Turbo, SDXL-Turbo) ship "trailing": their one step must
+        # start at the last training timestep, which "linspace" never reaches for one step.
+        config["timestep_spacing"] = "trailing"
     if cls_name == "DPMSolverSDEScheduler":
         config["noise_sampler_seed"] = seed
     # SD checkpoints ship a PNDM/DDIM config with 'steps_offset': 1 and 'set_alpha_to_one'; fine for all.

@@ -1,0 +1,104 @@
+"""``easel upscale`` and ``easel variations``: the jobs beyond text-to-image, from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+
+from engine.api import EaselError
+
+
+def add_parsers(sub, common: argparse.ArgumentParser) -> None:
+    up = sub.add_parser("upscale", parents=[common], help="enlarge an image with a GAN upscaler (ESRGAN class)")
+    up.add_argument("image")
+    up.add_argument("--model", required=True, metavar="PATH", help="upscaler weights (.safetensors, or .pth read weights-only)")
+    up.add_argument("--scale", type=int, default=None, choices=(1, 2, 3, 4, 8),
+                    help="final scale (default: the model's own); other scales resample the model's output")
+    up.add_argument("--tile", type=int, default=512, metavar="PX", help="tile size, bounds memory (0 = one pass)")
+    up.add_argument("--overlap", type=int, default=32, metavar="PX", help="overlap between tiles, cross-faded")
+    up.add_argument("--out", required=True, metavar="FILE", help="the .png to write")
+    up.add_argument("--no-metadata", action="store_true", help="save without the source's settings")
+
+    var = sub.add_parser("variations", parents=[common], help="new versions of an image (img2img, new seeds)")
+    var.add_argument("image")
+    var.add_argument("--model", required=True, metavar="PATH", help="a .safetensors checkpoint or diffusers folder")
+    var.add_argument("--count", type=int, default=4, help="how many variations")
+    var.add_argument("--strength", default="subtle", metavar="subtle|strong|X",
+                     help="subtle (0.35), strong (0.7) or a number in (0, 1]")
+    var.add_argument("--prompt", default=None, metavar="TEXT", help="default: the prompt stored in the image")
+    var.add_argument("--seed", type=int, default=None, help="first seed (default: random)")
+    var.add_argument("--steps", type=int, default=None, help="default: the stored steps, or the model's default")
+    var.add_argument("--out", metavar="FILE_OR_DIR", help="a .png file or a folder (default: the gallery)")
+    var.add_argument("--no-metadata", action="store_true")
+
+
+def run_upscale(args) -> int:
+    """Runs on the CLI's main thread."""
+    from PIL import Image
+
+    from engine.cli import load_image
+    from engine.metadata import read_metadata
+    from engine.upscale import load_upscaler, save_upscaled, upscale_image
+
+    image = load_image(args.image, "image")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise EaselError(f"--out {out}: give a .png file name")
+    if args.tile and args.tile < 32:
+        raise EaselError("--tile: at least 32 px (or 0 for one pass)")
+    upscaler = load_upscaler(args.model, device=args.device or "cpu")
+    bar = _TileBar()
+    try:
+        result = upscale_image(upscaler, image, tile=args.tile, overlap=args.overlap, on_progress=bar.update,
+                               cancel=threading.Event())
+    finally:
+        bar.close()
+    if args.scale and args.scale != upscaler.scale:
+        import dataclasses
+
+        w, h = result.source_size
+        resized = result.image.resize((w * args.scale, h * args.scale), Image.Resampling.LANCZOS)
+        result = dataclasses.replace(result, image=resized, scale=args.scale)
+    texts = read_metadata(args.image).raw
+    path = save_upscaled(result, texts, out, embed=not args.no_metadata)
+    print(path)
+    print(f"{result.source_size[0]}x{result.source_size[1]} -> {result.image.width}x{result.image.height} "
+          f"with {upscaler.name} ({upscaler.architecture} x{upscaler.scale}) in {result.seconds:.1f}s", file=sys.stderr)
+    return 0
+
+
+def run_variations(args) -> int:
+    """Runs on the CLI's main thread."""
+    from engine.cli import _run_and_save, load_image
+    from engine.metadata import read_metadata
+    from engine.modelfiles import check_model
+    from engine.variations import parse_strength, variation_request
+
+    image = load_image(args.image, "image")
+    info = check_model(args.model)
+    request = variation_request(
+        image, args.model, info, read_metadata(args.image), count=args.count,
+        strength=parse_strength(args.strength), seed=args.seed, prompt=args.prompt, steps=args.steps,
+    )
+    return _run_and_save(args, request, args.out, embed=not args.no_metadata)
+
+
+class _TileBar:
+    def __init__(self):
+        self._bar = None
+
+    def update(self, progress) -> None:
+        if not sys.stderr.isatty():
+            return
+        from tqdm import tqdm
+
+        if self._bar is None:
+            self._bar = tqdm(total=progress.total, desc="upscaling", unit="tile", file=sys.stderr, leave=False)
+        self._bar.n = progress.step
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
