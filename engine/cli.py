@@ -43,13 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--model", required=True, metavar="PATH", help="a .safetensors checkpoint or diffusers folder")
     gen.add_argument("--prompt", required=True, metavar="TEXT")
     gen.add_argument("--negative", default="", metavar="TEXT", help="negative prompt")
-    gen.add_argument("--steps", type=int, default=25)
+    gen.add_argument("--steps", type=int, default=None, help="default: the model's (25; 1 for Turbo models)")
     gen.add_argument("--seed", type=int, default=None, help="default: random (recorded in the image)")
     gen.add_argument("--width", type=int, default=None)
     gen.add_argument("--height", type=int, default=None)
     gen.add_argument("--sampler", default="Euler a", choices=SAMPLERS, metavar="NAME",
                      help=f"one of: {', '.join(SAMPLERS)}")
-    gen.add_argument("--cfg", type=float, default=7.0, help="guidance scale")
+    gen.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the model's; 0 for Turbo)")
     gen.add_argument("--batch", type=int, default=1, help="number of images (seeds seed, seed+1, ...)")
     gen.add_argument("--memory", default="auto", choices=MEMORY_PRESETS, help="memory preset")
     gen.add_argument("--out", metavar="FILE_OR_DIR", help="a .png file or a folder (default: the gallery, in the outputs folder)")
@@ -146,14 +146,16 @@ def _cmd_generate(args) -> int:
         model=args.model,
         mode=mode,
         seed=args.seed,
-        steps=args.steps,
-        guidance_scale=args.cfg,
         sampler=args.sampler,
         batch_count=args.batch,
         memory_preset=args.memory,
         init_image=init,
         mask=mask,
     )
+    if args.steps is not None:
+        fields["steps"] = args.steps
+    if args.cfg is not None:
+        fields["guidance_scale"] = args.cfg
     if width:
         fields["width"] = width
     if height:
@@ -292,16 +294,15 @@ def _multiple_of_8(v: int) -> int:
 
 
 def _with_native_size(fields: dict, model: str) -> dict:
-    """Fill width/height the user left out with the model family's native size."""
-    if "width" in fields and "height" in fields:
+    """Fill what the user left out (size, steps, guidance) with the model family's defaults."""
+    if all(k in fields for k in ("width", "height", "steps", "guidance_scale")):
         return fields
-    from engine.architectures import native_size
+    from engine.families.defaults import family_defaults
     from engine.modelfiles import check_model
 
-    info = check_model(model)
-    size = 512 if (info.family == "sd2" and info.inpainting) else native_size(info.family)
-    fields.setdefault("width", size)
-    fields.setdefault("height", size)
+    defaults = family_defaults(check_model(model))
+    for key in ("width", "height", "steps", "guidance_scale"):
+        fields.setdefault(key, defaults[key])
     return fields
 
 
