@@ -83,6 +83,10 @@ class Engine:
         A file that cannot be used raises a ModelError before the current model is touched, so the
         model already loaded stays usable. Runs on the engine thread.
         """
+        from engine.families import dispatch  # non-SD families (aMUSEd, ...) load through their runner
+
+        if (family_info := dispatch.load(self, model_path)) is not None:
+            return family_info
         path = str(Path(model_path).expanduser().resolve())
         current = self._model
         if current and current.info.path == path:
@@ -158,6 +162,12 @@ class Engine:
         """
         torch = self._torch
         started = time.perf_counter()
+
+        # 0. Families with their own runner (aMUSEd, ...): engine.families, same guarantees.
+        from engine.families import dispatch
+
+        if (family_result := dispatch.generate(self, request, on_progress, cancel)) is not None:
+            return family_result
 
         # 1. Check inputs (the request validated itself) and resolve the seed.
         seed = request.seed if request.seed is not None else random_seed()
