@@ -79,9 +79,11 @@ def load_pipeline(path: str | Path, dtype) -> tuple[ModelInfo, object, float]:
         log.exception("loading %s failed", info.path)
         raise ModelError(info.name, f"could not load this {info.family.upper()} model: {_first_line(exc)}") from exc
     pipe.set_progress_bar_config(disable=True)
-    if info.variant == "turbo" and pipe.scheduler.config.get("timestep_spacing") != "trailing":
+    if info.variant == "turbo":
+        from engine.samplers import ONE_STEP_KEY
+
         # One-step models start at the last training timestep (as their own scheduler configs say).
-        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, timestep_spacing="trailing")
+        pipe.scheduler.register_to_config(timestep_spacing="trailing", **{ONE_STEP_KEY: True})
     return info, pipe, time.perf_counter() - started
 
 

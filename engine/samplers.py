@@ -33,6 +33,9 @@ def scheduler_class_names() -> tuple[str, ...]:
     return tuple(sorted({cls for cls, _ in _TABLE.values()}))
 
 
+# Set in a model's scheduler config by engine.loading for one-step (Turbo) models.
+ONE_STEP_KEY = "easel_one_step"
+
 # Keys that belong to one scheduler family and would leak into another through from_config.
 _RESET = {"use_karras_sigmas": False, "algorithm_type": None, "solver_order": None}
 
@@ -50,10 +53,12 @@ def make_scheduler(name: str, base_config: dict[str, Any], seed: int):
     cls_name, overrides = _TABLE[name]
     config = {k: v for k, v in dict(base_config).items() if k not in _RESET}
     config.update(overrides)
-    if base_config.get("timestep_spacing") == "trailing" and overrides.get("timestep_spacing") == "linspace":
-        # Few-step distilled models (SD-Turbo, SDXL-Turbo) ship "trailing": their one step must
-        # start at the last training timestep, which "linspace" never reaches for one step.
+    if config.pop(ONE_STEP_KEY, False) and overrides.get("timestep_spacing") == "linspace":
+        # Few-step distilled models (SD-Turbo, SDXL-Turbo): their one step must start at the last
+        # training timestep ("trailing", as their own configs say); "linspace" never reaches it in one step.
         config["timestep_spacing"] = "trailing"
+        # diffusers drops keys it recorded as class defaults when another class is built from them.
+        config["_use_default_values"] = [k for k in config.get("_use_default_values", []) if k != "timestep_spacing"]
     if cls_name == "DPMSolverSDEScheduler":
         config["noise_sampler_seed"] = seed
     # SD checkpoints ship a PNDM/DDIM config with 'steps_offset': 1 and 'set_alpha_to_one'; fine for all.
