@@ -29,6 +29,7 @@ from engine.api import (
     Timings,
     random_seed,
 )
+from engine.families import dispatch as family_dispatch
 from engine.modelfiles import model_hash
 from engine.preview import latents_to_preview
 from engine.samplers import make_scheduler
@@ -83,9 +84,8 @@ class Engine:
         A file that cannot be used raises a ModelError before the current model is touched, so the
         model already loaded stays usable. Runs on the engine thread.
         """
-        from engine.families import dispatch  # non-SD families (aMUSEd, ...) load through their runner
-
-        if (family_info := dispatch.load(self, model_path)) is not None:
+        # Non-SD families (aMUSEd, ...) load through their runner (engine.families).
+        if (family_info := family_dispatch.load(self, model_path)) is not None:
             return family_info
         path = str(Path(model_path).expanduser().resolve())
         current = self._model
@@ -164,9 +164,7 @@ class Engine:
         started = time.perf_counter()
 
         # 0. Families with their own runner (aMUSEd, ...): engine.families, same guarantees.
-        from engine.families import dispatch
-
-        if (family_result := dispatch.generate(self, request, on_progress, cancel)) is not None:
+        if (family_result := family_dispatch.generate(self, request, on_progress, cancel)) is not None:
             return family_result
 
         # 1. Check inputs (the request validated itself) and resolve the seed.
