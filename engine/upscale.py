@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.api import Cancelled, ImageError, ModelError, Progress, UnsafeModelFile, UnsupportedModel
+from engine.api import Cancelled, EaselError, ImageError, ModelError, Progress, UnsafeModelFile, UnsupportedModel
 from engine.modelfiles import model_hash, read_header, sniff
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,8 @@ def import_spandrel():
         sys.modules[n] = _Missing(n)
     try:
         import spandrel
+    except ImportError:
+        raise EaselError("GAN upscaling needs the spandrel package: pip install --no-deps spandrel==0.4.2") from None
     finally:
         for n in added:
             sys.modules.pop(n, None)
