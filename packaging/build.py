@@ -55,11 +55,15 @@ def folder_size(path: Path) -> tuple[int, int]:
 
 
 def torch_variant() -> str:
-    """'cpu', 'cu128' ... from the installed torch's version string, without importing torch."""
-    from importlib.metadata import version
+    """'cpu', 'cu128', 'cuda' ...: the torch build this bundle carries (read from metadata, no import)."""
+    from importlib.metadata import distribution
 
-    local = version("torch").partition("+")[2]
-    return local or ("cpu" if sys.platform != "linux" else "cuda")  # PyPI's Linux wheel is the CUDA one
+    dist = distribution("torch")
+    local = dist.version.partition("+")[2]  # PyTorch's own wheels: 2.13.0+cpu, 2.13.0+cu128
+    if local:
+        return local
+    # PyPI's Linux wheel pulls CUDA from nvidia-* packages; its Windows and macOS wheels are CPU (+MPS).
+    return "cuda" if any(r.startswith("nvidia-") for r in dist.requires or []) else "cpu"
 
 
 def write_windows_version_file(meta: appmeta.AppMeta, path: Path) -> None:

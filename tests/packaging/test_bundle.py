@@ -81,6 +81,14 @@ def test_version_comes_from_pyproject(bundle_exe, offline_ok, tmp_path):
     assert done.stdout.strip() == f"easel {META.version}"
 
 
+def test_bundle_runs_its_modules_like_python_dash_m(bundle_exe, offline_ok, tmp_path):
+    # The engine runs downloads and conversions as `[sys.executable, "-m", module]`; in the bundle
+    # sys.executable is the app itself, so the app must answer -m like python does.
+    done = run_offline([bundle_exe, "-m", "engine.cli", "--version"], tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == f"easel {META.version}"
+
+
 def test_selftest_passes_offline_without_python(bundle_exe, offline_ok, tmp_path):
     done = run_offline([bundle_exe, "selftest"], tmp_path)
     print(done.stdout)
