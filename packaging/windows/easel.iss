@@ -1,4 +1,4 @@
-; Inno Setup 6 script: a per-user Easel installer (no administrator rights) with a Start menu
+; Inno Setup 6.3+ script: a per-user Easel installer (no administrator rights) with a Start menu
 ; entry, an optional desktop icon and an uninstaller (Settings > Apps, or the Start menu).
 ;
 ; Build on Windows after `python packaging\build.py` (which runs this for you when ISCC.exe is
