@@ -22,11 +22,15 @@ EXCLUDES = [
 
 # transformers names every one of its ~550 model families in an `if TYPE_CHECKING:` import block, so
 # PyInstaller's import scan would walk and bundle all of them (many minutes, ~100 MB of modules).
-# Keep the families something imports at run time: CLIP (SD text encoders, image encoder, compel),
-# auto (Auto* classes), and those that diffusers and peft import at module level (siglip,
-# dinov2_with_registers and vit_mae from diffusers.models; encoder_decoder and bloom from peft).
-# Add a family here when the engine starts using a model of that family.
-TRANSFORMERS_MODEL_FAMILIES = {"auto", "clip", "siglip", "dinov2_with_registers", "vit_mae", "encoder_decoder", "bloom"}
+# Keep the families something imports at run time: CLIP (the SD text and image encoders, compel), auto
+# (Auto* classes), the ones peft imports (bloom, encoder_decoder), and the ones diffusers' pipeline
+# modules import when the engine's start-up warms AutoPipelineFor* (which imports every pipeline).
+# check_contents.py lists what the app really imports and fails when a family here is missing.
+TRANSFORMERS_MODEL_FAMILIES = {
+    "auto", "bert", "bloom", "byt5", "clap", "clip", "dinov2_with_registers", "encoder_decoder", "gemma",
+    "gemma2", "glm", "glm_image", "gpt2", "mistral3", "qwen2", "qwen2_5_vl", "qwen2_vl", "qwen3", "qwen3_vl",
+    "roberta", "siglip", "siglip2", "speecht5", "t5", "t5gemma", "umt5", "vit_mae", "vits", "xlm_roberta",
+}
 
 
 def transformers_family_excludes() -> list[str]:

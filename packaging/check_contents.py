@@ -2,10 +2,11 @@
 
     python packaging/check_contents.py
 
-Runs the engine self-test (and imports the desktop app) in this Python with every module that
-packaging/bundle_contents.py excludes made unimportable, as it is in the bundle: an import fails with
-ModuleNotFoundError and ``importlib.util.find_spec`` answers None. About a minute, against many for a
-build. Exit code 0 when every check passed; the blocked imports that were attempted are listed.
+Runs the engine's start-up imports and self-test (and imports the desktop app) in this Python with
+every module in bundle_contents.EXCLUDES made unimportable, as it is in the bundle: an import fails
+with ModuleNotFoundError and ``importlib.util.find_spec`` answers None. Then compares the transformers
+model families that got imported with bundle_contents.TRANSFORMERS_MODEL_FAMILIES. About a minute,
+against many for a build. Exit code 0 when every check passed and no imported family is left out.
 """
 
 from __future__ import annotations
@@ -46,14 +47,23 @@ def install_blocker(excluded: list[str]) -> list[str]:
 
 
 def main() -> int:
-    attempts = install_blocker(bundle_contents.all_excludes())
+    attempts = install_blocker(bundle_contents.EXCLUDES)
     from engine.selftest import run_selftest
+    from engine.warmup import warm_imports
 
+    warm_imports()  # what the app's engine thread imports at start-up, beyond the self-test's paths
     ok = run_selftest(out=sys.stdout)
     import desktop_app.app  # noqa: F401  (the GUI side's imports)
 
     print("blocked imports attempted (harmless when every check passed):", ", ".join(sorted(set(attempts))) or "none")
-    return 0 if ok else 1
+    used = {m.split(".")[2] for m in sys.modules if m.startswith("transformers.models.") and m.count(".") >= 2}
+    missing = sorted(used - bundle_contents.TRANSFORMERS_MODEL_FAMILIES)
+    if missing:
+        print("transformers model families the app imports but the bundle leaves out: " + ", ".join(missing)
+              + " (add them to TRANSFORMERS_MODEL_FAMILIES in packaging/bundle_contents.py)")
+    else:
+        print(f"the {len(used)} transformers model families the app imports are all kept")
+    return 0 if ok and not missing else 1
 
 
 if __name__ == "__main__":

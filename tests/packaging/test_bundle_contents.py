@@ -6,6 +6,7 @@ modules made unimportable, as they are in the bundle, in about a minute.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ def test_app_works_without_what_the_bundle_leaves_out():
     done = subprocess.run([sys.executable, str(ROOT / "packaging" / "check_contents.py")], cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "7/7 checks passed" in done.stdout
+    assert re.search(r"^(\d+)/\1 checks passed$", done.stdout, re.M), done.stdout[-2000:]
+    assert "transformers model families the app imports are all kept" in done.stdout
 
 
 def test_the_check_fails_when_a_needed_module_is_left_out():
@@ -42,5 +44,5 @@ def test_kept_transformers_families_are_real_and_clip_is_kept():
     models = Path(transformers.__file__).parent / "models"
     assert all((models / family / "__init__.py").is_file() for family in bundle_contents.TRANSFORMERS_MODEL_FAMILIES)
     excluded = bundle_contents.transformers_family_excludes()
-    assert "transformers.models.clip" not in excluded and "transformers.models.bert" in excluded
-    assert len(excluded) > 100  # the point of the list: most families stay out
+    assert "transformers.models.clip" not in excluded and "transformers.models.llama" in excluded
+    assert len(excluded) > 400  # the point of the list: most of the ~550 families stay out
