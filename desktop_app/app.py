@@ -187,6 +187,7 @@ def run(qt_args: list[str], data_dir: str | None = None, smoke_test: bool = Fals
     app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
     app.setApplicationName("Easel")
     app.setApplicationDisplayName("Easel")
+    app.setDesktopFileName("easel")  # matches the installed easel.desktop (icon and name on Wayland)
     app.setQuitOnLastWindowClosed(False)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
