@@ -59,6 +59,10 @@ class StudioActions(QObject):
 
         # The installs of A1111 / ComfyUI / InvokeAI and the Hugging Face cache are scanned in place
         # (EASEL_SCAN_DEFAULT_LOCATIONS=0 turns that off, e.g. for tests).
+        from desktop_app.state.downloads import DownloadState
+
+        self.downloads = DownloadState(bridge, reporter)
+        self.downloads.finished.connect(self._on_downloads_finished)
         self.library = ModelLibrary(self.model_folders(), state_dir=data_dir,
                                include_defaults=os.environ.get("EASEL_SCAN_DEFAULT_LOCATIONS", "1") != "0")
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -160,6 +164,20 @@ class StudioActions(QObject):
             self.catalog.set_scanning(False)
         self.catalog.set_entries(entries)
 
+    def _on_downloads_finished(self, path: str) -> None:
+        """A download landed in the hub cache: list it (adding its folder when the cache is not scanned)
+        and pick it when it is a checkpoint."""
+        if not any(path.startswith(r.path) for r in self.library.roots()):
+            self.settings.add_model_folder(path)
+        self.rescan_models().add_done_callback(lambda _t: self._pick_if_usable(path))
+        repo = Path(path).parent.parent.name.removeprefix("models--").replace("--", "/")
+        self.reporter.notice(f"Downloaded {repo}.")
+
+    def _pick_if_usable(self, path: str) -> None:
+        info = self.catalog.find(path)
+        if info is not None and info.usable:
+            self.params.model = path
+
     def insert_lora(self, name: str, weight: float = 0.8) -> None:
         """Append ``<lora:name:weight>`` to the prompt (A1111 syntax), once."""
         tag = f"<lora:{name}:{weight:g}>"
@@ -219,6 +237,7 @@ class StudioActions(QObject):
             self.reporter.report(f"Something went wrong: {exc}", exc)
 
     def stop(self) -> None:
+        self.downloads.stop()
         for task in list(self._tasks):
             task.cancel()
 

@@ -147,6 +147,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.alpha_mask_action)
         file_menu.addSeparator()
         self._action(file_menu, "Add model folder…", "Ctrl+Shift+O", self.choose_model_folder, "Add a folder of models")
+        self._action(file_menu, "Download a model…", None, self.show_download_dialog,
+                     "Download a model from the Hugging Face hub by its repo id")
         self._action(file_menu, "Rescan model folders", "F5", a.rescan_models, "Look for new models in the model folders")
         self._action(file_menu, "Show an image's settings…", None, self.choose_image_to_show,
                      "Show an image from anywhere (not imported); its settings can be restored")
@@ -326,6 +328,14 @@ class MainWindow(QMainWindow):
         """The image shown in the viewer, or else the one selected in the gallery, becomes the canvas."""
         if self.canvas_panel.is_preview or self._actions.edit_in_canvas(self._actions.gallery.current) is None:
             self._actions.reporter.notice("There is no image to edit: select one in the gallery, or open one (Ctrl+O).")
+
+    def show_download_dialog(self) -> None:
+        from desktop_app.ui.download_dialog import DownloadDialog
+
+        if getattr(self, "download_dialog", None) is None:
+            self.download_dialog = DownloadDialog(self._actions.downloads, self)
+        self.download_dialog.show()
+        self.download_dialog.raise_()
 
     def show_models(self) -> None:
         self.models_dock.show()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 from PySide6.QtCore import Qt
 
@@ -87,3 +88,44 @@ def test_engine_notices_are_shown(make_studio, fake_engine, fake_model, data_dir
     assert notices and "ran out of memory" in notices[0]
     qtbot.waitUntil(lambda: studio.window.banner.isVisible(), timeout=5_000)
     screenshot(studio.window, "oom-notice.png")
+
+
+def test_download_dialog_downloads_cancels_and_resumes(make_studio, fake_engine, data_dir, tmp_path, qtbot,
+                                                      tiny_models, monkeypatch):
+    from tests.engine.test_download import BIG, REPO, LoopbackHub
+
+    hub = LoopbackHub(Path(tiny_models.get()), stall=BIG)
+    try:
+        # The child process reads these; this process stays offline (huggingface_hub read them at import).
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+        monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "120")
+        studio = make_studio(data_dir, fake_engine)
+        studio.window.show_download_dialog()
+        dialog = studio.window.download_dialog
+        dialog.repo_combo.setEditText(REPO)
+        dialog.start_button.click()
+        downloads = studio.actions.downloads
+        from tests.engine.test_download import partial_of
+
+        part = partial_of(hub, tmp_path / "hub", BIG)
+        qtbot.waitUntil(lambda: downloads.state == "failed" or (part.exists() and part.stat().st_size > 0
+                                                                and dialog.progress.value() > 0), timeout=60_000)
+        assert downloads.state != "failed", downloads.message
+        assert dialog.cancel_button.isEnabled() and not dialog.start_button.isEnabled()
+        screenshot(dialog, "download-dialog.png")
+        dialog.cancel_button.click()
+        qtbot.waitUntil(lambda: downloads.state == "cancelled", timeout=30_000)
+        assert "resumes" in dialog.status_label.text()
+        hub.release.set()
+        dialog.start_button.click()
+        qtbot.waitUntil(lambda: downloads.state in ("done", "failed"), timeout=120_000)
+        assert downloads.state == "done", downloads.message
+        assert any(r[2] for r in hub.requests if r[0] == "GET" and r[1].endswith(BIG))  # resumed
+        qtbot.waitUntil(lambda: any(m.usable and "models--acme--tiny-sd" in m.path for m in studio.catalog.models),
+                        timeout=30_000)
+        qtbot.waitUntil(lambda: "models--acme--tiny-sd" in studio.params.model, timeout=10_000)
+        dialog.close()
+    finally:
+        hub.close()
