@@ -2,8 +2,8 @@
 
 1. Scanning 500 model files (tiny real safetensors of every kind, in A1111 / ComfyUI folders):
    cold (headers read) and warm (cache hit: stat only). Goal: warm <= 2 s.
-2. Warm model switch between two tiny models already in the OS file cache: Engine.load(A) after B.
-   Goal: <= 0.5 s.
+2. Warm model switch between two tiny models: Engine.load(A) after B, with the previous model kept
+   in RAM (the engine's default) and, for comparison, reloaded from the OS file cache. Goal: <= 0.5 s.
 3. Engine.load against raw diffusers ``from_pretrained`` of the same folder (median of 5 each, as a
    ratio). Goal: <= 1.1x.
 
@@ -75,8 +75,18 @@ def bench_loading() -> None:
             engine.load(str(target))
             switches.append(time.perf_counter() - t0)
         switch = statistics.median(switches)
-        print(f"warm model switch (tiny SD1 folder): median {switch:.3f} s over 6, max {max(switches):.3f} s "
-              f"(goal <= 0.5 s) -> {'OK' if switch <= 0.5 else 'MISSED'}")
+        print(f"warm model switch (tiny SD1 folder, previous model kept in RAM): median {switch:.3f} s over 6, "
+              f"max {max(switches):.3f} s (goal <= 0.5 s) -> {'OK' if switch <= 0.5 else 'MISSED'}")
+        nocache = Engine(device="cpu", keep_models=0)
+        nocache.load(str(a))
+        reloads = []
+        for i in range(4):
+            t0 = time.perf_counter()
+            nocache.load(str(b if i % 2 == 0 else a))
+            reloads.append(time.perf_counter() - t0)
+        nocache.unload()
+        print(f"model switch without the RAM cache (files in the OS cache, reload from disk): "
+              f"median {statistics.median(reloads):.3f} s over 4")
 
         cls = pipeline_class("sd15")
         ours, raw = [], []

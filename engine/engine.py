@@ -65,7 +65,10 @@ class Engine:
     across restarts (None: for this process only).
     """
 
-    def __init__(self, device: str | None = None, preview_every: int = 2, library=None, state_dir=None):
+    def __init__(self, device: str | None = None, preview_every: int = 2, library=None, state_dir=None,
+                 keep_models: int = 1):
+        import collections
+
         import torch
 
         self.device = devices.pick_device(device)
@@ -76,6 +79,10 @@ class Engine:
         self._gpu = memory.gpu_key(self.device)
         self._torch = torch
         self._model: _Loaded | None = None
+        # Models switched away from stay in system RAM (``keep_models`` of them, while memory allows),
+        # so switching back is a move to the device instead of a load from disk.
+        self.keep_models = keep_models
+        self._parked: collections.OrderedDict[str, tuple[str, _Loaded]] = collections.OrderedDict()
 
     # ------------------------------------------------------------------ model
 
@@ -105,7 +112,16 @@ class Engine:
         from engine.modelfiles import check_model
 
         checked = check_model(path)  # raises on a bad file while the previous model is still loaded
-        self.unload()
+        started = time.perf_counter()
+        parked = self._parked.pop(path, None)
+        self._park_current()
+        if parked is not None and parked[0] == memory.model_key(path):
+            loaded = parked[1]
+            self._model = loaded
+            self._reconfigure(loaded, memory_preset, force=True)  # back onto the device
+            loaded.load_seconds = time.perf_counter() - started
+            log.info("switched back to %s (kept in RAM) in %.2fs", loaded.info.name, loaded.load_seconds)
+            return loaded.info
         info, pipe, seconds = loading.load_pipeline(path, self.dtype, checked)
         preset = self._start_preset(path, memory_preset, info.family)
         settings = self._place(pipe, info, preset)
@@ -148,10 +164,25 @@ class Engine:
                 self.rungs.remember(info.path, self._gpu, preset)
 
     def unload(self) -> None:
-        """Free the loaded model and its device memory. Runs on the engine thread."""
+        """Free the loaded model (and the ones kept in RAM) and their memory. Runs on the engine thread."""
+        self._parked.clear()
         if self._model is None:
             return
         self._model = None
+        devices.empty_cache(self.device)
+
+    def _park_current(self) -> None:
+        """Keep the current model in system RAM for a quick switch back, if RAM allows; else free it."""
+        loaded, self._model = self._model, None
+        if loaded is not None and self.keep_models > 0 and _ram_allows(_model_bytes(loaded.base)):
+            pipe = loaded.active
+            if hasattr(pipe, "remove_all_hooks"):
+                pipe.remove_all_hooks()
+            if self.device != "cpu":
+                pipe.to("cpu")
+            self._parked[loaded.info.path] = (memory.model_key(loaded.info.path), loaded)
+        while len(self._parked) > self.keep_models:
+            self._parked.popitem(last=False)
         devices.empty_cache(self.device)
 
     def _reconfigure(self, loaded: _Loaded, memory_preset: str, preset: str | None = None,
@@ -485,6 +516,24 @@ class Engine:
         finally:
             if dtype != original:
                 vae.to(original)
+
+
+def _model_bytes(pipe) -> int:
+    total = 0
+    for module in getattr(pipe, "components", {}).values():
+        if hasattr(module, "parameters"):
+            total += sum(p.numel() * p.element_size() for p in module.parameters())
+    return total
+
+
+def _ram_allows(nbytes: int) -> bool:
+    """Room in system RAM to keep a model of ``nbytes`` parked (and load another beside it)."""
+    try:
+        import psutil
+
+        return psutil.virtual_memory().available > 2 * nbytes + 2 * 2**30
+    except (ImportError, OSError):
+        return nbytes < 256 * 2**20
 
 
 def _bad_decode(torch, decoded) -> bool:
