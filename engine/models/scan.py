@@ -142,6 +142,13 @@ def walk(root: ScanRoot) -> list[tuple[str, str]]:
     return out
 
 
+_UPSCALER_DIRS = {"esrgan", "realesrgan", "upscale_models", "swinir", "ldsr", "dat"}
+
+
+def _pth_upscaler(path: str) -> bool:
+    return path.lower().endswith(".pth") and any(part.lower() in _UPSCALER_DIRS for part in Path(path).parts[-4:-1])
+
+
 def _is_taesd(folder: str) -> bool:
     try:
         with open(os.path.join(folder, "config.json"), "rb") as f:
@@ -224,7 +231,11 @@ def scan_roots(roots: list[ScanRoot], cache: EntryCache) -> list[ModelEntry]:
                 continue
             seen.add(real)
             try:
-                info = cache.inspect(path, what)
+                if what == "pickle" and _pth_upscaler(path):
+                    # ESRGAN-style .pth in an upscaler folder: engine.upscale reads these weights-only.
+                    info = ModelInfo(path, Path(path).stem, "upscaler", "", "pth", size_bytes=os.path.getsize(path))
+                else:
+                    info = cache.inspect(path, what)
             except Exception as exc:  # noqa: BLE001 - one odd file must not end the scan
                 log.warning("inspecting %s failed: %s", path, exc)
                 continue

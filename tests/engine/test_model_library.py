@@ -36,6 +36,7 @@ def a1111_tree(root: Path) -> Path:
     make_kind_file(w / "models" / "VAE" / "vae-ft-mse.safetensors", "vae")
     make_kind_file(w / "embeddings" / "easynegative.safetensors", "embedding", "sd1")
     make_kind_file(w / "models" / "ESRGAN" / "4x-ultrasharp.safetensors", "upscaler")
+    (w / "models" / "ESRGAN" / "4x-anime.pth").write_bytes(pickle.dumps({"params": {}}, protocol=2))
     (w / "models" / "Stable-diffusion" / "lfs-pointer.safetensors").write_text(
         "version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 2132625894\n")
     return w
@@ -73,6 +74,8 @@ def test_a1111_install_lists_every_model_with_kind_and_family_and_explains_the_r
         assert found[name].usable and found[name].source == "A1111"
     assert "SD3 checkpoints are not supported yet" in found["sd3-medium"].reason
     assert found["old-model"].convertible and "convert it to .safetensors" in found["old-model"].reason
+    # A .pth upscaler is read weights-only by Upscale: listed as an upscaler, not "convert".
+    assert found["4x-anime"].kind == "upscaler" and found["4x-anime"].usable and not found["4x-anime"].convertible
     assert "git-LFS pointer" in found["lfs-pointer"].reason
     assert "this is a LoRA, not a checkpoint" in found["misplaced-lora"].info.problem
     # Files stay where they are: the library holds their paths in the install.
