@@ -74,7 +74,7 @@ class Studio:
         log.info("Easel starting; data folder %s", self.data_dir)
         self.reporter = ErrorReporter(recent)
         self.settings = SettingsStore(paths.settings_file(self.data_dir))
-        self.bridge = EngineBridge(engine_factory, saver or (lambda result, folder: self.gallery.saver(result, folder)))
+        self.bridge = EngineBridge(engine_factory or self._make_engine, saver or (lambda result, folder: self.gallery.saver(result, folder)))
         try:
             # One instance per library: a second one stops here (LibraryLocked) and says so.
             self.gallery = GalleryState(paths.library_dir(self.data_dir), self.bridge, self.reporter,
@@ -102,6 +102,13 @@ class Studio:
             self.reporter.notice(self.settings.notice)
         self._closed: asyncio.Future[None] | None = None
         self.is_shut_down = False
+
+    def _make_engine(self) -> Any:
+        """Runs on the engine thread: the real engine, resolving LoRA/embedding names in the library
+        the window shows, and remembering memory presets in the data folder."""
+        from engine.engine import Engine
+
+        return Engine(library=self.actions.library, state_dir=self.data_dir)
 
     def start(self) -> None:
         """Start the engine thread (imports torch there) and scan the model folders. GUI thread."""

@@ -145,6 +145,7 @@ class EngineBridge(QObject):
         self._saver = saver or default_saver
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=ENGINE_THREAD_NAME)
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=IO_THREAD_NAME)
+        self._downloads = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="easel-download")
         self._library = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=LIBRARY_THREAD_NAME)
         self.thumbnails = ThumbnailLoader()
         self._engine: Any = None  # touched only on the engine thread
@@ -217,6 +218,7 @@ class EngineBridge(QObject):
         self._executor.submit(self._unload)
         self._executor.shutdown(wait=True, cancel_futures=False)
         self._io.shutdown(wait=True, cancel_futures=True)
+        self._downloads.shutdown(wait=True, cancel_futures=True)  # a running one was cancelled above
         self.thumbnails.shutdown()
         self._library.shutdown(wait=True, cancel_futures=False)  # a write in progress finishes
         self._set_state("closed")
@@ -310,6 +312,23 @@ class EngineBridge(QObject):
     async def run_io(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the I/O thread (folder scans, header reads)."""
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+
+    async def download(self, job: Any, on_event: Callable[[Any], None], cancel: threading.Event) -> Path:
+        """Run ``job.run`` (an engine.download.Download: a child process) on the download thread;
+        its events hop to ``on_event`` on the GUI thread. Setting ``cancel`` stops it."""
+        loop = asyncio.get_running_loop()
+
+        def hop(event: Any) -> None:  # download thread
+            try:
+                loop.call_soon_threadsafe(on_event, event)
+            except RuntimeError:
+                pass
+
+        self._cancels.add(cancel)
+        try:
+            return await loop.run_in_executor(self._downloads, job.run, hop, cancel)
+        finally:
+            self._cancels.discard(cancel)
 
     async def run_library(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the library thread (the gallery's writes, searches, reconciles)."""

@@ -63,6 +63,10 @@ class OutOfMemory(EaselError):
     """The device ran out of memory even on the lowest memory preset."""
 
 
+class DownloadError(EaselError):
+    """A model download failed, was refused (no disk space) or did not verify."""
+
+
 class ImageError(EaselError):
     """An input image (init image or mask) cannot be read or used."""
 
@@ -96,6 +100,7 @@ MIN_SIZE, MAX_SIZE = 64, 4096
 MIN_STEPS, MAX_STEPS = 1, 150
 MAX_SEED = 2**32 - 1
 MAX_BATCH = 64
+MAX_CLIP_SKIP = 12
 
 
 def random_seed() -> int:
@@ -110,6 +115,10 @@ class GenerationRequest:
     Image ``i`` of a batch uses seed ``seed + i`` (as A1111 does), so any one image of a batch
     can be regenerated alone.
     ``init_image`` (img2img, inpaint) and ``mask`` (inpaint; white = regenerate) are PIL images.
+    The prompts use A1111 syntax: ``(word:1.2)``, ``(word)``, ``[word]``, ``BREAK``, any length,
+    ``<lora:name:0.8>`` tags and textual-inversion embeddings by name (``engine.prompts``).
+    ``clip_skip`` 1 is the model's own text-encoder output, 2 the layer before it (A1111's meaning).
+    ``vae`` is a VAE file that replaces the checkpoint's own ("" keeps it).
     Construction validates every field and raises ``InvalidRequest`` naming the bad one.
     """
 
@@ -131,6 +140,8 @@ class GenerationRequest:
     mask_padding: int = 32
     mask_blur: int = 4
     memory_preset: str = "auto"
+    clip_skip: int = 1
+    vae: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.mode, str) and not isinstance(self.mode, Mode):
@@ -158,6 +169,9 @@ class GenerationRequest:
         if self.memory_preset not in MEMORY_PRESETS:
             raise InvalidRequest("memory_preset", f"must be one of {', '.join(MEMORY_PRESETS)}")
         _int_range("mask_padding", self.mask_padding, 0, 1024)
+        _int_range("clip_skip", self.clip_skip, 1, MAX_CLIP_SKIP)
+        if not isinstance(self.vae, str):
+            raise InvalidRequest("vae", "must be a file path or empty")
         _int_range("mask_blur", self.mask_blur, 0, 256)
         if self.mode in (Mode.IMG2IMG, Mode.INPAINT):
             if self.init_image is None:
@@ -289,3 +303,9 @@ class Result:
     model_hash: str
     settings: RuntimeSettings
     timings: Timings
+    # What the A1111 line records beyond the request: ("Lora hashes", '"name: 0123456789ab"'),
+    # ("Clip skip", "2"), ("VAE", "name"), ("VAE hash", ...), in that order.
+    params: tuple[tuple[str, str], ...] = ()
+    # Plain-language lines about what the engine did on its own (a lower memory preset after running
+    # out of memory, the VAE rerun in fp32, a LoRA of another family skipped). The window shows them.
+    notices: tuple[str, ...] = ()

@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the model's; 0 for Turbo)")
     gen.add_argument("--batch", type=int, default=1, help="number of images (seeds seed, seed+1, ...)")
     gen.add_argument("--memory", default="auto", choices=MEMORY_PRESETS, help="memory preset")
+    gen.add_argument("--vae", default="", metavar="PATH_OR_NAME", help="a VAE file (or its name in the model folders) "
+                     "to use instead of the model's own")
+    gen.add_argument("--clip-skip", type=int, default=1, metavar="N", help="text-encoder layers to skip (A1111 Clip skip)")
+    gen.add_argument("--models-dir", action="append", default=[], metavar="DIR",
+                     help="a folder to look in for the LoRAs, embeddings and VAEs the prompt names (repeatable)")
     gen.add_argument("--out", metavar="FILE_OR_DIR", help="a .png file or a folder (default: the gallery, in the outputs folder)")
     gen.add_argument("--no-metadata", action="store_true", help="save without prompt/seed/model chunks")
 
@@ -77,6 +82,24 @@ def build_parser() -> argparse.ArgumentParser:
     regen.add_argument("--out", required=True, metavar="FILE")
     regen.add_argument("--init", metavar="IMAGE", help="source image, for img2img/inpaint images")
     regen.add_argument("--mask", metavar="MASK", help="mask, for inpaint images (default: the mask stored in IMAGE)")
+    regen.add_argument("--models-dir", action="append", default=[], metavar="DIR",
+                       help="a folder to look in for the LoRAs and VAE the image used (repeatable)")
+
+    models = sub.add_parser("models", parents=[common], help="list, convert or download models")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION", parser_class=_Parser)
+    mlist = msub.add_parser("list", parents=[common], help="every model in the model folders and other tools' installs")
+    mlist.add_argument("--json", action="store_true")
+    mlist.add_argument("--folder", action="append", default=[], metavar="DIR", help="also scan DIR (repeatable)")
+    mlist.add_argument("--no-defaults", action="store_true",
+                       help="skip A1111/ComfyUI/InvokeAI installs and the Hugging Face cache")
+    mconv = msub.add_parser("convert", parents=[common], help="convert a pickled .ckpt/.pt to .safetensors")
+    mconv.add_argument("file")
+    mconv.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    mdl = msub.add_parser("download", parents=[common], help="download a model from the Hugging Face hub")
+    mdl.add_argument("repo_id", nargs="?", help="e.g. stabilityai/sd-turbo (leave out to list suggestions)")
+    mdl.add_argument("--revision")
+    mdl.add_argument("--include", action="append", metavar="PATTERN", help="only files matching (repeatable)")
+    mdl.add_argument("--cache-dir", metavar="DIR", help="hub cache folder (default: the shared one)")
 
     mk = sub.add_parser("make-test-model", parents=[common], help="write a tiny random-weight model (for tests/demos)")
     mk.add_argument("dest", metavar="DIR")
@@ -149,6 +172,8 @@ def _cmd_generate(args) -> int:
         sampler=args.sampler,
         batch_count=args.batch,
         memory_preset=args.memory,
+        clip_skip=args.clip_skip,
+        vae=_resolve_vae(args.vae, _library(args)),
         init_image=init,
         mask=mask,
     )
@@ -190,6 +215,9 @@ def _cmd_regenerate(args) -> int:
             extra["mask"] = mask_from_png(args.image)  # Easel stores the mask in its inpaint results
             if extra["mask"] is None:
                 raise EaselError(f"{args.image} was made by inpaint: give its mask with --mask")
+    vae = meta.fields.get("vae") or meta.extra.get("VAE", "")
+    if vae:
+        extra["vae"] = _resolve_vae(vae, _library(args))
     request = meta.to_request(**extra)
     if request.seed is None:
         raise EaselError(f"{args.image}: the stored settings have no seed, so the image cannot be reproduced")
@@ -243,6 +271,125 @@ def _cmd_make_test_model(args) -> int:
     return EXIT_OK
 
 
+def _cmd_models(args) -> int:
+    command = getattr(args, "models_command", None)
+    if command == "list":
+        return _models_list(args)
+    if command == "convert":
+        return _models_convert(args)
+    if command == "download":
+        return _models_download(args)
+    print("easel models: choose list, convert or download (see easel models --help)", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _models_list(args) -> int:
+    from engine.models import KIND_LABELS, ModelLibrary, configured_folders
+    from engine.paths import data_dir
+
+    for folder in args.folder:
+        if not Path(folder).expanduser().is_dir():
+            raise EaselError(f"{folder}: not a folder")
+    root = data_dir(args.data_dir)
+    library = ModelLibrary(configured_folders(root) + args.folder, include_defaults=not args.no_defaults, state_dir=root)
+    entries = library.scan()
+    if args.json:
+        print(json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    if not entries:
+        print("no models found (add a folder with --folder DIR)")
+        return EXIT_OK
+    for e in entries:
+        family = {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL"}.get(e.family, e.family or "?")
+        line = f"{KIND_LABELS.get(e.kind, e.kind):22} {family:5} {_size(e.info.size_bytes):>9}  {e.name}  [{e.source}]"
+        if e.reason:
+            line += f"\n{'':29}cannot be used: {e.reason}"
+        print(line)
+    usable = sum(1 for e in entries if e.usable)
+    print(f"{len(entries)} file(s), {usable} usable; {len(library.roots())} folder(s) scanned")
+    return EXIT_OK
+
+
+def _models_convert(args) -> int:
+    from engine.convert import convert_to_safetensors, target_path
+
+    src = Path(args.file).expanduser()
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise EaselError("converting reads a pickle file (in a separate, restricted process); "
+                             "confirm with --yes")
+        answer = input(f"Convert {src.name} to {target_path(src).name}? It is read in a separate process that "
+                       "only accepts plain weights. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not converted")
+            return EXIT_OK
+    print(convert_to_safetensors(src))
+    return EXIT_OK
+
+
+def _models_download(args) -> int:
+    from engine.download import SUGGESTED, Download
+
+    if not args.repo_id:
+        print("Suggested models (easel models download REPO_ID):")
+        for repo, what in SUGGESTED:
+            print(f"  {repo:48} {what}")
+        return EXIT_OK
+    job = Download(args.repo_id, revision=args.revision, include=args.include, cache_dir=args.cache_dir)
+    bar = None
+
+    def show(event) -> None:
+        nonlocal bar
+        if event.kind == "plan":
+            print(f"{len(event.files)} file(s), {_size(event.total)} ({_size(event.need)} to fetch)", file=sys.stderr)
+            if sys.stderr.isatty():
+                from tqdm import tqdm
+
+                bar = tqdm(total=event.total, unit="B", unit_scale=True, file=sys.stderr)
+        elif event.kind == "progress" and bar is not None:
+            bar.n = event.done
+            bar.refresh()
+
+    try:
+        path = job.run(show)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(path)
+    return EXIT_OK
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _library(args):
+    """The model library the CLI resolves LoRA / embedding / VAE names with."""
+    from engine.models import ModelLibrary, configured_folders
+    from engine.paths import data_dir
+
+    root = data_dir(args.data_dir)
+    folders = configured_folders(root) + list(getattr(args, "models_dir", []) or [])
+    model = getattr(args, "model", None)
+    if model:  # the model's own folder, as A1111 users keep LoRAs near their checkpoints
+        folders.append(str(Path(model).expanduser().resolve().parent))
+    return ModelLibrary(folders, include_defaults=True, state_dir=root)
+
+
+def _resolve_vae(vae: str, library) -> str:
+    if not vae:
+        return ""
+    if Path(vae).expanduser().is_file():
+        return str(Path(vae).expanduser().resolve())
+    entry = library.find("vae", Path(vae).stem)
+    if entry is None:
+        raise EaselError(f"no VAE called {vae} (give its path, or a folder with --models-dir)")
+    return entry.path
+
+
 def _cmd_selftest(args) -> int:
     from engine.selftest import run_selftest
 
@@ -277,6 +424,7 @@ _COMMANDS = {
     "info": _cmd_info,
     "regenerate": _cmd_regenerate,
     "make-test-model": _cmd_make_test_model,
+    "models": _cmd_models,
     "selftest": _cmd_selftest,
 }
 
@@ -314,7 +462,9 @@ def _with_native_size(fields: dict, model: str) -> dict:
 def _run_and_save(args, request: GenerationRequest, out: str | None, *, embed: bool) -> int:
     from engine.engine import Engine
     from engine.outputs import save_image, save_result
-    engine = Engine(device=args.device)
+    from engine.paths import data_dir as _data_dir
+
+    engine = Engine(device=args.device, library=_library(args), state_dir=_data_dir(args.data_dir))
     bar = _ProgressBar(request)
     cancel = threading.Event()
     try:
@@ -342,6 +492,8 @@ def _run_and_save(args, request: GenerationRequest, out: str | None, *, embed: b
             paths = [library.absolute(e) for e in entries]
     for path, seed in zip(paths, result.seeds):
         print(f"{path}  (seed {seed})")
+    for notice in result.notices:
+        print(f"easel: note: {notice}", file=sys.stderr)
     t = result.timings
     print(f"{len(paths)} image(s) in {t.total:.1f}s (load {t.load:.1f}s, encode {t.encode:.2f}s, "
           f"denoise {t.denoise:.1f}s, decode {t.decode:.2f}s) on {result.settings.device} "

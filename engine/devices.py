@@ -138,11 +138,15 @@ def apply_settings(pipe, settings: RuntimeSettings) -> None:
 
 
 def empty_cache(device: str) -> None:
+    """Give freed device memory back. A full ``gc.collect`` (a second or more with torch and
+    diffusers imported) runs only for GPUs, where cached blocks matter; on the CPU reference
+    counting has already freed an unloaded model's tensors."""
     import gc
 
     import torch
 
-    gc.collect()
+    if device.split(":")[0] in ("cuda", "mps"):
+        gc.collect()
     if device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.empty_cache()
     elif device == "mps" and hasattr(torch, "mps"):

@@ -60,12 +60,13 @@ def pipeline_class_for(info: ModelInfo, mode: Mode):
     return img2img if mode is Mode.IMG2IMG else txt2img
 
 
-def load_pipeline(path: str | Path, dtype) -> tuple[ModelInfo, object, float]:
+def load_pipeline(path: str | Path, dtype, info: ModelInfo | None = None) -> tuple[ModelInfo, object, float]:
     """Load the model at ``path`` on the CPU in ``dtype``; returns (info, pipeline, seconds).
 
+    ``info``: what ``check_model`` already said about ``path`` (skips reading the headers again).
     Raises ModelError (and subclasses) with one plain line naming the file. Runs on the engine thread.
     """
-    info = check_model(str(path))
+    info = info or check_model(str(path))
     cls = base_pipeline_class(info)
     started = time.perf_counter()
     try:

@@ -43,7 +43,7 @@ from typing import Any, BinaryIO
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from engine.api import MAX_BATCH, MAX_SEED, MAX_SIZE, MAX_STEPS, MEMORY_PRESETS, MIN_SIZE, MIN_STEPS, SAMPLERS
+from engine.api import MAX_BATCH, MAX_CLIP_SKIP, MAX_SEED, MAX_SIZE, MAX_STEPS, MEMORY_PRESETS, MIN_SIZE, MIN_STEPS, SAMPLERS
 from engine.api import GenerationRequest, Mode, Result
 
 FORMAT_VERSION = 1
@@ -204,7 +204,9 @@ def png_info(
     if not embed:
         return info
     seed = result.seeds[index]
-    pairs = dict(extra or {})
+    # What the engine recorded (Lora hashes, Clip skip, VAE) first, then the caller's pairs.
+    pairs = dict(getattr(result, "params", ()) or ())
+    pairs.update(extra or {})
     pairs.setdefault("Version", f"easel {app_version}")
     text = a1111_parameters(result.request, seed, model_name=result.model.name, model_hash=result.model_hash,
                             extra=pairs)
@@ -215,6 +217,8 @@ def png_info(
     # path shows the user's folders (often their user name). Restoring finds the model by hash/name.
     model_file = Path(result.model.path).name
     recipe_request = {**result.request.to_dict(), "seed": seed, "batch_count": 1, "model": model_file}
+    if recipe_request.get("vae"):  # like the model: the file name, never the user's folders
+        recipe_request["vae"] = Path(recipe_request["vae"]).name
     recipe = {
         "format": "easel",
         "version": FORMAT_VERSION,
@@ -228,7 +232,7 @@ def png_info(
         },
         "settings": result.settings.to_dict(),
         "timings": dataclasses.asdict(result.timings),
-        "extra": dict(extra or {}),
+        "extra": {k: v for k, v in pairs.items() if k != "Version"},
         "created": datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds"),
     }
     info.add_itxt(EASEL_KEY, json.dumps(recipe, ensure_ascii=False))
@@ -331,9 +335,9 @@ def map_sampler(name: str, schedule: str | None = None) -> tuple[str, str | None
 # Field checking shared by every reader
 # ============================================================================================
 
-_INT_FIELDS = ("steps", "seed", "width", "height", "batch_count", "mask_blur", "mask_padding")
+_INT_FIELDS = ("steps", "seed", "width", "height", "batch_count", "mask_blur", "mask_padding", "clip_skip")
 _FLOAT_FIELDS = ("guidance_scale", "strength")
-_STR_FIELDS = ("prompt", "negative_prompt", "model")
+_STR_FIELDS = ("prompt", "negative_prompt", "model", "vae")
 
 
 def _to_int(value: Any) -> int | None:
@@ -431,6 +435,7 @@ def _clean_fields(found: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     clamp("batch_count", 1, MAX_BATCH, "batch size")
     clamp("mask_blur", 0, 256, "mask blur")
     clamp("mask_padding", 0, 1024, "masked area padding")
+    clamp("clip_skip", 1, MAX_CLIP_SKIP, "clip skip")
     for key in ("width", "height"):
         if key in out:
             value = out[key]
@@ -612,6 +617,9 @@ def parse_a1111(text: str, *, raw: dict[str, str] | None = None, source: str = "
             found["only_masked"] = value.strip().lower() == "only masked"
         elif key == "Masked area padding":
             found["mask_padding"] = value
+        elif key == "Clip skip":
+            found["clip_skip"] = value
+            extra[key] = value
         else:
             if key == "Schedule type":
                 schedule = value

@@ -21,6 +21,15 @@ def warm_imports() -> None:
     import transformers
 
     import engine.architectures  # noqa: F401  (single-file config folders)
+    # Prompt weighting (compel imports every pipeline it wraps), LoRAs (peft), the add-on and memory code.
+    import compel.diffusers_textual_inversion_manager  # noqa: F401
+    import compel.embeddings_provider  # noqa: F401
+    import peft  # noqa: F401
+    import diffusers.loaders.lora_pipeline  # noqa: F401
+    import engine.lora  # noqa: F401
+    import engine.memory  # noqa: F401
+    import engine.models  # noqa: F401
+    import engine.prompts  # noqa: F401
     for name in (
         "StableDiffusionPipeline",
         "StableDiffusionImg2ImgPipeline",

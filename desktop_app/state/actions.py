@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,7 +18,7 @@ from desktop_app.state.canvas import CanvasDocument
 from desktop_app.state.canvas_actions import CanvasActions, CanvasJob
 from desktop_app.state.errors import ErrorReporter
 from desktop_app.state.jobs import Job, JobQueue
-from desktop_app.state.models import ModelCatalog, scan_folders
+from desktop_app.state.models import ModelCatalog, scan_library
 from desktop_app.state.params import GenerationParameters
 from desktop_app.state.gallery import GalleryState, OpenedImage
 from desktop_app.state.gallery_model import UnsavedImage
@@ -54,6 +55,16 @@ class StudioActions(QObject):
         self.settings, self.status, self.bridge, self.reporter = settings, status, bridge, reporter
         self.data_dir = data_dir
         self.demo_models_dir = data_dir / "models"
+        from engine.models import ModelLibrary  # torch-free
+
+        # The installs of A1111 / ComfyUI / InvokeAI and the Hugging Face cache are scanned in place
+        # (EASEL_SCAN_DEFAULT_LOCATIONS=0 turns that off, e.g. for tests).
+        from desktop_app.state.downloads import DownloadState
+
+        self.downloads = DownloadState(bridge, reporter)
+        self.downloads.finished.connect(self._on_downloads_finished)
+        self.library = ModelLibrary(self.model_folders(), state_dir=data_dir,
+                               include_defaults=os.environ.get("EASEL_SCAN_DEFAULT_LOCATIONS", "1") != "0")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._enabled: tuple[bool, str] = (False, "")
         self.document = document or CanvasDocument(parent=self)
@@ -143,14 +154,56 @@ class StudioActions(QObject):
 
     async def _rescan(self) -> None:
         self.catalog.set_scanning(True)
+        self.library.folders = self.model_folders()
         try:
-            models = await self.bridge.run_io(scan_folders, self.model_folders())
+            entries = await self.bridge.run_io(scan_library, self.library)
         except Exception as exc:
             self.reporter.report(f"Scanning the model folders failed: {exc}", exc)
-            models = []
+            entries = []
         finally:
             self.catalog.set_scanning(False)
-        self.catalog.set_models(models)
+        self.catalog.set_entries(entries)
+
+    def _on_downloads_finished(self, path: str) -> None:
+        """A download landed in the hub cache: list it (adding its folder when the cache is not scanned)
+        and pick it when it is a checkpoint."""
+        if not any(path.startswith(r.path) for r in self.library.roots()):
+            self.settings.add_model_folder(path)
+        self.rescan_models().add_done_callback(lambda _t: self._pick_if_usable(path))
+        repo = Path(path).parent.parent.name.removeprefix("models--").replace("--", "/")
+        self.reporter.notice(f"Downloaded {repo}.")
+
+    def _pick_if_usable(self, path: str) -> None:
+        info = self.catalog.find(path)
+        if info is not None and info.usable:
+            self.params.model = path
+
+    def insert_lora(self, name: str, weight: float = 0.8) -> None:
+        """Append ``<lora:name:weight>`` to the prompt (A1111 syntax), once."""
+        tag = f"<lora:{name}:{weight:g}>"
+        prompt = self.params.prompt
+        if f"<lora:{name}:" in prompt or f"<lora:{name}>" in prompt:
+            self.reporter.notice(f"The prompt already uses the LoRA “{name}”: change its weight in the prompt.")
+            return
+        self.params.prompt = (prompt.rstrip() + (" " if prompt.strip() else "") + tag)
+
+    def convert_model(self, path: str) -> asyncio.Task[None]:
+        """Convert a pickle to .safetensors in a separate process (the caller asked the user first)."""
+        return self._spawn(self._convert(path))
+
+    async def _convert(self, path: str) -> None:
+        from engine.convert import convert_to_safetensors
+
+        self.status.set_activity(f"Converting {Path(path).name} to .safetensors…")
+        try:
+            out = await self.bridge.run_io(convert_to_safetensors, path)
+        except Exception as exc:
+            self.reporter.report(str(exc), exc)
+            return
+        finally:
+            self.status.set_activity("")
+        self.reporter.notice(f"Converted: {out.name} is beside the original.")
+        await self._rescan()
 
     def make_demo_model(self) -> asyncio.Task[None]:
         return self._spawn(self._make_demo_model())
@@ -184,6 +237,7 @@ class StudioActions(QObject):
             self.reporter.report(f"Something went wrong: {exc}", exc)
 
     def stop(self) -> None:
+        self.downloads.stop()
         for task in list(self._tasks):
             task.cancel()
 

@@ -235,6 +235,8 @@ class JobQueue(QObject):
                 self.job_cancelled.emit(job)
             else:
                 log.info("job %d done in %.2f s: %s", job.id, outcome.seconds, [str(p) for p in outcome.paths])
+                for notice in getattr(outcome.result, "notices", ()):  # e.g. a lower memory preset after OOM
+                    self._reporter.notice(notice)
                 self._leave(job, JobStatus.DONE)
                 self.job_finished.emit(job, outcome)
 

@@ -1,4 +1,8 @@
-"""The models found in the configured folders, for the model picker."""
+"""The model library as the window sees it: the checkpoints for the model picker, and every other
+file (LoRAs, embeddings, VAEs, upscalers, unusable files with the reason) for the models panel.
+
+Scanning is ``engine.models`` (headers only, cached) run on the bridge's I/O thread.
+"""
 
 from __future__ import annotations
 
@@ -63,6 +67,11 @@ def _inspect(path: Path) -> ModelInfo:
     return inspect_model(path)
 
 
+def scan_library(library) -> list:
+    """Runs on the I/O thread: the library's entries (every kind), scanned afresh."""
+    return library.scan()
+
+
 def scan_folders(folders: list[str]) -> list[ModelInfo]:
     """Runs on the I/O thread. Generators first (usable before unusable), then by name; no duplicates."""
     seen: set[str] = set()
@@ -86,12 +95,25 @@ def scan_folders(folders: list[str]) -> list[ModelInfo]:
 
 class ModelCatalog(QObject):
     models_changed = Signal(list)
+    entries_changed = Signal(list)  # every ModelEntry, all kinds
     scanning_changed = Signal(bool)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.models: list[ModelInfo] = []
+        self.entries: list = []
         self.scanning = False
+
+    def set_entries(self, entries: list) -> None:
+        """The library's entries; the picker gets the checkpoints (and checkpoint-like files that fail)."""
+        self.entries = list(entries)
+        models = [e.info for e in entries if e.kind in GENERATOR_KINDS or (e.kind == "unknown" and not e.convertible)]
+        models.sort(key=lambda m: (not m.usable, m.name.lower()))
+        self.entries_changed.emit(self.entries)
+        self.set_models(models)
+
+    def of_kind(self, *kinds: str) -> list:
+        return [e for e in self.entries if e.kind in kinds]
 
     @property
     def usable(self) -> list[ModelInfo]:

@@ -12,6 +12,7 @@ from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDesktopServices, 
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
+    QDockWidget,
     QFileDialog,
     QMainWindow,
     QMessageBox,
@@ -34,6 +35,7 @@ from desktop_app.ui.banner import ErrorBannerWidget
 from desktop_app.ui.canvas.panel import PLACEHOLDER, CanvasPanel
 from desktop_app.ui.first_run import FirstRunPanel
 from desktop_app.ui.gallery_panel import GalleryPanel
+from desktop_app.ui.models_panel import ModelsPanel
 from desktop_app.ui.progress import ProgressWidget
 from desktop_app.ui.prompt_panel import PromptPanel
 from desktop_app.ui.queue_panel import QueuePanel
@@ -101,6 +103,13 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self.setAcceptDrops(True)
 
+        self.models_panel = ModelsPanel(a)
+        self.models_dock = QDockWidget("Models", self)
+        self.models_dock.setObjectName("models_dock")
+        self.models_dock.setWidget(self.models_panel)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.models_dock)
+        self.models_dock.hide()
+
         self.shortcuts: list[tuple[str, str]] = []  # (keys, what) for Help › Keyboard shortcuts
         self._build_actions()
         self._bind()
@@ -138,6 +147,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.alpha_mask_action)
         file_menu.addSeparator()
         self._action(file_menu, "Add model folder…", "Ctrl+Shift+O", self.choose_model_folder, "Add a folder of models")
+        self._action(file_menu, "Download a model…", None, self.show_download_dialog,
+                     "Download a model from the Hugging Face hub by its repo id")
         self._action(file_menu, "Rescan model folders", "F5", a.rescan_models, "Look for new models in the model folders")
         self._action(file_menu, "Show an image's settings…", None, self.choose_image_to_show,
                      "Show an image from anywhere (not imported); its settings can be restored")
@@ -179,6 +190,7 @@ class MainWindow(QMainWindow):
         self.shortcuts.extend(self.canvas_panel.shortcuts)
 
         view = bar.addMenu("&View")
+        self._action(view, "Models", "Ctrl+Shift+M", self.show_models, "Every model found, by kind, and why a file cannot be used")
         self._action(view, "Previous image", "Alt+Left", lambda: a.gallery.select_relative(-1), "Show the next newer image in the gallery")
         self._action(view, "Next image", "Alt+Right", lambda: a.gallery.select_relative(1), "Show the next older image in the gallery")
         theme_menu = view.addMenu("Theme")
@@ -199,6 +211,7 @@ class MainWindow(QMainWindow):
         a = self._actions
         self.prompt_panel.add_folder_requested.connect(self.choose_model_folder)
         self.first_run.add_folder_requested.connect(self.choose_model_folder)
+        self.models_panel.add_folder_requested.connect(self.choose_model_folder)
         self.first_run.demo_model_requested.connect(a.make_demo_model)
         self.canvas_panel.open_requested.connect(self.choose_image)
         self.canvas_panel.edit_requested.connect(self.edit_current_image)
@@ -315,6 +328,18 @@ class MainWindow(QMainWindow):
         """The image shown in the viewer, or else the one selected in the gallery, becomes the canvas."""
         if self.canvas_panel.is_preview or self._actions.edit_in_canvas(self._actions.gallery.current) is None:
             self._actions.reporter.notice("There is no image to edit: select one in the gallery, or open one (Ctrl+O).")
+
+    def show_download_dialog(self) -> None:
+        from desktop_app.ui.download_dialog import DownloadDialog
+
+        if getattr(self, "download_dialog", None) is None:
+            self.download_dialog = DownloadDialog(self._actions.downloads, self)
+        self.download_dialog.show()
+        self.download_dialog.raise_()
+
+    def show_models(self) -> None:
+        self.models_dock.show()
+        self.models_dock.raise_()
 
     def focus_prompt(self) -> None:
         self.prompt_panel.prompt_edit.setFocus()

@@ -122,6 +122,10 @@ class PromptPanel(QWidget):
         root.setContentsMargins(8, 8, 8, 8)
         root.addWidget(_caption("Prompt"))
         root.addWidget(self.prompt_edit, 3)
+        from desktop_app.ui.models_panel import LoraPickerWidget
+
+        self.lora_picker = LoraPickerWidget(self._actions)
+        root.addWidget(self.lora_picker, 0, Qt.AlignmentFlag.AlignLeft)
         root.addWidget(_caption("Negative prompt"))
         root.addWidget(self.negative_edit, 1)
 

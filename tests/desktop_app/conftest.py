@@ -8,6 +8,8 @@ import os
 # A 1600x1000 offscreen screen (the default is 800x600, which clamps window geometry and screenshots).
 _SCREEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "offscreen-screen.json")
 os.environ.setdefault("QT_QPA_PLATFORM", f"offscreen:configfile={_SCREEN}")
+# Only the test's own folders: not the A1111/ComfyUI/HF installs of the machine running the tests.
+os.environ.setdefault("EASEL_SCAN_DEFAULT_LOCATIONS", "0")
 
 import asyncio  # noqa: E402
 import threading  # noqa: E402

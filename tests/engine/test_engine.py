@@ -222,13 +222,39 @@ def test_same_seed_same_pixels_in_another_process(shared_engine, tiny_models, tm
 def test_switching_models_frees_the_previous_one(tiny_models):
     from engine.engine import Engine
 
-    engine = Engine(device="cpu")
+    engine = Engine(device="cpu", keep_models=0)
     engine.load(str(tiny_models.get("sd15")))
     old_unet = weakref.ref(engine._model.base.unet)
     engine.load(str(tiny_models.get("sd2-v", single_file=True)))
     gc.collect()
     assert old_unet() is None
     assert engine.loaded.family == "sd2"
+
+
+def test_switching_back_reuses_the_model_kept_in_ram_and_a_changed_file_reloads(tiny_models, tmp_path):
+    import shutil
+
+    from engine.engine import Engine
+
+    a = tmp_path / "a.safetensors"
+    shutil.copy(tiny_models.get("sd15", single_file=True), a)
+    engine = Engine(device="cpu", keep_models=1)
+    engine.load(str(a))
+    unet = engine._model.base.unet
+    first = engine.generate(req(a))
+    engine.load(str(tiny_models.get("sd2-v", single_file=True)))
+    engine.load(str(a))
+    assert engine._model.base.unet is unet  # no reload from disk
+    assert np.array_equal(pixels(engine.generate(req(a)).images[0]), pixels(first.images[0]))
+    engine.load(str(tiny_models.get("sd2-v", single_file=True)))
+    a.touch()  # the file changed on disk: the copy in RAM is stale
+    import os
+
+    os.utime(a, ns=(a.stat().st_atime_ns, a.stat().st_mtime_ns + 10**9))
+    engine.load(str(a))
+    assert engine._model.base.unet is not unet
+    engine.unload()
+    assert not engine._parked
 
 
 def test_models_stay_loaded_between_requests(shared_engine, tiny_models):

@@ -122,6 +122,7 @@ def test_a1111_text_alone_reads_back_every_field():
     assert meta.fields == {
         "prompt": TRICKY.prompt, "negative_prompt": TRICKY.negative_prompt, "steps": 30, "guidance_scale": 6.5,
         "seed": 42, "width": 512, "height": 768, "sampler": "DPM++ 2M Karras", "mode": "txt2img",
+        "clip_skip": 2,  # a request field since issue #6: regenerate reproduces it
     }
     assert meta.model_name == "dream, v2: final"
     assert meta.extra["Lora hashes"] == "film grain: 0123456789ab"

@@ -1,0 +1,178 @@
+"""Add-ons applied to a loaded model: LoRAs (A1111 ``<lora:name:weight>``), textual-inversion
+embeddings and a replacement VAE.
+
+LoRAs load through diffusers' ``load_lora_weights`` (peft), which reads kohya/A1111, diffusers and
+PEFT layouts; each file is loaded once per model and switched on and off with ``set_adapters``, so
+the same LoRA at another weight costs nothing. Files come from ``engine.models`` by name and are
+checked by header (``engine.modelfiles``) before anything reads their tensors. Everything here runs
+on the engine thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.api import ModelError, ModelInfo
+from engine.modelfiles import inspect_model, sha256_file
+from engine.prompts import LoraRef
+
+log = logging.getLogger(__name__)
+
+FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+
+
+def family_name(family: str) -> str:
+    return FAMILY_NAMES.get(family, family or "an unknown family")
+
+
+@dataclass
+class AppliedLora:
+    name: str
+    path: str
+    weight: float
+    hash12: str  # first 12 hex digits of the file's SHA-256, as A1111 writes in "Lora hashes"
+
+
+@dataclass
+class Addons:
+    """The add-ons loaded into one model (lives as long as the model stays loaded)."""
+
+    loras: dict[str, str] = field(default_factory=dict)  # file path -> peft adapter name
+    hashes: dict[str, str] = field(default_factory=dict)  # file path -> sha256
+    embeddings: dict[str, str] = field(default_factory=dict)  # token -> file path
+    lora_enabled: bool = False
+    vae_path: str = ""  # "" = the checkpoint's own VAE
+    own_vae: object = None
+
+    # -------------------------------------------------------------------------------- LoRA
+
+    def apply_loras(self, pipe, model: ModelInfo, wanted: list[tuple[LoraRef, ModelInfo | None]],
+                    notices: list[str], hasher=None) -> list[AppliedLora]:
+        """Switch the pipeline's LoRAs to exactly ``wanted`` (name, weight, library entry).
+
+        A LoRA that is missing, of another model family, or unreadable is left out with a notice.
+        ``hasher(path) -> sha256`` may serve cached hashes. Returns what was applied.
+        """
+        applied: list[AppliedLora] = []
+        for ref, entry in wanted:
+            if entry is None:
+                notices.append(f"No LoRA named “{ref.name}” in the model folders: it was left out.")
+                continue
+            if entry.kind != "lora":
+                notices.append(f"“{ref.name}” is not a LoRA ({entry.problem or entry.kind}): it was left out.")
+                continue
+            if entry.family and model.family and entry.family != model.family:
+                notices.append(f"LoRA “{ref.name}” is for {family_name(entry.family)} but the model is "
+                               f"{family_name(model.family)}: it was left out.")
+                continue
+            adapter = self.loras.get(entry.path)
+            if adapter is None:
+                adapter = f"lora{len(self.loras)}"
+                try:
+                    pipe.load_lora_weights(entry.path, adapter_name=adapter)
+                except (ValueError, KeyError, RuntimeError, OSError, TypeError) as exc:
+                    log.warning("LoRA %s failed to load: %s", entry.path, exc)
+                    notices.append(f"LoRA “{ref.name}” could not be applied to this model "
+                                   f"({_first_line(exc)}): it was left out.")
+                    _drop_adapter(pipe, adapter)
+                    continue
+                self.loras[entry.path] = adapter
+            if entry.path not in self.hashes:
+                self.hashes[entry.path] = (hasher or sha256_file)(entry.path)
+            applied.append(AppliedLora(ref.name, entry.path, ref.weight, self.hashes[entry.path][:12]))
+
+        if applied:
+            pipe.enable_lora()
+            pipe.set_adapters([self.loras[a.path] for a in applied], adapter_weights=[a.weight for a in applied])
+            self.lora_enabled = True
+        elif self.lora_enabled:
+            pipe.disable_lora()
+            self.lora_enabled = False
+        return applied
+
+    # ---------------------------------------------------------------------------- embeddings
+
+    def load_embeddings(self, pipe, model: ModelInfo, wanted: list[ModelInfo], notices: list[str]) -> list[str]:
+        """Load the textual-inversion embeddings named in the prompt (once per model); returns their names."""
+        from safetensors.torch import load_file
+
+        used: list[str] = []
+        for entry in wanted:
+            token = entry.name
+            if token in self.embeddings:
+                used.append(token)
+                continue
+            if entry.family and model.family and entry.family != model.family:
+                notices.append(f"Embedding “{token}” is for {family_name(entry.family)} but the model is "
+                               f"{family_name(model.family)}: it was used as plain text.")
+                continue
+            try:
+                tensors = load_file(entry.path)
+                if "clip_l" in tensors and "clip_g" in tensors:
+                    pipe.load_textual_inversion(tensors["clip_l"], token=token, text_encoder=pipe.text_encoder,
+                                                tokenizer=pipe.tokenizer)
+                    pipe.load_textual_inversion(tensors["clip_g"], token=token, text_encoder=pipe.text_encoder_2,
+                                                tokenizer=pipe.tokenizer_2)
+                else:
+                    vectors = tensors.get("emb_params")
+                    if vectors is None:
+                        vectors = next(t for k, t in tensors.items() if k.startswith("string_to_param"))
+                    pipe.load_textual_inversion(vectors, token=token)
+            except (ValueError, KeyError, RuntimeError, OSError, StopIteration) as exc:
+                notices.append(f"Embedding “{token}” could not be loaded ({_first_line(exc)}): "
+                               "it was used as plain text.")
+                continue
+            self.embeddings[token] = entry.path
+            used.append(token)
+        return used
+
+    # ----------------------------------------------------------------------------------- VAE
+
+    def vae_for(self, pipe, model: ModelInfo, vae_path: str, dtype):
+        """The VAE module to run: the checkpoint's own for "", else ``vae_path`` loaded once (header
+        checked first). Returns (vae, changed)."""
+        if vae_path == self.vae_path:
+            return pipe.vae, False
+        if self.own_vae is None:
+            self.own_vae = pipe.vae
+        if not vae_path:
+            self.vae_path = ""
+            return self.own_vae, True
+        info = inspect_model(vae_path)
+        if info.kind != "vae":
+            raise ModelError(Path(vae_path).name, info.problem if info.kind == "unknown" and info.problem
+                             else f"this is not a VAE (it is a {info.kind})")
+        vae = _load_vae(vae_path, self.own_vae.config, dtype)
+        self.vae_path = vae_path
+        return vae, True
+
+
+def _load_vae(path: str, config, dtype):
+    import json
+
+    from diffusers import AutoencoderKL
+
+    with tempfile.TemporaryDirectory(prefix="easel-vae-") as tmp:
+        cfg = {k: v for k, v in dict(config).items() if not k.startswith("_")}
+        cfg["_class_name"] = "AutoencoderKL"
+        Path(tmp, "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+        try:
+            vae = AutoencoderKL.from_single_file(path, config=tmp, local_files_only=True, torch_dtype=dtype)
+        except (ValueError, KeyError, RuntimeError, OSError, TypeError) as exc:
+            raise ModelError(Path(path).name, f"could not load this VAE for the model: {_first_line(exc)}") from exc
+    return vae.eval()
+
+
+def _drop_adapter(pipe, adapter: str) -> None:
+    try:
+        pipe.delete_adapters(adapter)
+    except (ValueError, KeyError, RuntimeError, AttributeError):
+        pass
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__

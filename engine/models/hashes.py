@@ -1,0 +1,97 @@
+"""SHA-256 of model files, computed once and remembered by (path, size, mtime) in a JSON file.
+
+A1111 writes the first 10 hex digits as "Model hash" and the first 12 in "Lora hashes". Hashing a
+7 GB file takes seconds to a minute, so the library hashes in the background and everything that
+needs a hash asks this cache first. Thread-safe: the I/O thread hashes while the engine thread reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+from engine.modelfiles import sha256_file
+
+log = logging.getLogger(__name__)
+
+
+class HashCache:
+    """Remembered SHA-256s; ``path=None`` keeps them in memory only."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None):
+        self.path = Path(path) if path else None
+        self._lock = threading.Lock()
+        self._data: dict[str, dict] = {}
+        self._dirty = False
+        if self.path and self.path.is_file():
+            try:
+                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+                if isinstance(loaded, dict):
+                    self._data = {k: v for k, v in loaded.items() if isinstance(v, dict)}
+            except (OSError, ValueError):
+                log.warning("hash cache %s unreadable; starting afresh", self.path)
+
+    def cached(self, path: str) -> str | None:
+        """The remembered hash if the file is unchanged since, else None (any thread, no hashing)."""
+        key = target_file(path)
+        try:
+            st = os.stat(key)
+        except OSError:
+            return None
+        with self._lock:
+            entry = self._data.get(key)
+        if entry and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
+            return entry.get("sha256")
+        return None
+
+    def sha256(self, path: str) -> str:
+        """The file's SHA-256, from the cache or by reading it (seconds for a large file: off the GUI
+        thread). For a diffusers folder, of its UNet weights (as ``engine.modelfiles.model_hash``)."""
+        hit = self.cached(path)
+        if hit:
+            return hit
+        key = target_file(path)
+        st = os.stat(key)
+        digest = sha256_file(key)
+        with self._lock:
+            self._data[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+            self._dirty = True
+        return digest
+
+    def save(self) -> None:
+        """Write the cache atomically (if anything changed)."""
+        if not self.path or not self._dirty:
+            return
+        with self._lock:
+            text = json.dumps(self._data, indent=0, sort_keys=True)
+            self._dirty = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".hashes-", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, self.path)
+        except OSError:
+            log.warning("could not save the hash cache %s", self.path, exc_info=True)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def target_file(path: str) -> str:
+    """The file whose hash stands for ``path``: itself, or a diffusers folder's UNet weights."""
+    p = Path(path)
+    if p.is_dir():
+        unet = p / "unet"
+        preferred = unet / "diffusion_pytorch_model.safetensors"
+        if preferred.is_file():
+            return str(preferred)
+        files = sorted(unet.glob("*.safetensors"))
+        if files:
+            return str(files[0])
+    return str(p)

@@ -1,0 +1,139 @@
+"""Small real add-on files for tests, benchmarks and demos: LoRAs, embeddings, VAEs, tiny autoencoders,
+and minimal files of every kind a model library meets (for scans).
+
+``make_lora`` writes a kohya/A1111-layout LoRA (``lora_unet_*``/``lora_te_*`` with ``lora_down``/
+``lora_up``/``alpha``) that fits a make-test-model family, so it really changes that model's output.
+``make_kind_file`` writes a valid safetensors file whose tensor names and shapes say "SD1 checkpoint",
+"SDXL LoRA", "SD3 checkpoint", ... with tensors of a few bytes: what a header-only scan needs.
+Runs on the calling thread (imports torch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from engine.testmodels import build_pipeline, save_safetensors
+
+_ATTN = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "attn2.to_q", "attn2.to_k", "attn2.to_v",
+         "attn2.to_out.0")
+_TE = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj")
+_BASE_VERSION = {"sd15": "sd_v1", "sd2-v": "sd_v2", "sdxl": "sdxl_base_v1-0"}
+
+
+def make_lora(dest: Path, family: str = "sd15", seed: int = 1, rank: int = 4, scale: float = 0.5,
+              text_encoder: bool = True) -> Path:
+    """A random LoRA in the kohya layout for a tiny make-test-model ``family`` (sd15, sd2-v, sdxl)."""
+    pipe = build_pipeline(family, "tiny", seed=0)
+    g = torch.Generator().manual_seed(seed)
+    tensors: dict[str, torch.Tensor] = {}
+
+    def add(prefix: str, name: str, module: torch.nn.Linear) -> None:
+        key = prefix + name.replace(".", "_")
+        out_f, in_f = module.weight.shape
+        tensors[f"{key}.lora_down.weight"] = torch.randn(rank, in_f, generator=g) * scale
+        tensors[f"{key}.lora_up.weight"] = torch.randn(out_f, rank, generator=g) * scale
+        tensors[f"{key}.alpha"] = torch.tensor(float(rank))
+
+    for name, module in pipe.unet.named_modules():
+        if name.endswith(_ATTN):
+            add("lora_unet_", name, module)
+    if text_encoder:
+        encoders = [("lora_te1_" if family == "sdxl" else "lora_te_", pipe.text_encoder)]
+        if family == "sdxl":
+            encoders.append(("lora_te2_", pipe.text_encoder_2))
+        for prefix, encoder in encoders:
+            for name, module in encoder.named_modules():
+                if name.endswith(_TE):
+                    add(prefix, name, module)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    save_safetensors(dest, tensors, {"ss_base_model_version": _BASE_VERSION.get(family, "sd_v1")})
+    return dest
+
+
+def make_embedding(dest: Path, family: str = "sd15", vectors: int = 2, seed: int = 2) -> Path:
+    """A textual-inversion embedding (A1111 safetensors layout) for a tiny ``family`` model."""
+    from engine.testmodels import tiny_sizes
+
+    g = torch.Generator().manual_seed(seed)
+    sizes = tiny_sizes(family)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if family == "sdxl":
+        tensors = {"clip_l": torch.randn(vectors, sizes["text_encoder"]["hidden_size"], generator=g),
+                   "clip_g": torch.randn(vectors, sizes["text_encoder_2"]["hidden_size"], generator=g)}
+    else:
+        tensors = {"emb_params": torch.randn(vectors, sizes["text_encoder"]["hidden_size"], generator=g)}
+    save_safetensors(dest, tensors)
+    return dest
+
+
+def make_vae(dest: Path, family: str = "sd15", seed: int = 3) -> Path:
+    """A standalone VAE file (original LDM layout, as A1111's models/VAE holds) for a tiny ``family``."""
+    from engine import architectures as arch
+    from engine.ldm_layout import to_original_layout
+
+    pipe = build_pipeline(family, "tiny", seed=seed)
+    full = to_original_layout(pipe.components, arch.TEST_FAMILIES[family][0])
+    tensors = {k.removeprefix("first_stage_model."): v for k, v in full.items() if k.startswith("first_stage_model.")}
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    save_safetensors(dest, tensors)
+    return dest
+
+
+def make_taesd(dest: Path, seed: int = 4) -> Path:
+    """A tiny random ``AutoencoderTiny`` folder (the TAESD layout diffusers reads)."""
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    vae = AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                          num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))
+    vae.save_pretrained(dest, safe_serialization=True)
+    return Path(dest)
+
+
+# ------------------------------------------------------------------------------------------------
+# Minimal files of each kind (header-true, a few bytes of data)
+# ------------------------------------------------------------------------------------------------
+
+_UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
+
+
+def kind_tensors(kind: str, family: str = "sd1") -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes that make a header read as ``kind`` of ``family``."""
+    te = {"sd1": "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
+          "sd2": "cond_stage_model.model.token_embedding.weight",
+          "sdxl": "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight"}
+    width = {"sd1": 768, "sd2": 1024, "sdxl": 2048}[family]
+    if kind in ("checkpoint", "inpaint"):
+        shapes = {_UNET_IN: (1, 9 if kind == "inpaint" else 4, 1, 1), te[family]: (1, 1),
+                  "first_stage_model.decoder.conv_out.weight": (1, 1, 1, 1)}
+        if family == "sdxl":
+            shapes["conditioner.embedders.1.model.token_embedding.weight"] = (1, 1)
+            shapes["model.diffusion_model.label_emb.0.0.weight"] = (1, 1)
+        return shapes
+    if kind == "lora":
+        key = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
+        return {f"{key}.lora_down.weight": (1, width), f"{key}.lora_up.weight": (1, 1), f"{key}.alpha": ()}
+    if kind == "embedding":
+        return {"clip_l": (1, 1), "clip_g": (1, 1)} if family == "sdxl" else {"emb_params": (1, width)}
+    if kind == "vae":
+        return {"encoder.conv_in.weight": (1, 1, 1, 1), "decoder.conv_out.weight": (1, 1, 1, 1)}
+    if kind == "upscaler":
+        return {"conv_first.weight": (1, 1, 1, 1), "body.0.weight": (1,)}
+    if kind == "sd3":
+        return {"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": (1, 1)}
+    raise ValueError(f"unknown kind {kind!r}")
+
+
+def make_kind_file(dest: Path, kind: str, family: str = "sd1") -> Path:
+    """A valid safetensors file whose header reads as ``kind`` (checkpoint, inpaint, lora, embedding,
+    vae, upscaler, sd3) of ``family`` (sd1, sd2, sdxl); tensors are zeros of the given shapes."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: torch.zeros(shape, dtype=torch.float16) for k, shape in kind_tensors(kind, family).items()}
+    save_safetensors(dest, tensors)
+    return dest
