@@ -17,6 +17,7 @@ from desktop_app.bridge import EngineBridge, Outcome
 from desktop_app.state.canvas import CanvasDocument
 from desktop_app.state.canvas_actions import CanvasActions, CanvasJob
 from desktop_app.state.errors import ErrorReporter
+from desktop_app.state.tasks import BackgroundTasks
 from desktop_app.state.jobs import Job, JobQueue
 from desktop_app.state.models import ModelCatalog, scan_library
 from desktop_app.state.params import GenerationParameters
@@ -65,7 +66,8 @@ class StudioActions(QObject):
         self.downloads.finished.connect(self._on_downloads_finished)
         self.library = ModelLibrary(self.model_folders(), state_dir=data_dir,
                                include_defaults=os.environ.get("EASEL_SCAN_DEFAULT_LOCATIONS", "1") != "0")
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks(reporter, "Something went wrong")
+        self._spawn = self._tasks.spawn
         self._enabled: tuple[bool, str] = (False, "")
         self.document = document or CanvasDocument(parent=self)
         self.canvas = CanvasActions(self.document, params, bridge, reporter, status, self._spawn, parent=self)
@@ -224,22 +226,9 @@ class StudioActions(QObject):
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._on_task_done)
-        return task
-
-    def _on_task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            self.reporter.report(f"Something went wrong: {exc}", exc)
-
     def stop(self) -> None:
         self.downloads.stop()
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel_all()
 
     def _on_bridge_state_changed(self, state: str) -> None:
         self.status.set_engine_state(state)

@@ -19,6 +19,7 @@ from PySide6.QtGui import QImage
 
 from desktop_app.bridge import EngineBridge, Outcome
 from desktop_app.state.errors import ErrorReporter
+from desktop_app.state.tasks import BackgroundTasks
 from desktop_app.state.gallery_model import GalleryModel, UnsavedImage
 from engine.api import EaselError, Result
 from engine.library import Filter, Library, LibraryEntry, SaveFailed
@@ -69,7 +70,8 @@ class GalleryState(QObject):
         self.filter = Filter()
         self._search_seq = 0
         self._undo: list[list[int]] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks(reporter, "The gallery hit a problem")
+        self._spawn = self._tasks.spawn
         self._recent_images: dict[int, QImage] = {}  # just generated: shown without reading the file
         self.current: LibraryEntry | UnsavedImage | OpenedImage | None = None
         self._closed = False
@@ -95,26 +97,13 @@ class GalleryState(QObject):
         self._closed = True
         self._reconcile_timer.stop()
         self._watcher.directoryChanged.disconnect(self._on_watcher_directory_changed)
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel_all()
 
     def close(self) -> None:
         """After the bridge's library thread has stopped: release the index and the lock."""
         self._reader.close()
         self.library.close()
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._on_task_done)
-        return task
-
-    def _on_task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            message = str(exc) if isinstance(exc, EaselError) else f"The gallery hit a problem: {exc}"
-            self._reporter.report(message[:1].upper() + message[1:], exc)
 
     # -- saving (engine thread) ---------------------------------------------------------------
 
