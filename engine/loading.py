@@ -16,6 +16,7 @@ from pathlib import Path
 import engine  # noqa: F401  (sets the Hugging Face libraries offline before diffusers is imported)
 from engine.api import Mode, ModelError, ModelInfo
 from engine.modelfiles import check_model, read_header
+from engine.tokenizers import folder_tokenizers, single_file_tokenizers
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def _load_folder(cls, info: ModelInfo, dtype):
     kwargs = {}
     if info.family != "sdxl":
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    kwargs.update(folder_tokenizers(info.path, info.family))  # the shared bundled ones, when identical
     # use_safetensors=True: a folder that only has pickled .bin weights is refused, not unpickled.
     return cls.from_pretrained(info.path, dtype=dtype, local_files_only=True, use_safetensors=True, **kwargs)
 
@@ -107,7 +109,7 @@ def _load_single_file(cls, info: ModelInfo, dtype):
         config_dir = single_file_config_dir(
             info.family, info.inpainting, info.prediction_type, header.shapes(), Path(tmp)
         )
-        kwargs = {}
+        kwargs = single_file_tokenizers(info.family)  # built once per process (engine.tokenizers)
         if info.family != "sdxl":
             kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
         return cls.from_single_file(

@@ -52,3 +52,7 @@ def warm_imports() -> None:
         getattr(diffusers, name)
     for name in ("CLIPTextModel", "CLIPTextModelWithProjection", "CLIPTokenizer", "CLIPTokenizerFast"):
         getattr(transformers, name)
+    # Building a CLIP tokenizer holds the GIL for 60-80 ms: build the bundled ones now, not mid-load.
+    from engine.tokenizers import warm
+
+    warm()
