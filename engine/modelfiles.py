@@ -677,6 +677,23 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def hash_target(path: str | os.PathLike[str]) -> Path:
+    """The file whose hash stands for ``path``: the file itself, or a diffusers folder's unet (or
+    transformer) weights: ``diffusion_pytorch_model.safetensors`` when present, else the first
+    ``*.safetensors`` by name. Raises ModelError for a folder with nothing to hash."""
+    target = Path(path)
+    if not target.is_dir():
+        return target
+    unet = target / "unet"
+    if not unet.is_dir() and (target / "transformer").is_dir():  # aMUSEd and other transformer models
+        unet = target / "transformer"
+    preferred = unet / "diffusion_pytorch_model.safetensors"
+    files = [preferred] if preferred.is_file() else _weight_files(unet)
+    if not files:
+        raise ModelError(os.fspath(path), "no unet weights to hash (unet/*.safetensors)")
+    return files[0]
+
+
 def model_hash(path: str | os.PathLike[str]) -> str:
     """A1111's "Model hash": the first 10 hex digits of the SHA-256 of the weights file.
 
@@ -685,16 +702,7 @@ def model_hash(path: str | os.PathLike[str]) -> str:
     nothing to hash. Reads the whole file: run off the GUI thread.
     """
     spath = os.fspath(path)
-    target = Path(spath)
-    if target.is_dir():
-        unet = target / "unet"
-        if not unet.is_dir() and (target / "transformer").is_dir():  # aMUSEd and other transformer models
-            unet = target / "transformer"
-        preferred = unet / "diffusion_pytorch_model.safetensors"
-        files = [preferred] if preferred.is_file() else _weight_files(unet)
-        if not files:
-            raise ModelError(spath, "no unet weights to hash (unet/*.safetensors)")
-        target = files[0]
+    target = hash_target(spath)
     try:
         return sha256_file(target)[:10]
     except FileNotFoundError:

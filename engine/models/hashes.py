@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
 
-from engine.modelfiles import sha256_file
+from engine.api import ModelError
+from engine.modelfiles import hash_target, sha256_file
+from engine.outputs import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -69,29 +70,15 @@ class HashCache:
         with self._lock:
             text = json.dumps(self._data, indent=0, sort_keys=True)
             self._dirty = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".hashes-", suffix=".tmp", dir=self.path.parent)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, text)
         except OSError:
             log.warning("could not save the hash cache %s", self.path, exc_info=True)
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def target_file(path: str) -> str:
-    """The file whose hash stands for ``path``: itself, or a diffusers folder's UNet weights."""
-    p = Path(path)
-    if p.is_dir():
-        unet = p / "unet"
-        preferred = unet / "diffusion_pytorch_model.safetensors"
-        if preferred.is_file():
-            return str(preferred)
-        files = sorted(unet.glob("*.safetensors"))
-        if files:
-            return str(files[0])
-    return str(p)
+    """The file whose hash stands for ``path`` (``engine.modelfiles.hash_target``), else ``path``."""
+    try:
+        return str(hash_target(path))
+    except ModelError:
+        return str(path)

@@ -204,3 +204,20 @@ def test_symlink_loops_end(tmp_path, depth):
     os.symlink(folder, deep / "loop")
     make_kind_file(deep / "x.safetensors", "lora", "sd1")
     assert [e.name for e in ModelLibrary([str(folder)], include_defaults=False).scan()] == ["x"]
+
+
+def test_library_hash_of_a_folder_is_the_metadata_model_hash(tmp_path):
+    """The library's cached hash and the "Model hash" written into images pick the same file,
+    also for transformer-only folders (aMUSEd), so restoring settings finds the model by hash."""
+    from engine.modelfiles import model_hash
+    from engine.models.hashes import HashCache
+
+    for sub in ("unet", "transformer"):
+        folder = tmp_path / f"model-{sub}"
+        (folder / sub).mkdir(parents=True)
+        (folder / sub / "diffusion_pytorch_model.safetensors").write_bytes(sub.encode() * 1000)
+        (folder / "model_index.json").write_text("{}")
+        cache = HashCache(tmp_path / f"hashes-{sub}.json")
+        assert cache.sha256(str(folder))[:10] == model_hash(folder)
+        cache.save()
+        assert HashCache(tmp_path / f"hashes-{sub}.json").cached(str(folder)) == cache.sha256(str(folder))
