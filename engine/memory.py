@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
+from engine.outputs import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,6 @@ class RungMemory:
         if not self.path:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".memory-", suffix=".tmp", dir=self.path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, text)
         except OSError:
             log.warning("could not save %s", self.path, exc_info=True)

@@ -44,10 +44,15 @@ def write_bytes_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> Pa
     return _write_atomic(Path(path), lambda fh: fh.write(data), overwrite)
 
 
-def _write_atomic(path: Path, write, overwrite: bool) -> Path:
+def write_text_atomic(path: Path, text: str) -> Path:
+    """A small text file (settings, caches) replaced whole or not at all: readers never see half."""
+    return _write_atomic(Path(path), lambda fh: fh.write(text.encode("utf-8")), True, suffix=".part")
+
+
+def _write_atomic(path: Path, write, overwrite: bool, suffix: str = TEMP_SUFFIX) -> Path:
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
+
+from engine.outputs import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +68,7 @@ class SettingsStore(QObject):
 
     def save(self) -> None:
         """Write atomically: a temporary file in the same folder, then rename over the old one."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self._data, f, indent=2, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_text_atomic(self.path, json.dumps(self._data, indent=2, sort_keys=True))
 
     # -- values -------------------------------------------------------------------------------
 

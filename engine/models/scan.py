@@ -13,13 +13,13 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.api import ModelInfo
 from engine.models.locations import ScanRoot
 from engine.modelfiles import inspect_model
+from engine.outputs import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -202,19 +202,11 @@ class EntryCache:
     def save(self) -> None:
         if not self.path or not self.dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".library-", suffix=".tmp", dir=self.path.parent)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"version": CACHE_VERSION, "entries": self.data}, f)
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, json.dumps({"version": CACHE_VERSION, "entries": self.data}))
             self.dirty = False
         except OSError:
             log.warning("could not save the library cache %s", self.path, exc_info=True)
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def scan_roots(roots: list[ScanRoot], cache: EntryCache) -> list[ModelEntry]:
