@@ -271,6 +271,9 @@ class Progress:
     """One denoising step done. ``preview`` is a small RGB image every few steps, else None.
 
     ``image_index``/``batch_count`` place the step within a batch (images run one after another).
+    ``stage``/``stages``/``stage_name`` place it within a multi-stage job (a cascade such as DeepFloyd
+    IF runs "Stage I 64 px", "Stage II 256 px", "Upscale x4" as one job); ``step``/``total`` then count
+    the steps of the current stage. A single-stage job is stage 1 of 1 with no name.
     """
 
     step: int
@@ -278,6 +281,9 @@ class Progress:
     elapsed: float
     image_index: int = 0
     batch_count: int = 1
+    stage: int = 1
+    stages: int = 1
+    stage_name: str = ""
     preview: Image.Image | None = field(default=None, compare=False, repr=False)
 
 
