@@ -69,6 +69,9 @@ class GalleryState(QObject):
         self.model.root = self.root
         self.filter = Filter()
         self._search_seq = 0
+        # The unfiltered list (the view the artist comes back to after every search), kept with the
+        # index's data_version it was read at: clearing a search shows it at once, with no query.
+        self._all_ids: tuple[int, list[int]] | None = None
         self._undo: list[list[int]] = []
         self._tasks = BackgroundTasks(reporter, "The gallery hit a problem")
         self._spawn = self._tasks.spawn
@@ -88,7 +91,10 @@ class GalleryState(QObject):
 
     def start(self) -> None:
         """Show what the index holds now (first paint), then reconcile with the files."""
-        self.model.set_ids(self._reader.query(self.filter))
+        version = self._reader.data_version()
+        ids = self._reader.query(self.filter)
+        self._remember_all(self.filter, version, ids)
+        self.model.set_ids(ids)
         self._emit_facets()
         self.reconcile()
 
@@ -158,15 +164,32 @@ class GalleryState(QObject):
             self.filter_changed.emit(new)
             self.search()
 
-    def search(self) -> asyncio.Task[None]:
+    def search(self) -> asyncio.Task[None] | None:
         self._search_seq += 1
+        if self.filter == Filter() and self._all_ids is not None and self._all_ids[0] == self._reader.data_version():
+            # Cleared: the unfiltered list is known and nothing was written since it was read.
+            ids = self._all_ids[1]
+            self.model.set_ids(ids)
+            self.searched.emit(len(ids))
+            return None
         return self._spawn(self._search(self._search_seq, self.filter))
 
     async def _search(self, seq: int, flt: Filter) -> None:
+        version = self._reader.data_version()  # before the query: a write after it makes the copy stale
         ids = await self._bridge.run_library(self.library.index.query, flt)
+        self._remember_all(flt, version, ids)
         if seq == self._search_seq and not self._closed:  # a newer search supersedes this one
             self.model.set_ids(ids)
             self.searched.emit(len(ids))
+        if flt != Filter() and not self._closed and (self._all_ids is None or self._all_ids[0] != version):
+            # Keep the unfiltered list fresh while the artist looks at a search, for when it is cleared.
+            version = self._reader.data_version()
+            all_ids = await self._bridge.run_library(self.library.index.query, Filter())
+            self._remember_all(Filter(), version, all_ids)
+
+    def _remember_all(self, flt: Filter, version: int, ids: list[int]) -> None:
+        if flt == Filter():
+            self._all_ids = (version, ids)
 
     def _emit_facets(self) -> None:
         self.facets_changed.emit(self._reader.model_names(), self._reader.sizes())

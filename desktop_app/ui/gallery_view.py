@@ -74,6 +74,10 @@ class GalleryView(QListView):
         self.setUniformItemSizes(True)
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setMovement(QListView.Movement.Static)
+        # Lay out a few hundred cells per event-loop turn: a new search result of 10,000 images paints its
+        # first screen at once instead of after one pass over every row (two Python model calls per row).
+        self.setLayoutMode(QListView.LayoutMode.Batched)
+        self.setBatchSize(300)
         self.setGridSize(QSize(CELL, CELL))
         self.setSpacing(0)
         self.setWrapping(True)

@@ -380,3 +380,8 @@ class IndexReader(_Reading):
 
     def close(self) -> None:
         self._con.close()
+
+    def data_version(self) -> int:
+        """Changes whenever another connection (the writer) commits: a cheap "is my copy stale?" check."""
+        with self._lock:
+            return self._con.execute("PRAGMA data_version").fetchone()[0]

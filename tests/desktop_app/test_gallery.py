@@ -83,6 +83,35 @@ def test_generations_land_on_top_search_narrows_and_delete_can_be_undone(make_st
     screenshot(studio.window, "gallery.png")
 
 
+def test_clearing_a_search_shows_everything_including_what_changed_meanwhile(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    panel = studio.window.gallery_panel
+    for n, prompt in enumerate(("a castle on a hill", "a red barn at dusk")):
+        _generate(studio, qtbot, prompt, seed=20 + n)
+    panel.search_edit.setText("castle")
+    qtbot.waitUntil(lambda: _prompts(studio) == ["a castle on a hill"], timeout=5000)
+    # Made while the search shows only castles: it is not listed now, but is there once the search is cleared.
+    _generate(studio, qtbot, "a blue boat", seed=30)
+    assert _prompts(studio) == ["a castle on a hill"]
+    panel.search_edit.clear()
+    qtbot.waitUntil(lambda: _prompts(studio) == ["a blue boat", "a red barn at dusk", "a castle on a hill"], timeout=5000)
+    assert panel.count_label.text() == "3 images"
+
+    # Nothing written since: clearing a search shows the whole gallery at once, without a query.
+    panel.search_edit.setText("barn")
+    qtbot.waitUntil(lambda: _prompts(studio) == ["a red barn at dusk"] and not studio.gallery._tasks, timeout=5000)
+    panel.search_edit.clear()
+    assert _prompts(studio) == ["a blue boat", "a red barn at dusk", "a castle on a hill"]
+
+    # Trashed from inside a search: gone from the whole gallery too once the search is cleared.
+    panel.search_edit.setText("boat")
+    qtbot.waitUntil(lambda: _prompts(studio) == ["a blue boat"] and not studio.gallery._tasks, timeout=5000)
+    studio.gallery.trash([studio.gallery.model.entry_at(0)])
+    qtbot.waitUntil(lambda: _prompts(studio) == [] and not studio.gallery._tasks, timeout=5000)
+    panel.search_edit.clear()
+    qtbot.waitUntil(lambda: _prompts(studio) == ["a red barn at dusk", "a castle on a hill"], timeout=5000)
+
+
 def test_gallery_survives_a_restart_and_sees_files_added_while_running(make_studio, data_dir, fake_engine, fake_model, qtbot):
     studio = make_studio(data_dir, fake_engine)
     _generate(studio, qtbot, "kept across restarts", seed=5)
