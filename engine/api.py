@@ -281,10 +281,10 @@ class Progress:
     elapsed: float
     image_index: int = 0
     batch_count: int = 1
+    preview: Image.Image | None = field(default=None, compare=False, repr=False)
     stage: int = 1
     stages: int = 1
     stage_name: str = ""
-    preview: Image.Image | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
