@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 from PIL import Image, ImageFilter
 
 from engine.api import GenerationRequest, ImageError
+from engine.lazy import LazyModule
+
+np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,12 @@ import warnings
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.api import ImageError
+from engine.lazy import LazyModule
+
+np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
 
 MAX_PIXELS = 100_000_000  # 100 megapixels: bigger than any camera most people own
 MAX_SIDE = 30_000

@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-import numpy as np
 from PIL import Image
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QColor, QImage, QUndoStack, qRgba
@@ -24,6 +23,9 @@ from desktop_app.state import mask_ops
 from desktop_app.state.canvas_commands import ExtendCommand, InvertCommand, PatchCommand, ReplaceCommand
 from desktop_app.state.mask_ops import Rect
 from engine.imageprep import extend_canvas
+from engine.lazy import LazyModule
+
+np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
 
 # Byte positions of R, G, B, A in a Format_RGB32 pixel (it is a native-endian 0xAARRGGBB word).
 _R, _G, _B, _A = (2, 1, 0, 3) if sys.byteorder == "little" else (1, 2, 3, 0)
@@ -173,7 +175,10 @@ class CanvasDocument(QObject):
         super().__init__(parent)
         self.brush = brush or BrushSettings(self)
         self.undo_stack = QUndoStack(self)
-        self._set_layers(np.zeros((0, 0, 4), np.uint8), np.zeros((0, 0), np.uint8))
+        # No image yet: empty layers, made without numpy (the window opens before numpy is imported).
+        self.image_qimage, self.mask_qimage = QImage(), QImage()
+        self._image_array: np.ndarray | None = None
+        self._mask_array: np.ndarray | None = None
         self.source = ""  # where the image came from (a file name, "clipboard", "result #3")
         self.revision = 0  # bumps on every image change (candidates remember it)
         self._stroke: mask_ops.StrokeBuffer | None = None
@@ -188,16 +193,28 @@ class CanvasDocument(QObject):
     # -- layers -------------------------------------------------------------------------------
 
     @property
+    def _image(self) -> np.ndarray:
+        if self._image_array is None:
+            self._image_array = np.zeros((0, 0, 4), np.uint8)
+        return self._image_array
+
+    @property
+    def _mask(self) -> np.ndarray:
+        if self._mask_array is None:
+            self._mask_array = np.zeros((0, 0), np.uint8)
+        return self._mask_array
+
+    @property
     def has_image(self) -> bool:
-        return self._image.size > 0
+        return self.width > 0 and self.height > 0
 
     @property
     def width(self) -> int:
-        return self._image.shape[1]
+        return self.image_qimage.width()
 
     @property
     def height(self) -> int:
-        return self._image.shape[0]
+        return self.image_qimage.height()
 
     @property
     def mask(self) -> np.ndarray:
@@ -225,8 +242,8 @@ class CanvasDocument(QObject):
     def _set_layers(self, image: np.ndarray, mask: np.ndarray) -> None:
         """New layers holding copies of ``image`` (h, w, 4 RGB32 bytes) and ``mask`` (h, w)."""
         h, w = mask.shape
-        self.image_qimage, self._image = new_layer(w, h, QImage.Format.Format_RGB32)
-        self.mask_qimage, self._mask = new_layer(w, h, QImage.Format.Format_Indexed8)
+        self.image_qimage, self._image_array = new_layer(w, h, QImage.Format.Format_RGB32)
+        self.mask_qimage, self._mask_array = new_layer(w, h, QImage.Format.Format_Indexed8)
         if w and h:
             self._image[...] = image
             self._mask[...] = mask

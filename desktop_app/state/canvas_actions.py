@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 from PIL import Image
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
@@ -22,6 +21,9 @@ from desktop_app.state.status import EngineStatus
 from engine.api import MAX_SIZE, EaselError, GenerationRequest, InvalidRequest, Mode
 from engine.images import check_size, normalize, open_image, split_alpha
 from engine.imageprep import masked_box, padded_size
+from engine.lazy import LazyModule
+
+np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
 from PySide6.QtGui import QUndoCommand
 
 from desktop_app.state.mask_ops import Rect
+from engine.lazy import LazyModule
+
+np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
 
 if TYPE_CHECKING:
     from desktop_app.state.canvas import CanvasDocument

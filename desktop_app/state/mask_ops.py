@@ -10,8 +10,11 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from engine.lazy import LazyModule
+
+np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
 
 Rect = tuple[int, int, int, int]
 
