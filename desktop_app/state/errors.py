@@ -43,6 +43,7 @@ class ErrorReporter(QObject):
 
     error_reported = Signal(object)  # ErrorReport
     notice_posted = Signal(str)
+    notice_withdrawn = Signal(str)  # a notice that no longer holds (the trash was undone)
 
     def __init__(self, recent: RecentLogHandler | None = None, parent: QObject | None = None):
         super().__init__(parent)
@@ -67,3 +68,7 @@ class ErrorReporter(QObject):
     def notice(self, message: str) -> None:
         log.warning("%s", message)
         self.notice_posted.emit(message)
+
+    def withdraw(self, message: str) -> None:
+        """The notice ``message`` is out of date: hide it if it is still what the banner shows."""
+        self.notice_withdrawn.emit(message)

@@ -73,6 +73,7 @@ class GalleryState(QObject):
         # index's data_version it was read at: clearing a search shows it at once, with no query.
         self._all_ids: tuple[int, list[int]] | None = None
         self._undo: list[list[int]] = []
+        self._trash_notice = ""  # the banner's "moved to the trash" line, withdrawn by undo
         self._tasks = BackgroundTasks(reporter, "The gallery hit a problem")
         self._spawn = self._tasks.spawn
         self._recent_images: dict[int, QImage] = {}  # just generated: shown without reading the file
@@ -327,7 +328,8 @@ class GalleryState(QObject):
         self.undo_changed.emit(True)
         if isinstance(self.current, LibraryEntry) and self.current.id in moved:
             self.set_current(None)
-        self._reporter.notice(f"{len(moved)} image(s) moved to the trash. Press Ctrl+Z in the gallery to undo.")
+        self._trash_notice = f"{len(moved)} image(s) moved to the trash. Press Ctrl+Z in the gallery to undo."
+        self._reporter.notice(self._trash_notice)
 
     @property
     def can_undo(self) -> bool:
@@ -341,6 +343,9 @@ class GalleryState(QObject):
     async def _undo_trash(self, ids: list[int]) -> None:
         self.undo_changed.emit(bool(self._undo))
         await self._bridge.run_library(self.library.restore, ids)
+        if self._trash_notice:
+            self._reporter.withdraw(self._trash_notice)
+            self._trash_notice = ""
         await self._search(self._next_seq(), self.filter)
 
     def _next_seq(self) -> int:

@@ -49,12 +49,17 @@ class ErrorBannerWidget(QWidget):
         self.close_button.clicked.connect(self.dismiss)
         reporter.error_reported.connect(self._on_reporter_error_reported)
         reporter.notice_posted.connect(self._on_reporter_notice_posted)
+        reporter.notice_withdrawn.connect(self._on_reporter_notice_withdrawn)
 
     def _on_reporter_error_reported(self, report: ErrorReport) -> None:
         self._show("error", report.message, report.details)
 
     def _on_reporter_notice_posted(self, text: str) -> None:
         self._show("notice", text, "")
+
+    def _on_reporter_notice_withdrawn(self, text: str) -> None:
+        if self.isVisible() and self.property("level") == "notice" and self.message.text() == text:
+            self.dismiss()
 
     def _show(self, level: str, message: str, details: str) -> None:
         self._unseen = self._unseen + 1 if self.isVisible() else 1

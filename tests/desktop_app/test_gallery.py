@@ -62,9 +62,12 @@ def test_generations_land_on_top_search_narrows_and_delete_can_be_undone(make_st
     qtbot.waitUntil(lambda: len(_prompts(studio)) == 2, timeout=5000)
     assert not barn.exists() and list((data_dir / "outputs" / ".trash").glob("*.png"))
     assert panel.undo_button.isEnabled()
+    banner = studio.window.banner
+    assert banner.isVisible() and "moved to the trash" in banner.message.text()
     qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: _prompts(studio) == ["castle ruins in fog", "a red barn at dusk", "a castle on a hill"], timeout=5000)
     assert barn.exists() and not panel.undo_button.isEnabled()
+    assert not banner.isVisible()  # "moved to the trash… Ctrl+Z to undo" no longer holds
 
     # Click the castle, favourite it with F, filter to favourites.
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.visualRect(view.model().index(2)).center())
