@@ -35,6 +35,7 @@ class Report:
     removed: list[int] = field(default_factory=list)  # ids dropped
     unreadable: list[str] = field(default_factory=list)  # relative paths of incomplete/unreadable files
     temp_files_removed: int = 0
+    thumbnails_removed: int = 0
     seconds: float = 0.0
 
     @property
@@ -122,11 +123,14 @@ def reconcile(library: Library, on_batch: Callable[[list[LibraryEntry]], None] |
             batch = []
     if batch:
         _commit(index, batch, on_batch)
+    if library.lock.held:  # thumbnails of images deleted or edited outside (or trashed for good)
+        kept = ((path, row[1], row[2]) for path, row in index.files().items())
+        report.thumbnails_removed = library.thumbnails.prune(kept, stale_after=stale_after)
     report.seconds = time.perf_counter() - t0
-    if report.changed or report.unreadable or report.temp_files_removed:
-        log.info("reconciled %s: %d added, %d updated, %d removed, %d unreadable, %d temp files removed (%.2f s)",
-                 library.root, report.added, report.updated, len(report.removed), len(report.unreadable),
-                 report.temp_files_removed, report.seconds)
+    if report.changed or report.unreadable or report.temp_files_removed or report.thumbnails_removed:
+        log.info("reconciled %s: %d added, %d updated, %d removed, %d unreadable, %d temp files and %d old "
+                 "thumbnails removed (%.2f s)", library.root, report.added, report.updated, len(report.removed),
+                 len(report.unreadable), report.temp_files_removed, report.thumbnails_removed, report.seconds)
     return report
 
 

@@ -1,7 +1,8 @@
 """Thumbnails on disk: one small JPEG per image version, made on first need off the GUI thread.
 
 The cache key is the image's relative path, size and modification time, so an edited or replaced
-file gets a new thumbnail, and the cache survives an index rebuild. Files are written atomically
+file gets a new thumbnail, and the cache survives an index rebuild. The reconciler prunes thumbnails
+whose image is gone, so the cache does not outgrow the library. Files are written atomically
 (temp + rename) so a crash never leaves a broken thumbnail under its final name.
 """
 
@@ -11,6 +12,8 @@ import hashlib
 import io
 import os
 import tempfile
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -28,6 +31,36 @@ class ThumbnailCache:
     def path_for(self, relative: str, size_bytes: int, mtime_ns: int) -> Path:
         key = hashlib.sha1(f"{relative}\0{size_bytes}\0{mtime_ns}\0{self.size}".encode()).hexdigest()
         return self.folder / key[:2] / f"{key}.jpg"
+
+    def prune(self, keep: Iterable[tuple[str, int, int]], stale_after: float = 3600.0) -> int:
+        """Delete thumbnails of images no longer in the library (``keep``: every indexed image's
+        relative path, size and mtime_ns) and leftover temp files older than ``stale_after`` s.
+        Returns how many files went. A thumbnail deleted by mistake is only made again. Runs on
+        the library's worker thread."""
+        wanted = {self.path_for(*k).name for k in keep}
+        removed = 0
+        now = time.time()
+        try:
+            folders = [f for f in os.scandir(self.folder) if f.is_dir(follow_symlinks=False)]
+        except OSError:
+            return 0
+        for folder in folders:
+            try:
+                files = list(os.scandir(folder.path))
+            except OSError:
+                continue
+            for f in files:
+                try:
+                    if f.name.endswith(".jpg"):
+                        if f.name in wanted:
+                            continue
+                    elif not (f.name.startswith(".thumb-") and now - f.stat().st_mtime >= stale_after):
+                        continue
+                    os.unlink(f.path)
+                    removed += 1
+                except OSError:
+                    pass
+        return removed
 
     def get(self, source: Path, relative: str, size_bytes: int, mtime_ns: int) -> Path | None:
         """The thumbnail file for ``source``, made now if missing; None if the image cannot be read.

@@ -335,6 +335,17 @@ def test_thumbnails_are_cached_on_disk_and_unreadable_files_give_none(library):
     assert library.thumbnails.get(broken, "broken.png", 10, 1) is None
 
 
+def test_thumbnails_of_deleted_images_are_pruned_and_the_others_kept(library):
+    kept, gone = library.save(make_result("kept", seed=1)) + library.save(make_result("gone", seed=2))
+    thumbs = {e.path: library.thumbnails.get(library.absolute(e), e.path, e.size_bytes, e.mtime_ns) for e in (kept, gone)}
+    assert all(t is not None and t.is_file() for t in thumbs.values())
+    library.absolute(gone).unlink()  # deleted outside Easel
+    report = library.reconcile()
+    assert report.removed == [gone.id] and report.thumbnails_removed == 1
+    assert thumbs[kept.path].is_file() and not thumbs[gone.path].exists()
+    assert library.reconcile().thumbnails_removed == 0
+
+
 def test_favourites_live_in_the_png_and_the_pixels_are_untouched(library):
     entry = library.save(make_result("star", seed=8))[0]
     path = library.absolute(entry)
