@@ -74,7 +74,9 @@ class Studio:
         log.info("Easel starting; data folder %s", self.data_dir)
         self.reporter = ErrorReporter(recent)
         self.settings = SettingsStore(paths.settings_file(self.data_dir))
-        self.bridge = EngineBridge(engine_factory or self._make_engine, saver or (lambda result, folder: self.gallery.saver(result, folder)))
+        self.bridge = EngineBridge(engine_factory or self._make_engine,
+                                   saver or (lambda result, folder: self.gallery.saver(result, folder)),
+                                   upscale_saver=lambda result, texts, folder: self.gallery.save_upscaled(result, texts, folder))
         try:
             # One instance per library: a second one stops here (LibraryLocked) and says so.
             self.gallery = GalleryState(paths.library_dir(self.data_dir), self.bridge, self.reporter,

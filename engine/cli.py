@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     mk = sub.add_parser("make-test-model", parents=[common], help="write a tiny random-weight model (for tests/demos)")
     mk.add_argument("dest", metavar="DIR")
-    mk.add_argument("--family", default="sd15", help="sd15, sd15-inpaint, sd2-v, sd2-inpaint, sdxl, sdxl-inpaint, amused")
+    mk.add_argument("--family", default="sd15", help="sd15, sd15-inpaint, sd2-v, sd2-inpaint, sdxl, sdxl-inpaint, amused, "
+                    "esrgan (a x4 GAN upscaler file)")
     mk.add_argument("--single-file", action="store_true", help="one .safetensors in the original layout")
     mk.add_argument("--seed", type=int, default=0)
 
@@ -263,6 +264,11 @@ def _cmd_make_test_model(args) -> int:
         from engine.families.testmodels import make_amused_test_model
 
         print(make_amused_test_model(Path(args.dest), seed=args.seed))
+        return EXIT_OK
+    if args.family == "esrgan":
+        from engine.families.testmodels import make_esrgan_test_model
+
+        print(make_esrgan_test_model(Path(args.dest), seed=args.seed))
         return EXIT_OK
     if args.family not in FAMILIES:
         raise EaselError(f"unknown family {args.family!r}; choose one of {', '.join(FAMILIES)}")

@@ -17,6 +17,8 @@ from desktop_app.bridge import EngineBridge, Outcome
 from desktop_app.state.canvas import CanvasDocument
 from desktop_app.state.canvas_actions import CanvasActions, CanvasJob
 from desktop_app.state.errors import ErrorReporter
+from desktop_app.state.families import ModelDefaults, mode_blocked
+from desktop_app.state.image_jobs import ImageJobs
 from desktop_app.state.tasks import BackgroundTasks
 from desktop_app.state.jobs import Job, JobQueue
 from desktop_app.state.models import ModelCatalog, scan_library
@@ -72,6 +74,10 @@ class StudioActions(QObject):
         self.document = document or CanvasDocument(parent=self)
         self.canvas = CanvasActions(self.document, params, bridge, reporter, status, self._spawn, parent=self)
         self.canvas.blocked_changed.connect(self._update_enabled)
+        # Picking a model of another kind applies its family's defaults (size, steps, CFG, sampler).
+        self.model_defaults = ModelDefaults(params, catalog, parent=self)
+        self.images = ImageJobs(queue=queue, catalog=catalog, gallery=gallery, document=self.document, params=params,
+                                bridge=bridge, reporter=reporter, spawn=self._spawn, parent=self)
 
         bridge.state_changed.connect(self._on_bridge_state_changed)
         bridge.runtime_changed.connect(status.set_runtime)
@@ -80,7 +86,8 @@ class StudioActions(QObject):
         params.model_changed.connect(lambda _m: self._update_enabled())
         settings.model_folders_changed.connect(lambda _f: self.rescan_models())
         queue.job_finished.connect(self._on_queue_job_finished)
-        queue.job_started.connect(lambda job: status.set_activity(f"Generating “{job.title}”"))
+        queue.job_started.connect(lambda job: status.set_activity(
+            f"{'Upscaling' if job.upscale is not None else 'Generating'} “{job.title}”"))
         queue.phase_changed.connect(status.set_activity)
         queue.busy_changed.connect(lambda busy: None if busy else status.set_activity(""))
         self._update_enabled()
@@ -271,7 +278,8 @@ class StudioActions(QObject):
             return
         model = await self.bridge.run_io(find_model, meta, self.catalog.models,
                                          cached_hash_function(self.gallery.library.index))
-        notes = apply_metadata(self.params, meta, model)
+        with self.model_defaults.suspended():  # the image's own settings win over the model's defaults
+            notes = apply_metadata(self.params, meta, model)
         tool = {"easel": "Easel", "a1111": "A1111", "comfyui": "ComfyUI", "invokeai": "InvokeAI",
                 "fooocus": "Fooocus", "nmkd": "NMKD"}.get(meta.source, meta.source)
         message = f"Restored the settings of {path.name} (made with {tool})"
@@ -317,6 +325,8 @@ class StudioActions(QObject):
             value = (False, f"{info.name} cannot be used: {info.problem or 'it is a ' + info.kind}")
         elif info is None and not Path(self.params.model).exists():
             value = (False, f"the model {Path(self.params.model).name} is missing")
+        elif reason := mode_blocked(info, self.params.edit_mode):
+            value = (False, reason)
         elif reason := self.canvas.blocked_reason():
             value = (False, reason)
         else:

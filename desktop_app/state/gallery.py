@@ -123,6 +123,30 @@ class GalleryState(QObject):
             raise
         return [Saved(e, self.library.absolute(e)) for e in entries]
 
+    def save_upscaled(self, result, source_texts: dict[str, str], _folder: Path) -> Saved:
+        """Engine thread: write an upscaled image into the library (keeping the source's settings) and
+        index it. An error leaves no file behind (the write is atomic)."""
+        from desktop_app.bridge import default_upscale_saver
+
+        path = default_upscale_saver(result, source_texts, self.root, embed=self._embed_metadata())
+        report = self.library.import_files([path])  # already inside the library: only indexed
+        if not report.added:
+            raise EaselError(f"{path.name} was written but cannot be read back")
+        return Saved(report.added[0], path)
+
+    def on_upscaled(self, saved: Saved, image: QImage, *, show: bool = True) -> None:
+        """An upscaled image joins the top of the grid (and, ``show``, becomes current). GUI thread."""
+        self._recent_images[saved.entry.id] = image
+        while len(self._recent_images) > 16:
+            self._recent_images.pop(next(iter(self._recent_images)))
+        if self.filter == Filter():
+            self.model.insert_top([saved.entry])
+        else:
+            self.search()
+        self._emit_facets()
+        if show:
+            self.set_current(saved.entry)
+
     def on_job_finished(self, outcome: Outcome, *, show: bool = True) -> None:
         """New results go on top of the grid and (``show``) become current; unsaved ones are kept in
         memory. A canvas edit's results pass ``show=False``: they are shown over the canvas."""

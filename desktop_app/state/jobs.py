@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import itertools
 import logging
@@ -13,7 +14,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from desktop_app.bridge import EngineBridge, Outcome, ProgressUpdate
+from desktop_app.bridge import EngineBridge, Outcome, ProgressUpdate, UpscaleSpec
 from desktop_app.state.errors import ErrorReporter
 from engine.api import Cancelled, EaselError, GenerationRequest, ModelError, OutOfMemory
 
@@ -32,23 +33,41 @@ class JobStatus(str, enum.Enum):
 
 @dataclass(eq=False)
 class Job:
-    request: GenerationRequest
+    """A queued generation (``request``) or, with ``upscale`` set, a GAN upscale (``request`` None)."""
+
+    request: GenerationRequest | None
     id: int = field(default_factory=lambda: next(_ids))
     status: JobStatus = JobStatus.PENDING
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     error: str | None = None
     cancelled_at_step: int | None = None  # the engine's step when it honoured a cancel
     origin: object = None  # what asked for it, e.g. a canvas edit (results go back to the canvas)
+    upscale: UpscaleSpec | None = None
+    label: str = ""  # shown instead of the prompt (e.g. "Variations of …", "Upscale x4 …")
 
     @property
     def title(self) -> str:
-        text = " ".join(self.request.prompt.split()) or "(empty prompt)"
+        text = self.label or " ".join(self.request.prompt.split()) or "(empty prompt)"
         return text if len(text) <= 60 else text[:57] + "…"
+
+    @property
+    def details(self) -> str:
+        """A tooltip's worth: what the job makes."""
+        if self.upscale is not None:
+            u = self.upscale
+            w, h = u.image.size
+            return f"Upscale {u.source_name} x{u.scale}: {w}×{h} → {w * u.scale}×{h * u.scale} with {u.model_name}"
+        r = self.request
+        return f"{r.prompt}\n{r.width}×{r.height}, {r.steps} steps, seed {r.seed}, {r.batch_count} image(s)"
 
 
 @dataclass(frozen=True)
 class ProgressInfo:
-    """What the progress bar shows; computed on the GUI thread from engine progress."""
+    """What the progress bar shows; computed on the GUI thread from engine progress.
+
+    A multi-stage job (a cascade) is at ``step`` of ``total`` within stage ``stage`` of ``stages``;
+    ``unit`` is what a step is ("Step", or "Tile" for an upscale).
+    """
 
     step: int
     total: int
@@ -56,11 +75,17 @@ class ProgressInfo:
     batch_count: int
     rate: float  # steps per second (0 when unknown)
     eta: float | None  # seconds left for the whole job
+    stage: int = 1
+    stages: int = 1
+    stage_name: str = ""
+    unit: str = "Step"
 
     @property
     def fraction(self) -> float:
-        done = self.image_index * self.total + self.step
-        return done / max(1, self.total * self.batch_count)
+        """Of the whole job: images done, plus stages done of this image, plus this stage's steps."""
+        stages = max(1, self.stages)
+        within = (min(max(self.stage, 1), stages) - 1 + self.step / max(1, self.total)) / stages
+        return min(1.0, (self.image_index + within) / max(1, self.batch_count))
 
 
 class JobQueue(QObject):
@@ -71,7 +96,8 @@ class JobQueue(QObject):
     job_progressed = Signal(object, object)  # Job, ProgressInfo
     preview_changed = Signal(QImage)
     phase_changed = Signal(str)
-    job_finished = Signal(object, object)  # Job, Outcome
+    job_finished = Signal(object, object)  # Job, Outcome (a generation)
+    job_upscaled = Signal(object, object)  # Job, UpscaleOutcome (an upscale job)
     job_failed = Signal(object, str)  # Job, message
     job_cancelled = Signal(object)
     busy_changed = Signal(bool)
@@ -107,9 +133,16 @@ class JobQueue(QObject):
 
     # -- actions ------------------------------------------------------------------------------
 
-    def enqueue(self, request: GenerationRequest, origin: object = None) -> Job:
+    def enqueue(self, request: GenerationRequest, origin: object = None, label: str = "") -> Job:
+        return self._add(Job(request, origin=origin, label=label))
+
+    def enqueue_upscale(self, spec: UpscaleSpec, origin: object = None) -> Job:
+        """Queue a GAN upscale: it runs on the engine thread in turn with generations, never beside one."""
+        label = f"Upscale x{spec.scale} · {spec.source_name}"
+        return self._add(Job(None, origin=origin, upscale=spec, label=label))
+
+    def _add(self, job: Job) -> Job:
         was_busy = self.busy
-        job = Job(request, origin=origin)
         self._pending.append(job)
         log.info("job %d queued: %r", job.id, job.title)
         self.job_added.emit(job)
@@ -207,13 +240,22 @@ class JobQueue(QObject):
         self.job_started.emit(job)
         log.info("job %d started", job.id)
         try:
-            outcome = await self._bridge.generate(
-                job.request,
-                cancel=job.cancel,
-                save_to=self.output_dir,
-                on_progress=lambda update: self._on_bridge_progress(job, update),
-                on_phase=self.phase_changed.emit,
-            )
+            if job.upscale is not None:
+                outcome = await self._bridge.upscale(
+                    job.upscale,
+                    cancel=job.cancel,
+                    save_to=self.output_dir,
+                    on_progress=lambda update: self._on_bridge_progress(job, update),
+                    on_phase=self.phase_changed.emit,
+                )
+            else:
+                outcome = await self._bridge.generate(
+                    job.request,
+                    cancel=job.cancel,
+                    save_to=self.output_dir,
+                    on_progress=lambda update: self._on_bridge_progress(job, update),
+                    on_phase=self.phase_changed.emit,
+                )
         except asyncio.CancelledError:
             if self._running is job:
                 self._running = None
@@ -238,7 +280,10 @@ class JobQueue(QObject):
                 for notice in getattr(outcome.result, "notices", ()):  # e.g. a lower memory preset after OOM
                     self._reporter.notice(notice)
                 self._leave(job, JobStatus.DONE)
-                self.job_finished.emit(job, outcome)
+                if job.upscale is not None:
+                    self.job_upscaled.emit(job, outcome)
+                else:
+                    self.job_finished.emit(job, outcome)
 
     def _leave(self, job: Job, status: JobStatus, error: str | None = None) -> None:
         job.status = status
@@ -254,18 +299,30 @@ class JobQueue(QObject):
         if job is not self._running:
             return
         p = update.progress
-        done = p.image_index * p.total + p.step
-        self._samples.append((update.at, done))
+        info = ProgressInfo(p.step, p.total, p.image_index, p.batch_count, 0.0, None, p.stage, p.stages,
+                            p.stage_name, "Tile" if job.upscale is not None else "Step")
+        # Samples (time, image, stage, step, fraction of the job): the rate counts steps within one
+        # stage of one image (stages differ in step count and cost); the ETA follows the whole job.
+        where = (p.image_index, p.stage)
+        if self._samples and self._samples[-1][1] != where:
+            self._samples = self._samples[-1:]
+        self._samples.append((update.at, where, p.step, info.fraction))
         self._samples = self._samples[-20:]
+        same = [s for s in self._samples if s[1] == where]
         rate = 0.0
-        (t0, d0), (t1, d1) = self._samples[0], self._samples[-1]
-        if t1 > t0 and d1 > d0:
-            rate = (d1 - d0) / (t1 - t0)
-        elif p.elapsed > 0 and p.step > 0:
+        (t0, _w0, s0, _f0), (t1, _w1, s1, _f1) = same[0], same[-1]
+        if t1 > t0 and s1 > s0:
+            rate = (s1 - s0) / (t1 - t0)
+        elif p.elapsed > 0 and p.step > 0 and p.stages <= 1:
             rate = p.step / p.elapsed
-        remaining = p.total * p.batch_count - done
-        eta = remaining / rate if rate > 0 else None
-        self.job_progressed.emit(job, ProgressInfo(p.step, p.total, p.image_index, p.batch_count, rate, eta))
+        (ta, _wa, _sa, fa), (tb, _wb, _sb, fb) = self._samples[0], self._samples[-1]
+        if tb > ta and fb > fa:
+            eta = (1.0 - fb) * (tb - ta) / (fb - fa)
+        elif p.elapsed > 0 and info.fraction > 0:
+            eta = p.elapsed * (1.0 - info.fraction) / info.fraction
+        else:
+            eta = None
+        self.job_progressed.emit(job, dataclasses.replace(info, rate=rate, eta=eta))
         if update.preview is not None:
             self.preview_changed.emit(update.preview)
 

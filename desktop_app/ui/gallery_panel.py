@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, QUrl
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -31,6 +31,9 @@ _DATES = (("Any time", None), ("Today", 0), ("Last 7 days", 7), ("Last 30 days",
 
 
 class GalleryPanel(QWidget):
+    variations_requested = Signal(object)  # the gallery item
+    upscale_requested = Signal(object)
+
     def __init__(self, actions: StudioActions, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("GalleryPanel")
@@ -251,6 +254,8 @@ class GalleryPanel(QWidget):
         if isinstance(item, UnsavedImage):
             menu.addAction("Save as…", lambda: self.save_unsaved_as(item))
             menu.addAction("Edit in canvas", lambda: self.edit_in_canvas(item))
+            menu.addAction("Variations…", lambda: self.variations_requested.emit(item))
+            menu.addAction("Upscale…", lambda: self.upscale_requested.emit(item))
             menu.addAction("Copy image", self.copy_image)
             menu.addAction("Copy prompt", lambda: QGuiApplication.clipboard().setText(item.prompt))
             return menu
@@ -261,6 +266,10 @@ class GalleryPanel(QWidget):
         menu.addAction("Edit in canvas", lambda: self.edit_in_canvas(item))
         menu.addAction("Use as img2img source", lambda: self.edit_in_canvas(item, "img2img"))
         menu.addAction("Use as inpaint source", lambda: self.edit_in_canvas(item, "inpaint"))
+        menu.addSeparator()
+        single = len(entries) <= 1
+        menu.addAction("Variations…", lambda: self.variations_requested.emit(item)).setEnabled(single and not in_trash)
+        menu.addAction("Upscale…", lambda: self.upscale_requested.emit(item)).setEnabled(single and not in_trash)
         menu.addSeparator()
         menu.addAction("Copy prompt", lambda: QGuiApplication.clipboard().setText(item.prompt)).setEnabled(bool(item.prompt))
         menu.addAction("Copy seed", lambda: QGuiApplication.clipboard().setText(str(item.seed))).setEnabled(item.seed is not None)

@@ -36,7 +36,7 @@ from desktop_app.ui.canvas.panel import PLACEHOLDER, CanvasPanel
 from desktop_app.ui.first_run import FirstRunPanel
 from desktop_app.ui.gallery_panel import GalleryPanel
 from desktop_app.ui.models_panel import ModelsPanel
-from desktop_app.ui.progress import ProgressWidget
+from desktop_app.ui.progress import ProgressWidget, progress_text
 from desktop_app.ui.prompt_panel import PromptPanel
 from desktop_app.ui.queue_panel import QueuePanel
 from desktop_app.ui.status_bar import StatusBarWidget
@@ -179,6 +179,14 @@ class MainWindow(QMainWindow):
         self._action(gen, "Reuse last seed", "Ctrl+R", a.reuse_last_seed, "Set the seed to the last image's seed")
         self._action(gen, "Focus prompt", "Ctrl+L", self.focus_prompt, "Put the cursor in the prompt")
 
+        image_menu = bar.addMenu("&Image")
+        self.variations_action = self._action(
+            image_menu, "Variations…", "Ctrl+Shift+R", self.show_variations_dialog,
+            "Make variations of the image shown, or of the canvas")
+        self.upscale_action = self._action(
+            image_menu, "Upscale…", "Ctrl+Shift+U", self.show_upscale_dialog,
+            "Enlarge the image shown, or the canvas, x2 or x4 with an upscaler")
+
         canvas_menu = bar.addMenu("&Canvas")
         for name in ("undo", "redo", None, "brush", "eraser", "rectangle", "lasso", "smaller", "larger", None,
                      "show_mask", "invert", "clear", "grow", "shrink", "feather", "overlay_colour", None, "extend", None,
@@ -215,6 +223,12 @@ class MainWindow(QMainWindow):
         self.first_run.demo_model_requested.connect(a.make_demo_model)
         self.canvas_panel.open_requested.connect(self.choose_image)
         self.canvas_panel.edit_requested.connect(self.edit_current_image)
+        self.canvas_panel.variations_requested.connect(self.show_variations_dialog)
+        self.canvas_panel.upscale_requested.connect(self.show_upscale_dialog)
+        self.gallery_panel.variations_requested.connect(
+            lambda item: self.show_variations_dialog(a.images.source_for(item)))
+        self.gallery_panel.upscale_requested.connect(lambda item: self.show_upscale_dialog(a.images.source_for(item)))
+        a.images.upscaled.connect(self._on_images_upscaled)
         a.canvas.opened.connect(lambda _s: self._show_canvas())
         a.document.candidates_changed.connect(lambda: a.document.candidates and self._show_canvas())
         # Clicking the gallery's current image again shows it again (after "Back to canvas").
@@ -265,7 +279,7 @@ class MainWindow(QMainWindow):
     _preview_caption = "Preview"
 
     def _on_queue_job_progressed(self, job: Job, info: ProgressInfo) -> None:
-        self._preview_caption = f"Preview · step {info.step}/{info.total}"
+        self._preview_caption = f"Preview · {progress_text(info)}"
         if self.canvas_panel.is_preview or isinstance(job.origin, CanvasJob):
             self.canvas_panel.set_caption(self._preview_caption)
 
@@ -328,6 +342,56 @@ class MainWindow(QMainWindow):
         """The image shown in the viewer, or else the one selected in the gallery, becomes the canvas."""
         if self.canvas_panel.is_preview or self._actions.edit_in_canvas(self._actions.gallery.current) is None:
             self._actions.reporter.notice("There is no image to edit: select one in the gallery, or open one (Ctrl+O).")
+
+    def current_image_source(self):
+        """The image Variations / Upscale work on: the gallery image being viewed, else the canvas, else
+        the gallery's selected image (None when there is none)."""
+        a = self._actions
+        viewing = not self.canvas_panel.showing_canvas and not self.canvas_panel.is_preview
+        if viewing and a.gallery.current is not None:
+            return a.images.source_for(a.gallery.current)
+        if a.document.has_image:
+            return a.images.canvas_source()
+        return a.images.source_for(a.gallery.current) if a.gallery.current is not None else None
+
+    def show_variations_dialog(self, source=None):
+        from desktop_app.ui.image_dialogs import VariationsDialog
+
+        source = source or self.current_image_source()
+        if source is None:
+            self._actions.reporter.notice("There is no image to make variations of: select one in the gallery, "
+                                          "or open one (Ctrl+O).")
+            return None
+        self.variations_dialog = dialog = VariationsDialog(self._actions.images, source, self)
+        dialog.accepted.connect(dialog.submit)
+        dialog.open()
+        return dialog
+
+    def show_upscale_dialog(self, source=None):
+        from desktop_app.ui.image_dialogs import UpscaleDialog
+
+        source = source or self.current_image_source()
+        if source is None:
+            self._actions.reporter.notice("There is no image to upscale: select one in the gallery, or open one (Ctrl+O).")
+            return None
+        self.upscale_dialog = dialog = UpscaleDialog(self._actions.images, source, self,
+                                                     models_folder=str(self._actions.demo_models_dir))
+        dialog.accepted.connect(dialog.submit)
+        dialog.open()
+        return dialog
+
+    def _on_images_upscaled(self, shown) -> None:
+        from desktop_app.ui.compare_view import UpscaleResultDialog
+
+        self.upscale_result_dialog = dialog = UpscaleResultDialog(shown, self)
+        dialog.open_in_canvas_requested.connect(self._on_upscale_result_open_in_canvas_requested)
+        dialog.show()
+
+    def _on_upscale_result_open_in_canvas_requested(self, shown) -> None:
+        if shown.path and shown.path.is_file():
+            self._actions.canvas.open_file(shown.path)
+        else:
+            self._actions.canvas.paste(shown.after, "the upscaled image")
 
     def show_download_dialog(self) -> None:
         from desktop_app.ui.download_dialog import DownloadDialog

@@ -20,8 +20,9 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.state.actions import StudioActions
+from desktop_app.state.families import FAMILY_NAMES, kind_label
 
-FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+FAMILY_LABELS = dict(FAMILY_NAMES)
 TABS = (
     ("Checkpoints", ("checkpoint", "inpaint")),
     ("LoRAs", ("lora",)),
@@ -110,9 +111,9 @@ class ModelsPanel(QWidget):
                 if not e.usable:
                     unusable.append(e)
                     continue
-                note = "inpainting" if e.kind == "inpaint" else ""
-                item = QTreeWidgetItem([e.name, FAMILY_LABELS.get(e.family, "?"), _size(e.info.size_bytes),
-                                        e.source, note])
+                note = kind_label(e.info) if e.kind in ("checkpoint", "inpaint", "upscaler") else ""
+                family = FAMILY_LABELS.get(e.family, "GAN" if e.kind == "upscaler" else "?")
+                item = QTreeWidgetItem([e.name, family, _size(e.info.size_bytes), e.source, note])
                 item.setData(0, Qt.ItemDataRole.UserRole, e)
                 item.setToolTip(0, e.path)
                 tree.addTopLevelItem(item)

@@ -14,6 +14,19 @@ def format_eta(seconds: float | None) -> str:
     return f"ETA {s // 60}:{s % 60:02d}"
 
 
+def progress_text(info: ProgressInfo) -> str:
+    """ "Image 1/2 · Stage 2/3 · Stage II 256 px · Step 7/20" (the parts that apply)."""
+    parts = []
+    if info.batch_count > 1:
+        parts.append(f"Image {info.image_index + 1}/{info.batch_count}")
+    if info.stages > 1:
+        parts.append(f"Stage {info.stage}/{info.stages}")
+        if info.stage_name:
+            parts.append(info.stage_name)
+    parts.append(f"{info.unit} {info.step}/{info.total}")
+    return " · ".join(parts)
+
+
 class ProgressWidget(QWidget):
     def __init__(self, queue: JobQueue, parent: QWidget | None = None):
         super().__init__(parent)
@@ -54,9 +67,9 @@ class ProgressWidget(QWidget):
 
     def _on_queue_job_progressed(self, job: Job, info: ProgressInfo) -> None:
         self.bar.setValue(int(info.fraction * 1000))
-        image = f"Image {info.image_index + 1}/{info.batch_count} · " if info.batch_count > 1 else ""
-        self.bar.setFormat(f"{image}Step {info.step}/{info.total}")
-        rate = f"{info.rate:.1f} it/s" if info.rate >= 1 or info.rate == 0 else f"{1 / info.rate:.1f} s/it"
+        self.bar.setFormat(progress_text(info))
+        unit = "tile" if info.unit == "Tile" else "it"
+        rate = f"{info.rate:.1f} {unit}/s" if info.rate >= 1 or info.rate == 0 else f"{1 / info.rate:.1f} s/{unit}"
         self.detail.setText(f"{rate} · {format_eta(info.eta)}")
 
     def _on_queue_job_removed(self, job: Job) -> None:

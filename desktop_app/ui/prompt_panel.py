@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.state import families
 from desktop_app.state.actions import StudioActions
 from desktop_app.state.params import SIZE_PRESETS, GenerationParameters
 from engine.api import MAX_BATCH, MAX_SEED, MAX_SIZE, MAX_STEPS, MEMORY_PRESETS, MIN_SIZE, MIN_STEPS, SAMPLERS, ModelInfo
@@ -63,14 +64,18 @@ class PromptPanel(QWidget):
         self.model_combo.setAccessibleName("Model")
         self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model_combo.setMinimumContentsLength(12)
+        self.model_kind_label = QLabel()
+        self.model_kind_label.setObjectName("ModelKind")
+        self.model_kind_label.setToolTip("What kind of model this is; settings it does not take are greyed out")
+        self.model_kind_label.setStyleSheet("color: palette(placeholder-text);")
+        self._tips: dict[QWidget, str] = {}  # each control's own tooltip, while a model disables it
         self.add_folder_button = QToolButton()
         self.add_folder_button.setText("Add folder…")
         self.add_folder_button.setToolTip("Add a folder of models (.safetensors files or diffusers folders) (Ctrl+Shift+O)")
 
         self.size_combo = QComboBox()
-        for w, h in SIZE_PRESETS:
-            self.size_combo.addItem(f"{w} × {h}", f"{w}x{h}")
-        self.size_combo.addItem("Custom", None)
+        self._size_presets: tuple[tuple[int, int], ...] = ()
+        self._fill_size_combo(SIZE_PRESETS)
         self.size_combo.setToolTip("Image size presets; choose Custom or edit width and height for any multiple of 8.")
         self.width_spin = _spin(MIN_SIZE, MAX_SIZE, 8, "Width in pixels (a multiple of 8)", " px")
         self.height_spin = _spin(MIN_SIZE, MAX_SIZE, 8, "Height in pixels (a multiple of 8)", " px")
@@ -135,6 +140,7 @@ class PromptPanel(QWidget):
         model_row.addWidget(self.model_combo, 1)
         model_row.addWidget(self.add_folder_button)
         form.addRow("Model", model_row)
+        form.addRow("", self.model_kind_label)
         form.addRow("Size", self.size_combo)
         wh = QHBoxLayout()
         wh.addWidget(self.width_spin)
@@ -204,6 +210,7 @@ class PromptPanel(QWidget):
         self.memory_combo.currentIndexChanged.connect(lambda _i: p.set("memory_preset", self.memory_combo.currentData()))
         p.memory_preset_changed.connect(lambda m: self.memory_combo.setCurrentIndex(self.memory_combo.findData(m)))
 
+        p.model_changed.connect(lambda _m: self._apply_model_rules())
         self.generate_button.clicked.connect(a.generate)
         a.generate_enabled_changed.connect(self._on_actions_generate_enabled_changed)
         self.refresh_from_state()
@@ -235,10 +242,11 @@ class PromptPanel(QWidget):
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
         for m in models:
-            label = m.name + (f"  ({m.family})" if m.family else "")
+            kind = families.kind_label(m)
+            label = m.name + (f"  ({kind})" if kind else "")
             self.model_combo.addItem(label, m.path)
             i = self.model_combo.count() - 1
-            tip = f"{m.path}\n{m.kind}, {m.format}" + (f"\nCannot be used: {m.problem}" if m.problem else "")
+            tip = f"{m.path}\n{kind or m.kind}, {m.format}" + (f"\nCannot be used: {m.problem}" if m.problem else "")
             self.model_combo.setItemData(i, tip, Qt.ItemDataRole.ToolTipRole)
             if not m.usable:
                 self.model_combo.model().item(i).setEnabled(False)
@@ -247,6 +255,31 @@ class PromptPanel(QWidget):
             self.model_combo.model().item(0).setEnabled(False)
         self.model_combo.blockSignals(False)
         self._on_params_model_changed(self._params.model)
+        self._apply_model_rules()
+
+    def _apply_model_rules(self) -> None:
+        """Disable what the picked model does not take (the tooltip says why), narrow the step range
+        (Turbo: 1–4) and the size presets (the IF cascade's), and say what kind of model it is."""
+        info = self._actions.catalog.find(self._params.model)
+        off = families.unsupported(info)
+        controls = {
+            "negative_prompt": (self.negative_edit,), "steps": (self.steps_spin,), "guidance_scale": (self.cfg_spin,),
+            "sampler": (self.sampler_combo,), "width": (self.width_spin, self.size_combo), "height": (self.height_spin,),
+        }
+        for name, widgets in controls.items():
+            for w in widgets:
+                base = self._tips.setdefault(w, w.toolTip())
+                w.setEnabled(name not in off)
+                w.setToolTip(f"{off[name]}." if name in off else base)
+        lo, hi = families.step_range(info) or (MIN_STEPS, MAX_STEPS)
+        self.steps_spin.setRange(lo, hi)  # clamps the value (and so the parameter) into the range
+        presets = families.size_presets(info)
+        self._fill_size_combo(presets or families.with_native_size(SIZE_PRESETS, info))
+        if presets and (self._params.width, self._params.height) not in presets:
+            self._params.width, self._params.height = presets[0]
+        kind = families.kind_label(info)
+        self.model_kind_label.setText(kind)
+        self.model_kind_label.setVisible(bool(kind))
 
     def _on_catalog_scanning_changed(self, scanning: bool) -> None:
         if scanning and not self._actions.catalog.models:
@@ -269,6 +302,20 @@ class PromptPanel(QWidget):
         if size:
             w, h = (int(v) for v in size.split("x"))
             self._params.width, self._params.height = w, h
+
+    def _fill_size_combo(self, presets) -> None:
+        """The size presets for the model (its native size first when it is not a usual one)."""
+        presets = tuple(presets)
+        if presets == self._size_presets:
+            return
+        self._size_presets = presets
+        self.size_combo.blockSignals(True)
+        self.size_combo.clear()
+        for w, h in presets:
+            self.size_combo.addItem(f"{w} × {h}", f"{w}x{h}")
+        self.size_combo.addItem("Custom", None)
+        self.size_combo.blockSignals(False)
+        self._sync_size_combo()
 
     def _sync_size_combo(self) -> None:
         i = self.size_combo.findData(f"{self._params.width}x{self._params.height}")

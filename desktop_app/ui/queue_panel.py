@@ -69,8 +69,7 @@ class QueuePanel(QWidget):
         for job in self._queue.jobs():
             item = QListWidgetItem(self._label(job))
             item.setData(Qt.ItemDataRole.UserRole, job.id)
-            r = job.request
-            item.setToolTip(f"{r.prompt}\n{r.width}×{r.height}, {r.steps} steps, seed {r.seed}, {r.batch_count} image(s)")
+            item.setToolTip(job.details)
             self.list.addItem(item)
         self.list.blockSignals(False)
         if selected is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
+from desktop_app.state.families import kind_label
 from desktop_app.state.status import ENGINE_STATE_TEXT, EngineStatus
 
 
@@ -37,7 +38,8 @@ class StatusBarWidget(QStatusBar):
         self.device_label.setText(f"Device: {runtime.get('device', '—')}")
         self.dtype_label.setText(f"dtype: {runtime.get('dtype', '—')}")
         self.preset_label.setText(f"Memory: {runtime.get('preset', '—')}")
-        self.model_label.setText(f"Model: {runtime.get('model', '—')}")
+        kind = kind_label(runtime.get("model_info"))
+        self.model_label.setText(f"Model: {runtime.get('model', '—')}" + (f" · {kind}" if kind else ""))
 
 
 def _label(tip: str) -> QLabel:

@@ -48,3 +48,23 @@ def make_amused_test_model(dest: Path, seed: int = 0) -> Path:
     index = json.loads((dest / "model_index.json").read_text(encoding="utf-8"))
     assert index["_class_name"] == "AmusedPipeline"
     return dest
+
+
+def make_esrgan_test_model(dest: Path, scale: int = 4, seed: int = 0, filters: int = 8, blocks: int = 1) -> Path:
+    """Write a tiny random-weight ESRGAN (RRDB) upscaler as one .safetensors file (``dest``, or
+    ``dest/tiny-esrgan-x{scale}.safetensors`` when ``dest`` is not a .safetensors name)."""
+    import torch
+
+    from engine.testmodels import save_safetensors
+    from engine.upscale import import_spandrel
+
+    import_spandrel()
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    dest = Path(dest)
+    if dest.suffix.lower() != ".safetensors":
+        dest = dest / f"tiny-esrgan-x{scale}.safetensors"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    save_safetensors(dest, ESRGAN(num_filters=filters, num_blocks=blocks, scale=scale).state_dict())
+    return dest

@@ -36,6 +36,8 @@ PLACEHOLDER = "No image yet. Write a prompt and press Ctrl+Enter,\nor open (Ctrl
 class CanvasPanel(QWidget):
     open_requested = Signal()  # the window shows the file dialog
     edit_requested = Signal()  # "Edit in canvas" on the image shown: the window knows where it came from
+    variations_requested = Signal()  # Variations… / Upscale… of the image shown (or the canvas)
+    upscale_requested = Signal()
 
     def __init__(self, canvas: CanvasActions, params: GenerationParameters, parent: QWidget | None = None):
         super().__init__(parent)
@@ -181,6 +183,11 @@ class CanvasPanel(QWidget):
         button.setToolTip("Show/hide, invert, clear, grow, shrink and feather the mask; its overlay colour")
         self.toolbar.addWidget(button)
         self._act("extend", "Extend…", None, self.extend_dialog, "Extend the canvas on any side to outpaint")
+        self.toolbar.addSeparator()
+        self._act("variations", "Variations…", None, self.variations_requested.emit,
+                  "New versions of the image shown (or the canvas), each from a new seed (Ctrl+Shift+R)")
+        self._act("upscale", "Upscale…", None, self.upscale_requested.emit,
+                  "Enlarge the image shown (or the canvas) x2 or x4 (Ctrl+Shift+U)")
         # Undo and zoom live in the footer, under the view.
         self.zoombar = QToolBar("Zoom")
         self.zoombar.setObjectName("CanvasZoomBar")

@@ -1,0 +1,258 @@
+"""The Variations… and Upscale… dialogs: a few settings, then one queued job (state.image_jobs)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QRadioButton,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app.state.families import kind_label
+from desktop_app.state.image_jobs import MAX_VARIATIONS, TILE_CHOICES, ImageJobs, ImageSource, diffusion_upscale_available
+from engine.variations import STRENGTHS
+
+
+class VariationsDialog(QDialog):
+    """Count, strength (Subtle / Strong / a custom amount), model and prompt for Variations."""
+
+    def __init__(self, jobs: ImageJobs, source: ImageSource, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("VariationsDialog")
+        self.setWindowTitle("Variations")
+        self._jobs, self._source = jobs, source
+        self.heading = QLabel(f"New versions of <b>{_escape(source.name)}</b> ({source.width}×{source.height}), "
+                              "each from a new seed.")
+        self.heading.setWordWrap(True)
+        self.count_spin = QSpinBox()
+        self.count_spin.setRange(1, MAX_VARIATIONS)
+        self.count_spin.setValue(4)
+        self.count_spin.setToolTip(f"How many variations to make (1–{MAX_VARIATIONS}), one after another")
+        self.subtle_radio = QRadioButton("Subtle")
+        self.subtle_radio.setToolTip("Keeps the composition and colours; changes details")
+        self.strong_radio = QRadioButton("Strong")
+        self.strong_radio.setToolTip("Keeps the layout; redraws much more")
+        self.custom_radio = QRadioButton("Custom")
+        self.strength_group = QButtonGroup(self)
+        for b in (self.subtle_radio, self.strong_radio, self.custom_radio):
+            self.strength_group.addButton(b)
+        self.strength_slider = QSlider(Qt.Orientation.Horizontal)
+        self.strength_slider.setRange(5, 100)
+        self.strength_slider.setToolTip("How much may change: low keeps the image, 100% redraws it completely")
+        self.strength_value = QLabel()
+        self.strength_value.setMinimumWidth(40)
+        self.model_combo = QComboBox()
+        self.model_combo.setToolTip("The model that draws the variations (default: the image's own, if you have it)")
+        for m in jobs.generators():
+            kind = kind_label(m)
+            self.model_combo.addItem(m.name + (f"  ({kind})" if kind else ""), m.path)
+        default = jobs.default_model(source)
+        self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(default)))
+        self.prompt_edit = QPlainTextEdit(source.prompt)
+        self.prompt_edit.setObjectName("VariationsPrompt")
+        self.prompt_edit.setPlaceholderText("The prompt (default: the one stored in the image)")
+        self.prompt_edit.setTabChangesFocus(True)
+        self.prompt_edit.setMaximumHeight(72)
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("color: palette(placeholder-text);")
+
+        strength_row = QHBoxLayout()
+        for b in (self.subtle_radio, self.strong_radio, self.custom_radio):
+            strength_row.addWidget(b)
+        strength_row.addStretch(1)
+        slider_row = QHBoxLayout()
+        slider_row.addWidget(self.strength_slider, 1)
+        slider_row.addWidget(self.strength_value)
+        form = QFormLayout()
+        form.addRow("Count", self.count_spin)
+        form.addRow("Strength", strength_row)
+        form.addRow("", slider_row)
+        form.addRow("Model", self.model_combo)
+        form.addRow("Prompt", self.prompt_edit)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.make_button = self.buttons.addButton("Make variations", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.make_button.setDefault(True)
+        box = QVBoxLayout(self)
+        box.addWidget(self.heading)
+        box.addLayout(form)
+        box.addWidget(self.note)
+        box.addWidget(self.buttons)
+        self.resize(460, self.sizeHint().height())
+
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        self.subtle_radio.toggled.connect(lambda on: on and self.strength_slider.setValue(round(STRENGTHS["subtle"] * 100)))
+        self.strong_radio.toggled.connect(lambda on: on and self.strength_slider.setValue(round(STRENGTHS["strong"] * 100)))
+        self.strength_slider.valueChanged.connect(self._on_slider_changed)
+        self.model_combo.currentIndexChanged.connect(lambda _i: self._update())
+        self.subtle_radio.setChecked(True)
+        self._update()
+
+    def _on_slider_changed(self, value: int) -> None:
+        self.strength_value.setText(f"{value}%")
+        presets = {round(v * 100): k for k, v in STRENGTHS.items()}
+        if presets.get(value) == "subtle":
+            self.subtle_radio.setChecked(True)
+        elif presets.get(value) == "strong":
+            self.strong_radio.setChecked(True)
+        else:
+            self.custom_radio.setChecked(True)
+
+    def _update(self) -> None:
+        has_model = self.model_combo.count() > 0
+        self.make_button.setEnabled(has_model)
+        info = self._jobs.catalog.find(self.model_combo.currentData() or "")
+        if not has_model:
+            self.note.setText("There is no model to draw with: add a folder of models first.")
+        elif info is not None and info.family == "unclip":
+            self.note.setText("Stable unCLIP draws from the image itself (its CLIP image embedding): "
+                              "Subtle adds little noise to it, Strong more.")
+        else:
+            self.note.setText("Each variation is image-to-image from this image with a new seed; "
+                              "the prompt, steps and CFG stored in the image are reused.")
+
+    @property
+    def strength(self) -> float:
+        return self.strength_slider.value() / 100
+
+    @property
+    def model(self) -> str:
+        return self.model_combo.currentData() or ""
+
+    @property
+    def prompt(self) -> str | None:
+        """None when the stored prompt was left as it is (its negative prompt is then kept too)."""
+        text = self.prompt_edit.toPlainText()
+        return None if text == self._source.prompt else text
+
+    def submit(self):
+        """Queue the job with the chosen settings (the dialog's Accept)."""
+        return self._jobs.make_variations(self._source, self.model, self.count_spin.value(), self.strength, self.prompt)
+
+
+class UpscaleDialog(QDialog):
+    """Scale, upscaler model and tile size for Upscale; says where upscalers go when there are none."""
+
+    def __init__(self, jobs: ImageJobs, source: ImageSource, parent: QWidget | None = None,
+                 models_folder: str = ""):
+        super().__init__(parent)
+        self.setObjectName("UpscaleDialog")
+        self.setWindowTitle("Upscale")
+        self._jobs, self._source = jobs, source
+        self.heading = QLabel(f"Enlarge <b>{_escape(source.name)}</b> ({source.width}×{source.height}).")
+        self.heading.setWordWrap(True)
+        self.x2_radio = QRadioButton("x2")
+        self.x4_radio = QRadioButton("x4")
+        self.scale_group = QButtonGroup(self)
+        self.scale_group.addButton(self.x2_radio, 2)
+        self.scale_group.addButton(self.x4_radio, 4)
+        self.x4_radio.setChecked(True)
+        self.model_combo = QComboBox()
+        self.model_combo.setToolTip("GAN upscalers (ESRGAN, Real-ESRGAN, SwinIR… as .safetensors or .pth) run tile "
+                                    "by tile; a diffusion x4 upscaler redraws details from the prompt (slower)")
+        for u in jobs.upscalers():
+            self.model_combo.addItem(f"{u.name}  ({kind_label(u)})", u.path)
+        self.tile_combo = QComboBox()
+        for label, px in TILE_CHOICES:
+            self.tile_combo.addItem(label, px)
+        self.tile_combo.setToolTip("Large images are upscaled in overlapping tiles, blended seamlessly, so memory "
+                                   "stays bounded; Auto uses 512 px tiles")
+        self.size_label = QLabel()
+        self.empty_label = QLabel(
+            "No upscaler in your model folders yet. Put upscaler weights (for example RealESRGAN_x4plus"
+            f".safetensors or .pth) in {models_folder or 'a model folder'}, or a diffusers "
+            "stable-diffusion-x4-upscaler folder, then rescan (F5).<br>To try it with a tiny test upscaler: "
+            "<code>easel make-test-model FOLDER --family esrgan</code> (FOLDER: a model folder).")
+        self.empty_label.setObjectName("NoUpscalers")
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("color: palette(placeholder-text);")
+
+        scale_row = QHBoxLayout()
+        scale_row.addWidget(self.x2_radio)
+        scale_row.addWidget(self.x4_radio)
+        scale_row.addStretch(1)
+        form = QFormLayout()
+        form.addRow("Scale", scale_row)
+        form.addRow("Upscaler", self.model_combo)
+        form.addRow("Tile size", self.tile_combo)
+        form.addRow("Result", self.size_label)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.upscale_button = self.buttons.addButton("Upscale", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.upscale_button.setDefault(True)
+        box = QVBoxLayout(self)
+        box.addWidget(self.heading)
+        box.addWidget(self.empty_label)
+        box.addLayout(form)
+        box.addWidget(self.note)
+        box.addWidget(self.buttons)
+
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        self.scale_group.idToggled.connect(lambda _id, _on: self._update())
+        self.model_combo.currentIndexChanged.connect(lambda _i: self._update())
+        self._update()
+        self.layout().activate()
+        self.resize(480, self.minimumSizeHint().height())
+
+    @property
+    def scale(self) -> int:
+        return self.scale_group.checkedId()
+
+    @property
+    def model(self) -> str:
+        return self.model_combo.currentData() or ""
+
+    @property
+    def tile(self) -> int:
+        return int(self.tile_combo.currentData())
+
+    def _update(self) -> None:
+        has = self.model_combo.count() > 0
+        self.empty_label.setVisible(not has)
+        for w in (self.model_combo, self.x2_radio, self.x4_radio, self.tile_combo):
+            w.setEnabled(has)
+        info = self._jobs.catalog_upscaler(self.model) if has else None
+        diffusion = info is not None and info.format == "diffusers"
+        if diffusion:
+            self.x4_radio.setChecked(True)
+        self.x2_radio.setEnabled(has and not diffusion)
+        self.tile_combo.setEnabled(has and not diffusion)
+        w, h = self._source.width * self.scale, self._source.height * self.scale
+        self.size_label.setText(f"{w} × {h} px")
+        ok = has
+        if diffusion and not diffusion_upscale_available():
+            self.note.setText("Diffusion upscalers need the SD x4 upscaler support, which this build of Easel "
+                              "does not have yet: choose a GAN upscaler.")
+            ok = False
+        elif diffusion:
+            self.note.setText("A diffusion x4 upscaler redraws detail guided by the image's prompt; it takes "
+                              "longer than a GAN upscaler.")
+        elif has:
+            self.note.setText("The result is saved in the gallery with the source's settings; you can then "
+                              "compare before and after.")
+        else:
+            self.note.setText("")
+        self.upscale_button.setEnabled(ok)
+
+    def submit(self):
+        """Queue the upscale (the dialog's Accept)."""
+        return self._jobs.upscale(self._source, self.model, self.scale, self.tile)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
