@@ -27,6 +27,7 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
+from desktop_app.upscale_work import UpscaleOutcome, UpscalerRunner, UpscaleSpec, default_upscale_saver
 from engine.api import EaselError, GenerationRequest, ModelInfo, Progress, Result
 
 log = logging.getLogger(__name__)
@@ -92,52 +93,6 @@ class Outcome:
     unsaved: list[int] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class UpscaleSpec:
-    """A GAN upscale job: ``image`` (PIL, RGB or RGBA) enlarged ``scale`` times with the upscaler file
-    ``model``; ``tile`` px tiles (0 = one pass). ``source_texts`` are the source's PNG text chunks,
-    kept in the result (as A1111's Extras tab does)."""
-
-    image: Any = field(repr=False)
-    model: str
-    scale: int
-    tile: int
-    source_name: str
-    model_name: str = ""
-    source_texts: dict[str, str] = field(default_factory=dict, repr=False)
-
-
-@dataclass
-class UpscaleOutcome:
-    """A finished upscale: ``result`` (engine.upscale.UpscaleResult), what the saver returned
-    (``saved``, a gallery entry) and the file ``path``; ``image``/``before`` are QImage copies."""
-
-    result: Any
-    saved: Any
-    path: Path
-    image: QImage
-    before: QImage
-    seconds: float = 0.0
-
-    @property
-    def paths(self) -> list[Path]:
-        return [self.path]
-
-
-def default_upscale_saver(result: Any, texts: dict[str, str], folder: Path, embed: bool = True) -> Path:
-    """Engine thread: write an upscaled PNG into ``folder`` under a new name, keeping the source's settings."""
-    from engine.outputs import safe_stem
-    from engine.upscale import save_upscaled
-
-    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{safe_stem(result.model_name)}-x{result.scale}"
-    target = Path(folder) / f"{stem}.png"
-    n = 2
-    while target.exists():
-        target = Path(folder) / f"{stem}-{n}.png"
-        n += 1
-    return save_upscaled(result, texts, target, embed=embed)
-
-
 class _ProgressHop:
     """Carries progress from the engine thread to the GUI thread, coalescing a backlog.
 
@@ -191,7 +146,7 @@ class EngineBridge(QObject):
         self._engine_factory = engine_factory or default_engine_factory
         self._saver = saver or default_saver
         self._upscale_saver = upscale_saver or default_upscale_saver
-        self._upscaler: Any = None  # the last GAN upscaler loaded (engine thread only)
+        self._upscalers = UpscalerRunner()  # the last GAN upscaler loaded (engine thread only)
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=ENGINE_THREAD_NAME)
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=IO_THREAD_NAME)
         self._downloads = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="easel-download")
@@ -274,7 +229,7 @@ class EngineBridge(QObject):
 
     def _unload(self) -> None:
         """Engine thread."""
-        self._upscaler = None
+        self._upscalers.unload()
         if self._engine is not None:
             try:
                 self._engine.unload()
@@ -385,43 +340,15 @@ class EngineBridge(QObject):
     def _upscale(self, spec: UpscaleSpec, cancel: threading.Event, save_to: Path, hop: _ProgressHop | None,
                  phase: Callable[[str], None]) -> UpscaleOutcome:
         """Engine thread: load the upscaler (kept for the next job), upscale tile by tile, save."""
-        import dataclasses
-
-        from PIL import Image
-
-        from engine.api import Cancelled
-        from engine.upscale import load_upscaler, upscale_image
-
         t0 = time.perf_counter()
-        key = (str(Path(spec.model).expanduser().resolve()), _mtime(spec.model))
-        if self._upscaler is None or self._upscaler[0] != key:
-            phase(f"Loading upscaler {Path(spec.model).name}…")
-            self._upscaler = None
-            device = str(getattr(self._engine, "device", "cpu") or "cpu")
-            try:
-                upscaler = load_upscaler(spec.model, device=device)
-            except EaselError:
-                raise
-            except Exception:  # a device the upscaler cannot use: fall back to the CPU
-                log.exception("loading the upscaler on %s failed; using the CPU", device)
-                upscaler = load_upscaler(spec.model, device="cpu")
-            self._upscaler = (key, upscaler)
-        upscaler = self._upscaler[1]
-        phase(f"Upscaling with {upscaler.name}…")
 
         def on_progress(progress: Progress) -> None:
             if hop is not None:
                 hop.push(ProgressUpdate(progress, None, time.monotonic()))
 
-        result = upscale_image(upscaler, spec.image, tile=spec.tile or None, on_progress=on_progress, cancel=cancel)
-        if spec.scale != result.scale:  # a x4 model asked for x2 (or the reverse): resample its output
-            w, h = result.source_size
-            image = result.image.resize((w * spec.scale, h * spec.scale), Image.Resampling.LANCZOS)
-            result = dataclasses.replace(result, image=image, scale=spec.scale)
-        if cancel.is_set():  # cancelled after the last tile: leave nothing behind
-            raise Cancelled(1, 1)
-        phase("Saving…")
-        saved = self._upscale_saver(result, spec.source_texts, save_to)
+        device = str(getattr(self._engine, "device", "cpu") or "cpu")
+        result, saved = self._upscalers.run(spec, device, cancel, on_progress, phase,
+                                            lambda r: self._upscale_saver(r, spec.source_texts, save_to))
         path = Path(getattr(saved, "absolute_path", saved))
         return UpscaleOutcome(result, saved, path, pil_to_qimage(result.image), pil_to_qimage(spec.image),
                               time.perf_counter() - t0)
@@ -461,13 +388,6 @@ class EngineBridge(QObject):
         info: ModelInfo = result.model
         return {"device": s.device, "dtype": _dtype_name(s.dtype), "preset": s.preset, "model": info.name,
                 "model_info": info}
-
-
-def _mtime(path: str) -> int:
-    try:
-        return Path(path).stat().st_mtime_ns
-    except OSError:
-        return 0
 
 
 def _dtype_name(dtype: Any) -> str:

@@ -126,7 +126,7 @@ class GalleryState(QObject):
     def save_upscaled(self, result, source_texts: dict[str, str], _folder: Path) -> Saved:
         """Engine thread: write an upscaled image into the library (keeping the source's settings) and
         index it. An error leaves no file behind (the write is atomic)."""
-        from desktop_app.bridge import default_upscale_saver
+        from desktop_app.upscale_work import default_upscale_saver
 
         path = default_upscale_saver(result, source_texts, self.root, embed=self._embed_metadata())
         report = self.library.import_files([path])  # already inside the library: only indexed

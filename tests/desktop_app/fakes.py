@@ -127,7 +127,8 @@ class FakeEngine:
                     preview = Image.new("RGB", (max(8, request.width // 8), max(8, request.height // 8)), colour)
                 self.steps_run += 1
                 if on_progress is not None:
-                    on_progress(Progress(step, request.steps, time.perf_counter() - started, index, request.batch_count, preview))
+                    on_progress(Progress(step, request.steps, time.perf_counter() - started, index, request.batch_count,
+                                         preview=preview))
                 if self.on_step is not None:
                     self.on_step(step)
                 if self.hold_at_step == step:

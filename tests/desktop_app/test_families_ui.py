@@ -28,9 +28,12 @@ def amused_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def esrgan_model(tmp_path_factory) -> Path:
-    from engine.families.testmodels import make_esrgan_test_model
+    """Made as the upscale dialog tells a user to: ``easel make-test-model FOLDER --family esrgan``."""
+    from engine.cli import main
 
-    return make_esrgan_test_model(tmp_path_factory.mktemp("upscalers") / "tiny-esrgan-x4.safetensors")
+    folder = tmp_path_factory.mktemp("upscalers")
+    assert main(["make-test-model", str(folder), "--family", "esrgan"]) == 0
+    return folder / "tiny-esrgan-x4.safetensors"
 
 
 def _wait_model(qtbot, studio, path: Path) -> None:
