@@ -166,6 +166,8 @@ class ImageJobs(QObject):
             return None
         try:
             loaded = await self.load(source)
+            if prompt is None and loaded.meta is None:  # nothing stored (the canvas, an unsaved image)
+                prompt = source.prompt
             request = variation_request(loaded.image.convert("RGB"), model, info, loaded.meta,
                                         count=max(1, min(MAX_VARIATIONS, count)), strength=strength,
                                         prompt=prompt)

@@ -234,6 +234,16 @@ def test_variations_from_the_gallery_make_n_images_from_the_source(real_studio, 
         seeds.add(f["seed"])
     assert len(seeds) == 3 and 11 not in seeds
 
+    # From the canvas (Image › Variations…): no stored settings, so the prompt panel's prompt is used.
+    studio.actions.document.set_image(Image.open(outcome.paths[0]).convert("RGB"), "a variation")
+    studio.params.prompt = "a blue kite"
+    dialog = w.show_variations_dialog()
+    assert dialog.prompt_edit.toPlainText() == "a blue kite" and "the canvas" in dialog.heading.text()
+    dialog.count_spin.setValue(1)
+    with qtbot.waitSignal(studio.queue.job_finished, timeout=180_000) as done:
+        dialog.make_button.click()
+    assert read_metadata(done.args[1].paths[0]).fields["prompt"] == "a blue kite"
+
 
 def test_upscale_x4_with_a_gan_shows_before_after_and_cancel_leaves_nothing(real_studio, data_dir, qtbot):
     studio = real_studio
