@@ -173,8 +173,8 @@ class UpscaleDialog(QDialog):
         self.empty_label = QLabel(
             "No upscaler in your model folders yet. Put upscaler weights (for example RealESRGAN_x4plus"
             f".safetensors or .pth) in {models_folder or 'a model folder'}, or a diffusers "
-            "stable-diffusion-x4-upscaler folder, then rescan (F5).<br>To try it with a tiny test upscaler: "
-            "<code>easel make-test-model FOLDER --family esrgan</code> (FOLDER: a model folder).")
+            "stable-diffusion-x4-upscaler folder, then rescan (F5).<br>To try it with a tiny test upscaler, "
+            "put one in a model folder (FOLDER) with:<br><code>easel make-test-model FOLDER --family esrgan</code>")
         self.empty_label.setObjectName("NoUpscalers")
         self.empty_label.setWordWrap(True)
         self.empty_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -207,7 +207,8 @@ class UpscaleDialog(QDialog):
         self.model_combo.currentIndexChanged.connect(lambda _i: self._update())
         self._update()
         self.layout().activate()
-        self.resize(480, self.minimumSizeHint().height())
+        # Word-wrapped labels need the height for this width, which the plain size hint does not give.
+        self.resize(480, max(self.minimumSizeHint().height(), self.layout().totalHeightForWidth(480)))
 
     @property
     def scale(self) -> int:
