@@ -28,7 +28,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from desktop_app.upscale_work import UpscaleOutcome, UpscalerRunner, UpscaleSpec, default_upscale_saver
-from engine.api import EaselError, GenerationRequest, ModelInfo, Progress, Result
+from engine.api import Cancelled, EaselError, GenerationRequest, ModelInfo, Progress, Result
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +295,8 @@ class EngineBridge(QObject):
             hop.push(ProgressUpdate(progress, preview, time.monotonic()))
 
         result = engine.generate(request, on_progress=on_progress, cancel=cancel)
+        if cancel.is_set():  # cancelled after the last step: leave no file behind either
+            raise Cancelled(request.steps, request.steps)
         saved: list[Any] = []
         save_error, unsaved = None, []
         if save_to is not None:

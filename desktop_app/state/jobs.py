@@ -231,7 +231,15 @@ class JobQueue(QObject):
             if not self._pending:
                 continue
             job = self._pending.pop(0)
-            await self._run_job(job)
+            try:
+                await self._run_job(job)
+            except Exception as exc:  # a bug in handling the outcome: report it, keep the queue running
+                message = f"Job {job.id} failed after it ran: {exc}"
+                if job.status is JobStatus.RUNNING:
+                    self._leave(job, JobStatus.FAILED, message)
+                    self.job_failed.emit(job, message)
+                self._running = None
+                self._reporter.report(message, exc)
 
     async def _run_job(self, job: Job) -> None:
         self._running = job
@@ -271,19 +279,16 @@ class JobQueue(QObject):
             self._reporter.report(message, exc)
             self.job_failed.emit(job, message)
         else:
-            if job.cancel.is_set():
-                # Cancelled after the last step: honour it, leave no result.
-                self._leave(job, JobStatus.CANCELLED)
-                self.job_cancelled.emit(job)
+            # A cancel that came while the result was being saved is too late: the images are on disk
+            # (the engine thread checks for a cancel just before saving), so they are shown, not hidden.
+            log.info("job %d done in %.2f s: %s", job.id, outcome.seconds, [str(p) for p in outcome.paths])
+            for notice in getattr(outcome.result, "notices", ()):  # e.g. a lower memory preset after OOM
+                self._reporter.notice(notice)
+            self._leave(job, JobStatus.DONE)
+            if job.upscale is not None:
+                self.job_upscaled.emit(job, outcome)
             else:
-                log.info("job %d done in %.2f s: %s", job.id, outcome.seconds, [str(p) for p in outcome.paths])
-                for notice in getattr(outcome.result, "notices", ()):  # e.g. a lower memory preset after OOM
-                    self._reporter.notice(notice)
-                self._leave(job, JobStatus.DONE)
-                if job.upscale is not None:
-                    self.job_upscaled.emit(job, outcome)
-                else:
-                    self.job_finished.emit(job, outcome)
+                self.job_finished.emit(job, outcome)
 
     def _leave(self, job: Job, status: JobStatus, error: str | None = None) -> None:
         job.status = status

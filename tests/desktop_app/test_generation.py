@@ -90,6 +90,28 @@ def test_escape_cancels_mid_run_within_one_step_and_leaves_no_result(make_studio
     assert not studio.window.banner.isVisible()  # a cancel is not an error
 
 
+def test_a_cancel_after_the_last_step_still_leaves_no_file(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    _setup(studio, steps=3)
+    run = fake_engine.generate
+
+    def generate_then_click_cancel(request, on_progress=None, cancel=None):
+        result = run(request, on_progress=on_progress, cancel=cancel)
+        cancel.set()  # the click lands after the last step, before the image is saved
+        return result
+
+    fake_engine.generate = generate_then_click_cancel
+    with qtbot.waitSignal(studio.queue.job_cancelled, timeout=10_000):
+        job = studio.actions.generate()
+    assert job.status.value == "cancelled"
+    assert list((data_dir / "outputs").glob("*.png")) == [] and studio.gallery.model.rowCount() == 0
+    # The queue goes on with the next job as usual.
+    fake_engine.generate = run
+    with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
+        studio.actions.generate()
+    assert len(list((data_dir / "outputs").glob("*.png"))) == 1
+
+
 def test_queue_runs_in_order_and_a_cancelled_pending_job_never_runs(make_studio, data_dir, fake_engine, fake_model, qtbot):
     studio = make_studio(data_dir, fake_engine)
     fake_engine.hold_at_step = 1
