@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     mk = sub.add_parser("make-test-model", parents=[common], help="write a tiny random-weight model (for tests/demos)")
     mk.add_argument("dest", metavar="DIR")
     mk.add_argument("--family", default="sd15", help="sd15, sd15-inpaint, sd2-v, sd2-inpaint, sdxl, sdxl-inpaint, amused, "
-                    "esrgan (a x4 GAN upscaler file)")
+                    "esrgan (a x4 GAN upscaler file), deepfloyd-if (a cascade: stage I, II and x4 folders inside DIR), "
+                    "sd-x4-upscaler")
     mk.add_argument("--single-file", action="store_true", help="one .safetensors in the original layout")
     mk.add_argument("--seed", type=int, default=0)
 
@@ -260,6 +261,14 @@ def _cmd_info(args) -> int:
 def _cmd_make_test_model(args) -> int:
     from engine.testmodels import FAMILIES, make_test_model
 
+    if args.family in ("deepfloyd-if", "sd-x4-upscaler"):
+        from engine.families import testmodels_cascade as tm
+
+        if args.family == "deepfloyd-if":
+            print(tm.make_cascade_test_model(Path(args.dest), seed=args.seed))
+        else:
+            print(tm.make_x4_test_model(Path(args.dest), seed=args.seed))
+        return EXIT_OK
     if args.family == "amused":
         from engine.families.testmodels import make_amused_test_model
 

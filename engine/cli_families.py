@@ -7,19 +7,27 @@ import sys
 import threading
 from pathlib import Path
 
-from engine.api import EaselError
+from engine.api import MEMORY_PRESETS, EaselError
 
 
 def add_parsers(sub, common: argparse.ArgumentParser) -> None:
-    up = sub.add_parser("upscale", parents=[common], help="enlarge an image with a GAN upscaler (ESRGAN class)")
+    up = sub.add_parser("upscale", parents=[common],
+                        help="enlarge an image with a GAN upscaler (ESRGAN class) or the SD x4 diffusion upscaler")
     up.add_argument("image")
-    up.add_argument("--model", required=True, metavar="PATH", help="upscaler weights (.safetensors, or .pth read weights-only)")
+    up.add_argument("--model", required=True, metavar="PATH",
+                    help="upscaler weights (.safetensors, or .pth read weights-only), or an SD x4 upscaler folder")
     up.add_argument("--scale", type=int, default=None, choices=(1, 2, 3, 4, 8),
                     help="final scale (default: the model's own); other scales resample the model's output")
     up.add_argument("--tile", type=int, default=512, metavar="PX", help="tile size, bounds memory (0 = one pass)")
     up.add_argument("--overlap", type=int, default=32, metavar="PX", help="overlap between tiles, cross-faded")
     up.add_argument("--out", required=True, metavar="FILE", help="the .png to write")
     up.add_argument("--no-metadata", action="store_true", help="save without the source's settings")
+    x4 = up.add_argument_group("SD x4 upscaler folder only")
+    x4.add_argument("--prompt", default=None, metavar="TEXT", help="what the image shows (default: its stored prompt)")
+    x4.add_argument("--seed", type=int, default=None, help="default: random (recorded in the image)")
+    x4.add_argument("--steps", type=int, default=None, help="denoising steps per tile (default 20)")
+    x4.add_argument("--memory", default="auto", choices=MEMORY_PRESETS,
+                    help="memory preset; it also sets the tile size (fast 256 px ... low 128 px of the source)")
 
     var = sub.add_parser("variations", parents=[common], help="new versions of an image (img2img, new seeds)")
     var.add_argument("image")
@@ -46,6 +54,8 @@ def run_upscale(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise EaselError(f"--out {out}: give a .png file name")
+    if Path(args.model).expanduser().is_dir():
+        return _run_diffusion_upscale(args, image)
     if args.tile and args.tile < 32:
         raise EaselError("--tile: at least 32 px (or 0 for one pass)")
     upscaler = load_upscaler(args.model, device=args.device or "cpu")
@@ -67,6 +77,28 @@ def run_upscale(args) -> int:
     print(f"{result.source_size[0]}x{result.source_size[1]} -> {result.image.width}x{result.image.height} "
           f"with {upscaler.name} ({upscaler.architecture} x{upscaler.scale}) in {result.seconds:.1f}s", file=sys.stderr)
     return 0
+
+
+def _run_diffusion_upscale(args, image) -> int:
+    """A diffusers upscaler folder (SD x4): an ordinary generation, saved with its own metadata."""
+    from engine.cli import _run_and_save
+    from engine.families import upscale_request
+    from engine.metadata import read_metadata
+    from engine.modelfiles import check_model
+
+    info = check_model(args.model)
+    if info.family != "sd-x4-upscaler":
+        raise EaselError(f"{args.model}: this folder is not an upscaler ({info.family or info.kind} model); "
+                         "give an SD x4 upscaler folder or GAN upscaler weights")
+    if args.scale not in (None, 4):
+        raise EaselError(f"--scale {args.scale}: the SD x4 upscaler enlarges 4x; use --scale 4 or a GAN upscaler")
+    request = upscale_request(image, args.model, info, read_metadata(args.image), seed=args.seed)
+    changes = {"memory_preset": args.memory}
+    if args.prompt is not None:
+        changes["prompt"] = args.prompt
+    if args.steps is not None:
+        changes["steps"] = args.steps
+    return _run_and_save(args, request.replace(**changes), str(args.out), embed=not args.no_metadata)
 
 
 def run_variations(args) -> int:

@@ -36,6 +36,9 @@ _AUTO_THRESHOLDS_GIB = {
     "sd1": (("fast", 6.0), ("balanced", 4.5), ("low", 2.5)),
     "sd2": (("fast", 7.0), ("balanced", 5.0), ("low", 3.0)),
     "sdxl": (("fast", 12.0), ("balanced", 9.0), ("low", 4.5)),
+    # The IF cascade holds T5-XXL (~9.5 GB in fp16) and three UNets: only large cards keep it all loaded.
+    "deepfloyd-if": (("fast", 28.0), ("balanced", 24.0), ("low", 6.0)),
+    "sd-x4-upscaler": (("fast", 8.0), ("balanced", 5.0), ("low", 3.0)),
 }
 
 

@@ -165,6 +165,7 @@ class Engine:
 
     def unload(self) -> None:
         """Free the loaded model (and the ones kept in RAM) and their memory. Runs on the engine thread."""
+        family_dispatch.unload(self)
         self._parked.clear()
         if self._model is None:
             return

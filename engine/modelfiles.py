@@ -49,6 +49,7 @@ _PIPELINES = {
     "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLInpaintPipeline",
 }
 _AMUSED_PIPELINES = {"AmusedPipeline", "AmusedImg2ImgPipeline", "AmusedInpaintPipeline"}
+_CASCADE_PIPELINES = {"IFPipeline", "IFSuperResolutionPipeline", "StableDiffusionUpscalePipeline"}
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
 _LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
@@ -540,6 +541,10 @@ def _examine_folder(spath: str) -> tuple[ModelInfo, type[ModelError] | None]:
             return result("model_index.json has no _class_name: not a diffusers pipeline folder", ModelError)
         if cls in _AMUSED_PIPELINES:
             return _examine_amused(root, result)
+        if cls in _CASCADE_PIPELINES:  # DeepFloyd IF stages and the SD x4 upscaler
+            from engine.families import cascade_files
+
+            return cascade_files.examine(root, cls, result)
         xl = _listed(index, "text_encoder_2") or cls.startswith("StableDiffusionXL")
         if cls not in _PIPELINES:
             return result(f"{_q(cls)[1:-1]} models are not supported yet", UnsupportedModel)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from engine.api import ModelInfo
 
-RUNNER_FAMILIES = ("amused",)
+RUNNER_FAMILIES = ("amused", "deepfloyd-if", "sd-x4-upscaler")
 
 
 def runner_for(info: ModelInfo):
@@ -19,4 +19,21 @@ def runner_for(info: ModelInfo):
         from engine.families import amused
 
         return amused
+    if info.family == "deepfloyd-if":
+        from engine.families import deepfloyd_if
+
+        return deepfloyd_if
+    if info.family == "sd-x4-upscaler":
+        from engine.families import sd_upscale
+
+        return sd_upscale
     return None
+
+
+def upscale_request(image, model_path: str, info: ModelInfo, stored=None, seed: int | None = None):
+    """The GenerationRequest that upscales ``image`` 4x with the SD x4 upscaler folder ``model_path``
+    (``stored``: the image's ImageMetadata, whose prompt guides the upscaler). Any thread; raises
+    InvalidRequest (one line) for an image too small or too large for it."""
+    from engine.families.cascade_defaults import upscale_request as build
+
+    return build(image, model_path, info, stored, seed)

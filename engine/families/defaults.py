@@ -20,6 +20,10 @@ def family_defaults(info: ModelInfo) -> dict:
     if info.family == "amused":
         side = 512 if "512" in info.name else 256
         return {"width": side, "height": side, "steps": 12, "guidance_scale": 10.0, "sampler": "Euler a"}
+    if info.family in ("deepfloyd-if", "sd-x4-upscaler"):
+        from engine.families.cascade_defaults import cascade_defaults
+
+        return cascade_defaults(info)
     if info.family == "sdxl":
         side = 1024
     elif info.family == "sd2" and info.prediction_type == "v_prediction" and not info.inpainting:
@@ -33,6 +37,10 @@ def supported_parameters(info: ModelInfo) -> tuple[str, ...]:
     """The request fields this model uses; the others are ignored by its runner (disable them in a UI)."""
     if info.family == "amused":
         return _NO_SAMPLER
+    if info.family in ("deepfloyd-if", "sd-x4-upscaler"):
+        from engine.families.cascade_defaults import cascade_parameters
+
+        return cascade_parameters(info)
     if info.variant == "turbo":
         return tuple(p for p in ALL_PARAMETERS if p not in ("negative_prompt",))
     return ALL_PARAMETERS

@@ -37,13 +37,22 @@ def load(engine, model_path: str) -> ModelInfo | None:
     info = check_model(path)
     module = families.runner_for(info)
     if module is None:
-        engine._family_held = None
+        unload(engine)
         return None
-    engine.unload()
-    engine._family_held = None
+    engine.unload()  # the SD model and any held runner
     runner = module.load(info, engine.device, engine.dtype)
     engine._family_held = _Held(path, runner, model_hash(path))
     return info
+
+
+def unload(engine) -> None:
+    """Drop the held family runner, freeing its device memory (runners with several pipelines, such as
+    the IF cascade, have ``close()``). Engine.unload calls this. Runs on the engine thread."""
+    held: _Held | None = getattr(engine, "_family_held", None)
+    engine._family_held = None
+    close = getattr(held.runner, "close", None) if held is not None else None
+    if close is not None:
+        close()
 
 
 def generate(engine, request, on_progress, cancel):

@@ -1,0 +1,195 @@
+"""Tiny random-weight DeepFloyd IF cascades and SD x4 upscalers, built locally (tests and demos).
+
+``make_cascade_test_model(dest)`` writes the layout a user downloads, side by side in one folder::
+
+    dest/
+      IF-I-tiny/       model_index "IFPipeline"                 (stage I, 16 px here, 64 px for real)
+      IF-II-tiny/      model_index "IFSuperResolutionPipeline"  (stage II, x4)
+      x4-upscaler-tiny model_index "StableDiffusionUpscalePipeline" (optional stage III, x4)
+
+The shapes follow the component classes of the real models (the IF UNets' simple cross-attention
+blocks and text embedding, the x4 upscaler's 7-channel UNet with a noise-level class embedding and a
+4x VAE). The T5 tokenizer is a Unigram model trained here on a few lines of text with the
+``tokenizers`` library and saved as ``tokenizer.json``: nothing is downloaded. As in the released
+folders, stage II has no text encoder (it reuses stage I's T5 embeddings), and both IF stages list a
+safety checker, feature extractor and watermarker in model_index.json that are not on disk.
+Runs on the calling thread (imports torch, diffusers).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+_T5_WIDTH = 32
+_CORPUS = (
+    "a red fox in the snow at dawn",
+    "an oil painting of a lighthouse on a rocky coast",
+    "a bowl of fruit on a wooden table, soft light",
+    "portrait of an old sailor with a grey beard",
+    "a watercolor of a castle on a hill under a blue sky",
+    "a cat sleeping on a windowsill in the sun",
+    "a city street at night with neon signs and rain",
+    "a sailing boat on a calm green lake",
+)
+# Written into the IF folders' model_index.json as the released ones list them (never on disk here).
+_RELEASE_EXTRAS = {
+    "safety_checker": ["deepfloyd_if", "IFSafetyChecker"],
+    "feature_extractor": ["transformers", "CLIPImageProcessor"],
+    "watermarker": ["deepfloyd_if", "IFWatermarker"],
+}
+
+
+def make_cascade_test_model(dest: Path, seed: int = 0, upscaler: bool = True) -> Path:
+    """Write a tiny IF cascade (stage I, stage II and, with ``upscaler``, the x4 stage) into ``dest``;
+    returns the stage I folder, the one a user picks as the model."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    stage1 = _make_stage1(dest / "IF-I-tiny", seed)
+    _make_stage2(dest / "IF-II-tiny", seed + 1)
+    if upscaler:
+        make_x4_test_model(dest / "x4-upscaler-tiny", seed + 2)
+    return stage1
+
+
+def make_t5_tokenizer(dest: Path | None = None):
+    """A tiny T5 tokenizer: a Unigram vocabulary trained here on a few lines (ids 0-2 = <pad>, </s>,
+    <unk>, as T5 has them), wrapped as transformers' T5Tokenizer; saved to ``dest`` when given."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import T5Tokenizer
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(vocab_size=120, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>",
+                                      shrinking_factor=0.75)
+    tok.train_from_iterator(list(_CORPUS) * 4, trainer)
+    vocab = [(piece, float(score)) for piece, score in json.loads(tok.to_str())["model"]["vocab"]]
+    assert [p for p, _ in vocab[:3]] == ["<pad>", "</s>", "<unk>"]
+    t5 = T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=77)
+    if dest is not None:
+        t5.save_pretrained(str(dest))
+    return t5
+
+
+def _t5_encoder(seed: int, vocab_size: int):
+    import torch
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    return T5EncoderModel(T5Config(vocab_size=vocab_size, d_model=_T5_WIDTH, d_kv=8, d_ff=37, num_layers=2,
+                                   num_heads=4, relative_attention_num_buckets=8, dropout_rate=0.0,
+                                   feed_forward_proj="gated-gelu", is_encoder_decoder=False)).eval()
+
+
+def _if_unet(seed: int, stage2: bool):
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    extra = dict(class_embed_type="timestep", mid_block_scale_factor=1.414, time_embedding_act_fn="gelu",
+                 resnet_skip_time_act=True, resnet_out_scale_factor=1.414) if stage2 else {}
+    return UNet2DConditionModel(
+        sample_size=64 if stage2 else 16, layers_per_block=1, block_out_channels=[16, 32],
+        down_block_types=["ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"],
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        up_block_types=["SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"],
+        in_channels=6 if stage2 else 3, out_channels=6, cross_attention_dim=_T5_WIDTH, encoder_hid_dim=_T5_WIDTH,
+        attention_head_dim=8, addition_embed_type="text", addition_embed_type_num_heads=2,
+        cross_attention_norm="group_norm", resnet_time_scale_shift="scale_shift", act_fn="gelu", norm_num_groups=8,
+        **extra,
+    ).eval()
+
+
+def _if_scheduler(sample_max_value: float):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", beta_start=0.0001,
+                         beta_end=0.02, thresholding=True, dynamic_thresholding_ratio=0.95,
+                         sample_max_value=sample_max_value, prediction_type="epsilon", variance_type="learned_range")
+
+
+def _make_stage1(dest: Path, seed: int) -> Path:
+    from diffusers import IFPipeline
+
+    tokenizer = make_t5_tokenizer()
+    pipe = IFPipeline(tokenizer=tokenizer, text_encoder=_t5_encoder(seed, len(tokenizer)), unet=_if_unet(seed, False),
+                      scheduler=_if_scheduler(1.0), safety_checker=None, feature_extractor=None, watermarker=None,
+                      requires_safety_checker=False)
+    _save(pipe, dest, "IFPipeline")
+    return dest
+
+
+def _make_stage2(dest: Path, seed: int) -> Path:
+    from diffusers import DDPMScheduler, IFSuperResolutionPipeline
+
+    noising = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", beta_start=0.0001,
+                            beta_end=0.02)
+    pipe = IFSuperResolutionPipeline(tokenizer=make_t5_tokenizer(), text_encoder=None, unet=_if_unet(seed, True),
+                                     scheduler=_if_scheduler(1.5), image_noising_scheduler=noising,
+                                     safety_checker=None, feature_extractor=None, watermarker=None,
+                                     requires_safety_checker=False)
+    _save(pipe, dest, "IFSuperResolutionPipeline")
+    return dest
+
+
+def make_x4_test_model(dest: Path, seed: int = 0) -> Path:
+    """Write a tiny SD x4 upscaler folder (StableDiffusionUpscalePipeline: 7-channel UNet, 4x VAE, CLIP
+    text encoder with the bundled CLIP tokenizer) to ``dest``. No spatial attention in the UNet, so a
+    tiled upscale can be compared with a single pass."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionUpscalePipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from engine.testmodels import _randomize, _tokenizer
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=32, layers_per_block=1, block_out_channels=[8, 16], in_channels=7, out_channels=4,
+        down_block_types=["DownBlock2D", "DownBlock2D"], up_block_types=["UpBlock2D", "UpBlock2D"],
+        mid_block_type="UNetMidBlock2D", cross_attention_dim=32, attention_head_dim=8, num_class_embeds=400,
+        norm_num_groups=8,
+    ).eval()
+    vae = AutoencoderKL(
+        block_out_channels=[8, 16, 16], in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
+        down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3, norm_num_groups=8,
+        scaling_factor=0.08333, mid_block_add_attention=False,
+    ).eval()
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        bos_token_id=49406, eos_token_id=49407, hidden_size=32, intermediate_size=37, layer_norm_eps=1e-5,
+        num_attention_heads=2, num_hidden_layers=2, pad_token_id=1, vocab_size=49408, max_position_embeddings=77,
+        hidden_act="gelu",
+    )).eval()
+    generator = torch.Generator().manual_seed(seed)
+    for module in (unet, vae, text_encoder):
+        _randomize(module, generator, full=False)
+    pipe = StableDiffusionUpscalePipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=_tokenizer("clip-pad-bang"), unet=unet,
+        low_res_scheduler=DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.0001,
+                                        beta_end=0.02),
+        scheduler=DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
+                                beta_end=0.012, prediction_type="v_prediction", clip_sample=False,
+                                set_alpha_to_one=False),
+        max_noise_level=350,
+    )
+    pipe.save_pretrained(Path(dest), safe_serialization=True)
+    index = json.loads((Path(dest) / "model_index.json").read_text(encoding="utf-8"))
+    assert index["_class_name"] == "StableDiffusionUpscalePipeline"
+    return Path(dest)
+
+
+def _save(pipe, dest: Path, class_name: str) -> None:
+    import torch
+
+    from engine.testmodels import _randomize
+
+    generator = torch.Generator().manual_seed(len(class_name))
+    for name in ("text_encoder", "unet"):
+        module = getattr(pipe, name, None)
+        if module is not None:
+            _randomize(module, generator, full=False)
+    pipe.save_pretrained(dest, safe_serialization=True)
+    index_path = dest / "model_index.json"
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    assert index["_class_name"] == class_name
+    index.update(_RELEASE_EXTRAS)
+    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
