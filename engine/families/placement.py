@@ -1,13 +1,15 @@
 """Memory presets for the family runners that hold several pipelines (the IF cascade, the x4 upscaler).
 
 The presets mean what they mean for SD (engine.devices): "fast" and "balanced" keep every stage on
-the device ("balanced" decodes in tiles); "low" moves each module onto the GPU only while it runs, so
+the device ("balanced" and lower upscale in smaller tiles: ``X4_TILES``); "low" moves each module onto
+the GPU only while it runs, so
 the stages that are not running wait in system memory; "minimal" streams layer by layer. A job that
 runs out of device memory runs again one preset lower, as SD jobs do. Runs on the engine thread.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from engine import devices, memory
@@ -22,7 +24,9 @@ X4_TILES = {"fast": 256, "balanced": 192, "low": 128, "minimal": 128}
 
 def place(pipe, settings: RuntimeSettings) -> None:
     """Put ``pipe`` on its device with the memory switches of ``settings`` (hooks of an earlier
-    placement are removed first). Pipelines without a VAE (the IF stages) skip the VAE switches."""
+    placement are removed first). Pipelines without a VAE (the IF stages) skip the VAE switches, and
+    the x4 upscaler never uses diffusers' VAE tiling: it tiles the source itself (engine.families.
+    sd_upscale), and VAE tiles inside those tiles would only add seams and time."""
     if hasattr(pipe, "remove_all_hooks"):
         pipe.remove_all_hooks()
     if settings.sequential_offload:
@@ -39,7 +43,7 @@ def place(pipe, settings: RuntimeSettings) -> None:
     vae = getattr(pipe, "vae", None)
     if vae is not None:
         (vae.enable_slicing if settings.vae_slicing else vae.disable_slicing)()
-        (vae.enable_tiling if settings.vae_tiling else vae.disable_tiling)()
+        vae.disable_tiling()
 
 
 class Placement:
@@ -61,7 +65,7 @@ class Placement:
         return self.settings
 
     def apply(self, preset: str, pipes) -> None:
-        settings = devices.runtime_settings(preset, self.device, self.dtype)
+        settings = dataclasses.replace(devices.runtime_settings(preset, self.device, self.dtype), vae_tiling=False)
         if settings != self.settings:
             for pipe in pipes:
                 place(pipe, settings)

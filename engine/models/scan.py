@@ -188,6 +188,11 @@ class EntryCache:
         except OSError:
             return inspect_model(path)
         stamp = [st.st_size, st.st_mtime_ns]
+        if what == "folder":  # a cascade stage's verdict depends on its siblings (engine.families.cascade_files)
+            try:
+                stamp.append(os.stat(os.path.dirname(path) or ".").st_mtime_ns)
+            except OSError:
+                pass
         hit = self.data.get(path)
         if hit and hit.get("stamp") == stamp:
             try:
