@@ -617,8 +617,8 @@ def test_sdxl_folder_without_its_second_encoder_is_incomplete(tmp_path):
 
 
 def test_unsupported_pipeline_class(tmp_path):
-    root = make_diffusers(tmp_path / "deepfloyd", cls="IFPipeline")
-    assert _diffusers_error(root, UnsupportedModel).problem == "IFPipeline models are not supported yet"
+    root = make_diffusers(tmp_path / "flux", cls="FluxPipeline")  # (IFPipeline is a DeepFloyd IF cascade now)
+    assert _diffusers_error(root, UnsupportedModel).problem == "FluxPipeline models are not supported yet"
 
 
 def test_sdxl_refiner_folder(tmp_path):
