@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from engine.api import ModelInfo
 
-RUNNER_FAMILIES = ("amused",)
+RUNNER_FAMILIES = ("amused", "unclip")
 
 
 def runner_for(info: ModelInfo):
@@ -19,4 +19,8 @@ def runner_for(info: ModelInfo):
         from engine.families import amused
 
         return amused
+    if info.family == "unclip":
+        from engine.families import unclip
+
+        return unclip
     return None

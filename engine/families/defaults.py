@@ -20,6 +20,9 @@ def family_defaults(info: ModelInfo) -> dict:
     if info.family == "amused":
         side = 512 if "512" in info.name else 256
         return {"width": side, "height": side, "steps": 12, "guidance_scale": 10.0, "sampler": "Euler a"}
+    if info.family == "unclip":
+        # stable-diffusion-2-1-unclip: 768 px, v-prediction; diffusers' own defaults of 20 steps and CFG 10.
+        return {"width": 768, "height": 768, "steps": 20, "guidance_scale": 10.0, "sampler": "DDIM"}
     if info.family == "sdxl":
         side = 1024
     elif info.family == "sd2" and info.prediction_type == "v_prediction" and not info.inpainting:
