@@ -107,7 +107,7 @@ def make_unclip_test_model(dest: Path, seed: int = 0) -> Path:
         class_embed_type="projection", projection_class_embeddings_input_dim=2 * width, cross_attention_dim=width,
         layers_per_block=1, upcast_attention=True, use_linear_projection=True,
     )
-    vae = AutoencoderKL(**_TINY_VAE)
+    vae = AutoencoderKL(**_TINY_VAE, sample_size=768)  # as the real VAE: tiled decoding only past 768 px
     generator = torch.Generator().manual_seed(seed)
     for module in (image_encoder, normalizer, text_encoder, unet, vae):
         _randomize(module, generator, full=False)
