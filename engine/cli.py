@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = argparse.ArgumentParser(add_help=False)
     gen.add_argument("--model", required=True, metavar="PATH", help="a .safetensors checkpoint or diffusers folder")
-    gen.add_argument("--prompt", required=True, metavar="TEXT")
+    gen.add_argument("--prompt", default=None, metavar="TEXT",
+                     help="what to make (required, except for a Stable unCLIP model varying an --init image)")
     gen.add_argument("--negative", default="", metavar="TEXT", help="negative prompt")
     gen.add_argument("--steps", type=int, default=None, help="default: the model's (25; 1 for Turbo models)")
     gen.add_argument("--seed", type=int, default=None, help="default: random (recorded in the image)")
@@ -64,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--init", required=True, metavar="IMAGE", help="the source image")
     edit.add_argument("--strength", type=float, default=None, help="how much to change (0-1]")
 
-    sub.add_parser("generate", parents=[common, gen], help="text to image")
+    generate = sub.add_parser("generate", parents=[common, gen], help="text to image")
+    generate.add_argument("--init", default=None, metavar="IMAGE",
+                          help="start from this image (as img2img); for a Stable unCLIP model, the image to vary")
+    generate.add_argument("--strength", type=float, default=None,
+                          help="with --init: how much to change (0-1]; default 0.75, or 0.35 (subtle) for unCLIP")
     sub.add_parser("img2img", parents=[common, gen, edit], help="image to image")
     inpaint = sub.add_parser("inpaint", parents=[common, gen, edit], help="regenerate the masked region")
     inpaint.add_argument("--mask", required=True, metavar="MASK", help="white = regenerate, black = keep")
@@ -104,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     mk = sub.add_parser("make-test-model", parents=[common], help="write a tiny random-weight model (for tests/demos)")
     mk.add_argument("dest", metavar="DIR")
     mk.add_argument("--family", default="sd15", help="sd15, sd15-inpaint, sd2-v, sd2-inpaint, sdxl, sdxl-inpaint, amused, "
-                    "esrgan (a x4 GAN upscaler file), deepfloyd-if (a cascade: stage I, II and x4 folders inside DIR), "
-                    "sd-x4-upscaler")
+                    "unclip, esrgan (a x4 GAN upscaler file), deepfloyd-if (a cascade: stage I, II and x4 folders "
+                    "inside DIR), sd-x4-upscaler")
     mk.add_argument("--single-file", action="store_true", help="one .safetensors in the original layout")
     mk.add_argument("--seed", type=int, default=0)
 
@@ -159,6 +164,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cmd_generate(args) -> int:
     mode = {"generate": Mode.TXT2IMG, "img2img": Mode.IMG2IMG, "inpaint": Mode.INPAINT}[args.command]
+    if mode is Mode.TXT2IMG and args.init:
+        mode = Mode.IMG2IMG  # ``generate --init``: an image-conditioned job (unCLIP variations, img2img)
+    unclip = _is_unclip(args.model)
+    if args.prompt is None and not unclip:
+        raise EaselError("--prompt: say what to make (e.g. --prompt \"a lighthouse at dusk\")")
+    if unclip and mode is Mode.TXT2IMG:
+        raise EaselError("Stable unCLIP makes variations of an image: give one with --init IMAGE, "
+                         "or use `easel variations IMAGE`")
     init = load_image(args.init, "init image") if mode is not Mode.TXT2IMG else None
     mask = load_image(args.mask, "mask") if mode is Mode.INPAINT else None
     width, height = args.width, args.height
@@ -166,7 +179,7 @@ def _cmd_generate(args) -> int:
         width = width or _multiple_of_8(init.width)
         height = height or _multiple_of_8(init.height)
     fields = dict(
-        prompt=args.prompt,
+        prompt=args.prompt or "",
         negative_prompt=args.negative,
         model=args.model,
         mode=mode,
@@ -188,7 +201,7 @@ def _cmd_generate(args) -> int:
     if height:
         fields["height"] = height
     if mode is not Mode.TXT2IMG:
-        default_strength = 1.0 if mode is Mode.INPAINT else 0.75
+        default_strength = 1.0 if mode is Mode.INPAINT else 0.35 if unclip else 0.75
         fields["strength"] = args.strength if args.strength is not None else default_strength
     if mode is Mode.INPAINT:
         fields.update(only_masked=args.only_masked, mask_padding=args.padding, mask_blur=args.mask_blur)
@@ -208,6 +221,13 @@ def _cmd_regenerate(args) -> int:
         if not args.init:
             raise EaselError(f"{args.image} was made by {mode.value}: give its source image with --init")
         extra["init_image"] = load_image(args.init, "init image")
+        stored_hash = meta.extra.get("Init image hash", "")
+        if stored_hash:
+            from engine.families.unclip import source_hash
+
+            if source_hash(extra["init_image"]) != stored_hash:
+                print(f"easel: note: {args.init} is not the image {args.image} was made from (its Init image hash "
+                      "differs), so the result will not match", file=sys.stderr)
     if mode is Mode.INPAINT:
         if args.mask:
             extra["mask"] = load_image(args.mask, "mask")
@@ -279,8 +299,13 @@ def _cmd_make_test_model(args) -> int:
 
         print(make_esrgan_test_model(Path(args.dest), seed=args.seed))
         return EXIT_OK
+    if args.family == "unclip":
+        from engine.families.testmodels import make_unclip_test_model
+
+        print(make_unclip_test_model(Path(args.dest), seed=args.seed))
+        return EXIT_OK
     if args.family not in FAMILIES:
-        raise EaselError(f"unknown family {args.family!r}; choose one of {', '.join(FAMILIES)}")
+        raise EaselError(f"unknown family {args.family!r}; choose one of {', '.join(FAMILIES)}, amused, unclip, esrgan")
     path = make_test_model(Path(args.dest), family=args.family, single_file=args.single_file, seed=args.seed)
     print(path)
     return EXIT_OK
@@ -454,6 +479,13 @@ def load_image(path: str | None, what: str):
     if not path:
         raise ImageError(f"no {what} given")
     return open_image(path, what)
+
+
+def _is_unclip(model: str) -> bool:
+    """Whether ``model`` is a Stable unCLIP folder (its prompt is optional); False when it cannot be told."""
+    from engine.modelfiles import inspect_model
+
+    return inspect_model(model).family == "unclip"
 
 
 def _multiple_of_8(v: int) -> int:

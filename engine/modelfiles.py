@@ -50,6 +50,10 @@ _PIPELINES = {
 }
 _AMUSED_PIPELINES = {"AmusedPipeline", "AmusedImg2ImgPipeline", "AmusedInpaintPipeline"}
 _CASCADE_PIPELINES = {"IFPipeline", "IFSuperResolutionPipeline", "StableDiffusionUpscalePipeline"}
+UNCLIP_PRIOR_PROBLEM = (
+    "Stable unCLIP text-to-image (StableUnCLIPPipeline) needs the Karlo prior model, which Easel does not run: "
+    "use the image-variations model (stable-diffusion-2-1-unclip) with Variations"
+)
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
 _LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
@@ -545,6 +549,10 @@ def _examine_folder(spath: str) -> tuple[ModelInfo, type[ModelError] | None]:
             from engine.families import cascade_files
 
             return cascade_files.examine(root, cls, result)
+        if cls == "StableUnCLIPImg2ImgPipeline":
+            return _examine_unclip(root, result)
+        if cls == "StableUnCLIPPipeline":
+            return result(UNCLIP_PRIOR_PROBLEM, UnsupportedModel, family="unclip")
         xl = _listed(index, "text_encoder_2") or cls.startswith("StableDiffusionXL")
         if cls not in _PIPELINES:
             return result(f"{_q(cls)[1:-1]} models are not supported yet", UnsupportedModel)
@@ -601,6 +609,36 @@ def _examine_amused(root: Path, result) -> tuple[ModelInfo, type[ModelError] | N
         return result(f"{Path(e.path).name}: {e.problem}", type(e), family="amused")
     info, error = result(None, None, "checkpoint", "amused")
     return dataclasses.replace(info, variant="amused"), error
+
+
+def _examine_unclip(root: Path, result) -> tuple[ModelInfo, type[ModelError] | None]:
+    """Stable unCLIP image variations (stabilityai/stable-diffusion-2-1-unclip layout): a CLIP image
+    embedding, noised by ``noise_level``, conditions an SD 2.x UNet."""
+    parts = ["unet", "vae", "text_encoder", "tokenizer", "scheduler", "image_encoder", "image_normalizer",
+             "image_noising_scheduler", "feature_extractor"]
+    try:
+        missing = [m for part in parts for m in _missing_unclip(root, part)]
+        if missing:
+            return result("incomplete Stable unCLIP folder: missing " + ", ".join(missing), ModelError,
+                          family="unclip")
+        for part in parts:
+            for weights in _weight_files(root / part):
+                read_header(weights)
+        scheduler = _read_json(root, "scheduler/scheduler_config.json")
+    except ModelError as e:
+        return result(f"{Path(e.path).name}: {e.problem}", type(e), family="unclip")
+    prediction = "v_prediction" if scheduler.get("prediction_type") == "v_prediction" else "epsilon"
+    info, error = result(None, None, "checkpoint", "unclip", prediction)
+    return dataclasses.replace(info, variant="unclip"), error
+
+
+def _missing_unclip(root: Path, part: str) -> list[str]:
+    if part == "image_noising_scheduler":
+        ok = (root / part / "scheduler_config.json").is_file()
+        return [] if ok else [f"{part}/scheduler_config.json"]
+    if part == "feature_extractor":
+        return [] if (root / part / "preprocessor_config.json").is_file() else [f"{part}/preprocessor_config.json"]
+    return _missing(root, part)
 
 
 def _listed(index: dict, component: str) -> bool:

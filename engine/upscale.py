@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import sys
 import threading
 import time
@@ -203,6 +204,18 @@ def tile_grid(length: int, tile: int, overlap: int) -> list[int]:
     return starts
 
 
+def even_tiles(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
+    """(tile size, start offsets) covering ``length`` px with the fewest tiles of at most ``tile`` px that
+    share at least ``overlap`` px, all of one size and evenly spread. Unlike ``tile_grid``, whose last tile
+    is pushed back to the edge and mostly repeats its neighbour (2048 px in 512 px tiles: 2560 px of work),
+    the tiles shrink to fit (5 tiles of 436 px: 2180 px), so tiling costs less compute. Any thread."""
+    if tile >= length:
+        return length, [0]
+    n = math.ceil((length - overlap) / (tile - overlap))
+    size = min(tile, math.ceil((length + (n - 1) * overlap) / n))
+    return size, [(i * (length - size)) // (n - 1) for i in range(n)]
+
+
 def upscale_image(
     upscaler: Upscaler,
     image,
@@ -233,7 +246,7 @@ def upscale_image(
     tiled = bool(tile) and tile < max(w, h)
     tile = max(MIN_TILE, int(tile)) if tiled else max(w, h)
     overlap = max(0, min(int(overlap), tile // 2)) if tiled else 0
-    xs, ys = tile_grid(w, tile, overlap), tile_grid(h, tile, overlap)
+    (tile_w, xs), (tile_h, ys) = even_tiles(w, tile, overlap), even_tiles(h, tile, overlap)
     total = len(xs) * len(ys)
     out = np.empty((h * s, w * s, 3), dtype=np.uint8)
     model = upscaler.model
@@ -243,11 +256,11 @@ def upscale_image(
         for yi, y in enumerate(ys):
             for xi, x in enumerate(xs):
                 _check(cancel, done, total)
-                tw, th = min(tile, w - x), min(tile, h - y)
+                tw, th = tile_w, tile_h
                 piece = _run_tile(model, rgb[y:y + th, x:x + tw], upscaler.multiple_of, device)
                 # Cross-fade into what the left / upper neighbours already wrote.
-                ramp_x = _ramp(tw * s, (xs[xi - 1] + tile - x) * s if xi else 0)
-                ramp_y = _ramp(th * s, (ys[yi - 1] + tile - y) * s if yi else 0)
+                ramp_x = _ramp(tw * s, (xs[xi - 1] + tile_w - x) * s if xi else 0)
+                ramp_y = _ramp(th * s, (ys[yi - 1] + tile_h - y) * s if yi else 0)
                 weight = ramp_y[:, None, None] * ramp_x[None, :, None]
                 region = out[y * s:(y + th) * s, x * s:(x + tw) * s]
                 if xi or yi:

@@ -3,7 +3,13 @@
 "Vary (subtle)" keeps composition and colours (strength 0.35); "Vary (strong)" keeps the layout
 but redraws (0.7), as Midjourney's and DALL·E 2's buttons do. The prompt, negative prompt, sampler,
 steps and guidance come from the image's stored request when it has one, so a variation of a
-generated image stays on its recipe. Pure request building: no torch here, any thread.
+generated image stays on its recipe.
+
+A Stable unCLIP model (family "unclip") makes DALL·E 2-style variations instead: the same request
+(Mode.IMG2IMG with the image as ``init_image``) runs through its CLIP image embedding, the strength
+setting the embedding's noise level (engine.families.unclip), all steps run (no img2img shortening),
+and an image larger than the model's native 768x768 area is varied at that area with its aspect ratio.
+Pure request building: no torch here, any thread.
 """
 
 from __future__ import annotations
@@ -43,14 +49,17 @@ def variation_request(image, model: str, info: ModelInfo, stored=None, *, count:
 
     defaults = family_defaults(info)
     fields = dict(stored.fields) if stored is not None and stored.found else {}
+    unclip = getattr(info, "family", "") == "unclip"
     run_steps = steps or fields.get("steps") or defaults["steps"]
-    # img2img runs steps * strength denoising steps: keep at least one (one-step models need this).
-    run_steps = max(int(run_steps), math.ceil(1.0 / strength))
+    if not unclip:  # img2img runs steps * strength denoising steps: keep at least one (one-step models)
+        run_steps = max(int(run_steps), math.ceil(1.0 / strength))
     if seed is None:
         seed = random_seed()
         if seed == fields.get("seed"):
             seed = (seed + 1) % (MAX_SEED + 1)
     width, height = _size(image.width), _size(image.height)
+    if unclip and width * height > defaults["width"] * defaults["height"]:
+        width, height = _fit_area(image.width, image.height, defaults["width"] * defaults["height"])
     return GenerationRequest(
         prompt=prompt if prompt is not None else fields.get("prompt", ""),
         negative_prompt=fields.get("negative_prompt", "") if prompt is None else "",
@@ -71,6 +80,12 @@ def variation_request(image, model: str, info: ModelInfo, stored=None, *, count:
 
 def info_is_turbo(info: ModelInfo) -> bool:
     return getattr(info, "variant", "") == "turbo"
+
+
+def _fit_area(w: int, h: int, area: int) -> tuple[int, int]:
+    """``w``x``h`` scaled down to about ``area`` pixels, each side a multiple of 8."""
+    scale = math.sqrt(area / (w * h))
+    return _size(int(w * scale)), _size(int(h * scale))
 
 
 def _size(v: int) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from engine.api import ModelInfo
 
-RUNNER_FAMILIES = ("amused", "deepfloyd-if", "sd-x4-upscaler")
+RUNNER_FAMILIES = ("amused", "deepfloyd-if", "sd-x4-upscaler", "unclip")
 
 
 def runner_for(info: ModelInfo):
@@ -27,6 +27,10 @@ def runner_for(info: ModelInfo):
         from engine.families import sd_upscale
 
         return sd_upscale
+    if info.family == "unclip":
+        from engine.families import unclip
+
+        return unclip
     return None
 
 

@@ -24,6 +24,9 @@ def family_defaults(info: ModelInfo) -> dict:
         from engine.families.cascade_defaults import cascade_defaults
 
         return cascade_defaults(info)
+    if info.family == "unclip":
+        # stable-diffusion-2-1-unclip: 768 px, v-prediction; diffusers' own defaults of 20 steps and CFG 10.
+        return {"width": 768, "height": 768, "steps": 20, "guidance_scale": 10.0, "sampler": "DDIM"}
     if info.family == "sdxl":
         side = 1024
     elif info.family == "sd2" and info.prediction_type == "v_prediction" and not info.inpainting:
