@@ -133,6 +133,7 @@ def measure(data: Path) -> dict:
     wait(thumbs_loaded)
     first_thumbs = (time.perf_counter() - t0) * 1000
     wait(lambda: not studio.gallery._tasks)  # start-up reconcile done
+    rss_open = rss_mb()
 
     # Search: time from the query to the grid showing the result.
     searches = {}
@@ -173,7 +174,7 @@ def measure(data: Path) -> dict:
         "searches": searches, "scroll_seconds": scroll_seconds, "scroll_max_gap_ms": gaps[-1],
         "scroll_p99_gap_ms": gaps[int(0.99 * (len(gaps) - 1))], "thumbnails_loaded": studio.bridge.thumbnails.loaded_count,
         "thumb_cache_mb": model.thumbnail_bytes / 2**20, "thumb_cache_limit_mb": model.thumb_cache_bytes / 2**20,
-        "rss_start_mb": rss_before, "rss_after_scroll_mb": rss_mb(),
+        "rss_start_mb": rss_before, "rss_after_open_mb": rss_open, "rss_after_scroll_mb": rss_mb(),
     }
     studio.shutdown()
     return result
@@ -215,13 +216,18 @@ def main() -> None:
             print(f"search {query!r:<22} -> {n:6,} shown {ms:7.1f} ms   (goal <= 50 ms)")
         print(f"scroll whole grid in {r['scroll_seconds']:.1f} s: max GUI gap {r['scroll_max_gap_ms']:.1f} ms, "
               f"p99 {r['scroll_p99_gap_ms']:.1f} ms (goal: no stall over 50 ms); {r['thumbnails_loaded']:,} thumbnails loaded")
-        print(f"memory: {r['rss_start_mb']:.0f} MB before opening, {r['rss_after_scroll_mb']:.0f} MB after the scroll; "
+        print(f"memory: {r['rss_start_mb']:.0f} MB before opening, {r['rss_after_open_mb']:.0f} MB open, "
+              f"{r['rss_after_scroll_mb']:.0f} MB after the scroll; "
               f"thumbnail cache {r['thumb_cache_mb']:.0f} MB of {r['thumb_cache_limit_mb']:.0f} MB limit")
     if len(results) > 1:
         small, big = min(results), max(results)
         growth = results[big]["rss_after_scroll_mb"] - results[small]["rss_after_scroll_mb"]
         print(f"\nmemory growth from {small:,} to {big:,} images: {growth:+.0f} MB "
               f"(thumbnail cache limit {results[big]['thumb_cache_limit_mb']:.0f} MB)")
+        rest = {n: results[n]["rss_after_scroll_mb"] - results[n]["thumb_cache_mb"] for n in (small, big)}
+        print(f"  of which outside the thumbnail cache (after the scroll, less the cache's own size): "
+              f"{rest[small]:.0f} MB -> {rest[big]:.0f} MB ({rest[big] - rest[small]:+.0f} MB); right after opening: "
+              f"{results[small]['rss_after_open_mb']:.0f} MB -> {results[big]['rss_after_open_mb']:.0f} MB")
     if not args.keep:
         import shutil
 

@@ -29,15 +29,25 @@ class ThumbnailCache:
         self.size = size
 
     def path_for(self, relative: str, size_bytes: int, mtime_ns: int) -> Path:
-        key = hashlib.sha1(f"{relative}\0{size_bytes}\0{mtime_ns}\0{self.size}".encode()).hexdigest()
+        key = self._key(relative, size_bytes, mtime_ns)
         return self.folder / key[:2] / f"{key}.jpg"
+
+    def _key(self, relative: str, size_bytes: int, mtime_ns: int) -> str:
+        return hashlib.sha1(f"{relative}\0{size_bytes}\0{mtime_ns}\0{self.size}".encode()).hexdigest()
+
+    def prune_due(self, every: float = 7 * 86400.0) -> bool:
+        """True when the last prune is older than ``every`` seconds (or there was none)."""
+        try:
+            return time.time() - (self.folder / ".pruned").stat().st_mtime >= every
+        except OSError:
+            return self.folder.is_dir()
 
     def prune(self, keep: Iterable[tuple[str, int, int]], stale_after: float = 3600.0) -> int:
         """Delete thumbnails of images no longer in the library (``keep``: every indexed image's
         relative path, size and mtime_ns) and leftover temp files older than ``stale_after`` s.
         Returns how many files went. A thumbnail deleted by mistake is only made again. Runs on
         the library's worker thread."""
-        wanted = {self.path_for(*k).name for k in keep}
+        wanted = {f"{self._key(*k)}.jpg" for k in keep}
         removed = 0
         now = time.time()
         try:
@@ -60,6 +70,10 @@ class ThumbnailCache:
                     removed += 1
                 except OSError:
                     pass
+        try:
+            (self.folder / ".pruned").touch()
+        except OSError:
+            pass
         return removed
 
     def get(self, source: Path, relative: str, size_bytes: int, mtime_ns: int) -> Path | None:
