@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     mk = sub.add_parser("make-test-model", parents=[common], help="write a tiny random-weight model (for tests/demos)")
     mk.add_argument("dest", metavar="DIR")
     mk.add_argument("--family", default="sd15", help="sd15, sd15-inpaint, sd2-v, sd2-inpaint, sdxl, sdxl-inpaint, amused, "
-                    "unclip, esrgan (a x4 GAN upscaler file), deepfloyd-if (a cascade: stage I, II and x4 folders "
+                    "unclip, realesrgan-compact (a x4 GAN upscaler file whose output looks like the image), esrgan (a x4 "
+                    "RRDB upscaler file: random output), deepfloyd-if (a cascade: stage I, II and x4 folders "
                     "inside DIR), sd-x4-upscaler")
     mk.add_argument("--single-file", action="store_true", help="one .safetensors in the original layout")
     mk.add_argument("--seed", type=int, default=0)
@@ -293,6 +294,11 @@ def _cmd_make_test_model(args) -> int:
         from engine.families.testmodels import make_amused_test_model
 
         print(make_amused_test_model(Path(args.dest), seed=args.seed))
+        return EXIT_OK
+    if args.family == "realesrgan-compact":
+        from engine.families.testmodels import make_compact_test_model
+
+        print(make_compact_test_model(Path(args.dest), seed=args.seed))
         return EXIT_OK
     if args.family == "esrgan":
         from engine.families.testmodels import make_esrgan_test_model

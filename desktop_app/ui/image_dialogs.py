@@ -174,7 +174,7 @@ class UpscaleDialog(QDialog):
             "No upscaler in your model folders yet. Put upscaler weights (for example RealESRGAN_x4plus"
             f".safetensors or .pth) in {models_folder or 'a model folder'}, or a diffusers "
             "stable-diffusion-x4-upscaler folder, then rescan (F5).<br>To try it with a tiny test upscaler, "
-            "put one in a model folder (FOLDER) with:<br><code>easel make-test-model FOLDER --family esrgan</code>")
+            "put one in a model folder (FOLDER) with:<br><code>easel make-test-model FOLDER --family realesrgan-compact</code>")
         self.empty_label.setObjectName("NoUpscalers")
         self.empty_label.setWordWrap(True)
         self.empty_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

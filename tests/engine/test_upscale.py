@@ -192,3 +192,20 @@ def test_cli_upscale_with_a_checkpoint_says_so_in_one_line(tmp_path, capsys, tin
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "upscaler" in err
     assert not (tmp_path / "o.png").exists()
+
+
+def test_the_demo_upscaler_enlarges_the_image_instead_of_drawing_noise(tmp_path, capsys):
+    """The upscaler the app's Upscale dialog tells a user without one to make: its results must look
+    like the image (a near-black or noisy result would read as a broken feature)."""
+    assert main(["make-test-model", str(tmp_path), "--family", "realesrgan-compact"]) == 0
+    model = tmp_path / "tiny-realesrgan-compact-x4.safetensors"
+    src = tmp_path / "src.png"
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(src)
+    out = tmp_path / "big.png"
+    assert main(["upscale", str(src), "--model", str(model), "--out", str(out)]) == 0
+    with Image.open(src) as a, Image.open(out) as b:
+        assert b.size == (128, 96)
+        nearest = np.asarray(a.convert("RGB").resize(b.size, Image.Resampling.NEAREST), dtype=np.float32)
+        diff = np.abs(np.asarray(b.convert("RGB"), dtype=np.float32) - nearest)
+    assert diff.mean() < 8, f"the demo upscaler drifted {diff.mean():.1f} levels from the image"
