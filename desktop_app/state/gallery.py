@@ -8,6 +8,7 @@ while the app runs, show up after a short pause.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import logging
 from dataclasses import dataclass
@@ -71,7 +72,7 @@ class GalleryState(QObject):
         self._search_seq = 0
         # The unfiltered list (the view the artist comes back to after every search), kept with the
         # index's data_version it was read at: clearing a search shows it at once, with no query.
-        self._all_ids: tuple[int, list[int]] | None = None
+        self._all_ids: tuple[int, array.array] | None = None
         self._undo: list[list[int]] = []
         self._trash_notice = ""  # the banner's "moved to the trash" line, withdrawn by undo
         self._tasks = BackgroundTasks(reporter, "The gallery hit a problem")
@@ -214,7 +215,7 @@ class GalleryState(QObject):
 
     def _remember_all(self, flt: Filter, version: int, ids: list[int]) -> None:
         if flt == Filter():
-            self._all_ids = (version, ids)
+            self._all_ids = (version, array.array("q", ids))  # 8 bytes an image, not a list of ints
 
     def _emit_facets(self) -> None:
         self.facets_changed.emit(self._reader.model_names(), self._reader.sizes())

@@ -64,7 +64,6 @@ class GalleryModel(QAbstractListModel):
         self._thumb_bytes = 0
         self.thumb_cache_bytes = THUMB_CACHE_BYTES
         self._requested: set[tuple[int, int]] = set()
-        self._row_of: dict[int, int] | None = None
         self.root: Path | None = None  # the library folder, for file URLs when images are dragged out
 
     # -- Qt model -----------------------------------------------------------------------------
@@ -148,10 +147,12 @@ class GalleryModel(QAbstractListModel):
         return entry
 
     def row_of(self, image_id: int) -> int:
-        if self._row_of is None:
-            self._row_of = {v: n for n, v in enumerate(self._ids)}
-        i = self._row_of.get(image_id)
-        return -1 if i is None else i + len(self._unsaved)
+        # A scan of the id array (C speed: ~20 µs for 10,000 rows) rather than a dict kept beside it,
+        # which cost ~100 bytes per image for as long as the gallery is open.
+        try:
+            return self._ids.index(image_id) + len(self._unsaved)
+        except ValueError:
+            return -1
 
     def _fetch_page(self, i: int) -> None:
         reader = self._reader()
@@ -167,7 +168,6 @@ class GalleryModel(QAbstractListModel):
         """A new search result (newest first)."""
         self.beginResetModel()
         self._ids = array.array("q", ids)
-        self._row_of = None
         self.endResetModel()
         self.count_changed.emit(len(self._ids))
 
@@ -181,7 +181,6 @@ class GalleryModel(QAbstractListModel):
         self._ids[0:0] = array.array("q", [e.id for e in fresh])
         for e in fresh:
             self._entries[e.id] = e
-        self._row_of = None
         self.endInsertRows()
         self.count_changed.emit(len(self._ids))
 
@@ -191,7 +190,6 @@ class GalleryModel(QAbstractListModel):
         for row in rows:
             self.beginRemoveRows(QModelIndex(), row, row)
             del self._ids[row - len(self._unsaved)]
-            self._row_of = None
             self.endRemoveRows()
         for i in gone:
             self._entries.pop(i, None)
@@ -216,7 +214,6 @@ class GalleryModel(QAbstractListModel):
     def add_unsaved(self, items: list[UnsavedImage]) -> None:
         self.beginInsertRows(QModelIndex(), 0, len(items) - 1)
         self._unsaved[0:0] = items
-        self._row_of = None
         self.endInsertRows()
 
     def remove_unsaved(self, item: UnsavedImage) -> None:
