@@ -73,13 +73,6 @@ class UpscaleShown:
     caption: str
 
 
-def diffusion_upscale_available() -> bool:
-    """Whether this build can run diffusion x4 upscalers (engine.families.upscale_request)."""
-    import engine.families
-
-    return hasattr(engine.families, "upscale_request")
-
-
 class ImageJobs(QObject):
     upscaled = Signal(object)  # UpscaleShown
     queued = Signal(object)  # Job
@@ -208,10 +201,6 @@ class ImageJobs(QObject):
 
     def _diffusion_upscale(self, source: ImageSource, loaded: LoadedSource, info: ModelInfo, scale: int,
                            origin: UpscaleOrigin) -> Job | None:
-        if not diffusion_upscale_available():
-            self.reporter.report(f"{info.name} is a diffusion upscaler, and diffusion upscalers need the SD x4 "
-                                 "upscaler support, which this build of Easel does not have yet: use a GAN upscaler.")
-            return None
         if scale != 4:
             self.reporter.report(f"{info.name} enlarges 4 times only: choose x4, or a GAN upscaler for x2.")
             return None

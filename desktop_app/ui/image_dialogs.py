@@ -20,7 +20,8 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.state.families import kind_label
-from desktop_app.state.image_jobs import MAX_VARIATIONS, TILE_CHOICES, ImageJobs, ImageSource, diffusion_upscale_available
+from desktop_app.state.image_jobs import MAX_VARIATIONS, TILE_CHOICES, ImageJobs, ImageSource
+from engine.api import MAX_SIZE
 from engine.variations import STRENGTHS
 
 
@@ -167,8 +168,6 @@ class UpscaleDialog(QDialog):
         self.tile_combo = QComboBox()
         for label, px in TILE_CHOICES:
             self.tile_combo.addItem(label, px)
-        self.tile_combo.setToolTip("Large images are upscaled in overlapping tiles, blended seamlessly, so memory "
-                                   "stays bounded; Auto uses 512 px tiles")
         self.size_label = QLabel()
         self.empty_label = QLabel(
             "No upscaler in your model folders yet. Put upscaler weights (for example RealESRGAN_x4plus"
@@ -235,10 +234,15 @@ class UpscaleDialog(QDialog):
         self.tile_combo.setEnabled(has and not diffusion)
         w, h = self._source.width * self.scale, self._source.height * self.scale
         self.size_label.setText(f"{w} × {h} px")
+        self.tile_combo.setToolTip(
+            "A diffusion upscaler works in tiles sized by the memory preset (256 px of the image with Fast, "
+            "128 px with Low)" if diffusion else
+            "Large images are upscaled in overlapping tiles, blended seamlessly, so memory stays bounded; "
+            "Auto uses 512 px tiles")
         ok = has
-        if diffusion and not diffusion_upscale_available():
-            self.note.setText("Diffusion upscalers need the SD x4 upscaler support, which this build of Easel "
-                              "does not have yet: choose a GAN upscaler.")
+        if diffusion and max(w, h) > MAX_SIZE:
+            self.note.setText(f"A diffusion x4 upscaler makes images of at most {MAX_SIZE} px a side: choose a GAN "
+                              "upscaler for this image, or crop it first.")
             ok = False
         elif diffusion:
             self.note.setText("A diffusion x4 upscaler redraws detail guided by the image's prompt; it takes "

@@ -27,6 +27,15 @@ def progress_text(info: ProgressInfo) -> str:
     return " · ".join(parts)
 
 
+def detail_text(info: ProgressInfo) -> str:
+    """ "2.5 it/s · ETA 0:12"; the speed is left out while it is unknown (the first step of a stage)."""
+    unit = "tile" if info.unit == "Tile" else "it"
+    if info.rate <= 0:
+        return format_eta(info.eta)
+    rate = f"{info.rate:.1f} {unit}/s" if info.rate >= 1 else f"{1 / info.rate:.1f} s/{unit}"
+    return f"{rate} · {format_eta(info.eta)}"
+
+
 class ProgressWidget(QWidget):
     def __init__(self, queue: JobQueue, parent: QWidget | None = None):
         super().__init__(parent)
@@ -68,9 +77,7 @@ class ProgressWidget(QWidget):
     def _on_queue_job_progressed(self, job: Job, info: ProgressInfo) -> None:
         self.bar.setValue(int(info.fraction * 1000))
         self.bar.setFormat(progress_text(info))
-        unit = "tile" if info.unit == "Tile" else "it"
-        rate = f"{info.rate:.1f} {unit}/s" if info.rate >= 1 or info.rate == 0 else f"{1 / info.rate:.1f} s/{unit}"
-        self.detail.setText(f"{rate} · {format_eta(info.eta)}")
+        self.detail.setText(detail_text(info))
 
     def _on_queue_job_removed(self, job: Job) -> None:
         if self._queue.running is None:

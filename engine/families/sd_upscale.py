@@ -232,10 +232,13 @@ class X4Runner:
 
         t0 = time.perf_counter()
         images, seeds = self.placement.run(job, pipes, notices)
+        # Which image was enlarged (A1111's "Init image hash"), so regenerating with another source warns.
+        from engine.families.unclip import source_hash
+
         return Result(images=tuple(images), seeds=tuple(seeds), request=request, model=self.info,
                       model_hash=model_hash, settings=self.placement.settings,
                       timings=Timings(denoise=time.perf_counter() - t0, total=time.perf_counter() - started),
-                      notices=tuple(notices))
+                      params=(("Init image hash", source_hash(request.init_image)),), notices=tuple(notices))
 
     def close(self) -> None:
         """Free the pipeline's device memory. Engine thread."""

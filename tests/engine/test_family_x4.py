@@ -139,11 +139,18 @@ def test_cli_upscale_with_an_x4_folder_writes_a_4x_png_with_its_recipe(tmp_path,
         assert im.size == (192, 128)
     meta = read_metadata(out)
     assert (meta.fields["prompt"], meta.fields["seed"], meta.fields["mode"]) == ("a meadow", 6, "img2img")
-    assert meta.model_name == "x4-upscaler-tiny"
+    assert meta.model_name == "x4-upscaler-tiny" and len(meta.extra["Init image hash"]) == 32
 
     again = tmp_path / "again.png"
+    capsys.readouterr()
     assert main(["regenerate", str(out), "--model", str(x4), "--init", str(src), "--out", str(again)]) == 0
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(again)))
+    assert "is not the image" not in capsys.readouterr().err
+    other = tmp_path / "other.png"
+    noise_image(48, 32, seed=9).save(other)
+    assert main(["regenerate", str(out), "--model", str(x4), "--init", str(other), "--out", str(again)]) == 0
+    err = capsys.readouterr().err
+    assert "other.png is not the image" in err and "big.png was made from" in err
 
     capsys.readouterr()
     assert main(["upscale", str(src), "--model", str(x4), "--scale", "2", "--out", str(tmp_path / "x2.png")]) == 2
