@@ -295,6 +295,17 @@ def test_unclip_variations_from_the_gallery_and_the_canvas_and_new_image_is_bloc
     assert "Stable unCLIP makes variations of an image" in panel.blocked_label.text()
     assert studio.actions.generate() is None and studio.gallery.model.rowCount() == 4
 
+    # Image to image on the canvas is what it takes: the canvas image is varied, strength as noise level.
+    studio.params.edit_mode = "img2img"
+    studio.params.strength = 0.5
+    qtbot.waitUntil(lambda: studio.actions.generate_enabled, timeout=10_000)
+    assert not panel.blocked_label.isVisible()
+    with qtbot.waitSignal(studio.queue.job_finished, timeout=120_000) as done:
+        panel.generate_button.click()
+    assert done.args[1].result.model.family == "unclip"
+    qtbot.waitUntil(lambda: bool(studio.actions.document.candidates), timeout=10_000)
+    assert read_metadata(done.args[1].paths[0]).extra["Noise level"] == "500"
+
 
 # -- 4. aMUSEd text-to-image from the prompt panel ---------------------------------------------------
 
