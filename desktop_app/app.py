@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
 

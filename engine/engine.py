@@ -285,8 +285,8 @@ class Engine:
                     self._reconfigure(loaded, loaded.requested_preset, first_preset)
                     devices.empty_cache(self.device)
                     raise OutOfMemory(
-                        f"the GPU ran out of memory even with the lowest memory preset (“minimal”); "
-                        f"try a smaller image size or close other programs that use the GPU"
+                        "the GPU ran out of memory even with the lowest memory preset (“minimal”); "
+                        "try a smaller image size or close other programs that use the GPU"
                     ) from None
                 log.warning("out of memory with preset %s; retrying with %s", loaded.settings.preset, lower)
                 self._reconfigure(loaded, loaded.requested_preset, lower)

@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 # Variables a frozen app must not see: anything that could point it at another Python.
 _DROP_PREFIXES = ("PYTHON", "PYENV", "VIRTUAL_ENV", "CONDA", "LD_LIBRARY_PATH", "LD_PRELOAD")

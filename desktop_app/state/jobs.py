@@ -14,7 +14,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from desktop_app.bridge import EngineBridge, Outcome, ProgressUpdate, UpscaleSpec
+from desktop_app.bridge import EngineBridge, ProgressUpdate, UpscaleSpec
 from desktop_app.state.errors import ErrorReporter
 from engine.api import Cancelled, EaselError, GenerationRequest, ModelError, OutOfMemory
 

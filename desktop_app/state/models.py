@@ -7,7 +7,6 @@ Scanning is ``engine.models`` (headers only, cached) run on the bridge's I/O thr
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
@@ -18,79 +17,9 @@ log = logging.getLogger(__name__)
 GENERATOR_KINDS = ("checkpoint", "inpaint")
 
 
-def candidate_paths(folder: Path) -> list[Path]:
-    """``*.safetensors`` files and diffusers folders (with model_index.json) in ``folder`` and one level down."""
-    found: list[Path] = []
-    if not folder.is_dir():
-        return found
-    if (folder / "model_index.json").is_file():
-        return [folder]
-    try:
-        entries = sorted(folder.iterdir(), key=lambda p: p.name.lower())
-    except OSError:
-        return found
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        if entry.is_file() and entry.suffix.lower() == ".safetensors":
-            found.append(entry)
-        elif entry.is_dir():
-            if (entry / "model_index.json").is_file():
-                found.append(entry)
-                continue
-            try:
-                children = sorted(entry.iterdir(), key=lambda p: p.name.lower())
-            except OSError:
-                continue
-            for child in children:
-                if child.name.startswith("."):
-                    continue
-                if child.is_file() and child.suffix.lower() == ".safetensors":
-                    found.append(child)
-                elif child.is_dir() and (child / "model_index.json").is_file():
-                    found.append(child)
-    return found
-
-
-def _inspect(path: Path) -> ModelInfo:
-    try:
-        from engine.modelfiles import inspect_model
-    except ImportError:  # the engine's inspector has not landed: list by name
-        return ModelInfo(
-            path=str(path),
-            name=path.stem if path.is_file() else path.name,
-            kind="checkpoint",
-            family="",
-            format="diffusers" if path.is_dir() else "safetensors",
-            size_bytes=path.stat().st_size if path.is_file() else 0,
-        )
-    return inspect_model(path)
-
-
 def scan_library(library) -> list:
     """Runs on the I/O thread: the library's entries (every kind), scanned afresh."""
     return library.scan()
-
-
-def scan_folders(folders: list[str]) -> list[ModelInfo]:
-    """Runs on the I/O thread. Generators first (usable before unusable), then by name; no duplicates."""
-    seen: set[str] = set()
-    models: list[ModelInfo] = []
-    for folder in folders:
-        for path in candidate_paths(Path(folder).expanduser()):
-            key = str(path.resolve())
-            if key in seen:
-                continue
-            seen.add(key)
-            try:
-                info = _inspect(path)
-            except Exception as exc:  # inspect_model should never raise; be safe anyway
-                log.warning("inspecting %s failed: %s", path, exc)
-                continue
-            if info.kind in GENERATOR_KINDS or info.problem:
-                models.append(info)
-    models.sort(key=lambda m: (not m.usable, m.name.lower()))
-    return models
 
 
 class ModelCatalog(QObject):

@@ -116,7 +116,7 @@ class GalleryPanel(QWidget):
         add("Ctrl+C", self.copy_image, self.view)
 
     def _bind(self) -> None:
-        g, a = self._gallery, self._actions
+        g = self._gallery
         self.search_edit.textChanged.connect(lambda text: g.set_filter(text=text))
         self.favourites_button.toggled.connect(lambda on: g.set_filter(favourites=on))
         self.model_combo.currentIndexChanged.connect(lambda _i: g.set_filter(model=self.model_combo.currentData() or ""))

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import threading
 
-import pytest
 from PIL import Image
 
 from tests.desktop_app.conftest import screenshot
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("engine.engine") is None or importlib.util.find_spec("engine.testmodels") is None,
-    reason="engine/engine.py or engine/testmodels.py has not landed yet",
-)
-
 
 def test_real_engine_generates_a_png_with_metadata_and_cancels(make_studio, data_dir, tiny_models, qtbot):
     model = tiny_models.get("sd15")

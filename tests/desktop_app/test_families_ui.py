@@ -28,7 +28,8 @@ def amused_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def esrgan_model(tmp_path_factory) -> Path:
-    """Made as the upscale dialog tells a user to: ``easel make-test-model FOLDER --family esrgan``."""
+    """A tiny RRDB ESRGAN made with ``easel make-test-model FOLDER --family esrgan`` (random output: the
+    tests check sizes, progress and cancel; the demo upscaler the dialog suggests is the compact one)."""
     from engine.cli import main
 
     folder = tmp_path_factory.mktemp("upscalers")

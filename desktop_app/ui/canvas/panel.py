@@ -132,7 +132,7 @@ class CanvasPanel(QWidget):
         return action
 
     def _build_toolbar(self) -> None:
-        doc, canvas, b = self.doc, self.canvas, self.doc.brush
+        doc, b = self.doc, self.doc.brush
         self._act("open", "Open…", None, self.open_requested.emit, "Open an image to edit (Ctrl+O); or paste or drop one")
         self._act("paste", "Paste", "Ctrl+V", self.paste_clipboard, "Paste an image from the clipboard as the canvas",
                   toolbar=False)
