@@ -534,7 +534,7 @@ def test_20_mb_text_chunks_never_raise_even_when_pillow_refuses_the_file():
 
 
 def test_chunks_over_our_limit_are_skipped_with_a_warning(monkeypatch):
-    monkeypatch.setattr(metadata, "MAX_CHUNK_BYTES", 1000)
+    monkeypatch.setattr(metadata.containers, "MAX_CHUNK_BYTES", 1000)  # patched where the reader looks it up
     info = PngInfo()
     info.add_text("Dream", "y" * 5000)
     info.add_text("parameters", "z" * 2000, zip=True)  # small compressed, inflates past the limit
