@@ -26,11 +26,7 @@ class ErrorBannerWidget(QWidget):
         self.close_button = QToolButton()
         self.close_button.setText("Dismiss")
         self.close_button.setToolTip("Hide this message")
-        self.details = QPlainTextEdit()
-        self.details.setReadOnly(True)
-        self.details.setMaximumHeight(180)
-        self.details.setToolTip("The last lines of the log, newest at the bottom")
-        self.details.hide()
+        self.details: QPlainTextEdit | None = None  # made with the first report that has details
 
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
@@ -38,18 +34,31 @@ class ErrorBannerWidget(QWidget):
         top.addWidget(self.count_label)
         top.addWidget(self.details_button)
         top.addWidget(self.close_button)
-        root = QVBoxLayout(self)
-        root.setContentsMargins(10, 6, 10, 6)
-        root.addLayout(top)
-        root.addWidget(self.details)
+        self._root = QVBoxLayout(self)
+        self._root.setContentsMargins(10, 6, 10, 6)
+        self._root.addLayout(top)
         self.hide()
 
         self._unseen = 0
-        self.details_button.toggled.connect(self.details.setVisible)
+        self.details_button.toggled.connect(self._on_details_button_toggled)
         self.close_button.clicked.connect(self.dismiss)
         reporter.error_reported.connect(self._on_reporter_error_reported)
         reporter.notice_posted.connect(self._on_reporter_notice_posted)
         reporter.notice_withdrawn.connect(self._on_reporter_notice_withdrawn)
+
+    def _details_view(self) -> QPlainTextEdit:
+        if self.details is None:
+            self.details = QPlainTextEdit()
+            self.details.setReadOnly(True)
+            self.details.setMaximumHeight(180)
+            self.details.setToolTip("The last lines of the log, newest at the bottom")
+            self.details.setVisible(self.details_button.isChecked())
+            self._root.addWidget(self.details)
+        return self.details
+
+    def _on_details_button_toggled(self, on: bool) -> None:
+        if on or self.details is not None:
+            self._details_view().setVisible(on)
 
     def _on_reporter_error_reported(self, report: ErrorReport) -> None:
         self._show("error", report.message, report.details)
@@ -68,8 +77,10 @@ class ErrorBannerWidget(QWidget):
         self.style().polish(self)
         self.message.setText(message)
         self.count_label.setText(f"({self._unseen} messages)" if self._unseen > 1 else "")
-        self.details.setPlainText(details)
-        self.details.verticalScrollBar().setValue(self.details.verticalScrollBar().maximum())
+        if details or self.details is not None:
+            view = self._details_view()
+            view.setPlainText(details)
+            view.verticalScrollBar().setValue(view.verticalScrollBar().maximum())
         self.details_button.setVisible(bool(details))
         if not details:
             self.details_button.setChecked(False)

@@ -6,6 +6,7 @@ The canvas is the centre: what you edit, and also the viewer for previews and ga
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, Qt, QUrl, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QImage, QKeySequence
@@ -35,13 +36,15 @@ from desktop_app.ui.banner import ErrorBannerWidget
 from desktop_app.ui.canvas.panel import PLACEHOLDER, CanvasPanel
 from desktop_app.ui.first_run import FirstRunPanel
 from desktop_app.ui.gallery_panel import GalleryPanel
-from desktop_app.ui.models_panel import ModelsPanel
 from desktop_app.ui.progress import ProgressWidget, progress_text
 from desktop_app.ui.prompt_panel import PromptPanel
 from desktop_app.ui.queue_panel import QueuePanel
 from desktop_app.ui.status_bar import StatusBarWidget
 from engine.library import LibraryEntry
 from engine.library.records import IMAGE_SUFFIXES
+
+if TYPE_CHECKING:
+    from desktop_app.ui.models_panel import ModelsPanel
 
 
 class MainWindow(QMainWindow):
@@ -103,12 +106,14 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self.setAcceptDrops(True)
 
-        self.models_panel = ModelsPanel(a)
+        # The Models dock starts hidden: its panel is built the first time the dock is shown, so the
+        # window opens without it (a restored layout that shows it builds it straight away).
+        self._models_panel: ModelsPanel | None = None
         self.models_dock = QDockWidget("Models", self)
         self.models_dock.setObjectName("models_dock")
-        self.models_dock.setWidget(self.models_panel)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.models_dock)
         self.models_dock.hide()
+        self.models_dock.visibilityChanged.connect(self._on_models_dock_visibility_changed)
 
         self.shortcuts: list[tuple[str, str]] = []  # (keys, what) for Help › Keyboard shortcuts
         self._build_actions()
@@ -219,7 +224,6 @@ class MainWindow(QMainWindow):
         a = self._actions
         self.prompt_panel.add_folder_requested.connect(self.choose_model_folder)
         self.first_run.add_folder_requested.connect(self.choose_model_folder)
-        self.models_panel.add_folder_requested.connect(self.choose_model_folder)
         self.first_run.demo_model_requested.connect(a.make_demo_model)
         self.canvas_panel.open_requested.connect(self.choose_image)
         self.canvas_panel.edit_requested.connect(self.edit_current_image)
@@ -401,7 +405,22 @@ class MainWindow(QMainWindow):
         self.download_dialog.show()
         self.download_dialog.raise_()
 
+    @property
+    def models_panel(self) -> ModelsPanel:
+        if self._models_panel is None:
+            from desktop_app.ui.models_panel import ModelsPanel
+
+            self._models_panel = ModelsPanel(self._actions)
+            self._models_panel.add_folder_requested.connect(self.choose_model_folder)
+            self.models_dock.setWidget(self._models_panel)
+        return self._models_panel
+
+    def _on_models_dock_visibility_changed(self, visible: bool) -> None:
+        if visible:
+            self.models_panel  # noqa: B018  (built on first show)
+
     def show_models(self) -> None:
+        self.models_panel  # noqa: B018
         self.models_dock.show()
         self.models_dock.raise_()
 

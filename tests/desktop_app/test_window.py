@@ -129,3 +129,18 @@ def test_settings_survive_a_restart(make_studio, data_dir, fake_engine, fake_mod
     assert again.window.size().width() == 1000
     assert again.window.main_splitter.sizes() == sizes
     assert again.params.model == str(fake_model)
+
+
+def test_the_models_dock_is_built_when_first_shown_and_reopens_after_a_restart(make_studio, data_dir, fake_engine,
+                                                                               fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    w = studio.window
+    assert w.models_dock.widget() is None  # not built for a window that does not show it
+    w.show_models()
+    qtbot.waitUntil(w.models_dock.isVisible, timeout=5000)
+    assert w.models_dock.widget() is w.models_panel
+    w.close()
+    again = make_studio(data_dir, fake_engine)
+    qtbot.waitUntil(lambda: again.window.models_dock.isVisible() and again.window.models_dock.widget() is not None,
+                    timeout=5000)
+    assert again.window.models_dock.widget() is again.window.models_panel
