@@ -405,6 +405,10 @@ class MainWindow(QMainWindow):
         self.download_dialog.show()
         self.download_dialog.raise_()
 
+    def styled_widgets(self) -> list[QWidget]:
+        """The widgets resources/styles/common.qss styles (by object name), for the theme."""
+        return [self.banner, self.first_run, self.prompt_panel.generate_button, self.prompt_panel.blocked_label]
+
     @property
     def models_panel(self) -> ModelsPanel:
         if self._models_panel is None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 from engine.paths import resources_dir
 
@@ -49,13 +51,16 @@ def _dark_palette() -> QPalette:
     return p
 
 
-def apply_theme(app: QApplication, theme: str) -> str:
-    """Apply a theme setting ("system", "dark", "light"); returns the one applied."""
+def apply_theme(app: QApplication, theme: str, styled: Iterable[QWidget] = ()) -> str:
+    """Apply a theme setting ("system", "dark", "light"); returns the one applied. ``styled``: the
+    widgets that take resources/styles/common.qss (set again, so its palette() colours follow)."""
     resolved = resolve_theme(theme)
     app.setStyle("Fusion")
     app.setPalette(_dark_palette() if resolved == "dark" else app.style().standardPalette())
     qss = resources_dir() / "styles" / "common.qss"
-    app.setStyleSheet(qss.read_text(encoding="utf-8") if qss.is_file() else "")
+    sheet = qss.read_text(encoding="utf-8") if qss.is_file() else ""
+    for widget in styled:
+        widget.setStyleSheet(sheet)
     icon = resources_dir() / "icons" / "easel.svg"
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
