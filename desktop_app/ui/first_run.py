@@ -16,10 +16,10 @@ class FirstRunPanel(QWidget):
         title = QLabel("No model yet")
         title.setObjectName("FirstRunTitle")
         body = QLabel(
-            "<p>Easel makes images with Stable Diffusion models stored on this computer. "
-            "It never downloads anything.</p>"
+            "<p>Easel makes images with models stored on this computer. It never downloads anything.</p>"
             "<p><b>Add a folder of models</b>: a folder holding <code>.safetensors</code> checkpoints "
-            "(SD 1.x, SD 2.x, SDXL) or diffusers model folders. Easel looks in the folder and one level "
+            "(SD 1.x, SD 2.x, SDXL, Turbo) or diffusers model folders (those, aMUSEd, DeepFloyd IF, "
+            "Stable unCLIP). Easel looks in the folder and one level "
             "below it; nothing is copied, so models you already have for other apps can stay where they are "
             "(for example <code>stable-diffusion-webui/models/Stable-diffusion</code> or <code>ComfyUI/models/checkpoints</code>).</p>"
             f"<p>Models placed in <code>{models_dir}</code> are found too.</p>"
