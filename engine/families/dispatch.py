@@ -59,6 +59,7 @@ def generate(engine, request, on_progress, cancel):
     """The Result of ``request`` when its model belongs to a family runner; None for the SD path.
     Runs on the engine thread."""
     started = time.perf_counter()
+    before: _Held | None = getattr(engine, "_family_held", None)
     if request.model:
         if load(engine, request.model) is None:
             return None
@@ -67,4 +68,8 @@ def generate(engine, request, on_progress, cancel):
         return None
     if request.seed is None:
         request = request.replace(seed=random_seed())
-    return held.runner.generate(request, on_progress, cancel, held.hash, started)
+    result = held.runner.generate(request, on_progress, cancel, held.hash, started)
+    if held is not before:  # loaded for this request: say how long that took, as the SD path does
+        load_seconds = getattr(held.runner, "load_seconds", 0.0)
+        result = dataclasses.replace(result, timings=dataclasses.replace(result.timings, load=load_seconds))
+    return result

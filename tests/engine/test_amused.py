@@ -75,3 +75,14 @@ def test_inpaint_changes_only_the_masked_region(shared_engine, amused):
     src = np.asarray(source).astype(int)
     assert np.array_equal(out[:8], src[:8])  # outside the mask: untouched
     assert np.abs(out[24:40, 24:40] - src[24:40, 24:40]).mean() > 5  # inside: repainted
+
+
+def test_the_load_time_is_reported_by_the_job_that_loaded_the_model(amused, tmp_path):
+    from engine.engine import Engine
+
+    engine = Engine(device="cpu")
+    request = GenerationRequest(prompt="a red apple", model=str(amused), steps=2, seed=3, width=64, height=64)
+    first = engine.generate(request)
+    second = engine.generate(request)
+    assert first.timings.load > 0  # the status bar's "loaded in" and the log come from here
+    assert second.timings.load == 0.0
