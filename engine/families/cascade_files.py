@@ -10,7 +10,7 @@ A DeepFloyd IF cascade is three diffusers folders that the user keeps side by si
 Folders in the Hugging Face cache (``models--DeepFloyd--IF-I-XL-v1.0/snapshots/<rev>``) find their
 stages among the cache's other repositories the same way. Released IF folders list a safety checker,
 feature extractor and watermarker, and stage II lists no text encoder (it reuses stage I's T5
-embeddings): none of those is required on disk. Stdlib only (like ``engine.modelfiles``, which calls
+embeddings): none of those is required on disk. Stdlib only (like ``engine.model_folders``, which calls
 this); reads JSON configs and safetensors headers, never tensor data. Any thread.
 """
 
@@ -50,7 +50,7 @@ class Cascade:
 
 
 def examine(root: Path, cls: str, result) -> tuple[ModelInfo, type[ModelError] | None]:
-    """ModelInfo for an IF stage or x4 upscaler folder (``result`` is modelfiles' ModelInfo builder)."""
+    """ModelInfo for an IF stage or x4 upscaler folder (``result`` is model_folders' ModelInfo builder)."""
     family = X4_FAMILY if cls == X4 else IF_FAMILY
     problem, error = folder_problem(root, cls)
     if problem is not None:

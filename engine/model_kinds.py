@@ -1,0 +1,170 @@
+"""What a safetensors header describes: kind, family and prediction type, from tensor names alone.
+
+A single-file checkpoint is told from LoRAs, embeddings, VAEs, upscalers, SD3, Flux and ControlNet
+files by the names of its tensors, and SD 1.x / 2.x / SDXL apart by its text encoder's names and the
+UNet's input channels: all of which hold at any size. Stdlib and ``engine.api`` only. Any thread;
+only ``_prediction_type`` touches the disk (an A1111 ``.yaml`` sidecar, when there is one).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.api import ModelError, UnsupportedModel
+from engine.model_headers import SafetensorsHeader
+
+UPSCALER_PROBLEM = "this is an upscaler (ESRGAN-style), not a checkpoint: use it with Upscale"
+UNKNOWN_PROBLEM = "could not recognise this file as a Stable Diffusion 1.x, 2.x or SDXL checkpoint"
+_UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
+_LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
+_LORA_PARTS = (".lora_down.weight", ".lora_A.weight", ".lora_up.", "lora.down.weight")  # last: old diffusers
+_V_PARAM = re.compile(r"""^\s*parameterization\s*:\s*["']?v["']?\s*(#.*)?$""", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    kind: str
+    family: str = ""
+    problem: str | None = None
+    error: type[ModelError] | None = None
+
+
+def _unsupported(what: str, family: str = "") -> _Verdict:
+    return _Verdict("unknown", family, f"{what} are not supported yet", UnsupportedModel)
+
+
+def _classify(header: SafetensorsHeader, name: str) -> _Verdict:
+    tensors = header.tensors
+    names = list(tensors)
+
+    def has(*prefixes: str) -> bool:
+        return any(k.startswith(prefixes) for k in names)
+
+    # 1. Add-ons and other architectures, told by names that full SD checkpoints never carry.
+    if has(*_LORA_PREFIXES) or any(part in k for k in names for part in _LORA_PARTS):
+        return _Verdict("lora", _lora_family(header), f"this is a LoRA, not a checkpoint: use it in a prompt as <lora:{name}:0.8>",
+                        UnsupportedModel)
+    if has("model.diffusion_model.joint_blocks.", "joint_blocks."):
+        return _unsupported("SD3 checkpoints")
+    if has("double_blocks.", "model.diffusion_model.double_blocks."):
+        return _unsupported("Flux checkpoints")
+    if has("control_model.", "controlnet_cond_embedding.") or (has("input_hint_block.") and has("zero_convs.")):
+        return _unsupported("ControlNet models")
+
+    # 2. An original-layout (LDM / A1111 / ComfyUI) Stable Diffusion checkpoint.
+    if _UNET_IN in tensors:
+        return _classify_checkpoint(header, has)
+
+    # 3. Files that are useful, just not as a generator.
+    if "emb_params" in tensors or has("string_to_param.") or ("clip_l" in tensors and "clip_g" in tensors):
+        return _Verdict("embedding", _embedding_family(header),
+                        "this is a textual-inversion embedding, not a checkpoint: use its name in a prompt",
+                        UnsupportedModel)
+    if ({"encoder.conv_in.weight", "decoder.conv_out.weight"} <= tensors.keys()
+            or {"first_stage_model.encoder.conv_in.weight", "first_stage_model.decoder.conv_out.weight"} <= tensors.keys()):
+        return _Verdict("vae", _metadata_family(header.metadata),
+                        "this is a VAE alone, not a checkpoint: it can replace a checkpoint's VAE", UnsupportedModel)
+    if ("conv_first.weight" in tensors and has("body.")) or ("model.0.weight" in tensors and has("model.1.sub.")):
+        return _Verdict("upscaler", "", UPSCALER_PROBLEM, UnsupportedModel)
+    if "conv_in.weight" in tensors and has("time_embedding.") and has("down_blocks."):
+        return _Verdict("unknown", "", "this is only the UNet of a diffusers model: open the model's folder "
+                        "(the one with model_index.json) instead", UnsupportedModel)
+    return _Verdict("unknown", "", UNKNOWN_PROBLEM, UnsupportedModel)
+
+
+def _classify_checkpoint(header: SafetensorsHeader, has) -> _Verdict:
+    tensors = header.tensors
+    if has("conditioner.embedders.0.transformer.") and has("conditioner.embedders.1.model."):
+        family = "sdxl"
+    elif has("conditioner.embedders.0.model.") and not has("conditioner.embedders.1."):
+        return _unsupported("SDXL refiner checkpoints", "sdxl")
+    elif has("embedder.model.visual.", "noise_augmentor."):
+        return _unsupported("unCLIP checkpoints", "sd2")
+    elif has("cond_stage_model.model."):
+        family = "sd2"
+    elif has("cond_stage_model.transformer."):
+        family = "sd1"
+    elif has("conditioner.", "cond_stage_model."):
+        return _Verdict("unknown", "", UNKNOWN_PROBLEM + " (unrecognised text encoder)", UnsupportedModel)
+    else:
+        family = "sdxl" if has("model.diffusion_model.label_emb.") else ""
+        return _Verdict("checkpoint", family, "this checkpoint holds no text encoder (only the UNet): "
+                        "Easel needs a full checkpoint", UnsupportedModel)
+
+    shape = tensors[_UNET_IN].shape
+    channels = shape[1] if len(shape) == 4 else None
+    if channels == 4:
+        return _Verdict("checkpoint", family)
+    if channels == 9:
+        return _Verdict("inpaint", family)
+    special = {5: "depth-to-image checkpoints (5 input channels)", 8: "InstructPix2Pix checkpoints (8 input channels)"}
+    if channels in special:
+        return _unsupported(special[channels], family)
+    return _Verdict("unknown", family, f"the UNet takes {channels} input channels (4 = normal, 9 = inpainting): "
+                    "this kind of checkpoint is not supported yet", UnsupportedModel)
+
+
+def _lora_family(header: SafetensorsHeader) -> str:
+    names = header.tensors
+    if any(k.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.", "te2.")) for k in names):
+        return "sdxl"
+    for key, info in names.items():  # cross-attention input width = the text encoder's width
+        if "attn2" in key and "to_k" in key and key.endswith(("lora_down.weight", "lora_A.weight")) and len(info.shape) == 2:
+            family = {768: "sd1", 1024: "sd2", 2048: "sdxl"}.get(info.shape[1])
+            if family:
+                return family
+    return _metadata_family(header.metadata)
+
+
+def _embedding_family(header: SafetensorsHeader) -> str:
+    tensors = header.tensors
+    if "clip_l" in tensors and "clip_g" in tensors:
+        return "sdxl"
+    info = tensors.get("emb_params") or next((i for k, i in tensors.items() if k.startswith("string_to_param.")), None)
+    if info is not None and info.shape:
+        family = {768: "sd1", 1024: "sd2"}.get(info.shape[-1])
+        if family:
+            return family
+    return _metadata_family(header.metadata)
+
+
+def _metadata_family(metadata: dict[str, str]) -> str:
+    """Best effort from the modelspec / kohya training metadata some files carry."""
+    text = f"{metadata.get('modelspec.architecture', '')} {metadata.get('ss_base_model_version', '')}".lower()
+    if "xl" in text:
+        return "sdxl"
+    if "v2" in text:
+        return "sd2"
+    if "v1" in text:
+        return "sd1"
+    return ""
+
+
+def _prediction_type(header: SafetensorsHeader, family: str, kind: str = "checkpoint") -> str:
+    declared = header.metadata.get("modelspec.prediction_type", "").strip().lower()
+    if declared in ("v", "v_prediction", "v-prediction"):
+        return "v_prediction"
+    if declared in ("epsilon", "eps"):
+        return "epsilon"
+    sidecar = Path(os.path.splitext(header.path)[0] + ".yaml")
+    try:
+        with open(sidecar, "rb") as f:
+            text = f.read(1 << 20).decode("utf-8", "replace")
+    except OSError:
+        text = None
+    if text is not None:  # A1111 loads the model with this config: no "parameterization: v" means eps
+        return "v_prediction" if _V_PARAM.search(text) else "epsilon"
+    if "v_pred" in header.tensors:
+        return "v_prediction"
+    # SD 2.x text-to-image checkpoints are mostly the 768 v models; SD 2 inpainting is epsilon.
+    return "v_prediction" if family == "sd2" and kind == "checkpoint" else "epsilon"
+
+
+def _looks_turbo(name: str, metadata: dict[str, str]) -> bool:
+    """SD-Turbo / SDXL-Turbo (adversarially distilled): said by modelspec metadata or the name."""
+    text = " ".join(metadata.get(k, "") for k in ("modelspec.title", "modelspec.architecture", "modelspec.description",
+                                                 "modelspec.implementation"))
+    return "turbo" in f"{text} {name}".lower()
