@@ -90,21 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     regen.add_argument("--models-dir", action="append", default=[], metavar="DIR",
                        help="a folder to look in for the LoRAs and VAE the image used (repeatable)")
 
-    models = sub.add_parser("models", parents=[common], help="list, convert or download models")
-    msub = models.add_subparsers(dest="models_command", metavar="ACTION", parser_class=_Parser)
-    mlist = msub.add_parser("list", parents=[common], help="every model in the model folders and other tools' installs")
-    mlist.add_argument("--json", action="store_true")
-    mlist.add_argument("--folder", action="append", default=[], metavar="DIR", help="also scan DIR (repeatable)")
-    mlist.add_argument("--no-defaults", action="store_true",
-                       help="skip A1111/ComfyUI/InvokeAI installs and the Hugging Face cache")
-    mconv = msub.add_parser("convert", parents=[common], help="convert a pickled .ckpt/.pt to .safetensors")
-    mconv.add_argument("file")
-    mconv.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    mdl = msub.add_parser("download", parents=[common], help="download a model from the Hugging Face hub")
-    mdl.add_argument("repo_id", nargs="?", help="e.g. stabilityai/sd-turbo (leave out to list suggestions)")
-    mdl.add_argument("--revision")
-    mdl.add_argument("--include", action="append", metavar="PATTERN", help="only files matching (repeatable)")
-    mdl.add_argument("--cache-dir", metavar="DIR", help="hub cache folder (default: the shared one)")
+    from engine import cli_families, cli_gallery, cli_models
+
+    cli_models.add_parser(sub, common)
 
     mk = sub.add_parser("make-test-model", parents=[common], help="write a tiny random-weight model (for tests/demos)")
     mk.add_argument("dest", metavar="DIR")
@@ -116,7 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--seed", type=int, default=0)
 
     sub.add_parser("selftest", parents=[common], help="check that generation works here, with tiny models")
-    from engine import cli_families, cli_gallery
 
     cli_gallery.add_parser(sub, common)
     cli_families.add_parsers(sub, common)
@@ -317,101 +304,6 @@ def _cmd_make_test_model(args) -> int:
     return EXIT_OK
 
 
-def _cmd_models(args) -> int:
-    command = getattr(args, "models_command", None)
-    if command == "list":
-        return _models_list(args)
-    if command == "convert":
-        return _models_convert(args)
-    if command == "download":
-        return _models_download(args)
-    print("easel models: choose list, convert or download (see easel models --help)", file=sys.stderr)
-    return EXIT_USAGE
-
-
-def _models_list(args) -> int:
-    from engine.models import KIND_LABELS, ModelLibrary, configured_folders
-    from engine.paths import data_dir
-
-    for folder in args.folder:
-        if not Path(folder).expanduser().is_dir():
-            raise EaselError(f"{folder}: not a folder")
-    root = data_dir(args.data_dir)
-    library = ModelLibrary(configured_folders(root) + args.folder, include_defaults=not args.no_defaults, state_dir=root)
-    entries = library.scan()
-    if args.json:
-        print(json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False))
-        return EXIT_OK
-    if not entries:
-        print("no models found (add a folder with --folder DIR)")
-        return EXIT_OK
-    for e in entries:
-        family = {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL"}.get(e.family, e.family or "?")
-        line = f"{KIND_LABELS.get(e.kind, e.kind):22} {family:5} {_size(e.info.size_bytes):>9}  {e.name}  [{e.source}]"
-        if e.reason:
-            line += f"\n{'':29}cannot be used: {e.reason}"
-        print(line)
-    usable = sum(1 for e in entries if e.usable)
-    print(f"{len(entries)} file(s), {usable} usable; {len(library.roots())} folder(s) scanned")
-    return EXIT_OK
-
-
-def _models_convert(args) -> int:
-    from engine.convert import convert_to_safetensors, target_path
-
-    src = Path(args.file).expanduser()
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise EaselError("converting reads a pickle file (in a separate, restricted process); "
-                             "confirm with --yes")
-        answer = input(f"Convert {src.name} to {target_path(src).name}? It is read in a separate process that "
-                       "only accepts plain weights. [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("not converted")
-            return EXIT_OK
-    print(convert_to_safetensors(src))
-    return EXIT_OK
-
-
-def _models_download(args) -> int:
-    from engine.download import SUGGESTED, Download
-
-    if not args.repo_id:
-        print("Suggested models (easel models download REPO_ID):")
-        for repo, what in SUGGESTED:
-            print(f"  {repo:48} {what}")
-        return EXIT_OK
-    job = Download(args.repo_id, revision=args.revision, include=args.include, cache_dir=args.cache_dir)
-    bar = None
-
-    def show(event) -> None:
-        nonlocal bar
-        if event.kind == "plan":
-            print(f"{len(event.files)} file(s), {_size(event.total)} ({_size(event.need)} to fetch)", file=sys.stderr)
-            if sys.stderr.isatty():
-                from tqdm import tqdm
-
-                bar = tqdm(total=event.total, unit="B", unit_scale=True, file=sys.stderr)
-        elif event.kind == "progress" and bar is not None:
-            bar.n = event.done
-            bar.refresh()
-
-    try:
-        path = job.run(show)
-    finally:
-        if bar is not None:
-            bar.close()
-    print(path)
-    return EXIT_OK
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
-
-
 def _library(args):
     """The model library the CLI resolves LoRA / embedding / VAE names with."""
     from engine.models import ModelLibrary, configured_folders
@@ -446,6 +338,12 @@ def _cmd_gallery(args) -> int:
     from engine import cli_gallery
 
     return cli_gallery.run(args)
+
+
+def _cmd_models(args) -> int:
+    from engine import cli_models
+
+    return cli_models.run(args)
 
 
 def _cmd_upscale(args) -> int:
