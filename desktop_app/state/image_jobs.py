@@ -96,7 +96,8 @@ class ImageJobs(QObject):
         if isinstance(item, OpenedImage):
             f = item.meta.fields if item.meta is not None else {}
             size = _file_size(item.path)
-            return ImageSource(item, item.path.name, size[0], size[1], f.get("prompt", ""), item.meta.model_name or "")
+            model_name = (item.meta.model_name or "") if item.meta is not None else ""
+            return ImageSource(item, item.path.name, size[0], size[1], f.get("prompt", ""), model_name)
         if isinstance(item, UnsavedImage):
             r = item.result
             return ImageSource(item, f"unsaved image (seed {item.seed})", item.image.width(), item.image.height(),
