@@ -1,4 +1,4 @@
-"""Memory presets for the family runners that hold several pipelines (the IF cascade, the x4 upscaler).
+"""Memory presets for the family runners (the IF cascade, the x4 upscaler, Stable unCLIP).
 
 The presets mean what they mean for SD (engine.devices): "fast" and "balanced" keep every stage on
 the device ("balanced" and lower upscale in smaller tiles: ``X4_TILES``); "low" moves each module onto
@@ -43,16 +43,21 @@ def place(pipe, settings: RuntimeSettings) -> None:
     vae = getattr(pipe, "vae", None)
     if vae is not None:
         (vae.enable_slicing if settings.vae_slicing else vae.disable_slicing)()
-        vae.disable_tiling()
+        (vae.enable_tiling if settings.vae_tiling else vae.disable_tiling)()
 
 
 class Placement:
-    """The preset a runner's pipelines sit on, changed when a request asks for another one."""
+    """The preset a runner's pipelines sit on, changed when a request asks for another one.
 
-    def __init__(self, family: str, device: str, dtype):
+    ``family`` picks the "auto" thresholds (engine.devices). ``vae_tiling``: whether the presets that
+    tile the VAE may do so (a single-pipeline runner such as Stable unCLIP); the IF stages have no
+    VAE and the x4 upscaler tiles the image itself, so they keep it off."""
+
+    def __init__(self, family: str, device: str, dtype, *, vae_tiling: bool = False):
         self.family = family
         self.device = device
         self.dtype = dtype
+        self.vae_tiling = vae_tiling
         self.settings: RuntimeSettings | None = None
         self.requested = ""
 
@@ -65,7 +70,9 @@ class Placement:
         return self.settings
 
     def apply(self, preset: str, pipes) -> None:
-        settings = dataclasses.replace(devices.runtime_settings(preset, self.device, self.dtype), vae_tiling=False)
+        settings = devices.runtime_settings(preset, self.device, self.dtype)
+        if not self.vae_tiling:
+            settings = dataclasses.replace(settings, vae_tiling=False)
         if settings != self.settings:
             for pipe in pipes:
                 place(pipe, settings)

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 
-from engine import devices, imageprep, memory, prompts
+from engine import imageprep, prompts
 from engine.api import (
     MAX_SEED,
     Cancelled,
@@ -33,11 +33,11 @@ from engine.api import (
     ModelError,
     ModelInfo,
     Mode,
-    OutOfMemory,
     Progress,
     Result,
     Timings,
 )
+from engine.families import placement
 from engine.preview import latents_to_preview
 from engine.samplers import make_scheduler
 
@@ -77,26 +77,12 @@ class UnclipRunner:
         self.dtype = dtype
         self.load_seconds = load_seconds
         self.scheduler_config = dict(pipe.scheduler.config)
-        self.settings = None
-        self._requested = None
+        # The SD 2 "auto" thresholds (the same UNet); VAE tiling at the low presets, as the SD path.
+        self.placement = placement.Placement("sd2", device, dtype, vae_tiling=True)
 
-    # ------------------------------------------------------------------ memory
-
-    def _apply_preset(self, requested: str, preset: str | None = None) -> None:
-        """Put the pipeline on the device with the switches of ``preset`` (default: what ``requested``
-        resolves to), as the SD path does. Engine thread."""
-        preset = preset or devices.resolve_preset(requested, self.device, "sd2")
-        settings = devices.runtime_settings(preset, self.device, self.dtype)
-        if settings != self.settings:
-            pipe = self.pipe
-            if self.settings is not None:
-                pipe.remove_all_hooks()
-                pipe.disable_attention_slicing()
-                pipe.vae.disable_slicing()
-                pipe.vae.disable_tiling()
-            devices.apply_settings(pipe, settings)
-            self.settings = settings
-        self._requested = requested
+    @property
+    def settings(self):
+        return self.placement.settings
 
     # -------------------------------------------------------------- generation
 
@@ -104,8 +90,6 @@ class UnclipRunner:
                  model_hash: str, started: float) -> Result:
         """Run ``request`` (seed already resolved): ``batch_count`` variations of ``init_image``, seeds
         seed, seed+1, ... Raises InvalidRequest for text-to-image / inpaint requests. Engine thread."""
-        import torch
-
         # 1. Check inputs: only image variations.
         if request.mode is Mode.TXT2IMG or request.init_image is None:
             raise ImageNeeded("init_image", TXT2IMG_REFUSED)
@@ -113,8 +97,7 @@ class UnclipRunner:
             raise ImageNeeded("mode", INPAINT_REFUSED)
         _check(cancel, 0, request.steps)
         notices: list[str] = []
-        if request.memory_preset != self._requested:
-            self._apply_preset(request.memory_preset)
+        self.placement.ensure(request.memory_preset, [self.pipe])
 
         # 2. The source as CLIP sees it, the noise level, and the output crop (sizes off the 8 px grid).
         source = imageprep.as_rgb(request.init_image)
@@ -128,23 +111,10 @@ class UnclipRunner:
         notices += list(parsed.problems) + list(parsed_neg.problems)
 
         # 3. Run; out of memory, again one memory preset lower (as the SD path does).
-        first = self.settings.preset
-        while True:
-            try:
-                images, seeds, phases = self._run(request, source, level, crop, parsed.text, parsed_neg.text,
-                                                  on_progress, cancel, started)
-                break
-            except torch.OutOfMemoryError:
-                devices.empty_cache(self.device)
-                lower = memory.lower(self.settings.preset)
-                if lower is None:
-                    raise OutOfMemory("the GPU ran out of memory even with the lowest memory preset (“minimal”); "
-                                      "try a smaller image size or close other programs that use the GPU") from None
-                log.warning("unCLIP out of memory with preset %s; retrying with %s", self.settings.preset, lower)
-                self._apply_preset(self._requested, lower)
-        if self.settings.preset != first:
-            notices.insert(0, f"The GPU ran out of memory with the “{first}” memory preset; Easel finished the "
-                              f"job with “{self.settings.preset}”.")
+        images, seeds, phases = self.placement.run(
+            lambda: self._run(request, source, level, crop, parsed.text, parsed_neg.text, on_progress, cancel,
+                              started),
+            [self.pipe], notices)
 
         # 4. Result: the request as run; the metadata says the noise level and which image was the source.
         encode, denoise, decode = phases
@@ -253,7 +223,7 @@ def load(info: ModelInfo, device: str, dtype) -> UnclipRunner:
         raise ModelError(info.name, f"could not load this Stable unCLIP model: {line}") from exc
     pipe.set_progress_bar_config(disable=True)
     runner = UnclipRunner(info, pipe, device, dtype, time.perf_counter() - started)
-    runner._apply_preset("auto")
+    runner.placement.ensure("auto", [pipe])
     return runner
 
 
