@@ -249,22 +249,8 @@ class EngineBridge(QObject):
         on_phase: Callable[[str], None] | None = None,
     ) -> Outcome:
         """Run one job on the engine thread; raises what Engine.generate raises (Cancelled, ...)."""
-        loop = asyncio.get_running_loop()
-        hop = _ProgressHop(loop, on_progress) if on_progress else None
-
-        def phase(text: str) -> None:
-            if on_phase is not None:
-                loop.call_soon_threadsafe(on_phase, text)
-
-        self._cancels.add(cancel)
-        try:
-            outcome = await loop.run_in_executor(
-                self._executor, self._generate, request, cancel, save_to, hop, phase
-            )
-        finally:
-            self._cancels.discard(cancel)
-            if hop is not None:
-                hop.closed = True
+        outcome = await self._engine_job(lambda hop, phase: self._generate(request, cancel, save_to, hop, phase),
+                                         cancel, on_progress, on_phase)
         self.runtime_changed.emit(self._runtime_info(outcome.result))
         return outcome
 
@@ -324,6 +310,14 @@ class EngineBridge(QObject):
         """Run a GAN upscale on the engine thread (never beside a generation: the queue runs one job at
         a time on that one thread). Progress is per tile; ``cancel`` stops within one tile (Cancelled)
         and nothing is saved. Raises EaselError subclasses with one plain line."""
+        return await self._engine_job(lambda hop, phase: self._upscale(spec, cancel, save_to, hop, phase),
+                                      cancel, on_progress, on_phase)
+
+    async def _engine_job(self, work: Callable[[_ProgressHop | None, Callable[[str], None]], Any],
+                          cancel: threading.Event, on_progress: Callable[[ProgressUpdate], None] | None,
+                          on_phase: Callable[[str], None] | None) -> Any:
+        """Run ``work(hop, phase)`` on the engine thread: progress and phase texts hop back to the GUI
+        thread, and ``cancel`` is set too if the app shuts down meanwhile."""
         loop = asyncio.get_running_loop()
         hop = _ProgressHop(loop, on_progress) if on_progress else None
 
@@ -333,7 +327,7 @@ class EngineBridge(QObject):
 
         self._cancels.add(cancel)
         try:
-            return await loop.run_in_executor(self._executor, self._upscale, spec, cancel, save_to, hop, phase)
+            return await loop.run_in_executor(self._executor, work, hop, phase)
         finally:
             self._cancels.discard(cancel)
             if hop is not None:
