@@ -27,7 +27,7 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from desktop_app.upscale_work import UpscaleOutcome, UpscalerRunner, UpscaleSpec, default_upscale_saver
+from desktop_app.upscale_work import UpscaleOutcome, UpscaleSpec, default_upscale_saver, run_upscale
 from engine.api import Cancelled, EaselError, GenerationRequest, ModelInfo, Progress, Result
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,6 @@ class EngineBridge(QObject):
         self._engine_factory = engine_factory or default_engine_factory
         self._saver = saver or default_saver
         self._upscale_saver = upscale_saver or default_upscale_saver
-        self._upscalers = UpscalerRunner()  # the last GAN upscaler loaded (engine thread only)
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=ENGINE_THREAD_NAME)
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=IO_THREAD_NAME)
         self._downloads = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="easel-download")
@@ -229,7 +228,6 @@ class EngineBridge(QObject):
 
     def _unload(self) -> None:
         """Engine thread."""
-        self._upscalers.unload()
         if self._engine is not None:
             try:
                 self._engine.unload()
@@ -335,16 +333,15 @@ class EngineBridge(QObject):
 
     def _upscale(self, spec: UpscaleSpec, cancel: threading.Event, save_to: Path, hop: _ProgressHop | None,
                  phase: Callable[[str], None]) -> UpscaleOutcome:
-        """Engine thread: load the upscaler (kept for the next job), upscale tile by tile, save."""
+        """Engine thread: upscale tile by tile through the Engine (the upscaler stays loaded), save."""
         t0 = time.perf_counter()
 
         def on_progress(progress: Progress) -> None:
             if hop is not None:
                 hop.push(ProgressUpdate(progress, None, time.monotonic()))
 
-        device = str(getattr(self._engine, "device", "cpu") or "cpu")
-        result, saved = self._upscalers.run(spec, device, cancel, on_progress, phase,
-                                            lambda r: self._upscale_saver(r, spec.source_texts, save_to))
+        result, saved = run_upscale(self._engine, spec, cancel, on_progress, phase,
+                                    lambda r: self._upscale_saver(r, spec.source_texts, save_to))
         path = Path(getattr(saved, "absolute_path", saved))
         return UpscaleOutcome(result, saved, path, pil_to_qimage(result.image), pil_to_qimage(spec.image),
                               time.perf_counter() - t0)

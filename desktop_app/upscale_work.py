@@ -1,10 +1,9 @@
 """GAN upscale jobs as the engine thread runs them: what a job is (UpscaleSpec), what it gives back
-(UpscaleOutcome), the loaded-upscaler cache and the default saver. The bridge submits this work to its
+(UpscaleOutcome), the run through the Engine and the default saver. The bridge submits this work to its
 engine thread; nothing here starts a thread or touches Qt widgets."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -12,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.api import Cancelled, EaselError, Progress
+from engine.api import Progress
 
 log = logging.getLogger(__name__)
 
@@ -63,50 +62,15 @@ def default_upscale_saver(result: Any, texts: dict[str, str], folder: Path, embe
     return save_upscaled(result, texts, target, embed=embed)
 
 
-class UpscalerRunner:
-    """Keeps the last upscaler loaded (a second upscale with it skips the load). Engine thread only."""
+def run_upscale(engine: Any, spec: UpscaleSpec, cancel: threading.Event, on_progress: Callable[[Progress], None],
+                phase: Callable[[str], None], save: Callable[[Any], Any]) -> tuple[Any, Any]:
+    """Upscale ``spec.image`` through the Engine (which keeps the upscaler loaded for the next job, as
+    it keeps any model), then save. Raises Cancelled (nothing saved) or an EaselError with one plain
+    line. Engine thread."""
+    from engine.api import UpscaleRequest
 
-    def __init__(self):
-        self._held: tuple[tuple[str, int], Any] | None = None
-
-    def unload(self) -> None:
-        self._held = None
-
-    def run(self, spec: UpscaleSpec, device: str, cancel: threading.Event, on_progress: Callable[[Progress], None],
-            phase: Callable[[str], None], save: Callable[[Any], Any]) -> tuple[Any, Any]:
-        """Load (or reuse) the upscaler, upscale ``spec.image`` tile by tile, resample to the asked scale,
-        save. Raises Cancelled (nothing saved) or an EaselError with one plain line. Engine thread."""
-        from PIL import Image
-
-        from engine.upscale import load_upscaler, upscale_image
-
-        key = (str(Path(spec.model).expanduser().resolve()), _mtime(spec.model))
-        if self._held is None or self._held[0] != key:
-            phase(f"Loading upscaler {Path(spec.model).name}…")
-            self._held = None
-            try:
-                upscaler = load_upscaler(spec.model, device=device)
-            except EaselError:
-                raise
-            except Exception:  # a device the upscaler cannot use: fall back to the CPU
-                log.exception("loading the upscaler on %s failed; using the CPU", device)
-                upscaler = load_upscaler(spec.model, device="cpu")
-            self._held = (key, upscaler)
-        upscaler = self._held[1]
-        phase(f"Upscaling with {upscaler.name}…")
-        result = upscale_image(upscaler, spec.image, tile=spec.tile or None, on_progress=on_progress, cancel=cancel)
-        if spec.scale != result.scale:  # a x4 model asked for x2 (or the reverse): resample its output
-            w, h = result.source_size
-            image = result.image.resize((w * spec.scale, h * spec.scale), Image.Resampling.LANCZOS)
-            result = dataclasses.replace(result, image=image, scale=spec.scale)
-        if cancel.is_set():  # cancelled after the last tile: leave nothing behind
-            raise Cancelled(1, 1)
-        phase("Saving…")
-        return result, save(result)
-
-
-def _mtime(path: str) -> int:
-    try:
-        return Path(path).stat().st_mtime_ns
-    except OSError:
-        return 0
+    phase(f"Upscaling with {Path(spec.model).stem}…")
+    request = UpscaleRequest(model=spec.model, image=spec.image, scale=spec.scale, tile=spec.tile)
+    result = engine.upscale(request, on_progress, cancel)
+    phase("Saving…")
+    return result, save(result)

@@ -213,6 +213,30 @@ def _int_range(name: str, value: Any, lo: int, hi: int) -> None:
 
 
 @dataclass(frozen=True)
+class UpscaleRequest:
+    """A GAN upscale: ``image`` (PIL, RGB or RGBA) enlarged by the upscaler file ``model``, to ``scale``
+    times its size (None: the model's own factor; another factor resamples the model's output).
+    ``tile`` px tiles (0: one pass), sharing ``overlap`` px. The memory preset caps the tile size."""
+
+    model: str
+    image: Image.Image = field(compare=False, repr=False)
+    scale: int | None = None
+    tile: int = 512
+    overlap: int = 32
+    memory_preset: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.scale is not None:
+            _int_range("scale", self.scale, 1, 8)
+        _int_range("tile", self.tile, 0, 8192)
+        if self.tile and self.tile < 32:
+            raise InvalidRequest("tile", f"must be 0 (one pass) or at least 32 px (got {self.tile})")
+        _int_range("overlap", self.overlap, 0, 512)
+        if self.memory_preset not in MEMORY_PRESETS:
+            raise InvalidRequest("memory_preset", f"must be one of {', '.join(MEMORY_PRESETS)}")
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What a model file or folder is, decided from its header or model_index.json alone.
 
@@ -316,3 +340,5 @@ class Result:
     # Plain-language lines about what the engine did on its own (a lower memory preset after running
     # out of memory, the VAE rerun in fp32, a LoRA of another family skipped). The window shows them.
     notices: tuple[str, ...] = ()
+    # False for a model with its own schedule (aMUSEd, DeepFloyd IF): no Sampler is recorded.
+    uses_sampler: bool = True

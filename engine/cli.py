@@ -95,12 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     cli_models.add_parser(sub, common)
 
     mk = sub.add_parser("make-test-model", parents=[common], help="write a tiny random-weight model (for tests/demos)")
-    mk.add_argument("dest", metavar="DIR")
-    mk.add_argument("--family", default="sd15", help="sd15, sd15-inpaint, sd2-v, sd2-inpaint, sdxl, sdxl-inpaint, amused, "
-                    "unclip, realesrgan-compact (a x4 GAN upscaler file whose output looks like the image), esrgan (a x4 "
-                    "RRDB upscaler file: random output), deepfloyd-if (a cascade: stage I, II and x4 folders "
-                    "inside DIR), sd-x4-upscaler")
-    mk.add_argument("--single-file", action="store_true", help="one .safetensors in the original layout")
+    mk.add_argument("dest", metavar="DIR", nargs="?")
+    mk.add_argument("--list", action="store_true", help="print one line per test model: NAME LAYOUT[,LAYOUT…]")
+    mk.add_argument("--family", default="sd15", help="which test model (see --list), e.g. sd15, sdxl, amused, "
+                    "deepfloyd-if, unclip, sd-x4-upscaler, realesrgan-compact")
+    mk.add_argument("--layout", choices=("diffusers", "single-file", "comfyui", "gguf"),
+                    help="how to write it (default: its first layout in --list)")
+    mk.add_argument("--single-file", action="store_true", help="the same as --layout single-file")
     mk.add_argument("--seed", type=int, default=0)
 
     sub.add_parser("selftest", parents=[common], help="check that generation works here, with tiny models")
@@ -211,7 +212,7 @@ def _cmd_regenerate(args) -> int:
         extra["init_image"] = load_image(args.init, "init image")
         stored_hash = meta.extra.get("Init image hash", "")
         if stored_hash:
-            from engine.families.unclip import source_hash
+            from engine.imageprep import source_hash
 
             if source_hash(extra["init_image"]) != stored_hash:
                 print(f"easel: note: {args.init} is not the image {args.image} was made from (its Init image hash "
@@ -267,40 +268,25 @@ def _cmd_info(args) -> int:
 
 
 def _cmd_make_test_model(args) -> int:
-    from engine.testmodels import FAMILIES, make_test_model
+    from engine.families import test_models
 
-    if args.family in ("deepfloyd-if", "sd-x4-upscaler"):
-        from engine.families import testmodels_cascade as tm
-
-        if args.family == "deepfloyd-if":
-            print(tm.make_cascade_test_model(Path(args.dest), seed=args.seed))
-        else:
-            print(tm.make_x4_test_model(Path(args.dest), seed=args.seed))
+    models = test_models()
+    if args.list:
+        for name, (_family, model) in models.items():
+            print(f"{name} {','.join(model.layouts)}")
         return EXIT_OK
-    if args.family == "amused":
-        from engine.families.testmodels import make_amused_test_model
+    if not args.dest:
+        raise EaselError("make-test-model: give the folder to write (DIR), or --list")
+    if args.family not in models:
+        raise EaselError(f"unknown test model {args.family!r}; choose one of {', '.join(models)} (see --list)")
+    _family, model = models[args.family]
+    layout = args.layout or ("single-file" if args.single_file else model.layouts[0])
+    if layout not in model.layouts:
+        raise EaselError(f"{args.family} is written as {', '.join(model.layouts)}, not {layout}")
+    import torch
 
-        print(make_amused_test_model(Path(args.dest), seed=args.seed))
-        return EXIT_OK
-    if args.family == "realesrgan-compact":
-        from engine.families.testmodels import make_compact_test_model
-
-        print(make_compact_test_model(Path(args.dest), seed=args.seed))
-        return EXIT_OK
-    if args.family == "esrgan":
-        from engine.families.testmodels import make_esrgan_test_model
-
-        print(make_esrgan_test_model(Path(args.dest), seed=args.seed))
-        return EXIT_OK
-    if args.family == "unclip":
-        from engine.families.testmodels import make_unclip_test_model
-
-        print(make_unclip_test_model(Path(args.dest), seed=args.seed))
-        return EXIT_OK
-    if args.family not in FAMILIES:
-        raise EaselError(f"unknown family {args.family!r}; choose one of {', '.join(FAMILIES)}, amused, unclip, esrgan")
-    path = make_test_model(Path(args.dest), family=args.family, single_file=args.single_file, seed=args.seed)
-    print(path)
+    torch.manual_seed(args.seed)
+    print(model.write(Path(args.dest), layout))
     return EXIT_OK
 
 
@@ -386,10 +372,13 @@ def load_image(path: str | None, what: str):
 
 
 def _is_unclip(model: str) -> bool:
-    """Whether ``model`` is a Stable unCLIP folder (its prompt is optional); False when it cannot be told."""
-    from engine.modelfiles import inspect_model
+    """Whether ``model`` makes variations of an image (Stable unCLIP: its prompt is optional); False
+    when it cannot be told."""
+    from engine.families import capabilities
+    from engine.files.probe import inspect_model
 
-    return inspect_model(model).family == "unclip"
+    caps = capabilities(inspect_model(model))
+    return caps is not None and caps.role == "variations"
 
 
 def _multiple_of_8(v: int) -> int:
@@ -401,10 +390,10 @@ def _with_native_size(fields: dict, model: str) -> dict:
     """Fill what the user left out (size, steps, guidance) with the model family's defaults."""
     if all(k in fields for k in ("width", "height", "steps", "guidance_scale")):
         return fields
-    from engine.families.defaults import family_defaults
-    from engine.modelfiles import check_model
+    from engine import families
+    from engine.files.probe import check_model
 
-    defaults = family_defaults(check_model(model))
+    defaults = families.defaults(check_model(model))
     for key in ("width", "height", "steps", "guidance_scale"):
         fields.setdefault(key, defaults[key])
     return fields

@@ -44,11 +44,11 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
 
 def run_upscale(args) -> int:
     """Runs on the CLI's main thread."""
-    from PIL import Image
-
+    from engine.api import UpscaleRequest
     from engine.cli import load_image
+    from engine.engine import Engine
     from engine.metadata import read_metadata
-    from engine.upscale import load_upscaler, save_upscaled, upscale_image
+    from engine.upscale import save_upscaled
 
     image = load_image(args.image, "image")
     out = Path(args.out)
@@ -58,24 +58,18 @@ def run_upscale(args) -> int:
         return _run_diffusion_upscale(args, image)
     if args.tile and args.tile < 32:
         raise EaselError("--tile: at least 32 px (or 0 for one pass)")
-    upscaler = load_upscaler(args.model, device=args.device or "cpu")
+    request = UpscaleRequest(model=args.model, image=image, scale=args.scale, tile=args.tile or 0,
+                             overlap=args.overlap, memory_preset=args.memory)
     bar = _TileBar()
     try:
-        result = upscale_image(upscaler, image, tile=args.tile, overlap=args.overlap, on_progress=bar.update,
-                               cancel=threading.Event())
+        result = Engine(device=args.device or "cpu", keep_models=0).upscale(request, bar.update, threading.Event())
     finally:
         bar.close()
-    if args.scale and args.scale != upscaler.scale:
-        import dataclasses
-
-        w, h = result.source_size
-        resized = result.image.resize((w * args.scale, h * args.scale), Image.Resampling.LANCZOS)
-        result = dataclasses.replace(result, image=resized, scale=args.scale)
     texts = read_metadata(args.image).raw
     path = save_upscaled(result, texts, out, embed=not args.no_metadata)
     print(path)
     print(f"{result.source_size[0]}x{result.source_size[1]} -> {result.image.width}x{result.image.height} "
-          f"with {upscaler.name} ({upscaler.architecture} x{upscaler.scale}) in {result.seconds:.1f}s", file=sys.stderr)
+          f"with {result.model_name} ({result.architecture}) in {result.seconds:.1f}s", file=sys.stderr)
     return 0
 
 
@@ -84,10 +78,13 @@ def _run_diffusion_upscale(args, image) -> int:
     from engine.cli import _run_and_save
     from engine.families import upscale_request
     from engine.metadata import read_metadata
-    from engine.modelfiles import check_model
+    from engine.files.probe import check_model
+
+    from engine.families import capabilities
 
     info = check_model(args.model)
-    if info.family != "sd-x4-upscaler":
+    caps = capabilities(info)
+    if caps is None or caps.upscale_kind != "diffusion":
         raise EaselError(f"{args.model}: this folder is not an upscaler ({info.family or info.kind} model); "
                          "give an SD x4 upscaler folder or GAN upscaler weights")
     if args.scale not in (None, 4):
@@ -105,7 +102,7 @@ def run_variations(args) -> int:
     """Runs on the CLI's main thread."""
     from engine.cli import _run_and_save, load_image
     from engine.metadata import read_metadata
-    from engine.modelfiles import check_model
+    from engine.files.probe import check_model
     from engine.variations import parse_strength, variation_request
 
     image = load_image(args.image, "image")

@@ -31,15 +31,9 @@ PRESETS: dict[str, Preset] = {
     "minimal": Preset(True, True, True, False, True),
 }
 
-# Free device memory (GiB) needed to choose each preset with ``auto``, per family.
-_AUTO_THRESHOLDS_GIB = {
-    "sd1": (("fast", 6.0), ("balanced", 4.5), ("low", 2.5)),
-    "sd2": (("fast", 7.0), ("balanced", 5.0), ("low", 3.0)),
-    "sdxl": (("fast", 12.0), ("balanced", 9.0), ("low", 4.5)),
-    # The IF cascade holds T5-XXL (~9.5 GB in fp16) and three UNets: only large cards keep it all loaded.
-    "deepfloyd-if": (("fast", 28.0), ("balanced", 24.0), ("low", 6.0)),
-    "sd-x4-upscaler": (("fast", 8.0), ("balanced", 5.0), ("low", 3.0)),
-}
+# Free device memory (GiB) "auto" needs for each preset when a family declares no thresholds of its
+# own (each family's capabilities carry its ``memory_thresholds``; these are SDXL's).
+DEFAULT_THRESHOLDS_GIB = (("fast", 12.0), ("balanced", 9.0), ("low", 4.5))
 
 
 def pick_device(requested: str | None = None) -> str:
@@ -76,8 +70,9 @@ def free_memory_gib(device: str) -> float | None:
     return None
 
 
-def resolve_preset(name: str, device: str, family: str, free_gib: float | None = None) -> str:
-    """Turn ``auto`` into a concrete preset for this device and model family."""
+def resolve_preset(name: str, device: str, thresholds=None, free_gib: float | None = None) -> str:
+    """Turn ``auto`` into a concrete preset for this device: the first preset whose free-memory
+    threshold (``thresholds``: ((preset, GiB), ...), a family's capability) the device meets."""
     if name not in MEMORY_PRESETS:
         raise InvalidRequest("memory_preset", f"must be one of {', '.join(MEMORY_PRESETS)}")
     if name != "auto":
@@ -91,17 +86,10 @@ def resolve_preset(name: str, device: str, family: str, free_gib: float | None =
         free_gib = free_memory_gib(device)
     if free_gib is None:
         return "balanced"
-    for preset, need in _AUTO_THRESHOLDS_GIB.get(family, _AUTO_THRESHOLDS_GIB["sdxl"]):
+    for preset, need in thresholds or DEFAULT_THRESHOLDS_GIB:
         if free_gib >= need:
             return preset
     return "minimal"
-
-
-def lower_preset(name: str) -> str | None:
-    """The next rung down the memory ladder, or None at the bottom."""
-    order = ("fast", "balanced", "low", "minimal")
-    i = order.index(name)
-    return order[i + 1] if i + 1 < len(order) else None
 
 
 def runtime_settings(preset_name: str, device: str, dtype) -> RuntimeSettings:
@@ -118,26 +106,6 @@ def runtime_settings(preset_name: str, device: str, dtype) -> RuntimeSettings:
         model_offload=p.model_offload and offload_ok,
         sequential_offload=p.sequential_offload and offload_ok,
     )
-
-
-def apply_settings(pipe, settings: RuntimeSettings) -> None:
-    """Put a freshly loaded pipeline on its device with the memory switches of ``settings``.
-
-    Runs on the engine thread.
-    """
-    if settings.sequential_offload:
-        pipe.enable_sequential_cpu_offload(device=settings.device)
-    elif settings.model_offload:
-        pipe.enable_model_cpu_offload(device=settings.device)
-    else:
-        pipe.to(settings.device)
-    if settings.attention_slicing:
-        pipe.enable_attention_slicing()
-    vae = pipe.vae
-    if settings.vae_slicing:
-        vae.enable_slicing()
-    if settings.vae_tiling:
-        vae.enable_tiling()
 
 
 def empty_cache(device: str) -> None:

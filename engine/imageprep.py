@@ -216,3 +216,11 @@ def _blur_outwards(stretched: np.ndarray, inner: tuple[int, int, int, int]) -> n
     weight = np.clip(dist / float(radius), 0.0, 1.0)[..., None]
     out = stretched.astype(np.float32) * (1 - weight) + blurred * weight
     return np.rint(out).astype(np.uint8)
+
+
+def source_hash(image) -> str:
+    """A1111's "Init image hash": the MD5 of the source's RGB pixel bytes, so the metadata says which
+    image a result came from without embedding it. Any thread."""
+    import hashlib
+
+    return hashlib.md5(as_rgb(image).tobytes()).hexdigest()

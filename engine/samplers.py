@@ -33,7 +33,7 @@ def scheduler_class_names() -> tuple[str, ...]:
     return tuple(sorted({cls for cls, _ in _TABLE.values()}))
 
 
-# Set in a model's scheduler config by engine.loading for one-step (Turbo) models.
+# Set in a model's scheduler config by engine.families.sd.loading for one-step (Turbo) models.
 ONE_STEP_KEY = "easel_one_step"
 
 # Keys that belong to one scheduler family and would leak into another through from_config.

@@ -33,7 +33,7 @@ _TINY_TEXT = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 5
 # two apart by the width of their position embeddings.
 _TINY_TEXT_2 = {"hidden_size": 64, "intermediate_size": 80, "num_hidden_layers": 5, "max_position_embeddings": 77,
                 "vocab_size": 49408, "projection_dim": 48}
-_TINY_VAE = {"block_out_channels": [32, 32, 64, 64], "layers_per_block": 1, "latent_channels": 4,
+TINY_VAE = {"block_out_channels": [32, 32, 64, 64], "layers_per_block": 1, "latent_channels": 4,
              "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4}
 _TINY_ADD_TIME_DIM = 8
 
@@ -42,7 +42,7 @@ def tiny_sizes(family: str) -> dict[str, dict[str, Any]]:
     """The tiny sizes of a make-test-model family, as ``component_configs`` takes them."""
     engine_family, _, _ = arch.TEST_FAMILIES[family]
     unet: dict[str, Any] = {"block_out_channels": [32, 64], "layers_per_block": 2}
-    sizes: dict[str, dict[str, Any]] = {"vae": dict(_TINY_VAE), "text_encoder": dict(_TINY_TEXT)}
+    sizes: dict[str, dict[str, Any]] = {"vae": dict(TINY_VAE), "text_encoder": dict(_TINY_TEXT)}
     if engine_family == "sdxl":
         sizes["text_encoder_2"] = dict(_TINY_TEXT_2)
         unet.update(
@@ -111,10 +111,10 @@ def build_components(family: str, size: str = "tiny", seed: int = 0) -> dict:
                 module = _empty_module(cls, configs[name])
             else:
                 module = _module(cls, configs[name])
-        _randomize(module, generator, full=full)
+        randomize(module, generator, full=full)
         components[name] = module.eval()
     for folder, kind in arch.tokenizer_kinds(engine_family).items():
-        components[folder] = _tokenizer(kind)
+        components[folder] = tokenizer_for(kind)
     sched_cls = getattr(diffusers, index["scheduler"][1])
     components["scheduler"] = sched_cls.from_config(configs["scheduler"])
     return components
@@ -218,13 +218,13 @@ def _module(cls, config: Mapping[str, Any]):
 def _empty_module(cls, config: Mapping[str, Any]):
     from accelerate import init_empty_weights
 
-    with init_empty_weights():  # parameters on "meta": no memory until _randomize fills them
+    with init_empty_weights():  # parameters on "meta": no memory until randomize fills them
         module = _module(cls, config)
     return module.to(torch.float16)
 
 
 @torch.no_grad()
-def _randomize(module: torch.nn.Module, generator: torch.Generator, full: bool) -> None:
+def randomize(module: torch.nn.Module, generator: torch.Generator, full: bool) -> None:
     """Make every parameter random: tiny models keep their init plus noise; full ones (on "meta")
     get fresh float16 N(0, 0.02) weights, norm scales near 1."""
     for mod in module.modules():
@@ -241,7 +241,7 @@ def _randomize(module: torch.nn.Module, generator: torch.Generator, full: bool) 
                 param.add_(noise.normal_(0.0, 0.02, generator=generator))
 
 
-def _tokenizer(kind: str):
+def tokenizer_for(kind: str):
     from transformers import CLIPTokenizer
 
     extra = {"pad_token": "!"} if kind == "clip-pad-bang" else {}

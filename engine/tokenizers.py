@@ -4,7 +4,9 @@ Building a CLIPTokenizer parses a 49,408-entry vocabulary and its BPE merges whi
 GIL for 60-80 ms: done during a model load, that stalls the GUI thread. The engine thread builds
 them at start-up (engine.warmup) and loading passes them in, for single files (which always use
 the bundled tokenizers) and for diffusers folders whose tokenizer files are the bundled ones.
-Tokenizers are only read when prompts are encoded, so one instance can serve every pipeline.
+Tokenizers are only read when prompts are encoded, so one instance can serve every pipeline, until
+a textual-inversion embedding adds tokens: the SD add-ons then give that model its own copy first
+(``is_shared``), so the embedding never leaks into another model.
 """
 
 from __future__ import annotations
@@ -25,7 +27,17 @@ def bundled_tokenizer(kind: str):
     from transformers import CLIPTokenizer
 
     with tempfile.TemporaryDirectory(prefix="easel-tokenizer-") as tmp:
-        return CLIPTokenizer.from_pretrained(str(arch.write_tokenizer(Path(tmp), kind)))
+        tokenizer = CLIPTokenizer.from_pretrained(str(arch.write_tokenizer(Path(tmp), kind)))
+    _SHARED.append(tokenizer)
+    return tokenizer
+
+
+_SHARED: list = []  # the instances bundled_tokenizer handed out
+
+
+def is_shared(tokenizer) -> bool:
+    """Whether ``tokenizer`` is one of the bundled instances every model shares."""
+    return tokenizer is not None and any(tokenizer is shared for shared in _SHARED)
 
 
 @lru_cache(maxsize=None)

@@ -17,17 +17,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import sys
-import threading
 import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.api import Cancelled, EaselError, ImageError, ModelError, Progress, UnsafeModelFile, UnsupportedModel
-from engine.modelfiles import model_hash, read_header, sniff
+from engine.api import EaselError, ImageError, ModelError, UnsafeModelFile, UnsupportedModel
+from engine.files.probe import model_hash, read_header, sniff
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +125,7 @@ def import_spandrel():
 def read_state_dict(path: str) -> dict:
     """The tensors of an upscaler file, read without executing anything it contains.
 
-    ``.safetensors``: the header is validated first (engine.modelfiles). Pickle-based ``.pth``
+    ``.safetensors``: the header is validated first (engine.files.probe). Pickle-based ``.pth``
     files: torch's weights-only unpickler, which accepts only tensors and plain containers and
     raises on anything else (a class, a function, a reduce call). Raises ModelError with one line.
     """
@@ -189,50 +187,19 @@ def load_upscaler(path: str, device: str = "cpu") -> Upscaler:
     )
 
 
-# ------------------------------------------------------------------------------------ running
-
-ProgressCallback = Callable[[Progress], None]
-
-
-def tile_grid(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of ``tile`` px covering ``length`` px with at least ``overlap`` px shared."""
-    if tile >= length:
-        return [0]
-    stride = tile - overlap
-    starts = list(range(0, length - tile, stride))
-    starts.append(length - tile)
-    return starts
-
-
-def even_tiles(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
-    """(tile size, start offsets) covering ``length`` px with the fewest tiles of at most ``tile`` px that
-    share at least ``overlap`` px, all of one size and evenly spread. Unlike ``tile_grid``, whose last tile
-    is pushed back to the edge and mostly repeats its neighbour (2048 px in 512 px tiles: 2560 px of work),
-    the tiles shrink to fit (5 tiles of 436 px: 2180 px), so tiling costs less compute. Any thread."""
-    if tile >= length:
-        return length, [0]
-    n = math.ceil((length - overlap) / (tile - overlap))
-    size = min(tile, math.ceil((length + (n - 1) * overlap) / n))
-    return size, [(i * (length - size)) // (n - 1) for i in range(n)]
-
-
-def upscale_image(
-    upscaler: Upscaler,
-    image,
-    tile: int | None = DEFAULT_TILE,
-    overlap: int = DEFAULT_OVERLAP,
-    on_progress: ProgressCallback | None = None,
-    cancel: threading.Event | None = None,
-) -> UpscaleResult:
+def upscale_image(upscaler: Upscaler, image, tile: int | None = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+                  report: Callable[[int, int], None] | None = None) -> UpscaleResult:
     """Upscale a PIL image by the model's scale; ``tile=None`` or 0 runs one pass over the whole image.
 
-    Memory: one uint8 output buffer plus one tile's activations. ``on_progress`` gets one event per
-    tile; setting ``cancel`` stops within one tile with ``Cancelled``. Alpha is upscaled by resampling
-    (the models see RGB). Runs on the calling thread (the engine thread in the app).
+    Memory: one uint8 output buffer plus one tile's activations. ``report(done, total)`` after each
+    tile (it may raise Cancelled: the job's cancel check). Alpha is upscaled by resampling (the
+    models see RGB). Runs on the calling thread (the engine thread).
     """
     import numpy as np
     import torch
     from PIL import Image
+
+    from engine.core.tiles import run_tiled
 
     started = time.perf_counter()
     w, h = image.size
@@ -246,31 +213,15 @@ def upscale_image(
     tiled = bool(tile) and tile < max(w, h)
     tile = max(MIN_TILE, int(tile)) if tiled else max(w, h)
     overlap = max(0, min(int(overlap), tile // 2)) if tiled else 0
-    (tile_w, xs), (tile_h, ys) = even_tiles(w, tile, overlap), even_tiles(h, tile, overlap)
-    total = len(xs) * len(ys)
-    out = np.empty((h * s, w * s, 3), dtype=np.uint8)
     model = upscaler.model
     device = next(iter(model.model.parameters())).device if hasattr(model, "model") else torch.device("cpu")
-    done = 0
+
+    def run_tile(_index, x, y, tw, th):
+        return _run_tile(model, rgb[y:y + th, x:x + tw], upscaler.multiple_of, device)
+
     with torch.inference_mode():
-        for yi, y in enumerate(ys):
-            for xi, x in enumerate(xs):
-                _check(cancel, done, total)
-                tw, th = tile_w, tile_h
-                piece = _run_tile(model, rgb[y:y + th, x:x + tw], upscaler.multiple_of, device)
-                # Cross-fade into what the left / upper neighbours already wrote.
-                ramp_x = _ramp(tw * s, (xs[xi - 1] + tile_w - x) * s if xi else 0)
-                ramp_y = _ramp(th * s, (ys[yi - 1] + tile_h - y) * s if yi else 0)
-                weight = ramp_y[:, None, None] * ramp_x[None, :, None]
-                region = out[y * s:(y + th) * s, x * s:(x + tw) * s]
-                if xi or yi:
-                    blended = region.astype(np.float32) * (1.0 - weight) + piece * weight
-                else:
-                    blended = piece
-                region[...] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
-                done += 1
-                if on_progress is not None:
-                    on_progress(Progress(step=done, total=total, elapsed=time.perf_counter() - started))
+        out = run_tiled(w, h, s, tile, overlap, run_tile,
+                        (lambda done, total, _out, _rows: report(done, total)) if report else None)
     result = Image.fromarray(out, "RGB")
     if alpha is not None:
         result.putalpha(alpha.resize(result.size, Image.Resampling.LANCZOS))
@@ -279,17 +230,6 @@ def upscale_image(
         architecture=upscaler.architecture, tile=tile if tiled else 0, overlap=overlap,
         seconds=time.perf_counter() - started,
     )
-
-
-def _ramp(length: int, shared: int):
-    """Weights along one axis: 0 -> 1 across the ``shared`` px also covered by the previous tile."""
-    import numpy as np
-
-    r = np.ones(length, dtype=np.float32)
-    band = min(max(shared, 0), length)
-    if band:
-        r[:band] = (np.arange(band, dtype=np.float32) + 0.5) / band
-    return r
 
 
 def _run_tile(model, pixels, multiple_of: int, device):
@@ -307,11 +247,6 @@ def _run_tile(model, pixels, multiple_of: int, device):
     s = y.shape[-1] // t.shape[-1]
     y = y[..., : h * s, : w * s]
     return (y[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy() * 255.0)
-
-
-def _check(cancel: threading.Event | None, step: int, total: int) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled(step, total)
 
 
 # ------------------------------------------------------------------------------------ saving
@@ -352,7 +287,7 @@ def inspect_upscaler(path: str):
     upscale. ``.pth`` files cannot be judged without reading them (weights-only) and are listed as
     upscalers to try. Any thread."""
     from engine.api import ModelInfo
-    from engine.modelfiles import inspect_model
+    from engine.files.probe import inspect_model
 
     info = inspect_model(path)
     if info.kind == "upscaler":

@@ -45,11 +45,12 @@ def variation_request(image, model: str, info: ModelInfo, stored=None, *, count:
     ``stored``: the image's ImageMetadata (engine.metadata.read_metadata) or None. ``seed`` None
     picks a fresh random seed, never the image's own (that would redraw the same noise).
     """
-    from engine.families.defaults import family_defaults
+    from engine import families
 
-    defaults = family_defaults(info)
+    defaults = families.defaults(info)
     fields = dict(stored.fields) if stored is not None and stored.found else {}
-    unclip = getattr(info, "family", "") == "unclip"
+    caps = families.capabilities(info)
+    unclip = caps is not None and caps.role == "variations"  # the image's embedding drives it: steps as they are
     run_steps = steps or fields.get("steps") or defaults["steps"]
     if not unclip:  # img2img runs steps * strength denoising steps: keep at least one (one-step models)
         run_steps = max(int(run_steps), math.ceil(1.0 / strength))

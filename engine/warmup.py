@@ -26,7 +26,7 @@ def warm_imports() -> None:
     import compel.embeddings_provider  # noqa: F401
     import peft  # noqa: F401
     import diffusers.loaders.lora_pipeline  # noqa: F401
-    import engine.lora  # noqa: F401
+    import engine.families.sd.addons  # noqa: F401
     import engine.memory  # noqa: F401
     import engine.models  # noqa: F401
     import engine.prompts  # noqa: F401

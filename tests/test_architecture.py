@@ -1,4 +1,7 @@
-"""The layering rule: engine/ never imports Qt or the desktop app (checked by import-linter)."""
+"""The layering rules (import-linter contracts in pyproject.toml): engine/ never imports Qt or the
+desktop app; the window's layers point one way; families are independent; the core and file reading
+know no family; no import cycles in engine/; no private names imported across modules; no family
+names compared in the desktop app."""
 
 from __future__ import annotations
 
@@ -16,7 +19,48 @@ def test_import_linter_contract_holds():
         cwd=ROOT, capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "1 kept, 0 broken" in proc.stdout
+    assert "5 kept, 0 broken" in proc.stdout
+
+
+def _engine_graph():
+    import grimp
+
+    return grimp.build_graph("engine", include_external_packages=False)
+
+
+def test_no_import_cycles_in_the_engine():
+    graph = _engine_graph()
+    modules = sorted(graph.modules)
+    cycles = []
+    for module in modules:
+        for other in graph.find_modules_directly_imported_by(module):
+            if module != other and graph.chain_exists(importer=other, imported=module):
+                cycles.append(f"{module} <-> {other}: {graph.find_shortest_chain(importer=other, imported=module)}")
+    assert cycles == []
+
+
+def _py_files(*folders: str):
+    for folder in folders:
+        yield from (ROOT / folder).rglob("*.py")
+
+
+def test_no_private_name_is_imported_from_another_module():
+    offenders = []
+    for path in _py_files("engine", "desktop_app"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("engine", "desktop_app"):
+                offenders += [f"{path.relative_to(ROOT)}: {node.module}.{a.name}" for a in node.names
+                              if a.name.startswith("_") and not a.name.startswith("__")]
+    assert offenders == []
+
+
+def test_the_desktop_app_never_compares_family_names():
+    import re
+
+    pattern = re.compile(r"""family\s*(==|!=)\s*["']|family\s+(not\s+)?in\s*[\(\[{]\s*["']""")
+    offenders = [f"{path.relative_to(ROOT)}:{n}" for path in _py_files("desktop_app")
+                 for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert offenders == []
 
 
 def test_no_engine_module_mentions_qt_even_lazily():

@@ -2,8 +2,8 @@
 model does not take (and why, in the words a tooltip shows), and the per-family defaults applied
 once when the artist picks a model of another kind.
 
-The facts come from the engine (``engine.families.defaults``); this module only words them and
-decides when to apply them. GUI thread.
+The facts come from the engine: each family's capabilities (``engine.families.capabilities``); this
+module never names a family, it only asks and decides when to apply the defaults. GUI thread.
 """
 
 from __future__ import annotations
@@ -15,96 +15,59 @@ from PySide6.QtCore import QObject, Signal
 
 from desktop_app.state.models import ModelCatalog
 from desktop_app.state.params import GenerationParameters
-from engine.api import ModelInfo
-from engine.families.defaults import ALL_PARAMETERS, family_defaults, supported_parameters
-
-FAMILY_NAMES = {
-    "sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "amused": "aMUSEd", "deepfloyd-if": "DeepFloyd IF",
-    "unclip": "Stable unCLIP", "sd-x4-upscaler": "SD x4 upscaler",
-}
-PARAMETER_WORDS = {
-    "negative_prompt": "a negative prompt", "steps": "a step count", "guidance_scale": "a CFG scale",
-    "sampler": "a sampler", "width": "a free image size", "height": "a free image size", "strength": "a strength",
-}
-TURBO_STEPS = (1, 4)
+from engine import families
+from engine.api import Mode, ModelInfo
 
 
 def kind_label(info: ModelInfo | None) -> str:
     """A few words for what a model is: "SD 1.x", "aMUSEd token transformer", "Turbo (1–4 steps)"…"""
-    if info is None:
-        return ""
-    if info.kind == "upscaler":
-        return "Upscaler (diffusion x4)" if info.family == "sd-x4-upscaler" else "Upscaler (GAN)"
-    if info.family == "amused":
-        return "aMUSEd token transformer"
-    if info.family == "deepfloyd-if":
-        return "DeepFloyd IF cascade"
-    if info.family == "unclip":
-        return "Stable unCLIP"
-    base = FAMILY_NAMES.get(info.family, info.family.upper() if info.family else "")
-    if info.variant == "turbo":
-        return f"{base} Turbo (1–4 steps)".strip()
-    if info.kind == "inpaint":
-        return f"{base} inpainting".strip()
-    return base
+    caps = families.capabilities(info)
+    return caps.label if caps is not None else ""
 
 
-def family_name(info: ModelInfo) -> str:
-    if info.variant == "turbo":
-        return "Turbo models"
-    return FAMILY_NAMES.get(info.family, info.name)
+def family_label(info: ModelInfo) -> str:
+    """The family column of a model list ("SD 1.x" for a checkpoint or a LoRA, "GAN", "?")."""
+    return families.family_label(info) or "?"
 
 
 def unsupported(info: ModelInfo | None) -> dict[str, str]:
     """The parameters ``info`` does not take, each with the tooltip that says why."""
-    if info is None or info.kind == "upscaler":
+    caps = families.capabilities(info)
+    if caps is None or caps.role == "upscaler":
         return {}
-    taken = set(supported_parameters(info))
-    reasons = {p: f"{family_name(info)} do not use {PARAMETER_WORDS[p]}" if info.variant == "turbo"
-               else f"{family_name(info)} does not use {PARAMETER_WORDS[p]}" for p in ALL_PARAMETERS if p not in taken}
-    if info.variant == "turbo" and "guidance_scale" not in reasons:
-        reasons["guidance_scale"] = "Turbo models are distilled to run without CFG: it stays at 0"
-    if info.family == "deepfloyd-if":
-        side = family_defaults(info)["width"]
-        for p in ("width", "height"):
-            reasons.setdefault(p, f"the DeepFloyd IF cascade makes {side}×{side} images (a 64 px image, then "
-                                  "its super-resolution stages)")
-    return reasons
+    return dict(caps.reasons)
 
 
 def step_range(info: ModelInfo | None) -> tuple[int, int] | None:
     """A narrower step range than the engine's for this model (Turbo: 1–4), or None."""
-    return TURBO_STEPS if info is not None and info.variant == "turbo" else None
+    caps = families.capabilities(info)
+    return caps.step_range if caps is not None else None
 
 
 def size_presets(info: ModelInfo | None) -> tuple[tuple[int, int], ...] | None:
     """The only sizes a model makes (the IF cascade's), or None for any size."""
-    if info is not None and info.family == "deepfloyd-if":
-        side = family_defaults(info)["width"]
-        return ((side, side),)
-    return None
+    caps = families.capabilities(info)
+    return caps.sizes if caps is not None else None
 
 
 def with_native_size(presets: tuple[tuple[int, int], ...], info: ModelInfo | None) -> tuple[tuple[int, int], ...]:
     """``presets`` with the model's own size first when it is not among them (aMUSEd-256: 256 × 256)."""
-    if info is None or info.kind == "upscaler":
+    caps = families.capabilities(info)
+    if caps is None or caps.role == "upscaler":
         return presets
-    d = family_defaults(info)
-    native = (d["width"], d["height"])
-    return presets if native in presets else (native, *presets)
+    return presets if caps.native in presets else (caps.native, *presets)
 
 
 def mode_blocked(info: ModelInfo | None, mode: str) -> str:
     """Why Generate in ``mode`` ("txt2img" | "img2img" | "inpaint") cannot run with ``info`` ("" when it can)."""
-    if info is None:
-        return ""
-    if info.family == "unclip" and mode == "txt2img":
-        return "Stable unCLIP makes variations of an image: use Variations, or give an image (Image to image)"
-    if info.family == "unclip" and mode == "inpaint":
-        return "Stable unCLIP makes variations of a whole image: choose Image to image, or use Variations"
-    if info.family == "deepfloyd-if" and mode != "txt2img":
-        return "the DeepFloyd IF cascade makes new images only: choose New image"
-    return ""
+    caps = families.capabilities(info)
+    return caps.refusal(Mode(mode)) if caps is not None and caps.role != "upscaler" else ""
+
+
+def makes_variations(info: ModelInfo | None) -> bool:
+    """Whether the model draws variations from the image itself (Stable unCLIP) rather than by img2img."""
+    caps = families.capabilities(info)
+    return caps is not None and caps.role == "variations"
 
 
 class ModelDefaults(QObject):
@@ -143,7 +106,7 @@ class ModelDefaults(QObject):
             return
         self._pending = None
         old = self._catalog.find(previous) if previous else None
-        if old is None or family_defaults(old) != family_defaults(info) or _profile(old) != _profile(info):
+        if old is None or families.capabilities(old) != families.capabilities(info):
             self.apply(info)
 
     def _on_catalog_models_changed(self, _models: list) -> None:
@@ -153,10 +116,6 @@ class ModelDefaults(QObject):
 
     def apply(self, info: ModelInfo) -> None:
         """Set the family's defaults in the parameters now."""
-        for name, value in family_defaults(info).items():
+        for name, value in families.defaults(info).items():
             self._params.set(name, value)
         self.applied.emit(info.path)
-
-
-def _profile(info: ModelInfo) -> tuple[str, str]:
-    return (info.family if info.family in ("amused", "deepfloyd-if", "unclip") else "sd", info.variant)

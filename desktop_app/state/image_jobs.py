@@ -26,6 +26,7 @@ from desktop_app.state.gallery_model import UnsavedImage
 from desktop_app.state.jobs import Job, JobQueue
 from desktop_app.state.models import ModelCatalog
 from desktop_app.state.params import GenerationParameters
+from engine import families
 from engine.api import EaselError, ModelInfo
 from engine.library import LibraryEntry
 
@@ -193,7 +194,8 @@ class ImageJobs(QObject):
             return None
         before = pil_to_qimage(loaded.image)
         origin = UpscaleOrigin(before, source.name)
-        if info.format == "diffusers":
+        caps = families.capabilities(info)
+        if caps is not None and caps.upscale_kind == "diffusion":
             return self._diffusion_upscale(source, loaded, info, scale, origin)
         spec = UpscaleSpec(loaded.image, info.path, scale, tile, source.name, info.name, dict(loaded.texts))
         job = self.queue.enqueue_upscale(spec, origin)
@@ -205,10 +207,8 @@ class ImageJobs(QObject):
         if scale != 4:
             self.reporter.report(f"{info.name} enlarges 4 times only: choose x4, or a GAN upscaler for x2.")
             return None
-        from engine.families import upscale_request
-
         try:
-            request = upscale_request(loaded.image.convert("RGB"), info.path, info, loaded.meta)
+            request = families.upscale_request(loaded.image.convert("RGB"), info.path, info, loaded.meta)
             request = request.replace(memory_preset=self.params.memory_preset)
         except EaselError as exc:
             self.reporter.report(f"Cannot upscale {source.name}: {exc}")

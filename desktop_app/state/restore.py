@@ -47,7 +47,7 @@ def find_model(meta: ImageMetadata, models: list[ModelInfo], hash_of: Callable[[
 
 def cached_hash_function(index) -> Callable[[ModelInfo], str | None]:
     """``hash_of`` for ``find_model``, caching in the library index by path, size and mtime. I/O thread."""
-    from engine.modelfiles import model_hash
+    from engine.files.probe import model_hash
 
     def hash_of(model: ModelInfo) -> str | None:
         try:

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.state.families import kind_label
+from desktop_app.state.families import kind_label, makes_variations
 from desktop_app.state.image_jobs import MAX_VARIATIONS, TILE_CHOICES, ImageJobs, ImageSource
 from engine.api import MAX_SIZE
 from engine.variations import STRENGTHS
@@ -117,7 +117,7 @@ class VariationsDialog(QDialog):
         info = self._jobs.catalog.find(self.model_combo.currentData() or "")
         if not has_model:
             self.note.setText("There is no model to draw with: add a folder of models first.")
-        elif info is not None and info.family == "unclip":
+        elif makes_variations(info):
             self.note.setText("Stable unCLIP draws from the image itself (its CLIP image embedding): "
                               "Subtle adds little noise to it, Strong more.")
         else:

@@ -20,9 +20,8 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.state.actions import StudioActions
-from desktop_app.state.families import FAMILY_NAMES, kind_label
+from desktop_app.state.families import family_label, kind_label
 
-FAMILY_LABELS = dict(FAMILY_NAMES)
 TABS = (
     ("Checkpoints", ("checkpoint", "inpaint")),
     ("LoRAs", ("lora",)),
@@ -112,7 +111,7 @@ class ModelsPanel(QWidget):
                     unusable.append(e)
                     continue
                 note = kind_label(e.info) if e.kind in ("checkpoint", "inpaint", "upscaler") else ""
-                family = FAMILY_LABELS.get(e.family, "GAN" if e.kind == "upscaler" else "?")
+                family = family_label(e.info)
                 item = QTreeWidgetItem([e.name, family, _size(e.info.size_bytes), e.source, note])
                 item.setData(0, Qt.ItemDataRole.UserRole, e)
                 item.setToolTip(0, e.path)
@@ -184,7 +183,7 @@ class LoraPickerWidget(QToolButton):
         self.menu_.clear()
         loras = [e for e in entries if e.kind == "lora" and e.usable]
         for e in loras:
-            label = f"{e.name}  ({FAMILY_LABELS.get(e.family, '?')})"
+            label = f"{e.name}  ({family_label(e.info)})"
             self.menu_.addAction(label, lambda name=e.name: self._actions.insert_lora(name))
         if not loras:
             self.menu_.addAction("No LoRAs found in the model folders").setEnabled(False)

@@ -1,43 +1,85 @@
-"""Model families beyond the SD/SDXL UNet pipelines, each in its own module behind one small interface.
+"""The model families, one folder each behind one interface (``engine.families.base``).
 
-A family module exposes ``load(info, dtype) -> Runner``; a Runner has
-``generate(request, on_progress, cancel, model_hash) -> Result`` with the engine's guarantees
-(progress per step, cancel within one step, seeded, the request as run recorded in the Result).
-``runner_for(info)`` says which family module loads a model, or None for the SD pipelines.
+``REGISTRY`` is the one list of families: adding a family is a folder plus one line here. Family
+modules import torch and diffusers only when they load a model, so asking capabilities is cheap on
+any thread.
 """
 
 from __future__ import annotations
 
+import importlib
+from functools import cache
+
 from engine.api import ModelInfo
+from engine.families.base import Capabilities, Family
 
-RUNNER_FAMILIES = ("amused", "deepfloyd-if", "sd-x4-upscaler", "unclip")
+# module path of each family (its ``FAMILY`` instance), in the order they are asked.
+REGISTRY = (
+    "engine.families.sd",
+    "engine.families.amused",
+    "engine.families.deepfloyd_if",
+    "engine.families.unclip",
+    "engine.families.sd_x4",
+    "engine.families.gan",
+)
 
 
-def runner_for(info: ModelInfo):
-    """The family module that runs ``info``, or None when the SD/SDXL engine path runs it. Any thread."""
-    if info.family == "amused":
-        from engine.families import amused
+@cache
+def families() -> tuple[Family, ...]:
+    """Every registered family. Any thread."""
+    return tuple(importlib.import_module(name).FAMILY for name in REGISTRY)
 
-        return amused
-    if info.family == "deepfloyd-if":
-        from engine.families import deepfloyd_if
 
-        return deepfloyd_if
-    if info.family == "sd-x4-upscaler":
-        from engine.families import sd_upscale
+@cache
+def folder_probes() -> dict:
+    """model_index ``_class_name`` -> the folder probe of the family that examines it (the probe
+    registry ``engine.files.folders`` asks). Any thread."""
+    return {cls: f.examine_folder for f in families() for cls in f.folder_pipelines}
 
-        return sd_upscale
-    if info.family == "unclip":
-        from engine.families import unclip
 
-        return unclip
-    return None
+def family_for(info: ModelInfo | None) -> Family | None:
+    """The family that runs ``info``, or None when none does (a LoRA, an unknown file). Any thread."""
+    if info is None:
+        return None
+    return next((f for f in families() if f.handles(info)), None)
+
+
+def capabilities(info: ModelInfo | None) -> Capabilities | None:
+    """What ``info`` can do (its family's declaration), or None for a file no family runs. Any thread."""
+    family = family_for(info)
+    return family.capabilities(info) if family is not None else None
+
+
+def family_label(info: ModelInfo) -> str:
+    """A short name of the family a file belongs to ("SD 1.x" for an SD 1.x checkpoint or LoRA,
+    "aMUSEd", "GAN"), or "" when unknown. Any thread."""
+    caps = capabilities(info)
+    if caps is not None:
+        return caps.short
+    return next((label for f in families() if (label := f.family_label(info.family))), "")
+
+
+def defaults(info: ModelInfo) -> dict:
+    """{"width", "height", "steps", "guidance_scale", "sampler"} to start a request for ``info`` with
+    (its family's defaults; "Euler a" where the family names no sampler). Any thread."""
+    caps = capabilities(info)
+    base = {"width": 512, "height": 512, "steps": 25, "guidance_scale": 7.0, "sampler": "Euler a"}
+    return {**base, **(caps.defaults if caps is not None else {})}
+
+
+def test_models() -> dict:
+    """make-test-model name -> (family, TestModel) for every family's tiny test models. Any thread."""
+    return {model.name: (family, model) for family in families() for model in family.test_models()}
 
 
 def upscale_request(image, model_path: str, info: ModelInfo, stored=None, seed: int | None = None):
-    """The GenerationRequest that upscales ``image`` 4x with the SD x4 upscaler folder ``model_path``
-    (``stored``: the image's ImageMetadata, whose prompt guides the upscaler). Any thread; raises
-    InvalidRequest (one line) for an image too small or too large for it."""
-    from engine.families.cascade_defaults import upscale_request as build
+    """The GenerationRequest that upscales ``image`` with the diffusion upscaler ``info`` (the SD x4
+    upscaler folder ``model_path``; ``stored``: the image's ImageMetadata, whose prompt guides it). Any
+    thread; raises InvalidRequest (one line) for an image too small or too large for it."""
+    from engine.api import InvalidRequest
 
-    return build(image, model_path, info, stored, seed)
+    family = family_for(info)
+    caps = family.capabilities(info) if family is not None else None
+    if caps is None or caps.upscale_kind != "diffusion":
+        raise InvalidRequest("model", f"{info.name if info else model_path} is not a diffusion upscaler")
+    return family.upscale_request(image, model_path, info, stored, seed)

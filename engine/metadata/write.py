@@ -46,17 +46,20 @@ def a1111_parameters(
     model_name: str,
     model_hash: str,
     extra: dict[str, str] | None = None,
+    sampler: bool = True,
 ) -> str:
     """The A1111 ``parameters`` text for one image of ``request`` made with ``seed``.
 
     Prompt (may span lines), then ``Negative prompt: ...`` (left out when empty), then one line of
     ``key: value`` pairs; a value holding ``,`` ``:`` or a newline is JSON-quoted as A1111 does.
-    ``extra`` pairs (e.g. "Lora hashes", "Clip skip") come last, in the order given.
+    ``extra`` pairs (e.g. "Lora hashes", "Clip skip") come last, in the order given. ``sampler``
+    False leaves Sampler and Schedule type out (a model with its own schedule, such as aMUSEd or
+    DeepFloyd IF, uses none).
     """
-    sampler, schedule = _karras_split(request.sampler)
+    name, schedule = _karras_split(request.sampler) if sampler else ("", "")
     pairs: list[tuple[str, Any]] = [
         ("Steps", request.steps),
-        ("Sampler", sampler),
+        ("Sampler", name),
         ("Schedule type", schedule),
         ("CFG scale", request.guidance_scale),
         ("Seed", seed),
@@ -106,7 +109,7 @@ def png_info(
     pairs.update(extra or {})
     pairs.setdefault("Version", f"easel {app_version}")
     text = a1111_parameters(result.request, seed, model_name=result.model.name, model_hash=result.model_hash,
-                            extra=pairs)
+                            extra=pairs, sampler=getattr(result, "uses_sampler", True))
     info.add_text(PARAMETERS_KEY, text)  # tEXt when Latin-1, else iTXt (Pillow decides)
     # Patched as a dict rather than request.replace(): no re-validation, so a Result whose request
     # dropped its init image still saves.

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from engine.api import ModelError
-from engine.modelfiles import hash_target, sha256_file
+from engine.files.probe import hash_target, sha256_file
 from engine.outputs import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class HashCache:
 
     def sha256(self, path: str) -> str:
         """The file's SHA-256, from the cache or by reading it (seconds for a large file: off the GUI
-        thread). For a diffusers folder, of its UNet weights (as ``engine.modelfiles.model_hash``)."""
+        thread). For a diffusers folder, of its UNet weights (as ``engine.files.probe.model_hash``)."""
         hit = self.cached(path)
         if hit:
             return hit
@@ -77,7 +77,7 @@ class HashCache:
 
 
 def target_file(path: str) -> str:
-    """The file whose hash stands for ``path`` (``engine.modelfiles.hash_target``), else ``path``."""
+    """The file whose hash stands for ``path`` (``engine.files.probe.hash_target``), else ``path``."""
     try:
         return str(hash_target(path))
     except ModelError:

@@ -3,7 +3,7 @@
 A walk collects ``.safetensors`` files, diffusers folders (``model_index.json``; not descended into),
 tiny-autoencoder folders (TAESD, for previews) and pickle files (``.ckpt``/``.pt``/``.pth``: listed
 as "convert to .safetensors", never opened). Each candidate is judged by
-``engine.modelfiles.inspect_model``; results are remembered by (path, size, mtime) in a JSON file, so
+``engine.files.probe.inspect_model``; results are remembered by (path, size, mtime) in a JSON file, so
 a warm scan only ``stat``s. Runs on any thread that is not the GUI thread (the app's I/O thread).
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from engine.api import ModelInfo
 from engine.models.locations import ScanRoot
-from engine.modelfiles import inspect_model
+from engine.files.probe import inspect_model
 from engine.outputs import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class EntryCache:
         except OSError:
             return inspect_model(path)
         stamp = [st.st_size, st.st_mtime_ns]
-        if what == "folder":  # a cascade stage's verdict depends on its siblings (engine.families.cascade_files)
+        if what == "folder":  # a cascade stage's verdict depends on its siblings (engine.families.deepfloyd_if.files)
             try:
                 stamp.append(os.stat(os.path.dirname(path) or ".").st_mtime_ns)
             except OSError:

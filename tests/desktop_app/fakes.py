@@ -85,6 +85,15 @@ class FakeEngine:
     def release(self) -> None:
         self._release.set()
 
+    def upscale(self, request, on_progress=None, cancel=None):
+        """GAN upscales run for real (the tiny upscalers are fast): through a real Engine on the CPU."""
+        if getattr(self, "_upscaler_engine", None) is None:
+            from engine.engine import Engine
+
+            self._upscaler_engine = Engine(device="cpu", keep_models=0)
+        self.threads.add(threading.current_thread().name)
+        return self._upscaler_engine.upscale(request, on_progress, cancel)
+
     def load(self, model_path: str, memory_preset: str = "auto") -> ModelInfo:
         self.threads.add(threading.current_thread().name)
         p = Path(model_path).expanduser().resolve()

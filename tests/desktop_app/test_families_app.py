@@ -209,7 +209,7 @@ def test_x4_diffusion_upscale_from_the_gallery_makes_a_4x_image_with_before_afte
         assert png.size == (256, 256)
         params = png.text["parameters"]
     assert params.startswith("a red kite\n") and "Model: sd-x4-upscaler" in params and "Size: 256x256" in params
-    from engine.families.unclip import source_hash
+    from engine.imageprep import source_hash
     from engine.metadata import read_metadata
 
     assert read_metadata(shown.path).extra["Init image hash"] == source_hash(Image.open(studio.gallery.absolute(source)))

@@ -21,7 +21,7 @@ from tests.desktop_app.fakes import make_fake_model
 
 @pytest.fixture(scope="module")
 def amused_model(tmp_path_factory) -> Path:
-    from engine.families.testmodels import make_amused_test_model
+    from engine.families.amused.testmodel import make_amused_test_model
 
     return make_amused_test_model(tmp_path_factory.mktemp("amused") / "amused-tiny-256")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.convert import ConversionError, convert_to_safetensors
-from engine.modelfiles import inspect_model
+from engine.files.probe import inspect_model
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ import pytest
 
 from engine.api import Cancelled, DownloadError
 from engine.download import Download, choose_files
-from engine.modelfiles import inspect_model
+from engine.files.probe import inspect_model
 
 REPO = "acme/tiny-sd"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -155,7 +155,7 @@ def test_each_family_loads_from_folder_and_single_file_alike(tiny_models, family
 def test_sd2_v_model_runs_with_v_prediction(shared_engine, tiny_models):
     result = shared_engine.generate(req(tiny_models.get("sd2-v", single_file=True)))
     assert result.model.prediction_type == "v_prediction"
-    assert shared_engine._model.scheduler_config["prediction_type"] == "v_prediction"
+    assert shared_engine.runner.scheduler_config["prediction_type"] == "v_prediction"
 
 
 # ----------------------------------------------------------------------------------- cancel
@@ -224,7 +224,7 @@ def test_switching_models_frees_the_previous_one(tiny_models):
 
     engine = Engine(device="cpu", keep_models=0)
     engine.load(str(tiny_models.get("sd15")))
-    old_unet = weakref.ref(engine._model.base.unet)
+    old_unet = weakref.ref(engine.runner.base.unet)
     engine.load(str(tiny_models.get("sd2-v", single_file=True)))
     gc.collect()
     assert old_unet() is None
@@ -240,11 +240,11 @@ def test_switching_back_reuses_the_model_kept_in_ram_and_a_changed_file_reloads(
     shutil.copy(tiny_models.get("sd15", single_file=True), a)
     engine = Engine(device="cpu", keep_models=1)
     engine.load(str(a))
-    unet = engine._model.base.unet
+    unet = engine.runner.base.unet
     first = engine.generate(req(a))
     engine.load(str(tiny_models.get("sd2-v", single_file=True)))
     engine.load(str(a))
-    assert engine._model.base.unet is unet  # no reload from disk
+    assert engine.runner.base.unet is unet  # no reload from disk
     assert np.array_equal(pixels(engine.generate(req(a)).images[0]), pixels(first.images[0]))
     engine.load(str(tiny_models.get("sd2-v", single_file=True)))
     a.touch()  # the file changed on disk: the copy in RAM is stale
@@ -252,16 +252,16 @@ def test_switching_back_reuses_the_model_kept_in_ram_and_a_changed_file_reloads(
 
     os.utime(a, ns=(a.stat().st_atime_ns, a.stat().st_mtime_ns + 10**9))
     engine.load(str(a))
-    assert engine._model.base.unet is not unet
+    assert engine.runner.base.unet is not unet
     engine.unload()
     assert not engine._parked
 
 
 def test_models_stay_loaded_between_requests(shared_engine, tiny_models):
     shared_engine.generate(req(tiny_models.get()))
-    pipe = shared_engine._model.base
+    pipe = shared_engine.runner.base
     second = shared_engine.generate(req(tiny_models.get()))
-    assert shared_engine._model.base is pipe
+    assert shared_engine.runner.base is pipe
     assert second.timings.load == 0.0
 
 

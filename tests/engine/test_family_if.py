@@ -17,14 +17,14 @@ from PIL import Image
 
 from engine.api import Cancelled, GenerationRequest, InvalidRequest, ModelError, Mode, UnsafeModelFile, UnsupportedModel
 from engine.cli import main
-from engine.families.defaults import family_defaults, supported_parameters
-from engine.modelfiles import check_model, inspect_model
+from engine.families import capabilities, defaults as family_defaults
+from engine.files.probe import check_model, inspect_model
 
 
 @pytest.fixture(scope="module")
 def cascade(tmp_path_factory) -> Path:
     """The stage I folder of a tiny cascade (IF-I-tiny, IF-II-tiny, x4-upscaler-tiny side by side)."""
-    from engine.families.testmodels_cascade import make_cascade_test_model
+    from engine.families.deepfloyd_if.testmodel import make_cascade_test_model
 
     return make_cascade_test_model(tmp_path_factory.mktemp("cascade") / "models")
 
@@ -48,7 +48,7 @@ def test_each_stage_is_recognised_and_stage_two_alone_points_to_stage_one(cascad
     info = check_model(cascade)
     assert (info.kind, info.family, info.variant, info.usable) == ("checkpoint", "deepfloyd-if", "cascade", True)
     assert family_defaults(info)["width"] == 1024  # the x4 folder completes the cascade: 64 -> 256 -> 1024
-    assert "sampler" not in supported_parameters(info) and "strength" not in supported_parameters(info)
+    assert "sampler" not in capabilities(info).parameters and "strength" not in capabilities(info).parameters
 
     stage2 = inspect_model(cascade.parent / "IF-II-tiny")
     assert stage2.problem == "this is DeepFloyd IF stage II: pick the stage I folder next to it (IF-I-tiny)"
@@ -187,7 +187,7 @@ def test_a_released_layout_loads(tmp_path, cascade):
     tokenizer = stage1 / "tokenizer"
     (tokenizer / "tokenizer.json").unlink()
     model = io.BytesIO()
-    from engine.families.testmodels_cascade import _CORPUS
+    from engine.families.deepfloyd_if.testmodel import _CORPUS
 
     sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(list(_CORPUS) * 8), model_writer=model,
                                              vocab_size=60, model_type="unigram", pad_id=0, eos_id=1, unk_id=2,
@@ -201,32 +201,12 @@ def test_a_released_layout_loads(tmp_path, cascade):
     assert np.asarray(result.images[0]).std() > 5
 
 
-def test_out_of_memory_reruns_the_job_one_preset_lower(shared_engine, cascade, monkeypatch):
-    """A test double: CUDA running out of memory cannot happen on this CPU machine."""
-    shared_engine.generate(_request(cascade, width=64, height=64, steps=1))  # load it
-    runner = shared_engine._family_held.runner
-    unet = runner.stage2.unet
-    real = unet.forward
-    calls = []
-
-    def once_out_of_memory(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(unet, "forward", once_out_of_memory)
-    result = shared_engine.generate(_request(cascade, width=64, height=64, steps=1, memory_preset="balanced"))
-    assert result.settings.preset == "low" and "finished the job with “low”" in result.notices[0]
-    assert result.images[0].size == (64, 64)
-
-
 def test_unload_frees_every_stage(cascade):
     from engine.engine import Engine
 
     engine = Engine(device="cpu")
     engine.generate(_request(cascade, width=64, height=64, steps=1))
-    runner = engine._family_held.runner
+    runner = engine.runner
     stages = [weakref.ref(p.unet) for p in runner.pipes]
     del runner
     engine.unload()
@@ -263,7 +243,7 @@ def test_stages_in_the_hugging_face_cache_find_each_other(tmp_path, cascade):
         (hub / f"models--{org}--{repo}" / "refs").mkdir()
         (hub / f"models--{org}--{repo}" / "refs" / "main").write_text("0123abc")
         snaps[repo] = snap
-    from engine.families.cascade_files import find_cascade
+    from engine.families.deepfloyd_if.files import find_cascade
 
     found = find_cascade(snaps["IF-I-XL-v1.0"])
     assert (found.stage2, found.upscaler) == (snaps["IF-II-L-v1.0"], snaps["stable-diffusion-x4-upscaler"])

@@ -15,7 +15,7 @@ from engine.api import Cancelled, GenerationRequest, InvalidRequest, ModelError,
 from engine.cli import main
 from engine.families.unclip import TXT2IMG_REFUSED
 from engine.metadata import read_metadata
-from engine.modelfiles import check_model, inspect_model
+from engine.files.probe import check_model, inspect_model
 from engine.variations import STRENGTHS, variation_request
 
 
@@ -102,23 +102,6 @@ def test_variations_have_the_source_size_differ_per_seed_and_follow_the_source(s
     assert np.abs(_pixels(other.images[0]) - a).mean() > 1
 
 
-def test_cancel_within_one_step_and_the_engine_stays_ready(shared_engine, unclip, source):
-    request = GenerationRequest(prompt="", model=str(unclip), mode=Mode.IMG2IMG, init_image=Image.open(source),
-                                width=72, height=64, steps=4, seed=2, strength=0.5, sampler="DDIM")
-    cancel = threading.Event()
-    steps = []
-
-    def on_progress(p):
-        steps.append(p.step)
-        if p.step == 2:
-            cancel.set()
-
-    with pytest.raises(Cancelled) as caught:
-        shared_engine.generate(request, on_progress=on_progress, cancel=cancel)
-    assert steps == [1, 2] and caught.value.step == 2
-    assert shared_engine.generate(request.replace(steps=2)).images[0].size == (70, 60)
-
-
 def test_text_to_image_is_refused_with_one_plain_line(shared_engine, unclip, capsys):
     request = GenerationRequest(prompt="a fox", model=str(unclip), width=64, height=64, steps=2, seed=1)
     with pytest.raises(InvalidRequest) as caught:
@@ -131,16 +114,6 @@ def test_text_to_image_is_refused_with_one_plain_line(shared_engine, unclip, cap
     # Any other model still needs a prompt: one line, not a traceback.
     assert main(["generate", "--model", str(unclip) + "-missing", "--steps", "2"]) == 2
     assert capsys.readouterr().err.strip().startswith("easel: --prompt")
-
-
-def test_memory_preset_is_applied_and_recorded(shared_engine, unclip, source):
-    base = GenerationRequest(prompt="", model=str(unclip), mode=Mode.IMG2IMG, init_image=Image.open(source),
-                             width=72, height=64, steps=2, seed=8, strength=0.35, sampler="DDIM")
-    fast = shared_engine.generate(base)
-    low = shared_engine.generate(base.replace(memory_preset="low"))
-    assert fast.settings.preset == "fast" and not fast.settings.attention_slicing
-    assert (low.settings.preset, low.settings.attention_slicing, low.settings.vae_tiling) == ("low", True, True)
-    assert np.abs(_pixels(fast.images[0]) - _pixels(low.images[0])).mean() < 1  # same picture, less memory
 
 
 def test_cli_variations_write_pngs_that_regenerate_identically(tmp_path, capsys, unclip, source):

@@ -17,14 +17,14 @@ from PIL import Image
 from engine.api import Cancelled, GenerationRequest, InvalidRequest, ModelError
 from engine.cli import main
 from engine.families import upscale_request
-from engine.modelfiles import check_model
+from engine.files.probe import check_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def x4(tmp_path_factory) -> Path:
-    from engine.families.testmodels_cascade import make_x4_test_model
+    from engine.families.sd_x4.testmodel import make_x4_test_model
 
     return make_x4_test_model(tmp_path_factory.mktemp("x4") / "x4-upscaler-tiny")
 
@@ -106,7 +106,7 @@ import resource, numpy as np
 from PIL import Image
 from engine.engine import Engine
 from engine.families import upscale_request
-from engine.modelfiles import check_model
+from engine.files.probe import check_model
 engine = Engine(device="cpu")
 info = check_model({str(x4)!r})
 img = Image.fromarray((np.random.default_rng(0).random((320, 320, 3)) * 255).astype('uint8'))

@@ -209,7 +209,7 @@ def test_symlink_loops_end(tmp_path, depth):
 def test_library_hash_of_a_folder_is_the_metadata_model_hash(tmp_path):
     """The library's cached hash and the "Model hash" written into images pick the same file,
     also for transformer-only folders (aMUSEd), so restoring settings finds the model by hash."""
-    from engine.modelfiles import model_hash
+    from engine.files.probe import model_hash
     from engine.models.hashes import HashCache
 
     for sub in ("unet", "transformer"):

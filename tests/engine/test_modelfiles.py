@@ -1,4 +1,4 @@
-"""engine.modelfiles: what a model file or folder is, from its bytes and header alone.
+"""engine.files.probe: what a model file or folder is, from its bytes and header alone.
 
 Every file here is built by hand in tmp_path with tiny shapes (a few bytes of data): detection must
 rest on tensor names and channel counts, so a tiny file is recognised exactly like a 7 GB one.
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from engine.api import ModelError, ModelInfo, UnsafeModelFile, UnsupportedModel
-from engine.modelfiles import (
+from engine.files.probe import (
     PICKLE_PROBLEM,
     SafetensorsHeader,
     TensorInfo,
@@ -515,7 +515,7 @@ def test_pickles_are_refused_and_never_unpickled(evil_files):
 def test_examining_pickles_never_loads_the_pickle_module(evil_files):
     canary, files = evil_files
     code = (
-        "import sys\nfrom engine.modelfiles import check_model, inspect_model, sniff\n"
+        "import sys\nfrom engine.files.probe import check_model, inspect_model, sniff\n"
         f"for p in {[str(f) for f in files]!r}:\n"
         "    sniff(p); inspect_model(p)\n"
         "    try: check_model(p)\n"
@@ -687,7 +687,7 @@ def test_sniff_kinds(tmp_path, evil_files):
 
 
 def test_import_is_light():
-    code = ("import sys, engine.modelfiles\n"
+    code = ("import sys, engine.files.probe\n"
             "bad = [m for m in ('torch', 'numpy', 'diffusers', 'PySide6', 'pickle', 'yaml') if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], check=True, timeout=60)

@@ -48,7 +48,7 @@ def test_break_splits_chunks():
 def sd15_pipe(tiny_models):
     import torch
 
-    from engine.loading import load_pipeline
+    from engine.families.sd.loading import load_pipeline
 
     return load_pipeline(tiny_models.get(), torch.float32)[1]
 
@@ -95,7 +95,7 @@ def test_clip_skip_reads_an_earlier_layer(sd15_pipe):
 def test_sdxl_prompts_with_weights_and_length(tiny_models):
     import torch
 
-    from engine.loading import load_pipeline
+    from engine.families.sd.loading import load_pipeline
 
     pipe = load_pipeline(tiny_models.get("sdxl"), torch.float32)[1]
     with torch.inference_mode():

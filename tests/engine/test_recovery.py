@@ -25,12 +25,12 @@ class OutOfMemoryOnce:
         import torch
 
         self.engine, self.fits, self.raised = engine, fits, []
-        unet = engine._model.base.unet
+        unet = engine.runner.base.unet
         self.original = unet.forward
         order = ("fast", "balanced", "low", "minimal")
 
         def forward(*args, **kwargs):
-            preset = engine._model.settings.preset
+            preset = engine.runner.settings.preset
             if self.fits is None or order.index(preset) < order.index(self.fits):
                 self.raised.append(preset)
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
@@ -39,7 +39,7 @@ class OutOfMemoryOnce:
         unet.forward = forward
 
     def remove(self):
-        self.engine._model.base.unet.forward = self.original
+        self.engine.runner.base.unet.forward = self.original
 
 
 def test_out_of_memory_retries_lower_and_remembers_the_rung(tiny_models, tmp_path):
@@ -106,7 +106,7 @@ def half_vae_engine(tiny_models):
 
     engine = Engine(device="cpu")
     engine.load(str(tiny_models.get()))
-    vae = engine._model.base.vae
+    vae = engine.runner.base.vae
     vae.to(torch.float16)
     yield engine
     vae.to(torch.float32)
@@ -116,7 +116,7 @@ def test_nan_decode_reruns_the_vae_in_fp32(half_vae_engine, tiny_models):
     import torch
 
     model = tiny_models.get()
-    nan = NanDecoder(half_vae_engine._model.base.vae, torch.float16)
+    nan = NanDecoder(half_vae_engine.runner.base.vae, torch.float16)
     try:
         result = half_vae_engine.generate(_req(model))
     finally:
@@ -125,12 +125,12 @@ def test_nan_decode_reruns_the_vae_in_fp32(half_vae_engine, tiny_models):
     pixels = np.asarray(result.images[0])
     assert pixels.std() > 1  # a real image, not a flat black one
     assert any("full precision" in n for n in result.notices)
-    assert half_vae_engine._model.base.vae.dtype == torch.float16  # back to half for the next job
+    assert half_vae_engine.runner.base.vae.dtype == torch.float16  # back to half for the next job
 
 
 def test_nan_in_full_precision_too_is_an_error_not_a_black_image(half_vae_engine, tiny_models):
     model = tiny_models.get()
-    nan = NanDecoder(half_vae_engine._model.base.vae, None)
+    nan = NanDecoder(half_vae_engine.runner.base.vae, None)
     try:
         with pytest.raises(EaselError) as info:
             half_vae_engine.generate(_req(model))
@@ -151,12 +151,12 @@ def test_previews_use_a_local_tiny_autoencoder(tiny_models, tmp_path):
     engine = Engine(device="cpu", library=lib, preview_every=1)
     previews = []
     engine.generate(_req(tiny_models.get()), on_progress=lambda p: previews.append(p.preview))
-    assert engine._model.previewer.folder == str(tmp_path / "taesd")
+    assert engine.runner.previews.tiny.folder == str(tmp_path / "taesd")
     assert all(p is not None and p.size == (64, 64) for p in previews)
 
     plain = Engine(device="cpu", library=ModelLibrary([], include_defaults=False), preview_every=1)
     plain.generate(_req(tiny_models.get()), on_progress=lambda p: None)
-    assert plain._model.previewer is False  # none on disk: the latent approximation
+    assert plain.runner.previews.tiny is False  # none on disk: the latent approximation
 
 
 def test_no_network_outside_an_explicit_download(tiny_models, tmp_path, no_network):

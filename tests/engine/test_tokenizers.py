@@ -7,7 +7,7 @@ import shutil
 
 import torch
 
-from engine import loading
+from engine.families.sd import loading
 from engine.tokenizers import bundled_tokenizer
 
 

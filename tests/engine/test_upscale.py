@@ -55,7 +55,7 @@ def test_upscaler_files_are_recognised_for_upscale_not_generation(esrgan):
     assert info.upscaler and info.problem is None
     assert not info.usable  # not offered as a generator
     with pytest.raises(ModelError, match="use it with Upscale"):
-        from engine.modelfiles import check_model
+        from engine.files.probe import check_model
 
         check_model(str(esrgan))
 

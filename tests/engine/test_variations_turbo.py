@@ -12,8 +12,8 @@ from PIL import Image
 
 from engine.api import InvalidRequest
 from engine.cli import main
-from engine.families.defaults import family_defaults
-from engine.modelfiles import check_model
+from engine.families import defaults as family_defaults
+from engine.files.probe import check_model
 from engine.variations import parse_strength
 
 
@@ -113,7 +113,7 @@ def test_a_turbo_model_runs_one_step_without_cfg_by_default(tmp_path, capsys, ti
     # The one step starts from the last training timestep ("trailing"), i.e. from pure noise.
     from engine.samplers import make_scheduler
 
-    scheduler = make_scheduler("Euler a", shared_engine._model.scheduler_config, 0)
+    scheduler = make_scheduler("Euler a", shared_engine.runner.scheduler_config, 0)
     scheduler.set_timesteps(1)
     assert int(scheduler.timesteps[0]) == 999
     assert np.array_equal(np.asarray(result.images[0]), np.asarray(Image.open(out).convert("RGB")))

@@ -23,24 +23,21 @@ Everything here runs on the engine thread.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 
-from engine.api import (
-    Cancelled,
-    EaselError,
-    GenerationRequest,
-    InvalidRequest,
-    ModelError,
-    ModelInfo,
-    Mode,
-    Progress,
-    Result,
-    Timings,
-)
-from engine.families import placement, sd_upscale
-from engine.families.cascade_files import Cascade, find_cascade, weights_variant
+from engine.api import EaselError, ModelInfo, Result, RuntimeSettings, Timings
+from engine.core import prompt_policy
+from engine.core.job import Job
+from engine.core.loading import pretrained
+from engine.core.placement import Placement
+from engine.core.previews import pixels_to_preview
+from engine.core.steps import StepReporter, cancel_within_steps
+from engine.families.base import Capabilities, LoadContext, Runner
+from engine.families.deepfloyd_if.files import Cascade, find_cascade
+from engine.families.sd_x4 import runner as x4
+from engine.families.sd_x4.requests import SCALE as X4_SCALE
+from engine.files.folders import weights_variant
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +47,6 @@ X4_NOISE_LEVEL = 100  # what DeepFloyd's cascade example gives the x4 stage
 STAGE2_MAX_GUIDANCE, X4_MAX_GUIDANCE = 4.0, 9.0
 MAX_TOKENS = 77  # IF's T5 reads 77 tokens
 _SEED_MIX = 0x9E3779B9
-_PREVIEW_EVERY = 2
 
 
 def stage_seed(seed: int, stage: int) -> int:
@@ -58,25 +54,31 @@ def stage_seed(seed: int, stage: int) -> int:
     return (seed + (stage - 1) * _SEED_MIX) % 2**32
 
 
-class IFRunner:
+class IFRunner(Runner):
     """One loaded cascade: stage I, stage II and the optional x4 stage, each a diffusers pipeline."""
 
-    def __init__(self, info: ModelInfo, cascade: Cascade, stage1, stage2, x4, device: str, dtype,
-                 load_seconds: float):
+    def __init__(self, info: ModelInfo, cascade: Cascade, stage1, stage2, upscaler, caps: Capabilities,
+                 ctx: LoadContext, load_seconds: float):
         self.info = info
+        self.caps = caps
         self.cascade = cascade
-        self.stage1, self.stage2, self.x4 = stage1, stage2, x4
-        self.device = device
+        self.stage1, self.stage2, self.x4 = stage1, stage2, upscaler
         self.load_seconds = load_seconds
-        self.placement = placement.Placement(info.family, device, dtype)
+        # The stages have no VAE but the x4 one, which tiles the image itself: no VAE tiling.
+        self.placement = Placement(ctx.device, ctx.dtype, caps.memory_thresholds, model_path=info.path,
+                                   rungs=ctx.rungs, vae_tiling=False)
+        self.placement.place_new(self.pipelines(), ctx.preset)
 
     @property
-    def pipes(self) -> list:
+    def settings(self) -> RuntimeSettings | None:
+        return self.placement.settings
+
+    def pipelines(self) -> list:
         return [p for p in (self.stage1, self.stage2, self.x4) if p is not None]
 
     @property
     def factor(self) -> int:
-        return STAGE2_FACTOR * (sd_upscale.SCALE if self.x4 is not None else 1)
+        return STAGE2_FACTOR * (X4_SCALE if self.x4 is not None else 1)
 
     @property
     def grid(self) -> int:
@@ -88,17 +90,17 @@ class IFRunner:
         grid = self.grid
         return tuple(max(grid, round(side / self.factor / grid) * grid) for side in (width, height))
 
-    def generate(self, request: GenerationRequest, on_progress, cancel: threading.Event | None,
-                 model_hash: str, started: float) -> Result:
-        """Run the cascade for ``request`` (seed already resolved). Runs on the engine thread."""
+    def generate(self, job: Job) -> Result:
+        """Run the cascade for the job's request (seed resolved). Runs on the engine thread."""
         import torch
 
         # 1. Check inputs.
-        if request.mode is not Mode.TXT2IMG:
-            raise InvalidRequest("mode", "DeepFloyd IF makes images from text only: use an SD model for "
-                                 "img2img and inpainting")
-        notices: list[str] = []
-        prompt, negative = _plain_prompts(request, notices)
+        request = job.request
+        self.caps.check(request.mode)
+        notices = job.notices
+        text = prompt_policy.prepare(request.prompt, request.negative_prompt, "DeepFloyd IF", loras=False,
+                                     weighting=False, notices=notices)
+        prompt, negative = text.prompt, text.negative
         w1, h1 = self.stage1_size(request.width, request.height)
         natural = (w1 * self.factor, h1 * self.factor)
         if natural != (request.width, request.height):
@@ -110,10 +112,10 @@ class IFRunner:
             notices.append(f"The x4 upscaler next to this model cannot be used ({self.cascade.upscaler_problem}); "
                            f"the cascade ends at stage II.")
         stages = self._stages(request, w1, h1)
-        self.placement.ensure(request.memory_preset, self.pipes)
+        self.placement.ensure(request.memory_preset, self.pipelines())
         timings = {"encode": 0.0, "denoise": 0.0}
 
-        def job():
+        def run():
             images, seeds = [], []
             with torch.inference_mode():
                 # 2. Encode the prompt once (stage I's T5; stage II reuses it).
@@ -126,11 +128,9 @@ class IFRunner:
                 # 3. The stages, image by image.
                 t0 = time.perf_counter()
                 for index in range(request.batch_count):
-                    seed = (request.seed + index) % 2**32
-                    if cancel is not None and cancel.is_set():
-                        raise Cancelled(0, request.steps)
-                    image = self._run_image(request, stages, (prompt, negative), embeds, negative_embeds, seed,
-                                            index, on_progress, cancel, started, notices)
+                    seed = job.seed(index)
+                    job.check_cancel(0)
+                    image = self._run_image(job, stages, (prompt, negative), embeds, negative_embeds, seed, index)
                     if image.size != (request.width, request.height):
                         from PIL import Image
 
@@ -141,11 +141,10 @@ class IFRunner:
                 timings["denoise"] += time.perf_counter() - t0
             return images, seeds
 
-        images, seeds = self.placement.run(job, self.pipes, notices)
+        images, seeds = self.placement.run(run, self.pipelines(), notices)
         return Result(images=tuple(images), seeds=tuple(seeds), request=request, model=self.info,
-                      model_hash=model_hash, settings=self.placement.settings,
-                      timings=Timings(encode=timings["encode"], denoise=timings["denoise"],
-                                      total=time.perf_counter() - started),
+                      model_hash=job.model_hash, settings=self.placement.settings,
+                      timings=Timings(encode=timings["encode"], denoise=timings["denoise"]),
                       params=self._params(), notices=tuple(dict.fromkeys(notices)))
 
     def _stages(self, request: GenerationRequest, w1: int, h1: int) -> list[dict]:
@@ -160,34 +159,16 @@ class IFRunner:
             stages.append({"name": "Upscale x4", "steps": half, "guidance": min(g, X4_MAX_GUIDANCE)})
         return stages
 
-    def _run_image(self, request, stages, texts, embeds, negative_embeds, seed, index, on_progress, cancel,
-                   started, notices):
+    def _run_image(self, job: Job, stages, texts, embeds, negative_embeds, seed, index):
         import torch
 
+        request = job.request
         count = len(stages)
 
-        def reporter(stage: int):
+        def reporter(stage: int) -> StepReporter:
             spec = stages[stage - 1]
-
-            def report(step: int, total: int, preview=None):
-                if on_progress is not None:
-                    on_progress(Progress(step=step, total=total, elapsed=time.perf_counter() - started,
-                                         image_index=index, batch_count=request.batch_count, stage=stage,
-                                         stages=count, stage_name=spec["name"], preview=preview))
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled(step, total)
-
-            return report
-
-        def pixel_callback(stage: int):
-            report, total = reporter(stage), stages[stage - 1]["steps"]
-
-            def callback(i, _t, pixels):
-                step = i + 1
-                preview = _pixels_to_image(pixels) if step % _PREVIEW_EVERY == 0 or step == total else None
-                report(step, total, preview)
-
-            return callback
+            return StepReporter(job, index, spec["steps"], preview=pixels_to_preview, stage=stage, stages=count,
+                                stage_name=spec["name"])
 
         def generator(stage: int):
             return torch.Generator("cpu").manual_seed(stage_seed(seed, stage))
@@ -195,31 +176,37 @@ class IFRunner:
         w1, h1 = self.stage1_size(request.width, request.height)
         s1, s2 = stages[0], stages[1]
         # Stage I: text -> 64 px pixels.
-        small = self.stage1(
-            prompt_embeds=embeds, negative_prompt_embeds=negative_embeds, num_inference_steps=s1["steps"],
-            guidance_scale=s1["guidance"], height=h1, width=w1, generator=generator(1), output_type="pt",
-            callback=pixel_callback(1), callback_steps=1,
-        ).images
+        report1 = reporter(1)
+        with cancel_within_steps([self.stage1.unet], report1):
+            small = self.stage1(
+                prompt_embeds=embeds, negative_prompt_embeds=negative_embeds, num_inference_steps=s1["steps"],
+                guidance_scale=s1["guidance"], height=h1, width=w1, generator=generator(1), output_type="pt",
+                callback=report1.legacy, callback_steps=1,
+            ).images
         _check_finite(small, "stage I")
         # Stage II: 4x in pixel space, conditioned on the same T5 embeddings.
         guided2 = s2["guidance"] > 1.0
-        medium = self.stage2(
-            image=small, prompt_embeds=embeds, negative_prompt_embeds=negative_embeds if guided2 else None,
-            num_inference_steps=s2["steps"], guidance_scale=s2["guidance"] if guided2 else 1.0,
-            height=h1 * STAGE2_FACTOR, width=w1 * STAGE2_FACTOR, noise_level=STAGE2_NOISE_LEVEL,
-            generator=generator(2), output_type="pt", callback=pixel_callback(2), callback_steps=1,
-        ).images
+        report2 = reporter(2)
+        with cancel_within_steps([self.stage2.unet], report2):
+            medium = self.stage2(
+                image=small, prompt_embeds=embeds, negative_prompt_embeds=negative_embeds if guided2 else None,
+                num_inference_steps=s2["steps"], guidance_scale=s2["guidance"] if guided2 else 1.0,
+                height=h1 * STAGE2_FACTOR, width=w1 * STAGE2_FACTOR, noise_level=STAGE2_NOISE_LEVEL,
+                generator=generator(2), output_type="pt", callback=report2.legacy, callback_steps=1,
+            ).images
         _check_finite(medium, "stage II")
-        image = _pixels_to_image(medium, limit=None)
+        image = pixels_to_preview(medium, limit=None)
         if self.x4 is None:
             return image
         # Stage III: the x4 latent upscaler, tiled like a standalone upscale.
         s3 = stages[2]
-        report3 = reporter(3)
-        job = sd_upscale.TileJob(texts[0], texts[1], s3["steps"], s3["guidance"], X4_NOISE_LEVEL, stage_seed(seed, 3),
-                                 placement.X4_TILES[self.placement.settings.preset])
-        return sd_upscale.upscale_tiled(self.x4, image, job, lambda done, total, preview: report3(done, total, preview),
-                                        cancel, notices)
+        spec = x4.TileJob(texts[0], texts[1], s3["steps"], s3["guidance"], X4_NOISE_LEVEL, stage_seed(seed, 3),
+                          x4.X4_TILES[self.placement.settings.preset])
+
+        def report3(done: int, total: int, preview) -> None:
+            job.report(done, total, index, preview, 3, count, s3["name"])
+
+        return x4.upscale_tiled(self.x4, image, spec, job, report3, job.notices)
 
     def _params(self) -> tuple[tuple[str, str], ...]:
         pairs = [("Stage II", self.cascade.stage2.name)]
@@ -229,69 +216,29 @@ class IFRunner:
 
     def close(self) -> None:
         """Free every stage's device memory. Engine thread."""
-        placement.free(self.pipes, self.device)
+        super().close()
         self.stage1 = self.stage2 = self.x4 = None
 
 
-def load(info: ModelInfo, device: str, dtype) -> IFRunner:
+def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> IFRunner:
     """Load the cascade whose stage I is ``info`` (safetensors only). Runs on the engine thread."""
     import diffusers
 
-    from engine import loading  # noqa: F401  (quiets diffusers/transformers progress bars)
-
     started = time.perf_counter()
     cascade = find_cascade(info.path)
-    common = dict(local_files_only=True, use_safetensors=True, dtype=dtype, safety_checker=None,
-                  feature_extractor=None, watermarker=None, requires_safety_checker=False)
-    try:
-        stage1 = diffusers.IFPipeline.from_pretrained(info.path, variant=weights_variant(info.path), **common)
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
-        raise ModelError(info.name, f"could not load DeepFloyd IF stage I: {_first_line(exc)}") from exc
-    try:
-        stage2 = diffusers.IFSuperResolutionPipeline.from_pretrained(
-            str(cascade.stage2), variant=weights_variant(cascade.stage2), text_encoder=None, tokenizer=None, **common)
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
-        raise ModelError(info.name, f"could not load its stage II ({cascade.stage2.name}): {_first_line(exc)}") from exc
-    x4 = None
+    common = dict(dtype=ctx.dtype, safety_checker=None, feature_extractor=None, watermarker=None,
+                  requires_safety_checker=False)
+    stage1 = pretrained(diffusers.IFPipeline, info.path, info.name, "DeepFloyd IF stage I",
+                        variant=weights_variant(info.path), **common)
+    stage2 = pretrained(diffusers.IFSuperResolutionPipeline, str(cascade.stage2), info.name,
+                        f"its stage II ({cascade.stage2.name})", variant=weights_variant(cascade.stage2),
+                        text_encoder=None, tokenizer=None, **common)
+    upscaler = None
     if cascade.upscaler is not None:
-        x4 = sd_upscale.load_x4(str(cascade.upscaler), device, dtype, cascade.upscaler.name)
-    for pipe in (stage1, stage2):
-        pipe.set_progress_bar_config(disable=True)
+        upscaler = x4.load_x4(str(cascade.upscaler), ctx.dtype, cascade.upscaler.name)
     log.info("DeepFloyd IF cascade: %s -> %s -> %s", Path(info.path).name, cascade.stage2.name,
              cascade.upscaler.name if cascade.upscaler else "(no x4 stage)")
-    return IFRunner(info, cascade, stage1, stage2, x4, device, dtype, time.perf_counter() - started)
-
-
-def _plain_prompts(request: GenerationRequest, notices: list[str]) -> tuple[str, str]:
-    """The prompts as T5 reads them: A1111 weights and LoRA tags are SD-only, so they become plain text
-    (with a notice), and text past 77 tokens is cut (with a notice)."""
-    from engine.prompts import extract_loras, parse_weights
-
-    out = []
-    for text in (request.prompt, request.negative_prompt):
-        parsed = extract_loras(text)
-        if parsed.loras:
-            notices.append("LoRAs are for SD models: " + ", ".join(f"<lora:{r.name}>" for r in parsed.loras)
-                           + " left out of the DeepFloyd IF prompt.")
-        fragments = parse_weights(parsed.text)
-        if any(weight != 1.0 for _, weight in fragments):
-            notices.append("Prompt weights such as (word:1.2) do not apply to DeepFloyd IF; the words were used "
-                           "as plain text.")
-        out.append("".join(fragment for fragment, _ in fragments))
-    return out[0], out[1]
-
-
-def _pixels_to_image(pixels, limit: int | None = 256):
-    """The first image of a [-1, 1] pixel batch as a PIL RGB image (at most ``limit`` px a side)."""
-    from PIL import Image
-
-    import torch
-
-    arr = ((pixels[0].detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
-    image = Image.fromarray(arr.permute(1, 2, 0).contiguous().numpy(), "RGB")
-    if limit is not None and max(image.size) > limit:
-        image.thumbnail((limit, limit))
-    return image
+    return IFRunner(info, cascade, stage1, stage2, upscaler, caps, ctx, time.perf_counter() - started)
 
 
 def _check_finite(pixels, stage: str) -> None:
@@ -300,8 +247,3 @@ def _check_finite(pixels, stage: str) -> None:
     if not torch.isfinite(pixels).all():
         raise EaselError(f"DeepFloyd IF {stage} produced an invalid image (NaN values) in half precision; "
                          "try the CPU or another memory preset")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__

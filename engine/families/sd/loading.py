@@ -1,6 +1,6 @@
 """Find and load weights: diffusers folders and single-file ``.safetensors`` checkpoints, offline.
 
-What a file is gets decided from its bytes and header by ``engine.modelfiles`` (never unpickling);
+What a file is gets decided from its bytes and header by ``engine.files.probe`` (never unpickling);
 a single file is loaded through diffusers' ``from_single_file`` with a config folder written from the
 bundled real configs, resized to the checkpoint's tensor shapes (``engine.architectures``), so no
 config is ever fetched from the network.
@@ -13,29 +13,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import engine  # noqa: F401  (sets the Hugging Face libraries offline before diffusers is imported)
 from engine.api import Mode, ModelError, ModelInfo
-from engine.modelfiles import check_model, read_header
+from engine.core.loading import LOAD_ERRORS, load_failed, quiet_libraries
+from engine.files.probe import check_model, read_header
 from engine.tokenizers import folder_tokenizers, single_file_tokenizers
 
 log = logging.getLogger(__name__)
 
 
-def _quiet_libraries() -> None:
-    """Keep diffusers/transformers from printing progress bars and advice into the user's terminal."""
-    import warnings
-
-    from diffusers.utils import logging as dlog
-    from transformers.utils import logging as tlog
-
-    dlog.set_verbosity_error()
-    dlog.disable_progress_bar()
-    tlog.set_verbosity_error()
-    tlog.disable_progress_bar()
-    warnings.filterwarnings("ignore", message="Should have ta>=t0", module="torchsde")
-
-
-_quiet_libraries()
+quiet_libraries()
 
 
 def _pipeline_classes(family: str):
@@ -77,9 +63,8 @@ def load_pipeline(path: str | Path, dtype, info: ModelInfo | None = None) -> tup
             pipe = _load_single_file(cls, info, dtype)
     except ModelError:
         raise
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
-        log.exception("loading %s failed", info.path)
-        raise ModelError(info.name, f"could not load this {info.family.upper()} model: {_first_line(exc)}") from exc
+    except LOAD_ERRORS as exc:
+        raise load_failed(info.name, f"this {info.family.upper()} model", exc) from exc
     pipe.set_progress_bar_config(disable=True)
     if info.variant == "turbo":
         from engine.samplers import ONE_STEP_KEY
@@ -125,8 +110,3 @@ def derived_pipeline(base, info: ModelInfo, mode: Mode):
     pipe = cls.from_pipe(base)
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__

@@ -3,7 +3,7 @@
 ``sniff`` names a file's format from its first 32 bytes; ``read_header`` reads a safetensors file's
 8 + N header bytes and validates them fully (dtypes, shapes, offsets inside the file, no overlaps, no
 gaps), and refuses pickles and torch zips with ``UnsafeModelFile`` without ever unpickling anything.
-Stdlib and ``engine.api`` only (the GUI side imports this through ``engine.modelfiles``). Any thread;
+Stdlib and ``engine.api`` only (the GUI side imports this through ``engine.files.probe``). Any thread;
 reads at most a few MB.
 """
 
@@ -201,7 +201,7 @@ def _parse_header(spath: str, raw: bytes, size: int) -> SafetensorsHeader:
 
 
 def _tensor_info(spath: str, name: str, entry: object) -> TensorInfo:
-    q = _q(name)
+    q = quote(name)
     if not isinstance(entry, dict):
         raise ModelError(spath, f"tensor {q} has a malformed header entry: the file is damaged")
     for key in ("dtype", "shape", "data_offsets"):
@@ -209,7 +209,7 @@ def _tensor_info(spath: str, name: str, entry: object) -> TensorInfo:
             raise ModelError(spath, f"tensor {q} has no {key} in the header: the file is damaged")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
     if not isinstance(dtype, str) or dtype not in _DTYPE_BITS:
-        raise ModelError(spath, f"tensor {q} has an unknown dtype {_q(str(dtype))}: the file is damaged or too new")
+        raise ModelError(spath, f"tensor {q} has an unknown dtype {quote(str(dtype))}: the file is damaged or too new")
     if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
         raise ModelError(spath, f"tensor {q} has a malformed shape in the header: the file is damaged")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)
@@ -232,7 +232,7 @@ def _check_layout(spath: str, tensors: dict[str, TensorInfo], data_len: int, siz
     pos, prev, gap = 0, None, None
     for name, info in ordered:
         if info.start < pos:
-            raise ModelError(spath, f"tensors {_q(prev)} and {_q(name)} overlap in the file: the header is damaged")
+            raise ModelError(spath, f"tensors {quote(prev)} and {quote(name)} overlap in the file: the header is damaged")
         if info.start > pos and gap is None:
             gap = (name, info.start - pos)
         pos, prev = info.end, name
@@ -241,10 +241,10 @@ def _check_layout(spath: str, tensors: dict[str, TensorInfo], data_len: int, siz
             a, b = _human_pair(size, data_offset + pos)
             raise ModelError(spath, f"truncated: the file is {a} but its header describes {b}; the download did not finish")
         name, info = next((n, i) for n, i in ordered if i.end > data_len)
-        raise ModelError(spath, f"tensor {_q(name)} has data_offsets {info.start:,}-{info.end:,}, past the end of "
+        raise ModelError(spath, f"tensor {quote(name)} has data_offsets {info.start:,}-{info.end:,}, past the end of "
                          f"the file (its data section holds {data_len:,} bytes): the file is damaged")
     if gap is not None:
-        raise ModelError(spath, f"{gap[1]:,} bytes before tensor {_q(gap[0])} belong to no tensor "
+        raise ModelError(spath, f"{gap[1]:,} bytes before tensor {quote(gap[0])} belong to no tensor "
                          "(a gap in the header's data_offsets): the file is damaged")
     if pos < data_len:
         raise ModelError(spath, f"{data_len - pos:,} bytes after the last tensor are not described by the header: "
@@ -255,7 +255,7 @@ def _is_count(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
-def _q(text: str | None) -> str:
+def quote(text: str | None) -> str:
     """A name from a file, quoted for a one-line message: control and line-break characters escaped."""
     text = "" if text is None else text
     if len(text) > 80:

@@ -4,7 +4,7 @@ embeddings and a replacement VAE.
 LoRAs load through diffusers' ``load_lora_weights`` (peft), which reads kohya/A1111, diffusers and
 PEFT layouts; each file is loaded once per model and switched on and off with ``set_adapters``, so
 the same LoRA at another weight costs nothing. Files come from ``engine.models`` by name and are
-checked by header (``engine.modelfiles``) before anything reads their tensors. Everything here runs
+checked by header (``engine.files.probe``) before anything reads their tensors. Everything here runs
 on the engine thread.
 """
 
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.api import ModelError, ModelInfo
-from engine.modelfiles import inspect_model, sha256_file
+from engine.core.loading import first_line
+from engine.files.probe import inspect_model, sha256_file
 from engine.prompts import LoraRef
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class Addons:
                 except (ValueError, KeyError, RuntimeError, OSError, TypeError) as exc:
                     log.warning("LoRA %s failed to load: %s", entry.path, exc)
                     notices.append(f"LoRA “{ref.name}” could not be applied to this model "
-                                   f"({_first_line(exc)}): it was left out.")
+                                   f"({first_line(exc)}): it was left out.")
                     _drop_adapter(pipe, adapter)
                     continue
                 self.loras[entry.path] = adapter
@@ -94,6 +95,24 @@ class Addons:
         return applied
 
     # ---------------------------------------------------------------------------- embeddings
+
+    @staticmethod
+    def own_tokenizers(pipes) -> None:
+        """Give ``pipes`` (one model's pipelines, sharing modules) their own copy of any tokenizer
+        they share with other models (engine.tokenizers' bundled ones): an embedding adds tokens to
+        the tokenizer, and must not leak into the next model loaded."""
+        import copy
+
+        from engine.tokenizers import is_shared
+
+        for name in ("tokenizer", "tokenizer_2"):
+            shared = next((getattr(p, name) for p in pipes if is_shared(getattr(p, name, None))), None)
+            if shared is None:
+                continue
+            private = copy.deepcopy(shared)
+            for pipe in pipes:
+                if getattr(pipe, name, None) is shared:
+                    setattr(pipe, name, private)
 
     def load_embeddings(self, pipe, model: ModelInfo, wanted: list[ModelInfo], notices: list[str]) -> list[str]:
         """Load the textual-inversion embeddings named in the prompt (once per model); returns their names."""
@@ -122,7 +141,7 @@ class Addons:
                         vectors = next(t for k, t in tensors.items() if k.startswith("string_to_param"))
                     pipe.load_textual_inversion(vectors, token=token)
             except (ValueError, KeyError, RuntimeError, OSError, StopIteration) as exc:
-                notices.append(f"Embedding “{token}” could not be loaded ({_first_line(exc)}): "
+                notices.append(f"Embedding “{token}” could not be loaded ({first_line(exc)}): "
                                "it was used as plain text.")
                 continue
             self.embeddings[token] = entry.path
@@ -162,7 +181,7 @@ def _load_vae(path: str, config, dtype):
         try:
             vae = AutoencoderKL.from_single_file(path, config=tmp, local_files_only=True, torch_dtype=dtype)
         except (ValueError, KeyError, RuntimeError, OSError, TypeError) as exc:
-            raise ModelError(Path(path).name, f"could not load this VAE for the model: {_first_line(exc)}") from exc
+            raise ModelError(Path(path).name, f"could not load this VAE for the model: {first_line(exc)}") from exc
     return vae.eval()
 
 
@@ -171,8 +190,3 @@ def _drop_adapter(pipe, adapter: str) -> None:
         pipe.delete_adapters(adapter)
     except (ValueError, KeyError, RuntimeError, AttributeError):
         pass
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__

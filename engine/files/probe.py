@@ -11,9 +11,10 @@ Every function may be called from any thread; they only read files. ``check_mode
 ``inspect_model`` read a few KB to a few MB; ``sha256_file`` / ``model_hash`` read the whole file
 (seconds for a 7 GB model), so call those off the GUI thread.
 
-The work is split by idea: ``engine.model_headers`` (sniffing, safetensors header validation,
-pickle refusal), ``engine.model_kinds`` (kind and family from tensor names) and
-``engine.model_folders`` (diffusers folders). This module is the entry point every caller imports:
+The work is split by idea: ``engine.files.headers`` (sniffing, safetensors header validation,
+pickle refusal), ``engine.files.kinds`` (kind and family from tensor names) and
+``engine.files.folders`` (diffusers folders, each examined by the family that registered its pipeline
+class: ``engine.families.folder_probes``). This module is the entry point every caller imports:
 ``check_model``, ``inspect_model`` and the hashes live here, and the names others use from the
 parts are re-exported.
 """
@@ -26,24 +27,19 @@ import stat
 from pathlib import Path
 
 from engine.api import ModelError, ModelInfo
-from engine.model_folders import (  # noqa: F401 - re-exported: cascade_files uses _missing and _weight_files
-    UNCLIP_PRIOR_PROBLEM,
-    _examine_folder,
-    _missing,
-    _weight_files,
-)
-from engine.model_headers import (  # noqa: F401 - re-exported: the public names of engine.modelfiles
+from engine.files.folders import examine_folder
+from engine.files.headers import (  # noqa: F401 - re-exported: the public names of engine.files.probe
     EMPTY_PROBLEM,
     LFS_PROBLEM,
     MAX_HEADER_BYTES,
     PICKLE_PROBLEM,
     SafetensorsHeader,
     TensorInfo,
-    _q,
+    quote,
     read_header,
     sniff,
 )
-from engine.model_kinds import UNKNOWN_PROBLEM, UPSCALER_PROBLEM, _classify, _looks_turbo, _prediction_type  # noqa: F401
+from engine.files.kinds import UNKNOWN_PROBLEM, UPSCALER_PROBLEM, classify, looks_turbo, prediction_type  # noqa: F401
 
 # --------------------------------------------------------------------------------------------
 # Files and folders
@@ -76,7 +72,7 @@ def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
     except Exception as e:  # noqa: BLE001 - a library listing must survive any file
         spath = os.fspath(path)
         return ModelInfo(spath, Path(spath).stem, "unknown", "", "unknown",
-                         problem=f"could not be inspected: {_q(str(e))[1:-1]}")
+                         problem=f"could not be inspected: {quote(str(e))[1:-1]}")
 
 
 def _examine(path: str | os.PathLike[str]) -> tuple[ModelInfo, type[ModelError] | None]:
@@ -89,7 +85,7 @@ def _examine(path: str | os.PathLike[str]) -> tuple[ModelInfo, type[ModelError] 
     except OSError as e:
         return ModelInfo(spath, p.stem, "unknown", "", "", problem=f"cannot be read: {e.strerror or e}"), ModelError
     if stat.S_ISDIR(st.st_mode):
-        return _examine_folder(spath)
+        return examine_folder(spath)
     return _examine_file(spath, st.st_size)
 
 
@@ -99,10 +95,10 @@ def _examine_file(spath: str, size: int) -> tuple[ModelInfo, type[ModelError] | 
         header = read_header(spath)
     except ModelError as e:
         return ModelInfo(spath, name, "unknown", "", sniff(spath), size_bytes=size, problem=e.problem), type(e)
-    verdict = _classify(header, name)
+    verdict = classify(header, name)
     runnable = verdict.kind in ("checkpoint", "inpaint")
-    prediction = _prediction_type(header, verdict.family if runnable else "", verdict.kind)
-    variant = "turbo" if runnable and _looks_turbo(name, header.metadata) else ""
+    prediction = prediction_type(header, verdict.family if runnable else "", verdict.kind)
+    variant = "turbo" if runnable and looks_turbo(name, header.metadata) else ""
     if variant and "modelspec.prediction_type" not in header.metadata:
         prediction = "epsilon"  # SD-Turbo is an epsilon model although SD 2.x files default to v here
     info = ModelInfo(spath, name, verdict.kind, verdict.family, "safetensors", prediction, size, verdict.problem,
@@ -137,7 +133,7 @@ def hash_target(path: str | os.PathLike[str]) -> Path:
     if not unet.is_dir() and (target / "transformer").is_dir():  # aMUSEd and other transformer models
         unet = target / "transformer"
     preferred = unet / "diffusion_pytorch_model.safetensors"
-    files = [preferred] if preferred.is_file() else _weight_files(unet)
+    files = [preferred] if preferred.is_file() else weight_files(unet)
     if not files:
         raise ModelError(os.fspath(path), "no unet weights to hash (unet/*.safetensors)")
     return files[0]

@@ -3,7 +3,7 @@
 A single-file checkpoint is told from LoRAs, embeddings, VAEs, upscalers, SD3, Flux and ControlNet
 files by the names of its tensors, and SD 1.x / 2.x / SDXL apart by its text encoder's names and the
 UNet's input channels: all of which hold at any size. Stdlib and ``engine.api`` only. Any thread;
-only ``_prediction_type`` touches the disk (an A1111 ``.yaml`` sidecar, when there is one).
+only ``prediction_type`` touches the disk (an A1111 ``.yaml`` sidecar, when there is one).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.api import ModelError, UnsupportedModel
-from engine.model_headers import SafetensorsHeader
+from engine.files.headers import SafetensorsHeader
 
 UPSCALER_PROBLEM = "this is an upscaler (ESRGAN-style), not a checkpoint: use it with Upscale"
 UNKNOWN_PROBLEM = "could not recognise this file as a Stable Diffusion 1.x, 2.x or SDXL checkpoint"
@@ -36,7 +36,7 @@ def _unsupported(what: str, family: str = "") -> _Verdict:
     return _Verdict("unknown", family, f"{what} are not supported yet", UnsupportedModel)
 
 
-def _classify(header: SafetensorsHeader, name: str) -> _Verdict:
+def classify(header: SafetensorsHeader, name: str) -> _Verdict:
     tensors = header.tensors
     names = list(tensors)
 
@@ -67,12 +67,22 @@ def _classify(header: SafetensorsHeader, name: str) -> _Verdict:
             or {"first_stage_model.encoder.conv_in.weight", "first_stage_model.decoder.conv_out.weight"} <= tensors.keys()):
         return _Verdict("vae", _metadata_family(header.metadata),
                         "this is a VAE alone, not a checkpoint: it can replace a checkpoint's VAE", UnsupportedModel)
-    if ("conv_first.weight" in tensors and has("body.")) or ("model.0.weight" in tensors and has("model.1.sub.")):
+    if _looks_like_upscaler(tensors, has):
         return _Verdict("upscaler", "", UPSCALER_PROBLEM, UnsupportedModel)
     if "conv_in.weight" in tensors and has("time_embedding.") and has("down_blocks."):
         return _Verdict("unknown", "", "this is only the UNet of a diffusers model: open the model's folder "
                         "(the one with model_index.json) instead", UnsupportedModel)
     return _Verdict("unknown", "", UNKNOWN_PROBLEM, UnsupportedModel)
+
+
+def _looks_like_upscaler(tensors, has) -> bool:
+    """ESRGAN/Real-ESRGAN RRDB (new and old layouts) and Real-ESRGAN compact (SRVGGNetCompact: a
+    ``body`` of convolutions and PReLUs only, the first taking RGB) — what spandrel reads as upscalers."""
+    if ("conv_first.weight" in tensors and has("body.")) or ("model.0.weight" in tensors and has("model.1.sub.")):
+        return True
+    first = tensors.get("body.0.weight")
+    return (first is not None and len(first.shape) == 4 and first.shape[1] in (1, 3, 4)
+            and all(k.startswith("body.") for k in tensors))
 
 
 def _classify_checkpoint(header: SafetensorsHeader, has) -> _Verdict:
@@ -143,7 +153,7 @@ def _metadata_family(metadata: dict[str, str]) -> str:
     return ""
 
 
-def _prediction_type(header: SafetensorsHeader, family: str, kind: str = "checkpoint") -> str:
+def prediction_type(header: SafetensorsHeader, family: str, kind: str = "checkpoint") -> str:
     declared = header.metadata.get("modelspec.prediction_type", "").strip().lower()
     if declared in ("v", "v_prediction", "v-prediction"):
         return "v_prediction"
@@ -163,7 +173,7 @@ def _prediction_type(header: SafetensorsHeader, family: str, kind: str = "checkp
     return "v_prediction" if family == "sd2" and kind == "checkpoint" else "epsilon"
 
 
-def _looks_turbo(name: str, metadata: dict[str, str]) -> bool:
+def looks_turbo(name: str, metadata: dict[str, str]) -> bool:
     """SD-Turbo / SDXL-Turbo (adversarially distilled): said by modelspec metadata or the name."""
     text = " ".join(metadata.get(k, "") for k in ("modelspec.title", "modelspec.architecture", "modelspec.description",
                                                  "modelspec.implementation"))

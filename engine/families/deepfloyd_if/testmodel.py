@@ -1,4 +1,4 @@
-"""Tiny random-weight DeepFloyd IF cascades and SD x4 upscalers, built locally (tests and demos).
+"""Tiny random-weight DeepFloyd IF cascades, built locally (tests and demos).
 
 ``make_cascade_test_model(dest)`` writes the layout a user downloads, side by side in one folder::
 
@@ -48,6 +48,8 @@ def make_cascade_test_model(dest: Path, seed: int = 0, upscaler: bool = True) ->
     stage1 = _make_stage1(dest / "IF-I-tiny", seed)
     _make_stage2(dest / "IF-II-tiny", seed + 1)
     if upscaler:
+        from engine.families.sd_x4.testmodel import make_x4_test_model
+
         make_x4_test_model(dest / "x4-upscaler-tiny", seed + 2)
     return stage1
 
@@ -136,61 +138,16 @@ def _make_stage2(dest: Path, seed: int) -> Path:
     return dest
 
 
-def make_x4_test_model(dest: Path, seed: int = 0) -> Path:
-    """Write a tiny SD x4 upscaler folder (StableDiffusionUpscalePipeline: 7-channel UNet, 4x VAE, CLIP
-    text encoder with the bundled CLIP tokenizer) to ``dest``. No spatial attention in the UNet, so a
-    tiled upscale can be compared with a single pass."""
-    import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionUpscalePipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from engine.testmodels import _randomize, _tokenizer
-
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        sample_size=32, layers_per_block=1, block_out_channels=[8, 16], in_channels=7, out_channels=4,
-        down_block_types=["DownBlock2D", "DownBlock2D"], up_block_types=["UpBlock2D", "UpBlock2D"],
-        mid_block_type="UNetMidBlock2D", cross_attention_dim=32, attention_head_dim=8, num_class_embeds=400,
-        norm_num_groups=8,
-    ).eval()
-    vae = AutoencoderKL(
-        block_out_channels=[8, 16, 16], in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
-        down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3, norm_num_groups=8,
-        scaling_factor=0.08333, mid_block_add_attention=False,
-    ).eval()
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        bos_token_id=49406, eos_token_id=49407, hidden_size=32, intermediate_size=37, layer_norm_eps=1e-5,
-        num_attention_heads=2, num_hidden_layers=2, pad_token_id=1, vocab_size=49408, max_position_embeddings=77,
-        hidden_act="gelu",
-    )).eval()
-    generator = torch.Generator().manual_seed(seed)
-    for module in (unet, vae, text_encoder):
-        _randomize(module, generator, full=False)
-    pipe = StableDiffusionUpscalePipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=_tokenizer("clip-pad-bang"), unet=unet,
-        low_res_scheduler=DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.0001,
-                                        beta_end=0.02),
-        scheduler=DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
-                                beta_end=0.012, prediction_type="v_prediction", clip_sample=False,
-                                set_alpha_to_one=False),
-        max_noise_level=350,
-    )
-    pipe.save_pretrained(Path(dest), safe_serialization=True)
-    index = json.loads((Path(dest) / "model_index.json").read_text(encoding="utf-8"))
-    assert index["_class_name"] == "StableDiffusionUpscalePipeline"
-    return Path(dest)
-
-
 def _save(pipe, dest: Path, class_name: str) -> None:
     import torch
 
-    from engine.testmodels import _randomize
+    from engine.testmodels import randomize
 
     generator = torch.Generator().manual_seed(len(class_name))
     for name in ("text_encoder", "unet"):
         module = getattr(pipe, name, None)
         if module is not None:
-            _randomize(module, generator, full=False)
+            randomize(module, generator, full=False)
     pipe.save_pretrained(dest, safe_serialization=True)
     index_path = dest / "model_index.json"
     index = json.loads(index_path.read_text(encoding="utf-8"))

@@ -1,4 +1,5 @@
-"""DeepFloyd IF and SD x4 upscaler folders: what each one is, what it lacks, and where a cascade's stages are.
+"""DeepFloyd IF folders: what each stage is, what it lacks, and where a cascade's stages are (the x4
+upscaler folder examines itself: ``engine.families.sd_x4``).
 
 A DeepFloyd IF cascade is three diffusers folders that the user keeps side by side::
 
@@ -10,7 +11,7 @@ A DeepFloyd IF cascade is three diffusers folders that the user keeps side by si
 Folders in the Hugging Face cache (``models--DeepFloyd--IF-I-XL-v1.0/snapshots/<rev>``) find their
 stages among the cache's other repositories the same way. Released IF folders list a safety checker,
 feature extractor and watermarker, and stage II lists no text encoder (it reuses stage I's T5
-embeddings): none of those is required on disk. Stdlib only (like ``engine.model_folders``, which calls
+embeddings): none of those is required on disk. Stdlib only (like ``engine.files.folders``, which calls
 this); reads JSON configs and safetensors headers, never tensor data. Any thread.
 """
 
@@ -23,16 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.api import ModelError, ModelInfo, UnsupportedModel
+from engine.families.sd_x4 import probe as x4_probe
+from engine.files.folders import parts_problem
 
 STAGE1, STAGE2, X4 = "IFPipeline", "IFSuperResolutionPipeline", "StableDiffusionUpscalePipeline"
-CLASSES = (STAGE1, STAGE2, X4)
-IF_FAMILY, X4_FAMILY = "deepfloyd-if", "sd-x4-upscaler"
+IF_FAMILY = "deepfloyd-if"
 
 # The parts each pipeline cannot run without.
-_PARTS = {
+PARTS = {
     STAGE1: ("unet", "text_encoder", "tokenizer", "scheduler"),
     STAGE2: ("unet", "scheduler", "image_noising_scheduler"),
-    X4: ("unet", "vae", "text_encoder", "tokenizer", "scheduler", "low_res_scheduler"),
+    X4: x4_probe.PARTS,
 }
 _WHAT = {STAGE1: "DeepFloyd IF", STAGE2: "DeepFloyd IF stage II", X4: "x4 upscaler"}
 _MAX_SIBLINGS = 400  # folders looked at for a cascade's other stages (a models folder, or the hub cache)
@@ -49,14 +51,11 @@ class Cascade:
     upscaler_problem: str | None = None
 
 
-def examine(root: Path, cls: str, result) -> tuple[ModelInfo, type[ModelError] | None]:
-    """ModelInfo for an IF stage or x4 upscaler folder (``result`` is model_folders' ModelInfo builder)."""
-    family = X4_FAMILY if cls == X4 else IF_FAMILY
+def examine(root: Path, cls: str, index: dict, result) -> tuple[ModelInfo, type[ModelError] | None]:
+    """The folder probe for IF stage I and II folders (``result``: engine.files.folders' builder)."""
     problem, error = folder_problem(root, cls)
     if problem is not None:
-        return result(problem, error, kind="upscaler" if cls == X4 else "unknown", family=family)
-    if cls == X4:
-        return result(None, None, "upscaler", X4_FAMILY)
+        return result(problem, error, family=IF_FAMILY)
     if cls == STAGE2:
         first = _nearest(root, STAGE1)
         where = f" ({first.name})" if first is not None else " (IF-I-…); keep the stages side by side in one folder"
@@ -75,33 +74,7 @@ def examine(root: Path, cls: str, result) -> tuple[ModelInfo, type[ModelError] |
 def folder_problem(root: Path, cls: str) -> tuple[str | None, type[ModelError] | None]:
     """(None, None) when ``root`` has every part ``cls`` needs with readable safetensors weights; else
     one line saying what is missing or wrong, and the error type to raise."""
-    from engine.modelfiles import _missing, _weight_files, read_header
-
-    what = _WHAT[cls]
-    try:
-        missing: list[str] = []
-        for part in _PARTS[cls]:
-            if part.endswith("scheduler"):
-                if not (root / part / "scheduler_config.json").is_file():
-                    missing.append(f"{part}/scheduler_config.json")
-            elif part == "tokenizer" and cls != X4:
-                folder = root / part
-                if not ((folder / "tokenizer.json").is_file() or (folder / "spiece.model").is_file()):
-                    missing.append("tokenizer/ vocabulary (tokenizer.json or spiece.model)")
-            else:
-                missing += _missing(root, part)
-        if missing:
-            return f"incomplete {what} folder: missing " + ", ".join(missing), ModelError
-        for part in _PARTS[cls]:
-            for weights in _weight_files(root / part):
-                read_header(weights)
-    except ModelError as exc:
-        try:
-            where = Path(exc.path).relative_to(root).as_posix()
-        except ValueError:
-            where = Path(exc.path).name
-        return f"{where}: {exc.problem}", type(exc)
-    return None, None
+    return parts_problem(root, PARTS[cls], _WHAT[cls])
 
 
 def find_cascade(stage1: str | os.PathLike[str]) -> Cascade:
@@ -134,17 +107,6 @@ def find_cascade(stage1: str | os.PathLike[str]) -> Cascade:
             break
         upscaler_problem = upscaler_problem or f"{folder.name}: {problem}"
     return Cascade(root, stage2, upscaler, upscaler_problem)
-
-
-def weights_variant(folder: str | os.PathLike[str], parts: tuple[str, ...] | None = None) -> str | None:
-    """"fp16" when some part has only ``*.fp16*.safetensors`` weights (a download made with
-    ``variant="fp16"``, as DeepFloyd's instructions say), so diffusers must be told; else None."""
-    root = Path(folder)
-    for part in parts or ("unet", "text_encoder", "vae"):
-        names = [f.name for f in (root / part).glob("*.safetensors")] if (root / part).is_dir() else []
-        if names and all(".fp16" in n for n in names):
-            return "fp16"
-    return None
 
 
 def _candidates(root: Path) -> list[tuple[Path, str]]:

@@ -1,0 +1,48 @@
+"""One job on its way through a runner: the request (seed resolved), where progress goes, the cancel
+token, the notices the result will carry. Runners take a Job instead of a row of positional
+arguments; every family reports and cancels through the same two methods here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.api import MAX_SEED, Cancelled, GenerationRequest, Progress
+
+
+@dataclass
+class Job:
+    """What a runner needs besides its model. Created by ``Engine.generate`` on the engine thread."""
+
+    request: GenerationRequest
+    on_progress: Callable[[Progress], None] | None = None
+    cancel: threading.Event | None = None
+    started: float = field(default_factory=time.perf_counter)
+    model_hash: str = ""
+    notices: list[str] = field(default_factory=list)
+
+    def check_cancel(self, step: int = 0, total: int | None = None) -> None:
+        """Raise Cancelled when the token is set. Engine thread (or whichever runs the job)."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled(step, self.request.steps if total is None else total)
+
+    def report(self, step: int, total: int, index: int = 0, preview=None, stage: int = 1, stages: int = 1,
+               stage_name: str = "") -> None:
+        """One step done: a Progress event to the listener, then the cancel check (so a cancel set
+        while the listener ran is seen at once)."""
+        if self.on_progress is not None:
+            self.on_progress(Progress(step=step, total=total, elapsed=time.perf_counter() - self.started,
+                                      image_index=index, batch_count=getattr(self.request, "batch_count", 1), preview=preview,
+                                      stage=stage, stages=stages, stage_name=stage_name))
+        self.check_cancel(step, total)
+
+    def seed(self, index: int) -> int:
+        """Image ``index`` of the batch uses seed + index (A1111's rule), wrapped into the seed range."""
+        return (self.request.seed + index) % (MAX_SEED + 1)
+
+    def notice(self, text: str) -> None:
+        if text not in self.notices:
+            self.notices.append(text)

@@ -1,0 +1,61 @@
+"""Loading a family's diffusers pipeline the one way: offline, safetensors only, quiet, and every
+failure one plain line naming the model (never a traceback on the terminal). Engine thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import engine  # noqa: F401  (sets the Hugging Face libraries offline before diffusers is imported)
+from engine.api import ModelError
+
+log = logging.getLogger(__name__)
+
+# What a broken or mismatched folder raises from diffusers/transformers/safetensors.
+LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError, ImportError)
+
+
+@functools.cache
+def quiet_libraries() -> None:
+    """Keep diffusers/transformers from printing progress bars and advice into the user's terminal."""
+    import warnings
+
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    dlog.set_verbosity_error()
+    dlog.disable_progress_bar()
+    tlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+    warnings.filterwarnings("ignore", message="Should have ta>=t0", module="torchsde")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (at most 300 characters), or its type's name."""
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def load_failed(name: str, what: str, exc: BaseException) -> ModelError:
+    """The one-line ModelError for a failed load ("could not load this aMUSEd model: …"); the details
+    go to the log file only."""
+    log.debug("loading %s failed", name, exc_info=exc)
+    return ModelError(name, f"could not load {what}: {first_line(exc)}")
+
+
+def pretrained(cls, path: str, name: str, what: str, **kwargs):
+    """``cls.from_pretrained(path)`` offline and safetensors-only, progress bars off; a failure is
+    ``load_failed(name, what, …)``."""
+    quiet_libraries()
+    kwargs.setdefault("local_files_only", True)
+    kwargs.setdefault("use_safetensors", True)
+    try:
+        pipe = cls.from_pretrained(path, **kwargs)
+    except ModelError:
+        raise
+    except LOAD_ERRORS as exc:
+        raise load_failed(name, what, exc) from exc
+    if hasattr(pipe, "set_progress_bar_config"):
+        pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -1,0 +1,115 @@
+"""Live previews for every family: a tiny autoencoder (TAESD / TAESDXL) where the library has one
+for the model's latent space, else latents to RGB by a fixed linear map (no VAE decode), and pixel
+batches (the pixel-space families) shown as they are.
+
+The linear factors are the widely used least-squares fits of each latent space's RGB appearance;
+they cost one tiny matrix product per step, so previews never slow generation down.
+"""
+
+from __future__ import annotations
+
+from PIL import Image
+
+# rows: latent channels; columns: R, G, B
+_SD_FACTORS = (
+    (0.3512, 0.2297, 0.3227),
+    (0.3250, 0.4974, 0.2350),
+    (-0.2829, 0.1762, 0.2721),
+    (-0.2120, -0.2616, -0.7177),
+)
+_SDXL_FACTORS = (
+    (0.3651, 0.4232, 0.4341),
+    (-0.2533, -0.0042, 0.1068),
+    (0.1076, 0.1111, -0.0362),
+    (-0.3165, -0.2492, -0.2188),
+)
+_SDXL_BIAS = (0.1084, -0.0175, -0.0011)
+
+
+def latents_to_preview(latents, space: str, size: tuple[int, int] | None = None) -> Image.Image:
+    """First latent of a batch as an RGB image, upscaled to ``size`` (width, height) if given.
+    ``space``: the latent space ("sd" or "sdxl"; a family's ``latent_space`` capability).
+
+    Runs on the engine thread; returns a PIL image safe to hand to another thread.
+    """
+    import torch
+
+    lat = latents[0, :4].detach().float().cpu()
+    factors = torch.tensor(_SDXL_FACTORS if space == "sdxl" else _SD_FACTORS)
+    rgb = torch.einsum("chw,cr->rhw", lat, factors)
+    if space == "sdxl":
+        rgb += torch.tensor(_SDXL_BIAS)[:, None, None]
+    rgb = ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    image = Image.fromarray(rgb, "RGB")
+    if size and image.size != size:
+        image = image.resize(size, Image.BILINEAR)
+    return image
+
+
+class TinyAutoencoderPreview:
+    """Previews through a tiny autoencoder (TAESD / TAESDXL, diffusers ``AutoencoderTiny`` folder):
+    close to the final decode at a fraction of the VAE's cost. Loaded once per model, on the engine
+    thread; ``__call__`` runs there too and returns a PIL image."""
+
+    def __init__(self, folder: str, device: str, dtype):
+        from diffusers import AutoencoderTiny
+
+        self.folder = folder
+        self.vae = AutoencoderTiny.from_pretrained(folder, local_files_only=True, torch_dtype=dtype).to(device).eval()
+
+    def __call__(self, latents, size: tuple[int, int] | None = None) -> Image.Image:
+        import torch
+
+        with torch.inference_mode():
+            lat = latents[:1].to(self.vae.device, self.vae.dtype)
+            rgb = self.vae.decode(lat).sample[0].float().clamp(-1, 1)
+        rgb = ((rgb + 1.0) * 127.5).round().to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
+        image = Image.fromarray(rgb, "RGB")
+        if size and image.size != size:
+            image = image.resize(size, Image.BILINEAR)
+        return image
+
+
+def pixels_to_preview(pixels, limit: int | None = 256) -> Image.Image:
+    """The first image of a [-1, 1] pixel batch (NCHW) as RGB, at most ``limit`` px a side."""
+    import torch
+
+    arr = ((pixels[0].detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+    image = Image.fromarray(arr.permute(1, 2, 0).contiguous().numpy(), "RGB")
+    if limit is not None and max(image.size) > limit:
+        image.thumbnail((limit, limit))
+    return image
+
+
+class Previews:
+    """A runner's previewer: looks for a tiny autoencoder for ``space`` in the library once, on first
+    use, and falls back to the linear map. ``space`` "pixels" means the denoiser works on pixels."""
+
+    def __init__(self, space: str, library, device: str, dtype):
+        self.space = space
+        self.library = library
+        self.device = device
+        self.dtype = dtype
+        self.tiny: TinyAutoencoderPreview | None | bool = None  # False: looked, none usable
+
+    def _tiny(self):
+        if self.tiny is None:
+            self.tiny = False
+            entry = self.library.taesd(self.space) if self.library is not None and self.space != "pixels" else None
+            if entry is not None:
+                try:
+                    self.tiny = TinyAutoencoderPreview(entry.path, self.device, self.dtype)
+                except (OSError, ValueError, RuntimeError) as exc:
+                    import logging
+
+                    logging.getLogger(__name__).warning("preview decoder %s unusable: %s", entry.path, exc)
+        return self.tiny or None
+
+    def for_size(self, size: tuple[int, int]):
+        """A ``latents -> PIL image`` function for images of ``size`` (width, height)."""
+        if self.space == "pixels":
+            return lambda pixels: pixels_to_preview(pixels)
+        tiny = self._tiny()
+        if tiny is not None:
+            return lambda latents: tiny(latents, size)
+        return lambda latents: latents_to_preview(latents, self.space, size)

@@ -1,0 +1,221 @@
+"""The Stable Diffusion runner: SD 1.x, 2.x and SDXL UNet pipelines (base, inpainting, Turbo).
+
+One loaded model keeps a pipeline per mode class, all sharing the base pipeline's modules (no copy,
+no reload). Offload hooks belong to one pipeline object, so they move to whichever pipeline is
+about to run. Prompts are A1111 syntax weighted by compel, with LoRAs, embeddings and a replacement
+VAE from the library. Every method runs on the engine thread.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from engine import imageprep, prompts
+from engine.api import GenerationRequest, Mode, ModelInfo, Result, RuntimeSettings, Timings
+from engine.core import decode as core_decode
+from engine.core import prompt_policy
+from engine.core.job import Job
+from engine.core.placement import Placement, place, unhook
+from engine.core.previews import Previews
+from engine.core.steps import StepReporter, cancel_within_steps
+from engine.families.base import Capabilities, LoadContext, Runner
+from engine.families.sd import loading
+from engine.families.sd.addons import Addons
+from engine.samplers import make_scheduler
+
+
+class SDRunner(Runner):
+    """One loaded SD 1.x / 2.x / SDXL model."""
+
+    def __init__(self, info: ModelInfo, base, caps: Capabilities, ctx: LoadContext, load_seconds: float):
+        self.info = info
+        self.caps = caps
+        self.base = base
+        self.library = ctx.library
+        self.hasher = ctx.hasher
+        self.dtype = ctx.dtype
+        self.load_seconds = load_seconds
+        self.scheduler_config = dict(base.scheduler.config)
+        self.pipes = {type(base): base}  # pipeline class -> pipeline sharing base's modules
+        self.active = base  # the pipeline offload hooks are installed on
+        self.addons = Addons()
+        self.placement = Placement(ctx.device, ctx.dtype, caps.memory_thresholds, model_path=info.path,
+                                   rungs=ctx.rungs)
+        self.previews = Previews(caps.latent_space, ctx.library, ctx.device, ctx.dtype)
+        self.placement.place_new([base], ctx.preset)
+
+    @property
+    def settings(self) -> RuntimeSettings | None:
+        return self.placement.settings
+
+    def pipelines(self) -> list:
+        return [self.active]
+
+    def close(self) -> None:
+        super().close()
+        self.pipes.clear()
+        self.base = self.active = None
+
+    def unpark(self, preset: str) -> None:
+        self.placement.unpark([self.active], preset)
+
+    # ------------------------------------------------------------------ pipelines
+
+    def _pipeline(self, mode: Mode):
+        cls = loading.pipeline_class_for(self.info, mode)
+        pipe = self.pipes.get(cls)
+        if pipe is None:
+            pipe = self.pipes[cls] = loading.derived_pipeline(self.base, self.info, mode)
+        settings = self.placement.settings
+        if pipe is not self.active and (settings.model_offload or settings.sequential_offload):
+            unhook(self.active)
+            place(pipe, settings)
+        self.active = pipe
+        return pipe
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(self, job: Job) -> Result:
+        """Run ``job`` (seed resolved); the ladder, decode guard, previews and cancel from the core."""
+        request = job.request
+        self.caps.check(request.mode)
+        self.placement.ensure(request.memory_preset, [self.active])
+        pipe = self._pipeline(request.mode)
+
+        # Add-ons the prompt names (LoRAs, embeddings) and the VAE; what the metadata records.
+        text, negative, params = self._addons(pipe, request, job.notices)
+
+        # Images the pipeline works on.
+        call_args = self._image_args(request)
+        plan = call_args.pop("_plan", None)
+
+        # Encode, denoise and decode; out of memory, again one memory preset lower.
+        images, seeds, phases = self.placement.run(
+            lambda: self._run(request.mode, text, negative, call_args, plan, job), lambda: [self.active], job.notices)
+        encode_s, denoise_s, decode_s = phases
+        return Result(images=tuple(images), seeds=tuple(seeds), request=request, model=self.info,
+                      model_hash=job.model_hash, settings=self.settings,
+                      timings=Timings(encode=encode_s, denoise=denoise_s, decode=decode_s),
+                      params=tuple(params), notices=tuple(job.notices))
+
+    def _run(self, mode: Mode, text, negative, call_args, plan, job: Job):
+        """The whole batch; returns (images, seeds, (encode, denoise, decode) seconds)."""
+        import torch
+
+        request = job.request
+        pipe = self._pipeline(mode)  # again: the ladder may have moved the hooks
+        encode_s = denoise_s = decode_s = 0.0
+        images, seeds = [], []
+        preview = self.previews.for_size((request.width, request.height))
+        try:
+            with torch.inference_mode():
+                # Prompt embeddings, once for the whole batch.
+                t0 = time.perf_counter()
+                embeds = prompts.encode_prompts(pipe, self.info.family, text, negative, request.clip_skip)
+                encode_s += time.perf_counter() - t0
+
+                for index in range(request.batch_count):
+                    seed = job.seed(index)
+                    job.check_cancel(0)
+
+                    # Denoising loop (inside diffusers): progress + preview + cancel per step and per block.
+                    t0 = time.perf_counter()
+                    pipe.scheduler = make_scheduler(request.sampler, self.scheduler_config, seed)
+                    reporter = StepReporter(job, index, preview=preview)
+                    with cancel_within_steps([pipe.unet], reporter):
+                        latents = pipe(
+                            **embeds,
+                            **call_args,
+                            num_inference_steps=request.steps,
+                            guidance_scale=request.guidance_scale,
+                            generator=torch.Generator("cpu").manual_seed(seed),
+                            output_type="latent",
+                            callback_on_step_end=reporter.on_step_end,
+                        ).images
+                    denoise_s += time.perf_counter() - t0
+                    job.check_cancel(reporter.total, reporter.total)
+
+                    # Decode (never a silent black image), and paste back for inpainting.
+                    t0 = time.perf_counter()
+                    image = self._decode(pipe, latents, job.notices)
+                    image = imageprep.finish(plan, image, request.mask_blur)  # paste back / crop back
+                    decode_s += time.perf_counter() - t0
+                    images.append(image)
+                    seeds.append(seed)
+        finally:
+            if hasattr(pipe, "maybe_free_model_hooks"):
+                pipe.maybe_free_model_hooks()
+        return images, seeds, (encode_s, denoise_s, decode_s)
+
+    def _decode(self, pipe, latents, notices: list[str]):
+        import torch
+
+        vae = pipe.vae
+        # SDXL's own VAE overflows in fp16: upcast from the start unless the VAE says it is fp16-safe.
+        upcast = vae.dtype == torch.float16 and self.caps.latent_space == "sdxl" and getattr(vae.config, "force_upcast", False)
+        decoded = core_decode.decode(vae, latents, notices, upcast=upcast)
+        return pipe.image_processor.postprocess(decoded, output_type="pil")[0]
+
+    def _addons(self, pipe, request: GenerationRequest, notices: list[str]):
+        """Apply the LoRAs, embeddings and VAE a request names; returns (prompt, negative, metadata pairs)."""
+        text = prompt_policy.prepare(request.prompt, request.negative_prompt, self.caps.group, loras=True,
+                                     weighting=True, notices=notices)
+        library = self.library
+        family = self.info.family
+        wanted = []
+        for ref in text.loras:
+            entry = library.find("lora", ref.name, family) if library is not None else None
+            wanted.append((ref, entry.info if entry else None))
+        applied = self.addons.apply_loras(pipe, self.info, wanted, notices, hasher=self.hasher)
+
+        if library is not None:
+            names = prompts.embedding_names_in(text.prompt + "\n" + text.negative, library.embedding_names())
+            entries = [e for e in (library.find("embedding", n, family) for n in names) if e]
+            if entries:
+                Addons.own_tokenizers(list(self.pipes.values()))
+                self.addons.load_embeddings(pipe, self.info, [e.info for e in entries], notices)
+
+        vae_path = str(Path(request.vae).expanduser().resolve()) if request.vae else ""
+        vae, changed = self.addons.vae_for(pipe, self.info, vae_path, self.dtype)
+        if changed:
+            for p in self.pipes.values():
+                p.vae = vae
+            self.placement.apply(self.placement.settings.preset, [self.active], force=True)
+
+        params: list[tuple[str, str]] = []
+        if applied:
+            params.append(("Lora hashes", ", ".join(f"{a.name}: {a.hash12}" for a in applied)))
+        if request.clip_skip != 1:
+            params.append(("Clip skip", str(request.clip_skip)))
+        if vae_path:
+            params.append(("VAE hash", self.hasher(vae_path)[:10]))
+            params.append(("VAE", Path(vae_path).name))
+        return text.prompt, text.negative, params
+
+    def _image_args(self, request: GenerationRequest) -> dict:
+        from PIL import Image
+
+        w, h = request.width, request.height
+        inpainting = self.info.inpainting
+        if request.mode is Mode.INPAINT:
+            plan = imageprep.plan_inpaint(request)
+            return {"image": plan.work_image, "mask_image": plan.work_mask, "strength": request.strength,
+                    "width": w, "height": h, "_plan": plan}
+        if request.mode is Mode.IMG2IMG:
+            plan = imageprep.plan_img2img(request.init_image, w, h)
+            init = plan.work_image
+            if inpainting:  # an inpainting model repaints everything under a full mask
+                return {"image": init, "mask_image": Image.new("L", (w, h), 255), "strength": request.strength,
+                        "width": w, "height": h, "_plan": plan}
+            return {"image": init, "strength": request.strength, "_plan": plan}
+        if inpainting:  # txt2img on an inpainting model: a blank canvas under a full mask
+            return {"image": Image.new("RGB", (w, h), (127, 127, 127)), "mask_image": Image.new("L", (w, h), 255),
+                    "strength": 1.0, "width": w, "height": h}
+        return {"width": w, "height": h}
+
+
+def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> SDRunner:
+    """Load an SD model (diffusers folder or single .safetensors) and place it. Engine thread."""
+    info, pipe, seconds = loading.load_pipeline(info.path, ctx.dtype, info)
+    return SDRunner(info, pipe, caps, ctx, seconds)
