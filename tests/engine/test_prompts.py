@@ -121,12 +121,18 @@ def addon_folder(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="module")
-def addon_engine(addon_folder):
+def _engine_with_folder(folder):
+    """An engine whose model library is only ``folder`` (its LoRAs, embeddings and VAEs)."""
     from engine.engine import Engine
     from engine.models import ModelLibrary
 
-    return Engine(device="cpu", library=ModelLibrary([str(addon_folder)], include_defaults=False))
+    folder.mkdir(parents=True, exist_ok=True)
+    return Engine(device="cpu", library=ModelLibrary([str(folder)], include_defaults=False))
+
+
+@pytest.fixture(scope="module")
+def addon_engine(addon_folder):
+    return _engine_with_folder(addon_folder)
 
 
 def _req(model, **kw):
@@ -159,14 +165,6 @@ def test_lora_problems_are_notices_not_silence(addon_engine, tiny_models):
     assert "No LoRA named “missing”" in text
     assert "is for SDXL but the model is SD 1.x" in text
     assert "Lora hashes" not in dict(r.params)
-
-
-def _engine_with_folder(folder):
-    from engine.engine import Engine
-    from engine.models import ModelLibrary
-
-    folder.mkdir(parents=True, exist_ok=True)
-    return Engine(device="cpu", library=ModelLibrary([str(folder)], include_defaults=False))
 
 
 def test_embedding_by_name_and_vae_override_change_the_image(addon_engine, tiny_models, addon_folder, tmp_path):
