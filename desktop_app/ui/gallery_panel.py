@@ -101,19 +101,23 @@ class GalleryPanel(QWidget):
         self._on_model_count_changed(g.model.rowCount())
 
     def _build_shortcuts(self) -> None:
-        def add(keys: str, slot, where: QWidget) -> QAction:
+        self.shortcuts: list[tuple[str, str]] = []  # (keys, what) for Help › Keyboard shortcuts
+
+        def add(keys: str, slot, where: QWidget, tip: str) -> QAction:
             action = QAction(self)
+            action.setToolTip(tip)
             action.setShortcut(QKeySequence(keys))
             action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             action.triggered.connect(lambda _c=False: slot())
             where.addAction(action)
+            self.shortcuts.append((action.shortcut().toString(QKeySequence.SequenceFormat.NativeText), f"Gallery: {tip}"))
             return action
 
-        self.delete_action = add("Del", self.trash_selected, self.view)
-        self.undo_action = add("Ctrl+Z", self._gallery.undo_trash, self)
-        self.favourite_action = add("F", self.toggle_favourite_selected, self.view)
-        add("Ctrl+F", lambda: (self.search_edit.setFocus(), self.search_edit.selectAll()), self)
-        add("Ctrl+C", self.copy_image, self.view)
+        self.delete_action = add("Del", self.trash_selected, self.view, "Move the selected images to the trash")
+        self.undo_action = add("Ctrl+Z", self._gallery.undo_trash, self, "Bring back the images just moved to the trash")
+        self.favourite_action = add("F", self.toggle_favourite_selected, self.view, "Favourite or unfavourite the selected images")
+        add("Ctrl+F", lambda: (self.search_edit.setFocus(), self.search_edit.selectAll()), self, "Search the prompts")
+        add("Ctrl+C", self.copy_image, self.view, "Copy the image shown")
 
     def _bind(self) -> None:
         g = self._gallery

@@ -201,6 +201,7 @@ class MainWindow(QMainWindow):
             else:
                 canvas_menu.addAction(self.canvas_panel.actions_by_name[name])
         self.shortcuts.extend(self.canvas_panel.shortcuts)
+        self.shortcuts.extend(self.gallery_panel.shortcuts)
 
         view = bar.addMenu("&View")
         self._action(view, "Models", "Ctrl+Shift+M", self.show_models, "Every model found, by kind, and why a file cannot be used")

@@ -213,6 +213,21 @@ def test_wheel_zooms_around_the_cursor_and_fit_and_100_percent_keys(canvas, qtbo
     still = view.image_pos(QPointF(under))
     assert abs(still.x() - 50) < 1.5 and abs(still.y() - 40) < 1.5
 
+    def on_screen():  # where the whole image is drawn, in viewport pixels
+        return view.mapFromScene(view.image_item.sceneBoundingRect()).boundingRect()
+
+    viewport = view.viewport().rect()
+    for fit, actual in ((Qt.KeyboardModifier.NoModifier,) * 2, (Qt.KeyboardModifier.ControlModifier,) * 2):
+        view.set_zoom(0.3)
+        qtbot.keyClick(view, Qt.Key.Key_0, fit)  # Fit: the whole image shows, as large as the view allows
+        shown = on_screen()
+        assert viewport.contains(shown), (shown, viewport)
+        assert viewport.width() - shown.width() <= 20 or viewport.height() - shown.height() <= 20
+        assert shown.width() > 2 * W  # this 200x120 image is enlarged to fill the 700-wide panel
+        qtbot.keyClick(view, Qt.Key.Key_1, actual)  # 100%: one image pixel per screen pixel
+        assert view.zoom == pytest.approx(1.0)
+        assert abs(on_screen().width() - W) <= 1 and abs(on_screen().height() - H) <= 1
+
 
 def test_outpaint_grows_the_image_and_the_mask_and_undo_crops_back(canvas, qtbot):
     doc, view = canvas
@@ -232,16 +247,34 @@ def test_outpaint_grows_the_image_and_the_mask_and_undo_crops_back(canvas, qtbot
 
 def test_mask_show_hide_invert_and_bracket_keys(canvas, qtbot):
     doc, view = canvas
-    from desktop_app.state.canvas_actions import CanvasActions  # noqa: F401  (panel needs the actions module)
 
-    size = doc.brush.size
-    assert view.mask_item.isVisible()
-    doc.brush.set_mask_visible(False)
-    assert not view.mask_item.isVisible()
-    doc.invert_mask()
-    assert (doc.mask == 255).all()
-    doc.brush.step_size(1)
-    assert doc.brush.size > size
+    def tint_at(x, y):  # how much redder the mask overlay makes this image pixel look on screen
+        shot = view.viewport().grab().toImage()
+        return shot.pixelColor(at(view, x, y)).red() - shot.pixelColor(at(view, x, 110)).red()
+
+    doc.brush.set_size(20)
+    doc.brush.set_hardness(1.0)
+    drag(qtbot, view, line(20, 30, 180, 30))
+    assert tint_at(100, 30) > 30
+    qtbot.keyClick(view, Qt.Key.Key_M)  # M hides the mask overlay; the mask itself stays
+    assert not view.mask_item.isVisible() and abs(tint_at(100, 30)) < 30
+    assert doc.mask[30, 100] == 255
+    qtbot.keyClick(view, Qt.Key.Key_M)  # and shows it again
+    assert view.mask_item.isVisible() and tint_at(100, 30) > 30
+
+    painted = doc.mask.copy()
+    qtbot.keyClick(view, Qt.Key.Key_I, Qt.KeyboardModifier.ControlModifier)  # Ctrl+I inverts
+    assert np.array_equal(doc.mask, 255 - painted)
+    qtbot.keyClick(view, Qt.Key.Key_I, Qt.KeyboardModifier.ControlModifier)
+    assert np.array_equal(doc.mask, painted)
+
+    qtbot.keyClick(view, Qt.Key.Key_BracketRight)  # ] larger brush, [ smaller: the size box follows
+    panel = view.window()
+    larger = doc.brush.size
+    assert larger > 20 and panel.size_spin.value() == round(larger)
+    qtbot.keyClick(view, Qt.Key.Key_BracketLeft)
+    qtbot.keyClick(view, Qt.Key.Key_BracketLeft)
+    assert doc.brush.size < 20 < larger and panel.size_spin.value() == round(doc.brush.size)
 
 
 def test_candidate_accept_writes_only_changed_pixels_and_is_undoable(canvas, qtbot):

@@ -233,10 +233,18 @@ def test_a_second_app_on_the_same_data_folder_says_so_and_exits(data_dir):
     assert "already using the library" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_library_reads_what_the_gallery_wrote(make_studio, data_dir, fake_engine, fake_model, qtbot):
+def test_library_reads_what_the_gallery_wrote_and_the_gallery_shows_what_the_library_wrote(
+        make_studio, data_dir, fake_engine, fake_model, qtbot):
     studio = make_studio(data_dir, fake_engine)
     _generate(studio, qtbot, "for the command line", seed=9)
     studio.window.close()
     with Library(data_dir / "outputs") as lib:
-        assert [e.prompt for e in lib.query(Filter(text="command"))] == ["for the command line"]
-    assert make_result  # shared helper used by other gallery tests
+        found = lib.query(Filter(text="command"))
+        assert [(e.prompt, e.seed, e.steps, e.width, e.height) for e in found] == [("for the command line", 9, 2, 64, 64)]
+        # The other way round: an image the command line saved into the same library (as `easel generate` does)
+        # is in the gallery the next time the app opens, newest on top, with its own settings.
+        lib.save(make_result("saved by the command line", seed=4321, size=96))
+    again = make_studio(data_dir, fake_engine)
+    assert _prompts(again) == ["saved by the command line", "for the command line"]
+    newest = again.gallery.model.entry_at(0)
+    assert (newest.seed, newest.width, newest.height) == (4321, 96, 96)

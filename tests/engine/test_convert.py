@@ -50,7 +50,46 @@ def test_torch_zip_with_code_is_refused_too(tmp_path):
     assert not canary.exists()
 
 
-def test_plain_checkpoint_converts_beside_the_original_in_another_process(tmp_path):
+def _record_unpickling_here(monkeypatch) -> list[str]:
+    """Record every way this process could unpickle: ``torch.load`` (what the converter's child calls),
+    the restricted unpickler it uses with weights_only=True, and the pickle module's own entry points."""
+    import torch
+    import torch._weights_only_unpickler as restricted
+
+    seen: list[str] = []
+
+    def spy(name, original):
+        def wrapper(*args, **kwargs):
+            seen.append(name)
+            return original(*args, **kwargs)
+        return wrapper
+
+    def spying_class(name, base):
+        class Spy(base):
+            def __init__(self, *args, **kwargs):
+                seen.append(name)
+                super().__init__(*args, **kwargs)
+        return Spy
+
+    monkeypatch.setattr(torch, "load", spy("torch.load", torch.load))
+    monkeypatch.setattr(restricted, "Unpickler", spying_class("restricted Unpickler", restricted.Unpickler))
+    monkeypatch.setattr(restricted, "load", spy("restricted load", restricted.load))
+    monkeypatch.setattr(pickle, "Unpickler", spying_class("pickle.Unpickler", pickle.Unpickler))
+    monkeypatch.setattr(pickle, "load", spy("pickle.load", pickle.load))
+    monkeypatch.setattr(pickle, "loads", spy("pickle.loads", pickle.loads))
+    return seen
+
+
+def test_the_spy_sees_a_checkpoint_loaded_in_this_process(tmp_path, monkeypatch):
+    import torch
+
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, tmp_path / "here.ckpt")
+    seen = _record_unpickling_here(monkeypatch)
+    torch.load(tmp_path / "here.ckpt", weights_only=True)
+    assert "torch.load" in seen and "restricted Unpickler" in seen  # so an empty record below means something
+
+
+def test_plain_checkpoint_converts_beside_the_original_in_another_process(tmp_path, monkeypatch):
     import torch
     from safetensors.torch import load_file
 
@@ -59,17 +98,15 @@ def test_plain_checkpoint_converts_beside_the_original_in_another_process(tmp_pa
     weights["tied"] = weights["first_stage_model.decoder.conv_out.weight"]  # shared storage
     src = tmp_path / "model.ckpt"
     torch.save({"state_dict": weights, "global_step": 10}, src)
-    # Watch which processes unpickle: the test process must not.
-    import torch.serialization as ser
-
-    loads = []
-    original = ser.load
-    ser.load = lambda *a, **k: loads.append(a) or original(*a, **k)
-    try:
-        out = convert_to_safetensors(src)
-    finally:
-        ser.load = original
-    assert loads == []
+    # The checkpoint is unpickled only in a child process (`python -m engine.convert`), never in this one.
+    started = []
+    real_run = subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda cmd, *a, **k: started.append(list(cmd)) or real_run(cmd, *a, **k))
+    unpickled_here = _record_unpickling_here(monkeypatch)
+    out = convert_to_safetensors(src)
+    monkeypatch.undo()
+    assert unpickled_here == []
+    assert [c[1:3] for c in started] == [["-m", "engine.convert"]]
     assert out == tmp_path / "model.safetensors" and src.exists()
     back = load_file(out)
     assert set(back) == set(weights) and all(torch.equal(back[k], weights[k]) for k in weights)

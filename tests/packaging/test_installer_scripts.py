@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.packaging import tools
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "packaging"))
 sys.path.insert(0, str(ROOT / "packaging" / "linux"))
@@ -90,9 +92,6 @@ def test_tarball_installs_for_one_user_and_uninstalls_keeping_data(fake_release,
     entry = desktop.read_text()
     assert f'Exec="{dest}/app/easel"' in entry  # quoted: the path has a space
     assert f"TryExec={dest}/app/easel" in entry and "@EXEC@" not in entry
-    if shutil.which("desktop-file-validate"):
-        check = subprocess.run(["desktop-file-validate", str(desktop)], capture_output=True, text=True)
-        assert check.returncode == 0 and not check.stdout.strip(), check.stdout
 
     # Upgrading over an install replaces the app and leaves no staging folders behind.
     (dest / "app" / "_internal" / "stale-from-old-version").write_text("old")
@@ -134,12 +133,32 @@ def test_uninstall_leaves_a_foreign_launcher_alone(fake_release, tmp_path):
     assert launcher.is_symlink() and str(launcher.readlink()) == "/usr/bin/true"
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
-def test_shell_scripts_pass_shellcheck():
+def test_the_installed_desktop_entry_passes_desktop_file_validate(fake_release, tmp_path):
+    validate = tools.require("desktop-file-validate")
+    top = _unpack(fake_release, tmp_path / "unpacked")
+    home = tmp_path / "home with space"
+    home.mkdir()
+    assert _sh(top / "install.sh", home).returncode == 0
+    desktop = home / ".local" / "share" / "applications" / "easel.desktop"
+    check = subprocess.run([validate, str(desktop)], capture_output=True, text=True)
+    assert check.returncode == 0 and not check.stdout.strip(), check.stdout + check.stderr
+    # The validator does judge: the same entry without its Type line is refused.
+    broken = tmp_path / "broken.desktop"
+    broken.write_text("".join(l for l in desktop.read_text().splitlines(True) if not l.startswith("Type=")))
+    assert subprocess.run([validate, str(broken)], capture_output=True, text=True).returncode != 0
+
+
+def test_shell_scripts_pass_shellcheck(tmp_path):
+    shellcheck = tools.require("shellcheck")
     scripts = [ROOT / "packaging/linux/install.sh", ROOT / "packaging/linux/uninstall.sh",
-               ROOT / "packaging/macos/make_dmg.sh"]
-    done = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
+               ROOT / "packaging/macos/make_dmg.sh", ROOT / ".ci/run"]
+    done = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+    # shellcheck does judge: an unquoted path (it breaks on the spaces in "home with space") is flagged.
+    bad = tmp_path / "bad.sh"
+    bad.write_text('#!/bin/sh\ndest=$1\nrm -rf $dest/app\n')
+    flagged = subprocess.run([shellcheck, str(bad)], capture_output=True, text=True)
+    assert flagged.returncode != 0 and "SC2086" in flagged.stdout
 
 
 def _iss_defines_used(text: str) -> set[str]:
