@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Sequence
 from engine import __version__
 from engine.api import EaselError, Result
 from engine.library import reconcile as _reconcile
-from engine.library.index import Filter, Index, IndexReader
+from engine.library.index import Filter, Index, IndexReader, unavailable
 from engine.library.lock import LibraryLock
 from engine.library.pngtext import set_png_text
 from engine.library.records import FAVOURITE_KEY, LibraryEntry, entry_from_file, is_library_image
@@ -67,12 +67,15 @@ class Library:
 
     def __init__(self, root: Path, *, exclusive: bool = True):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
         self.meta_dir = self.root / META_DIR
         self.trash_dir = self.root / TRASH_DIR
         self.lock = LibraryLock(self.meta_dir / "lock")
-        if exclusive:
-            self.lock.acquire()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if exclusive:
+                self.lock.acquire()
+        except OSError as exc:  # a read-only or full disk, a file where the folder should be
+            raise unavailable(exc, self.meta_dir / "index.sqlite") from None
         index_path = self.meta_dir / "index.sqlite"
         try:
             if exclusive or index_path.exists():
@@ -80,6 +83,9 @@ class Library:
             else:  # a reader before any owner made the index: an empty one
                 self.index = Index(Path(":memory:"))
                 self.index.read_only = True
+        except OSError as exc:
+            self.lock.release()
+            raise unavailable(exc, index_path) from None
         except BaseException:
             self.lock.release()
             raise
