@@ -234,7 +234,7 @@ def _check_common(args) -> None:
     a mistake (not "the default"), an unknown --device is named."""
     if args.data_dir == "":
         raise EaselError("--data-dir: give a folder (the value is empty)")
-    if getattr(args, "model", None) == "":
+    if getattr(args, "model", None) == "" and args.command not in ("gallery", "models"):  # there: a filter
         raise EaselError("--model: give a .safetensors file or a diffusers folder (the value is empty)")
     if args.device is not None:
         import re

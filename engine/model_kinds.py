@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.api import ModelError, UnsupportedModel
+from engine.files.safe import open_regular
 from engine.model_headers import SafetensorsHeader
 
 UPSCALER_PROBLEM = "this is an upscaler (ESRGAN-style), not a checkpoint: use it with Upscale"
@@ -151,7 +152,7 @@ def _prediction_type(header: SafetensorsHeader, family: str, kind: str = "checkp
         return "epsilon"
     sidecar = Path(os.path.splitext(header.path)[0] + ".yaml")
     try:
-        with open(sidecar, "rb") as f:
+        with open_regular(sidecar) as f:  # a FIFO or device named .yaml must not block the probe
             text = f.read(1 << 20).decode("utf-8", "replace")
     except OSError:
         text = None

@@ -26,6 +26,7 @@ import stat
 from pathlib import Path
 
 from engine.api import ModelError, ModelInfo
+from engine.files.safe import open_regular
 from engine.model_folders import (  # noqa: F401 - re-exported: cascade_files uses _missing and _weight_files
     UNCLIP_PRIOR_PROBLEM,
     _examine_folder,
@@ -120,7 +121,7 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     buf = bytearray(chunk)
     view = memoryview(buf)
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # a FIFO or device would block or never end
         while n := f.readinto(buf):
             h.update(view[:n])
     return h.hexdigest()

@@ -24,8 +24,11 @@ _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _BINARY = getattr(os, "O_BINARY", 0)
 
 
-class UnreadableFile(EaselError):
-    """A file that is not a regular file, cannot be opened, or is far larger than its kind allows."""
+class UnreadableFile(EaselError, OSError):
+    """A file that is not a regular file, cannot be opened, or is far larger than its kind allows.
+
+    Also an ``OSError``, so the many readers that already treat "cannot be read" as an OSError
+    (skip the file, fall back) keep doing so when they switch to this module."""
 
     def __init__(self, path: str | os.PathLike[str], problem: str):
         super().__init__(f"{printable(str(path))}: {problem}")
