@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import logging.handlers
+import os
 import sys
 import threading
 from pathlib import Path
@@ -142,7 +143,6 @@ def main(argv: list[str] | None = None) -> int:
         report("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error
-        import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
@@ -248,6 +248,7 @@ def _check_common(args) -> None:
 
 def _cmd_generate(args) -> int:
     mode = {"generate": Mode.TXT2IMG, "img2img": Mode.IMG2IMG, "inpaint": Mode.INPAINT}[args.command]
+    _check_output(args, args.out, args.width, args.height, args.batch)  # first: a bad target wastes no time
     if mode is Mode.TXT2IMG and args.init:
         mode = Mode.IMG2IMG  # ``generate --init``: an image-conditioned job (unCLIP variations, img2img)
     unclip = _is_unclip(args.model)
@@ -296,6 +297,7 @@ def _cmd_generate(args) -> int:
 def _cmd_regenerate(args) -> int:
     from engine.metadata import read_metadata
 
+    _check_output(args, args.out, None, None, 1)
     meta = read_metadata(args.image)
     if meta.source == "none":
         raise EaselError(f"{args.image}: no generation settings found in this image")
@@ -409,7 +411,8 @@ def _library(args):
     folders = configured_folders(root) + list(getattr(args, "models_dir", []) or [])
     model = getattr(args, "model", None)
     if model:  # the model's own folder, as A1111 users keep LoRAs near their checkpoints
-        folders.append(str(Path(model).expanduser().resolve().parent))
+        # realpath, not Path.resolve(): a symlink loop must reach the model check and its one line
+        folders.append(os.path.dirname(os.path.realpath(os.path.expanduser(model))))
     return ModelLibrary(folders, include_defaults=True, state_dir=root)
 
 
@@ -533,6 +536,15 @@ def _run_and_save(args, request: GenerationRequest, out: str | None, *, embed: b
           f"denoise {t.denoise:.1f}s, decode {t.decode:.2f}s) on {result.settings.device} "
           f"{result.settings.dtype}, preset {result.settings.preset}", file=sys.stderr)
     return EXIT_OK
+
+
+def _check_output(args, out: str | None, width: int | None, height: int | None, batch: int) -> None:
+    """Refuse an output target that cannot take the images (a device, a read-only or full folder)
+    before any model is read; sizes not given yet count as 1024 px."""
+    from engine.files.space import check_writable_folder
+
+    pixels = (width or 1024) * (height or 1024)
+    check_writable_folder(_output_folder(args, out), need_bytes=max(1, batch or 1) * (3 * pixels + 65536))
 
 
 def _output_folder(args, out: str | None) -> Path:
