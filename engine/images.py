@@ -22,8 +22,10 @@ The rules:
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import struct
+import threading
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -120,6 +122,43 @@ def open_header(source: str | Path | bytes | BinaryIO, what: str = "image",
         raise ImageError(f"{what} {name}: cannot read image (not an image, or the file is damaged)") from None
 
 
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _c_stderr_to_log(active: bool):
+    """While decoding, send what C libraries write straight to file descriptor 2 to the log instead.
+
+    libtiff reports a damaged strip by printing its own line ("tempfile.tif: Using code not yet in
+    table."), past Python and past the CLI's one-line rule; Pillow gives no hook for it. The
+    descriptor is swapped only around the decode of such a file, under a lock. Any thread.
+    """
+    if not active:
+        yield
+        return
+    import logging
+    import os
+    import sys
+    import tempfile
+
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            said = sink.read(4096).decode("utf-8", "replace").strip()
+            if said:
+                logging.getLogger(__name__).info("the image decoder said: %s", said)
+
+
 def _close_own(fp: BinaryIO, source: object) -> None:
     if isinstance(source, (str, Path)):
         fp.close()
@@ -135,7 +174,7 @@ def open_image(source: str | Path | bytes | BinaryIO, what: str = "image",
     name = Path(source).name if isinstance(source, (str, Path)) else what
     im = open_header(source, what, formats)
     try:
-        with im, warnings.catch_warnings():
+        with im, warnings.catch_warnings(), _c_stderr_to_log(im.format == "TIFF"):
             warnings.simplefilter("ignore")
             im.load()
             return normalize(im, what)

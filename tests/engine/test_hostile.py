@@ -583,3 +583,36 @@ def test_names_with_newlines_and_escapes_stay_one_line(tmp_path, canary, tiny_mo
                           data=tmp_path / "d"))
     assert "\x1b" not in line
     one_line(easel(canary, "models", "download", "acme/x\x1b[31m\nspoof", data=tmp_path / "d"), "not a hugging face")
+
+
+def test_a_damaged_tiff_gives_one_line_and_libtiff_stays_off_the_terminal(tmp_path, canary, tiny_models):
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (9, 90, 9)).save(buf, format="TIFF", compression="tiff_lzw")
+    data = bytearray(buf.getvalue())
+    for i in range(16, 60):  # the LZW strip: libtiff prints "Using code not yet in table" for this
+        data[i] ^= 0x5A
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(bytes(data))
+    one_line(easel(canary, "img2img", "--model", str(tiny_models.get()), "--prompt", "x", "--init", str(bad),
+                   data=tmp_path / "d"), "cannot read image")
+
+
+def test_a_pickle_pth_refusal_carries_no_terminal_escapes(tmp_path, canary):
+    import torch
+
+    folder = tmp_path / "ESRGAN"
+    folder.mkdir()
+    torch.save({"module": torch.nn.Linear(2, 2)}, folder / "evil.pth")  # a pickled module, not weights
+    src = tmp_path / "src.png"
+    src.write_bytes(png_bytes((32, 32)))
+    line = one_line(easel(canary, "upscale", str(src), "--model", str(folder / "evil.pth"), "--out",
+                          str(tmp_path / "o.png"), data=tmp_path / "d", memory=None), "not opened")
+    assert "\x1b" not in line and "[0m" not in line and "[1m" not in line
+
+
+def test_an_a1111_line_with_negative_steps_is_still_read_as_parameters():
+    from engine.metadata import parse_a1111
+
+    meta = parse_a1111("a cat\nNegative prompt: dog\nSteps: -5, Seed: 3, Size: 64x64")
+    assert meta.fields["negative_prompt"] == "dog" and meta.fields["steps"] == 1 and meta.fields["seed"] == 3
+    assert any("steps -5" in w for w in meta.warnings)
