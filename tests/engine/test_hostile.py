@@ -616,3 +616,26 @@ def test_an_a1111_line_with_negative_steps_is_still_read_as_parameters():
     meta = parse_a1111("a cat\nNegative prompt: dog\nSteps: -5, Seed: 3, Size: 64x64")
     assert meta.fields["negative_prompt"] == "dog" and meta.fields["steps"] == 1 and meta.fields["seed"] == 3
     assert any("steps -5" in w for w in meta.warnings)
+
+
+def test_an_image_whose_save_fails_after_generating_is_rescued(tmp_path, shared_engine, tiny_models, monkeypatch):
+    """The fault is real: the output folder's path is taken by a file when the save comes."""
+    import tempfile
+    from types import SimpleNamespace
+
+    from engine.api import EaselError, GenerationRequest
+    from engine.cli import save_or_rescue
+    from engine.metadata import read_metadata
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    result = shared_engine.generate(GenerationRequest(prompt="rescue me", model=str(tiny_models.get()), steps=2,
+                                                      width=64, height=64, seed=11))
+    blocked = tmp_path / "out"
+    blocked.write_text("a file where the folder should be")
+    with pytest.raises(EaselError) as info:
+        save_or_rescue(SimpleNamespace(data_dir=str(tmp_path / "d")), result, str(blocked), embed=True)
+    line = str(info.value)
+    assert "\n" not in line and "kept in" in line
+    rescued = list((tmp_path / "tmp" / "easel-rescued").glob("*.png"))
+    assert len(rescued) == 1 and read_metadata(rescued[0]).fields["seed"] == 11
