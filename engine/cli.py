@@ -143,7 +143,6 @@ def main(argv: list[str] | None = None) -> int:
         report("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except Exception as exc:  # an Easel bug, not the user's: one line, details in the log file

@@ -7,7 +7,6 @@ PNG text chunk, see ``pngtext``), so rebuilding the index from the files keeps t
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass, replace
 from datetime import datetime

@@ -9,7 +9,6 @@ whose image is gone, so the cache does not outgrow the library. Files are writte
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tempfile
 import time

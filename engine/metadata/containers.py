@@ -10,8 +10,6 @@ are skipped with a warning.
 from __future__ import annotations
 
 import dataclasses
-import io
-import struct
 import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
