@@ -24,6 +24,8 @@ from typing import Callable, Iterable, Sequence
 
 from engine import __version__
 from engine.api import EaselError, Result
+from engine.files.safe import read_bytes
+from engine.images import MAX_IMAGE_FILE_BYTES
 from engine.library import reconcile as _reconcile
 from engine.library.index import Filter, Index, IndexReader, unavailable
 from engine.library.lock import LibraryLock
@@ -185,7 +187,7 @@ class Library:
             else:
                 try:
                     target = write_bytes_atomic(self.root / f"{safe_stem(src.stem)}{src.suffix.lower()}",
-                                                src.read_bytes(), overwrite=False)
+                                                read_bytes(src, MAX_IMAGE_FILE_BYTES), overwrite=False)
                     os.utime(target, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns))
                 except OSError as exc:
                     report.skipped.append((str(src), f"could not copy: {exc.strerror or exc}"))
