@@ -101,6 +101,9 @@ MIN_STEPS, MAX_STEPS = 1, 150
 MAX_SEED = 2**32 - 1
 MAX_BATCH = 64
 MAX_CLIP_SKIP = 12
+# Characters in a prompt or negative prompt. A1111 prompts of 75-token chunks rarely pass 2,000
+# characters; past this the text encoder would run hundreds of chunks (minutes) for one image.
+MAX_PROMPT_CHARS = 20_000
 
 
 def random_seed() -> int:
@@ -154,6 +157,13 @@ class GenerationRequest:
     def _validate(self) -> None:
         if not isinstance(self.prompt, str):
             raise InvalidRequest("prompt", "must be text")
+        if not isinstance(self.negative_prompt, str):
+            raise InvalidRequest("negative_prompt", "must be text")
+        for name in ("prompt", "negative_prompt"):
+            n = len(getattr(self, name))
+            if n > MAX_PROMPT_CHARS:
+                raise InvalidRequest(name, f"is {n:,} characters long; the limit is {MAX_PROMPT_CHARS:,} "
+                                           "(shorten it: the text encoder reads it 75 tokens at a time)")
         for name, lo, hi in (("width", MIN_SIZE, MAX_SIZE), ("height", MIN_SIZE, MAX_SIZE)):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi or v % 8:

@@ -31,6 +31,7 @@ import struct
 from pathlib import Path
 from typing import Any, Mapping
 
+from engine.files.safe import read_json
 from engine.paths import resources_dir
 
 FAMILIES = ("sd15", "sd15-inpaint", "sd2-v", "sd2-inpaint", "sdxl", "sdxl-inpaint")
@@ -407,4 +408,4 @@ def _open_clip_sizes(shapes: Mapping[str, tuple[int, ...]], prefix: str, family:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path)  # regular files of sane size only (engine.files.safe)

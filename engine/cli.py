@@ -1,6 +1,10 @@
 """The ``easel`` command line: generate, edit, inspect and self-test without the window.
 
 User errors print one line (``easel: ...``) and exit 2; no traceback unless ``--debug``.
+
+The terminal gets that one line and nothing else of the kind: every log record (warnings, a load
+failure's traceback) and every Python warning goes to ``<data>/logs/easel-cli.log`` instead, and to
+the terminal only with ``--debug``. ``report`` is the one place that writes an error line.
 """
 
 from __future__ import annotations
@@ -8,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import logging.handlers
+import os
 import sys
 import threading
 from pathlib import Path
@@ -120,32 +126,121 @@ def main(argv: list[str] | None = None) -> int:
     for name, default in _COMMON_DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, default)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log_path = setup_logging(args.data_dir, debug=args.debug)
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
     handler = _COMMANDS[args.command]
     try:
+        _check_common(args)
         return handler(args)
     except EaselError as exc:
         if args.debug:
             raise
-        print(f"easel: {exc}", file=sys.stderr)
+        logging.getLogger("easel.cli").info("%s failed: %s", args.command, exc, exc_info=True)
+        report(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("easel: interrupted", file=sys.stderr)
+        report("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except Exception as exc:  # an Easel bug, not the user's: one line, details with --debug
+    except Exception as exc:  # an Easel bug, not the user's: one line, details in the log file
         if args.debug:
             raise
-        print(f"easel: internal error: {type(exc).__name__}: {exc} (run again with --debug for details)",
-              file=sys.stderr)
+        user_error = _as_user_error(exc)
+        if user_error is not None:
+            logging.getLogger("easel.cli").info("%s failed: %s", args.command, user_error, exc_info=True)
+            report(user_error)
+            return EXIT_USAGE
+        logging.getLogger("easel.cli").error("internal error in %s", args.command, exc_info=True)
+        where = f"details in {log_path}" if log_path else "run again with --debug for details"
+        report(f"internal error: {type(exc).__name__}: {exc} ({where})")
         return EXIT_FAILED
+
+
+def report(message: str) -> None:
+    """Print one ``easel: ...`` line to stderr: the terminal reporter every error goes through.
+
+    Control characters (a newline or an ANSI escape inside a file name or a library's message) are
+    escaped, so the line stays one line and cannot rewrite the terminal. Main thread.
+    """
+    from engine.files.safe import printable
+
+    print(f"easel: {printable(strip_ansi(str(message)).strip())}", file=sys.stderr)
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal colour codes (torch and others put them in their own messages)."""
+    import re
+
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def _as_user_error(exc: BaseException) -> str | None:
+    """One line for an error the user's disk or files caused (full disk, read-only folder, a file
+    where a folder should be), or None for a real bug. Shared by every command."""
+    from engine.files.space import describe_os_error
+
+    return describe_os_error(exc)
+
+
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The CLI's log file, opened (and its folder made) only when the first record arrives, so a
+    command that logs nothing touches nothing; a folder that cannot be written loses the log, never
+    the command."""
+
+    def _open(self):
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
+def setup_logging(data_dir: str | None, *, debug: bool = False) -> Path | None:
+    """Route every log record and Python warning to ``<data>/logs/easel-cli.log`` (and to stderr only
+    with ``debug``). Returns the log file's path, or None when the data folder cannot be told.
+    Main thread, once per command."""
+    import logging.handlers  # noqa: F401 - RotatingFileHandler
+
+    from engine import paths
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_easel_cli", False)]:
+        root.removeHandler(old)
+        old.close()
+    logging.raiseExceptions = False  # a log file that cannot be written must not print "Logging error"
+    logging.captureWarnings(True)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    handlers: list[logging.Handler] = []
+    if debug:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    log_path = None
+    try:
+        log_path = paths.data_dir(data_dir, create=False) / "logs" / "easel-cli.log" if data_dir != "" else None
+    except Exception:  # noqa: BLE001 - no data folder: no log file; the command itself says what is wrong
+        log_path = None
+    if log_path is not None:
+        handlers.append(_LogFile(log_path, maxBytes=1_000_000, backupCount=3, encoding="utf-8", delay=True))
+    handlers.append(logging.NullHandler())  # with no log file, logging's last resort must not print either
+    for h in handlers:
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        h._easel_cli = True  # type: ignore[attr-defined]
+        root.addHandler(h)
+    return log_path
+
+
+def _check_common(args) -> None:
+    """The options every command shares, checked before any work: an empty --data-dir or --model is
+    a mistake (not "the default"), an unknown --device is named."""
+    if args.data_dir == "":
+        raise EaselError("--data-dir: give a folder (the value is empty)")
+    if getattr(args, "model", None) == "" and args.command not in ("gallery", "models"):  # there: a filter
+        raise EaselError("--model: give a .safetensors file or a diffusers folder (the value is empty)")
+    if args.device is not None:
+        import re
+
+        if not re.fullmatch(r"cpu|mps|cuda(:\d{1,2})?", args.device):
+            raise EaselError(f"--device: unknown device {args.device!r}; use cpu, mps, cuda or cuda:N")
 
 
 # ---------------------------------------------------------------------------------- commands
@@ -153,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cmd_generate(args) -> int:
     mode = {"generate": Mode.TXT2IMG, "img2img": Mode.IMG2IMG, "inpaint": Mode.INPAINT}[args.command]
+    _check_output(args, args.out, args.width, args.height, args.batch)  # first: a bad target wastes no time
     if mode is Mode.TXT2IMG and args.init:
         mode = Mode.IMG2IMG  # ``generate --init``: an image-conditioned job (unCLIP variations, img2img)
     unclip = _is_unclip(args.model)
@@ -201,6 +297,7 @@ def _cmd_generate(args) -> int:
 def _cmd_regenerate(args) -> int:
     from engine.metadata import read_metadata
 
+    _check_output(args, args.out, None, None, 1)
     meta = read_metadata(args.image)
     if meta.source == "none":
         raise EaselError(f"{args.image}: no generation settings found in this image")
@@ -299,7 +396,8 @@ def _library(args):
     folders = configured_folders(root) + list(getattr(args, "models_dir", []) or [])
     model = getattr(args, "model", None)
     if model:  # the model's own folder, as A1111 users keep LoRAs near their checkpoints
-        folders.append(str(Path(model).expanduser().resolve().parent))
+        # realpath, not Path.resolve(): a symlink loop must reach the model check and its one line
+        folders.append(os.path.dirname(os.path.realpath(os.path.expanduser(model))))
     return ModelLibrary(folders, include_defaults=True, state_dir=root)
 
 
@@ -401,9 +499,14 @@ def _with_native_size(fields: dict, model: str) -> dict:
 
 def _run_and_save(args, request: GenerationRequest, out: str | None, *, embed: bool) -> int:
     from engine.engine import Engine
-    from engine.outputs import save_image, save_result
     from engine.paths import data_dir as _data_dir
 
+    folder = _output_folder(args, out)
+    from engine.files.space import check_writable_folder
+
+    # Before the long part: a read-only or full folder loses no work. A PNG is at most 3 bytes a
+    # pixel (RGB, incompressible) plus its metadata.
+    check_writable_folder(folder, need_bytes=request.batch_count * (3 * request.width * request.height + 65536))
     engine = Engine(device=args.device, library=_library(args), state_dir=_data_dir(args.data_dir))
     bar = _ProgressBar(request)
     cancel = threading.Event()
@@ -411,34 +514,112 @@ def _run_and_save(args, request: GenerationRequest, out: str | None, *, embed: b
         result = engine.generate(request, on_progress=bar.update, cancel=cancel)
     finally:
         bar.close()
-    if out and Path(out).suffix.lower() == ".png":
-        target = Path(out)
-        if len(result.images) == 1:
-            paths = [save_image(result, 0, target, embed_metadata=embed)]
-        else:
-            paths = [save_image(result, i, target.with_name(f"{target.stem}-{i + 1}{target.suffix}"),
-                                embed_metadata=embed) for i in range(len(result.images))]
-    elif out:
-        paths = save_result(result, Path(out), embed_metadata=embed)
-    else:  # into the gallery library (indexed now, or by the open app if it owns the library)
-        from engine.cli_gallery import open_library
-        from engine.library import SaveFailed
-
-        with open_library(args.data_dir, need_owner=False) as library:
-            try:
-                entries = library.save(result, embed_metadata=embed)
-            except SaveFailed as exc:
-                raise EaselError(f"{exc}; nothing partial was left") from None
-            paths = [library.absolute(e) for e in entries]
+    paths = save_or_rescue(args, result, out, embed=embed)
     for path, seed in zip(paths, result.seeds):
         print(f"{path}  (seed {seed})")
     for notice in result.notices:
-        print(f"easel: note: {notice}", file=sys.stderr)
+        report(f"note: {notice}")
     t = result.timings
     print(f"{len(paths)} image(s) in {t.total:.1f}s (load {t.load:.1f}s, encode {t.encode:.2f}s, "
           f"denoise {t.denoise:.1f}s, decode {t.decode:.2f}s) on {result.settings.device} "
           f"{result.settings.dtype}, preset {result.settings.preset}", file=sys.stderr)
     return EXIT_OK
+
+
+def _check_output(args, out: str | None, width: int | None, height: int | None, batch: int) -> None:
+    """Refuse an output target that cannot take the images (a device, a read-only or full folder)
+    before any model is read; sizes not given yet count as 1024 px."""
+    from engine.files.space import check_writable_folder
+
+    pixels = (width or 1024) * (height or 1024)
+    check_writable_folder(_output_folder(args, out), need_bytes=max(1, batch or 1) * (3 * pixels + 65536))
+
+
+def _output_folder(args, out: str | None) -> Path:
+    """Where the images will go: ``--out``'s folder (refusing a device or other special file as
+    the target), or the gallery's outputs folder."""
+    from engine.files.safe import printable
+
+    if out and Path(out).suffix.lower() == ".png":
+        target = Path(out)
+        if target.exists() and not target.is_file():
+            raise EaselError(f"--out {printable(out)}: not a regular file; give a .png file name or a folder")
+        return target.parent if str(target.parent) else Path(".")
+    if out:
+        if Path(out).exists() and not Path(out).is_dir():
+            raise EaselError(f"--out {printable(out)}: give a .png file name or a folder")
+        return Path(out)
+    from engine.paths import data_dir, outputs_dir
+
+    return outputs_dir(data_dir(args.data_dir))
+
+
+def save_or_rescue(args, result, out: str | None, *, embed: bool) -> list[Path]:
+    """Save ``result`` where the user asked (a file, a folder or the gallery) and return the paths.
+
+    The images are never lost once made: when only the gallery index cannot be written (a full
+    disk, a read-only or newer index), the PNGs are still saved and the gallery picks them up later;
+    when the PNGs themselves cannot be written, they are written to a rescue folder in the system's
+    temporary folder, and one line says where. Main thread.
+    """
+    from engine.files.space import describe_os_error
+    from engine.outputs import save_image, save_result
+
+    saved: list[Path] = []
+    try:
+        if out and Path(out).suffix.lower() == ".png":
+            target = Path(out)
+            for i in range(len(result.images)):
+                dest = target if len(result.images) == 1 else target.with_name(f"{target.stem}-{i + 1}{target.suffix}")
+                saved.append(save_image(result, i, dest, embed_metadata=embed))
+            return saved
+        if out:
+            return save_result(result, Path(out), embed_metadata=embed)
+        return _save_to_gallery(args, result, embed)
+    except EaselError as exc:
+        if not isinstance(exc.__cause__, OSError):
+            raise
+        line = describe_os_error(exc.__cause__) or str(exc)
+        rescued = _rescue(result, embed)
+        if not rescued:
+            raise EaselError(f"{line}; the image could not be saved anywhere") from None
+        raise EaselError(f"{line}; the image was kept in {rescued[0].parent} "
+                         f"({', '.join(p.name for p in rescued)})") from None
+
+
+def _save_to_gallery(args, result, embed: bool) -> list[Path]:
+    from engine.cli_gallery import open_library
+    from engine.library import IndexUnavailable, SaveFailed
+    from engine.outputs import save_result
+    from engine.paths import data_dir, outputs_dir
+
+    try:
+        library = open_library(args.data_dir, need_owner=False)
+    except IndexUnavailable as exc:
+        # The index cannot be written (a full disk, a read-only index): the PNGs still can be, and
+        # the gallery indexes them when it next opens. The index itself is left as it is.
+        paths = save_result(result, outputs_dir(data_dir(args.data_dir)), embed_metadata=embed)
+        report(f"note: {exc}; the image is saved and joins the gallery when the index can be written")
+        return paths
+    with library:
+        try:
+            entries = library.save(result, embed_metadata=embed)
+        except SaveFailed as exc:
+            raise EaselError(f"{exc}; nothing partial was left") from exc.__cause__
+        return [library.absolute(e) for e in entries]
+
+
+def _rescue(result, embed: bool) -> list[Path]:
+    """Write the images not yet saved into ``<tmp>/easel-rescued``; [] when that fails too."""
+    import tempfile
+
+    from engine.outputs import save_result
+
+    folder = Path(tempfile.gettempdir()) / "easel-rescued"
+    try:
+        return save_result(result, folder, embed_metadata=embed)
+    except EaselError:
+        return []
 
 
 class _ProgressBar:

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from engine.api import EaselError
+from engine.files.safe import printable
 
 
 def add_parser(sub, common: argparse.ArgumentParser) -> None:
@@ -93,7 +94,8 @@ def _list(args) -> int:
             prompt = prompt if len(prompt) <= 70 else prompt[:69] + "…"
             star = "*" if e.favourite else " "
             seed = "" if e.seed is None else str(e.seed)
-            print(f"{star} {when}  {e.width}x{e.height}  {seed:>10}  {library.absolute(e)}  {prompt}")
+            print(f"{star} {when}  {e.width}x{e.height}  {seed:>10}  {printable(str(library.absolute(e)))}  "
+                  f"{printable(prompt)}")
         if not args.json:
             print(f"{len(entries)} image(s)", file=sys.stderr)
     return 0
@@ -105,7 +107,7 @@ def _rebuild(args) -> int:
         count = library.index.count()
         print(f"{count} image(s) indexed in {library.root} ({report.seconds:.1f} s)")
         for path in report.unreadable:
-            print(f"skipped (not a complete image): {path}", file=sys.stderr)
+            print(f"skipped (not a complete image): {printable(str(path))}", file=sys.stderr)
     return 0
 
 
@@ -113,9 +115,9 @@ def _import(args) -> int:
     with open_library(args.data_dir, need_owner=False) as library:
         report = library.import_files([Path(p) for p in args.paths])
         for entry in report.added:
-            print(library.absolute(entry))
+            print(printable(str(library.absolute(entry))))
         for path, why in report.skipped:
-            print(f"skipped {path}: {why}", file=sys.stderr)
+            print(f"skipped {printable(str(path))}: {why}", file=sys.stderr)
         note = "" if library.lock.held else " (the open Easel window adds them to its gallery)"
         print(f"{len(report.added)} image(s) imported into {library.root}{note}", file=sys.stderr)
         if not report.added and report.skipped:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine.api import Cancelled, DownloadError
+from engine.files.safe import printable
 
 # Small, permissive starters (shown in the download dialog; the user can type any repo id).
 SUGGESTED = (
@@ -36,6 +38,13 @@ SUGGESTED = (
 )
 
 DEFAULT_INCLUDE = ("*.json", "*.txt", "*.safetensors", "*.model")
+# What the hub's own names look like. Everything the server sends that becomes part of a path (file
+# names, hashes, the commit) is checked against these before it touches the disk: a hostile mirror
+# could otherwise send "../" in a sha256 and make the downloader truncate and delete files elsewhere.
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_NAME_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+ ()\[\]-]{0,254}")
 RESERVE_BYTES = 512 * 2**20  # keep this much free after the download
 
 
@@ -62,8 +71,8 @@ class Download:
 
     def __init__(self, repo_id: str, *, revision: str | None = None, include: list[str] | None = None,
                  cache_dir: str | None = None, endpoint: str | None = None, reserve_bytes: int = RESERVE_BYTES):
-        if not repo_id or repo_id.count("/") != 1 or any(c.isspace() for c in repo_id):
-            raise DownloadError(f"“{repo_id}” is not a Hugging Face repo id (like stabilityai/sd-turbo)")
+        if not valid_repo_id(repo_id):
+            raise DownloadError(f"“{printable(repo_id)}” is not a Hugging Face repo id (like stabilityai/sd-turbo)")
         self.repo_id = repo_id
         self.revision = revision
         self.include = list(include) if include else None
@@ -162,6 +171,29 @@ def _emit(**msg) -> None:
     print(json.dumps(msg), flush=True)
 
 
+def valid_repo_id(repo_id: str) -> bool:
+    """Whether ``repo_id`` looks like ``owner/name`` as the hub spells them (no "..", no spaces)."""
+    return isinstance(repo_id, str) and bool(_REPO_ID.fullmatch(repo_id)) and ".." not in repo_id
+
+
+def unsafe_listing(siblings: list[dict], commit: object) -> str | None:
+    """Why a hub listing cannot be trusted with paths (one line), or None when every name and hash
+    is well formed: relative file names without "..", hidden or empty parts, hex SHA-256s, a hex
+    commit, sizes that are whole numbers. Runs in the download child, before any file is touched."""
+    if not isinstance(commit, str) or not _COMMIT.fullmatch(commit):
+        return f"the hub sent a malformed commit id ({printable(str(commit))[:80]})"
+    for s in siblings:
+        name, digest, size = s.get("rfilename"), s.get("sha256"), s.get("size")
+        parts = name.split("/") if isinstance(name, str) else []
+        if not parts or len(name) > 1024 or not all(_NAME_PART.fullmatch(p) for p in parts):
+            return f"the hub sent an unsafe file name ({printable(str(name))[:120]})"
+        if digest is not None and (not isinstance(digest, str) or not _SHA256.fullmatch(digest)):
+            return f"the hub sent a malformed SHA-256 for {name} ({printable(str(digest))[:80]})"
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            return f"the hub sent a malformed size for {name}"
+    return None
+
+
 def choose_files(siblings: list[dict], include: list[str] | None) -> list[dict]:
     """The files to fetch: ``include`` patterns, and no "variant" copy (``x.fp16.safetensors``) whose
     plain file is also there (diffusers loads the plain one)."""
@@ -206,11 +238,22 @@ def _child(argv: list[str]) -> int:
     except RevisionNotFoundError:
         _emit(event="error", message=f"{args.repo_id} has no revision {args.revision}")
         return 2
-    except (HfHubHTTPError, OSError) as exc:
-        _emit(event="error", message=f"could not reach the hub: {str(exc).splitlines()[0][:200]}")
+    except HfHubHTTPError as exc:
+        _emit(event="error", message=f"the Hugging Face hub refused the request: {_first_line(exc)}")
+        return 2
+    except Exception as exc:  # noqa: BLE001 - httpx/requests connection errors are not OSErrors
+        if _is_connection_error(exc):
+            _emit(event="error", message="could not reach the Hugging Face hub (no network connection, or the hub "
+                                         "is down); try again when online")
+        else:
+            _emit(event="error", message=f"the Hugging Face hub's answer could not be read: {_first_line(exc)}")
         return 2
     siblings = [{"rfilename": s.rfilename, "size": s.size or 0,
                  "sha256": s.lfs.sha256 if s.lfs else None} for s in (info.siblings or [])]
+    problem = unsafe_listing(siblings, info.sha)
+    if problem:
+        _emit(event="error", message=f"{problem}: nothing was downloaded")
+        return 2
     files = choose_files(siblings, args.include)
     if not files:
         _emit(event="error", message=f"{args.repo_id} has no model files Easel can use (.safetensors)")
@@ -265,8 +308,13 @@ def _child(argv: list[str]) -> int:
             # Small files directly; for large ones the blob is in place, so this only links the snapshot.
             path = hf_hub_download(args.repo_id, f["rfilename"], revision=info.sha, cache_dir=args.cache_dir,
                                    tqdm_class=Reporter)
-        except (HfHubHTTPError, OSError) as exc:
-            _emit(event="error", message=f"{f['rfilename']}: {str(exc).splitlines()[0][:200]}")
+        except Exception as exc:  # noqa: BLE001 - one line for the parent, whatever the HTTP client raised
+            if _is_connection_error(exc) and not isinstance(exc, (HfHubHTTPError, FileNotFoundError, PermissionError)):
+                message = f"{f['rfilename']}: could not reach the Hugging Face hub (the connection was lost); " \
+                          "run the download again to resume"
+            else:
+                message = f"{f['rfilename']}: {_first_line(exc)}"
+            _emit(event="error", message=message)
             return 3
         done_before[0] += f["size"]
         _emit(event="progress", done=done_before[0], total=total, file=f["rfilename"])
@@ -320,6 +368,23 @@ def _fetch_blob(args, commit: str, f: dict, tqdm_class) -> str | None:
         return "does not match its published SHA-256"
     os.replace(partial, blob)
     return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return printable((str(exc).splitlines() or [type(exc).__name__])[0][:200])
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """A network failure (no route, DNS, refused, timed out) from whichever HTTP client the hub uses."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        names = {c.__name__ for c in type(exc).__mro__}
+        if isinstance(exc, OSError) or names & {"ConnectError", "ConnectTimeout", "ConnectionError", "TimeoutException",
+                                                "NetworkError", "ProxyError", "OfflineModeIsEnabled"}:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _hub_cache() -> str:

@@ -2,6 +2,11 @@
 
 The rules:
 
+- Every image Easel reads, from any place (init image, mask, upscale source, gallery import and
+  listing, thumbnails, metadata), is opened through ``open_header``: the format is told from the
+  file's first bytes (never its name) and only the formats below are handed to Pillow, each to its
+  own plugin alone. Pillow knows dozens of formats, and some run programs (EPS runs Ghostscript) or
+  raise errors nobody expects (DDS, FLI...): a file in any other format is "not an image Easel reads".
 - The header is read first; an image whose header claims more than ``MAX_PIXELS`` pixels (or a side
   over ``MAX_SIDE``) is refused before any pixel is decoded (a decompression bomb is a few KB of file
   that would need gigabytes to decode).
@@ -17,7 +22,10 @@ The rules:
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
+import struct
+import threading
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -29,40 +37,152 @@ from engine.lazy import LazyModule
 
 np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
 
+# What the README promises. The gallery shows and imports PNG, JPEG and WebP; an init image or mask
+# may also be TIFF, BMP or GIF. Magic bytes -> Pillow's format name.
+GALLERY_FORMATS = ("PNG", "JPEG", "WEBP")
+INPUT_FORMATS = (*GALLERY_FORMATS, "TIFF", "BMP", "GIF")
+MAX_IMAGE_FILE_BYTES = 2 * 1024**3  # a 100 MP 16-bit RGBA PNG stored raw is 800 MB; past this it is not a photo
 MAX_PIXELS = 100_000_000  # 100 megapixels: bigger than any camera most people own
 MAX_SIDE = 30_000
 MASK_KEY = "easel-mask"  # PNG text chunk: the inpaint mask as base64 PNG, so an edit can be redone
 
 
-def open_image(source: str | Path | bytes | BinaryIO, what: str = "image") -> Image.Image:
-    """Open ``source`` (a path, bytes or a binary file) fully decoded as 8-bit RGB or RGBA, upright.
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+)
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError,
+                  TypeError, ZeroDivisionError, OverflowError, MemoryError, struct.error)
 
-    Raises ``ImageError`` with one plain line: no such file, refused (too large, before decoding),
-    or cannot read image. Any thread (pure Pillow/numpy).
+
+def sniff_format(head: bytes) -> str | None:
+    """Pillow's format name for a file starting with ``head`` (16 bytes are enough), or None when
+    it is none of ``INPUT_FORMATS``."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def open_header(source: str | Path | bytes | BinaryIO, what: str = "image",
+                formats: tuple[str, ...] = INPUT_FORMATS) -> Image.Image:
+    """The one gate every image open goes through: ``source`` (a path, bytes or a binary file)
+    opened lazily (header read, no pixel decoded) when its first bytes say it is one of
+    ``formats``, and its header's size is within the limits.
+
+    The caller closes the image (``with open_header(...) as im``). Raises ``ImageError`` with one
+    plain line otherwise; a path is checked to be a regular file first (a FIFO cannot block).
+    Any thread (pure Pillow).
     """
-    name = Path(source).name if isinstance(source, (str, Path)) else what
+    from engine.files.safe import UnreadableFile, open_regular, printable
+
+    name = printable(Path(source).name) if isinstance(source, (str, Path)) else what
     if isinstance(source, (str, Path)):
-        p = Path(source)
-        if not p.is_file():
-            raise ImageError(f"{what} {p}: no such file")
-        fp: BinaryIO | str | Path = p
+        try:
+            fp: BinaryIO = open_regular(source, MAX_IMAGE_FILE_BYTES)
+        except UnreadableFile as exc:
+            raise ImageError(f"{what} {exc}") from None
     elif isinstance(source, (bytes, bytearray, memoryview)):
         fp = io.BytesIO(bytes(source))
     else:
         fp = source
     try:
+        start = fp.tell()
+        kind = sniff_format(fp.read(16))
+        fp.seek(start)
+        if kind is None or kind not in formats:
+            allowed = ", ".join("WebP" if f == "WEBP" else f for f in formats)
+            raise ImageError(f"{what} {name}: cannot read image (not a format Easel reads; it reads {allowed})")
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(fp)  # reads the header only
-        with im:
+            warnings.simplefilter("ignore")  # Pillow's warnings (bombs, odd chunks) are handled here
+            im = Image.open(fp, formats=[kind])  # that one plugin alone; reads the header only
+        try:
             check_size(im.size, what, name)
-            im.load()
-            return normalize(im, what)
+        except ImageError:
+            im.close()
+            raise
+        if isinstance(source, (str, Path)):
+            im._exclusive_fp = True  # type: ignore[attr-defined]  # closing the image closes our file
+        return im
     except Image.DecompressionBombError:
+        _close_own(fp, source)
         raise ImageError(f"{what} {name}: refused, its header claims an image too large to open safely") from None
     except ImageError:
+        _close_own(fp, source)
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError):
+    except _DECODE_ERRORS:
+        _close_own(fp, source)
+        raise ImageError(f"{what} {name}: cannot read image (not an image, or the file is damaged)") from None
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _c_stderr_to_log(active: bool):
+    """While decoding, send what C libraries write straight to file descriptor 2 to the log instead.
+
+    libtiff reports a damaged strip by printing its own line ("tempfile.tif: Using code not yet in
+    table."), past Python and past the CLI's one-line rule; Pillow gives no hook for it. The
+    descriptor is swapped only around the decode of such a file, under a lock. Any thread.
+    """
+    if not active:
+        yield
+        return
+    import logging
+    import os
+    import sys
+    import tempfile
+
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            said = sink.read(4096).decode("utf-8", "replace").strip()
+            if said:
+                logging.getLogger(__name__).info("the image decoder said: %s", said)
+
+
+def _close_own(fp: BinaryIO, source: object) -> None:
+    if isinstance(source, (str, Path)):
+        fp.close()
+
+
+def open_image(source: str | Path | bytes | BinaryIO, what: str = "image",
+               formats: tuple[str, ...] = INPUT_FORMATS) -> Image.Image:
+    """Open ``source`` (a path, bytes or a binary file) fully decoded as 8-bit RGB or RGBA, upright.
+
+    Raises ``ImageError`` with one plain line: no such file, not an image format Easel reads,
+    refused (too large, before decoding), or cannot read image. Any thread (pure Pillow/numpy).
+    """
+    name = Path(source).name if isinstance(source, (str, Path)) else what
+    im = open_header(source, what, formats)
+    try:
+        with im, warnings.catch_warnings(), _c_stderr_to_log(im.format == "TIFF"):
+            warnings.simplefilter("ignore")
+            im.load()
+            return normalize(im, what)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageError(f"{what} {name}: refused, its header claims an image too large to open safely") from None
+    except _DECODE_ERRORS:
         raise ImageError(f"{what} {name}: cannot read image (not an image, or the file is damaged)") from None
 
 
@@ -150,7 +270,7 @@ def mask_to_text(mask: Image.Image) -> str:
 def mask_from_png(path: str | Path) -> Image.Image | None:
     """The mask stored in a PNG's ``easel-mask`` chunk (an Easel inpaint result), or None."""
     try:
-        with Image.open(path) as im:
+        with open_header(path, "image", ("PNG",)) as im:
             text = getattr(im, "text", {}).get(MASK_KEY)
             if not text:
                 return None

@@ -13,6 +13,8 @@ import logging
 import os
 import threading
 from pathlib import Path
+
+from engine.files.safe import read_json
 from engine.outputs import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ class RungMemory:
         self._data: dict[str, str] = {}
         if self.path and self.path.is_file():
             try:
-                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+                loaded = read_json(self.path)
                 if isinstance(loaded, dict):
                     self._data = {k: v for k, v in loaded.items() if v in LADDER}
             except (OSError, ValueError):

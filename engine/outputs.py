@@ -54,6 +54,8 @@ def _write_atomic(path: Path, write, overwrite: bool, suffix: str = TEMP_SUFFIX)
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=folder)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600; the user's other tools must read their images
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -70,6 +72,22 @@ def _write_atomic(path: Path, write, overwrite: bool, suffix: str = TEMP_SUFFIX)
         raise
     fsync_folder(folder)
     return path
+
+
+_UMASK: int | None = None
+
+
+def _umask() -> int:
+    """The process umask, read once (``os.umask`` can only be read by setting it, so not per write)."""
+    global _UMASK
+    if _UMASK is None:
+        try:  # Linux: readable without changing it, so safe with other threads running
+            with open("/proc/self/status", encoding="ascii") as f:
+                _UMASK = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+        except (OSError, StopIteration, ValueError, IndexError):
+            _UMASK = os.umask(0o022)
+            os.umask(_UMASK)
+    return _UMASK
 
 
 def _link_unique(tmp: str, path: Path) -> Path:

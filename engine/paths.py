@@ -15,8 +15,16 @@ APP_NAME = "Easel"
 _ENV_DATA_DIR = "EASEL_DATA_DIR"
 
 
-def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
-    """The data folder: ``override``, else $EASEL_DATA_DIR, else the platform's user data folder."""
+def data_dir(override: str | os.PathLike[str] | None = None, *, create: bool = True) -> Path:
+    """The data folder: ``override``, else $EASEL_DATA_DIR, else the platform's user data folder.
+
+    Made when missing (unless ``create`` is false). A path that exists but is not a folder, or a
+    folder that cannot be made, raises ``EaselError`` with one line. Any thread.
+    """
+    if override is not None and str(override) == "":
+        from engine.api import EaselError
+
+        raise EaselError("--data-dir: give a folder (the value is empty)")
     if override:
         path = Path(override).expanduser()
     elif os.environ.get(_ENV_DATA_DIR):
@@ -25,8 +33,21 @@ def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
         import platformdirs
 
         path = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        _make_folder(path, "the data folder")
     return path
+
+
+def _make_folder(path: Path, what: str) -> None:
+    from engine.api import EaselError
+    from engine.files.safe import printable
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise EaselError(f"{what} {printable(str(path))} is a file, not a folder: give another --data-dir") from None
+    except OSError as exc:
+        raise EaselError(f"{what} {printable(str(path))} cannot be made: {exc.strerror or exc}") from None
 
 
 def outputs_dir(root: Path) -> Path:

@@ -212,6 +212,7 @@ def encode_prompts(pipe, family: str, prompt: str, negative: str, clip_skip: int
     device = pipe._execution_device
     ti = DiffusersTextualInversionManager(pipe)
     skip = max(0, clip_skip - 1)
+    _check_clip_skip(pipe, clip_skip, skip + (1 if family == "sdxl" else 0))
     if family != "sdxl":
         provider = provider_cls(pipe.tokenizer, pipe.text_encoder, textual_inversion_manager=ti, truncate=False,
                                 device=device, layer=skip, normalize=True)
@@ -246,6 +247,18 @@ def encode_prompts(pipe, family: str, prompt: str, negative: str, clip_skip: int
         ne = torch.zeros_like(pe)
     return {"prompt_embeds": pe, "negative_prompt_embeds": ne,
             "pooled_prompt_embeds": pooled, "negative_pooled_prompt_embeds": npooled}
+
+
+def _check_clip_skip(pipe, clip_skip: int, layer: int) -> None:
+    """Refuse a clip skip that reaches past the text encoder's layers (compel would index out of range),
+    with a line that says this model's limit; ``layer`` is how many final layers are skipped."""
+    from engine.api import InvalidRequest
+
+    layers = getattr(getattr(getattr(pipe, "text_encoder", None), "config", None), "num_hidden_layers", None)
+    if isinstance(layers, int) and layer >= layers:
+        most = clip_skip - (layer - layers) - 1
+        raise InvalidRequest("clip_skip", f"{clip_skip} is more than this model's text encoder allows "
+                                          f"({layers} layers: clip skip {max(1, most)} at most)")
 
 
 def ti_expand(pipe, text: str) -> str:

@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from engine import architectures as arch
+from engine.files.safe import MAX_JSON_BYTES, read_bytes
 
 _FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -53,7 +54,7 @@ def _digest(folder: Path) -> str | None:
         if not path.is_file():
             return None
         h.update(name.encode())
-        h.update(path.read_bytes())
+        h.update(read_bytes(path, MAX_JSON_BYTES))
     return h.hexdigest()
 
 

@@ -247,10 +247,10 @@ def _read_source(path: Path) -> LoadedSource:
 
 
 def _file_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
+    from engine.images import open_header
 
     try:
-        with Image.open(path) as im:
+        with open_header(path) as im:
             return im.size
-    except (OSError, ValueError):
+    except EaselError:
         return (0, 0)

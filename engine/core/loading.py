@@ -45,9 +45,13 @@ def load_failed(name: str, what: str, exc: BaseException) -> ModelError:
 
 
 def pretrained(cls, path: str, name: str, what: str, **kwargs):
-    """``cls.from_pretrained(path)`` offline and safetensors-only, progress bars off; a failure is
-    ``load_failed(name, what, …)``."""
+    """``cls.from_pretrained(path)`` offline and safetensors-only, progress bars off, after the config
+    sanity check (configs out of all proportion to the weights are refused before anything is
+    allocated: ``engine.files.configcheck``); a failure is ``load_failed(name, what, …)``."""
+    from engine.files.configcheck import check_folder_proportions
+
     quiet_libraries()
+    check_folder_proportions(path)
     kwargs.setdefault("local_files_only", True)
     kwargs.setdefault("use_safetensors", True)
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from engine.api import ModelError, ModelInfo, UnsafeModelFile, UnsupportedModel
 from engine.files.headers import PICKLE_PROBLEM, quote, read_header
+from engine.files.safe import UnreadableFile, read_bytes
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -116,8 +117,11 @@ def weight_files(folder: Path) -> list[Path]:
 def read_json(root: Path, rel: str) -> dict:
     path = root / rel
     try:
-        with open(path, "rb") as f:
-            raw = f.read(10_000_001)
+        raw = read_bytes(path, 10_000_000)  # a regular file only: a FIFO would block, /dev/zero never end
+    except UnreadableFile as e:
+        if "no such file" in e.problem:
+            raise ModelError(str(root), f"incomplete diffusers folder: missing {rel}") from None
+        raise ModelError(str(root), f"{rel}: {e.problem}") from None
     except FileNotFoundError:
         raise ModelError(str(root), f"incomplete diffusers folder: missing {rel}") from None
     except OSError as e:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from engine.api import ModelError, UnsupportedModel
 from engine.files.headers import SafetensorsHeader
+from engine.files.safe import open_regular
 
 UPSCALER_PROBLEM = "this is an upscaler (ESRGAN-style), not a checkpoint: use it with Upscale"
 UNKNOWN_PROBLEM = "could not recognise this file as a Stable Diffusion 1.x, 2.x or SDXL checkpoint"
@@ -161,7 +162,7 @@ def prediction_type(header: SafetensorsHeader, family: str, kind: str = "checkpo
         return "epsilon"
     sidecar = Path(os.path.splitext(header.path)[0] + ".yaml")
     try:
-        with open(sidecar, "rb") as f:
+        with open_regular(sidecar) as f:  # a FIFO or device named .yaml must not block the probe
             text = f.read(1 << 20).decode("utf-8", "replace")
     except OSError:
         text = None

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from engine.api import ModelError, ModelInfo
 from engine.files.folders import examine_folder
+from engine.files.safe import open_regular
 from engine.files.headers import (  # noqa: F401 - re-exported: the public names of engine.files.probe
     EMPTY_PROBLEM,
     LFS_PROBLEM,
@@ -116,7 +117,7 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     buf = bytearray(chunk)
     view = memoryview(buf)
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # a FIFO or device would block or never end
         while n := f.readinto(buf):
             h.update(view[:n])
     return h.hexdigest()

@@ -5,6 +5,11 @@ WAL mode: one writer (``Index``, owned by whoever owns the library) and any numb
 a new file (created), an older schema (backed up, then migrated forward), a newer schema (opened
 read-only: ``read_only`` and ``notice`` say so), and a damaged file (moved aside and recreated
 empty, ``notice`` says so; the reconciler then refills it from the files).
+
+Only real damage (sqlite's "not a database", "malformed", a failed quick check) moves a file aside.
+A full disk, a read-only folder or a lock held elsewhere is an ``OperationalError`` that says nothing
+about the file: the index stays where it is and ``IndexUnavailable`` says what is wrong
+(``engine.files.space`` tells a full disk from the rest).
 """
 
 from __future__ import annotations
@@ -31,6 +36,23 @@ _INSERT_COLUMNS = tuple(c for c in _COLUMNS if c != "id")
 
 class IndexUnavailable(EaselError):
     """The index cannot be opened or written (the image files are not affected)."""
+
+
+def unavailable(exc: BaseException, path: Path) -> IndexUnavailable:
+    """The one line for an index that cannot be opened or written because of its disk or folder."""
+    from engine.files.space import describe_os_error, is_disk_full
+
+    if is_disk_full(exc, path.parent):
+        return IndexUnavailable(f"the disk is full, so the gallery index cannot be written ({path.parent}); "
+                                "free some space and try again")
+    if isinstance(exc, OSError) and describe_os_error(exc, path):
+        return IndexUnavailable(f"the gallery cannot be used: {describe_os_error(exc, path)}")
+    text = str(exc)
+    if "readonly" in text.lower() or "read-only" in text.lower():
+        return IndexUnavailable(f"the gallery folder {path.parent.parent} is read-only, so its index cannot be written")
+    if "unable to open" in text:
+        return IndexUnavailable(f"the gallery index {path} cannot be opened (check the folder's permissions)")
+    return IndexUnavailable(f"the gallery index {path.name} cannot be used: {text}")
 
 
 @dataclass(frozen=True)
@@ -208,10 +230,19 @@ class Index(_Reading):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._open()
+        except sqlite3.OperationalError as exc:  # the disk or the folder, not the file: never moved aside
+            self._close_quietly()
+            raise unavailable(exc, self.path) from None
         except sqlite3.DatabaseError as exc:
             if self.read_only:
                 raise IndexUnavailable(f"the gallery index {self.path.name} cannot be read: {exc}") from None
             self._replace_damaged(exc)
+
+    def _close_quietly(self) -> None:
+        try:
+            self._con.close()
+        except Exception:  # noqa: BLE001 - never opened, or already gone
+            pass
 
     # -- opening ------------------------------------------------------------------------------
 

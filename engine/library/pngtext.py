@@ -11,9 +11,12 @@ import zlib
 from pathlib import Path
 
 from engine.api import EaselError
+from engine.files.png import PNG_SIGNATURE as _PNG_SIGNATURE
+from engine.files.png import DamagedPng, read_chunks
+from engine.files.safe import read_bytes
+from engine.images import MAX_IMAGE_FILE_BYTES
 from engine.outputs import write_bytes_atomic
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def set_png_text(path: Path, key: str, value: str | None) -> None:
@@ -22,10 +25,7 @@ def set_png_text(path: Path, key: str, value: str | None) -> None:
     Raises EaselError when the file is not a complete PNG or cannot be written.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise EaselError(f"{path.name}: cannot be read ({exc.strerror or exc})") from None
+    data = read_bytes(path, MAX_IMAGE_FILE_BYTES)
     chunks = _chunks(data, path.name)
     kept = [c for c in chunks if not (c[0] == b"tEXt" and c[1].split(b"\0", 1)[0] == key.encode("latin-1"))]
     if value is not None:
@@ -40,20 +40,10 @@ def set_png_text(path: Path, key: str, value: str | None) -> None:
 
 
 def _chunks(data: bytes, name: str) -> list[tuple[bytes, bytes]]:
-    if not data.startswith(_PNG_SIGNATURE):
-        raise EaselError(f"{name}: not a PNG file")
-    chunks = []
-    pos = 8
-    while pos + 12 <= len(data):
-        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        if len(body) < length:
-            break
-        chunks.append((ctype, body))
-        pos += 12 + length
-        if ctype == b"IEND":
-            return chunks
-    raise EaselError(f"{name}: the PNG file is incomplete")
+    try:
+        return read_chunks(data)
+    except DamagedPng as exc:
+        raise EaselError(f"{name}: {exc}") from None
 
 
 def png_without_text(data: bytes) -> bytes:

@@ -7,7 +7,6 @@ PNG text chunk, see ``pngtext``), so rebuilding the index from the files keeps t
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -16,11 +15,14 @@ from typing import Any
 
 from PIL import Image
 
+from engine.api import EaselError
+from engine.files.png import PNG_SIGNATURE, walk_chunks
+from engine.files.safe import open_regular
+from engine.images import GALLERY_FORMATS, MAX_IMAGE_FILE_BYTES, check_size, open_header
 from engine.metadata import ImageMetadata, read_metadata
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 FAVOURITE_KEY = "easel-favourite"  # PNG tEXt chunk: "1" when the user starred the image
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass(frozen=True)
@@ -69,19 +71,27 @@ def entry_from_file(root: Path, path: Path, *, trashed_at: float | None = None) 
     """
     try:
         stat = path.stat()
-        with open(path, "rb") as fp:
-            if fp.read(8) == _PNG_SIGNATURE:
+        with open_regular(path, MAX_IMAGE_FILE_BYTES) as fp:
+            if fp.read(8) == PNG_SIGNATURE:
                 # The size from IHDR, not through Pillow: Pillow refuses a PNG with a huge text chunk.
-                length, ctype, width, height = struct.unpack(">I4sII", fp.read(16))
-                if ctype != b"IHDR" or not width or not height or not _png_complete(fp):
+                # Walking every chunk to IEND also tells a cut-off file (not complete) from a whole one.
+                fp.seek(0)
+                chunks = walk_chunks(fp)
+                ctype, offset, length = next(chunks)
+                fp.seek(offset)
+                width, height = struct.unpack(">II", fp.read(8))
+                if ctype != b"IHDR" or length < 8 or not width or not height:
                     return None
+                check_size((width, height))
+                for _chunk in chunks:
+                    pass
             else:
                 fp.seek(0)
-                with Image.open(fp) as image:
+                with open_header(fp, "image", GALLERY_FORMATS) as image:
                     width, height = image.size
             fp.seek(0)
             meta = read_metadata(fp)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, struct.error):
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, struct.error, EaselError):
         return None
     relative = path.relative_to(root).as_posix()
     return entry_from_metadata(meta, relative, stat.st_size, stat.st_mtime_ns, width, height, trashed_at=trashed_at)
@@ -125,14 +135,3 @@ def _created(meta: ImageMetadata) -> float | None:
         return None
 
 
-def _png_complete(fp) -> bool:
-    """Walk chunk headers from just after the signature to IEND; False when the file is cut off."""
-    end = os.fstat(fp.fileno()).st_size
-    pos = 8
-    while pos + 12 <= end:
-        fp.seek(pos)
-        length, ctype = struct.unpack(">I4s", fp.read(8))
-        pos += 12 + length
-        if ctype == b"IEND":
-            return pos <= end
-    return False

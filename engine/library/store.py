@@ -24,8 +24,10 @@ from typing import Callable, Iterable, Sequence
 
 from engine import __version__
 from engine.api import EaselError, Result
+from engine.files.safe import read_bytes
+from engine.images import MAX_IMAGE_FILE_BYTES
 from engine.library import reconcile as _reconcile
-from engine.library.index import Filter, Index, IndexReader
+from engine.library.index import Filter, Index, IndexReader, unavailable
 from engine.library.lock import LibraryLock
 from engine.library.pngtext import set_png_text
 from engine.library.records import FAVOURITE_KEY, LibraryEntry, entry_from_file, is_library_image
@@ -67,12 +69,15 @@ class Library:
 
     def __init__(self, root: Path, *, exclusive: bool = True):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
         self.meta_dir = self.root / META_DIR
         self.trash_dir = self.root / TRASH_DIR
         self.lock = LibraryLock(self.meta_dir / "lock")
-        if exclusive:
-            self.lock.acquire()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if exclusive:
+                self.lock.acquire()
+        except OSError as exc:  # a read-only or full disk, a file where the folder should be
+            raise unavailable(exc, self.meta_dir / "index.sqlite") from None
         index_path = self.meta_dir / "index.sqlite"
         try:
             if exclusive or index_path.exists():
@@ -80,6 +85,9 @@ class Library:
             else:  # a reader before any owner made the index: an empty one
                 self.index = Index(Path(":memory:"))
                 self.index.read_only = True
+        except OSError as exc:
+            self.lock.release()
+            raise unavailable(exc, index_path) from None
         except BaseException:
             self.lock.release()
             raise
@@ -179,7 +187,7 @@ class Library:
             else:
                 try:
                     target = write_bytes_atomic(self.root / f"{safe_stem(src.stem)}{src.suffix.lower()}",
-                                                src.read_bytes(), overwrite=False)
+                                                read_bytes(src, MAX_IMAGE_FILE_BYTES), overwrite=False)
                     os.utime(target, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns))
                 except OSError as exc:
                     report.skipped.append((str(src), f"could not copy: {exc.strerror or exc}"))

@@ -9,7 +9,6 @@ whose image is gone, so the cache does not outgrow the library. Files are writte
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tempfile
 import time
@@ -18,7 +17,9 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from engine.api import EaselError
+from engine.api import EaselError, ImageError
+from engine.files.safe import read_bytes
+from engine.images import GALLERY_FORMATS, MAX_IMAGE_FILE_BYTES, open_header, sniff_format
 
 THUMB_SIZE = 256  # the longest side, in pixels
 
@@ -109,11 +110,16 @@ class ThumbnailCache:
 
 def _open(source: Path) -> Image.Image:
     try:
-        return Image.open(source)
-    except ValueError:  # "Decompressed Data Too Large": a huge text chunk; the pixels are fine
+        return open_header(source, "image", GALLERY_FORMATS)
+    except ImageError:
+        # Pillow refuses a PNG whose text inflates past MAX_TEXT_CHUNK ("Decompressed Data Too
+        # Large"), pixels and all: open it again without its text chunks.
         from engine.library.pngtext import png_without_text
 
-        return Image.open(io.BytesIO(png_without_text(Path(source).read_bytes())))
+        data = read_bytes(source, MAX_IMAGE_FILE_BYTES)
+        if sniff_format(data[:16]) != "PNG":
+            raise
+        return open_header(png_without_text(data), "image", ("PNG",))
 
 
 def _flatten(image: Image.Image) -> Image.Image:

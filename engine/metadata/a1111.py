@@ -10,7 +10,7 @@ from engine.api import Mode
 from engine.metadata.fields import PARAMETERS_KEY, ImageMetadata, _finish, map_sampler
 
 
-_STEPS_PAIR = re.compile(r"(?:^|,)\s*Steps:\s*\d+")
+_STEPS_PAIR = re.compile(r"(?:^|,)\s*Steps:\s*[-+]?\d+")  # a negative count is still the parameters line (clamped, with a warning)
 _SIZE = re.compile(r"^\s*(\d+)\s*[x×]\s*(\d+)\s*$")
 _HIRES_KEYS = ("Hires upscale", "Hires resize", "Hires steps", "Hires upscaler")
 

@@ -10,14 +10,15 @@ are skipped with a warning.
 from __future__ import annotations
 
 import dataclasses
-import io
-import struct
 import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from PIL import Image
 
+from engine.files.png import PNG_SIGNATURE as _PNG_SIGNATURE
+from engine.files.png import DamagedPng, walk_chunks
+from engine.files.safe import open_regular
 from engine.metadata.a1111 import _STEPS_PAIR, parse_a1111
 from engine.metadata.comfyui import _parse_comfyui
 from engine.metadata.easel import _parse_easel
@@ -28,7 +29,6 @@ from engine.metadata.invokeai import _parse_dream, _parse_invokeai, _parse_sd_me
 MAX_CHUNK_BYTES = 32 * 1024 * 1024  # one text chunk, raw or inflated; larger ones are skipped
 MAX_TEXT_BYTES = 128 * 1024 * 1024  # all text chunks of one file together
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _EXIF_IFD = 0x8769
 _USER_COMMENT = 0x9286
 _MAKER_NOTE = 0x927C
@@ -45,40 +45,28 @@ def _read_png_texts(fp: BinaryIO, warnings: list[str]) -> tuple[dict[str, str], 
     texts: dict[str, str] = {}
     exif: bytes | None = None
     total = 0
-    if fp.read(8) != _PNG_SIGNATURE:
-        warnings.append("not a PNG file")
-        return texts, exif
-    while True:
-        header = fp.read(8)
-        if len(header) < 8:
-            warnings.append("the PNG file ends early (no IEND chunk)")
-            break
-        length, ctype = struct.unpack(">I4s", header)
-        if ctype == b"IEND":
-            break
-        if ctype not in (b"tEXt", b"zTXt", b"iTXt", b"eXIf"):
-            fp.seek(length + 4, io.SEEK_CUR)
-            continue
-        if length > MAX_CHUNK_BYTES or total + length > MAX_TEXT_BYTES:
-            warnings.append(f"a {ctype.decode()} chunk of {length / 2**20:.1f} MB is too large to read; skipped")
-            fp.seek(length + 4, io.SEEK_CUR)
-            continue
-        data = fp.read(length)
-        fp.seek(4, io.SEEK_CUR)  # CRC (not checked: a bad CRC still leaves readable text)
-        if len(data) < length:
-            warnings.append("the PNG file is truncated")
-            break
-        total += length
-        if ctype == b"eXIf":
-            exif = data
-            continue
-        try:
-            key, value = _decode_text_chunk(ctype, data)
-        except ValueError as error:
-            warnings.append(f"a {ctype.decode()} chunk could not be read ({error}); skipped")
-            continue
-        total += len(value)
-        texts.setdefault(key, value)
+    try:
+        for ctype, offset, length in walk_chunks(fp):
+            if ctype not in (b"tEXt", b"zTXt", b"iTXt", b"eXIf"):
+                continue
+            if length > MAX_CHUNK_BYTES or total + length > MAX_TEXT_BYTES:
+                warnings.append(f"a {ctype.decode()} chunk of {length / 2**20:.1f} MB is too large to read; skipped")
+                continue
+            fp.seek(offset)
+            data = fp.read(length)  # the walker checked that the body lies inside the file; CRC not checked
+            total += length
+            if ctype == b"eXIf":
+                exif = data
+                continue
+            try:
+                key, value = _decode_text_chunk(ctype, data)
+            except ValueError as error:
+                warnings.append(f"a {ctype.decode()} chunk could not be read ({error}); skipped")
+                continue
+            total += len(value)
+            texts.setdefault(key, value)
+    except DamagedPng as error:
+        warnings.append(str(error))
     return texts, exif
 
 
@@ -195,7 +183,9 @@ def _texts_from_file(fp: BinaryIO, warnings: list[str]) -> dict[str, str]:
             except Exception:  # noqa: BLE001
                 warnings.append("the PNG's EXIF block could not be read")
         return texts
-    with Image.open(fp) as image:
+    from engine.images import GALLERY_FORMATS, open_header
+
+    with open_header(fp, "image", GALLERY_FORMATS) as image:
         return _texts_from_image(image, warnings)
 
 
@@ -217,7 +207,7 @@ def read_metadata(source: str | Path | Image.Image | BinaryIO) -> ImageMetadata:
         if isinstance(source, Image.Image):
             texts = _texts_from_image(source, warnings)
         elif isinstance(source, (str, Path)):
-            with open(source, "rb") as fp:
+            with open_regular(source) as fp:  # never a FIFO or device: they would block or never end
                 texts = _texts_from_file(fp, warnings)
         else:
             texts = _texts_from_file(source, warnings)

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.files.safe import read_json
 from engine.models.hashes import HashCache
 from engine.models.locations import ScanRoot, default_roots, expand_root
 from engine.models.scan import KIND_LABELS, EntryCache, ModelEntry, scan_roots
@@ -29,7 +30,7 @@ def configured_folders(data_dir: str | os.PathLike[str] | None) -> list[str]:
         return []
     folders = [str(Path(data_dir) / "models")]
     try:
-        data = json.loads((Path(data_dir) / "settings.json").read_text(encoding="utf-8"))
+        data = read_json(Path(data_dir) / "settings.json")
         folders += [f for f in data.get("model_folders", []) if isinstance(f, str)]
     except (OSError, ValueError, AttributeError):
         pass

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from engine.api import ModelError
 from engine.files.probe import hash_target, sha256_file
+from engine.files.safe import read_json
 from engine.outputs import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ class HashCache:
         self._dirty = False
         if self.path and self.path.is_file():
             try:
-                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+                loaded = read_json(self.path)
                 if isinstance(loaded, dict):
                     self._data = {k: v for k, v in loaded.items() if isinstance(v, dict)}
             except (OSError, ValueError):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.api import ModelInfo
+from engine.files.safe import open_regular, read_json
 from engine.models.locations import ScanRoot
 from engine.files.probe import inspect_model
 from engine.outputs import write_text_atomic
@@ -151,7 +152,7 @@ def _pth_upscaler(path: str) -> bool:
 
 def _is_taesd(folder: str) -> bool:
     try:
-        with open(os.path.join(folder, "config.json"), "rb") as f:
+        with open_regular(os.path.join(folder, "config.json")) as f:  # a FIFO must not block the scan
             head = f.read(4096)
     except OSError:
         return False
@@ -176,7 +177,7 @@ class EntryCache:
         self.dirty = False
         if self.path and self.path.is_file():
             try:
-                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+                loaded = read_json(self.path)
                 if isinstance(loaded, dict) and loaded.get("version") == CACHE_VERSION:
                     self.data = loaded.get("entries", {})
             except (OSError, ValueError):

@@ -26,6 +26,7 @@ from pathlib import Path
 from engine.api import ModelError, ModelInfo, UnsupportedModel
 from engine.families.sd_x4 import probe as x4_probe
 from engine.files.folders import parts_problem
+from engine.files.safe import open_regular, read_text
 
 STAGE1, STAGE2, X4 = "IFPipeline", "IFSuperResolutionPipeline", "StableDiffusionUpscalePipeline"
 IF_FAMILY = "deepfloyd-if"
@@ -145,7 +146,7 @@ def _snapshots(repo: Path) -> list[Path]:
     """A hub repository's snapshot to use: the one refs/main names, else the newest."""
     snaps = _listdir(repo / "snapshots")
     try:
-        main = (repo / "refs" / "main").read_text(encoding="utf-8").strip()
+        main = read_text(repo / "refs" / "main", 4096).strip()
     except OSError:
         main = ""
     chosen = [s for s in snaps if s.name == main]
@@ -175,7 +176,7 @@ def _mtime(path: Path) -> float:
 
 def _class_name(folder: Path) -> str | None:
     try:
-        with open(folder / "model_index.json", "rb") as f:
+        with open_regular(folder / "model_index.json") as f:  # never a FIFO: it would block the scan
             data = json.loads(f.read(1_000_000).decode("utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
         return None

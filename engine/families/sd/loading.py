@@ -58,6 +58,9 @@ def load_pipeline(path: str | Path, dtype, info: ModelInfo | None = None) -> tup
     started = time.perf_counter()
     try:
         if info.format == "diffusers":
+            from engine.files.configcheck import check_folder_proportions
+
+            check_folder_proportions(info.path)  # before anything is allocated (engine.files.configcheck)
             pipe = _load_folder(cls, info, dtype)
         else:
             pipe = _load_single_file(cls, info, dtype)
