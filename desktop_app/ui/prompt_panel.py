@@ -94,7 +94,7 @@ class PromptPanel(QWidget):
         self.seed_mode_combo.addItem("Fixed", "fixed")
         self.seed_mode_combo.setToolTip("Random: a new seed each time. Fixed: the seed on the right, for repeatable images.")
         self.seed_edit = QLineEdit()
-        self.seed_edit.setValidator(QRegularExpressionValidator(QRegularExpression(r"\d{0,10}")))
+        self.seed_edit.setValidator(QRegularExpressionValidator(QRegularExpression(r"\d{0,20}")))
         self.seed_edit.setToolTip(f"The seed (0 to {MAX_SEED}); typing one switches to Fixed")
         self.seed_edit.setAccessibleName("Seed")
         self.reuse_seed_button = QToolButton()
@@ -328,7 +328,11 @@ class PromptPanel(QWidget):
     def _on_seed_edited(self, text: str) -> None:
         if not text:
             return
-        self._params.seed = min(int(text), MAX_SEED)
+        seed = int(text)
+        if seed > MAX_SEED:  # 20 digits can pass the validator: show the largest seed instead
+            seed = MAX_SEED
+            self.seed_edit.setText(str(seed))
+        self._params.seed = seed
         self._params.seed_mode = "fixed"
 
     def _on_params_last_seed_changed(self, seed: int) -> None:

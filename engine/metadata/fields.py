@@ -172,7 +172,7 @@ def _to_int(value: Any) -> int | None:
         if re.fullmatch(r"[+-]?\d+", text):
             return int(text)
         if re.fullmatch(r"[+-]?\d+\.0*", text):
-            return int(float(text))
+            return int(text.split(".")[0])  # not via float: a 64-bit seed would lose its low digits
     return None
 
 
