@@ -184,8 +184,14 @@ def _install_error_hooks(studio: Studio, loop: asyncio.AbstractEventLoop) -> Non
     loop.set_exception_handler(loop_handler)
 
 
-def run(qt_args: list[str], data_dir: str | None = None, smoke_test: bool = False) -> int:
-    """Open the main window and run until it is closed. Returns the exit code."""
+def run(qt_args: list[str], data_dir: str | None = None, smoke_test: bool = False, *,
+        engine_factory: Callable[[], Any] | None = None, on_shown: Callable[[Studio], None] | None = None) -> int:
+    """Open the main window and run until it is closed. Returns the exit code.
+
+    ``engine_factory`` replaces the real engine and ``on_shown(studio)`` runs once the window is
+    shown (for tests that drive a whole process). When the engine thread is still inside a step at
+    quit (see EngineBridge.shutdown), the process exits here without joining it.
+    """
     import qasync
 
     temp: tempfile.TemporaryDirectory[str] | None = None
@@ -202,7 +208,7 @@ def run(qt_args: list[str], data_dir: str | None = None, smoke_test: bool = Fals
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     try:
-        studio = Studio(paths.data_dir(data_dir), app=app)
+        studio = Studio(paths.data_dir(data_dir), app=app, engine_factory=engine_factory)
     except LibraryLocked as exc:
         message = f"Easel is already running: {exc}."
         print(f"easel: {exc}", file=sys.stderr)
@@ -226,6 +232,8 @@ def run(qt_args: list[str], data_dir: str | None = None, smoke_test: bool = Fals
 
     async def main() -> None:
         studio.start()
+        if on_shown is not None:
+            on_shown(studio)
         if smoke_test:
             outcome["code"] = await _smoke(studio)
             studio.window.close()
@@ -238,6 +246,13 @@ def run(qt_args: list[str], data_dir: str | None = None, smoke_test: bool = Fals
         studio.shutdown()
         if temp is not None:
             temp.cleanup()
+    if studio.bridge.engine_stuck:
+        # Python joins every executor thread at exit, which would wait out the step after all.
+        # Everything worth keeping was saved in shutdown; the OS frees the model's memory.
+        print("easel: the engine was still inside a step; quitting without waiting for it", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(outcome["code"])
     return outcome["code"]
 
 

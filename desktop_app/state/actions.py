@@ -88,7 +88,9 @@ class StudioActions(QObject):
         queue.job_finished.connect(self._on_queue_job_finished)
         queue.job_started.connect(lambda job: status.set_activity(
             f"{'Upscaling' if job.upscale is not None else 'Generating'} “{job.title}”"))
-        queue.phase_changed.connect(status.set_activity)
+        queue.phase_changed.connect(lambda text: None if queue.running is not None and queue.running.cancel.is_set()
+                                    else status.set_activity(text))
+        queue.job_cancelling.connect(lambda job: status.set_activity(f"Cancelling “{job.title}”…"))
         queue.busy_changed.connect(lambda busy: None if busy else status.set_activity(""))
         self._update_enabled()
 

@@ -66,6 +66,8 @@ class FakeEngine:
         self._loaded: ModelInfo | None = None
         self._runtime: RuntimeSettings | None = None
         self.hold_at_step: int | None = None
+        # With ``stuck`` the hold is one huge step that never looks at the cancel (only release() ends it).
+        self.stuck = False
         self.held = threading.Event()  # set while parked at hold_at_step
         self._release = threading.Event()
         self.calls: list[GenerationRequest] = []  # every generate() that started, in order
@@ -133,7 +135,7 @@ class FakeEngine:
                     self.on_step(step)
                 if self.hold_at_step == step:
                     self.held.set()
-                    while not self._release.is_set() and not (cancel is not None and cancel.is_set()):
+                    while not self._release.is_set() and (self.stuck or not (cancel is not None and cancel.is_set())):
                         self._release.wait(0.005)
                     self.held.clear()
                 if cancel is not None and cancel.is_set():
