@@ -240,3 +240,38 @@ def test_library_reads_what_the_gallery_wrote(make_studio, data_dir, fake_engine
     with Library(data_dir / "outputs") as lib:
         assert [e.prompt for e in lib.query(Filter(text="command"))] == ["for the command line"]
     assert make_result  # shared helper used by other gallery tests
+
+
+def test_after_delete_the_next_image_is_selected_and_shown_and_a_second_delete_deletes_it(
+        make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    for n, prompt in enumerate(("oldest", "middle", "newest")):
+        _generate(studio, qtbot, prompt, seed=30 + n)
+    panel = studio.window.gallery_panel
+    view = panel.view
+    view.setFocus()
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.visualRect(view.model().index(1)).center())
+    assert studio.gallery.current.prompt == "middle"
+    qtbot.keyClick(view, Qt.Key.Key_Delete)
+    qtbot.waitUntil(lambda: _prompts(studio) == ["newest", "oldest"], timeout=5000)
+    # The image that took its place is the one selected, shown and described.
+    assert studio.gallery.current.prompt == "oldest"
+    assert [e.prompt for e in panel.selected()] == ["oldest"]
+    qtbot.waitUntil(lambda: "oldest" in panel.details.text.toPlainText(), timeout=5000)
+    qtbot.waitUntil(lambda: "seed 30" in studio.window.canvas_panel.viewer_label.text(), timeout=5000)
+    qtbot.keyClick(view, Qt.Key.Key_Delete)
+    qtbot.waitUntil(lambda: _prompts(studio) == ["newest"], timeout=5000)
+    assert studio.gallery.current.prompt == "newest" and [e.prompt for e in panel.selected()] == ["newest"]
+
+
+def test_a_search_that_hides_the_shown_image_clears_its_details(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    _generate(studio, qtbot, "a castle", seed=1)
+    _generate(studio, qtbot, "a red barn", seed=2)
+    panel = studio.window.gallery_panel
+    assert studio.gallery.current.prompt == "a red barn"
+    qtbot.keyClicks(panel.search_edit, "castle")
+    qtbot.waitUntil(lambda: _prompts(studio) == ["a castle"], timeout=5000)
+    assert studio.gallery.current is None
+    assert panel.details.title.text() == "No image selected"
+    assert "a red barn" not in panel.details.text.toPlainText()
