@@ -74,6 +74,7 @@ class StudioActions(QObject):
         self.document = document or CanvasDocument(parent=self)
         self.canvas = CanvasActions(self.document, params, bridge, reporter, status, self._spawn, parent=self)
         self.canvas.blocked_changed.connect(self._update_enabled)
+        self.canvas.discarded.connect(gallery.trash_files)  # a discarded result does not stay in the gallery
         # Picking a model of another kind applies its family's defaults (size, steps, CFG, sampler).
         self.model_defaults = ModelDefaults(params, catalog, parent=self)
         self.images = ImageJobs(queue=queue, catalog=catalog, gallery=gallery, document=self.document, params=params,

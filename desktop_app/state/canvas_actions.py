@@ -49,6 +49,7 @@ def qimage_to_pil(image: QImage) -> Image.Image:
 class CanvasActions(QObject):
     opened = Signal(str)  # the source shown on the new canvas
     accepted = Signal(object)  # Candidate
+    discarded = Signal(list)  # the saved files (paths) of the candidates the user discarded
     blocked_changed = Signal()  # whether Generate can edit the canvas may have changed
 
     def __init__(
@@ -154,7 +155,16 @@ class CanvasActions(QObject):
         return cand
 
     def discard(self) -> None:
+        """Drop the results shown over the canvas; their files go to the gallery's trash (``discarded``)."""
+        paths = [c.path for c in self.doc.candidates if c.path]
+        n = len(self.doc.candidates)
         self.doc.discard_candidates()
+        if not n:
+            return
+        self.status.set_activity(f"Discarded {n} result{'s' if n > 1 else ''}"
+                                 + (": in the gallery's trash until it is emptied." if paths else "."))
+        if paths:
+            self.discarded.emit(paths)
 
     # -- generation ---------------------------------------------------------------------------
 

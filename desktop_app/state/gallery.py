@@ -373,6 +373,27 @@ class GalleryState(QObject):
         self._trash_notice = f"{len(moved)} image(s) moved to the trash. Press Ctrl+Z in the gallery to undo."
         self._reporter.notice(self._trash_notice)
 
+    def trash_files(self, paths: list[str]) -> asyncio.Task[None]:
+        """Move the library images saved at ``paths`` (absolute) to the trash, as ``trash`` does."""
+        return self._spawn(self._trash_files([Path(p) for p in paths]))
+
+    async def _trash_files(self, paths: list[Path]) -> None:
+        def ids() -> list[int]:  # library thread
+            found = []
+            for path in paths:
+                try:
+                    relative = path.resolve().relative_to(self.root.resolve()).as_posix()
+                except ValueError:
+                    continue  # not in the library (saved elsewhere)
+                entry = self.library.index.by_path(relative)
+                if entry is not None:
+                    found.append(entry.id)
+            return found
+
+        found = await self._bridge.run_library(ids)
+        if found:
+            await self._trash(found)
+
     @property
     def can_undo(self) -> bool:
         return bool(self._undo)

@@ -92,8 +92,10 @@ class CanvasPanel(QWidget):
 
         self.edit_result_button.clicked.connect(self.edit_requested)
         self.back_button.clicked.connect(lambda: self.set_image(None))
-        self.candidate_bar.accept_requested.connect(canvas.accept)
-        self.candidate_bar.discard_requested.connect(canvas.discard)
+        # The bar hides once the results are gone: the focus goes back to the canvas, not to
+        # whatever widget is next in the window's tab order (the gallery's search box).
+        self.candidate_bar.accept_requested.connect(lambda: (canvas.accept(), self.view.setFocus()))
+        self.candidate_bar.discard_requested.connect(lambda: (canvas.discard(), self.view.setFocus()))
         self.view.files_dropped.connect(canvas.open_files)
         self.view.image_dropped.connect(lambda image: canvas.paste(image, "a dropped image"))
         self.view.zoom_changed.connect(self._on_view_zoom_changed)
