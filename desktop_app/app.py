@@ -25,6 +25,7 @@ from desktop_app.state.jobs import JobQueue
 from desktop_app.state.models import ModelCatalog
 from desktop_app.state.params import GenerationParameters
 from desktop_app.state.gallery import GalleryState
+from desktop_app.state.session import SessionStore
 from desktop_app.state.settings import SettingsStore
 from desktop_app.state.status import EngineStatus
 from desktop_app.ui.main_window import MainWindow
@@ -86,6 +87,7 @@ class Studio:
             raise
         self.params = GenerationParameters()
         self.params.load_dict(self.settings.parameters)
+        self.session = SessionStore(self.data_dir / "session")
         self.catalog = ModelCatalog()
         self.status = EngineStatus()
         self.queue = JobQueue(self.bridge, self.reporter, paths.library_dir(self.data_dir))
@@ -120,6 +122,16 @@ class Studio:
         self.bridge.start()
         self.gallery.start()
         self.actions.rescan_models()
+        self._restore_session()
+
+    def _restore_session(self) -> None:
+        """The queue and the canvas as the last quit left them (the jobs run once the engine is ready)."""
+        jobs, canvas, problems = self.session.restore(self.queue, self.actions.document, self.params)
+        kept = ([f"{jobs} job{'s' if jobs > 1 else ''} (queued again)"] if jobs else []) + (["the canvas"] if canvas else [])
+        if kept:
+            self.reporter.notice("Restored from the last session: " + " and ".join(kept) + ".")
+        for problem in problems:
+            self.reporter.report(f"Not everything of the last session came back: {problem}.")
 
     async def wait_closed(self) -> None:
         if self._closed is None:
@@ -138,6 +150,13 @@ class Studio:
             self.settings.save()
         except Exception:
             log.exception("saving settings failed")
+        try:  # before the queue stops: the running job is kept too
+            if self.window.quit_choice == "discard":
+                self.session.discard()
+            else:
+                self.session.save(self.queue, self.actions.document, self.params)
+        except Exception:
+            log.exception("saving the queue and the canvas failed")
         self.queue.stop()
         self.actions.stop()
         self.gallery.stop()

@@ -25,6 +25,7 @@ from desktop_app.state.models import ModelCatalog, scan_library
 from desktop_app.state.params import GenerationParameters
 from desktop_app.state.gallery import GalleryState, OpenedImage
 from desktop_app.state.gallery_model import UnsavedImage
+from desktop_app.state.session import SessionStore, WorkInProgress
 from desktop_app.state.settings import SettingsStore
 from desktop_app.state.status import EngineStatus
 from engine.api import InvalidRequest
@@ -141,6 +142,10 @@ class StudioActions(QObject):
         if isinstance(item, OpenedImage):
             return self.edit_image(item.path, mode=mode)
         return None
+
+    def work_in_progress(self) -> WorkInProgress:
+        """What a quit now would stop or leave (queued jobs, an edited canvas), for the window to ask."""
+        return SessionStore.work_in_progress(self.queue, self.document)
 
     def cancel_current(self) -> bool:
         return self.queue.cancel_running()

@@ -90,6 +90,7 @@ class CanvasActions(QObject):
         finally:
             self.status.set_activity("")
         self.load(image, path.name, mode)
+        self.doc.undo_stack.setClean()  # what the canvas holds is in that file: nothing to lose yet
 
     def open_files(self, paths: list[str]) -> None:
         if paths:

@@ -521,6 +521,30 @@ class MainWindow(QMainWindow):
         except (AttributeError, TypeError, ValueError):
             pass  # a hand-edited layout is not worth an error
 
+    quit_choice = "keep"  # "keep" the queue and canvas for the next start, or "discard" them
+
+    def ask_quit(self) -> str:
+        """Ask before a quit that would stop work: "keep" (restored at the next start), "discard" or "cancel"."""
+        work = self._actions.work_in_progress()
+        box = QMessageBox(QMessageBox.Icon.Question, "Quit Easel?",
+                          f"You have {work.describe()}.", parent=self)
+        box.setInformativeText("Quit keeps them: the queue and the canvas come back at the next start "
+                               "(a running job starts again from its first step).")
+        keep = box.addButton("Quit", QMessageBox.ButtonRole.AcceptRole)
+        discard = box.addButton("Discard them and quit", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(keep)
+        self.quit_box = box
+        box.exec()
+        clicked = box.clickedButton()
+        return "keep" if clicked is keep else "discard" if clicked is discard else "cancel"
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt name)
+        if self._actions.work_in_progress().any:
+            choice = self.ask_quit()
+            if choice == "cancel":
+                event.ignore()
+                return
+            self.quit_choice = choice
         self.closing.emit()
         event.accept()

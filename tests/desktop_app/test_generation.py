@@ -208,6 +208,7 @@ def test_closing_the_window_while_a_job_runs_stops_it_cleanly(make_studio, data_
     job = studio.actions.generate()
     pending = studio.actions.generate()
     qtbot.waitUntil(fake_engine.held.is_set, timeout=10_000)
+    studio.window.ask_quit = lambda: "discard"  # asked because jobs would stop: see test_session.py
     studio.window.close()
     assert studio.is_shut_down and studio.bridge.state == "closed"
     assert not any(t.name.startswith("easel-") for t in threading.enumerate())
@@ -259,6 +260,7 @@ def test_quit_while_the_engine_is_stuck_in_a_step_does_not_wait_for_it(make_stud
     fake_engine.hold_at_step, fake_engine.stuck = 2, True  # only release() ends this step
     studio.actions.generate()
     qtbot.waitUntil(fake_engine.held.is_set, timeout=10_000)
+    studio.window.ask_quit = lambda: "keep"
     studio.window.close()
     # The window closed and settings were saved while the engine thread is still in its step.
     assert studio.is_shut_down and studio.bridge.state == "closed"
