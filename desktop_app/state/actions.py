@@ -159,15 +159,31 @@ class StudioActions(QObject):
         """The folders scanned: the data folder's own models folder first, then the user's."""
         return [str(self.demo_models_dir)] + self.settings.model_folders
 
-    def add_model_folder(self, folder: str) -> None:
+    def add_model_folder(self, folder: str) -> asyncio.Task[None] | None:
+        """Add a folder of models and rescan; the status bar says what was found there."""
         if not Path(folder).is_dir():
             self.reporter.report(f"“{folder}” is not a folder.")
-            return
-        if not self.settings.add_model_folder(folder):
-            self.rescan_models()
+            return None
+        name = Path(folder).name or folder
+        added = self.settings.add_model_folder(folder)  # a new folder rescans (model_folders_changed)
+        self.status.set_activity(f"Scanning {name} for models…")
+        task = self._scan_task if added and self._scan_task is not None else self.rescan_models()
+        task.add_done_callback(lambda _t: self._say_found_in(folder, added))
+        return task
+
+    def _say_found_in(self, folder: str, added: bool) -> None:
+        root = str(Path(folder).expanduser().resolve())
+        found = [m for m in self.catalog.models if str(Path(m.path).resolve()).startswith(root)]
+        usable = sum(m.usable for m in found)
+        what = (f"{len(found)} model file{'s' if len(found) != 1 else ''} ({usable} usable)" if found
+                else "no model files")
+        self.status.set_activity(f"{'Added' if added else 'Rescanned'} {Path(folder).name or folder}: {what}.")
+
+    _scan_task: asyncio.Task[None] | None = None
 
     def rescan_models(self) -> asyncio.Task[None]:
-        return self._spawn(self._rescan())
+        self._scan_task = self._spawn(self._rescan())
+        return self._scan_task
 
     async def _rescan(self) -> None:
         self.catalog.set_scanning(True)
@@ -288,6 +304,9 @@ class StudioActions(QObject):
                                          cached_hash_function(self.gallery.library.index))
         with self.model_defaults.suspended():  # the image's own settings win over the model's defaults
             notes = apply_metadata(self.params, meta, model)
+        # Restored settings remake that image: Generate makes a new image, not an edit of the canvas
+        # (its img2img/inpaint source is not in the file).
+        self.params.edit_mode = "txt2img"
         tool = {"easel": "Easel", "a1111": "A1111", "comfyui": "ComfyUI", "invokeai": "InvokeAI",
                 "fooocus": "Fooocus", "nmkd": "NMKD"}.get(meta.source, meta.source)
         message = f"Restored the settings of {path.name} (made with {tool})"

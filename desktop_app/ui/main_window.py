@@ -203,7 +203,8 @@ class MainWindow(QMainWindow):
         self.shortcuts.extend(self.canvas_panel.shortcuts)
 
         view = bar.addMenu("&View")
-        self._action(view, "Models", "Ctrl+Shift+M", self.show_models, "Every model found, by kind, and why a file cannot be used")
+        self._action(view, "Models", "Ctrl+Shift+M", self.toggle_models,
+                     "Show or hide every model found, by kind, and why a file cannot be used")
         self._action(view, "Previous image", "Alt+Left", lambda: a.gallery.select_relative(-1), "Show the next newer image in the gallery")
         self._action(view, "Next image", "Alt+Right", lambda: a.gallery.select_relative(1), "Show the next older image in the gallery")
         theme_menu = view.addMenu("Theme")
@@ -258,7 +259,12 @@ class MainWindow(QMainWindow):
         a = self._actions
         no_models = not a.catalog.usable and not a.catalog.scanning
         nothing = not a.gallery.model.rowCount() and not a.document.has_image
+        leaving_first_run = self.center_stack.currentWidget() is self.first_run
         self.center_stack.setCurrentWidget(self.first_run if no_models and nothing else self.canvas_panel)
+        if leaving_first_run and self.center_stack.currentWidget() is not self.first_run:
+            # The focused button went away with the first-run panel: the prompt is where to type next
+            # (Qt would hand the focus to the next widget in the chain, the brush-size box).
+            self.prompt_panel.prompt_edit.setFocus()
 
     def _show_canvas(self) -> None:
         self.center_stack.setCurrentWidget(self.canvas_panel)
@@ -427,6 +433,12 @@ class MainWindow(QMainWindow):
         self.models_panel  # noqa: B018
         self.models_dock.show()
         self.models_dock.raise_()
+
+    def toggle_models(self) -> None:
+        if self.models_dock.isVisible():
+            self.models_dock.hide()
+        else:
+            self.show_models()
 
     def focus_prompt(self) -> None:
         self.prompt_panel.prompt_edit.setFocus()

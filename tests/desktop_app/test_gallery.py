@@ -187,9 +187,11 @@ def test_dropping_an_a1111_png_shows_it_and_restores_its_settings(make_studio, d
     qtbot.waitUntil(lambda: window.canvas_panel.pixmap is not None and window.canvas_panel.pixmap.width() == 512, timeout=5000)
     details = window.gallery_panel.details
     assert details.restore_button.isVisible() and details.restore_button.isEnabled()
+    studio.params.edit_mode = "inpaint"  # the canvas was being edited before
     with qtbot.waitSignal(studio.actions.settings_restored, timeout=5000):
         details.restore_button.click()
     p = studio.params
+    assert p.edit_mode == "txt2img"  # Generate now remakes that image, not an inpaint of the canvas
     assert (p.prompt, p.negative_prompt, p.seed, p.steps, p.guidance_scale, p.width, p.height) == (
         "a lighthouse at dusk, (golden hour:1.2)", "blurry, lowres", 4242, 31, 6.5, 512, 768)
     assert p.sampler == "DPM++ SDE Karras"  # DPM++ 3M SDE is not in Easel: the nearest, flagged
@@ -275,3 +277,22 @@ def test_a_search_that_hides_the_shown_image_clears_its_details(make_studio, dat
     assert studio.gallery.current is None
     assert panel.details.title.text() == "No image selected"
     assert "a red barn" not in panel.details.text.toPlainText()
+
+
+def test_variations_say_and_use_the_steps_they_run_with(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    _generate(studio, qtbot, "a kite", seed=3)  # made with 2 steps
+    window = studio.window
+    dialog = window.show_variations_dialog(studio.actions.images.source_for(studio.gallery.current))
+    assert "2 steps (the image's)" in dialog.note.text()
+    dialog.reject()
+    # The canvas stores no steps: the prompt panel's are used, and the dialog says so.
+    studio.actions.document.set_image(Image.new("RGB", (64, 64), "red"), "a test")
+    studio.params.steps = 9
+    dialog = window.show_variations_dialog(studio.actions.images.canvas_source())
+    assert "9 steps (the prompt panel's)" in dialog.note.text()
+    dialog.count_spin.setValue(1)
+    dialog.strength_slider.setValue(50)
+    with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
+        dialog.make_button.click()
+    assert fake_engine.calls[-1].steps == 9

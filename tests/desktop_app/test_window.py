@@ -6,7 +6,7 @@ import json
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QPlainTextEdit
+from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QApplication, QComboBox, QLineEdit, QPlainTextEdit
 
 from tests.desktop_app.conftest import screenshot
 
@@ -144,3 +144,36 @@ def test_the_models_dock_is_built_when_first_shown_and_reopens_after_a_restart(m
     qtbot.waitUntil(lambda: again.window.models_dock.isVisible() and again.window.models_dock.widget() is not None,
                     timeout=5000)
     assert again.window.models_dock.widget() is again.window.models_panel
+
+
+def test_ctrl_shift_m_shows_and_hides_the_models_dock(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    w = studio.window
+    w.activateWindow()
+    qtbot.keyClick(w, Qt.Key.Key_M, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(w.models_dock.isVisible, timeout=5000)
+    qtbot.keyClick(w, Qt.Key.Key_M, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: not w.models_dock.isVisible(), timeout=5000)
+
+
+def test_adding_a_folder_says_what_was_found_and_the_focus_goes_to_the_prompt(make_studio, data_dir, fake_engine,
+                                                                              qtbot, tmp_path):
+    from tests.desktop_app.fakes import make_fake_model
+
+    studio = make_studio(data_dir, fake_engine)
+    w = studio.window
+    assert w.center_stack.currentWidget() is w.first_run
+    w.first_run.demo_button.setFocus()
+    folder = tmp_path / "my models"
+    make_fake_model(folder / "one.safetensors")
+    task = studio.actions.add_model_folder(str(folder))
+    qtbot.waitUntil(task.done, timeout=10_000)
+    qtbot.waitUntil(lambda: "Added my models: 1 model file (1 usable)." == studio.status.activity, timeout=5000)
+    assert w.status_widget.activity_label.text() == studio.status.activity
+    assert w.center_stack.currentWidget() is w.canvas_panel
+    assert QApplication.focusWidget() is w.prompt_panel.prompt_edit  # not the brush-size box
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    task = studio.actions.add_model_folder(str(empty))
+    qtbot.waitUntil(task.done, timeout=10_000)
+    qtbot.waitUntil(lambda: studio.status.activity == "Added empty: no model files.", timeout=5000)
