@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QDockWidget,
     QFileDialog,
+    QHeaderView,
     QMainWindow,
     QMessageBox,
     QScrollArea,
@@ -82,10 +83,13 @@ class MainWindow(QMainWindow):
         self.center_splitter.setChildrenCollapsible(False)
         self.center_splitter.setSizes([440, 360])
 
-        prompt_scroll = QScrollArea()
+        self.prompt_scroll = prompt_scroll = QScrollArea()
         prompt_scroll.setWidget(self.prompt_panel)
         prompt_scroll.setWidgetResizable(True)
-        prompt_scroll.setMinimumWidth(300)
+        # Every control fits the panel's width (no sideways scrolling hides "Add folder…" or a size box).
+        prompt_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        prompt_scroll.setMinimumWidth(self.prompt_panel.minimumSizeHint().width()
+                                      + prompt_scroll.verticalScrollBar().sizeHint().width() + 4)
         self.main_splitter = QSplitter(Qt.Orientation.Horizontal)
         self.main_splitter.setObjectName("main_splitter")
         self.main_splitter.addWidget(prompt_scroll)
@@ -94,11 +98,13 @@ class MainWindow(QMainWindow):
         self.main_splitter.setStretchFactor(0, 0)
         self.main_splitter.setStretchFactor(1, 1)
         self.main_splitter.setStretchFactor(2, 0)
-        self.main_splitter.setSizes([340, 720, 220])
+        # The queue's list wraps its titles: it can be narrow, leaving the canvas its tool bar's width.
+        self.queue_panel.setMinimumWidth(150)
+        self.main_splitter.setSizes([290, 840, 150])
 
         central = QWidget()
         layout = QVBoxLayout(central)
-        layout.setContentsMargins(6, 6, 6, 0)
+        layout.setContentsMargins(2, 4, 2, 0)
         layout.setSpacing(4)
         layout.addWidget(self.banner)
         layout.addWidget(self.main_splitter, 1)
@@ -431,8 +437,13 @@ class MainWindow(QMainWindow):
 
     def show_models(self) -> None:
         self.models_panel  # noqa: B018
+        was_hidden = not self.models_dock.isVisible()
         self.models_dock.show()
         self.models_dock.raise_()
+        if was_hidden and not self.models_dock.isFloating():
+            # Docked under everything it would take half the window: a third leaves the canvas and
+            # the gallery their room (the user can drag the edge).
+            self.resizeDocks([self.models_dock], [max(200, self.height() // 3)], Qt.Orientation.Vertical)
 
     def toggle_models(self) -> None:
         if self.models_dock.isVisible():
@@ -493,8 +504,13 @@ class MainWindow(QMainWindow):
         for row, (keys, what) in enumerate(self.shortcuts):
             table.setItem(row, 0, QTableWidgetItem(keys))
             table.setItem(row, 1, QTableWidgetItem(what))
-        table.resizeColumnsToContents()
-        table.horizontalHeader().setStretchLastSection(True)
+        # Read top to bottom, never sideways: the keys take their width, the descriptions wrap.
+        header = table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        table.setWordWrap(True)
+        table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         table.verticalHeader().hide()
         table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
@@ -502,7 +518,7 @@ class MainWindow(QMainWindow):
         box = QVBoxLayout(dialog)
         box.addWidget(table)
         box.addWidget(buttons)
-        dialog.resize(560, 460)
+        dialog.resize(620, 560)
         dialog.setModal(False)
         dialog.show()
         self.shortcuts_dialog = dialog

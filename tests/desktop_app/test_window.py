@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QApplication, QComboBox, QLineEdit, QPlainTextEdit
@@ -177,3 +179,53 @@ def test_adding_a_folder_says_what_was_found_and_the_focus_goes_to_the_prompt(ma
     task = studio.actions.add_model_folder(str(empty))
     qtbot.waitUntil(task.done, timeout=10_000)
     qtbot.waitUntil(lambda: studio.status.activity == "Added empty: no model files.", timeout=5000)
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
+def test_the_layout_fits_the_window_and_long_texts_never_grow_it(make_studio, data_dir, fake_engine, qtbot, size):
+    from PySide6.QtWidgets import QToolBar
+
+    from tests.desktop_app.fakes import make_fake_model
+
+    make_fake_model(data_dir / "models" / "a-rather-long-model-file-name-v2-final-pruned-emaonly.safetensors")
+    studio = make_studio(data_dir, fake_engine)
+    w = studio.window
+    w.resize(*size)
+    qtbot.waitUntil(lambda: w.width() == size[0], timeout=5000)
+    studio.status.set_activity("Restored the settings of a very long file name from another tool.png (made with A1111). " * 4)
+    w.canvas_panel.set_caption("A long caption " * 30)
+    QApplication.processEvents()
+    assert (w.width(), w.height()) == size  # the window did not grow
+    # Every prompt-panel control is inside the visible panel: no sideways scrolling hides one.
+    panel, scroll = w.prompt_panel, w.prompt_scroll
+    assert panel.width() <= scroll.viewport().width()
+    for control in (panel.add_folder_button, panel.reuse_seed_button, panel.height_spin, panel.memory_combo,
+                    panel.generate_button):
+        right = control.mapTo(panel, control.rect().topRight()).x()
+        assert right < scroll.viewport().width(), control
+    # The canvas tool bars show every button: nothing folded behind ».
+    for bar in w.canvas_panel.findChildren(QToolBar):
+        for action in bar.actions():
+            widget = bar.widgetForAction(action)
+            if widget is not None and action.isVisible():
+                assert widget.isVisible(), action.text() or widget
+    assert all(w.canvas_panel.toolbar.widgetForAction(w.canvas_panel.actions_by_name[name]).isVisible()
+               for name in ("extend", "variations", "upscale"))
+    settings = w.canvas_panel.edit_settings
+    assert all(c.isVisible() for c in settings.findChildren(QAbstractSpinBox))  # Seam blur too
+    screenshot(w, f"layout-{size[0]}.png")
+
+
+def test_the_help_list_is_read_without_scrolling_sideways(make_studio, data_dir, fake_engine, qtbot):
+    from PySide6.QtWidgets import QTableWidget
+
+    studio = make_studio(data_dir, fake_engine)
+    studio.window.show_shortcuts()
+    dialog = studio.window.shortcuts_dialog
+    table = dialog.findChild(QTableWidget)
+    QApplication.processEvents()
+    assert table.horizontalHeader().length() <= table.viewport().width()
+    longest = max(range(table.rowCount()), key=lambda r: len(table.item(r, 1).text()))
+    assert table.rowHeight(longest) >= table.rowHeight(0)  # a long description wraps instead of being cut
+    screenshot(dialog, "help.png")
+    dialog.close()
