@@ -229,3 +229,30 @@ def test_the_help_list_is_read_without_scrolling_sideways(make_studio, data_dir,
     assert table.rowHeight(longest) >= table.rowHeight(0)  # a long description wraps instead of being cut
     screenshot(dialog, "help.png")
     dialog.close()
+
+
+def test_size_fields_offer_only_valid_sizes_and_say_when_a_typed_one_is_brought_in(make_studio, data_dir, fake_engine,
+                                                                                 fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    panel = studio.window.prompt_panel
+    assert "Size 64–4096, multiples of 8 px" in panel.range_hint.text()
+    assert "steps 1–150" in panel.range_hint.text() and "batch 1–64" in panel.range_hint.text()
+
+    def type_into(spin, text):
+        spin.setFocus()
+        spin.lineEdit().selectAll()
+        qtbot.keyClicks(spin.lineEdit(), text)
+        qtbot.keyClick(spin.lineEdit(), Qt.Key.Key_Return)
+
+    type_into(panel.width_spin, "999")
+    assert studio.params.width == 1000 and panel.width_spin.text() == "1000 px"
+    assert panel.range_hint.text().startswith("Width 999 is not a multiple of 8: using 1000.")
+    assert studio.actions.generate() is not None  # the size shown is the size made: no refusal later
+    type_into(panel.height_spin, "3")
+    assert studio.params.height == 64 and panel.height_spin.text() == "64 px"
+    assert panel.range_hint.text().startswith("Height 3 is outside 64–4096, multiples of 8: using 64.")
+    type_into(panel.batch_spin, "0")
+    assert studio.params.batch_count == 1 and panel.range_hint.text().startswith("Batch 0 is outside 1–64: using 1.")
+    type_into(panel.batch_spin, "500")
+    assert studio.params.batch_count == 64 and panel.batch_spin.text() == "64"
+    assert panel.range_hint.text().startswith("Batch 500 is outside 1–64: using 64.")
