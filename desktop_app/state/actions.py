@@ -9,7 +9,7 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Signal
 
@@ -28,6 +28,7 @@ from desktop_app.state.gallery_model import UnsavedImage
 from desktop_app.state.session import SessionStore, WorkInProgress
 from desktop_app.state.settings import SettingsStore
 from desktop_app.state.status import EngineStatus
+from desktop_app.state.step_times import StepTimes
 from engine.api import InvalidRequest
 from engine.library import LibraryEntry
 
@@ -72,6 +73,9 @@ class StudioActions(QObject):
         self._tasks = BackgroundTasks(reporter, "Something went wrong")
         self._spawn = self._tasks.spawn
         self._enabled: tuple[bool, str] = (False, "")
+        self.step_times = StepTimes(data_dir / "step_times.json")
+        # Asked before a job measured to take very long here; the window puts up the question.
+        self.confirm_long_job: Callable[[str], bool] = lambda _line: True
         self.document = document or CanvasDocument(parent=self)
         self.canvas = CanvasActions(self.document, params, bridge, reporter, status, self._spawn, parent=self)
         self.canvas.blocked_changed.connect(self._update_enabled)
@@ -120,8 +124,18 @@ class StudioActions(QObject):
         except InvalidRequest as exc:
             self.reporter.report(f"Check the settings: {exc}")
             return None
+        warning = self.step_times.warning(request, self.device)
+        if warning and not self.confirm_long_job(warning):
+            self.status.set_activity("Not started: " + warning.removesuffix("; continue?").replace("This will", "it would")
+                                     + ". A smaller size or fewer steps is quicker.")
+            return None
         self.params.record_seed(request.seed)
         return self.queue.enqueue(request, origin)
+
+    @property
+    def device(self) -> str:
+        """The device the engine runs on ("" until it has started)."""
+        return str(self.status.runtime.get("device", "") or "")
 
     def edit_image(self, image: Any, source: str | None = None, mode: str | None = None) -> Any:
         """Open ``image`` (a file path or a QImage) on the canvas to edit it, in edit ``mode``
@@ -283,6 +297,7 @@ class StudioActions(QObject):
         self.gallery.on_job_finished(outcome, show=not from_canvas)
         self.params.record_seed(result.seeds[0] if result.seeds else result.request.seed or 0)
         self.status.set_last_seconds(outcome.seconds)
+        self.step_times.record(result)
         if from_canvas:
             self.canvas.on_job_finished(job, outcome)
 

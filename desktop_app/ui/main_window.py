@@ -122,6 +122,7 @@ class MainWindow(QMainWindow):
         self.models_dock.visibilityChanged.connect(self._on_models_dock_visibility_changed)
 
         self.shortcuts: list[tuple[str, str]] = []  # (keys, what) for Help › Keyboard shortcuts
+        actions.confirm_long_job = self.confirm_long_job
         self._build_actions()
         self._bind()
         self._update_center()
@@ -548,6 +549,13 @@ class MainWindow(QMainWindow):
                     s.setSizes(sizes)
         except (AttributeError, TypeError, ValueError):
             pass  # a hand-edited layout is not worth an error
+
+    def confirm_long_job(self, line: str) -> bool:
+        """Asked before a job this device's measured speed says will take very long."""
+        answer = QMessageBox.question(self, "A long job", line,
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
 
     quit_choice = "keep"  # "keep" the queue and canvas for the next start, or "discard" them
 

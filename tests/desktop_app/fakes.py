@@ -149,7 +149,7 @@ class FakeEngine:
             model=self._loaded or ModelInfo("", "none", "checkpoint", "", "safetensors"),
             model_hash="0123456789",
             settings=self._runtime or RuntimeSettings(self.device, self.dtype, "fast"),
-            timings=Timings(total=time.perf_counter() - started),
+            timings=Timings(denoise=time.perf_counter() - started, total=time.perf_counter() - started),
         )
 
 

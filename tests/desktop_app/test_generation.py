@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from PIL import Image
 from PySide6.QtCore import Qt
 
@@ -268,3 +270,35 @@ def test_quit_while_the_engine_is_stuck_in_a_step_does_not_wait_for_it(make_stud
     assert (data_dir / "settings.json").is_file()
     fake_engine.release()  # let the thread end, for the leak guard
     qtbot.waitUntil(lambda: not studio.bridge.engine_thread_alive, timeout=10_000)
+
+
+def test_a_job_this_device_would_take_very_long_on_asks_first(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    import json
+
+    studio = make_studio(data_dir, fake_engine)
+    _setup(studio, steps=3)
+    with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
+        studio.actions.generate()
+    measured = json.loads((data_dir / "step_times.json").read_text())
+    assert set(measured) == {"cpu"} and measured["cpu"] > 0  # kept per device, from the job's timings
+    # As if this CPU had measured 100 s per step per megapixel: 512x512, 25 steps is about 11 minutes.
+    studio.actions.step_times._rates["cpu"] = 100.0
+    p = studio.params
+    p.width, p.height, p.steps = 512, 512, 25
+    asked = []
+    studio.actions.confirm_long_job = lambda line: asked.append(line) or False
+    assert studio.actions.generate() is None and not studio.queue.busy
+    assert asked == ["This will take about 11 minutes on this CPU; continue?"]
+    assert studio.status.activity.startswith("Not started: it would take about 11 minutes on this CPU")
+    studio.actions.confirm_long_job = lambda line: True
+    fake_engine.hold_at_step = 1
+    job = studio.actions.generate()
+    assert job is not None
+    qtbot.waitUntil(fake_engine.held.is_set, timeout=10_000)
+    studio.queue.cancel(job.id)
+    # A small job asks nothing.
+    p.width, p.height, p.steps = 64, 64, 2
+    studio.actions.confirm_long_job = lambda line: pytest.fail(line)
+    qtbot.waitUntil(lambda: not studio.queue.busy, timeout=10_000)
+    fake_engine.hold_at_step = None
+    assert studio.actions.generate() is not None
