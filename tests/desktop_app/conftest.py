@@ -151,8 +151,8 @@ def wait_job_gone(qtbot, studio, job, timeout=30_000):
 
 
 def screenshot(widget, name: str) -> Path:
-    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOT_DIR / name
+    path.parent.mkdir(parents=True, exist_ok=True)  # names may hold a folder ("walkthrough/01-...png")
     from PySide6.QtWidgets import QApplication
 
     QApplication.processEvents()  # let pending layout passes run: labels just re-texted get their width
