@@ -296,3 +296,25 @@ def test_variations_say_and_use_the_steps_they_run_with(make_studio, data_dir, f
     with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
         dialog.make_button.click()
     assert fake_engine.calls[-1].steps == 9
+
+
+def test_an_upscaled_image_is_described_as_an_upscale_not_img2img(make_studio, data_dir, fake_engine, fake_model,
+                                                                  qtbot, tmp_path):
+    from engine.api import GenerationRequest, ModelInfo, Result, RuntimeSettings, Timings
+    from engine.metadata import png_info
+
+    request = GenerationRequest(prompt="a kite", mode="img2img", init_image=Image.new("RGB", (16, 16)),
+                                width=64, height=64, seed=3)
+    result = Result(images=(Image.new("RGB", (64, 64)),), seeds=(3,), request=request,
+                    model=ModelInfo("/m/x4", "x4", "checkpoint", "sd-x4-upscaler", "diffusers"), model_hash="",
+                    settings=RuntimeSettings("cpu", "float32", "fast"), timings=Timings())
+    path = tmp_path / "upscaled.png"
+    result.images[0].save(path, pnginfo=png_info(result, 0, app_version="0.1.0"))
+    studio = make_studio(data_dir, fake_engine)
+    studio.gallery.import_files([path])
+    qtbot.waitUntil(lambda: studio.gallery.model.rowCount() == 1, timeout=10_000)
+    studio.gallery.set_current(studio.gallery.model.entry_at(0))
+    details = studio.window.gallery_panel.details
+    qtbot.waitUntil(lambda: "Postprocess upscale by: 4" in details.text.toPlainText(), timeout=10_000)
+    text = details.text.toPlainText()
+    assert "upscale" in text and "img2img" not in text

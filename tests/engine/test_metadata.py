@@ -621,3 +621,20 @@ def test_map_sampler_accepts_every_tools_spelling():
     assert map_sampler("dpmpp_sde_k") == ("DPM++ SDE Karras", None)
     assert map_sampler("uni_pc", "normal") == ("UniPC", None)
     assert map_sampler("Euler", "Karras")[0] == "Euler" and map_sampler("Euler", "Karras")[1]
+
+
+def test_an_upscale_says_so_instead_of_its_img2img_recipe():
+    source = Image.new("RGB", (16, 16))
+    request = GenerationRequest(prompt="a kite", mode="img2img", init_image=source, width=64, height=64, seed=3)
+    result = Result(images=(_image(),), seeds=(3,), request=request,
+                    model=ModelInfo(path="/models/x4", name="x4", kind="checkpoint", family="sd-x4-upscaler",
+                                    format="diffusers"),
+                    model_hash="", settings=RuntimeSettings(device="cpu", dtype="float32", preset="fast"),
+                    timings=Timings())
+    _png, meta = _save_and_read(result)
+    assert meta.fields["mode"] == "img2img"  # the recipe stays exact, for regenerating
+    assert meta.upscale == "Postprocess upscale by: 4, Postprocess upscaler: x4"
+    gan = read_metadata(io.BytesIO(_png_with_texts(parameters="a kite\nSteps: 20, Seed: 1",
+                                                   postprocessing="Postprocess upscale by: 2, Postprocess upscaler: tiny")))
+    assert gan.upscale == "Postprocess upscale by: 2, Postprocess upscaler: tiny"
+    assert read_metadata(io.BytesIO(_png_with_texts(parameters="a kite\nSteps: 20, Seed: 1"))).upscale == ""
