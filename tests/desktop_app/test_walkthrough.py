@@ -87,7 +87,9 @@ def test_a_day_of_work(make_studio, data_dir, qtbot):
     wait_progress(qtbot, studio)
     shot(studio, "06-quit-mid-job")
     w.close()
-    assert studio.is_shut_down and not studio.bridge.engine_stuck
+    assert studio.is_shut_down  # within QUIT_WAIT_SECONDS, whatever the engine thread is doing
+    # On a loaded machine one tiny step can outlast that wait: the thread then ends by itself.
+    qtbot.waitUntil(lambda: not studio.bridge.engine_thread_alive, timeout=60_000)
 
     # 7. Restart: the job comes back and runs; cancel it again to move on.
     studio = make_studio(data_dir)
