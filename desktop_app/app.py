@@ -25,6 +25,7 @@ from desktop_app.state.jobs import JobQueue
 from desktop_app.state.models import ModelCatalog
 from desktop_app.state.params import GenerationParameters
 from desktop_app.state.gallery import GalleryState
+from desktop_app.state.session import SessionStore
 from desktop_app.state.settings import SettingsStore
 from desktop_app.state.status import EngineStatus
 from desktop_app.ui.main_window import MainWindow
@@ -86,6 +87,7 @@ class Studio:
             raise
         self.params = GenerationParameters()
         self.params.load_dict(self.settings.parameters)
+        self.session = SessionStore(self.data_dir / "session")
         self.catalog = ModelCatalog()
         self.status = EngineStatus()
         self.queue = JobQueue(self.bridge, self.reporter, paths.library_dir(self.data_dir))
@@ -120,6 +122,16 @@ class Studio:
         self.bridge.start()
         self.gallery.start()
         self.actions.rescan_models()
+        self._restore_session()
+
+    def _restore_session(self) -> None:
+        """The queue and the canvas as the last quit left them (the jobs run once the engine is ready)."""
+        jobs, canvas, problems = self.session.restore(self.queue, self.actions.document, self.params)
+        kept = ([f"{jobs} job{'s' if jobs > 1 else ''} (queued again)"] if jobs else []) + (["the canvas"] if canvas else [])
+        if kept:
+            self.reporter.notice("Restored from the last session: " + " and ".join(kept) + ".")
+        for problem in problems:
+            self.reporter.report(f"Not everything of the last session came back: {problem}.")
 
     async def wait_closed(self) -> None:
         if self._closed is None:
@@ -138,6 +150,13 @@ class Studio:
             self.settings.save()
         except Exception:
             log.exception("saving settings failed")
+        try:  # before the queue stops: the running job is kept too
+            if self.window.quit_choice == "discard":
+                self.session.discard()
+            else:
+                self.session.save(self.queue, self.actions.document, self.params)
+        except Exception:
+            log.exception("saving the queue and the canvas failed")
         self.queue.stop()
         self.actions.stop()
         self.gallery.stop()
@@ -184,8 +203,14 @@ def _install_error_hooks(studio: Studio, loop: asyncio.AbstractEventLoop) -> Non
     loop.set_exception_handler(loop_handler)
 
 
-def run(qt_args: list[str], data_dir: str | None = None, smoke_test: bool = False) -> int:
-    """Open the main window and run until it is closed. Returns the exit code."""
+def run(qt_args: list[str], data_dir: str | None = None, smoke_test: bool = False, *,
+        engine_factory: Callable[[], Any] | None = None, on_shown: Callable[[Studio], None] | None = None) -> int:
+    """Open the main window and run until it is closed. Returns the exit code.
+
+    ``engine_factory`` replaces the real engine and ``on_shown(studio)`` runs once the window is
+    shown (for tests that drive a whole process). When the engine thread is still inside a step at
+    quit (see EngineBridge.shutdown), the process exits here without joining it.
+    """
     import qasync
 
     temp: tempfile.TemporaryDirectory[str] | None = None
@@ -202,7 +227,7 @@ def run(qt_args: list[str], data_dir: str | None = None, smoke_test: bool = Fals
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     try:
-        studio = Studio(paths.data_dir(data_dir), app=app)
+        studio = Studio(paths.data_dir(data_dir), app=app, engine_factory=engine_factory)
     except LibraryLocked as exc:
         message = f"Easel is already running: {exc}."
         print(f"easel: {exc}", file=sys.stderr)
@@ -226,6 +251,8 @@ def run(qt_args: list[str], data_dir: str | None = None, smoke_test: bool = Fals
 
     async def main() -> None:
         studio.start()
+        if on_shown is not None:
+            on_shown(studio)
         if smoke_test:
             outcome["code"] = await _smoke(studio)
             studio.window.close()
@@ -238,6 +265,13 @@ def run(qt_args: list[str], data_dir: str | None = None, smoke_test: bool = Fals
         studio.shutdown()
         if temp is not None:
             temp.cleanup()
+    if studio.bridge.engine_stuck:
+        # Python joins every executor thread at exit, which would wait out the step after all.
+        # Everything worth keeping was saved in shutdown; the OS frees the model's memory.
+        print("easel: the engine was still inside a step; quitting without waiting for it", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(outcome["code"])
     return outcome["code"]
 
 

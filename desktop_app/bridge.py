@@ -37,6 +37,10 @@ IO_THREAD_NAME = "easel-io"
 LIBRARY_THREAD_NAME = "easel-library"
 THUMBS_THREAD_NAME = "easel-thumbs"
 SWITCH_INTERVAL = 0.001  # seconds; see EngineBridge.start
+# How long Quit waits for the engine thread to honour a cancel. A step of a huge job on a CPU can take
+# minutes and cannot be interrupted from outside, so after this the app exits without it (settings,
+# canvas and queue are saved before) instead of freezing the window.
+QUIT_WAIT_SECONDS = 3.0
 
 
 def default_engine_factory() -> Any:
@@ -158,6 +162,7 @@ class EngineBridge(QObject):
         self.startup_seconds: float | None = None
         self._ready: asyncio.Future[None] | None = None
         self._engine_info: dict[str, str] = {}
+        self.engine_stuck = False  # set by shutdown when the engine thread did not stop in time
 
     # -- lifecycle (GUI thread) ---------------------------------------------------------------
 
@@ -212,19 +217,37 @@ class EngineBridge(QObject):
         self._engine = engine = self._engine_factory()
         self._engine_info = {"device": str(getattr(engine, "device", "—")), "dtype": _dtype_name(getattr(engine, "dtype", "—"))}
 
-    def shutdown(self) -> None:
-        """Cancel whatever runs, unload the model, and join both threads. GUI thread; blocks briefly."""
+    def shutdown(self, wait_seconds: float | None = None) -> bool:
+        """Cancel whatever runs, unload the model, and stop the threads. GUI thread.
+
+        Waits at most ``wait_seconds`` (default QUIT_WAIT_SECONDS) for the engine thread: True when it stopped, False when it is
+        still inside a step that does not check the cancel (``engine_stuck``; the caller then exits
+        the process without joining it). Safe to call twice.
+        """
         if self._state == "closed":
-            return
+            return not self.engine_stuck
         for event in list(self._cancels):
             event.set()
-        self._executor.submit(self._unload)
-        self._executor.shutdown(wait=True, cancel_futures=False)
+        wait_seconds = QUIT_WAIT_SECONDS if wait_seconds is None else wait_seconds
+        unloaded = self._executor.submit(self._unload)
+        concurrent.futures.wait([unloaded], timeout=wait_seconds)
+        self.engine_stuck = not unloaded.done()
+        if self.engine_stuck:
+            log.warning("the engine thread did not stop within %.1f s of the cancel; quitting without it",
+                        wait_seconds)
+        # A stuck engine thread is not joined here: the GUI thread must not wait on it.
+        self._executor.shutdown(wait=not self.engine_stuck, cancel_futures=True)
         self._io.shutdown(wait=True, cancel_futures=True)
         self._downloads.shutdown(wait=True, cancel_futures=True)  # a running one was cancelled above
         self.thumbnails.shutdown()
         self._library.shutdown(wait=True, cancel_futures=False)  # a write in progress finishes
         self._set_state("closed")
+        return not self.engine_stuck
+
+    @property
+    def engine_thread_alive(self) -> bool:
+        """Whether the engine thread still runs (after a shutdown that gave up on it). Any thread."""
+        return any(t.is_alive() for t in getattr(self._executor, "_threads", ()))
 
     def _unload(self) -> None:
         """Engine thread."""

@@ -74,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(cli_main(argv) or 0)
     data_dir, smoke, qt_args = _split_gui_args(argv)
+    if not smoke:  # the smoke test runs offscreen
+        from desktop_app.platform_check import xcb_problem
+
+        problem = xcb_problem()
+        if problem:  # before Qt aborts with its own plugin message
+            print(problem, file=sys.stderr)
+            return 1
     from desktop_app.app import run
 
     return run(qt_args, data_dir=data_dir, smoke_test=smoke)

@@ -98,7 +98,9 @@ MEMORY_PRESETS: tuple[str, ...] = ("auto", "fast", "balanced", "low", "minimal")
 
 MIN_SIZE, MAX_SIZE = 64, 4096
 MIN_STEPS, MAX_STEPS = 1, 150
-MAX_SEED = 2**32 - 1
+# 64-bit, as ComfyUI's seeds (0 to 2**64-1): an image made elsewhere is restored with its own seed.
+# torch.Generator.manual_seed takes the whole range.
+MAX_SEED = 2**64 - 1
 MAX_BATCH = 64
 MAX_CLIP_SKIP = 12
 # Characters in a prompt or negative prompt. A1111 prompts of 75-token chunks rarely pass 2,000
@@ -107,7 +109,18 @@ MAX_PROMPT_CHARS = 20_000
 
 
 def random_seed() -> int:
-    return secrets.randbelow(MAX_SEED + 1)
+    """A fresh random seed. Any thread.
+
+    Drawn below 2**32 on purpose: a seed a user reads, types or shares stays short (as A1111's),
+    while a 64-bit seed from another tool's image is still kept whole.
+    """
+    return secrets.randbelow(2**32)
+
+
+def batch_seed(seed: int, index: int) -> int:
+    """The seed of image ``index`` of a batch that starts at ``seed``: ``seed + index``, wrapping past
+    MAX_SEED to 0 (so a batch from the largest seed stays valid). Any thread."""
+    return (seed + index) % (MAX_SEED + 1)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Signal
 
@@ -25,8 +25,10 @@ from desktop_app.state.models import ModelCatalog, scan_library
 from desktop_app.state.params import GenerationParameters
 from desktop_app.state.gallery import GalleryState, OpenedImage
 from desktop_app.state.gallery_model import UnsavedImage
+from desktop_app.state.session import SessionStore, WorkInProgress
 from desktop_app.state.settings import SettingsStore
 from desktop_app.state.status import EngineStatus
+from desktop_app.state.step_times import StepTimes
 from engine.api import InvalidRequest
 from engine.library import LibraryEntry
 
@@ -71,9 +73,13 @@ class StudioActions(QObject):
         self._tasks = BackgroundTasks(reporter, "Something went wrong")
         self._spawn = self._tasks.spawn
         self._enabled: tuple[bool, str] = (False, "")
+        self.step_times = StepTimes(data_dir / "step_times.json")
+        # Asked before a job measured to take very long here; the window puts up the question.
+        self.confirm_long_job: Callable[[str], bool] = lambda _line: True
         self.document = document or CanvasDocument(parent=self)
         self.canvas = CanvasActions(self.document, params, bridge, reporter, status, self._spawn, parent=self)
         self.canvas.blocked_changed.connect(self._update_enabled)
+        self.canvas.discarded.connect(gallery.trash_files)  # a discarded result does not stay in the gallery
         # Picking a model of another kind applies its family's defaults (size, steps, CFG, sampler).
         self.model_defaults = ModelDefaults(params, catalog, parent=self)
         self.images = ImageJobs(queue=queue, catalog=catalog, gallery=gallery, document=self.document, params=params,
@@ -88,7 +94,9 @@ class StudioActions(QObject):
         queue.job_finished.connect(self._on_queue_job_finished)
         queue.job_started.connect(lambda job: status.set_activity(
             f"{'Upscaling' if job.upscale is not None else 'Generating'} “{job.title}”"))
-        queue.phase_changed.connect(status.set_activity)
+        queue.phase_changed.connect(lambda text: None if queue.running is not None and queue.running.cancel.is_set()
+                                    else status.set_activity(text))
+        queue.job_cancelling.connect(lambda job: status.set_activity(f"Cancelling “{job.title}”…"))
         queue.busy_changed.connect(lambda busy: None if busy else status.set_activity(""))
         self._update_enabled()
 
@@ -116,8 +124,18 @@ class StudioActions(QObject):
         except InvalidRequest as exc:
             self.reporter.report(f"Check the settings: {exc}")
             return None
+        warning = self.step_times.warning(request, self.device)
+        if warning and not self.confirm_long_job(warning):
+            self.status.set_activity("Not started: " + warning.removesuffix("; continue?").replace("This will", "it would")
+                                     + ". A smaller size or fewer steps is quicker.")
+            return None
         self.params.record_seed(request.seed)
         return self.queue.enqueue(request, origin)
+
+    @property
+    def device(self) -> str:
+        """The device the engine runs on ("" until it has started)."""
+        return str(self.status.runtime.get("device", "") or "")
 
     def edit_image(self, image: Any, source: str | None = None, mode: str | None = None) -> Any:
         """Open ``image`` (a file path or a QImage) on the canvas to edit it, in edit ``mode``
@@ -139,6 +157,10 @@ class StudioActions(QObject):
             return self.edit_image(item.path, mode=mode)
         return None
 
+    def work_in_progress(self) -> WorkInProgress:
+        """What a quit now would stop or leave (queued jobs, an edited canvas), for the window to ask."""
+        return SessionStore.work_in_progress(self.queue, self.document)
+
     def cancel_current(self) -> bool:
         return self.queue.cancel_running()
 
@@ -151,15 +173,31 @@ class StudioActions(QObject):
         """The folders scanned: the data folder's own models folder first, then the user's."""
         return [str(self.demo_models_dir)] + self.settings.model_folders
 
-    def add_model_folder(self, folder: str) -> None:
+    def add_model_folder(self, folder: str) -> asyncio.Task[None] | None:
+        """Add a folder of models and rescan; the status bar says what was found there."""
         if not Path(folder).is_dir():
             self.reporter.report(f"“{folder}” is not a folder.")
-            return
-        if not self.settings.add_model_folder(folder):
-            self.rescan_models()
+            return None
+        name = Path(folder).name or folder
+        added = self.settings.add_model_folder(folder)  # a new folder rescans (model_folders_changed)
+        self.status.set_activity(f"Scanning {name} for models…")
+        task = self._scan_task if added and self._scan_task is not None else self.rescan_models()
+        task.add_done_callback(lambda _t: self._say_found_in(folder, added))
+        return task
+
+    def _say_found_in(self, folder: str, added: bool) -> None:
+        root = str(Path(folder).expanduser().resolve())
+        found = [m for m in self.catalog.models if str(Path(m.path).resolve()).startswith(root)]
+        usable = sum(m.usable for m in found)
+        what = (f"{len(found)} model file{'s' if len(found) != 1 else ''} ({usable} usable)" if found
+                else "no model files")
+        self.status.set_activity(f"{'Added' if added else 'Rescanned'} {Path(folder).name or folder}: {what}.")
+
+    _scan_task: asyncio.Task[None] | None = None
 
     def rescan_models(self) -> asyncio.Task[None]:
-        return self._spawn(self._rescan())
+        self._scan_task = self._spawn(self._rescan())
+        return self._scan_task
 
     async def _rescan(self) -> None:
         self.catalog.set_scanning(True)
@@ -259,6 +297,7 @@ class StudioActions(QObject):
         self.gallery.on_job_finished(outcome, show=not from_canvas)
         self.params.record_seed(result.seeds[0] if result.seeds else result.request.seed or 0)
         self.status.set_last_seconds(outcome.seconds)
+        self.step_times.record(result)
         if from_canvas:
             self.canvas.on_job_finished(job, outcome)
 
@@ -280,6 +319,9 @@ class StudioActions(QObject):
                                          cached_hash_function(self.gallery.library.index))
         with self.model_defaults.suspended():  # the image's own settings win over the model's defaults
             notes = apply_metadata(self.params, meta, model)
+        # Restored settings remake that image: Generate makes a new image, not an edit of the canvas
+        # (its img2img/inpaint source is not in the file).
+        self.params.edit_mode = "txt2img"
         tool = {"easel": "Easel", "a1111": "A1111", "comfyui": "ComfyUI", "invokeai": "InvokeAI",
                 "fooocus": "Fooocus", "nmkd": "NMKD"}.get(meta.source, meta.source)
         message = f"Restored the settings of {path.name} (made with {tool})"

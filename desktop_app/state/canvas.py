@@ -450,12 +450,17 @@ class CanvasDocument(QObject):
         changed = np.any(new[..., :3] != source[..., :3], axis=2)
         rect = mask_ops.bbox(changed)
         self.discard_candidates()
+        # One undo step: the result goes in and the mask that made it is cleared, so the next
+        # inpaint or outpaint does not silently regenerate this area again.
+        self.undo_stack.beginMacro("Accept result")
         if rect is not None:
             l, t, r, b = rect
             before = self._image[t:b, l:r].copy()
             np.copyto(self._image[t:b, l:r], new[t:b, l:r], where=changed[t:b, l:r, None])
             self.notify("image", rect)
             self.undo_stack.push(PatchCommand(self, "image", rect, before, "Accept result"))
+        self.clear_mask()
+        self.undo_stack.endMacro()
         return cand
 
     def discard_candidates(self) -> None:

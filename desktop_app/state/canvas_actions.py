@@ -49,6 +49,7 @@ def qimage_to_pil(image: QImage) -> Image.Image:
 class CanvasActions(QObject):
     opened = Signal(str)  # the source shown on the new canvas
     accepted = Signal(object)  # Candidate
+    discarded = Signal(list)  # the saved files (paths) of the candidates the user discarded
     blocked_changed = Signal()  # whether Generate can edit the canvas may have changed
 
     def __init__(
@@ -89,6 +90,7 @@ class CanvasActions(QObject):
         finally:
             self.status.set_activity("")
         self.load(image, path.name, mode)
+        self.doc.undo_stack.setClean()  # what the canvas holds is in that file: nothing to lose yet
 
     def open_files(self, paths: list[str]) -> None:
         if paths:
@@ -154,7 +156,16 @@ class CanvasActions(QObject):
         return cand
 
     def discard(self) -> None:
+        """Drop the results shown over the canvas; their files go to the gallery's trash (``discarded``)."""
+        paths = [c.path for c in self.doc.candidates if c.path]
+        n = len(self.doc.candidates)
         self.doc.discard_candidates()
+        if not n:
+            return
+        self.status.set_activity(f"Discarded {n} result{'s' if n > 1 else ''}"
+                                 + (": in the gallery's trash until it is emptied." if paths else "."))
+        if paths:
+            self.discarded.emit(paths)
 
     # -- generation ---------------------------------------------------------------------------
 

@@ -196,6 +196,7 @@ class GalleryState(QObject):
             # Cleared: the unfiltered list is known and nothing was written since it was read.
             ids = self._all_ids[1]
             self.model.set_ids(ids)
+            self._drop_current_if_filtered_out()
             self.searched.emit(len(ids))
             return None
         return self._spawn(self._search(self._search_seq, self.filter))
@@ -206,12 +207,18 @@ class GalleryState(QObject):
         self._remember_all(flt, version, ids)
         if seq == self._search_seq and not self._closed:  # a newer search supersedes this one
             self.model.set_ids(ids)
+            self._drop_current_if_filtered_out()
             self.searched.emit(len(ids))
         if flt != Filter() and not self._closed and (self._all_ids is None or self._all_ids[0] != version):
             # Keep the unfiltered list fresh while the artist looks at a search, for when it is cleared.
             version = self._reader.data_version()
             all_ids = await self._bridge.run_library(self.library.index.query, Filter())
             self._remember_all(Filter(), version, all_ids)
+
+    def _drop_current_if_filtered_out(self) -> None:
+        """A search that hides the library image being shown also clears the viewer and its details."""
+        if isinstance(self.current, LibraryEntry) and self.model.row_of(self.current.id) < 0:
+            self.set_current(None)
 
     def _remember_all(self, flt: Filter, version: int, ids: list[int]) -> None:
         if flt == Filter():
@@ -348,13 +355,44 @@ class GalleryState(QObject):
         moved = await self._bridge.run_library(self.library.trash, ids)
         if not moved:
             return
+        gone = set(moved)
+        current_gone = isinstance(self.current, LibraryEntry) and self.current.id in gone
+        # The image after the deleted ones takes their place (the one before, at the end), as in a
+        # file manager: it is shown and selected, so a second Delete deletes it.
+        rows = [self.model.row_of(i) for i in moved]
+        first_row = min((r for r in rows if r >= 0), default=-1)
         self.model.remove_ids(moved)
         self._undo.append(moved)
         self.undo_changed.emit(True)
-        if isinstance(self.current, LibraryEntry) and self.current.id in moved:
-            self.set_current(None)
+        if current_gone:
+            count = self.model.rowCount()
+            nxt = self.model.data(self.model.index(min(first_row, count - 1)), GalleryModel.EntryRole) \
+                if count and first_row >= 0 else None
+            self.current = None  # so that the next one is announced even if Qt already moved to it
+            self.set_current(nxt)
         self._trash_notice = f"{len(moved)} image(s) moved to the trash. Press Ctrl+Z in the gallery to undo."
         self._reporter.notice(self._trash_notice)
+
+    def trash_files(self, paths: list[str]) -> asyncio.Task[None]:
+        """Move the library images saved at ``paths`` (absolute) to the trash, as ``trash`` does."""
+        return self._spawn(self._trash_files([Path(p) for p in paths]))
+
+    async def _trash_files(self, paths: list[Path]) -> None:
+        def ids() -> list[int]:  # library thread
+            found = []
+            for path in paths:
+                try:
+                    relative = path.resolve().relative_to(self.root.resolve()).as_posix()
+                except ValueError:
+                    continue  # not in the library (saved elsewhere)
+                entry = self.library.index.by_path(relative)
+                if entry is not None:
+                    found.append(entry.id)
+            return found
+
+        found = await self._bridge.run_library(ids)
+        if found:
+            await self._trash(found)
 
     @property
     def can_undo(self) -> bool:

@@ -46,6 +46,8 @@ class ImageSource:
     height: int
     prompt: str = ""
     model_name: str = ""
+    steps: int | None = None  # the steps it was made with (None: not known)
+    steps_from: str = ""  # where ``steps`` comes from, for the dialog ("the image's", "the prompt panel's")
 
 
 @dataclass(frozen=True)
@@ -93,23 +95,25 @@ class ImageJobs(QObject):
     def source_for(self, item: Any) -> ImageSource | None:
         """The source for a gallery item (None when there is nothing to read)."""
         if isinstance(item, LibraryEntry):
-            return ImageSource(item, item.name, item.width, item.height, item.prompt, item.model_name)
+            return ImageSource(item, item.name, item.width, item.height, item.prompt, item.model_name,
+                               item.steps, "the image's" if item.steps else "")
         if isinstance(item, OpenedImage):
             f = item.meta.fields if item.meta is not None else {}
             size = _file_size(item.path)
             model_name = (item.meta.model_name or "") if item.meta is not None else ""
-            return ImageSource(item, item.path.name, size[0], size[1], f.get("prompt", ""), model_name)
+            return ImageSource(item, item.path.name, size[0], size[1], f.get("prompt", ""), model_name,
+                               f.get("steps"), "the image's" if f.get("steps") else "")
         if isinstance(item, UnsavedImage):
             r = item.result
             return ImageSource(item, f"unsaved image (seed {item.seed})", item.image.width(), item.image.height(),
-                               r.request.prompt, r.model.name)
+                               r.request.prompt, r.model.name, r.request.steps, "the image's")
         return None
 
     def canvas_source(self) -> ImageSource | None:
         if not self.doc.has_image:
             return None
         return ImageSource(None, f"the canvas ({self.doc.source or 'image'})", self.doc.width, self.doc.height,
-                           self.params.prompt, "")
+                           self.params.prompt, "", self.params.steps, "the prompt panel's")
 
     async def load(self, source: ImageSource) -> LoadedSource:
         """The source's pixels and stored settings (files are read on the I/O thread)."""
@@ -165,7 +169,7 @@ class ImageJobs(QObject):
                 prompt = source.prompt
             request = variation_request(loaded.image.convert("RGB"), model, info, loaded.meta,
                                         count=max(1, min(MAX_VARIATIONS, count)), strength=strength,
-                                        prompt=prompt)
+                                        prompt=prompt, steps=source.steps)
             request = request.replace(memory_preset=self.params.memory_preset)
         except EaselError as exc:
             self.reporter.report(f"Cannot make variations of {source.name}: {exc}")

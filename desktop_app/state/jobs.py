@@ -100,6 +100,7 @@ class JobQueue(QObject):
     job_upscaled = Signal(object, object)  # Job, UpscaleOutcome (an upscale job)
     job_failed = Signal(object, str)  # Job, message
     job_cancelled = Signal(object)
+    job_cancelling = Signal(object)  # Job: the running job was asked to stop (it stops within a step)
     busy_changed = Signal(bool)
 
     def __init__(self, bridge: EngineBridge, reporter: ErrorReporter, output_dir: Path, parent: QObject | None = None):
@@ -153,7 +154,10 @@ class JobQueue(QObject):
 
     def cancel(self, job_id: int) -> bool:
         if self._running is not None and self._running.id == job_id:
-            self._running.cancel.set()  # the engine stops at its next step; the runner reports it
+            job = self._running
+            if not job.cancel.is_set():
+                job.cancel.set()  # the engine stops at its next step; the runner reports it
+                self.job_cancelling.emit(job)  # said at once: a huge step can take a while to end
             return True
         for job in self._pending:
             if job.id == job_id:

@@ -68,7 +68,7 @@ class GenerationParameters(QObject):
     guidance_scale_changed = Signal(float)
     sampler_changed = Signal(str)
     seed_mode_changed = Signal(str)
-    seed_changed = Signal(object)  # int up to 2**32-1: too big for a Qt int
+    seed_changed = Signal(object)  # int up to 2**64-1: too big for a Qt int
     batch_count_changed = Signal(int)
     memory_preset_changed = Signal(str)
     edit_mode_changed = Signal(str)

@@ -102,6 +102,8 @@ class GalleryDetailsPanel(QWidget):
         if item is not self.item:
             return
         rows = _entry_rows(item) if isinstance(item, LibraryEntry) else []
+        if meta.upscale:  # an upscale is not the img2img its recipe ran as (nor its source's mode)
+            rows = [(k, v) for k, v in rows if k != "Mode"] + [("Mode", "upscale"), ("Upscale", meta.upscale)]
         if not meta.found:
             rows.append(("Settings", "none stored in this image"))
         else:

@@ -159,8 +159,9 @@ class GalleryPanel(QWidget):
             row = self._gallery.model.row_of(item.id)
         elif isinstance(item, UnsavedImage) and item in self._gallery.model.unsaved:
             row = self._gallery.model.unsaved.index(item)
-        if row >= 0 and self.view.currentIndex().row() != row:
-            index = self._gallery.model.index(row)
+        index = self._gallery.model.index(row) if row >= 0 else QModelIndex()
+        # Also when Qt already moved its current row there (rows removed) but left nothing selected.
+        if row >= 0 and (self.view.currentIndex().row() != row or not self.view.selectionModel().isSelected(index)):
             self.view.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
             self.view.scrollTo(index)
 

@@ -121,8 +121,10 @@ class VariationsDialog(QDialog):
             self.note.setText("Stable unCLIP draws from the image itself (its CLIP image embedding): "
                               "Subtle adds little noise to it, Strong more.")
         else:
-            self.note.setText("Each variation is image-to-image from this image with a new seed; "
-                              "the prompt, steps and CFG stored in the image are reused.")
+            steps = (f"{self._source.steps} steps ({self._source.steps_from})" if self._source.steps
+                     else "the model's usual steps (none are stored in the image)")
+            self.note.setText("Each variation is image-to-image from this image with a new seed, "
+                              f"{steps}; the prompt and CFG stored in the image are reused.")
 
     @property
     def strength(self) -> float:

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QDockWidget,
     QFileDialog,
+    QHeaderView,
     QMainWindow,
     QMessageBox,
     QScrollArea,
@@ -82,10 +83,13 @@ class MainWindow(QMainWindow):
         self.center_splitter.setChildrenCollapsible(False)
         self.center_splitter.setSizes([440, 360])
 
-        prompt_scroll = QScrollArea()
+        self.prompt_scroll = prompt_scroll = QScrollArea()
         prompt_scroll.setWidget(self.prompt_panel)
         prompt_scroll.setWidgetResizable(True)
-        prompt_scroll.setMinimumWidth(300)
+        # Every control fits the panel's width (no sideways scrolling hides "Add folder…" or a size box).
+        prompt_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        prompt_scroll.setMinimumWidth(self.prompt_panel.minimumSizeHint().width()
+                                      + prompt_scroll.verticalScrollBar().sizeHint().width() + 4)
         self.main_splitter = QSplitter(Qt.Orientation.Horizontal)
         self.main_splitter.setObjectName("main_splitter")
         self.main_splitter.addWidget(prompt_scroll)
@@ -94,11 +98,13 @@ class MainWindow(QMainWindow):
         self.main_splitter.setStretchFactor(0, 0)
         self.main_splitter.setStretchFactor(1, 1)
         self.main_splitter.setStretchFactor(2, 0)
-        self.main_splitter.setSizes([340, 720, 220])
+        # The queue's list wraps its titles: it can be narrow, leaving the canvas its tool bar's width.
+        self.queue_panel.setMinimumWidth(150)
+        self.main_splitter.setSizes([290, 840, 150])
 
         central = QWidget()
         layout = QVBoxLayout(central)
-        layout.setContentsMargins(6, 6, 6, 0)
+        layout.setContentsMargins(2, 4, 2, 0)
         layout.setSpacing(4)
         layout.addWidget(self.banner)
         layout.addWidget(self.main_splitter, 1)
@@ -116,6 +122,7 @@ class MainWindow(QMainWindow):
         self.models_dock.visibilityChanged.connect(self._on_models_dock_visibility_changed)
 
         self.shortcuts: list[tuple[str, str]] = []  # (keys, what) for Help › Keyboard shortcuts
+        actions.confirm_long_job = self.confirm_long_job
         self._build_actions()
         self._bind()
         self._update_center()
@@ -204,7 +211,8 @@ class MainWindow(QMainWindow):
         self.shortcuts.extend(self.gallery_panel.shortcuts)
 
         view = bar.addMenu("&View")
-        self._action(view, "Models", "Ctrl+Shift+M", self.show_models, "Every model found, by kind, and why a file cannot be used")
+        self._action(view, "Models", "Ctrl+Shift+M", self.toggle_models,
+                     "Show or hide every model found, by kind, and why a file cannot be used")
         self._action(view, "Previous image", "Alt+Left", lambda: a.gallery.select_relative(-1), "Show the next newer image in the gallery")
         self._action(view, "Next image", "Alt+Right", lambda: a.gallery.select_relative(1), "Show the next older image in the gallery")
         theme_menu = view.addMenu("Theme")
@@ -259,7 +267,12 @@ class MainWindow(QMainWindow):
         a = self._actions
         no_models = not a.catalog.usable and not a.catalog.scanning
         nothing = not a.gallery.model.rowCount() and not a.document.has_image
+        leaving_first_run = self.center_stack.currentWidget() is self.first_run
         self.center_stack.setCurrentWidget(self.first_run if no_models and nothing else self.canvas_panel)
+        if leaving_first_run and self.center_stack.currentWidget() is not self.first_run:
+            # The focused button went away with the first-run panel: the prompt is where to type next
+            # (Qt would hand the focus to the next widget in the chain, the brush-size box).
+            self.prompt_panel.prompt_edit.setFocus()
 
     def _show_canvas(self) -> None:
         self.center_stack.setCurrentWidget(self.canvas_panel)
@@ -426,8 +439,19 @@ class MainWindow(QMainWindow):
 
     def show_models(self) -> None:
         self.models_panel  # noqa: B018
+        was_hidden = not self.models_dock.isVisible()
         self.models_dock.show()
         self.models_dock.raise_()
+        if was_hidden and not self.models_dock.isFloating():
+            # Docked under everything it would take half the window: a third leaves the canvas and
+            # the gallery their room (the user can drag the edge).
+            self.resizeDocks([self.models_dock], [max(200, self.height() // 3)], Qt.Orientation.Vertical)
+
+    def toggle_models(self) -> None:
+        if self.models_dock.isVisible():
+            self.models_dock.hide()
+        else:
+            self.show_models()
 
     def focus_prompt(self) -> None:
         self.prompt_panel.prompt_edit.setFocus()
@@ -482,8 +506,13 @@ class MainWindow(QMainWindow):
         for row, (keys, what) in enumerate(self.shortcuts):
             table.setItem(row, 0, QTableWidgetItem(keys))
             table.setItem(row, 1, QTableWidgetItem(what))
-        table.resizeColumnsToContents()
-        table.horizontalHeader().setStretchLastSection(True)
+        # Read top to bottom, never sideways: the keys take their width, the descriptions wrap.
+        header = table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        table.setWordWrap(True)
+        table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         table.verticalHeader().hide()
         table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
@@ -491,7 +520,7 @@ class MainWindow(QMainWindow):
         box = QVBoxLayout(dialog)
         box.addWidget(table)
         box.addWidget(buttons)
-        dialog.resize(560, 460)
+        dialog.resize(620, 560)
         dialog.setModal(False)
         dialog.show()
         self.shortcuts_dialog = dialog
@@ -522,6 +551,37 @@ class MainWindow(QMainWindow):
         except (AttributeError, TypeError, ValueError):
             pass  # a hand-edited layout is not worth an error
 
+    def confirm_long_job(self, line: str) -> bool:
+        """Asked before a job this device's measured speed says will take very long."""
+        answer = QMessageBox.question(self, "A long job", line,
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    quit_choice = "keep"  # "keep" the queue and canvas for the next start, or "discard" them
+
+    def ask_quit(self) -> str:
+        """Ask before a quit that would stop work: "keep" (restored at the next start), "discard" or "cancel"."""
+        work = self._actions.work_in_progress()
+        box = QMessageBox(QMessageBox.Icon.Question, "Quit Easel?",
+                          f"You have {work.describe()}.", parent=self)
+        box.setInformativeText("Quit keeps them: the queue and the canvas come back at the next start "
+                               "(a running job starts again from its first step).")
+        keep = box.addButton("Quit", QMessageBox.ButtonRole.AcceptRole)
+        discard = box.addButton("Discard them and quit", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(keep)
+        self.quit_box = box
+        box.exec()
+        clicked = box.clickedButton()
+        return "keep" if clicked is keep else "discard" if clicked is discard else "cancel"
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt name)
+        if self._actions.work_in_progress().any:
+            choice = self.ask_quit()
+            if choice == "cancel":
+                event.ignore()
+                return
+            self.quit_choice = choice
         self.closing.emit()
         event.accept()

@@ -63,6 +63,7 @@ class ProgressWidget(QWidget):
         queue.job_progressed.connect(self._on_queue_job_progressed)
         queue.phase_changed.connect(self._on_queue_phase_changed)
         queue.job_removed.connect(self._on_queue_job_removed)
+        queue.job_cancelling.connect(self._on_queue_job_cancelling)
 
     def _on_queue_job_started(self, job: Job) -> None:
         self.cancel_button.setEnabled(True)
@@ -70,13 +71,18 @@ class ProgressWidget(QWidget):
         self.bar.setFormat("Starting…")
         self.detail.setText("")
 
+    def _on_queue_job_cancelling(self, job: Job) -> None:
+        self.cancel_button.setEnabled(False)
+        self.bar.setFormat("Cancelling…")
+
     def _on_queue_phase_changed(self, text: str) -> None:
-        if self._queue.running is not None and self.bar.value() == 0:
+        running = self._queue.running
+        if running is not None and not running.cancel.is_set() and self.bar.value() == 0:
             self.bar.setFormat(text)
 
     def _on_queue_job_progressed(self, job: Job, info: ProgressInfo) -> None:
         self.bar.setValue(int(info.fraction * 1000))
-        self.bar.setFormat(progress_text(info))
+        self.bar.setFormat("Cancelling…" if job.cancel.is_set() else progress_text(info))
         self.detail.setText(detail_text(info))
 
     def _on_queue_job_removed(self, job: Job) -> None:

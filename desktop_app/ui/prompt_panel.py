@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from PySide6.QtCore import QRegularExpression, Qt, Signal
-from PySide6.QtGui import QRegularExpressionValidator
+from PySide6.QtGui import QRegularExpressionValidator, QValidator
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -42,6 +44,48 @@ class PromptEdit(QPlainTextEdit):
         self.setTabChangesFocus(True)
 
 
+class CheckedSpinBox(QSpinBox):
+    """A whole-number box that only takes the values it offers: from its minimum to its maximum in
+    steps of ``multiple``. A value typed outside them is brought to the nearest allowed one when
+    editing ends, visibly (the box shows it) and said in ``corrected`` — never silently."""
+
+    corrected = Signal(str)  # the line saying what was typed and what is used instead
+
+    def __init__(self, name: str, lo: int, hi: int, multiple: int = 1, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._name, self._multiple = name, multiple
+        self.setRange(lo, hi)
+        self.setSingleStep(multiple)
+        self.setCorrectionMode(QSpinBox.CorrectionMode.CorrectToNearestValue)
+
+    @property
+    def allowed(self) -> str:
+        """The allowed values in words: "64–4096, multiples of 8"."""
+        rule = f", multiples of {self._multiple}" if self._multiple > 1 else ""
+        return f"{self.minimum()}–{self.maximum()}{rule}"
+
+    def validate(self, text: str, pos: int):  # noqa: D401 (Qt name)
+        state, text, pos = super().validate(text, pos)
+        if state == QValidator.State.Acceptable and self.valueFromText(text) % self._multiple:
+            return QValidator.State.Intermediate, text, pos
+        number = text.removeprefix(self.prefix()).removesuffix(self.suffix()).strip()
+        if state == QValidator.State.Invalid and number.isdigit() and len(number) <= 9:
+            return QValidator.State.Intermediate, text, pos  # too big: brought in (and said) when done
+        return state, text, pos
+
+    def fixup(self, text: str) -> str:
+        digits = re.sub(r"\D", "", text)
+        if not digits:
+            return text
+        typed = int(digits)
+        m = self._multiple
+        lo, hi = -(-self.minimum() // m) * m, self.maximum() // m * m
+        value = min(max(int(round(typed / m)) * m, lo), hi)
+        why = f"not a multiple of {m}" if typed % m and lo <= typed <= hi else f"outside {self.allowed}"
+        self.corrected.emit(f"{self._name} {typed} is {why}: using {value}.")
+        return f"{self.prefix()}{self.textFromValue(value)}{self.suffix()}"
+
+
 class PromptPanel(QWidget):
     add_folder_requested = Signal()
 
@@ -63,7 +107,7 @@ class PromptPanel(QWidget):
         self.model_combo.setToolTip("The model that makes the image: found in your model folders (F5 rescans).")
         self.model_combo.setAccessibleName("Model")
         self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.model_combo.setMinimumContentsLength(12)
+        self.model_combo.setMinimumContentsLength(8)
         self.model_kind_label = QLabel()
         self.model_kind_label.setObjectName("ModelKind")
         self.model_kind_label.setToolTip("What kind of model this is; settings it does not take are greyed out")
@@ -77,9 +121,15 @@ class PromptPanel(QWidget):
         self._size_presets: tuple[tuple[int, int], ...] = ()
         self._fill_size_combo(SIZE_PRESETS)
         self.size_combo.setToolTip("Image size presets; choose Custom or edit width and height for any multiple of 8.")
-        self.width_spin = _spin(MIN_SIZE, MAX_SIZE, 8, "Width in pixels (a multiple of 8)", " px")
-        self.height_spin = _spin(MIN_SIZE, MAX_SIZE, 8, "Height in pixels (a multiple of 8)", " px")
-        self.steps_spin = _spin(MIN_STEPS, MAX_STEPS, 1, "Denoising steps: more is slower and usually finer (20–30 is typical)")
+        self.width_spin = _spin(MIN_SIZE, MAX_SIZE, 8, "Width in pixels (a multiple of 8)", " px", "Width")
+        self.height_spin = _spin(MIN_SIZE, MAX_SIZE, 8, "Height in pixels (a multiple of 8)", " px", "Height")
+        self.steps_spin = _spin(MIN_STEPS, MAX_STEPS, 1, "Denoising steps: more is slower and usually finer (20–30 is typical)",
+                                name="Steps")
+        # What the number boxes allow, always on screen; a typed value that was brought in says so here.
+        self.range_hint = QLabel()
+        self.range_hint.setObjectName("RangeHint")
+        self.range_hint.setWordWrap(True)
+        self.range_hint.setStyleSheet("color: palette(placeholder-text);")
         self.cfg_spin = QDoubleSpinBox()
         self.cfg_spin.setRange(0.0, 30.0)
         self.cfg_spin.setSingleStep(0.5)
@@ -94,7 +144,7 @@ class PromptPanel(QWidget):
         self.seed_mode_combo.addItem("Fixed", "fixed")
         self.seed_mode_combo.setToolTip("Random: a new seed each time. Fixed: the seed on the right, for repeatable images.")
         self.seed_edit = QLineEdit()
-        self.seed_edit.setValidator(QRegularExpressionValidator(QRegularExpression(r"\d{0,10}")))
+        self.seed_edit.setValidator(QRegularExpressionValidator(QRegularExpression(r"\d{0,20}")))
         self.seed_edit.setToolTip(f"The seed (0 to {MAX_SEED}); typing one switches to Fixed")
         self.seed_edit.setAccessibleName("Seed")
         self.reuse_seed_button = QToolButton()
@@ -102,7 +152,8 @@ class PromptPanel(QWidget):
         self.reuse_seed_button.setToolTip("Use the seed of the last image again (Ctrl+R)")
         self.reuse_seed_button.setEnabled(False)
 
-        self.batch_spin = _spin(1, MAX_BATCH, 1, "How many images to make, one after another (seed, seed+1, …)")
+        self.batch_spin = _spin(1, MAX_BATCH, 1, "How many images to make, one after another (seed, seed+1, …)",
+                                name="Batch")
         self.memory_combo = QComboBox()
         for preset in MEMORY_PRESETS:
             self.memory_combo.addItem(preset.capitalize(), preset)
@@ -147,6 +198,7 @@ class PromptPanel(QWidget):
         wh.addWidget(QLabel("×"))
         wh.addWidget(self.height_spin)
         form.addRow("", wh)
+        form.addRow("", self.range_hint)
         form.addRow("Steps", self.steps_spin)
         form.addRow("CFG scale", self.cfg_spin)
         form.addRow("Sampler", self.sampler_combo)
@@ -155,7 +207,7 @@ class PromptPanel(QWidget):
         seed_row.addWidget(self.seed_edit, 1)
         seed_row.addWidget(self.reuse_seed_button)
         form.addRow("Seed", seed_row)
-        form.addRow("Batch count", self.batch_spin)
+        form.addRow("Batch", self.batch_spin)
         form.addRow("Memory", self.memory_combo)
         root.addLayout(form)
         root.addWidget(self.generate_button)
@@ -191,6 +243,9 @@ class PromptPanel(QWidget):
         self.height_spin.valueChanged.connect(lambda v: p.set("height", v))
         p.width_changed.connect(lambda v: (self.width_spin.setValue(v), self._sync_size_combo()))
         p.height_changed.connect(lambda v: (self.height_spin.setValue(v), self._sync_size_combo()))
+        for spin in (self.width_spin, self.height_spin, self.steps_spin, self.batch_spin):
+            spin.corrected.connect(self._on_spin_corrected)
+            spin.lineEdit().textEdited.connect(lambda _t: self._show_ranges())  # typing again: the note goes
         self.steps_spin.valueChanged.connect(lambda v: p.set("steps", v))
         p.steps_changed.connect(self.steps_spin.setValue)
         self.cfg_spin.valueChanged.connect(lambda v: p.set("guidance_scale", v))
@@ -233,6 +288,19 @@ class PromptPanel(QWidget):
         self._on_catalog_models_changed(self._actions.catalog.models)
         self._on_actions_generate_enabled_changed(self._actions.generate_enabled, self._actions.generate_blocked_reason)
 
+    _correction = ""
+
+    def _on_spin_corrected(self, text: str) -> None:
+        self._correction = text
+        self._show_ranges()
+
+    def _show_ranges(self) -> None:
+        """The allowed values of size, steps and batch; a correction just made is said first."""
+        ranges = (f"Size {self.width_spin.allowed} px · steps {self.steps_spin.minimum()}–{self.steps_spin.maximum()}"
+                  f" · batch {self.batch_spin.minimum()}–{self.batch_spin.maximum()}")
+        text, self._correction = (f"{self._correction} {ranges}" if self._correction else ranges), ""
+        self.range_hint.setText(text)
+
     def _on_actions_generate_enabled_changed(self, enabled: bool, reason: str) -> None:
         self.generate_button.setEnabled(enabled)
         self.blocked_label.setText("" if enabled else f"Cannot generate: {reason}.")
@@ -273,6 +341,7 @@ class PromptPanel(QWidget):
                 w.setToolTip(f"{off[name]}." if name in off else base)
         lo, hi = families.step_range(info) or (MIN_STEPS, MAX_STEPS)
         self.steps_spin.setRange(lo, hi)  # clamps the value (and so the parameter) into the range
+        self._show_ranges()
         presets = families.size_presets(info)
         self._fill_size_combo(presets or families.with_native_size(SIZE_PRESETS, info))
         if presets and (self._params.width, self._params.height) not in presets:
@@ -328,7 +397,11 @@ class PromptPanel(QWidget):
     def _on_seed_edited(self, text: str) -> None:
         if not text:
             return
-        self._params.seed = min(int(text), MAX_SEED)
+        seed = int(text)
+        if seed > MAX_SEED:  # 20 digits can pass the validator: show the largest seed instead
+            seed = MAX_SEED
+            self.seed_edit.setText(str(seed))
+        self._params.seed = seed
         self._params.seed_mode = "fixed"
 
     def _on_params_last_seed_changed(self, seed: int) -> None:
@@ -336,10 +409,8 @@ class PromptPanel(QWidget):
         self.reuse_seed_button.setToolTip(f"Use the last seed, {seed}, again (Ctrl+R)")
 
 
-def _spin(lo: int, hi: int, step: int, tip: str, suffix: str = "") -> QSpinBox:
-    spin = QSpinBox()
-    spin.setRange(lo, hi)
-    spin.setSingleStep(step)
+def _spin(lo: int, hi: int, step: int, tip: str, suffix: str = "", name: str = "") -> CheckedSpinBox:
+    spin = CheckedSpinBox(name, lo, hi, step)
     spin.setToolTip(tip)
     if suffix:
         spin.setSuffix(suffix)

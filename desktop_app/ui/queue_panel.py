@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QToolButton, QVBoxLayout, QWidget
 
 from desktop_app.state.jobs import Job, JobQueue, JobStatus, ProgressInfo
+
+
+RECENT_SHOWN = 5  # finished, failed and cancelled jobs kept in the list under the live ones
 
 
 class QueuePanel(QWidget):
@@ -19,17 +23,18 @@ class QueuePanel(QWidget):
         self.list.setAccessibleName("Queue")
         self.list.setToolTip("Jobs run in order, one at a time. Select one to cancel or move it.")
         self.list.setWordWrap(True)
-        self.cancel_button = _button("Cancel", "Cancel the selected job (Delete); the running one stops within a step")
-        self.up_button = _button("Up", "Run the selected pending job sooner (Ctrl+Up)")
-        self.down_button = _button("Down", "Run the selected pending job later (Ctrl+Down)")
+        self.cancel_button = _button("✕", "Cancel the selected job (Delete); the running one stops within a step")
+        self.up_button = _button("▲", "Run the selected pending job sooner (Ctrl+Up)")
+        self.down_button = _button("▼", "Run the selected pending job later (Ctrl+Down)")
         self.clear_button = _button("Clear", "Remove every pending job (Ctrl+Shift+Delete)")
 
         buttons = QHBoxLayout()
+        buttons.setSpacing(2)
         for b in (self.cancel_button, self.up_button, self.down_button, self.clear_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
         root = QVBoxLayout(self)
-        root.setContentsMargins(8, 8, 8, 8)
+        root.setContentsMargins(4, 8, 4, 8)
         root.addWidget(self.title)
         root.addWidget(self.list, 1)
         root.addLayout(buttons)
@@ -42,6 +47,7 @@ class QueuePanel(QWidget):
         for signal in (queue.job_added, queue.job_removed, queue.job_started):
             signal.connect(lambda _job: self._rebuild())
         queue.jobs_reordered.connect(self._rebuild)
+        queue.job_cancelling.connect(lambda _job: self._rebuild())
         queue.job_progressed.connect(self._on_queue_job_progressed)
         self._rebuild()
 
@@ -71,6 +77,14 @@ class QueuePanel(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, job.id)
             item.setToolTip(job.details)
             self.list.addItem(item)
+        # What just left the queue stays in view (greyed), so an Esc visibly leaves "Cancelled".
+        grey = self.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
+        for job in reversed(self._queue.history[-RECENT_SHOWN:]):
+            item = QListWidgetItem(self._label(job))
+            item.setToolTip(job.error or job.details)
+            item.setForeground(grey)
+            item.setFlags(Qt.ItemFlag.ItemIsEnabled)  # not selectable: nothing to cancel or move
+            self.list.addItem(item)
         self.list.blockSignals(False)
         if selected is not None:
             self._select(selected.id)
@@ -79,6 +93,15 @@ class QueuePanel(QWidget):
         self._update_buttons()
 
     def _label(self, job: Job, info: ProgressInfo | None = None) -> str:
+        if job.status is JobStatus.RUNNING and job.cancel.is_set():
+            return f"✕ Cancelling… {job.title}"
+        if job.status is JobStatus.CANCELLED:
+            at = f" at step {job.cancelled_at_step}" if job.cancelled_at_step else ""
+            return f"✕ Cancelled{at} · {job.title}"
+        if job.status is JobStatus.DONE:
+            return f"✓ Done · {job.title}"
+        if job.status is JobStatus.FAILED:
+            return f"! Failed · {job.title}"
         if job.status is JobStatus.RUNNING:
             where = f" · {int(info.fraction * 100)}%" if info else ""
             return f"▶ {job.title}{where}"
@@ -91,6 +114,8 @@ class QueuePanel(QWidget):
                 return
 
     def _on_queue_job_progressed(self, job: Job, info: ProgressInfo) -> None:
+        if job.cancel.is_set():
+            return
         if self.list.count() and self.list.item(0).data(Qt.ItemDataRole.UserRole) == job.id:
             self.list.item(0).setText(self._label(job, info))
 

@@ -6,6 +6,7 @@ from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
 from desktop_app.state.families import kind_label
 from desktop_app.state.status import ENGINE_STATE_TEXT, EngineStatus
+from desktop_app.ui.labels import ElidedLabel
 
 
 class StatusBarWidget(QStatusBar):
@@ -13,7 +14,9 @@ class StatusBarWidget(QStatusBar):
         super().__init__(parent)
         self._status = status
         self.engine_label = _label("Whether the engine (torch + diffusers) is loaded")
-        self.activity_label = _label("What the engine is doing")
+        self.activity_label = ElidedLabel()  # a long message is cut with …, never widening the window
+        self.activity_label.setContentsMargins(6, 0, 6, 0)
+        self.activity_label.setToolTip("What the engine is doing")
         self.device_label = _label("The device the model runs on")
         self.dtype_label = _label("The number format of the weights")
         self.preset_label = _label("The memory preset in use")
@@ -26,7 +29,8 @@ class StatusBarWidget(QStatusBar):
         status.engine_state_changed.connect(self._on_status_engine_state_changed)
         status.runtime_changed.connect(self._on_status_runtime_changed)
         status.last_seconds_changed.connect(lambda s: self.time_label.setText(f"Last: {s:.1f} s"))
-        status.activity_changed.connect(self.activity_label.setText)
+        status.activity_changed.connect(lambda text: self.activity_label.setText(text)
+                                        or self.activity_label.setToolTip(text or "What the engine is doing"))
         self._on_status_engine_state_changed(status.engine_state)
         self._on_status_runtime_changed(status.runtime)
         self.time_label.setText("Last: —")

@@ -9,7 +9,7 @@ Reading: ``read_metadata`` never raises. It tries, in order: our ``easel`` chunk
 ``invokeai_metadata``; InvokeAI 2.x / NMKD ``sd-metadata`` and ``Dream``; JPEG/WebP EXIF
 UserComment (A1111, Fooocus) and the JPEG comment. Values are mapped onto ``GenerationRequest``
 field names and checked against its limits; anything out of range or not available in Easel
-(a sampler, a seed above 2**32-1, a size not a multiple of 8) is mapped to the nearest value with
+(a sampler, a seed above 2**64-1, a size not a multiple of 8) is mapped to the nearest value with
 a warning the UI can show. Not read: ComfyUI's ``workflow`` chunk alone (the editor graph),
 NovelAI, Easy Diffusion, XMP.
 

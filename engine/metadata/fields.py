@@ -51,6 +51,21 @@ class ImageMetadata:
     def found(self) -> bool:
         return self.source != "none"
 
+    @property
+    def upscale(self) -> str:
+        """How the image was upscaled ("" when it is not an upscale). Any thread.
+
+        A GAN upscale keeps its source's settings (as A1111's Extras tab does) and adds a
+        ``postprocessing`` chunk; a diffusion x4 upscale runs as an image-to-image request, which
+        must not be shown as "Mode img2img".
+        """
+        line = self.raw.get("postprocessing", "").strip()
+        if line:
+            return line
+        if self.extra.get("Model family") in UPSCALER_FAMILIES:
+            return f"Postprocess upscale by: 4, Postprocess upscaler: {self.model_name}"
+        return ""
+
     def to_request(self, **overrides: Any) -> GenerationRequest:
         """A request from the fields found, defaults for the rest; ``overrides`` win.
 
@@ -155,6 +170,10 @@ def map_sampler(name: str, schedule: str | None = None) -> tuple[str, str | None
 # Field checking shared by every reader
 # ============================================================================================
 
+# Families whose "generation" is an upscale (their request is image-to-image). To become a family
+# capability with the one-engine rework (issue 12).
+UPSCALER_FAMILIES = ("sd-x4-upscaler",)
+
 _INT_FIELDS = ("steps", "seed", "width", "height", "batch_count", "mask_blur", "mask_padding", "clip_skip")
 _FLOAT_FIELDS = ("guidance_scale", "strength")
 _STR_FIELDS = ("prompt", "negative_prompt", "model", "vae")
@@ -172,7 +191,7 @@ def _to_int(value: Any) -> int | None:
         if re.fullmatch(r"[+-]?\d+", text):
             return int(text)
         if re.fullmatch(r"[+-]?\d+\.0*", text):
-            return int(float(text))
+            return int(text.split(".")[0])  # not via float: a 64-bit seed would lose its low digits
     return None
 
 

@@ -125,10 +125,13 @@ def make_studio(qapp, qloop, qtbot):
 
     studios: list[Studio] = []
 
-    def make(data_dir: Path, engine=None, *, wait_ready: bool = True, wait_models: bool = True, **kwargs) -> Studio:
+    def make(data_dir: Path, engine=None, *, wait_ready: bool = True, wait_models: bool = True,
+             ask_quit: bool = False, **kwargs) -> Studio:
         factory = kwargs.pop("engine_factory", None) or ((lambda: engine) if engine is not None else None)
         studio = Studio(data_dir, engine_factory=factory, app=qapp, **kwargs)
         studios.append(studio)
+        if not ask_quit:  # the quit question is modal: only tests of it (ask_quit=True) get it
+            studio.window.ask_quit = lambda: "keep"
         qtbot.addWidget(studio.window)
         studio.window.show()
         studio.start()
@@ -148,8 +151,8 @@ def wait_job_gone(qtbot, studio, job, timeout=30_000):
 
 
 def screenshot(widget, name: str) -> Path:
-    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOT_DIR / name
+    path.parent.mkdir(parents=True, exist_ok=True)  # names may hold a folder ("walkthrough/01-...png")
     from PySide6.QtWidgets import QApplication
 
     QApplication.processEvents()  # let pending layout passes run: labels just re-texted get their width

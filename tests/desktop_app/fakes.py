@@ -66,6 +66,8 @@ class FakeEngine:
         self._loaded: ModelInfo | None = None
         self._runtime: RuntimeSettings | None = None
         self.hold_at_step: int | None = None
+        # With ``stuck`` the hold is one huge step that never looks at the cancel (only release() ends it).
+        self.stuck = False
         self.held = threading.Event()  # set while parked at hold_at_step
         self._release = threading.Event()
         self.calls: list[GenerationRequest] = []  # every generate() that started, in order
@@ -142,7 +144,7 @@ class FakeEngine:
                     self.on_step(step)
                 if self.hold_at_step == step:
                     self.held.set()
-                    while not self._release.is_set() and not (cancel is not None and cancel.is_set()):
+                    while not self._release.is_set() and (self.stuck or not (cancel is not None and cancel.is_set())):
                         self._release.wait(0.005)
                     self.held.clear()
                 if cancel is not None and cancel.is_set():
@@ -156,7 +158,7 @@ class FakeEngine:
             model=self._loaded or ModelInfo("", "none", "checkpoint", "", "safetensors"),
             model_hash="0123456789",
             settings=self._runtime or RuntimeSettings(self.device, self.dtype, "fast"),
-            timings=Timings(total=time.perf_counter() - started),
+            timings=Timings(denoise=time.perf_counter() - started, total=time.perf_counter() - started),
         )
 
 

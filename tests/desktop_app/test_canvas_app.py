@@ -8,6 +8,7 @@ import pytest
 from PIL import Image, ImageDraw
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QImage
+from PySide6.QtWidgets import QApplication
 
 from tests.desktop_app.conftest import screenshot
 from tests.desktop_app.fakes import colour_for
@@ -165,7 +166,9 @@ def test_inpaint_from_the_canvas_gives_candidates_to_compare_accept_and_undo(mak
     qtbot.keyClick(view, Qt.Key.Key_C)
     qtbot.keyClick(view, Qt.Key.Key_Right)
     assert doc.candidate_index == 1
-    qtbot.keyClick(view, Qt.Key.Key_Return)
+    bar = w.canvas_panel.candidate_bar
+    bar.accept_button.setFocus()
+    qtbot.mouseClick(bar.accept_button, Qt.MouseButton.LeftButton)
     assert not doc.candidates
     out = doc.image_array
     outside = mask == 0
@@ -174,8 +177,14 @@ def test_inpaint_from_the_canvas_gives_candidates_to_compare_accept_and_undo(mak
     inside = mask == 255
     assert (np.abs(out[inside][:, 2].astype(int) - seed[0]) <= 1).all()  # the accepted candidate (seed 12)
     assert "Accepted" in studio.status.activity
+    # The mask that made the result is cleared with it: the next outpaint does not redo this area.
+    assert not doc.has_mask()
+    assert p.edit_mode == "inpaint" and "paint over the area" in w.prompt_panel.blocked_label.text()
+    # Focus stays on the canvas (not the gallery's search box).
+    assert QApplication.focusWidget() is view
     qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert np.array_equal(doc.image_array, source)
+    assert np.array_equal(doc.mask, mask)  # one undo brings back the image and its mask
     assert job.status.value == "done"
 
 
@@ -191,8 +200,14 @@ def test_discard_and_img2img_and_outpaint_requests(make_studio, data_dir, fake_e
     r = fake_engine.calls[-1]
     assert r.mode.value == "img2img" and (r.width, r.height) == (104, 72) and r.init_image.size == (100, 70)
     assert len(doc.candidates) == 1
+    saved = list((data_dir / "outputs").glob("*.png"))
+    assert len(saved) == 1 and studio.gallery.model.rowCount() == 1
     studio.window.canvas_panel.candidate_bar.discard_button.click()
     assert not doc.candidates and doc.undo_stack.count() == 1  # only the open: discard changed nothing
+    # The discarded result leaves the gallery for its trash; the status bar says what happened.
+    qtbot.waitUntil(lambda: studio.gallery.model.rowCount() == 0, timeout=5000)
+    assert not saved[0].exists() and list((data_dir / "outputs" / ".trash").glob("*.png"))
+    assert "over the canvas" not in studio.status.activity and "Discarded 1 result" in studio.status.activity
     # Outpaint: extend right by 64, the new strip is the mask, Generate inpaints it.
     assert studio.actions.canvas.extend(0, 0, 64, 0, "blur")
     assert (doc.width, doc.height) == (164, 70) and p.edit_mode == "inpaint"

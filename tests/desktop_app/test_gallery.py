@@ -187,9 +187,11 @@ def test_dropping_an_a1111_png_shows_it_and_restores_its_settings(make_studio, d
     qtbot.waitUntil(lambda: window.canvas_panel.pixmap is not None and window.canvas_panel.pixmap.width() == 512, timeout=5000)
     details = window.gallery_panel.details
     assert details.restore_button.isVisible() and details.restore_button.isEnabled()
+    studio.params.edit_mode = "inpaint"  # the canvas was being edited before
     with qtbot.waitSignal(studio.actions.settings_restored, timeout=5000):
         details.restore_button.click()
     p = studio.params
+    assert p.edit_mode == "txt2img"  # Generate now remakes that image, not an inpaint of the canvas
     assert (p.prompt, p.negative_prompt, p.seed, p.steps, p.guidance_scale, p.width, p.height) == (
         "a lighthouse at dusk, (golden hour:1.2)", "blurry, lowres", 4242, 31, 6.5, 512, 768)
     assert p.sampler == "DPM++ SDE Karras"  # DPM++ 3M SDE is not in Easel: the nearest, flagged
@@ -248,3 +250,79 @@ def test_library_reads_what_the_gallery_wrote_and_the_gallery_shows_what_the_lib
     assert _prompts(again) == ["saved by the command line", "for the command line"]
     newest = again.gallery.model.entry_at(0)
     assert (newest.seed, newest.width, newest.height) == (4321, 96, 96)
+
+
+def test_after_delete_the_next_image_is_selected_and_shown_and_a_second_delete_deletes_it(
+        make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    for n, prompt in enumerate(("oldest", "middle", "newest")):
+        _generate(studio, qtbot, prompt, seed=30 + n)
+    panel = studio.window.gallery_panel
+    view = panel.view
+    view.setFocus()
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.visualRect(view.model().index(1)).center())
+    assert studio.gallery.current.prompt == "middle"
+    qtbot.keyClick(view, Qt.Key.Key_Delete)
+    qtbot.waitUntil(lambda: _prompts(studio) == ["newest", "oldest"], timeout=5000)
+    # The image that took its place is the one selected, shown and described.
+    assert studio.gallery.current.prompt == "oldest"
+    assert [e.prompt for e in panel.selected()] == ["oldest"]
+    qtbot.waitUntil(lambda: "oldest" in panel.details.text.toPlainText(), timeout=5000)
+    qtbot.waitUntil(lambda: "seed 30" in studio.window.canvas_panel.viewer_label.text(), timeout=5000)
+    qtbot.keyClick(view, Qt.Key.Key_Delete)
+    qtbot.waitUntil(lambda: _prompts(studio) == ["newest"], timeout=5000)
+    assert studio.gallery.current.prompt == "newest" and [e.prompt for e in panel.selected()] == ["newest"]
+
+
+def test_a_search_that_hides_the_shown_image_clears_its_details(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    _generate(studio, qtbot, "a castle", seed=1)
+    _generate(studio, qtbot, "a red barn", seed=2)
+    panel = studio.window.gallery_panel
+    assert studio.gallery.current.prompt == "a red barn"
+    qtbot.keyClicks(panel.search_edit, "castle")
+    qtbot.waitUntil(lambda: _prompts(studio) == ["a castle"], timeout=5000)
+    assert studio.gallery.current is None
+    assert panel.details.title.text() == "No image selected"
+    assert "a red barn" not in panel.details.text.toPlainText()
+
+
+def test_variations_say_and_use_the_steps_they_run_with(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    _generate(studio, qtbot, "a kite", seed=3)  # made with 2 steps
+    window = studio.window
+    dialog = window.show_variations_dialog(studio.actions.images.source_for(studio.gallery.current))
+    assert "2 steps (the image's)" in dialog.note.text()
+    dialog.reject()
+    # The canvas stores no steps: the prompt panel's are used, and the dialog says so.
+    studio.actions.document.set_image(Image.new("RGB", (64, 64), "red"), "a test")
+    studio.params.steps = 9
+    dialog = window.show_variations_dialog(studio.actions.images.canvas_source())
+    assert "9 steps (the prompt panel's)" in dialog.note.text()
+    dialog.count_spin.setValue(1)
+    dialog.strength_slider.setValue(50)
+    with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
+        dialog.make_button.click()
+    assert fake_engine.calls[-1].steps == 9
+
+
+def test_an_upscaled_image_is_described_as_an_upscale_not_img2img(make_studio, data_dir, fake_engine, fake_model,
+                                                                  qtbot, tmp_path):
+    from engine.api import GenerationRequest, ModelInfo, Result, RuntimeSettings, Timings
+    from engine.metadata import png_info
+
+    request = GenerationRequest(prompt="a kite", mode="img2img", init_image=Image.new("RGB", (16, 16)),
+                                width=64, height=64, seed=3)
+    result = Result(images=(Image.new("RGB", (64, 64)),), seeds=(3,), request=request,
+                    model=ModelInfo("/m/x4", "x4", "checkpoint", "sd-x4-upscaler", "diffusers"), model_hash="",
+                    settings=RuntimeSettings("cpu", "float32", "fast"), timings=Timings())
+    path = tmp_path / "upscaled.png"
+    result.images[0].save(path, pnginfo=png_info(result, 0, app_version="0.1.0"))
+    studio = make_studio(data_dir, fake_engine)
+    studio.gallery.import_files([path])
+    qtbot.waitUntil(lambda: studio.gallery.model.rowCount() == 1, timeout=10_000)
+    studio.gallery.set_current(studio.gallery.model.entry_at(0))
+    details = studio.window.gallery_panel.details
+    qtbot.waitUntil(lambda: "Postprocess upscale by: 4" in details.text.toPlainText(), timeout=10_000)
+    text = details.text.toPlainText()
+    assert "upscale" in text and "img2img" not in text

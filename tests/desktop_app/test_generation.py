@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from PIL import Image
 from PySide6.QtCore import Qt
 
@@ -139,7 +141,7 @@ def test_queue_runs_in_order_and_a_cancelled_pending_job_never_runs(make_studio,
     assert [r.prompt for r in fake_engine.calls] == ["first", "fourth", "second"]
     assert [j.status.value for j in jobs] == ["done", "done", "cancelled", "done"]
     assert [studio.gallery.model.entry_at(r).prompt for r in range(3)] == ["second", "fourth", "first"]
-    assert panel.list.count() == 0
+    assert [panel.list.item(r).text()[:2] for r in range(panel.list.count())] == ["✓ ", "✓ ", "✓ ", "✕ "]
 
 
 def test_clear_pending_keeps_the_running_job(make_studio, data_dir, fake_engine, fake_model, qtbot):
@@ -208,6 +210,7 @@ def test_closing_the_window_while_a_job_runs_stops_it_cleanly(make_studio, data_
     job = studio.actions.generate()
     pending = studio.actions.generate()
     qtbot.waitUntil(fake_engine.held.is_set, timeout=10_000)
+    studio.window.ask_quit = lambda: "discard"  # asked because jobs would stop: see test_session.py
     studio.window.close()
     assert studio.is_shut_down and studio.bridge.state == "closed"
     assert not any(t.name.startswith("easel-") for t in threading.enumerate())
@@ -224,3 +227,78 @@ def test_invalid_size_is_reported_not_run(make_studio, data_dir, fake_engine, fa
     assert studio.actions.generate() is None
     assert "width" in studio.window.banner.message.text()
     assert fake_engine.calls == []
+
+
+def test_cancel_says_cancelling_at_once_and_the_cancelled_job_stays_listed(make_studio, data_dir, fake_engine,
+                                                                           fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    _setup(studio, steps=20)
+    fake_engine.hold_at_step, fake_engine.stuck = 3, True  # a long step that has not reached a cancel check
+    job = studio.actions.generate()
+    qtbot.waitUntil(fake_engine.held.is_set, timeout=10_000)
+    qtbot.keyClick(studio.window, Qt.Key.Key_Escape)
+    # Before the engine notices: the window already says so, and Cancel cannot be pressed again.
+    assert job.status.value == "running"
+    assert studio.window.progress.bar.format() == "Cancelling…"
+    assert not studio.window.progress.cancel_button.isEnabled()
+    assert studio.window.queue_panel.list.item(0).text().startswith("✕ Cancelling…")
+    assert studio.status.activity.startswith("Cancelling")
+    with qtbot.waitSignal(studio.queue.job_cancelled, timeout=5000):
+        fake_engine.release()
+    # The cancelled job is still in the queue list (greyed), saying where it stopped.
+    panel = studio.window.queue_panel
+    assert panel.list.count() == 1 and panel.list.item(0).text() == f"✕ Cancelled at step 3 · {job.title}"
+    assert not panel.list.item(0).flags() & Qt.ItemFlag.ItemIsSelectable
+    screenshot(studio.window, "cancelled.png")
+
+
+def test_quit_while_the_engine_is_stuck_in_a_step_does_not_wait_for_it(make_studio, data_dir, fake_engine,
+                                                                        fake_model, qtbot, monkeypatch):
+    from desktop_app import bridge as bridge_module
+
+    monkeypatch.setattr(bridge_module, "QUIT_WAIT_SECONDS", 0.2)
+    studio = make_studio(data_dir, fake_engine)
+    _setup(studio, steps=20)
+    fake_engine.hold_at_step, fake_engine.stuck = 2, True  # only release() ends this step
+    studio.actions.generate()
+    qtbot.waitUntil(fake_engine.held.is_set, timeout=10_000)
+    studio.window.ask_quit = lambda: "keep"
+    studio.window.close()
+    # The window closed and settings were saved while the engine thread is still in its step.
+    assert studio.is_shut_down and studio.bridge.state == "closed"
+    assert studio.bridge.engine_stuck and studio.bridge.engine_thread_alive and fake_engine.held.is_set()
+    assert (data_dir / "settings.json").is_file()
+    fake_engine.release()  # let the thread end, for the leak guard
+    qtbot.waitUntil(lambda: not studio.bridge.engine_thread_alive, timeout=10_000)
+
+
+def test_a_job_this_device_would_take_very_long_on_asks_first(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    import json
+
+    studio = make_studio(data_dir, fake_engine)
+    _setup(studio, steps=3)
+    with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
+        studio.actions.generate()
+    measured = json.loads((data_dir / "step_times.json").read_text())
+    assert set(measured) == {"cpu"} and measured["cpu"] > 0  # kept per device, from the job's timings
+    # As if this CPU had measured 100 s per step per megapixel: 512x512, 25 steps is about 11 minutes.
+    studio.actions.step_times._rates["cpu"] = 100.0
+    p = studio.params
+    p.width, p.height, p.steps = 512, 512, 25
+    asked = []
+    studio.actions.confirm_long_job = lambda line: asked.append(line) or False
+    assert studio.actions.generate() is None and not studio.queue.busy
+    assert asked == ["This will take about 11 minutes on this CPU; continue?"]
+    assert studio.status.activity.startswith("Not started: it would take about 11 minutes on this CPU")
+    studio.actions.confirm_long_job = lambda line: True
+    fake_engine.hold_at_step = 1
+    job = studio.actions.generate()
+    assert job is not None
+    qtbot.waitUntil(fake_engine.held.is_set, timeout=10_000)
+    studio.queue.cancel(job.id)
+    # A small job asks nothing.
+    p.width, p.height, p.steps = 64, 64, 2
+    studio.actions.confirm_long_job = lambda line: pytest.fail(line)
+    qtbot.waitUntil(lambda: not studio.queue.busy, timeout=10_000)
+    fake_engine.hold_at_step = None
+    assert studio.actions.generate() is not None

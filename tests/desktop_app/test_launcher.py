@@ -73,3 +73,33 @@ def test_smoke_test_mode_generates_one_image_and_exits_0():
     out = subprocess.run([sys.executable, "-m", "desktop_app", "--smoke-test"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "smoke test OK" in out.stdout
+
+
+def test_without_qts_x11_libraries_the_window_says_in_one_line_what_to_install():
+    from desktop_app.platform_check import XCB_LIBRARIES, xcb_problem
+
+    gone = {"libxcb-cursor.so.0", "libxkbcommon-x11.so.0"}
+    line = xcb_problem({"QT_QPA_PLATFORM": "xcb"}, loads=lambda soname: soname not in gone)
+    assert line == ("easel: the window needs Qt's X11 libraries, and some are not installed. On Debian or Ubuntu: "
+                    "sudo apt install libxcb-cursor0 libxkbcommon-x11-0")
+    assert xcb_problem({"QT_QPA_PLATFORM": "xcb"}, loads=lambda soname: True) is None
+    # Not xcb: offscreen, or a Wayland session (Qt's choice there), needs none of them.
+    assert xcb_problem({"QT_QPA_PLATFORM": "offscreen:configfile=x.json"}, loads=lambda s: False) is None
+    assert xcb_problem({"WAYLAND_DISPLAY": "wayland-0", "XDG_SESSION_TYPE": "wayland"}, loads=lambda s: False) is None
+    assert xcb_problem({"DISPLAY": ":0"}, loads=lambda s: False) is not None  # X11: Qt's default
+    assert len(XCB_LIBRARIES) == 10
+
+
+def test_the_launcher_stops_before_qt_when_this_machine_lacks_them():
+    from desktop_app.platform_check import missing_xcb_packages
+
+    missing = missing_xcb_packages()
+    if not missing:
+        pytest.skip("every xcb library is installed here: Qt would open a real window")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "xcb"}
+    done = subprocess.run([sys.executable, "-c", "import sys\nfrom desktop_app.launcher import main\nsys.exit(main([]))"],
+                          env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "easel: the window needs Qt's X11 libraries, and some are not installed. On Debian or Ubuntu: "
+        f"sudo apt install {' '.join(missing)}"]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QPlainTextEdit, QTableWidget
+from PySide6.QtWidgets import (QAbstractButton, QAbstractSpinBox, QApplication, QComboBox, QLineEdit, QPlainTextEdit,
+                               QTableWidget)
 
 from tests.desktop_app.conftest import screenshot
 
@@ -162,3 +165,113 @@ def test_the_models_dock_is_built_when_first_shown_and_reopens_after_a_restart(m
     qtbot.waitUntil(lambda: again.window.models_dock.isVisible() and again.window.models_dock.widget() is not None,
                     timeout=5000)
     assert again.window.models_dock.widget() is again.window.models_panel
+
+
+def test_ctrl_shift_m_shows_and_hides_the_models_dock(make_studio, data_dir, fake_engine, fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    w = studio.window
+    w.activateWindow()
+    qtbot.keyClick(w, Qt.Key.Key_M, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(w.models_dock.isVisible, timeout=5000)
+    qtbot.keyClick(w, Qt.Key.Key_M, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: not w.models_dock.isVisible(), timeout=5000)
+
+
+def test_adding_a_folder_says_what_was_found_and_the_focus_goes_to_the_prompt(make_studio, data_dir, fake_engine,
+                                                                              qtbot, tmp_path):
+    from tests.desktop_app.fakes import make_fake_model
+
+    studio = make_studio(data_dir, fake_engine)
+    w = studio.window
+    assert w.center_stack.currentWidget() is w.first_run
+    w.first_run.demo_button.setFocus()
+    folder = tmp_path / "my models"
+    make_fake_model(folder / "one.safetensors")
+    task = studio.actions.add_model_folder(str(folder))
+    qtbot.waitUntil(task.done, timeout=10_000)
+    qtbot.waitUntil(lambda: "Added my models: 1 model file (1 usable)." == studio.status.activity, timeout=5000)
+    assert w.status_widget.activity_label.text() == studio.status.activity
+    assert w.center_stack.currentWidget() is w.canvas_panel
+    assert QApplication.focusWidget() is w.prompt_panel.prompt_edit  # not the brush-size box
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    task = studio.actions.add_model_folder(str(empty))
+    qtbot.waitUntil(task.done, timeout=10_000)
+    qtbot.waitUntil(lambda: studio.status.activity == "Added empty: no model files.", timeout=5000)
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
+def test_the_layout_fits_the_window_and_long_texts_never_grow_it(make_studio, data_dir, fake_engine, qtbot, size):
+    from PySide6.QtWidgets import QToolBar
+
+    from tests.desktop_app.fakes import make_fake_model
+
+    make_fake_model(data_dir / "models" / "a-rather-long-model-file-name-v2-final-pruned-emaonly.safetensors")
+    studio = make_studio(data_dir, fake_engine)
+    w = studio.window
+    w.resize(*size)
+    qtbot.waitUntil(lambda: w.width() == size[0], timeout=5000)
+    studio.status.set_activity("Restored the settings of a very long file name from another tool.png (made with A1111). " * 4)
+    w.canvas_panel.set_caption("A long caption " * 30)
+    QApplication.processEvents()
+    assert (w.width(), w.height()) == size  # the window did not grow
+    # Every prompt-panel control is inside the visible panel: no sideways scrolling hides one.
+    panel, scroll = w.prompt_panel, w.prompt_scroll
+    assert panel.width() <= scroll.viewport().width()
+    for control in (panel.add_folder_button, panel.reuse_seed_button, panel.height_spin, panel.memory_combo,
+                    panel.generate_button):
+        right = control.mapTo(panel, control.rect().topRight()).x()
+        assert right < scroll.viewport().width(), control
+    # The canvas tool bars show every button: nothing folded behind ».
+    for bar in w.canvas_panel.findChildren(QToolBar):
+        for action in bar.actions():
+            widget = bar.widgetForAction(action)
+            if widget is not None and action.isVisible():
+                assert widget.isVisible(), action.text() or widget
+    assert all(w.canvas_panel.toolbar.widgetForAction(w.canvas_panel.actions_by_name[name]).isVisible()
+               for name in ("extend", "variations", "upscale"))
+    settings = w.canvas_panel.edit_settings
+    assert all(c.isVisible() for c in settings.findChildren(QAbstractSpinBox))  # Seam blur too
+    screenshot(w, f"layout-{size[0]}.png")
+
+
+def test_the_help_list_is_read_without_scrolling_sideways(make_studio, data_dir, fake_engine, qtbot):
+    from PySide6.QtWidgets import QTableWidget
+
+    studio = make_studio(data_dir, fake_engine)
+    studio.window.show_shortcuts()
+    dialog = studio.window.shortcuts_dialog
+    table = dialog.findChild(QTableWidget)
+    QApplication.processEvents()
+    assert table.horizontalHeader().length() <= table.viewport().width()
+    longest = max(range(table.rowCount()), key=lambda r: len(table.item(r, 1).text()))
+    assert table.rowHeight(longest) >= table.rowHeight(0)  # a long description wraps instead of being cut
+    screenshot(dialog, "help.png")
+    dialog.close()
+
+
+def test_size_fields_offer_only_valid_sizes_and_say_when_a_typed_one_is_brought_in(make_studio, data_dir, fake_engine,
+                                                                                 fake_model, qtbot):
+    studio = make_studio(data_dir, fake_engine)
+    panel = studio.window.prompt_panel
+    assert "Size 64–4096, multiples of 8 px" in panel.range_hint.text()
+    assert "steps 1–150" in panel.range_hint.text() and "batch 1–64" in panel.range_hint.text()
+
+    def type_into(spin, text):
+        spin.setFocus()
+        spin.lineEdit().selectAll()
+        qtbot.keyClicks(spin.lineEdit(), text)
+        qtbot.keyClick(spin.lineEdit(), Qt.Key.Key_Return)
+
+    type_into(panel.width_spin, "999")
+    assert studio.params.width == 1000 and panel.width_spin.text() == "1000 px"
+    assert panel.range_hint.text().startswith("Width 999 is not a multiple of 8: using 1000.")
+    assert studio.actions.generate() is not None  # the size shown is the size made: no refusal later
+    type_into(panel.height_spin, "3")
+    assert studio.params.height == 64 and panel.height_spin.text() == "64 px"
+    assert panel.range_hint.text().startswith("Height 3 is outside 64–4096, multiples of 8: using 64.")
+    type_into(panel.batch_spin, "0")
+    assert studio.params.batch_count == 1 and panel.range_hint.text().startswith("Batch 0 is outside 1–64: using 1.")
+    type_into(panel.batch_spin, "500")
+    assert studio.params.batch_count == 64 and panel.batch_spin.text() == "64"
+    assert panel.range_hint.text().startswith("Batch 500 is outside 1–64: using 64.")

@@ -69,6 +69,19 @@ def test_random_seed_is_recorded_and_batch_seeds_count_up(shared_engine, tiny_mo
     assert np.array_equal(pixels(alone.images[0]), pixels(result.images[1]))
 
 
+def test_a_64_bit_seed_is_used_whole_and_a_batch_wraps_past_the_largest(shared_engine, tiny_models):
+    from engine.api import MAX_SEED
+
+    big = MAX_SEED  # 2**64-1, ComfyUI's largest
+    result = shared_engine.generate(req(tiny_models.get(), seed=big, batch_count=2, steps=2))
+    assert result.request.seed == big and result.seeds == (big, 0)
+    # The second image is seed 0's image: the wrap is the same seed a lone request would use.
+    alone = shared_engine.generate(req(tiny_models.get(), seed=0, steps=2))
+    assert np.array_equal(pixels(alone.images[0]), pixels(result.images[1]))
+    # (torch's CPU generator draws from the seed's low 32 bits, as it does for ComfyUI, which seeds
+    # it the same way: so the whole seed is what reproduces a ComfyUI image's noise.)
+
+
 def test_img2img_strength_sets_the_steps_and_the_init_image_drives_the_result(shared_engine, tiny_models):
     init, _ = scene((64, 64))
     other = Image.new("RGB", (64, 64), (250, 250, 250))

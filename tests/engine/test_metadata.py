@@ -108,6 +108,25 @@ def test_round_trip_regenerates_exactly_this_image():
     assert meta.to_request() == TRICKY.replace(seed=1001, batch_count=1, model="dream.safetensors")
 
 
+def test_a_64_bit_seed_round_trips_through_our_chunk_and_a1111_text():
+    big = 2**64 - 1
+    result = _result(TRICKY, seeds=(big,))
+    png, meta = _save_and_read(result)
+    assert meta.fields["seed"] == big and meta.warnings == ()
+    assert meta.to_request().seed == big
+    text = a1111_parameters(TRICKY, big, model_name="dream", model_hash="")
+    again = parse_a1111(text)
+    assert again.fields["seed"] == big and again.warnings == ()
+    # Written as a decimal with ".0" by some tools: still whole (not through a float).
+    assert parse_a1111("x\nSteps: 20, Seed: 18446744073709551615.0").fields["seed"] == big
+
+
+def test_a_seed_above_64_bits_is_wrapped_with_a_warning():
+    meta = parse_a1111(f"x\nSteps: 20, Seed: {2**64 + 7}")
+    assert meta.fields["seed"] == 7
+    assert any("2**64" in w or "18446744073709551615" in w for w in meta.warnings)
+
+
 def test_a1111_text_alone_reads_back_every_field():
     text = a1111_parameters(TRICKY, 42, model_name="dream, v2: final", model_hash="6ce0161689",
                             extra={"Clip skip": "2", "Lora hashes": "film grain: 0123456789ab"})
@@ -284,9 +303,9 @@ def test_euler_a_stays_and_values_out_of_range_are_brought_in_with_warnings():
     meta = parse_a1111("x\nSteps: 400, Sampler: Euler a, CFG scale: 45, Seed: 99999999999, Size: 1000x90")
     assert meta.fields["sampler"] == "Euler a"
     assert meta.fields["steps"] == 150 and meta.fields["guidance_scale"] == 30.0
-    assert meta.fields["seed"] == 99999999999 % 2**32
+    assert meta.fields["seed"] == 99999999999  # kept whole: seeds are 64-bit
     assert (meta.fields["width"], meta.fields["height"]) == (1000, 88)
-    assert len(meta.warnings) == 4
+    assert len(meta.warnings) == 3
     assert meta.to_request().height == 88
 
 
@@ -353,8 +372,8 @@ def test_comfyui_sdxl_ksampler_advanced_base_and_refiner():
     assert (meta.fields["steps"], meta.fields["guidance_scale"], meta.fields["sampler"]) == (25, 8.0, "Euler")
     assert (meta.fields["width"], meta.fields["height"]) == (1024, 1024)
     assert meta.model_name == "sd_xl_base_1.0"
-    assert meta.fields["seed"] == 721897303308196 % 2**32
-    assert any("seed 721897303308196" in w for w in meta.warnings)
+    assert meta.fields["seed"] == 721897303308196  # ComfyUI's 64-bit seed, kept whole
+    assert not any("seed" in w for w in meta.warnings)
 
 
 def test_comfyui_img2img_reads_denoise_as_strength():
@@ -602,3 +621,20 @@ def test_map_sampler_accepts_every_tools_spelling():
     assert map_sampler("dpmpp_sde_k") == ("DPM++ SDE Karras", None)
     assert map_sampler("uni_pc", "normal") == ("UniPC", None)
     assert map_sampler("Euler", "Karras")[0] == "Euler" and map_sampler("Euler", "Karras")[1]
+
+
+def test_an_upscale_says_so_instead_of_its_img2img_recipe():
+    source = Image.new("RGB", (16, 16))
+    request = GenerationRequest(prompt="a kite", mode="img2img", init_image=source, width=64, height=64, seed=3)
+    result = Result(images=(_image(),), seeds=(3,), request=request,
+                    model=ModelInfo(path="/models/x4", name="x4", kind="checkpoint", family="sd-x4-upscaler",
+                                    format="diffusers"),
+                    model_hash="", settings=RuntimeSettings(device="cpu", dtype="float32", preset="fast"),
+                    timings=Timings())
+    _png, meta = _save_and_read(result)
+    assert meta.fields["mode"] == "img2img"  # the recipe stays exact, for regenerating
+    assert meta.upscale == "Postprocess upscale by: 4, Postprocess upscaler: x4"
+    gan = read_metadata(io.BytesIO(_png_with_texts(parameters="a kite\nSteps: 20, Seed: 1",
+                                                   postprocessing="Postprocess upscale by: 2, Postprocess upscaler: tiny")))
+    assert gan.upscale == "Postprocess upscale by: 2, Postprocess upscaler: tiny"
+    assert read_metadata(io.BytesIO(_png_with_texts(parameters="a kite\nSteps: 20, Seed: 1"))).upscale == ""

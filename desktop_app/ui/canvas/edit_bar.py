@@ -156,7 +156,7 @@ class CandidateBarWidget(QWidget):
         self.accept_button.setObjectName("AcceptButton")
         self.accept_button.setToolTip("Make this result the canvas; Ctrl+Z undoes it (Enter)")
         self.discard_button = QPushButton("Discard")
-        self.discard_button.setToolTip("Drop the results and keep the canvas as it is (Backspace); they stay in the gallery")
+        self.discard_button.setToolTip("Drop the results and keep the canvas as it is (Backspace); they go to the gallery's trash")
         row = QHBoxLayout(self)
         row.setContentsMargins(8, 4, 8, 4)
         for w in (self.prev_button, self.label, self.next_button):

@@ -8,7 +8,7 @@ prompt box never paints or switches tools.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QImage, QKeySequence, QPainter, QPixmap
+from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QColorDialog,
     QHBoxLayout,
@@ -28,6 +28,7 @@ from desktop_app.state.params import GenerationParameters
 from desktop_app.ui.canvas.dialogs import ExtendCanvasDialog
 from desktop_app.ui.canvas.edit_bar import CandidateBarWidget, EditSettingsWidget, labelled
 from desktop_app.ui.canvas.view import CanvasView
+from desktop_app.ui.labels import ElidedLabel
 
 TOOL_LABELS = (("brush", "Brush", "B"), ("eraser", "Eraser", "E"), ("rectangle", "Rectangle", "R"), ("lasso", "Lasso", "L"))
 PLACEHOLDER = "No image yet. Write a prompt and press Ctrl+Enter,\nor open (Ctrl+O), paste (Ctrl+Shift+V) or drop an image here to edit it."
@@ -55,7 +56,8 @@ class CanvasPanel(QWidget):
 
         self.viewer_bar = QWidget()
         self.viewer_bar.setObjectName("ViewerBar")
-        self.viewer_label = QLabel()
+        self.viewer_label = ElidedLabel()  # a long file name must not widen the window
+        self.viewer_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.edit_result_button = QPushButton("Edit in canvas")
         self.edit_result_button.setToolTip("Make this image the canvas, to paint a mask and change part of it (Ctrl+E)")
         self.back_button = QPushButton("Back to canvas")
@@ -92,8 +94,10 @@ class CanvasPanel(QWidget):
 
         self.edit_result_button.clicked.connect(self.edit_requested)
         self.back_button.clicked.connect(lambda: self.set_image(None))
-        self.candidate_bar.accept_requested.connect(canvas.accept)
-        self.candidate_bar.discard_requested.connect(canvas.discard)
+        # The bar hides once the results are gone: the focus goes back to the canvas, not to
+        # whatever widget is next in the window's tab order (the gallery's search box).
+        self.candidate_bar.accept_requested.connect(lambda: (canvas.accept(), self.view.setFocus()))
+        self.candidate_bar.discard_requested.connect(lambda: (canvas.discard(), self.view.setFocus()))
         self.view.files_dropped.connect(canvas.open_files)
         self.view.image_dropped.connect(lambda image: canvas.paste(image, "a dropped image"))
         self.view.zoom_changed.connect(self._on_view_zoom_changed)
@@ -133,10 +137,12 @@ class CanvasPanel(QWidget):
 
     def _build_toolbar(self) -> None:
         doc, b = self.doc, self.doc.brush
-        self._act("open", "Open…", None, self.open_requested.emit, "Open an image to edit (Ctrl+O); or paste or drop one")
+        # Open… is in the File menu (Ctrl+O) and the empty canvas says so: the bar keeps its width for
+        # the tools, so that it fits a 1280 px window beside the prompt panel and the queue.
+        self._act("open", "Open…", None, self.open_requested.emit, "Open an image to edit (Ctrl+O); or paste or drop one",
+                  toolbar=False)
         self._act("paste", "Paste", "Ctrl+V", self.paste_clipboard, "Paste an image from the clipboard as the canvas",
                   toolbar=False)
-        self.toolbar.addSeparator()
         group = QActionGroup(self)
         for tool, label, key in TOOL_LABELS:
             tips = {"brush": "Paint the mask: the area to regenerate", "eraser": "Erase the mask",
@@ -152,7 +158,7 @@ class CanvasPanel(QWidget):
         self.opacity_spin = _spin(1, 100, round(b.opacity * 100), " %", "Opacity: how strongly a stroke masks (partial = a softer change)")
         self.opacity_spin.valueChanged.connect(lambda v: b.set_opacity(v / 100))
         for label, spin in (("Size", self.size_spin), ("Hardness", self.hardness_spin), ("Opacity", self.opacity_spin)):
-            self.toolbar.addWidget(labelled(QLabel(f" {label} "), spin))
+            self.toolbar.addWidget(labelled(QLabel(f" {label}"), spin))
         self._act("smaller", "Smaller brush", "[", lambda: b.step_size(-1), "Smaller brush", toolbar=False)
         self._act("larger", "Larger brush", "]", lambda: b.step_size(1), "Larger brush", toolbar=False)
         self.toolbar.addSeparator()
@@ -183,8 +189,7 @@ class CanvasPanel(QWidget):
         button.setToolTip("Show/hide, invert, clear, grow, shrink and feather the mask; its overlay colour")
         self.toolbar.addWidget(button)
         self._act("extend", "Extend…", None, self.extend_dialog, "Extend the canvas on any side to outpaint")
-        self.toolbar.addSeparator()
-        self._act("variations", "Variations…", None, self.variations_requested.emit,
+        self._act("variations", "Vary…", None, self.variations_requested.emit,
                   "New versions of the image shown (or the canvas), each from a new seed (Ctrl+Shift+R)")
         self._act("upscale", "Upscale…", None, self.upscale_requested.emit,
                   "Enlarge the image shown (or the canvas) x2 or x4 (Ctrl+Shift+U)")
@@ -312,21 +317,6 @@ class CanvasPanel(QWidget):
         self.view.painting_enabled = not viewing
 
 
-class ElidedLabel(QLabel):
-    """One line that ends in … when it does not fit; the whole text is its tooltip."""
-
-    def setText(self, text: str) -> None:  # noqa: N802 (Qt name)
-        super().setText(text)
-        self.setToolTip(text)
-
-    def paintEvent(self, _event) -> None:  # noqa: N802 (Qt name)
-        painter = QPainter(self)
-        rect = self.contentsRect()
-        text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, rect.width())
-        painter.drawText(rect, int(self.alignment().value), text)
-        painter.end()
-
-
 def _spin(lo: int, hi: int, value: int, suffix: str, tip: str) -> QSpinBox:
     spin = QSpinBox()
     spin.setRange(lo, hi)
@@ -334,5 +324,5 @@ def _spin(lo: int, hi: int, value: int, suffix: str, tip: str) -> QSpinBox:
     spin.setSuffix(suffix)
     spin.setToolTip(tip)
     spin.setKeyboardTracking(False)
-    spin.setMaximumWidth(82)
+    spin.setMaximumWidth(68)
     return spin
