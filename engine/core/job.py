@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engine.api import MAX_SEED, Cancelled, GenerationRequest, Progress
+from engine.api import Cancelled, GenerationRequest, Progress, batch_seed
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Job:
 
     def seed(self, index: int) -> int:
         """Image ``index`` of the batch uses seed + index (A1111's rule), wrapped into the seed range."""
-        return (self.request.seed + index) % (MAX_SEED + 1)
+        return batch_seed(self.request.seed, index)
 
     def notice(self, text: str) -> None:
         if text not in self.notices:

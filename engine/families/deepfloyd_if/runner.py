@@ -26,7 +26,7 @@ import logging
 import time
 from pathlib import Path
 
-from engine.api import EaselError, ModelInfo, Result, RuntimeSettings, Timings
+from engine.api import EaselError, ModelInfo, Result, RuntimeSettings, Timings, batch_seed
 from engine.core import prompt_policy
 from engine.core.job import Job
 from engine.core.loading import pretrained
@@ -51,7 +51,7 @@ _SEED_MIX = 0x9E3779B9
 
 def stage_seed(seed: int, stage: int) -> int:
     """The seed of a cascade stage (1, 2, 3) for an image seed: stage 1 uses the seed itself."""
-    return (seed + (stage - 1) * _SEED_MIX) % 2**32
+    return batch_seed(seed, (stage - 1) * _SEED_MIX)
 
 
 class IFRunner(Runner):

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine import imageprep
-from engine.api import ModelInfo, Result, RuntimeSettings, Timings
+from engine.api import ModelInfo, Result, RuntimeSettings, Timings, batch_seed
 from engine.core import decode as core_decode
 from engine.core import prompt_policy
 from engine.core.job import Job
@@ -100,7 +100,7 @@ def upscale_tiled(pipe, image, spec: TileJob, job: Job, report: Callable[[int, i
         job.check_cancel(start, total)
         with cancel_within_steps([pipe.unet], job):
             pixels = _run_tile(pipe, piece, noise[:, :, y:y + ph, x:x + pw], embeds, negative, spec,
-                               torch.Generator("cpu").manual_seed((spec.seed + 1 + index) % 2**32), on_tile_step,
+                               torch.Generator("cpu").manual_seed(batch_seed(spec.seed, 1 + index)), on_tile_step,
                                notices)
         return pixels[: th * SCALE, : tw * SCALE]
 
