@@ -26,6 +26,18 @@ def warm_imports() -> None:
     import compel.embeddings_provider  # noqa: F401
     import peft  # noqa: F401
     import diffusers.loaders.lora_pipeline  # noqa: F401
+    import importlib
+
+    import engine.core.decode  # noqa: F401  (the shared core every runner uses)
+    import engine.core.placement  # noqa: F401
+    import engine.core.previews  # noqa: F401
+    import engine.core.prompt_policy  # noqa: F401
+    import engine.core.steps  # noqa: F401
+    import engine.core.tiles  # noqa: F401
+    from engine import families
+
+    for family in families.families():  # every family's runner (they import diffusers lazily, on load)
+        importlib.import_module(f"{type(family).__module__}.runner")
     import engine.families.sd.addons  # noqa: F401
     import engine.memory  # noqa: F401
     import engine.models  # noqa: F401
