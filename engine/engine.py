@@ -16,6 +16,7 @@ from pathlib import Path
 
 import engine  # noqa: F401  (offline environment before diffusers is imported)
 from engine import devices, imageprep, loading, memory, prompts
+from engine.core import speed
 from engine.api import (
     MAX_SEED,
     Cancelled,
@@ -76,6 +77,7 @@ class Engine:
         self.preview_every = max(1, preview_every)
         self.library = library
         self.rungs = memory.RungMemory(Path(state_dir) / "memory-presets.json" if state_dir else None)
+        self.state_dir = state_dir  # also holds the compiler cache (engine.core.speed)
         self._gpu = memory.gpu_key(self.device)
         self._torch = torch
         self._model: _Loaded | None = None
@@ -268,6 +270,10 @@ class Engine:
         # 5. Images the pipeline works on.
         call_args = self._image_args(request, loaded.info)
         plan = call_args.pop("_plan", None)
+
+        # 5b. Speed (Fast: compiled denoiser, Draft: step cache); records "Speed" in params, may add notices.
+        speed.apply(pipe, request, self.device, data_dir=self.state_dir, params=params, notices=notices,
+                    on_progress=on_progress, started=started)
 
         # 6. Encode, denoise and decode; out of memory, again one memory preset lower.
         first_preset = loaded.settings.preset
