@@ -33,8 +33,9 @@ def engine(data_dir):
 
 
 def _request(model, **kw) -> GenerationRequest:
-    return GenerationRequest(prompt="a red barn in snow", negative_prompt="blurry", model=str(model), seed=42,
-                             steps=3, width=64, height=64, **kw)
+    fields = dict(prompt="a red barn in snow", negative_prompt="blurry", model=str(model), seed=42, steps=3,
+                  width=64, height=64)
+    return GenerationRequest(**{**fields, **kw})
 
 
 def _pixels(result) -> np.ndarray:
