@@ -154,3 +154,47 @@ def test_gpu_check_tiny_run_writes_its_json(data_dir, tmp_path):
     assert sd15["speed_params"]["draft"] == {"Speed": "draft (Pyramid Attention Broadcast)"}
     assert set(sd15["peak_vram_gib"]) == {"fast", "balanced", "low", "minimal"}
     assert "sd15" in run.stdout and "it/s" in run.stdout
+
+
+def test_draft_on_a_transformer_is_first_block_cache_and_skips_the_other_blocks():
+    """A DiT family (FLUX.1 blocks, tiny widths) under a pipeline that names its passes."""
+    from types import SimpleNamespace
+
+    import torch
+    from diffusers import FluxTransformer2DModel
+
+    from engine.core import speed
+
+    torch.manual_seed(0)
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=4, num_layers=2, num_single_layers=2,
+                                         attention_head_dim=8, num_attention_heads=2, joint_attention_dim=16,
+                                         pooled_projection_dim=8, axes_dims_rope=(2, 2, 4)).eval()
+
+    class FluxLikePipeline:  # the shape of diffusers' FluxPipeline.__call__ that First Block Cache needs
+        def __init__(self, transformer):
+            self.transformer = transformer
+
+        def __call__(self, **inputs):
+            with self.transformer.cache_context("cond"):
+                return self.transformer(**inputs, return_dict=False)[0]
+
+    pipe = FluxLikePipeline(transformer)
+    inputs = dict(hidden_states=torch.randn(1, 16, 4), encoder_hidden_states=torch.randn(1, 4, 16),
+                  pooled_projections=torch.randn(1, 8), timestep=torch.tensor([0.5]), img_ids=torch.zeros(16, 3),
+                  txt_ids=torch.zeros(4, 3))
+    request = SimpleNamespace(speed="draft", width=64, height=64, guidance_scale=1.0, steps=2)
+    params: list = []
+    applied = speed.apply(pipe, request, "cpu", params=params)
+    assert applied.label == "draft (First Block Cache)" and params == [("Speed", "draft (First Block Cache)")]
+    calls = []
+    # Inside the last block (the cache wraps the blocks' forward, so a hook on a block itself still fires).
+    transformer.single_transformer_blocks[-1].proj_out.register_forward_hook(lambda *_: calls.append(1))
+    with torch.inference_mode():
+        first = pipe(**inputs)
+        second = pipe(**inputs)  # the same input: the first block's residual says "reuse the rest"
+    assert len(calls) == 1
+    assert torch.allclose(first, second, atol=1e-5)
+    speed.apply(pipe, SimpleNamespace(**{**vars(request), "speed": "standard"}), "cpu")
+    with torch.inference_mode():
+        pipe(**inputs)
+    assert len(calls) == 2 and not transformer.is_cache_enabled
