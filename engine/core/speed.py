@@ -72,7 +72,7 @@ class _State:
     backend: str | None = None
     cache: str | None = None  # "fbc" | "pab"
     timestep_hook: object = None
-    timestep: list = field(default_factory=lambda: [0.0])
+    timestep: list = field(default_factory=lambda: [float("inf")])  # the last one the UNet saw
     shapes: set = field(default_factory=set)
     failed: str | None = None  # why compiling failed on this model (Fast is then Standard)
     job: tuple | None = None  # (params, notices) of the job running now, for a fallback mid-run
@@ -148,6 +148,7 @@ def apply(pipe, request, device: str, *, data_dir=None, params: list | None = No
         state.speed = effective
     if state.cache is not None:
         _reset_cache(denoiser)
+        state.timestep[0] = float("inf")
 
     if effective == "fast":
         shape = (request.width, request.height, request.guidance_scale > 1.0)
@@ -195,10 +196,8 @@ def _is_unet(denoiser) -> bool:
 
 
 def _streams_layers(pipe) -> bool:
-    """Sequential CPU offload (the "minimal" preset on a GPU): accelerate hooks on every layer."""
-    denoiser = denoiser_of(pipe)
-    hook = getattr(denoiser, "_hf_hook", None)
-    return hook is not None and type(hook).__name__ == "AlignDevicesHook" and getattr(hook, "offload", False)
+    """Sequential CPU offload (the "minimal" preset on a GPU): accelerate's offloading hooks on the layers."""
+    return any(getattr(getattr(m, "_hf_hook", None), "offload", False) for m in denoiser_of(pipe).modules())
 
 
 def _qkv_wanted(denoiser) -> bool:
@@ -329,10 +328,13 @@ def _put_draft(pipe, denoiser, state: _State) -> None:
 
     timestep = state.timestep
 
-    def remember_timestep(_module, args, kwargs):
+    def remember_timestep(module, args, kwargs):
         t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
         if t is not None:
-            timestep[0] = float(t.flatten()[0]) if hasattr(t, "flatten") else float(t)
+            t = float(t.flatten()[0]) if hasattr(t, "flatten") else float(t)
+            if t > timestep[0]:  # timesteps fall within a run: a rise is the next image of a batch
+                _reset_cache(module)
+            timestep[0] = t
 
     state.timestep_hook = denoiser.register_forward_pre_hook(remember_timestep, with_kwargs=True)
     apply_pyramid_attention_broadcast(denoiser, PyramidAttentionBroadcastConfig(
