@@ -96,6 +96,10 @@ SAMPLERS: tuple[str, ...] = (
 
 MEMORY_PRESETS: tuple[str, ...] = ("auto", "fast", "balanced", "low", "minimal")
 
+# Standard: the model as loaded. Fast: compiled for this device (same pixels). Draft: a step cache
+# (a little quality for speed). engine.core.speed puts them on.
+SPEEDS: tuple[str, ...] = ("standard", "fast", "draft")
+
 MIN_SIZE, MAX_SIZE = 64, 4096
 MIN_STEPS, MAX_STEPS = 1, 150
 # 64-bit, as ComfyUI's seeds (0 to 2**64-1): an image made elsewhere is restored with its own seed.
@@ -135,6 +139,7 @@ class GenerationRequest:
     ``<lora:name:0.8>`` tags and textual-inversion embeddings by name (``engine.prompts``).
     ``clip_skip`` 1 is the model's own text-encoder output, 2 the layer before it (A1111's meaning).
     ``vae`` is a VAE file that replaces the checkpoint's own ("" keeps it).
+    ``speed`` is one of SPEEDS: "standard", "fast" (compiled; same pixels) or "draft" (a step cache).
     Construction validates every field and raises ``InvalidRequest`` naming the bad one.
     """
 
@@ -158,6 +163,7 @@ class GenerationRequest:
     memory_preset: str = "auto"
     clip_skip: int = 1
     vae: str = ""
+    speed: str = "standard"
 
     def __post_init__(self) -> None:
         if isinstance(self.mode, str) and not isinstance(self.mode, Mode):
@@ -191,6 +197,8 @@ class GenerationRequest:
             raise InvalidRequest("sampler", f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if self.memory_preset not in MEMORY_PRESETS:
             raise InvalidRequest("memory_preset", f"must be one of {', '.join(MEMORY_PRESETS)}")
+        if self.speed not in SPEEDS:
+            raise InvalidRequest("speed", f"must be one of {', '.join(SPEEDS)} (got {self.speed!r})")
         _int_range("mask_padding", self.mask_padding, 0, 1024)
         _int_range("clip_skip", self.clip_skip, 1, MAX_CLIP_SKIP)
         if not isinstance(self.vae, str):

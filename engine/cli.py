@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 from engine import __version__
-from engine.api import MEMORY_PRESETS, SAMPLERS, EaselError, GenerationRequest, ImageError, Mode
+from engine.api import MEMORY_PRESETS, SAMPLERS, SPEEDS, EaselError, GenerationRequest, ImageError, Mode
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _COMMON_DEFAULTS = {"data_dir": None, "device": None, "debug": False}
@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the model's; 0 for Turbo)")
     gen.add_argument("--batch", type=int, default=1, help="number of images (seeds seed, seed+1, ...)")
     gen.add_argument("--memory", default="auto", choices=MEMORY_PRESETS, help="memory preset")
+    gen.add_argument("--speed", default="standard", choices=SPEEDS,
+                     help="fast: compiled for this device, once (same image); draft: a step cache (quicker, a little rougher)")
     gen.add_argument("--vae", default="", metavar="PATH_OR_NAME", help="a VAE file (or its name in the model folders) "
                      "to use instead of the model's own")
     gen.add_argument("--clip-skip", type=int, default=1, metavar="N", help="text-encoder layers to skip (A1111 Clip skip)")
@@ -272,6 +274,7 @@ def _cmd_generate(args) -> int:
         sampler=args.sampler,
         batch_count=args.batch,
         memory_preset=args.memory,
+        speed=args.speed,
         clip_skip=args.clip_skip,
         vae=_resolve_vae(args.vae, _library(args)),
         init_image=init,
@@ -638,7 +641,8 @@ class _ProgressBar:
         if self._bar is None or progress.step == 1:
             if self._bar is not None:
                 self._bar.close()
-            desc = f"image {progress.image_index + 1}/{self._batch}" if self._batch > 1 else "generating"
+            desc = progress.stage_name or (f"image {progress.image_index + 1}/{self._batch}" if self._batch > 1
+                                           else "generating")  # "Optimising for this GPU, once" at step 0
             self._bar = tqdm(total=progress.total, desc=desc, unit="step", file=sys.stderr, leave=False)
         self._bar.n = progress.step
         self._bar.refresh()

@@ -56,6 +56,7 @@ class Engine:
         self.preview_every = max(1, preview_every)
         self.library = library
         self.rungs = memory.RungMemory(Path(state_dir) / "memory-presets.json" if state_dir else None)
+        self.state_dir = state_dir  # also holds the compiler cache (engine.core.speed)
         self.keep_models = keep_models
         self._runner: Runner | None = None
         self._hash: str | None = None
@@ -106,7 +107,8 @@ class Engine:
             log.info("switched back to %s (kept in RAM) in %.2fs", info.name, runner.load_seconds)
         else:
             ctx = LoadContext(device=self.device, dtype=self.dtype, library=self.library, rungs=self.rungs,
-                              preset=memory_preset, preview_every=self.preview_every, hasher=self._sha256)
+                              preset=memory_preset, preview_every=self.preview_every, hasher=self._sha256,
+                              state_dir=self.state_dir)
             runner = family.load(info, ctx)
             runner.load_seconds = runner.load_seconds or time.perf_counter() - started
             log.info("loaded %s (%s) in %.2fs with preset %s", info.name, family.name, runner.load_seconds,
@@ -175,6 +177,8 @@ class Engine:
         job.model_hash = self._hash
 
         # 3. The family's runner does the job with the core's guarantees.
+        if request.speed != "standard" and not runner.caps.speeds:
+            job.notice(f"{runner.caps.label} runs at Standard speed: Fast and Draft apply to SD models for now.")
         result = runner.generate(job)
 
         # 4. Result, with the time spent loading for this request and in all.

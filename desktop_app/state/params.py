@@ -6,7 +6,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.api import MAX_SEED, MEMORY_PRESETS, SAMPLERS, GenerationRequest, random_seed
+from engine.api import MAX_SEED, MEMORY_PRESETS, SAMPLERS, SPEEDS, GenerationRequest, random_seed
 
 SIZE_PRESETS: tuple[tuple[int, int], ...] = (
     (512, 512),
@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "batch_count": 1,
     "memory_preset": "auto",
+    "speed": "standard",  # engine.api.SPEEDS
     # Editing the canvas (the mode decides whether Generate makes a new image or edits the canvas).
     "edit_mode": "txt2img",  # "txt2img" | "img2img" | "inpaint" (the canvas is the source)
     "strength": 0.75,
@@ -71,6 +72,7 @@ class GenerationParameters(QObject):
     seed_changed = Signal(object)  # int up to 2**64-1: too big for a Qt int
     batch_count_changed = Signal(int)
     memory_preset_changed = Signal(str)
+    speed_changed = Signal(str)
     edit_mode_changed = Signal(str)
     strength_changed = Signal(float)
     only_masked_changed = Signal(bool)
@@ -90,6 +92,7 @@ class GenerationParameters(QObject):
     seed = _prop("seed")
     batch_count = _prop("batch_count")
     memory_preset = _prop("memory_preset")
+    speed = _prop("speed")
     edit_mode = _prop("edit_mode")
     strength = _prop("strength")
     only_masked = _prop("only_masked")
@@ -159,6 +162,7 @@ class GenerationParameters(QObject):
             seed=v["seed"] if v["seed_mode"] == "fixed" else random_seed(),
             batch_count=v["batch_count"],
             memory_preset=v["memory_preset"],
+            speed=v["speed"],
         )
 
 
@@ -180,6 +184,8 @@ def _coerce(name: str, value: Any) -> Any:
         raise ValueError(f"unknown sampler {value!r}")
     if name == "memory_preset" and value not in MEMORY_PRESETS:
         raise ValueError(f"unknown memory preset {value!r}")
+    if name == "speed" and value not in SPEEDS:
+        raise ValueError(f"unknown speed {value!r}")
     if name == "seed_mode" and value not in ("random", "fixed"):
         raise ValueError("seed_mode must be random or fixed")
     if name == "seed" and not 0 <= value <= MAX_SEED:

@@ -21,8 +21,8 @@ def progress_text(info: ProgressInfo) -> str:
         parts.append(f"Image {info.image_index + 1}/{info.batch_count}")
     if info.stages > 1:
         parts.append(f"Stage {info.stage}/{info.stages}")
-        if info.stage_name:
-            parts.append(info.stage_name)
+    if info.stage_name:  # also a one-stage job's preparation ("Optimising for this GPU, once")
+        parts.append(info.stage_name)
     parts.append(f"{info.unit} {info.step}/{info.total}")
     return " · ".join(parts)
 

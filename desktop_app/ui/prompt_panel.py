@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from desktop_app.state import families
 from desktop_app.state.actions import StudioActions
 from desktop_app.state.params import SIZE_PRESETS, GenerationParameters
-from engine.api import MAX_BATCH, MAX_SEED, MAX_SIZE, MAX_STEPS, MEMORY_PRESETS, MIN_SIZE, MIN_STEPS, SAMPLERS, ModelInfo
+from engine.api import MAX_BATCH, MAX_SEED, MAX_SIZE, MAX_STEPS, MEMORY_PRESETS, MIN_SIZE, MIN_STEPS, SAMPLERS, SPEEDS, ModelInfo
 
 MEMORY_PRESET_HELP = {
     "auto": "Choose from the device's free memory",
@@ -32,6 +32,11 @@ MEMORY_PRESET_HELP = {
     "balanced": "Slices attention and VAE to save memory",
     "low": "Moves idle parts of the model off the device",
     "minimal": "Moves each layer in turn; slowest, least memory",
+}
+SPEED_HELP = {
+    "standard": "The model as it is",
+    "fast": "Compiled for this device the first time (a minute or more, once); the same image, made faster",
+    "draft": "Reuses work between steps: quicker, a little rougher; good for trying ideas",
 }
 
 
@@ -159,6 +164,11 @@ class PromptPanel(QWidget):
             self.memory_combo.addItem(preset.capitalize(), preset)
             self.memory_combo.setItemData(self.memory_combo.count() - 1, MEMORY_PRESET_HELP[preset], Qt.ItemDataRole.ToolTipRole)
         self.memory_combo.setToolTip("Memory preset: trade speed for memory on small GPUs")
+        self.speed_combo = QComboBox()
+        for speed in SPEEDS:
+            self.speed_combo.addItem(speed.capitalize(), speed)
+            self.speed_combo.setItemData(self.speed_combo.count() - 1, SPEED_HELP[speed], Qt.ItemDataRole.ToolTipRole)
+        self.speed_combo.setToolTip("Speed: Fast compiles the model for this device once; Draft trades a little quality")
 
         self.generate_button = QPushButton("Generate")
         self.generate_button.setObjectName("GenerateButton")
@@ -209,6 +219,7 @@ class PromptPanel(QWidget):
         form.addRow("Seed", seed_row)
         form.addRow("Batch", self.batch_spin)
         form.addRow("Memory", self.memory_combo)
+        form.addRow("Speed", self.speed_combo)
         root.addLayout(form)
         root.addWidget(self.generate_button)
         root.addWidget(self.blocked_label)
@@ -218,7 +229,7 @@ class PromptPanel(QWidget):
             self.prompt_edit, self.negative_edit, self.model_combo, self.add_folder_button, self.size_combo,
             self.width_spin, self.height_spin, self.steps_spin, self.cfg_spin, self.sampler_combo,
             self.seed_mode_combo, self.seed_edit, self.reuse_seed_button, self.batch_spin, self.memory_combo,
-            self.generate_button,
+            self.speed_combo, self.generate_button,
         ]
         for a, b in zip(order, order[1:]):
             QWidget.setTabOrder(a, b)
@@ -264,6 +275,8 @@ class PromptPanel(QWidget):
         p.batch_count_changed.connect(self.batch_spin.setValue)
         self.memory_combo.currentIndexChanged.connect(lambda _i: p.set("memory_preset", self.memory_combo.currentData()))
         p.memory_preset_changed.connect(lambda m: self.memory_combo.setCurrentIndex(self.memory_combo.findData(m)))
+        self.speed_combo.currentIndexChanged.connect(lambda _i: p.set("speed", self.speed_combo.currentData()))
+        p.speed_changed.connect(lambda s: self.speed_combo.setCurrentIndex(self.speed_combo.findData(s)))
 
         p.model_changed.connect(lambda _m: self._apply_model_rules())
         self.generate_button.clicked.connect(a.generate)
@@ -285,6 +298,7 @@ class PromptPanel(QWidget):
         self.seed_edit.setText(str(p.seed))
         self.batch_spin.setValue(p.batch_count)
         self.memory_combo.setCurrentIndex(self.memory_combo.findData(p.memory_preset))
+        self.speed_combo.setCurrentIndex(self.speed_combo.findData(p.speed))
         self._on_catalog_models_changed(self._actions.catalog.models)
         self._on_actions_generate_enabled_changed(self._actions.generate_enabled, self._actions.generate_blocked_reason)
 

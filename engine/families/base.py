@@ -72,6 +72,7 @@ class Capabilities:
     latent_space: str = "sd"
     role: str = "generator"
     upscale_kind: str = ""
+    speeds: bool = False  # whether Fast / Draft (engine.core.speed) apply to its denoiser
 
     def refusal(self, mode: Mode) -> str:
         """Why this model cannot run ``mode`` ("" when it can)."""
@@ -124,6 +125,7 @@ class LoadContext:
     preset: str = "auto"
     preview_every: int = 2
     hasher: Callable[[str], str] | None = None
+    state_dir: object = None  # the data folder (the compiler cache of Fast lives there)
 
 
 class Runner(abc.ABC):

@@ -123,6 +123,9 @@ def parse_a1111(text: str, *, raw: dict[str, str] | None = None, source: str = "
         elif key == "Clip skip":
             found["clip_skip"] = value
             extra[key] = value
+        elif key == "Speed":  # Easel's: "fast", "draft (Pyramid Attention Broadcast)"
+            found["speed"] = value.split(" ", 1)[0]
+            extra[key] = value
         else:
             if key == "Schedule type":
                 schedule = value

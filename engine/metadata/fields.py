@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.api import MAX_BATCH, MAX_CLIP_SKIP, MAX_SEED, MAX_SIZE, MAX_STEPS, MEMORY_PRESETS, MIN_SIZE, MIN_STEPS, SAMPLERS
+from engine.api import SPEEDS
 from engine.api import GenerationRequest, Mode
 
 FORMAT_VERSION = 1
@@ -262,6 +263,11 @@ def _clean_fields(found: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
         elif key == "memory_preset":
             if value in MEMORY_PRESETS:
                 out[key] = value
+        elif key == "speed":
+            if value in SPEEDS:
+                out[key] = value
+            else:
+                warnings.append(f"speed {value!r} is unknown; using standard")
 
     def clamp(key: str, lo: float, hi: float, label: str) -> None:
         if key in out and not lo <= out[key] <= hi:

@@ -38,7 +38,7 @@ class StableDiffusion(Family):
 
     def capabilities(self, info: ModelInfo) -> Capabilities:
         base = NAMES[info.family]
-        common = dict(addons=frozenset({"lora", "embedding", "vae", "clip_skip"}), prompt_weighting=True,
+        common = dict(addons=frozenset({"lora", "embedding", "vae", "clip_skip"}), prompt_weighting=True, speeds=True,
                       memory_thresholds=THRESHOLDS[info.family],
                       latent_space="sdxl" if info.family == "sdxl" else "sd")
         if info.variant == "turbo":

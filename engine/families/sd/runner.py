@@ -14,7 +14,7 @@ from pathlib import Path
 from engine import imageprep, prompts
 from engine.api import GenerationRequest, Mode, ModelInfo, Result, RuntimeSettings, Timings
 from engine.core import decode as core_decode
-from engine.core import prompt_policy
+from engine.core import prompt_policy, speed
 from engine.core.job import Job
 from engine.core.placement import Placement, place, unhook
 from engine.core.previews import Previews
@@ -34,6 +34,8 @@ class SDRunner(Runner):
         self.base = base
         self.library = ctx.library
         self.hasher = ctx.hasher
+        self.device = ctx.device
+        self.state_dir = ctx.state_dir
         self.dtype = ctx.dtype
         self.load_seconds = load_seconds
         self.scheduler_config = dict(base.scheduler.config)
@@ -90,16 +92,24 @@ class SDRunner(Runner):
         call_args = self._image_args(request)
         plan = call_args.pop("_plan", None)
 
+        # Speed (Fast: compiled denoiser, Draft: step cache); records "Speed" in params, may add notices.
+        applied = speed.apply(pipe, request, self.device, data_dir=self.state_dir, params=params,
+                              notices=job.notices, on_progress=job.on_progress, started=job.started)
+        # Compiled blocks are not given the in-step cancel hooks (a hook inside a compiled region would
+        # break its graph): under Fast, cancel is checked between steps.
+        compiled = applied.speed == "fast"
+
         # Encode, denoise and decode; out of memory, again one memory preset lower.
         images, seeds, phases = self.placement.run(
-            lambda: self._run(request.mode, text, negative, call_args, plan, job), lambda: [self.active], job.notices)
+            lambda: self._run(request.mode, text, negative, call_args, plan, job, compiled), lambda: [self.active],
+            job.notices)
         encode_s, denoise_s, decode_s = phases
         return Result(images=tuple(images), seeds=tuple(seeds), request=request, model=self.info,
                       model_hash=job.model_hash, settings=self.settings,
                       timings=Timings(encode=encode_s, denoise=denoise_s, decode=decode_s),
                       params=tuple(params), notices=tuple(job.notices))
 
-    def _run(self, mode: Mode, text, negative, call_args, plan, job: Job):
+    def _run(self, mode: Mode, text, negative, call_args, plan, job: Job, compiled: bool = False):
         """The whole batch; returns (images, seeds, (encode, denoise, decode) seconds)."""
         import torch
 
@@ -123,7 +133,7 @@ class SDRunner(Runner):
                     t0 = time.perf_counter()
                     pipe.scheduler = make_scheduler(request.sampler, self.scheduler_config, seed)
                     reporter = StepReporter(job, index, preview=preview)
-                    with cancel_within_steps([pipe.unet], reporter):
+                    with cancel_within_steps([] if compiled else [pipe.unet], reporter):
                         latents = pipe(
                             **embeds,
                             **call_args,
