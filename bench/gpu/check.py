@@ -69,10 +69,10 @@ def build_pipeline(family: str, tiny: bool, device: str, dtype):
                 library, class_name = index[name]
                 cls = getattr(diffusers if library == "diffusers" else transformers, class_name)
                 module = testmodels._module(cls, configs[name])
-                testmodels._randomize(module, generator, full=True)  # N(0, 0.02): finite in fp16
+                testmodels.randomize(module, generator, full=True)  # N(0, 0.02): finite in fp16
                 components[name] = module.to(dtype).eval()
     for folder, kind in arch.tokenizer_kinds(arch.TEST_FAMILIES[family][0]).items():
-        components[folder] = testmodels._tokenizer(kind)
+        components[folder] = testmodels.tokenizer_for(kind)
     components["scheduler"] = getattr(diffusers, index["scheduler"][1]).from_config(configs["scheduler"])
     extra = {} if arch.TEST_FAMILIES[family][0] == "sdxl" else {
         "safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
