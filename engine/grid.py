@@ -359,11 +359,15 @@ class GridRun:
             with self._lock:
                 del self.paths[job.id]
             raise
-        self.paths[job.id] = paths
-        self.images[job.id] = result.images[0]
-        self.failures.pop(job.id, None)
-        self.events.job_finished(job, paths)
+        self.record(job, result.images[0], paths)
         return paths
+
+    def record(self, job: GridJob, image, paths: list[Path]) -> None:
+        """Note ``job``'s image, saved elsewhere as ``paths`` (the app's queue saves through the gallery)."""
+        self.paths[job.id] = list(paths)
+        self.images[job.id] = image
+        self.failures.pop(job.id, None)
+        self.events.job_finished(job, list(paths))
 
     def fail(self, job: GridJob, message: str) -> None:
         if job.id in self.paths:

@@ -192,6 +192,8 @@ class MainWindow(QMainWindow):
             image_menu, "Upscale…", "Ctrl+Shift+U", self.show_upscale_dialog,
             "Enlarge the image shown, or the canvas, x2 or x4 with an upscaler")
 
+        self._action(image_menu, "Batch / grid…", "Ctrl+Shift+G", self.show_grid_dialog,
+                     "An X/Y/Z grid over the current settings, here or on a Ray farm")
         canvas_menu = bar.addMenu("&Canvas")
         for name in ("undo", "redo", None, "brush", "eraser", "rectangle", "lasso", "smaller", "larger", None,
                      "show_mask", "invert", "clear", "grow", "shrink", "feather", "overlay_colour", None, "extend", None,
@@ -370,6 +372,15 @@ class MainWindow(QMainWindow):
         dialog.accepted.connect(dialog.submit)
         dialog.open()
         return dialog
+
+    def show_grid_dialog(self):
+        from desktop_app.state.grid_batch import GridLauncher
+        from desktop_app.ui.grid_dialog import GridDialog
+
+        if getattr(self, "grid_dialog", None) is None:
+            self.grid_dialog = GridDialog(GridLauncher(self._actions, self), self)
+        self.grid_dialog.show()
+        return self.grid_dialog
 
     def show_upscale_dialog(self, source=None):
         from desktop_app.ui.image_dialogs import UpscaleDialog
