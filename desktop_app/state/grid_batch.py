@@ -31,7 +31,7 @@ class GridBatch(QObject):
     _farm_event = Signal(str, object, object)  # from the farm thread: kind, job, payload
 
     def __init__(self, plan: GridPlan, queue, gallery, bridge, *, farm: str | None = None,
-                 folders: list[str] | None = None, parent: QObject | None = None):
+                 folders: list[str] | None = None, data_dir: str | None = None, parent: QObject | None = None):
         super().__init__(parent)
         self.plan = plan
         self._queue = queue
@@ -39,6 +39,7 @@ class GridBatch(QObject):
         self._bridge = bridge
         self.farm = farm
         self._folders = list(folders or [])
+        self._data_dir = data_dir
         self.run = GridRun(plan, out=Path(gallery.library.root), events=_ThreadEvents(self))
         self._jobs: dict[int, GridJob] = {}  # queue job id -> grid job
         self._cancel = threading.Event()
@@ -140,7 +141,9 @@ class GridBatch(QObject):
 
             folders = sorted({str(Path(j.request.model).expanduser().resolve().parent) for j in self.plan.jobs})
             folders += self._folders  # the window's model folders: workers on this machine search them too
-            with Farm(self.farm or None, folders=folders) as farm:
+            # Workers of a local cluster share the window's data folder (its model-folder settings and hash
+            # cache); on a real cluster each node uses its own.
+            with Farm(self.farm or None, folders=folders, data_dir=None if self.farm else self._data_dir) as farm:
                 farm.run(self.plan, self.run, self._cancel)
         except EaselError as exc:
             self._farm_event.emit("failed", None, str(exc))
@@ -220,7 +223,8 @@ class GridLauncher(QObject):
         if farm is not None and not self.farm_available:
             raise EaselError(RAY_MISSING_HINT)
         plan = self.plan(axes)
-        self.batch = GridBatch(plan, a.queue, a.gallery, a.bridge, farm=farm, folders=a.model_folders(), parent=self)
+        self.batch = GridBatch(plan, a.queue, a.gallery, a.bridge, farm=farm, folders=a.model_folders(),
+                               data_dir=str(a.data_dir), parent=self)
         self.batch_started.emit(self.batch)
         self.batch.start()
         return self.batch

@@ -49,3 +49,27 @@ def test_farm_choices_are_hidden_with_a_one_line_hint_without_ray(make_studio, d
     assert not dialog.farm_radio.isVisibleTo(dialog) and not dialog.address_radio.isVisibleTo(dialog)
     assert dialog.farm_hint_label.isVisibleTo(dialog) and "pip install" in dialog.farm_hint_label.text()
     assert "\n" not in dialog.farm_hint_label.text()
+
+
+def test_grid_dialog_runs_the_same_grid_on_a_local_ray_farm(make_studio, data_dir, tiny_models, qtbot):
+    import pytest
+
+    from engine.farm import ray_available
+
+    if not ray_available():
+        pytest.skip('Ray is not installed (pip install -e ".[farm]")')
+    model = tiny_models.get("sd15")
+    studio = make_studio(data_dir)
+    p = studio.params
+    p.model, p.prompt, p.width, p.height, p.steps, p.seed_mode, p.seed = str(model), "a reef", 64, 64, 2, "fixed", 1
+    dialog = studio.window.show_grid_dialog()
+    dialog.axis_combos[0].setCurrentIndex(dialog.axis_combos[0].findData("seed"))
+    dialog.value_edits[0].setText("1,2")
+    dialog.axis_combos[1].setCurrentIndex(0)
+    dialog.farm_radio.setChecked(True)
+    batch = dialog.submit()
+    assert batch is not None and not studio.queue.jobs()  # the farm, not the local queue
+    with qtbot.waitSignal(batch.finished, timeout=240_000) as finished:
+        pass
+    assert finished.args[0] and len(batch.run.paths) == 2 and not batch.run.failures
+    qtbot.waitUntil(lambda: studio.gallery.model.rowCount() == 3, timeout=30_000)
