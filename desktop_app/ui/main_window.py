@@ -218,6 +218,9 @@ class MainWindow(QMainWindow):
             self.theme_group.addAction(t)
             theme_menu.addAction(t)
 
+        engine_menu = bar.addMenu("&Settings").addMenu("Engine")
+        self._action(engine_menu, "Use the engine on a cluster…", None, self.show_cluster_dialog,
+                     "Run the window's engine on a Ray cluster (a GPU on another machine)")
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "Keyboard shortcuts", "F1", self.show_shortcuts, "List the keyboard shortcuts")
         self._action(help_menu, "About Easel", None, self.show_about, "About Easel")
@@ -370,6 +373,13 @@ class MainWindow(QMainWindow):
             return None
         self.variations_dialog = dialog = VariationsDialog(self._actions.images, source, self)
         dialog.accepted.connect(dialog.submit)
+        dialog.open()
+        return dialog
+
+    def show_cluster_dialog(self):
+        from desktop_app.ui.cluster_dialog import ClusterDialog
+
+        self.cluster_dialog = dialog = ClusterDialog(self._actions.data_dir, self)
         dialog.open()
         return dialog
 

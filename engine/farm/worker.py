@@ -59,6 +59,13 @@ class EngineWorker:
         return {"name": self.name, "host": socket.gethostname(), "pid": os.getpid(),
                 "device": str(devices.pick_device(self._device))}
 
+    def add_folders(self, folders: list[str]) -> None:
+        """Search these folders too from now on (those that exist on this node)."""
+        new = [f for f in folders if f not in self.library.folders and os.path.isdir(f)]
+        if new:
+            self.library.folders += new
+            self.library.scan()
+
     def find_models(self, hashes: list[str]) -> dict[str, str | None]:
         """For each SHA-256, the path of a checkpoint with that content in this worker's model folders (or
         None). Hashes are remembered in this node's data folder, so a large library is hashed once."""
@@ -82,8 +89,10 @@ class EngineWorker:
 
     # -- jobs ---------------------------------------------------------------------------------------
 
-    def run(self, job_id: str, request: dict[str, Any], model_hash: str, progress_every: int = 1):
-        """Run one job, streaming ``("progress", step, total)`` events and ending with exactly one of
+    def run(self, job_id: str, request: GenerationRequest | dict[str, Any], model_hash: str, progress_every: int = 1,
+            previews: bool = False):
+        """Run one job, streaming ``("progress", step, total, Progress | None)`` events (the Progress, with its
+        preview image, when ``previews``) and ending with exactly one of
         ``("done", Result)``, ``("failed", message)`` (a user error: not worth retrying) or ``("cancelled",)``.
         A Ray streaming generator: the driver reads events as they are yielded."""
         with self._lock:
@@ -96,12 +105,13 @@ class EngineWorker:
             if path is None:
                 yield ("failed", f"{self.name} has no model with hash {model_hash[:10]} in its model folders")
                 return
-            req = GenerationRequest.from_dict(request, model=path)
+            req = (request.replace(model=path) if isinstance(request, GenerationRequest)
+                   else GenerationRequest.from_dict(request, model=path))
             events: queue.Queue = queue.Queue()
 
             def on_progress(p):
                 if p.step % progress_every == 0 or p.step == p.total:
-                    events.put(("progress", p.step, p.total))
+                    events.put(("progress", p.step, p.total, p if previews else None))
 
             future = self._engine_thread.submit(self._generate, req, on_progress, cancel)
             while True:
@@ -137,13 +147,29 @@ class EngineWorker:
             else:
                 event.set()
 
-    def _generate(self, request: GenerationRequest, on_progress, cancel: threading.Event):
+    def _engine_here(self):
         """On the worker's engine thread: the Engine is made here, on first use, and kept."""
         if self._engine is None:
             from engine.engine import Engine
 
             self._engine = Engine(device=self._device, library=self.library, state_dir=self._state_dir)
-        return self._engine.generate(request, on_progress=on_progress, cancel=cancel)
+        return self._engine
+
+    def _generate(self, request: GenerationRequest, on_progress, cancel: threading.Event):
+        return self._engine_here().generate(request, on_progress=on_progress, cancel=cancel)
+
+    def load(self, model_hash: str, memory_preset: str = "auto", folders: list[str] | None = None):
+        """Load the model with this content hash (kept loaded), looking in ``folders`` too; its ModelInfo.
+        ModelMissing when absent."""
+        self.add_folders(list(folders or []))
+        path = self.find_models([model_hash])[model_hash]
+        if path is None:
+            raise ModelMissing(f"{self.name} has no model with hash {model_hash[:10]} in its model folders")
+        return self._engine_thread.submit(lambda: self._engine_here().load(path, memory_preset)).result()
+
+    def unload(self) -> None:
+        """Free the loaded model (the worker stays up)."""
+        self._engine_thread.submit(lambda: self._engine.unload() if self._engine else None).result()
 
     def loaded_model(self) -> str | None:
         """The path of the model this worker keeps loaded (None before its first job)."""
