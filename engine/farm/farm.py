@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from engine.grid import GridJob, GridPlan, GridRun
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3  # a job whose worker died runs at most this many times in all
+START_TIMEOUT = 120.0  # seconds a replacement worker may take to answer before the cluster counts as lost
 _POLL_SECONDS = 0.1
 
 
@@ -41,6 +43,7 @@ class Worker:
     has: set[str] = field(default_factory=set)  # model hashes it was asked about and has
     lacks: set[str] = field(default_factory=set)
     probe: object = None  # a pending find_models reply (a worker started mid-batch)
+    started: float = field(default_factory=time.monotonic)
 
 
 class Farm:
@@ -204,6 +207,10 @@ class Farm:
             if w.alive and not w.has and not w.lacks:
                 if w.probe is None:
                     w.probe = w.actor.find_models.remote(list(set(hashes.values())))
+                elif time.monotonic() - w.started > START_TIMEOUT and not any(
+                        x.alive and (x.has or x.lacks) for x in self.workers):
+                    # No worker answers and none can be started: the head node (GCS) is gone.
+                    raise ConnectionError(f"no farm worker started within {START_TIMEOUT:.0f} s")
                 elif ray.wait([w.probe], timeout=0)[0]:
                     try:
                         found = ray.get(w.probe)
