@@ -43,7 +43,8 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
     farm = sub.add_parser("farm", parents=[common], help="show the farm's workers (Ray cluster) and the models they have")
     farm.add_argument("--address", default=None, metavar="ADDRESS", help="a Ray cluster (default: a local one)")
     farm.add_argument("--workers", type=int, default=None, metavar="N")
-    farm.add_argument("--model", action="append", default=[], metavar="PATH", help="check which workers have this model")
+    farm.add_argument("--model", action="append", default=[], dest="check_models", metavar="PATH",
+                      help="check which workers have this model (repeatable)")
     farm.add_argument("--models-dir", action="append", default=[], metavar="DIR")
 
 
@@ -162,14 +163,16 @@ def run_farm(args) -> int:
     from engine.farm.farm import Farm
 
     library = _library(args)
+    for m in args.check_models:  # the model's own folder, as for `easel grid`
+        library.folders.append(str(Path(m).expanduser().resolve().parent))
     with Farm(args.address, workers=args.workers, folders=[str(f) for f in library.folders], device=args.device,
               data_dir=args.data_dir) as farm:
         where = f"the Ray cluster at {args.address}" if args.address else "a local Ray cluster (127.0.0.1 only)"
         print(f"{len(farm.workers)} worker(s) on {where}")
         for w in farm.describe():
             print(f"  {w['name']}: {w['device']} on {w['host']} (pid {w['pid']})")
-        if args.model:
-            hashes = {library.sha256(m): Path(m).name for m in args.model}
+        if args.check_models:
+            hashes = {library.sha256(m): Path(m).name for m in args.check_models}
             lines = farm.locate(hashes)
             for line in lines:
                 print(line)
