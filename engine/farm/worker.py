@@ -114,16 +114,9 @@ class EngineWorker:
                     events.put(("progress", p.step, p.total, p if previews else None))
 
             future = self._engine_thread.submit(self._generate, req, on_progress, cancel)
-            while True:
-                try:
-                    yield events.get(timeout=0.05)
-                    continue
-                except queue.Empty:
-                    if not future.done():
-                        continue
-                while not events.empty():
-                    yield events.get_nowait()
-                break
+            future.add_done_callback(lambda _f: events.put(None))  # wakes the stream the moment it ends
+            while (event := events.get()) is not None:
+                yield event
             try:
                 result = future.result()
             except Cancelled:
