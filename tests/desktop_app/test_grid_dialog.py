@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from engine.grid import read_recipe
@@ -51,9 +52,8 @@ def test_farm_choices_are_hidden_with_a_one_line_hint_without_ray(make_studio, d
     assert "\n" not in dialog.farm_hint_label.text()
 
 
+@pytest.mark.slow  # a Ray cluster and an actor of its own: ~45 s on 2 cores (the farm's own tests run by default)
 def test_grid_dialog_runs_the_same_grid_on_a_local_ray_farm(make_studio, data_dir, tiny_models, qtbot):
-    import pytest
-
     from engine.farm import ray_available
 
     if not ray_available():

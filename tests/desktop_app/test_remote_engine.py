@@ -14,6 +14,7 @@ from engine.farm import ray_available
 pytestmark = pytest.mark.skipif(not ray_available(), reason='Ray is not installed (pip install -e ".[farm]")')
 
 
+@pytest.mark.slow  # a Ray cluster and an actor of its own: ~60 s on 2 cores
 def test_window_generates_and_cancels_through_an_engine_actor(make_studio, data_dir, tiny_models, qtbot):
     model = tiny_models.get("sd15")
     save_cluster_setting(data_dir, ClusterSetting(enabled=True))
