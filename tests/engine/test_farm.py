@@ -3,6 +3,7 @@ for the whole session; faults are injected for real (``ray.kill`` of a worker mi
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from pathlib import Path
 
@@ -148,3 +149,20 @@ def test_a_model_missing_on_a_worker_is_reported_once_and_its_jobs_run_where_it_
     failed = [j for j in plan.jobs if j.id in run.failures]
     assert len(failed) == 2 and all("model-c" in run.failures[j.id] for j in failed)
     assert sum(1 for job_id, _ in events.started if job_id in run.failures) == 0  # failed alone, not tried
+
+
+def test_the_local_cluster_listens_on_loopback_only(farm):
+    import psutil
+    import ray
+
+    node = ray._private.worker._global_node
+    pids = {info.process.pid for infos in node.all_processes.values() for info in infos if info.process}
+    pids |= {w["pid"] for w in farm.describe()} | {__import__("os").getpid()}
+    listening = [c for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid in pids]
+    assert listening, "no Ray server socket found"
+
+    def loopback(ip: str) -> bool:
+        address = ipaddress.ip_address(ip)
+        return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+    assert all(loopback(c.laddr.ip) for c in listening), [(c.pid, c.laddr) for c in listening if not loopback(c.laddr.ip)]
