@@ -27,6 +27,9 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, num_gpus
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address is None:
         os.environ[_LOOPBACK_SWITCH] = "0"
+        # Ray starts workers at niceness 15 (to keep its own daemons responsive); on a user's machine the
+        # workers are the work, and at 15 any other program starves them.
+        os.environ.setdefault("RAY_worker_niceness", "0")
     import ray
     from ray._private import ray_constants
 
