@@ -151,7 +151,7 @@ def test_a_model_missing_on_a_worker_is_reported_once_and_its_jobs_run_where_it_
     assert sum(1 for job_id, _ in events.started if job_id in run.failures) == 0  # failed alone, not tried
 
 
-def test_the_local_cluster_listens_on_loopback_only(farm):
+def test_the_local_cluster_listens_on_loopback_only_and_its_workers_are_not_deprioritised(farm):
     import psutil
     import ray
 
@@ -166,3 +166,4 @@ def test_the_local_cluster_listens_on_loopback_only(farm):
         return (getattr(address, "ipv4_mapped", None) or address).is_loopback
 
     assert all(loopback(c.laddr.ip) for c in listening), [(c.pid, c.laddr) for c in listening if not loopback(c.laddr.ip)]
+    assert all(psutil.Process(w["pid"]).nice() == 0 for w in farm.describe())  # Ray's default would be 15
