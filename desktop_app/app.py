@@ -111,9 +111,12 @@ class Studio:
     def _make_engine(self) -> Any:
         """Runs on the engine thread: the real engine, resolving LoRA/embedding names in the library
         the window shows, and remembering memory presets in the data folder."""
+        from desktop_app.state.cluster import make_engine
         from engine.engine import Engine
 
-        return Engine(library=self.actions.library, state_dir=self.data_dir)
+        # Settings › Engine › "Use the engine on a cluster" makes it a RemoteEngine (engine.farm.remote).
+        return make_engine(self.data_dir, self.actions.library,
+                           lambda: Engine(library=self.actions.library, state_dir=self.data_dir))
 
     def start(self) -> None:
         """Start the engine thread (imports torch there) and scan the model folders. GUI thread."""

@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     regen.add_argument("--models-dir", action="append", default=[], metavar="DIR",
                        help="a folder to look in for the LoRAs and VAE the image used (repeatable)")
 
-    from engine import cli_families, cli_gallery, cli_models
+    from engine import cli_families, cli_gallery, cli_grid, cli_models
 
     cli_models.add_parser(sub, common)
 
@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_gallery.add_parser(sub, common)
     cli_families.add_parsers(sub, common)
+    cli_grid.add_parsers(sub, common)
     return parser
 
 
@@ -445,7 +446,15 @@ def _cmd_variations(args) -> int:
     return cli_families.run_variations(args)
 
 
+def _cmd_grid(args) -> int:
+    from engine import cli_grid
+
+    return cli_grid.run_grid(args) if args.command == "grid" else cli_grid.run_farm(args)
+
+
 _COMMANDS = {
+    "grid": _cmd_grid,
+    "farm": _cmd_grid,
     "gallery": _cmd_gallery,
     "upscale": _cmd_upscale,
     "variations": _cmd_variations,

@@ -199,6 +199,8 @@ class MainWindow(QMainWindow):
             image_menu, "Upscale…", "Ctrl+Shift+U", self.show_upscale_dialog,
             "Enlarge the image shown, or the canvas, x2 or x4 with an upscaler")
 
+        self._action(image_menu, "Batch / grid…", "Ctrl+Shift+G", self.show_grid_dialog,
+                     "An X/Y/Z grid over the current settings, here or on a Ray farm")
         canvas_menu = bar.addMenu("&Canvas")
         for name in ("undo", "redo", None, "brush", "eraser", "rectangle", "lasso", "smaller", "larger", None,
                      "show_mask", "invert", "clear", "grow", "shrink", "feather", "overlay_colour", None, "extend", None,
@@ -225,6 +227,9 @@ class MainWindow(QMainWindow):
             self.theme_group.addAction(t)
             theme_menu.addAction(t)
 
+        engine_menu = bar.addMenu("&Settings").addMenu("Engine")
+        self._action(engine_menu, "Use the engine on a cluster…", None, self.show_cluster_dialog,
+                     "Run the window's engine on a Ray cluster (a GPU on another machine)")
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "Keyboard shortcuts", "F1", self.show_shortcuts, "List the keyboard shortcuts")
         self._action(help_menu, "About Easel", None, self.show_about, "About Easel")
@@ -384,6 +389,22 @@ class MainWindow(QMainWindow):
         dialog.accepted.connect(dialog.submit)
         dialog.open()
         return dialog
+
+    def show_cluster_dialog(self):
+        from desktop_app.ui.cluster_dialog import ClusterDialog
+
+        self.cluster_dialog = dialog = ClusterDialog(self._actions.data_dir, self)
+        dialog.open()
+        return dialog
+
+    def show_grid_dialog(self):
+        from desktop_app.state.grid_batch import GridLauncher
+        from desktop_app.ui.grid_dialog import GridDialog
+
+        if getattr(self, "grid_dialog", None) is None:
+            self.grid_dialog = GridDialog(GridLauncher(self._actions, self), self)
+        self.grid_dialog.show()
+        return self.grid_dialog
 
     def show_upscale_dialog(self, source=None):
         from desktop_app.ui.image_dialogs import UpscaleDialog

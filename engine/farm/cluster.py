@@ -1,0 +1,64 @@
+"""Connecting to Ray: a local cluster on loopback only (the default), or an existing cluster by address.
+
+Runs on the thread that drives the farm.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from engine.farm import RAY_MISSING_HINT, FarmError, ray_available
+
+log = logging.getLogger(__name__)
+
+# Ray binds its servers to the node's IP; this switch (Ray's own, read when Ray starts its processes) makes
+# the node IP the loopback address, so a local cluster listens on 127.0.0.1 only and nothing is reachable
+# from other machines. It is set only for a cluster we start ourselves.
+_LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def connect(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
+    """Join the Ray cluster at ``address`` or, with None, start a local one (loopback only, no dashboard,
+    no usage reporting). Returns True when this call started a cluster (the caller shuts it down).
+    Reuses a connection this process already has. Raises FarmError with one line."""
+    if not ray_available():
+        raise FarmError(RAY_MISSING_HINT)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address is None:
+        os.environ[_LOOPBACK_SWITCH] = "0"
+        # Ray starts workers at niceness 15 (to keep its own daemons responsive); on a user's machine the
+        # workers are the work, and at 15 any other program starves them.
+        os.environ.setdefault("RAY_worker_niceness", "0")
+    import ray
+    from ray._private import ray_constants
+
+    if ray.is_initialized():
+        return False
+    if address is None:
+        ray_constants.ENABLE_RAY_CLUSTER = False  # if Ray was imported before the switch was set
+    try:
+        ray.init(address=address or "local", num_cpus=num_cpus if address is None else None,
+                 num_gpus=num_gpus if address is None else None, include_dashboard=False,
+                 log_to_driver=False, configure_logging=True, logging_level=logging.WARNING,
+                 namespace="easel")
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+        raise FarmError(f"could not reach {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") \
+            from None
+    return address is None
+
+
+def shutdown() -> None:
+    """Disconnect (and stop a cluster this process started)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def resources() -> dict[str, float]:
+    """The cluster's total resources (CPU, GPU, ...)."""
+    import ray
+
+    return dict(ray.cluster_resources())
