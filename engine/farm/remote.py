@@ -1,4 +1,4 @@
-"""RemoteEngine: the Engine's public API (``load``, ``generate``, ``loaded``, ``unload``) served by one
+"""RemoteEngine: the Engine's public API (``load``, ``generate``, ``loaded``, ``unload``; ``upscale`` runs here) served by one
 EngineWorker actor on a Ray cluster, so the window's bridge can drive a GPU on another machine.
 
 Progress and previews stream back through the actor's streaming generator; cancel reaches the actor's
@@ -65,6 +65,21 @@ class RemoteEngine:
     @property
     def loaded(self) -> ModelInfo | None:
         return self._loaded
+
+    @property
+    def runtime(self):
+        """The worker's device settings are not mirrored here: None (the window shows the device name)."""
+        return None
+
+    def upscale(self, request, on_progress=None, cancel: threading.Event | None = None):
+        """GAN upscales run on this computer (the upscalers are small; the source and result stay
+        here), on a local Engine kept for the next upscale. Engine thread."""
+        if getattr(self, "_local", None) is None:
+            from engine.engine import Engine
+
+            self._local = Engine(device=self._device if self._device not in (None, "cluster") else None,
+                                 keep_models=0)
+        return self._local.upscale(request, on_progress, cancel)
 
     def load(self, model_path: str, memory_preset: str = "auto") -> ModelInfo:
         """Load the model on the worker, found there by this file's content hash. Engine thread."""

@@ -20,7 +20,13 @@ def _engines():
     return [Engine, FakeEngine]
 
 
-@pytest.mark.parametrize("cls", _engines(), ids=lambda c: c.__name__)
+def _all_engines():
+    from engine.farm.remote import RemoteEngine
+
+    return [*_engines(), RemoteEngine]
+
+
+@pytest.mark.parametrize("cls", _all_engines(), ids=lambda c: c.__name__)
 def test_engine_classes_have_every_protocol_member_with_its_parameters(cls):
     for name in MEMBERS:
         wanted = getattr(EngineProtocol, name)
