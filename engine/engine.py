@@ -159,7 +159,7 @@ class Engine:
         """
         # 1. Check inputs (the request validated itself) and resolve the seed.
         request = request.replace(seed=request.seed if request.seed is not None else random_seed())
-        job = Job(request, on_progress, cancel)
+        job = Job(request, on_progress, cancel, preview_every=self.preview_every)
         job.check_cancel(0)
 
         # 2. Model (loaded once, kept between requests).

@@ -22,23 +22,34 @@ from engine.files.safe import MAX_JSON_BYTES, read_bytes
 _FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 
-@lru_cache(maxsize=None)
-def bundled_tokenizer(kind: str):
-    """The bundled tokenizer of ``kind`` ("clip" or "clip-pad-bang"). Runs on the engine thread."""
+def _build(kind: str):
     from transformers import CLIPTokenizer
 
     with tempfile.TemporaryDirectory(prefix="easel-tokenizer-") as tmp:
-        tokenizer = CLIPTokenizer.from_pretrained(str(arch.write_tokenizer(Path(tmp), kind)))
-    _SHARED.append(tokenizer)
+        return CLIPTokenizer.from_pretrained(str(arch.write_tokenizer(Path(tmp), kind)))
+
+
+@lru_cache(maxsize=None)
+def bundled_tokenizer(kind: str):
+    """The bundled tokenizer of ``kind`` ("clip" or "clip-pad-bang"), shared. Runs on the engine thread."""
+    tokenizer = _build(kind)
+    _SHARED[kind] = tokenizer
     return tokenizer
 
 
-_SHARED: list = []  # the instances bundled_tokenizer handed out
+_SHARED: dict = {}  # kind -> the instance bundled_tokenizer handed out
 
 
 def is_shared(tokenizer) -> bool:
     """Whether ``tokenizer`` is one of the bundled instances every model shares."""
-    return tokenizer is not None and any(tokenizer is shared for shared in _SHARED)
+    return tokenizer is not None and any(tokenizer is shared for shared in _SHARED.values())
+
+
+def private_copy(tokenizer):
+    """A model's own instance of the shared bundled ``tokenizer`` (built afresh from the bundled files:
+    a ``copy.deepcopy`` of one tokenizes differently under compel). Engine thread; about a second."""
+    kind = next(k for k, shared in _SHARED.items() if shared is tokenizer)
+    return _build(kind)
 
 
 @lru_cache(maxsize=None)

@@ -23,6 +23,7 @@ class Job:
     started: float = field(default_factory=time.perf_counter)
     model_hash: str = ""
     notices: list[str] = field(default_factory=list)
+    preview_every: int = 2  # a preview image every that many steps (and on the last)
 
     def check_cancel(self, step: int = 0, total: int | None = None) -> None:
         """Raise Cancelled when the token is set. Engine thread (or whichever runs the job)."""

@@ -13,24 +13,21 @@ from collections.abc import Callable, Iterator
 from engine.api import Cancelled
 from engine.core.job import Job
 
-PREVIEW_EVERY = 2
-
-
 class StepReporter:
     """Reports the steps of one image (of one stage) of a job.
 
-    ``preview(latents) -> PIL image | None`` makes the preview attached every ``every`` steps and on
-    the last one. Use ``on_step_end`` as diffusers' ``callback_on_step_end`` or ``legacy`` as its older
+    ``preview(latents) -> PIL image | None`` makes the preview attached every ``every`` steps (default:
+    the job's ``preview_every``) and on the last one. Use ``on_step_end`` as diffusers' ``callback_on_step_end`` or ``legacy`` as its older
     ``callback=`` (with ``callback_steps=1``); a family with its own loop calls the reporter directly.
     """
 
     def __init__(self, job: Job, index: int = 0, total: int | None = None, preview: Callable | None = None,
-                 every: int = PREVIEW_EVERY, stage: int = 1, stages: int = 1, stage_name: str = ""):
+                 every: int | None = None, stage: int = 1, stages: int = 1, stage_name: str = ""):
         self.job = job
         self.index = index
         self.total = job.request.steps if total is None else total
         self.preview = preview if job.on_progress is not None else None
-        self.every = max(1, every)
+        self.every = max(1, job.preview_every if every is None else every)
         self.stage, self.stages, self.stage_name = stage, stages, stage_name
         self.step = 0
 

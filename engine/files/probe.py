@@ -27,7 +27,7 @@ import stat
 from pathlib import Path
 
 from engine.api import ModelError, ModelInfo
-from engine.files.folders import examine_folder
+from engine.files.folders import examine_folder, weight_files
 from engine.files.safe import open_regular
 from engine.files.headers import (  # noqa: F401 - re-exported: the public names of engine.files.probe
     EMPTY_PROBLEM,

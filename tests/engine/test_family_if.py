@@ -78,7 +78,7 @@ def test_partial_folders_get_one_plain_line(tmp_path, cascade):
         weights.unlink()
     (stage1 / "tokenizer" / "tokenizer.json").unlink()
     assert problem(stage1) == ("incomplete DeepFloyd IF folder: missing unet/ weights, "
-                               "tokenizer/ vocabulary (tokenizer.json or spiece.model)")
+                               "tokenizer/ vocab files (tokenizer.json, spiece.model, or vocab.json + merges.txt)")
 
     (root / "IF-II-tiny" / "image_noising_scheduler" / "scheduler_config.json").unlink()
     good = _copy_cascade(cascade, tmp_path / "bad-stage2")
@@ -157,7 +157,7 @@ def test_sizes_off_the_cascade_grid_are_resized_with_a_notice_and_other_modes_re
     result = shared_engine.generate(_request(cascade, width=200, height=136, steps=1))
     assert result.images[0].size == (200, 136)
     assert any("resized to 200x136" in n for n in result.notices)
-    with pytest.raises(InvalidRequest, match="text only"):
+    with pytest.raises(InvalidRequest, match="makes new images only"):
         shared_engine.generate(_request(cascade, mode=Mode.IMG2IMG, init_image=Image.new("RGB", (64, 64))))
 
 
@@ -207,7 +207,7 @@ def test_unload_frees_every_stage(cascade):
     engine = Engine(device="cpu")
     engine.generate(_request(cascade, width=64, height=64, steps=1))
     runner = engine.runner
-    stages = [weakref.ref(p.unet) for p in runner.pipes]
+    stages = [weakref.ref(p.unet) for p in runner.pipelines()]
     del runner
     engine.unload()
     gc.collect()

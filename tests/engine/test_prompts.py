@@ -172,8 +172,7 @@ def test_embedding_by_name_and_vae_override_change_the_image(addon_engine, tiny_
     plain = addon_engine.generate(_req(model))
     prompt = "a red fox in snow, fuzzyfox"
     # The same prompt on an engine whose library has no embedding of that name: "fuzzyfox" is only text
-    # there. Run before the embedding is loaded: today a loaded embedding's token stays in the shared
-    # bundled tokenizer for every later model (issue 12 item 7).
+    # there (a loaded embedding stays in its own model's tokenizer: tests/engine/test_tokenizer_leak.py).
     as_text = _engine_with_folder(tmp_path / "no embeddings").generate(_req(model, prompt=prompt))
     emb = addon_engine.generate(_req(model, prompt=prompt))
     assert not emb.notices

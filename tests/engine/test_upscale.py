@@ -110,7 +110,10 @@ def test_a_pth_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
 
 
 def test_tiles_are_even_cover_the_image_and_waste_less_than_an_edge_aligned_grid():
-    from engine.upscale import even_tiles, tile_grid
+    from engine.core.tiles import even_tiles
+
+    def tile_grid(length, tile, overlap):  # the edge-aligned grid: the last tile pushed back to the edge
+        return [0] if tile >= length else [*range(0, length - tile, tile - overlap), length - tile]
 
     for length, tile, overlap in ((2048, 512, 32), (1000, 512, 32), (513, 512, 32), (200, 64, 16), (100, 512, 32)):
         size, starts = even_tiles(length, tile, overlap)
@@ -122,7 +125,9 @@ def test_tiles_are_even_cover_the_image_and_waste_less_than_an_edge_aligned_grid
 
 
 def test_cancel_stops_within_one_tile(esrgan):
-    up = load_upscaler(str(esrgan))
+    from engine.api import UpscaleRequest
+    from engine.engine import Engine
+
     cancel = threading.Event()
     seen = []
 
@@ -131,7 +136,8 @@ def test_cancel_stops_within_one_tile(esrgan):
         cancel.set()
 
     with pytest.raises(Cancelled):
-        upscale_image(up, noise_image(160, 160), tile=64, overlap=8, on_progress=on_progress, cancel=cancel)
+        Engine(device="cpu").upscale(UpscaleRequest(model=str(esrgan), image=noise_image(160, 160), tile=64, overlap=8),
+                                     on_progress, cancel)
     assert seen == [1]
 
 

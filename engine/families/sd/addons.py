@@ -101,15 +101,13 @@ class Addons:
         """Give ``pipes`` (one model's pipelines, sharing modules) their own copy of any tokenizer
         they share with other models (engine.tokenizers' bundled ones): an embedding adds tokens to
         the tokenizer, and must not leak into the next model loaded."""
-        import copy
-
-        from engine.tokenizers import is_shared
+        from engine.tokenizers import is_shared, private_copy
 
         for name in ("tokenizer", "tokenizer_2"):
             shared = next((getattr(p, name) for p in pipes if is_shared(getattr(p, name, None))), None)
             if shared is None:
                 continue
-            private = copy.deepcopy(shared)
+            private = private_copy(shared)
             for pipe in pipes:
                 if getattr(pipe, name, None) is shared:
                     setattr(pipe, name, private)
