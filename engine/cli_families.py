@@ -45,7 +45,7 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
 def run_upscale(args) -> int:
     """Runs on the CLI's main thread."""
     from engine.api import UpscaleRequest
-    from engine.cli import load_image
+    from engine.cli_common import load_image
     from engine.engine import Engine
     from engine.metadata import read_metadata
     from engine.upscale import save_upscaled
@@ -75,7 +75,7 @@ def run_upscale(args) -> int:
 
 def _run_diffusion_upscale(args, image) -> int:
     """A diffusers upscaler folder (SD x4): an ordinary generation, saved with its own metadata."""
-    from engine.cli import _run_and_save
+    from engine.cli_common import run_and_save
     from engine.families import upscale_request
     from engine.metadata import read_metadata
     from engine.files.probe import check_model
@@ -95,12 +95,12 @@ def _run_diffusion_upscale(args, image) -> int:
         changes["prompt"] = args.prompt
     if args.steps is not None:
         changes["steps"] = args.steps
-    return _run_and_save(args, request.replace(**changes), str(args.out), embed=not args.no_metadata)
+    return run_and_save(args, request.replace(**changes), str(args.out), embed=not args.no_metadata)
 
 
 def run_variations(args) -> int:
     """Runs on the CLI's main thread."""
-    from engine.cli import _run_and_save, load_image
+    from engine.cli_common import run_and_save, load_image
     from engine.metadata import read_metadata
     from engine.files.probe import check_model
     from engine.variations import parse_strength, variation_request
@@ -111,7 +111,7 @@ def run_variations(args) -> int:
         image, args.model, info, read_metadata(args.image), count=args.count,
         strength=parse_strength(args.strength), seed=args.seed, prompt=args.prompt, steps=args.steps,
     )
-    return _run_and_save(args, request, args.out, embed=not args.no_metadata)
+    return run_and_save(args, request, args.out, embed=not args.no_metadata)
 
 
 class _TileBar:

@@ -77,10 +77,10 @@ class _Printer:
 
 
 def run_grid(args) -> int:
-    from engine.cli import _library, _with_native_size
+    from engine.cli_common import library_for, with_native_size
     from engine.grid import GridRun, parse_axis, plan_from_recipe, plan_grid, read_recipe
 
-    library = _library(args)
+    library = library_for(args)
     if args.from_grid:
         changes = {"model": args.model} if args.model else {}
         plan = plan_from_recipe(read_recipe(args.from_grid), **changes)
@@ -97,7 +97,7 @@ def run_grid(args) -> int:
                            ("height", args.height)):
             if value is not None:
                 fields[key] = value
-        base = GenerationRequest(**_with_native_size(fields, args.model))
+        base = GenerationRequest(**with_native_size(fields, args.model))
         axes = [parse_axis(a) if a else None for a in (args.x, args.y, args.z)]
         plan = plan_grid(base, *axes)
     printer = _Printer(plan)
@@ -159,10 +159,10 @@ class _destination:
 
 
 def run_farm(args) -> int:
-    from engine.cli import _library
+    from engine.cli_common import library_for
     from engine.farm.farm import Farm
 
-    library = _library(args)
+    library = library_for(args)
     for m in args.check_models:  # the model's own folder, as for `easel grid`
         library.folders.append(str(Path(m).expanduser().resolve().parent))
     with Farm(args.address, workers=args.workers, folders=[str(f) for f in library.folders], device=args.device,

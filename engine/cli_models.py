@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from engine.api import EaselError
-from engine.cli import EXIT_OK, EXIT_USAGE
+from engine.cli_common import EXIT_OK, EXIT_USAGE
 
 
 def add_parser(sub, common: argparse.ArgumentParser) -> None:

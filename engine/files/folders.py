@@ -9,7 +9,6 @@ folder's size is summed only once it proves to be a model.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path

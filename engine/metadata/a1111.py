@@ -7,10 +7,10 @@ import re
 from typing import Any
 
 from engine.api import Mode
-from engine.metadata.fields import PARAMETERS_KEY, ImageMetadata, _finish, map_sampler
+from engine.metadata.fields import PARAMETERS_KEY, ImageMetadata, finish_fields, map_sampler
 
 
-_STEPS_PAIR = re.compile(r"(?:^|,)\s*Steps:\s*[-+]?\d+")  # a negative count is still the parameters line (clamped, with a warning)
+STEPS_PAIR = re.compile(r"(?:^|,)\s*Steps:\s*[-+]?\d+")  # a negative count is still the parameters line (clamped, with a warning)
 _SIZE = re.compile(r"^\s*(\d+)\s*[x×]\s*(\d+)\s*$")
 _HIRES_KEYS = ("Hires upscale", "Hires resize", "Hires steps", "Hires upscaler")
 
@@ -64,7 +64,7 @@ def parse_a1111(text: str, *, raw: dict[str, str] | None = None, source: str = "
     """Read A1111's ``parameters`` text (also Forge, SD.Next, Fooocus's A1111 scheme, Civitai)."""
     warnings: list[str] = []
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    param_at = next((i for i in range(len(lines) - 1, -1, -1) if _STEPS_PAIR.search(lines[i])), None)
+    param_at = next((i for i in range(len(lines) - 1, -1, -1) if STEPS_PAIR.search(lines[i])), None)
     pairs: list[tuple[str, str]] = []
     if param_at is not None:
         pairs = _split_pairs(lines[param_at])
@@ -147,5 +147,5 @@ def parse_a1111(text: str, *, raw: dict[str, str] | None = None, source: str = "
         extra.pop("Denoising strength", None)
     if source == "a1111" and values.get("Version", "").lower().startswith("fooocus"):
         source = "fooocus"
-    return _finish(source, found, warnings, raw=raw if raw is not None else {PARAMETERS_KEY: text},
+    return finish_fields(source, found, warnings, raw=raw if raw is not None else {PARAMETERS_KEY: text},
                    model_name=model_name, model_hash=model_hash, extra=extra)

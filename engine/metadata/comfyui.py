@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.api import Mode
-from engine.metadata.fields import ImageMetadata, _finish, _format_number, _json_object, _model_stem, map_sampler
+from engine.metadata.fields import ImageMetadata, finish_fields, format_number, json_object, model_stem, map_sampler
 
 
 _TEXT_KEYS = ("text", "text_g", "string", "value", "prompt", "Text", "STRING", "text_positive")
@@ -99,7 +99,7 @@ class _Graph:
                 return inputs[key]
         if isinstance(inputs.get("lora_name"), str):
             strength = self.number(inputs.get("strength_model", 1.0))
-            loras.append(f"{_model_stem(inputs['lora_name'])}: {_format_number(strength if strength is not None else 1.0)}")
+            loras.append(f"{model_stem(inputs['lora_name'])}: {format_number(strength if strength is not None else 1.0)}")
         return self.model(inputs.get("model"), loras, depth + 1)
 
 
@@ -107,8 +107,8 @@ def _is_ksampler(cls: str) -> bool:
     return "KSampler" in cls
 
 
-def _parse_comfyui(text: str, raw: dict[str, str], warnings: list[str]) -> ImageMetadata | None:
-    data = _json_object(text, "prompt", warnings)
+def parse_comfyui(text: str, raw: dict[str, str], warnings: list[str]) -> ImageMetadata | None:
+    data = json_object(text, "prompt", warnings)
     if data is None:
         return None
     graph = _Graph(data)
@@ -116,7 +116,7 @@ def _parse_comfyui(text: str, raw: dict[str, str], warnings: list[str]) -> Image
     if not samplers:
         if any(isinstance(n, dict) and "class_type" in n for n in data.values()):
             warnings.append("the ComfyUI graph has no KSampler node; its settings were not read")
-            return _finish("comfyui", {}, warnings, raw=raw)
+            return finish_fields("comfyui", {}, warnings, raw=raw)
         return None
 
     def rank(nid: str) -> tuple[int, int, Any]:
@@ -166,7 +166,7 @@ def _parse_comfyui(text: str, raw: dict[str, str], warnings: list[str]) -> Image
     if mode is not Mode.TXT2IMG:
         found["strength"] = denoise
     elif denoise is not None and denoise != 1.0:
-        extra["Denoise"] = _format_number(denoise)
+        extra["Denoise"] = format_number(denoise)
     loras: list[str] = []
     checkpoint = graph.model(inputs.get("model"), loras)
     if checkpoint:
@@ -175,7 +175,7 @@ def _parse_comfyui(text: str, raw: dict[str, str], warnings: list[str]) -> Image
         extra["LoRAs"] = ", ".join(reversed(loras))
     if len(samplers) > 1:
         extra["Sampler nodes"] = str(len(samplers))
-    return _finish("comfyui", found, warnings, raw=raw, model_name=_model_stem(checkpoint), extra=extra)
+    return finish_fields("comfyui", found, warnings, raw=raw, model_name=model_stem(checkpoint), extra=extra)
 
 
 def _node_order(nid: str) -> tuple[int, float, str]:

@@ -19,18 +19,18 @@ from PIL import Image
 from engine.files.png import PNG_SIGNATURE as _PNG_SIGNATURE
 from engine.files.png import DamagedPng, walk_chunks
 from engine.files.safe import open_regular
-from engine.metadata.a1111 import _STEPS_PAIR, parse_a1111
-from engine.metadata.comfyui import _parse_comfyui
-from engine.metadata.easel import _parse_easel
-from engine.metadata.fields import EASEL_KEY, PARAMETERS_KEY, ImageMetadata, _json_object
-from engine.metadata.fooocus import _parse_fooocus_json
-from engine.metadata.invokeai import _parse_dream, _parse_invokeai, _parse_sd_metadata
+from engine.metadata.a1111 import STEPS_PAIR, parse_a1111
+from engine.metadata.comfyui import parse_comfyui
+from engine.metadata.easel import parse_easel
+from engine.metadata.fields import EASEL_KEY, PARAMETERS_KEY, ImageMetadata, json_object
+from engine.metadata.fooocus import parse_fooocus_json
+from engine.metadata.invokeai import parse_dream, parse_invokeai, parse_sd_metadata
 
 MAX_CHUNK_BYTES = 32 * 1024 * 1024  # one text chunk, raw or inflated; larger ones are skipped
 MAX_TEXT_BYTES = 128 * 1024 * 1024  # all text chunks of one file together
 
-_EXIF_IFD = 0x8769
-_USER_COMMENT = 0x9286
+EXIF_IFD = 0x8769
+USER_COMMENT = 0x9286
 _MAKER_NOTE = 0x927C
 _SOFTWARE = 0x0131
 
@@ -131,9 +131,9 @@ def _utf8_or_latin1(data: bytes) -> str:
 
 def _exif_texts(exif: Image.Exif, texts: dict[str, str]) -> None:
     try:
-        comment = exif.get(_USER_COMMENT)
+        comment = exif.get(USER_COMMENT)
         if comment is None:
-            comment = exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+            comment = exif.get_ifd(EXIF_IFD).get(USER_COMMENT)
         if comment is not None:
             text = decode_user_comment(comment)
             if text.strip():
@@ -223,7 +223,7 @@ def read_metadata(source: str | Path | Image.Image | BinaryIO) -> ImageMetadata:
 
 def _interpret(texts: dict[str, str], warnings: list[str]) -> ImageMetadata:
     if EASEL_KEY in texts:
-        found = _parse_easel(texts[EASEL_KEY], texts)
+        found = parse_easel(texts[EASEL_KEY], texts)
         if found is not None:
             return _with_warnings(found, warnings)
         warnings.append("the Easel metadata is damaged; reading the other metadata instead")
@@ -238,9 +238,9 @@ def _interpret(texts: dict[str, str], warnings: list[str]) -> ImageMetadata:
         json_like = stripped.startswith("{") and stripped.endswith("}")
         if scheme == "fooocus" or json_like:
             local: list[str] = []
-            data = _json_object(stripped, "parameters", local)
+            data = json_object(stripped, "parameters", local)
             if data is not None:
-                return _with_warnings(_parse_fooocus_json(data, texts, local), warnings)
+                return _with_warnings(parse_fooocus_json(data, texts, local), warnings)
             if scheme == "fooocus":
                 warnings.extend(local)
         if scheme != "fooocus":
@@ -248,24 +248,24 @@ def _interpret(texts: dict[str, str], warnings: list[str]) -> ImageMetadata:
             return _with_warnings(parse_a1111(parameters, raw=texts, source=source), warnings)
 
     if texts.get("prompt", "").lstrip().startswith("{"):
-        found = _parse_comfyui(texts["prompt"], texts, warnings)
+        found = parse_comfyui(texts["prompt"], texts, warnings)
         if found is not None:
             return found
     if "invokeai_metadata" in texts:
-        found = _parse_invokeai(texts["invokeai_metadata"], texts, warnings)
+        found = parse_invokeai(texts["invokeai_metadata"], texts, warnings)
         if found is not None:
             return found
     nmkd = any("nmkd" in (k + " " + v[:2000]).lower() for k, v in texts.items()
                if k not in ("Dream", "sd-metadata")) or "nmkd" in texts.get("sd-metadata", "")[:4000].lower()
     legacy_source = "nmkd" if nmkd else "invokeai"
     if "sd-metadata" in texts:
-        found = _parse_sd_metadata(texts["sd-metadata"], texts, legacy_source, warnings)
+        found = parse_sd_metadata(texts["sd-metadata"], texts, legacy_source, warnings)
         if found is not None:
             return found
     if "Dream" in texts and texts["Dream"].strip():
-        return _parse_dream(texts["Dream"], texts, legacy_source, warnings)
+        return parse_dream(texts["Dream"], texts, legacy_source, warnings)
     comment = texts.get("comment", "")
-    if _STEPS_PAIR.search(comment):
+    if STEPS_PAIR.search(comment):
         return _with_warnings(parse_a1111(comment, raw=texts), warnings)
     return ImageMetadata("none", raw=texts, warnings=tuple(warnings))
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 from engine.api import GenerationRequest
-from engine.metadata.fields import EASEL_KEY, FORMAT_VERSION, ImageMetadata, _finish, _json_object, _text
+from engine.metadata.fields import EASEL_KEY, FORMAT_VERSION, ImageMetadata, finish_fields, json_object, text_value
 
 
-def _parse_easel(text: str, raw: dict[str, str]) -> ImageMetadata | None:
+def parse_easel(text: str, raw: dict[str, str]) -> ImageMetadata | None:
     warnings: list[str] = []
-    data = _json_object(text, EASEL_KEY, warnings)
+    data = json_object(text, EASEL_KEY, warnings)
     if data is None or data.get("format") != "easel" or not isinstance(data.get("request"), dict):
         return None
     version = data.get("version")
@@ -24,17 +24,17 @@ def _parse_easel(text: str, raw: dict[str, str]) -> ImageMetadata | None:
         extra["Version"] = f"easel {data['app_version']}"
     for key, label in (("file", "Model file"), ("family", "Model family")):
         if model.get(key):
-            extra[label] = _text(model[key])
+            extra[label] = text_value(model[key])
     settings = data.get("settings") if isinstance(data.get("settings"), dict) else {}
     for key, label in (("device", "Device"), ("dtype", "Dtype"), ("preset", "Memory preset")):
         if settings.get(key):
-            extra[label] = _text(settings[key])
+            extra[label] = text_value(settings[key])
     timings = data.get("timings") if isinstance(data.get("timings"), dict) else {}
     if isinstance(timings.get("total"), (int, float)):
         extra["Time taken"] = f"{timings['total']:.1f} s"
     if data.get("created"):
-        extra["Created"] = _text(data["created"])
+        extra["Created"] = text_value(data["created"])
     if isinstance(data.get("extra"), dict):
-        extra.update({str(k): _text(v) for k, v in data["extra"].items()})
-    return _finish("easel", found, warnings, raw=raw, model_name=_text(model.get("name") or ""),
-                   model_hash=_text(model.get("hash") or ""), extra=extra)
+        extra.update({str(k): text_value(v) for k, v in data["extra"].items()})
+    return finish_fields("easel", found, warnings, raw=raw, model_name=text_value(model.get("name") or ""),
+                   model_hash=text_value(model.get("hash") or ""), extra=extra)

@@ -2,7 +2,7 @@
 
 ``ImageMetadata`` (the result of reading), the keys and format version of what we write, every
 tool's sampler names mapped onto ours (``map_sampler``), and the coercion and clamping of values
-into ``GenerationRequest``'s limits (``_finish``) that each format's parser ends with.
+into ``GenerationRequest``'s limits (``finish_fields``) that each format's parser ends with.
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def _to_int(value: Any) -> int | None:
     return None
 
 
-def _to_float(value: Any) -> float | None:
+def to_float(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -239,7 +239,7 @@ def _clean_fields(found: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
             else:
                 out[key] = number
         elif key in _FLOAT_FIELDS:
-            number = _to_float(value)
+            number = to_float(value)
             if number is None:
                 warnings.append(f"{key} {value!r} is not a number; ignored")
             else:
@@ -272,7 +272,7 @@ def _clean_fields(found: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     def clamp(key: str, lo: float, hi: float, label: str) -> None:
         if key in out and not lo <= out[key] <= hi:
             new = min(max(out[key], lo), hi)
-            warnings.append(f"{label} {_format_number(out[key])} is out of range; using {_format_number(new)}")
+            warnings.append(f"{label} {format_number(out[key])} is out of range; using {format_number(new)}")
             out[key] = new
 
     clamp("steps", MIN_STEPS, MAX_STEPS, "steps")
@@ -297,7 +297,7 @@ def _clean_fields(found: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
             out["seed"] = seed % (MAX_SEED + 1)
             warnings.append(f"seed {seed} is above Easel's largest ({MAX_SEED}); using {out['seed']}")
     if "strength" in out and not 0.0 < out["strength"] <= 1.0:
-        warnings.append(f"denoising strength {_format_number(out['strength'])} is out of range; ignored")
+        warnings.append(f"denoising strength {format_number(out['strength'])} is out of range; ignored")
         del out["strength"]
     return out
 
@@ -312,12 +312,12 @@ def _norm_hash(value: Any) -> str:
     return text
 
 
-def _model_stem(name: str) -> str:
+def model_stem(name: str) -> str:
     stem = re.split(r"[\\/]", name.strip())[-1]
     return re.sub(r"\.(safetensors|ckpt|pt|pth|bin|gguf|sft)$", "", stem, flags=re.I)
 
 
-def _text(value: Any) -> str:
+def text_value(value: Any) -> str:
     if isinstance(value, str):
         return value
     try:
@@ -326,7 +326,7 @@ def _text(value: Any) -> str:
         return str(value)
 
 
-def _finish(
+def finish_fields(
     source: str,
     found: dict[str, Any],
     warnings: list[str],
@@ -353,14 +353,14 @@ def _finish(
 # ============================================================================================
 
 
-def _format_number(value: int | float) -> str:
+def format_number(value: int | float) -> str:
     if isinstance(value, bool) or isinstance(value, int):
         return str(int(value))
     text = repr(float(value))
     return text[:-2] if text.endswith(".0") else text
 
 
-def _json_object(text: str, what: str, warnings: list[str]) -> dict[str, Any] | None:
+def json_object(text: str, what: str, warnings: list[str]) -> dict[str, Any] | None:
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):
@@ -372,5 +372,5 @@ def _json_object(text: str, what: str, warnings: list[str]) -> dict[str, Any] | 
     return data
 
 
-def _label(key: str) -> str:
+def label_value(key: str) -> str:
     return key.replace("_", " ").capitalize() if key == key.lower() else key

@@ -6,10 +6,10 @@ import re
 from typing import Any
 
 from engine.api import Mode
-from engine.metadata.fields import ImageMetadata, _finish, _label, _model_stem, _text, map_sampler
+from engine.metadata.fields import ImageMetadata, finish_fields, label_value, model_stem, text_value, map_sampler
 
 
-def _parse_fooocus_json(data: dict[str, Any], raw: dict[str, str], warnings: list[str]) -> ImageMetadata:
+def parse_fooocus_json(data: dict[str, Any], raw: dict[str, str], warnings: list[str]) -> ImageMetadata:
     def get(key: str, label: str) -> Any:
         return data.get(key, data.get(label))
 
@@ -33,6 +33,6 @@ def _parse_fooocus_json(data: dict[str, Any], raw: dict[str, str], warnings: lis
     used = {"prompt", "Prompt", "negative_prompt", "Negative Prompt", "steps", "Steps", "guidance_scale",
             "Guidance Scale", "seed", "Seed", "resolution", "Resolution", "sampler", "Sampler",
             "base_model", "Base Model", "base_model_hash"}
-    extra = {_label(k): _text(v) for k, v in data.items() if k not in used and v not in (None, "", [], "None")}
-    return _finish("fooocus", found, warnings, raw=raw, model_name=_model_stem(_text(get("base_model", "Base Model") or "")),
-                   model_hash=_text(data.get("base_model_hash") or ""), extra=extra)
+    extra = {label_value(k): text_value(v) for k, v in data.items() if k not in used and v not in (None, "", [], "None")}
+    return finish_fields("fooocus", found, warnings, raw=raw, model_name=model_stem(text_value(get("base_model", "Base Model") or "")),
+                   model_hash=text_value(data.get("base_model_hash") or ""), extra=extra)

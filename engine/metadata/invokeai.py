@@ -13,7 +13,7 @@ import shlex
 from typing import Any
 
 from engine.api import Mode
-from engine.metadata.fields import ImageMetadata, _finish, _format_number, _json_object, _label, _text, _to_float, map_sampler
+from engine.metadata.fields import ImageMetadata, finish_fields, format_number, json_object, label_value, text_value, to_float, map_sampler
 
 
 def _split_invoke_negative(prompt: str) -> tuple[str, str]:
@@ -25,8 +25,8 @@ def _split_invoke_negative(prompt: str) -> tuple[str, str]:
     return positive, ", ".join(n.strip() for n in negatives if n.strip())
 
 
-def _parse_invokeai(text: str, raw: dict[str, str], warnings: list[str]) -> ImageMetadata | None:
-    data = _json_object(text, "invokeai_metadata", warnings)
+def parse_invokeai(text: str, raw: dict[str, str], warnings: list[str]) -> ImageMetadata | None:
+    data = json_object(text, "invokeai_metadata", warnings)
     if data is None:
         return None
     found: dict[str, Any] = {
@@ -54,8 +54,8 @@ def _parse_invokeai(text: str, raw: dict[str, str], warnings: list[str]) -> Imag
     model = data.get("model")
     model_name = model_hash = ""
     if isinstance(model, dict):
-        model_name = _text(model.get("name") or model.get("model_name") or "")
-        model_hash = _text(model.get("hash") or "")
+        model_name = text_value(model.get("name") or model.get("model_name") or "")
+        model_hash = text_value(model.get("hash") or "")
     elif isinstance(model, str):
         model_name = model
     if model_hash and not re.fullmatch(r"(sha256:)?[0-9a-fA-F]{64}", model_hash):
@@ -72,23 +72,23 @@ def _parse_invokeai(text: str, raw: dict[str, str], warnings: list[str]) -> Imag
             lora = item.get("lora") or item.get("model") or {}
             name = lora.get("name") or lora.get("model_name") if isinstance(lora, dict) else None
             if name:
-                loras.append(f"{name}: {_format_number(_to_float(item.get('weight')) or 1.0)}")
+                loras.append(f"{name}: {format_number(to_float(item.get('weight')) or 1.0)}")
     if loras:
         extra["LoRAs"] = ", ".join(loras)
     if data.get("app_version"):
         extra["Version"] = f"InvokeAI {data['app_version']}"
     if data.get("scheduler"):
-        extra["Scheduler"] = _text(data["scheduler"])
+        extra["Scheduler"] = text_value(data["scheduler"])
     skip = {"positive_prompt", "negative_prompt", "seed", "steps", "cfg_scale", "width", "height", "model",
             "loras", "app_version", "scheduler", "strength"}
     for key, value in data.items():
         if key not in skip and value not in (None, "", [], {}, 0):
-            extra.setdefault(_label(key), _text(value))
-    return _finish("invokeai", found, warnings, raw=raw, model_name=model_name, model_hash=model_hash, extra=extra)
+            extra.setdefault(label_value(key), text_value(value))
+    return finish_fields("invokeai", found, warnings, raw=raw, model_name=model_name, model_hash=model_hash, extra=extra)
 
 
-def _parse_sd_metadata(text: str, raw: dict[str, str], source: str, warnings: list[str]) -> ImageMetadata | None:
-    data = _json_object(text, "sd-metadata", warnings)
+def parse_sd_metadata(text: str, raw: dict[str, str], source: str, warnings: list[str]) -> ImageMetadata | None:
+    data = json_object(text, "sd-metadata", warnings)
     if data is None:
         return None
     image = data.get("image")
@@ -122,10 +122,10 @@ def _parse_sd_metadata(text: str, raw: dict[str, str], source: str, warnings: li
         extra["Version"] = f"{data.get('app_id', '')} {data.get('app_version', '')}".strip()
     for key in ("sampler", "seamless", "hires_fix", "variations", "postprocessing", "threshold", "perlin"):
         if image.get(key) not in (None, "", [], False, 0):
-            extra[_label(key)] = _text(image[key])
-    model_name = _text(data.get("model_weights") or data.get("model_id") or data.get("model") or "")
-    return _finish(source, found, warnings, raw=raw, model_name=model_name,
-                   model_hash=_text(data.get("model_hash") or ""), extra=extra)
+            extra[label_value(key)] = text_value(image[key])
+    model_name = text_value(data.get("model_weights") or data.get("model_id") or data.get("model") or "")
+    return finish_fields(source, found, warnings, raw=raw, model_name=model_name,
+                   model_hash=text_value(data.get("model_hash") or ""), extra=extra)
 
 
 _DREAM_OPTIONS = {
@@ -149,7 +149,7 @@ def _dream_tokens(text: str) -> list[str]:
     return text.split()
 
 
-def _parse_dream(text: str, raw: dict[str, str], source: str, warnings: list[str]) -> ImageMetadata:
+def parse_dream(text: str, raw: dict[str, str], source: str, warnings: list[str]) -> ImageMetadata:
     tokens = _dream_tokens(text)
     prompt_parts: list[str] = []
     options: dict[str, str] = {}
@@ -195,4 +195,4 @@ def _parse_dream(text: str, raw: dict[str, str], source: str, warnings: list[str
         found["mode"] = Mode.INPAINT.value
     if found["mode"] == Mode.TXT2IMG.value:
         found.pop("strength", None)
-    return _finish(source, found, warnings, raw=raw, model_name=model_name, extra=extra)
+    return finish_fields(source, found, warnings, raw=raw, model_name=model_name, extra=extra)

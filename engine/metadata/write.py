@@ -17,8 +17,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from engine.api import GenerationRequest, Mode, Result
-from engine.metadata.containers import _EXIF_IFD, _USER_COMMENT
-from engine.metadata.fields import EASEL_KEY, FORMAT_VERSION, PARAMETERS_KEY, _format_number
+from engine.metadata.containers import EXIF_IFD, USER_COMMENT
+from engine.metadata.fields import EASEL_KEY, FORMAT_VERSION, PARAMETERS_KEY, format_number
 
 
 def _karras_split(sampler: str) -> tuple[str, str]:
@@ -33,7 +33,7 @@ def _karras_split(sampler: str) -> tuple[str, str]:
 
 
 def _quote(value: Any) -> str:
-    text = _format_number(value) if isinstance(value, (int, float)) else str(value)
+    text = format_number(value) if isinstance(value, (int, float)) else str(value)
     if "," in text or ":" in text or "\n" in text or "\r" in text:
         return json.dumps(text, ensure_ascii=False)
     return text
@@ -149,5 +149,5 @@ def png_info(
 def exif_with_parameters(parameters: str) -> Image.Exif:
     """EXIF for JPEG/WebP holding ``parameters`` as A1111 writes it (UserComment, UTF-16 BE)."""
     exif = Image.Exif()
-    exif[_EXIF_IFD] = {_USER_COMMENT: b"UNICODE\0" + parameters.encode("utf-16-be")}
+    exif[EXIF_IFD] = {USER_COMMENT: b"UNICODE\0" + parameters.encode("utf-16-be")}
     return exif

@@ -26,7 +26,7 @@ import logging
 import time
 from pathlib import Path
 
-from engine.api import EaselError, ModelInfo, Result, RuntimeSettings, Timings, batch_seed
+from engine.api import EaselError, GenerationRequest, ModelInfo, Result, RuntimeSettings, Timings, batch_seed
 from engine.core import prompt_policy
 from engine.core.job import Job
 from engine.core.loading import pretrained

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from engine import imageprep, prompts
-from engine.api import Mode, ModelInfo, Result, RuntimeSettings, Timings
+from engine.api import ModelInfo, Result, RuntimeSettings, Timings
 from engine.core import decode as core_decode
 from engine.core import prompt_policy
 from engine.core.job import Job
