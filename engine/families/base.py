@@ -141,10 +141,23 @@ class Runner(abc.ABC):
     caps: Capabilities
     load_seconds: float = 0.0
 
+    def __init__(self, info: ModelInfo, caps: Capabilities, ctx: LoadContext, load_seconds: float, *,
+                 vae_tiling: bool = True):
+        """What every runner keeps: the model, its capabilities, its Placement (presets, ladder and the
+        remembered rung; ``vae_tiling`` False for runners that tile the image themselves). A subclass
+        sets its pipelines, then calls ``self.placement.place_new(self.pipelines(), ctx.preset)``."""
+        from engine.core.placement import Placement
+
+        self.info = info
+        self.caps = caps
+        self.load_seconds = load_seconds
+        self.placement = Placement(ctx.device, ctx.dtype, caps.memory_thresholds, model_path=info.path,
+                                   rungs=ctx.rungs, vae_tiling=vae_tiling)
+
     @property
-    @abc.abstractmethod
     def settings(self) -> RuntimeSettings | None:
         """The device and memory settings the model sits on now."""
+        return self.placement.settings
 
     @abc.abstractmethod
     def generate(self, job: Job) -> Result:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import time
 
 from engine import imageprep
-from engine.api import Mode, ModelInfo, Result, RuntimeSettings, Timings
+from engine.api import Mode, ModelInfo, Result, Timings
 from engine.core import prompt_policy
 from engine.core.job import Job
 from engine.core.loading import pretrained
-from engine.core.placement import Placement
 from engine.core.steps import StepReporter, cancel_within_steps
 from engine.families.base import Capabilities, LoadContext, Runner
 
@@ -26,19 +25,10 @@ class AmusedRunner(Runner):
     """One loaded aMUSEd model."""
 
     def __init__(self, info: ModelInfo, base, caps: Capabilities, ctx: LoadContext, load_seconds: float):
-        self.info = info
-        self.caps = caps
-        self.load_seconds = load_seconds
+        super().__init__(info, caps, ctx, load_seconds)
         self.base = base
         self._pipes = {type(base).__name__: base}
-        # The pipelines of one model share its modules: placing the base places them all.
-        self.placement = Placement(ctx.device, ctx.dtype, caps.memory_thresholds, model_path=info.path,
-                                   rungs=ctx.rungs)
         self.placement.place_new([base], ctx.preset)
-
-    @property
-    def settings(self) -> RuntimeSettings | None:
-        return self.placement.settings
 
     def pipelines(self) -> list:
         return [self.base]

@@ -26,11 +26,10 @@ import logging
 import time
 from pathlib import Path
 
-from engine.api import EaselError, GenerationRequest, ModelInfo, Result, RuntimeSettings, Timings, batch_seed
+from engine.api import EaselError, GenerationRequest, ModelInfo, Result, Timings, batch_seed
 from engine.core import prompt_policy
 from engine.core.job import Job
 from engine.core.loading import pretrained
-from engine.core.placement import Placement
 from engine.core.previews import pixels_to_preview
 from engine.core.steps import StepReporter, cancel_within_steps
 from engine.families.base import Capabilities, LoadContext, Runner
@@ -59,19 +58,11 @@ class IFRunner(Runner):
 
     def __init__(self, info: ModelInfo, cascade: Cascade, stage1, stage2, upscaler, caps: Capabilities,
                  ctx: LoadContext, load_seconds: float):
-        self.info = info
-        self.caps = caps
+        # The stages have no VAE but the x4 one, which tiles the image itself: no VAE tiling.
+        super().__init__(info, caps, ctx, load_seconds, vae_tiling=False)
         self.cascade = cascade
         self.stage1, self.stage2, self.x4 = stage1, stage2, upscaler
-        self.load_seconds = load_seconds
-        # The stages have no VAE but the x4 one, which tiles the image itself: no VAE tiling.
-        self.placement = Placement(ctx.device, ctx.dtype, caps.memory_thresholds, model_path=info.path,
-                                   rungs=ctx.rungs, vae_tiling=False)
         self.placement.place_new(self.pipelines(), ctx.preset)
-
-    @property
-    def settings(self) -> RuntimeSettings | None:
-        return self.placement.settings
 
     def pipelines(self) -> list:
         return [p for p in (self.stage1, self.stage2, self.x4) if p is not None]

@@ -8,9 +8,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from engine.api import ModelInfo, RuntimeSettings, UpscaleRequest
+from engine.api import ModelInfo, UpscaleRequest
 from engine.core.job import Job
-from engine.core.placement import Placement
 from engine.core.steps import cancel_within_steps
 from engine.core.tiles import tile_count
 from engine.families.base import Capabilities, LoadContext, ModeRefused, Runner
@@ -24,17 +23,9 @@ class GANRunner(Runner):
     """One loaded GAN upscaler (an ``engine.upscale.Upscaler``)."""
 
     def __init__(self, info: ModelInfo, upscaler, caps: Capabilities, ctx: LoadContext, load_seconds: float):
-        self.info = info
-        self.caps = caps
+        super().__init__(info, caps, ctx, load_seconds)
         self.upscaler = upscaler
-        self.load_seconds = load_seconds
-        self.placement = Placement(ctx.device, ctx.dtype, caps.memory_thresholds, model_path=info.path,
-                                   rungs=ctx.rungs)
         self.placement.place_new([upscaler.model], ctx.preset)
-
-    @property
-    def settings(self) -> RuntimeSettings | None:
-        return self.placement.settings
 
     def pipelines(self) -> list:
         return [self.upscaler.model]

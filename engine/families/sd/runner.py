@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 from engine import imageprep, prompts
-from engine.api import GenerationRequest, Mode, ModelInfo, Result, RuntimeSettings, Timings
+from engine.api import GenerationRequest, Mode, ModelInfo, Result, Timings
 from engine.core import decode as core_decode
 from engine.core import prompt_policy, speed
 from engine.core.job import Job
-from engine.core.placement import Placement, place, unhook
+from engine.core.placement import place, unhook
 from engine.core.previews import Previews
 from engine.core.steps import StepReporter, cancel_within_steps
 from engine.families.base import Capabilities, LoadContext, Runner
@@ -29,27 +29,19 @@ class SDRunner(Runner):
     """One loaded SD 1.x / 2.x / SDXL model."""
 
     def __init__(self, info: ModelInfo, base, caps: Capabilities, ctx: LoadContext, load_seconds: float):
-        self.info = info
-        self.caps = caps
+        super().__init__(info, caps, ctx, load_seconds)
         self.base = base
         self.library = ctx.library
         self.hasher = ctx.hasher
         self.device = ctx.device
         self.state_dir = ctx.state_dir
         self.dtype = ctx.dtype
-        self.load_seconds = load_seconds
         self.scheduler_config = dict(base.scheduler.config)
         self.pipes = {type(base): base}  # pipeline class -> pipeline sharing base's modules
         self.active = base  # the pipeline offload hooks are installed on
         self.addons = Addons()
-        self.placement = Placement(ctx.device, ctx.dtype, caps.memory_thresholds, model_path=info.path,
-                                   rungs=ctx.rungs)
         self.previews = Previews(caps.latent_space, ctx.library, ctx.device, ctx.dtype)
         self.placement.place_new([base], ctx.preset)
-
-    @property
-    def settings(self) -> RuntimeSettings | None:
-        return self.placement.settings
 
     def pipelines(self) -> list:
         return [self.active]

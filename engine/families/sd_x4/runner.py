@@ -17,12 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine import imageprep
-from engine.api import ModelInfo, Result, RuntimeSettings, Timings, batch_seed
+from engine.api import ModelInfo, Result, Timings, batch_seed
 from engine.core import decode as core_decode
 from engine.core import prompt_policy
 from engine.core.job import Job
 from engine.core.loading import pretrained
-from engine.core.placement import Placement
 from engine.core.steps import cancel_within_steps
 from engine.core.tiles import run_tiled, tile_count
 from engine.families.base import Capabilities, LoadContext, Runner
@@ -145,18 +144,10 @@ class X4Runner(Runner):
     width/height = 4x the source)."""
 
     def __init__(self, info: ModelInfo, pipe, caps: Capabilities, ctx: LoadContext, load_seconds: float):
-        self.info = info
-        self.caps = caps
-        self.pipe = pipe
-        self.load_seconds = load_seconds
         # The x4 runner tiles the image itself: diffusers' VAE tiling inside its tiles would add seams.
-        self.placement = Placement(ctx.device, ctx.dtype, caps.memory_thresholds, model_path=info.path,
-                                   rungs=ctx.rungs, vae_tiling=False)
+        super().__init__(info, caps, ctx, load_seconds, vae_tiling=False)
+        self.pipe = pipe
         self.placement.place_new([pipe], ctx.preset)
-
-    @property
-    def settings(self) -> RuntimeSettings | None:
-        return self.placement.settings
 
     def pipelines(self) -> list:
         return [self.pipe]

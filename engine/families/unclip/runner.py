@@ -14,12 +14,11 @@ from __future__ import annotations
 import time
 
 from engine import imageprep, prompts
-from engine.api import ModelInfo, Result, RuntimeSettings, Timings
+from engine.api import ModelInfo, Result, Timings
 from engine.core import decode as core_decode
 from engine.core import prompt_policy
 from engine.core.job import Job
 from engine.core.loading import pretrained
-from engine.core.placement import Placement
 from engine.core.previews import Previews
 from engine.core.steps import StepReporter, cancel_within_steps
 from engine.families.base import Capabilities, LoadContext, Runner
@@ -37,19 +36,11 @@ class UnclipRunner(Runner):
     """One loaded Stable unCLIP image-variations model."""
 
     def __init__(self, info: ModelInfo, pipe, caps: Capabilities, ctx: LoadContext, load_seconds: float):
-        self.info = info
-        self.caps = caps
+        super().__init__(info, caps, ctx, load_seconds)
         self.pipe = pipe
-        self.load_seconds = load_seconds
         self.scheduler_config = dict(pipe.scheduler.config)
-        self.placement = Placement(ctx.device, ctx.dtype, caps.memory_thresholds, model_path=info.path,
-                                   rungs=ctx.rungs)
         self.previews = Previews(caps.latent_space, ctx.library, ctx.device, ctx.dtype)
         self.placement.place_new([pipe], ctx.preset)
-
-    @property
-    def settings(self) -> RuntimeSettings | None:
-        return self.placement.settings
 
     def pipelines(self) -> list:
         return [self.pipe]
