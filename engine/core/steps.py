@@ -55,21 +55,15 @@ class StepReporter:
 
 
 def _blocks(denoiser) -> list:
-    """The denoiser's repeated blocks (UNet down/mid/up blocks, a transformer's block lists)."""
-    import torch
-
-    blocks = []
-    for name, child in denoiser.named_children():
-        if isinstance(child, torch.nn.ModuleList):
-            blocks.extend(child)
-        elif name == "mid_block" and child is not None:
-            blocks.append(child)
-    return blocks
+    """Every submodule of the denoiser: the cancel is looked at before each one runs (a few hundred
+    cheap checks a step), so a huge step stops at its next layer. One single operation (a giant
+    attention product) still runs to its end: a quit does not wait for it (desktop_app.bridge)."""
+    return [m for m in denoiser.modules() if m is not denoiser]
 
 
 @contextlib.contextmanager
 def cancel_within_steps(denoisers, reporter: StepReporter | Job) -> Iterator[None]:
-    """While inside, setting the job's cancel token stops a running step at the next block of the
+    """While inside, setting the job's cancel token stops a running step at the next layer of the
     ``denoisers`` (a huge step on a CPU can take minutes). ``reporter``: the StepReporter whose step
     count the Cancelled error names, or the Job itself for loops without one."""
     job = reporter.job if isinstance(reporter, StepReporter) else reporter
