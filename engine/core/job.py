@@ -28,7 +28,7 @@ class Job:
     def check_cancel(self, step: int = 0, total: int | None = None) -> None:
         """Raise Cancelled when the token is set. Engine thread (or whichever runs the job)."""
         if self.cancel is not None and self.cancel.is_set():
-            raise Cancelled(step, self.request.steps if total is None else total)
+            raise Cancelled(step, getattr(self.request, "steps", 0) if total is None else total)
 
     def report(self, step: int, total: int, index: int = 0, preview=None, stage: int = 1, stages: int = 1,
                stage_name: str = "") -> None:

@@ -73,9 +73,9 @@ def cancel_within_steps(denoisers, reporter: StepReporter | Job) -> Iterator[Non
 
     def check(_module, _args):
         if job.cancel.is_set():
-            step = reporter.step if isinstance(reporter, StepReporter) else 0
-            total = reporter.total if isinstance(reporter, StepReporter) else job.request.steps
-            raise Cancelled(step, total)
+            if isinstance(reporter, StepReporter):
+                raise Cancelled(reporter.step, reporter.total)
+            job.check_cancel()
 
     handles = []
     try:

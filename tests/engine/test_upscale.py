@@ -215,3 +215,22 @@ def test_the_demo_upscaler_enlarges_the_image_instead_of_drawing_noise(tmp_path,
         nearest = np.asarray(a.convert("RGB").resize(b.size, Image.Resampling.NEAREST), dtype=np.float32)
         diff = np.abs(np.asarray(b.convert("RGB"), dtype=np.float32) - nearest)
     assert diff.mean() < 8, f"the demo upscaler drifted {diff.mean():.1f} levels from the image"
+
+
+def test_a_cancel_inside_a_tile_is_a_clean_cancel(esrgan):
+    """A cancel that arrives while a tile runs stops at the network's next layer with Cancelled."""
+    from engine.api import UpscaleRequest
+    from engine.engine import Engine
+
+    engine = Engine(device="cpu")
+    request = UpscaleRequest(model=str(esrgan), image=noise_image(96, 96), tile=48, overlap=8)
+    engine.upscale(request)  # loaded
+    cancel = threading.Event()
+    network = engine.runner.upscaler.model.model
+    first = next(m for m in network.modules() if m is not network)
+    hook = first.register_forward_hook(lambda *_: cancel.set())
+    try:
+        with pytest.raises(Cancelled):
+            engine.upscale(request, None, cancel)
+    finally:
+        hook.remove()
