@@ -368,10 +368,7 @@ def _cmd_make_test_model(args) -> int:
     layout = args.layout or ("single-file" if args.single_file else model.layouts[0])
     if layout not in model.layouts:
         raise EaselError(f"{args.family} is written as {', '.join(model.layouts)}, not {layout}")
-    import torch
-
-    torch.manual_seed(args.seed)
-    print(model.write(Path(args.dest), layout))
+    print(model.write(Path(args.dest), layout, args.seed))
     return EXIT_OK
 
 

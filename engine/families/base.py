@@ -105,11 +105,11 @@ def capabilities(label: str, group: str, *, parameters=ALL_PARAMETERS, reasons=N
 class TestModel:
     """A tiny random-weight model a family can write (``easel make-test-model``): ``name``, the
     layouts it can be written in ("diffusers", "single-file", "comfyui", "gguf"), and
-    ``write(dest: Path, layout: str) -> Path`` (the path to pick as the model)."""
+    ``write(dest: Path, layout: str, seed: int = 0) -> Path`` (the path to pick as the model)."""
 
     name: str
     layouts: tuple[str, ...]
-    write: Callable[[Path, str], Path]
+    write: Callable[..., Path]
     description: str = ""
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from engine.protocol import EngineProtocol
 
-MEMBERS = [name for name in ("loaded", "runtime", "load", "unload", "generate", "upscale")]
+MEMBERS = ("loaded", "runtime", "load", "unload", "generate", "upscale")
 
 
 def _engines():

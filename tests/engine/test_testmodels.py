@@ -362,3 +362,16 @@ def test_full_size_single_file_loads(family, tmp_path, no_network):
         assert torch.equal(q[:, :, 0, 0], pipe.vae.decoder.mid_block.attentions[0].to_q.weight)
     assert pipe.scheduler.config.prediction_type == pred
     assert no_network == []
+
+
+def test_make_test_model_seed_changes_the_weights(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from engine.cli import main
+
+    for seed in (0, 0, 5):
+        assert main(["make-test-model", str(tmp_path / f"m{seed}-{len(list(tmp_path.iterdir()))}.safetensors"),
+                     "--family", "realesrgan-compact", "--seed", str(seed)]) == 0
+    a, b, c = (load_file(p) for p in sorted(tmp_path.iterdir()))
+    key = next(iter(a))
+    assert a[key].equal(b[key]) and not a[key].equal(c[key])  # same seed, same model; another seed, another

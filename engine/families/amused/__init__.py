@@ -36,10 +36,10 @@ class Amused(Family):
         return runner.load(info, self.capabilities(info), ctx)
 
     def test_models(self) -> tuple[TestModel, ...]:
-        def write(dest: Path, _layout: str) -> Path:
+        def write(dest: Path, _layout: str, seed: int = 0) -> Path:
             from engine.families.amused.testmodel import make_amused_test_model
 
-            return make_amused_test_model(dest)
+            return make_amused_test_model(dest, seed=seed)
 
         return (TestModel("amused", ("diffusers",), write, "aMUSEd (VQ token transformer)"),)
 

@@ -49,10 +49,10 @@ class DeepFloydIF(Family):
         return runner.load(info, self.capabilities(info), ctx)
 
     def test_models(self) -> tuple[TestModel, ...]:
-        def write(dest: Path, _layout: str) -> Path:
+        def write(dest: Path, _layout: str, seed: int = 0) -> Path:
             from engine.families.deepfloyd_if.testmodel import make_cascade_test_model
 
-            return make_cascade_test_model(dest)
+            return make_cascade_test_model(dest, seed=seed)
 
         return (TestModel("deepfloyd-if", ("diffusers",), write,
                           "DeepFloyd IF cascade (stage I, II and x4 folders inside DIR; prints stage I)"),)

@@ -27,15 +27,15 @@ class GANUpscaler(Family):
         return runner.load(info, self.capabilities(info), ctx)
 
     def test_models(self) -> tuple[TestModel, ...]:
-        def compact(dest: Path, _layout: str) -> Path:
+        def compact(dest: Path, _layout: str, seed: int = 0) -> Path:
             from engine.families.gan.testmodel import make_compact_test_model
 
-            return make_compact_test_model(dest)
+            return make_compact_test_model(dest, seed=seed)
 
-        def esrgan(dest: Path, _layout: str) -> Path:
+        def esrgan(dest: Path, _layout: str, seed: int = 0) -> Path:
             from engine.families.gan.testmodel import make_esrgan_test_model
 
-            return make_esrgan_test_model(dest)
+            return make_esrgan_test_model(dest, seed=seed)
 
         return (TestModel("realesrgan-compact", ("single-file",), compact,
                           "x4 GAN upscaler whose output looks like the image (the demo upscaler)"),

@@ -73,10 +73,10 @@ class StableDiffusion(Family):
 
 
 def _writer(name: str):
-    def write(dest: Path, layout: str) -> Path:
+    def write(dest: Path, layout: str, seed: int = 0) -> Path:
         from engine.testmodels import make_test_model
 
-        return make_test_model(dest, family=name, single_file=layout == "single-file")
+        return make_test_model(dest, family=name, single_file=layout == "single-file", seed=seed)
 
     return write
 

@@ -46,10 +46,10 @@ class SDx4Upscaler(Family):
         return runner.load(info, self.capabilities(info), ctx)
 
     def test_models(self) -> tuple[TestModel, ...]:
-        def write(dest: Path, _layout: str) -> Path:
+        def write(dest: Path, _layout: str, seed: int = 0) -> Path:
             from engine.families.sd_x4.testmodel import make_x4_test_model
 
-            return make_x4_test_model(dest)
+            return make_x4_test_model(dest, seed=seed)
 
         return (TestModel("sd-x4-upscaler", ("diffusers",), write, "SD x4 diffusion upscaler"),)
 

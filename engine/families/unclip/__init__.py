@@ -41,10 +41,10 @@ class StableUnclip(Family):
         return runner.load(info, self.capabilities(info), ctx)
 
     def test_models(self) -> tuple[TestModel, ...]:
-        def write(dest: Path, _layout: str) -> Path:
+        def write(dest: Path, _layout: str, seed: int = 0) -> Path:
             from engine.families.unclip.testmodel import make_unclip_test_model
 
-            return make_unclip_test_model(dest)
+            return make_unclip_test_model(dest, seed=seed)
 
         return (TestModel("unclip", ("diffusers",), write, "Stable unCLIP (image variations)"),)
 
