@@ -187,9 +187,9 @@ def test_a_released_layout_loads(tmp_path, cascade):
     tokenizer = stage1 / "tokenizer"
     (tokenizer / "tokenizer.json").unlink()
     model = io.BytesIO()
-    from engine.families.deepfloyd_if.testmodel import _CORPUS
+    from engine.testencoders import CORPUS
 
-    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(list(_CORPUS) * 8), model_writer=model,
+    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(list(CORPUS) * 8), model_writer=model,
                                              vocab_size=60, model_type="unigram", pad_id=0, eos_id=1, unk_id=2,
                                              bos_id=-1, minloglevel=2)
     (tokenizer / "spiece.model").write_bytes(model.getvalue())

@@ -21,17 +21,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from engine.testencoders import t5_encoder, t5_tokenizer
+
 _T5_WIDTH = 32
-_CORPUS = (
-    "a red fox in the snow at dawn",
-    "an oil painting of a lighthouse on a rocky coast",
-    "a bowl of fruit on a wooden table, soft light",
-    "portrait of an old sailor with a grey beard",
-    "a watercolor of a castle on a hill under a blue sky",
-    "a cat sleeping on a windowsill in the sun",
-    "a city street at night with neon signs and rain",
-    "a sailing boat on a calm green lake",
-)
 # Written into the IF folders' model_index.json as the released ones list them (never on disk here).
 _RELEASE_EXTRAS = {
     "safety_checker": ["deepfloyd_if", "IFSafetyChecker"],
@@ -52,35 +44,6 @@ def make_cascade_test_model(dest: Path, seed: int = 0, upscaler: bool = True) ->
 
         make_x4_test_model(dest / "x4-upscaler-tiny", seed + 2)
     return stage1
-
-
-def make_t5_tokenizer(dest: Path | None = None):
-    """A tiny T5 tokenizer: a Unigram vocabulary trained here on a few lines (ids 0-2 = <pad>, </s>,
-    <unk>, as T5 has them), wrapped as transformers' T5Tokenizer; saved to ``dest`` when given."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import T5Tokenizer
-
-    tok = Tokenizer(models.Unigram())
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    trainer = trainers.UnigramTrainer(vocab_size=120, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>",
-                                      shrinking_factor=0.75)
-    tok.train_from_iterator(list(_CORPUS) * 4, trainer)
-    vocab = [(piece, float(score)) for piece, score in json.loads(tok.to_str())["model"]["vocab"]]
-    assert [p for p, _ in vocab[:3]] == ["<pad>", "</s>", "<unk>"]
-    t5 = T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=77)
-    if dest is not None:
-        t5.save_pretrained(str(dest))
-    return t5
-
-
-def _t5_encoder(seed: int, vocab_size: int):
-    import torch
-    from transformers import T5Config, T5EncoderModel
-
-    torch.manual_seed(seed)
-    return T5EncoderModel(T5Config(vocab_size=vocab_size, d_model=_T5_WIDTH, d_kv=8, d_ff=37, num_layers=2,
-                                   num_heads=4, relative_attention_num_buckets=8, dropout_rate=0.0,
-                                   feed_forward_proj="gated-gelu", is_encoder_decoder=False)).eval()
 
 
 def _if_unet(seed: int, stage2: bool):
@@ -117,8 +80,8 @@ def _if_scheduler(sample_max_value: float):
 def _make_stage1(dest: Path, seed: int) -> Path:
     from diffusers import IFPipeline
 
-    tokenizer = make_t5_tokenizer()
-    pipe = IFPipeline(tokenizer=tokenizer, text_encoder=_t5_encoder(seed, len(tokenizer)), unet=_if_unet(seed, False),
+    tokenizer = t5_tokenizer()
+    pipe = IFPipeline(tokenizer=tokenizer, text_encoder=t5_encoder(seed, len(tokenizer), _T5_WIDTH), unet=_if_unet(seed, False),
                       scheduler=_if_scheduler(1.0), safety_checker=None, feature_extractor=None, watermarker=None,
                       requires_safety_checker=False)
     _save(pipe, dest, "IFPipeline")
@@ -130,7 +93,7 @@ def _make_stage2(dest: Path, seed: int) -> Path:
 
     noising = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", beta_start=0.0001,
                             beta_end=0.02)
-    pipe = IFSuperResolutionPipeline(tokenizer=make_t5_tokenizer(), text_encoder=None, unet=_if_unet(seed, True),
+    pipe = IFSuperResolutionPipeline(tokenizer=t5_tokenizer(), text_encoder=None, unet=_if_unet(seed, True),
                                      scheduler=_if_scheduler(1.5), image_noising_scheduler=noising,
                                      safety_checker=None, feature_extractor=None, watermarker=None,
                                      requires_safety_checker=False)

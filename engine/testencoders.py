@@ -1,0 +1,73 @@
+"""Tiny random-weight text encoders and locally trained tokenizers that several families' test models
+share (tests and demos): T5 (DeepFloyd IF; FLUX.1 and SD3's T5-XXL) and CLIP (the bundled real BPE
+vocabulary). Nothing is downloaded. Runs on the calling thread (imports torch, transformers).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# A few lines of text the tiny tokenizers are trained on.
+CORPUS = (
+    "a red fox in the snow at dawn",
+    "an oil painting of a lighthouse on a rocky coast",
+    "a bowl of fruit on a wooden table, soft light",
+    "portrait of an old sailor with a grey beard",
+    "a watercolor of a castle on a hill under a blue sky",
+    "a cat sleeping on a windowsill in the sun",
+    "a city street at night with neon signs and rain",
+    "a sailing boat on a calm green lake",
+)
+
+
+def t5_tokenizer(dest: Path | None = None, model_max_length: int = 77):
+    """A tiny T5 tokenizer: a Unigram vocabulary trained here on ``CORPUS`` (ids 0-2 = <pad>, </s>,
+    <unk>, as T5 has them), wrapped as transformers' T5Tokenizer; saved to ``dest`` when given."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import T5Tokenizer
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(vocab_size=120, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>",
+                                      shrinking_factor=0.75)
+    tok.train_from_iterator(list(CORPUS) * 4, trainer)
+    vocab = [(piece, float(score)) for piece, score in json.loads(tok.to_str())["model"]["vocab"]]
+    assert [p for p, _ in vocab[:3]] == ["<pad>", "</s>", "<unk>"]
+    t5 = T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=model_max_length)
+    if dest is not None:
+        t5.save_pretrained(str(dest))
+    return t5
+
+
+def t5_encoder(seed: int, vocab_size: int, width: int = 32):
+    """A tiny ``T5EncoderModel`` (T5 v1.1's gated-GELU layout, as T5-XXL has it), seeded."""
+    import torch
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    return T5EncoderModel(T5Config(vocab_size=vocab_size, d_model=width, d_kv=8, d_ff=37, num_layers=2,
+                                   num_heads=4, relative_attention_num_buckets=8, dropout_rate=0.0,
+                                   feed_forward_proj="gated-gelu", is_encoder_decoder=False)).eval()
+
+
+def clip_tokenizer():
+    """The real CLIP BPE tokenizer bundled with Easel (49,408 tokens)."""
+    from engine.testmodels import tokenizer_for
+
+    return tokenizer_for("clip")
+
+
+def clip_encoder(seed: int, width: int = 32, projection_dim: int | None = None, layers: int = 5):
+    """A tiny CLIP text encoder over the real vocabulary: ``CLIPTextModel``, or
+    ``CLIPTextModelWithProjection`` when ``projection_dim`` is given (SDXL's / SD3's second and
+    pooled encoders). Seeded."""
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    config = CLIPTextConfig(hidden_size=width, intermediate_size=width + 5, num_hidden_layers=layers,
+                            num_attention_heads=4, max_position_embeddings=77, vocab_size=49408,
+                            projection_dim=projection_dim or width)
+    cls = CLIPTextModelWithProjection if projection_dim else CLIPTextModel
+    return cls(config).eval()
