@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.api import EaselError, ImageError, ModelError, UnsafeModelFile, UnsupportedModel
+from engine.core.decode import check_pixels
 from engine.files.probe import model_hash, read_header, sniff
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,7 @@ def _run_tile(model, pixels, multiple_of: int, device):
     y = model(t)
     s = y.shape[-1] // t.shape[-1]
     y = y[..., : h * s, : w * s]
+    check_pixels(y, "the upscaler", black=False)  # NaN (fp16 overflow) would be a silent black tile
     return (y[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy() * 255.0)
 
 

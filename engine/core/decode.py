@@ -30,14 +30,21 @@ def decode(vae, latents, notices: list[str], *, upcast: bool = False, unscale: b
     ``unscale``: undo the VAE's ``scaling_factor`` (and ``latents_mean``/``latents_std`` where the
     config has them) first; False for latents already in the VAE's space.
     """
+    return guarded(vae, lambda dtype: _decode_with(vae, latents, dtype, unscale), notices, upcast=upcast)
+
+
+def guarded(vae, decode_at, notices: list[str], *, upcast: bool = False):
+    """The guard itself, for any decoder: ``decode_at(dtype)`` decodes with ``vae`` cast to ``dtype``
+    and returns float pixels in [-1, 1]; a bad result is decoded once more in fp32, and a second bad
+    one fails with ``BLANK``. (A VQ-GAN's token decode uses this directly.)"""
     import torch
 
-    decoded = _decode_with(vae, latents, torch.float32 if upcast else vae.dtype, unscale)
+    decoded = _cast_while(vae, torch.float32 if upcast else vae.dtype, decode_at)
     if bad_pixels(decoded):
         log.info("decode gave %s; retrying the VAE in fp32", "NaN/inf" if not torch.isfinite(decoded).all() else "black")
         if vae.dtype == torch.float32 and not upcast:
             raise EaselError(BLANK)
-        decoded = _decode_with(vae, latents, torch.float32, unscale)
+        decoded = _cast_while(vae, torch.float32, decode_at)
         if bad_pixels(decoded):
             raise EaselError(BLANK)
         if RETRIED not in notices:
@@ -45,24 +52,39 @@ def decode(vae, latents, notices: list[str], *, upcast: bool = False, unscale: b
     return decoded
 
 
-def _decode_with(vae, latents, dtype, unscale: bool):
-    import torch
-
+def _cast_while(vae, dtype, decode_at):
     original = vae.dtype
     if dtype != original:
         vae.to(dtype)
     try:
-        latents = latents.to(dtype)
-        if unscale:
-            config = vae.config
-            mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
-            if mean is not None and std is not None:
-                mean = torch.tensor(mean).view(1, -1, 1, 1).to(latents)
-                std = torch.tensor(std).view(1, -1, 1, 1).to(latents)
-                latents = latents * std / config.scaling_factor + mean
-            else:
-                latents = latents / config.scaling_factor
-        return vae.decode(latents, return_dict=False)[0].float()
+        return decode_at(dtype)
     finally:
         if dtype != original:
             vae.to(original)
+
+
+def _decode_with(vae, latents, dtype, unscale: bool):
+    import torch
+
+    latents = latents.to(dtype)
+    if unscale:
+        config = vae.config
+        mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
+        if mean is not None and std is not None:
+            mean = torch.tensor(mean).view(1, -1, 1, 1).to(latents)
+            std = torch.tensor(std).view(1, -1, 1, 1).to(latents)
+            latents = latents * std / config.scaling_factor + mean
+        else:
+            latents = latents / config.scaling_factor
+    return vae.decode(latents, return_dict=False)[0].float()
+
+
+def check_pixels(pixels, what: str, *, black: bool = True) -> None:
+    """The guard for output with no decoder to rerun (a pixel-space model, a GAN tile): NaN/inf or
+    (with ``black``) all-black ``pixels`` (floats in [-1, 1]) fail with one plain line naming what
+    made them. A tile of a larger image may be black for real: pass ``black=False`` there."""
+    import torch
+
+    if not bool(torch.isfinite(pixels).all()) or (black and bad_pixels(pixels)):
+        raise EaselError(f"{what} produced an invalid image (NaN values or all black); "
+                         "try another memory preset or the CPU")

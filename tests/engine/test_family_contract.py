@@ -170,6 +170,26 @@ def test_cancel_at_step_k_stops_within_one_step_with_no_image(subject):
     assert not isinstance(again, Exception)
 
 
+def test_a_bad_decode_is_never_a_silent_black_image(subject, monkeypatch):
+    """Every family's output passes the core's guard: invalid pixels (here: every check says NaN) end
+    in one plain error, and the engine runs the next job."""
+    from engine.api import EaselError
+    from engine.core import decode
+
+    engine, path, caps = subject
+    monkeypatch.setattr(decode, "bad_pixels", lambda pixels: True)
+    if caps.upscale_kind == "gan":  # a GAN tile may be black for real: only NaN counts there
+        import torch
+
+        monkeypatch.setattr(torch, "isfinite", lambda t: torch.zeros_like(t, dtype=torch.bool))
+    with pytest.raises(EaselError) as caught:
+        _run(engine, path, caps)
+    assert "\n" not in str(caught.value) and ("blank" in str(caught.value) or "invalid" in str(caught.value))
+    monkeypatch.undo()
+    again, _ = _run(engine, path, caps)
+    assert not isinstance(again, Exception)
+
+
 def test_every_memory_preset_applies(subject):
     engine, path, caps = subject
     for preset in LADDER:

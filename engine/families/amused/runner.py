@@ -12,6 +12,7 @@ import time
 
 from engine import imageprep
 from engine.api import Mode, ModelInfo, Result, Timings
+from engine.core import decode as core_decode
 from engine.core import prompt_policy
 from engine.core.job import Job
 from engine.core.loading import pretrained
@@ -77,7 +78,7 @@ class AmusedRunner(Runner):
                 job.check_cancel(0)
                 reporter = StepReporter(job, index, preview=_token_preview(pipe))
                 with cancel_within_steps([pipe.transformer], reporter):
-                    image = pipe(
+                    tokens = pipe(
                         prompt=text.prompt,
                         negative_prompt=text.negative or None,
                         num_inference_steps=request.steps,
@@ -85,8 +86,15 @@ class AmusedRunner(Runner):
                         generator=torch.Generator("cpu").manual_seed(seed),
                         callback=reporter.legacy,
                         callback_steps=1,
+                        output_type="latent",
                         **args,
-                    ).images[0]
+                    ).images
+                # The VQ tokens through the VQ-GAN with the core's guard (never a silent black image).
+                vq = pipe.vqvae
+                upcast = vq.dtype == torch.float16 and bool(getattr(vq.config, "force_upcast", False))
+                pixels = core_decode.guarded(vq, lambda _dtype: _tokens_to_pixels(vq, tokens), job.notices,
+                                             upcast=upcast)
+                image = pipe.image_processor.postprocess(pixels, output_type="pil")[0]
                 images.append(imageprep.finish(plan, image, request.mask_blur))  # paste back / crop back
                 seeds.append(seed)
         return images, seeds
@@ -97,13 +105,18 @@ def _token_preview(pipe):
     from engine.core.previews import pixels_to_preview
 
     def preview(tokens):
-        vq = pipe.vqvae
-        codes = tokens[:1].clamp(0, vq.config.num_vq_embeddings - 1)
-        _b, h, w = codes.shape
-        pixels = vq.decode(codes, force_not_quantize=True, shape=(1, h, w, vq.config.latent_channels)).sample
-        return pixels_to_preview(pixels.clip(0, 1) * 2 - 1)
+        return pixels_to_preview(_tokens_to_pixels(pipe.vqvae, tokens[:1]))
 
     return preview
+
+
+def _tokens_to_pixels(vq, tokens):
+    """VQ token ids (batch, h, w) through the VQ-GAN to float pixels in [-1, 1] (still-masked or
+    out-of-range ids shown as code 0)."""
+    codes = tokens.clamp(0, vq.config.num_vq_embeddings - 1)
+    batch, h, w = codes.shape
+    pixels = vq.decode(codes, force_not_quantize=True, shape=(batch, h, w, vq.config.latent_channels)).sample
+    return pixels.float().clip(0, 1) * 2 - 1
 
 
 def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> AmusedRunner:

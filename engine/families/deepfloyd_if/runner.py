@@ -26,10 +26,11 @@ import logging
 import time
 from pathlib import Path
 
-from engine.api import EaselError, GenerationRequest, ModelInfo, Result, Timings, batch_seed
+from engine.api import GenerationRequest, ModelInfo, Result, Timings, batch_seed
 from engine.core import prompt_policy
 from engine.core.job import Job
 from engine.core.loading import pretrained
+from engine.core.decode import check_pixels
 from engine.core.previews import pixels_to_preview
 from engine.core.steps import StepReporter, cancel_within_steps
 from engine.families.base import Capabilities, LoadContext, Runner
@@ -174,7 +175,7 @@ class IFRunner(Runner):
                 guidance_scale=s1["guidance"], height=h1, width=w1, generator=generator(1), output_type="pt",
                 callback=report1.legacy, callback_steps=1,
             ).images
-        _check_finite(small, "stage I")
+        check_pixels(small, "DeepFloyd IF stage I")
         # Stage II: 4x in pixel space, conditioned on the same T5 embeddings.
         guided2 = s2["guidance"] > 1.0
         report2 = reporter(2)
@@ -185,7 +186,7 @@ class IFRunner(Runner):
                 height=h1 * STAGE2_FACTOR, width=w1 * STAGE2_FACTOR, noise_level=STAGE2_NOISE_LEVEL,
                 generator=generator(2), output_type="pt", callback=report2.legacy, callback_steps=1,
             ).images
-        _check_finite(medium, "stage II")
+        check_pixels(medium, "DeepFloyd IF stage II")
         image = pixels_to_preview(medium, limit=None)
         if self.x4 is None:
             return image
@@ -230,11 +231,3 @@ def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> IFRunner:
     log.info("DeepFloyd IF cascade: %s -> %s -> %s", Path(info.path).name, cascade.stage2.name,
              cascade.upscaler.name if cascade.upscaler else "(no x4 stage)")
     return IFRunner(info, cascade, stage1, stage2, upscaler, caps, ctx, time.perf_counter() - started)
-
-
-def _check_finite(pixels, stage: str) -> None:
-    import torch
-
-    if not torch.isfinite(pixels).all():
-        raise EaselError(f"DeepFloyd IF {stage} produced an invalid image (NaN values) in half precision; "
-                         "try the CPU or another memory preset")
