@@ -177,6 +177,7 @@ class Engine:
         job.model_hash = self._hash
 
         # 3. The family's runner does the job with the core's guarantees.
+        runner.caps.check_request(request)
         if request.speed != "standard" and not runner.caps.speeds:
             job.notice(f"{runner.caps.label} runs at Standard speed: Fast and Draft apply to SD models for now.")
         result = runner.generate(job)

@@ -10,6 +10,7 @@ itself with one line in ``engine.families.REGISTRY``.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,7 @@ class Capabilities:
     role: str = "generator"
     upscale_kind: str = ""
     speeds: bool = False  # whether Fast / Draft (engine.core.speed) apply to its denoiser
+    strength_shortens: bool = True  # img2img / inpaint run steps x strength steps (unCLIP: a noise level)
 
     def refusal(self, mode: Mode) -> str:
         """Why this model cannot run ``mode`` ("" when it can)."""
@@ -84,6 +86,17 @@ class Capabilities:
         """Raise ModeRefused (an InvalidRequest: one plain line) when the model cannot run ``mode``."""
         if (why := self.refusal(mode)):
             raise ModeRefused(why)
+
+    def check_request(self, request) -> None:
+        """``check`` the request's mode, and refuse (one plain line) an img2img / inpaint whose steps x
+        strength rounds down to no denoising step at all (the pipelines would fail inside)."""
+        self.check(request.mode)
+        if (self.strength_shortens and request.mode in (Mode.IMG2IMG, Mode.INPAINT)
+                and int(request.steps * request.strength) < 1):
+            least = math.ceil(1 / request.strength - 1e-9)
+            raise InvalidRequest("steps", f"{request.steps} step{'s' if request.steps != 1 else ''} at strength "
+                                 f"{request.strength:g} would run no denoising step: use at least {least} steps "
+                                 "or a higher strength")
 
     @property
     def native(self) -> tuple[int, int]:

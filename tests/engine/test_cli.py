@@ -107,6 +107,16 @@ def test_user_errors_are_one_line_exit_2(tmp_path, capsys, tiny_models, argv, wo
     assert "Traceback" not in err
 
 
+def test_img2img_with_too_few_steps_for_its_strength_says_what_to_use(tmp_path, capsys, tiny_models):
+    init = tmp_path / "init.png"
+    Image.new("RGB", (64, 64), (90, 120, 30)).save(init)
+    code, _, err = run(capsys, "img2img", "--model", str(tiny_models.get()), "--prompt", "x", "--init", str(init),
+                       "--steps", "1", "--strength", "0.75", "--out", str(tmp_path / "o.png"))
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("easel: steps:")  # (lines before: the fixture's first build)
+    assert "at least 2 steps" in err and not (tmp_path / "o.png").exists()
+
+
 def test_a_file_that_is_not_an_image_says_cannot_read(tmp_path, capsys, tiny_models):
     bad = tmp_path / "photo.png"
     bad.write_bytes(b"this is not a png")

@@ -170,6 +170,17 @@ def test_cancel_at_step_k_stops_within_one_step_with_no_image(subject):
     assert not isinstance(again, Exception)
 
 
+def test_img2img_steps_too_few_for_the_strength_is_refused_in_one_line(subject):
+    engine, path, caps = subject
+    if Mode.IMG2IMG not in caps.modes or caps.upscale_kind or not caps.strength_shortens:
+        pytest.skip("no img2img that runs steps x strength steps")
+    with pytest.raises(InvalidRequest) as caught:
+        engine.generate(_request(path, caps, Mode.IMG2IMG, steps=1, strength=0.5))
+    assert caught.value.field == "steps" and "\n" not in str(caught.value)
+    assert "at least 2 steps" in str(caught.value)
+    assert engine.generate(_request(path, caps, Mode.IMG2IMG, steps=2, strength=0.5)).images
+
+
 def test_a_bad_decode_is_never_a_silent_black_image(subject, monkeypatch):
     """Every family's output passes the core's guard: invalid pixels (here: every check says NaN) end
     in one plain error, and the engine runs the next job."""

@@ -33,7 +33,7 @@ class StableUnclip(Family):
             defaults={"width": 768, "height": 768, "steps": 20, "guidance_scale": 10.0, "sampler": "DDIM"},
             addons=frozenset({"clip_skip"}), prompt_weighting=True,
             memory_thresholds=(("fast", 7.0), ("balanced", 5.0), ("low", 3.0)),  # an SD 2.x UNet
-            latent_space="sd", role="variations")
+            latent_space="sd", role="variations", strength_shortens=False)
 
     def load(self, info: ModelInfo, ctx: LoadContext) -> Runner:
         from engine.families.unclip import runner
