@@ -37,11 +37,37 @@ def first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-def load_failed(name: str, what: str, exc: BaseException) -> ModelError:
+def load_failed(name: str, what: str, exc: BaseException, folder: str | None = None) -> ModelError:
     """The one-line ModelError for a failed load ("could not load this aMUSEd model: …"); the details
-    go to the log file only."""
+    go to the log file only. For a diffusers ``folder``, a part whose weights do not fit its config is
+    named in plain words rather than in the library's ("Cannot load  because … expected shape …")."""
     log.debug("loading %s failed", name, exc_info=exc)
-    return ModelError(name, f"could not load {what}: {first_line(exc)}")
+    return ModelError(name, f"could not load {what}: {_explained(folder) or first_line(exc)}")
+
+
+def check_filled(pipe, name: str, what: str, folder: str | None = None) -> None:
+    """Refuse (one plain line) a loaded pipeline a part of which still has weights no file filled (the
+    libraries only warn, and the first move to a device fails much later with "meta tensor")."""
+    import torch
+
+    components = getattr(pipe, "components", None) or {}
+    for part, module in components.items():
+        if isinstance(module, torch.nn.Module) and any(p.is_meta for p in module.parameters()):
+            raise ModelError(name, f"could not load {what}: " + (
+                _explained(folder, (part,)) or f"{part}/ lacks weights its config needs: the file is incomplete "
+                                               "or belongs to another model"))
+
+
+def _explained(folder: str | None, parts: tuple[str, ...] | None = None) -> str | None:
+    if folder is None:
+        return None
+    from engine.files.configcheck import explain_mismatch
+
+    try:
+        return explain_mismatch(folder, parts)
+    except (ModelError, OSError, ValueError) as exc:  # a damaged header: the first failure's text is clearer
+        log.debug("no explanation for %s: %s", folder, exc)
+        return None
 
 
 def pretrained(cls, path: str, name: str, what: str, **kwargs):
@@ -59,7 +85,8 @@ def pretrained(cls, path: str, name: str, what: str, **kwargs):
     except ModelError:
         raise
     except LOAD_ERRORS as exc:
-        raise load_failed(name, what, exc) from exc
+        raise load_failed(name, what, exc, path) from exc
+    check_filled(pipe, name, what, path)
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -93,6 +93,15 @@ def check_folder_proportions(root: str | Path) -> None:
 def _meta_size(config: dict) -> int | None:
     """Parameters + buffers of the model ``config`` describes, built on the meta device (nothing
     allocated); None when its class is not one the libraries export, or it cannot be built."""
+    model = _meta_model(config)
+    if model is None:
+        return None
+    return sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+
+
+def _meta_model(config: dict):
+    """The model ``config`` describes, built on torch's meta device (nothing allocated); None when its
+    class is not one diffusers or transformers exports, or it cannot be built."""
     import torch
 
     name = config.get("_class_name")
@@ -105,7 +114,7 @@ def _meta_size(config: dict) -> int | None:
             if not (isinstance(cls, type) and issubclass(cls, diffusers.ModelMixin)):
                 return None
             with torch.device("meta"):
-                model = cls.from_config(config)
+                return cls.from_config(config)
         elif isinstance(archs, list) and archs and isinstance(archs[0], str):
             import transformers
 
@@ -113,10 +122,47 @@ def _meta_size(config: dict) -> int | None:
             if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
                 return None
             with torch.device("meta"):
-                model = cls(cls.config_class.from_dict(config))
-        else:
-            return None
+                return cls(cls.config_class.from_dict(config))
     except Exception as exc:  # noqa: BLE001 - the real load says what is wrong with such a config
-        log.info("config size check skipped (%s: %s)", type(exc).__name__, exc)
-        return None
-    return sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+        log.info("config model check skipped (%s: %s)", type(exc).__name__, exc)
+    return None
+
+
+def explain_mismatch(root: str | Path, parts: tuple[str, ...] | None = None) -> str | None:
+    """After a folder failed to load (or loaded with weights left unfilled): which part's weights do
+    not fit its config, as one plain line, or None when the headers and configs agree (the failure
+    is something else). Compares each part's config, built on the meta device, with its safetensors
+    headers: a tensor of another shape, or weights the config needs that no file holds. ``parts``:
+    only those subfolders. Engine thread."""
+    from engine.files.headers import read_header
+
+    root = Path(root)
+    for part in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if parts is not None and part.name not in parts:
+            continue
+        config = read_json(part / "config.json") if is_regular(part / "config.json") else None
+        files = [f for f in sorted(part.iterdir()) if f.name.endswith(".safetensors") and is_regular(f)]
+        if not isinstance(config, dict) or not files or "quantization_config" in config:
+            continue
+        model = _meta_model(config)
+        if model is None:
+            continue
+        stored: dict[str, tuple[int, ...]] = {}
+        for f in files:
+            stored.update(read_header(f).shapes())
+        expected = {name: tuple(p.shape) for name, p in model.named_parameters()}
+        for name, shape in expected.items():
+            if name in stored and tuple(stored[name]) != shape:
+                return (f"{part.name}/ does not match its config.json: {printable(name)} is {_dims(stored[name])} "
+                        f"in the weights but the config makes it {_dims(shape)} (the folder mixes parts of "
+                        "different models, or is damaged)")
+        missing = [name for name in expected if name not in stored]
+        if missing and len(missing) < len(expected):
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            return (f"{part.name}/ lacks weights its config.json needs ({printable(missing[0])}{more}): "
+                    "the file is incomplete or belongs to another model")
+    return None
+
+
+def _dims(shape) -> str:
+    return "×".join(str(d) for d in shape) or "a scalar"

@@ -326,6 +326,42 @@ def test_hostile_model_index_and_absurd_options_give_one_line(tmp_path, canary, 
     one_line(easel(canary, "generate", "--model", str(big), "--prompt", "x", data=tmp_path / "d"), "large")
 
 
+def _rewrite_header(path: Path, change) -> None:
+    """Edit a safetensors file's JSON header in place (``change(header)``), keeping the data."""
+    data = path.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    change(header)
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("shape", ("unet/", "does not match its config", "conv_in.bias")),
+    ("missing", ("unet/", "lacks weights", "conv_in.bias")),
+    ("config", ("text_encoder/", "does not match its config")),
+])
+def test_weights_that_do_not_fit_their_config_are_named_in_plain_words(tmp_path, canary, tiny_models, damage, words):
+    """Not the library's "Cannot load  because … expected shape …", nor an internal error about meta
+    tensors: which part, which tensor, and what that means."""
+    model = tmp_path / damage
+    shutil.copytree(tiny_models.get(), model)
+    unet = model / "unet" / "diffusion_pytorch_model.safetensors"
+    if damage == "shape":
+        _rewrite_header(unet, lambda h: h["conv_in.bias"].update(shape=[1, *h["conv_in.bias"]["shape"]]))
+    elif damage == "missing":
+        _rewrite_header(unet, lambda h: h.__setitem__("renamed.conv_in.bias", h.pop("conv_in.bias")))
+    else:
+        config = model / "text_encoder" / "config.json"
+        config.write_text(json.dumps(dict(json.loads(config.read_text()), hidden_size=48)))
+    proc = easel(canary, "generate", "--model", str(model), "--prompt", "x", "--steps", "1", "--width", "64",
+                 "--height", "64", "--out", str(tmp_path / "o.png"), data=tmp_path / "d", memory=None)
+    line = one_line(proc, *words)
+    quiet(proc)
+    assert "expected shape" not in line and "ignore_mismatched_sizes" not in line
+    assert not (tmp_path / "o.png").exists()
+
+
 def test_damaged_and_newer_index_and_odd_data_folders(tmp_path, canary, gallery):
     index = gallery.root / "outputs" / ".easel" / "index.sqlite"
     con = sqlite3.connect(index)

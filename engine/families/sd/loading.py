@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from engine.api import Mode, ModelError, ModelInfo
-from engine.core.loading import LOAD_ERRORS, load_failed, quiet_libraries
+from engine.core.loading import LOAD_ERRORS, check_filled, load_failed, quiet_libraries
 from engine.files.probe import check_model, read_header
 from engine.tokenizers import folder_tokenizers, single_file_tokenizers
 
@@ -55,6 +55,7 @@ def load_pipeline(path: str | Path, dtype, info: ModelInfo | None = None) -> tup
     """
     info = info or check_model(str(path))
     cls = base_pipeline_class(info)
+    what = f"this {info.family.upper()} model"
     started = time.perf_counter()
     try:
         if info.format == "diffusers":
@@ -67,7 +68,8 @@ def load_pipeline(path: str | Path, dtype, info: ModelInfo | None = None) -> tup
     except ModelError:
         raise
     except LOAD_ERRORS as exc:
-        raise load_failed(info.name, f"this {info.family.upper()} model", exc) from exc
+        raise load_failed(info.name, what, exc, info.path if info.format == "diffusers" else None) from exc
+    check_filled(pipe, info.name, what, info.path if info.format == "diffusers" else None)
     pipe.set_progress_bar_config(disable=True)
     if info.variant == "turbo":
         from engine.samplers import ONE_STEP_KEY
