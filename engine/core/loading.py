@@ -18,16 +18,20 @@ LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError, Attribute
 
 @functools.cache
 def quiet_libraries() -> None:
-    """Keep diffusers/transformers from printing progress bars and advice into the user's terminal."""
+    """Keep diffusers/transformers from printing progress bars, advice and errors into the user's
+    terminal (their records go to Easel's log file)."""
     import warnings
 
     from diffusers.utils import logging as dlog
     from transformers.utils import logging as tlog
 
-    dlog.set_verbosity_error()
-    dlog.disable_progress_bar()
-    tlog.set_verbosity_error()
-    tlog.disable_progress_bar()
+    # Their own stderr handlers off: what they log (errors included) goes through Easel's logging to
+    # the log file, never straight onto the user's terminal; warnings stay out of it as noise.
+    for lib in (dlog, tlog):
+        lib.disable_default_handler()
+        lib.enable_propagation()
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
     warnings.filterwarnings("ignore", message="Should have ta>=t0", module="torchsde")
 
 

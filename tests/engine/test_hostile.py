@@ -621,6 +621,31 @@ def test_names_with_newlines_and_escapes_stay_one_line(tmp_path, canary, tiny_mo
     one_line(easel(canary, "models", "download", "acme/x\x1b[31m\nspoof", data=tmp_path / "d"), "not a hugging face")
 
 
+def test_the_libraries_own_error_lines_go_to_the_log_file_not_the_terminal(tmp_path, canary):
+    """diffusers and transformers each put their own stderr handler on their loggers; an error they log
+    while a model loads must reach Easel's log file only."""
+    script = (
+        "import logging, sys\n"
+        "from engine.cli import setup_logging\n"
+        "from engine.core.loading import quiet_libraries\n"
+        f"log = setup_logging({str(tmp_path / 'd')!r})\n"
+        "quiet_libraries()\n"
+        "from diffusers.utils import logging as d\n"
+        "from transformers.utils import logging as t\n"
+        "d.get_logger('diffusers.models.x').error('DIFFUSERS-SAYS-ERROR')\n"
+        "t.get_logger('transformers.modeling_utils').error('TRANSFORMERS-SAYS-ERROR')\n"
+        "print(log)\n"
+    )
+    env, _marker = canary
+    (tmp_path / "d").mkdir()
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=CLI_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert "SAYS-ERROR" not in proc.stderr, proc.stderr
+    logged = Path(proc.stdout.strip()).read_text(encoding="utf-8")
+    assert "DIFFUSERS-SAYS-ERROR" in logged and "TRANSFORMERS-SAYS-ERROR" in logged
+
+
 def test_a_damaged_tiff_gives_one_line_and_libtiff_stays_off_the_terminal(tmp_path, canary, tiny_models):
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), (9, 90, 9)).save(buf, format="TIFF", compression="tiff_lzw")
