@@ -12,6 +12,7 @@ Every method runs on the engine thread.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from engine import imageprep
 from engine.api import InvalidRequest, Mode, ModelInfo, Result, Timings
@@ -157,8 +158,13 @@ def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> SD3Runner:
     started = time.perf_counter()
     notices: tuple[str, ...] = ()
     if info.format == "diffusers":
+        from engine.files.folders import listed, read_json
+
+        # A folder saved without T5 lists text_encoder_3 as null: diffusers needs to be told it is absent.
+        absent = {} if listed(read_json(Path(info.path), "model_index.json"), "text_encoder_3") else \
+            {"text_encoder_3": None, "tokenizer_3": None}
         pipe = pretrained(diffusers.StableDiffusion3Pipeline, info.path, info.name, "this SD 3.5 model",
-                          dtype=ctx.dtype)
+                          dtype=ctx.dtype, **absent)
     else:
         from engine.families.sd3.singlefile import load_single_file
 

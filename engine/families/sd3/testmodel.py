@@ -12,8 +12,9 @@ from pathlib import Path
 
 from engine.families.sd3 import configs
 
-CLIP_WIDTH = 32  # each CLIP; the pooled projection is both together
-T5_WIDTH = 64  # = the transformer's joint_attention_dim (CLIP features are zero-padded to it)
+CLIP_WIDTH = 32  # CLIP-L
+CLIP_G_WIDTH = 48  # wider than CLIP-L, as 1280 is to 768 (single-file loading tells them apart by width)
+T5_WIDTH = 96  # = the transformer's joint_attention_dim (the CLIP features, 32 + 48, are zero-padded to it)
 
 # make-test-model name -> (variant config key, what it is, whether it has T5)
 TEST_MODELS = {
@@ -38,7 +39,7 @@ def build_pipeline(name: str, seed: int = 0):
     layers = 2
     transformer_config.update(
         num_layers=layers, attention_head_dim=8, num_attention_heads=2, caption_projection_dim=16,
-        joint_attention_dim=T5_WIDTH, pooled_projection_dim=2 * CLIP_WIDTH, pos_embed_max_size=32, sample_size=8,
+        joint_attention_dim=T5_WIDTH, pooled_projection_dim=CLIP_WIDTH + CLIP_G_WIDTH, pos_embed_max_size=32, sample_size=8,
         dual_attention_layers=(0,) if transformer_config.get("dual_attention_layers") else (),
     )
     torch.manual_seed(seed)
@@ -53,7 +54,7 @@ def build_pipeline(name: str, seed: int = 0):
     parts = dict(
         transformer=transformer.eval(), vae=vae.eval(),
         text_encoder=clip_l,
-        text_encoder_2=clip_encoder(seed + 2, CLIP_WIDTH, projection_dim=CLIP_WIDTH, layers=2, hidden_act="gelu"),
+        text_encoder_2=clip_encoder(seed + 2, CLIP_G_WIDTH, projection_dim=CLIP_G_WIDTH, layers=2, hidden_act="gelu"),
         text_encoder_3=text_encoder_3, tokenizer=clip_tokenizer(), tokenizer_2=tokenizer_for("clip-pad-bang"),
         tokenizer_3=tokenizer_3 if with_t5 else None,
         scheduler=FlowMatchEulerDiscreteScheduler(**{k: v for k, v in real["scheduler"].items()
