@@ -223,3 +223,15 @@ def test_the_sd3_preview_map_reads_16_channels():
     latents[0, 15] = 3.0  # the last channel darkens every colour in SD3's fit; the SD map ignores it
     dark, flat = latents_to_preview(latents, "sd3"), latents_to_preview(torch.zeros(1, 16, 8, 8), "sd3")
     assert np.asarray(dark).mean() < np.asarray(flat).mean() - 40
+
+
+def test_a_header_with_only_joint_blocks_is_sd3_not_sd_nor_flux(tmp_path):
+    from safetensors.torch import save_file
+    import torch
+
+    path = tmp_path / "sd3.safetensors"
+    save_file({"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": torch.zeros(6, 2)}, str(path))
+    info = inspect_model(path)
+    assert (info.kind, info.family, info.usable) == ("checkpoint", "sd3", False)
+    assert info.problem.startswith("this SD 3.5 file holds the transformer but not its CLIP-L, CLIP-G, VAE")
+    assert families.family_label(info) == "SD 3.5"
