@@ -80,6 +80,10 @@ def test_a_folder_without_t5_runs_on_clip_with_one_notice(shared_engine, models)
     assert _pixels(result).std() > 1
     with_t5 = shared_engine.generate(_request(models("sd35-medium")))
     assert not [n for n in with_t5.notices if "T5" in n]
+    # Without T5's 9.5 GB, "auto" asks for less free VRAM before it picks a preset.
+    lean = dict(families.capabilities(check_model(path)).memory_thresholds)
+    full = dict(families.capabilities(check_model(models("sd35-medium"))).memory_thresholds)
+    assert all(lean[p] < full[p] for p in ("fast", "balanced", "low"))
 
 
 def test_a_partial_folder_says_what_is_missing(models, tmp_path):

@@ -9,16 +9,19 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from engine.api import ModelInfo
+from engine.api import ModelError, ModelInfo
 from engine.families.base import ALL_PARAMETERS, Capabilities, Family, LoadContext, Runner, TestModel, capabilities
 from engine.families.sd3 import probe
 
 # Free device memory (GiB) "auto" needs for each preset, in bf16 with T5-XXL (about 9.5 GB itself):
-# "fast" holds everything, "balanced" the same with sliced attention and a tiled VAE, "low" moves
+# "fast" holds everything, "balanced" the same with a sliced and tiled VAE, "low" moves
 # one model at a time to the GPU (the transformer or T5, whichever is larger, must fit).
 THRESHOLDS = {
     "large": (("fast", 30.0), ("balanced", 27.0), ("low", 18.0)),  # 8.1B transformer: 16.3 GB
     "medium": (("fast", 18.0), ("balanced", 16.0), ("low", 11.0)),  # 2.5B transformer: 4.9 GB
+    # Without T5 (CLIP-L + CLIP-G are 1.6 GB): "low" then needs room for the transformer alone.
+    "large-no-t5": (("fast", 20.0), ("balanced", 19.0), ("low", 18.0)),
+    "medium-no-t5": (("fast", 8.5), ("balanced", 7.5), ("low", 6.0)),
 }
 _NO_SAMPLER = "SD 3.5 runs its own flow-matching schedule (Euler): there is no sampler to choose"
 # variant -> (label, defaults)
@@ -36,6 +39,29 @@ def _file_variant(path: str, mtime: float) -> str:
     from engine.files.headers import read_header
 
     return variant_of(read_header(path).shapes())
+
+
+@lru_cache(maxsize=64)
+def _t5_present(path: str, mtime: float) -> bool:
+    from engine.families.sd3.configs import has_t5
+    from engine.files.folders import listed, read_json
+    from engine.files.headers import read_header
+
+    root = Path(path)
+    if root.is_dir():
+        return listed(read_json(root, "model_index.json"), "text_encoder_3")
+    from engine.families.sd3.singlefile import t5_tokenizer_dir
+
+    return has_t5(read_header(path).shapes()) and t5_tokenizer_dir(path) is not None
+
+
+def has_t5(info: ModelInfo) -> bool:
+    """Whether ``info`` runs with its T5 encoder (a folder listing text_encoder_3; a file with T5
+    weights and the T5 tokenizer beside it). Reads a JSON file or a header, once per version."""
+    try:
+        return _t5_present(info.path, Path(info.path).stat().st_mtime)
+    except (OSError, ValueError, ModelError):
+        return True
 
 
 def variant(info: ModelInfo) -> str:
@@ -67,7 +93,8 @@ class StableDiffusion3(Family):
         label, defaults = VARIANTS[kind]
         common = dict(
             short="SD 3.5", samplers=(), size_step=16, latent_space="sd3",
-            memory_thresholds=THRESHOLDS["medium" if kind in ("medium", "sd3-medium") else "large"],
+            memory_thresholds=THRESHOLDS[("medium" if kind in ("medium", "sd3-medium") else "large")
+                                         + ("" if has_t5(info) else "-no-t5")],
         )
         defaults = {"width": 1024, "height": 1024, **defaults}
         if kind == "turbo":
