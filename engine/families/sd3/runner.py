@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from engine import imageprep
-from engine.api import InvalidRequest, Mode, ModelInfo, Result, Timings
+from engine.api import Mode, ModelInfo, Result, Timings
 from engine.core import decode as core_decode
 from engine.core import prompt_policy
 from engine.core.job import Job
@@ -71,11 +71,6 @@ class SD3Runner(Runner):
         """Run ``job`` (seed resolved). Runs on the engine thread."""
         request = job.request
         self.caps.check(request.mode)
-        step = self.caps.size_step
-        if request.width % step or request.height % step:
-            raise InvalidRequest("width", f"{self.caps.label} makes sizes on a {step} px grid: "
-                                 f"{request.width}×{request.height} is not (try "
-                                 f"{request.width // step * step}×{request.height // step * step})")
         if "guidance_scale" not in self.caps.parameters and (request.guidance_scale or request.negative_prompt):
             request = request.replace(guidance_scale=0.0, negative_prompt="")
             job.notice(TURBO_CFG)
@@ -87,16 +82,21 @@ class SD3Runner(Runner):
             job.notice(NO_T5)
         text = prompt_policy.prepare(request.prompt, request.negative_prompt, self.caps.group, loras=False,
                                      weighting=False, notices=job.notices)
+        # The transformer works on 16 px (2x2 patches of 8x latents): other sizes are generated padded
+        # with their edge pixels to the next multiple of 16 and cropped back, never stretched.
+        step = self.caps.size_step
+        grid = (-(-request.width // step) * step, -(-request.height // step) * step)
         plan = None
         if request.mode is Mode.INPAINT:
             plan = imageprep.plan_inpaint(request)
-            args = {"image": plan.work_image, "mask_image": plan.work_mask, "strength": request.strength,
-                    "width": request.width, "height": request.height}
+            args = {"image": imageprep.pad_edges(plan.work_image, grid),
+                    "mask_image": imageprep.pad_edges(plan.work_mask, grid), "strength": request.strength}
         elif request.mode is Mode.IMG2IMG:
             plan = imageprep.plan_img2img(request.init_image, request.width, request.height)
-            args = {"image": plan.work_image, "strength": request.strength}
+            args = {"image": imageprep.pad_edges(plan.work_image, grid), "strength": request.strength}
         else:
-            args = {"height": request.height, "width": request.width}
+            args = {}
+        args.update(width=grid[0], height=grid[1])
         images, seeds, phases = self.placement.run(lambda: self._run(job, request, text, args, plan),
                                                    lambda: [self.active], job.notices)
         denoise_s, decode_s = phases
@@ -132,7 +132,7 @@ class SD3Runner(Runner):
                     denoise_s += time.perf_counter() - t0
                     job.check_cancel(reporter.total, reporter.total)
                     t0 = time.perf_counter()
-                    image = self._decode(pipe, latents, job.notices)
+                    image = self._decode(pipe, latents, job.notices).crop((0, 0, request.width, request.height))
                     images.append(imageprep.finish(plan, image, request.mask_blur))  # paste back / crop back
                     decode_s += time.perf_counter() - t0
                     seeds.append(seed)
