@@ -58,16 +58,17 @@ def clip_tokenizer():
     return tokenizer_for("clip")
 
 
-def clip_encoder(seed: int, width: int = 32, projection_dim: int | None = None, layers: int = 5):
+def clip_encoder(seed: int, width: int = 32, projection_dim: int | None = None, layers: int = 5,
+                 hidden_act: str = "quick_gelu"):
     """A tiny CLIP text encoder over the real vocabulary: ``CLIPTextModel``, or
     ``CLIPTextModelWithProjection`` when ``projection_dim`` is given (SDXL's / SD3's second and
-    pooled encoders). Seeded."""
+    pooled encoders). ``hidden_act``: "gelu" for the OpenCLIP bigG encoder (CLIP-G). Seeded."""
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
     config = CLIPTextConfig(hidden_size=width, intermediate_size=width + 5, num_hidden_layers=layers,
                             num_attention_heads=4, max_position_embeddings=77, vocab_size=49408,
-                            projection_dim=projection_dim or width)
+                            projection_dim=projection_dim or width, hidden_act=hidden_act)
     cls = CLIPTextModelWithProjection if projection_dim else CLIPTextModel
     return cls(config).eval()

@@ -258,7 +258,7 @@ class PromptPanel(QWidget):
             spin.corrected.connect(self._on_spin_corrected)
             spin.lineEdit().textEdited.connect(lambda _t: self._show_ranges())  # typing again: the note goes
         self.steps_spin.valueChanged.connect(lambda v: p.set("steps", v))
-        p.steps_changed.connect(self.steps_spin.setValue)
+        p.steps_changed.connect(self._on_params_steps_changed)
         self.cfg_spin.valueChanged.connect(lambda v: p.set("guidance_scale", v))
         p.guidance_scale_changed.connect(self.cfg_spin.setValue)
         self.sampler_combo.currentTextChanged.connect(lambda t: p.set("sampler", t))
@@ -354,7 +354,8 @@ class PromptPanel(QWidget):
                 w.setEnabled(name not in off)
                 w.setToolTip(f"{off[name]}." if name in off else base)
         lo, hi = families.step_range(info) or (MIN_STEPS, MAX_STEPS)
-        self.steps_spin.setRange(lo, hi)  # clamps the value (and so the parameter) into the range
+        self.steps_spin.setRange(lo, hi)
+        self.steps_spin.setValue(self._params.steps)  # clamps the value (and so the parameter) into the range
         self._show_ranges()
         presets = families.size_presets(info)
         self._fill_size_combo(presets or families.with_native_size(SIZE_PRESETS, info))
@@ -363,6 +364,17 @@ class PromptPanel(QWidget):
         kind = families.kind_label(info)
         self.model_kind_label.setText(kind)
         self.model_kind_label.setVisible(bool(kind))
+
+    def _on_params_steps_changed(self, steps: int) -> None:
+        # A new model's default steps can arrive while the box still has the previous model's range
+        # (Turbo 1-8): then it is shown without writing the clamped value back; the model rules set the
+        # range and clamp. Within the model's own range, the box clamps the parameter as before.
+        info = self._actions.catalog.find(self._params.model)
+        current = (self.steps_spin.minimum(), self.steps_spin.maximum()) == (
+            families.step_range(info) or (MIN_STEPS, MAX_STEPS))
+        self.steps_spin.blockSignals(not current)
+        self.steps_spin.setValue(steps)
+        self.steps_spin.blockSignals(False)
 
     def _on_catalog_scanning_changed(self, scanning: bool) -> None:
         if scanning and not self._actions.catalog.models:

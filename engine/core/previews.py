@@ -24,21 +24,33 @@ _SDXL_FACTORS = (
     (-0.3165, -0.2492, -0.2188),
 )
 _SDXL_BIAS = (0.1084, -0.0175, -0.0011)
+# SD 3 / 3.5's 16-channel VAE (the fit ComfyUI previews SD3 with).
+_SD3_FACTORS = (
+    (-0.0922, -0.0175, 0.0749), (0.0311, 0.0633, 0.0954), (0.1994, 0.0927, 0.0458), (0.0856, 0.0339, 0.0902),
+    (0.0587, 0.0272, -0.0496), (-0.0006, 0.1104, 0.0309), (0.0978, 0.0306, 0.0427), (-0.0042, 0.1038, 0.1358),
+    (-0.0194, 0.0020, 0.0669), (-0.0488, 0.0130, -0.0268), (0.0922, 0.0988, 0.0951), (-0.0278, 0.0524, -0.0542),
+    (0.0332, 0.0456, 0.0895), (-0.0069, -0.0030, -0.0810), (-0.0596, -0.0465, -0.0293), (-0.1448, -0.1463, -0.1189),
+)
+_SD3_BIAS = (0.2394, 0.2135, 0.1925)
+
+# latent space -> (factors, bias or None)
+_SPACES = {"sd": (_SD_FACTORS, None), "sdxl": (_SDXL_FACTORS, _SDXL_BIAS), "sd3": (_SD3_FACTORS, _SD3_BIAS)}
 
 
 def latents_to_preview(latents, space: str, size: tuple[int, int] | None = None) -> Image.Image:
     """First latent of a batch as an RGB image, upscaled to ``size`` (width, height) if given.
-    ``space``: the latent space ("sd" or "sdxl"; a family's ``latent_space`` capability).
+    ``space``: the latent space ("sd", "sdxl" or "sd3"; a family's ``latent_space`` capability).
 
     Runs on the engine thread; returns a PIL image safe to hand to another thread.
     """
     import torch
 
-    lat = latents[0, :4].detach().float().cpu()
-    factors = torch.tensor(_SDXL_FACTORS if space == "sdxl" else _SD_FACTORS)
+    rows, bias = _SPACES.get(space, _SPACES["sd"])
+    lat = latents[0, : len(rows)].detach().float().cpu()
+    factors = torch.tensor(rows)
     rgb = torch.einsum("chw,cr->rhw", lat, factors)
-    if space == "sdxl":
-        rgb += torch.tensor(_SDXL_BIAS)[:, None, None]
+    if bias is not None:
+        rgb += torch.tensor(bias)[:, None, None]
     rgb = ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
     image = Image.fromarray(rgb, "RGB")
     if size and image.size != size:

@@ -48,8 +48,12 @@ def classify(header: SafetensorsHeader, name: str) -> _Verdict:
     if has(*_LORA_PREFIXES) or any(part in k for k in names for part in _LORA_PARTS):
         return _Verdict("lora", _lora_family(header), f"this is a LoRA, not a checkpoint: use it in a prompt as <lora:{name}:0.8>",
                         UnsupportedModel)
-    if has("model.diffusion_model.joint_blocks.", "joint_blocks."):
-        return _unsupported("SD3 checkpoints")
+    if has("model.diffusion_model.joint_blocks.", "joint_blocks."):  # SD 3 / 3.5 (MMDiT): all-in-one files run
+        missing = [what for what, prefix in (("CLIP-L", "text_encoders.clip_l."), ("CLIP-G", "text_encoders.clip_g."),
+                                             ("VAE", "first_stage_model.")) if not has(prefix)]
+        return _Verdict("checkpoint", "sd3", f"this SD 3.5 file holds the transformer but not its {', '.join(missing)}: "
+                        "use the all-in-one file that includes them, or the model's diffusers folder",
+                        UnsupportedModel) if missing else _Verdict("checkpoint", "sd3")
     if has("double_blocks.", "model.diffusion_model.double_blocks."):
         return _unsupported("Flux checkpoints")
     if has("control_model.", "controlnet_cond_embedding.") or (has("input_hint_block.") and has("zero_convs.")):

@@ -39,7 +39,7 @@ def test_models_panel_lists_an_a1111_install_and_inserts_loras(make_studio, fake
     assert tabs[-1] == "Cannot use (2)"
     bad = panel.trees["Cannot use"]
     reasons = {bad.topLevelItem(i).text(0): bad.topLevelItem(i).text(3) for i in range(bad.topLevelItemCount())}
-    assert "SD3 checkpoints are not supported yet" in reasons["sd3-medium"]
+    assert "this SD 3.5 file holds the transformer but not its CLIP-L, CLIP-G, VAE" in reasons["sd3-medium"]
     assert reasons["old-model"] == "pickle file: convert it to .safetensors"
 
     # The picker model only lists the usable checkpoint; the LoRA picker lists both LoRAs.

@@ -72,7 +72,7 @@ def test_a1111_install_lists_every_model_with_kind_and_family_and_explains_the_r
     for name, (kind, family) in expect.items():
         assert (found[name].kind, found[name].family) == (kind, family), name
         assert found[name].usable and found[name].source == "A1111"
-    assert "SD3 checkpoints are not supported yet" in found["sd3-medium"].reason
+    assert "this SD 3.5 file holds the transformer but not its CLIP-L, CLIP-G, VAE" in found["sd3-medium"].reason
     assert found["old-model"].convertible and "convert it to .safetensors" in found["old-model"].reason
     # A .pth upscaler is read weights-only by Upscale: listed as an upscaler, not "convert".
     assert found["4x-anime"].kind == "upscaler" and found["4x-anime"].usable and not found["4x-anime"].convertible
@@ -189,7 +189,7 @@ def test_cli_models_list_text_says_why(tmp_path):
         [sys.executable, "-m", "engine.cli", "models", "list", "--no-defaults", "--folder", str(install),
          "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "SD3 checkpoints are not supported yet" in out.stdout
+    assert "this SD 3.5 file holds the transformer but not its CLIP-L, CLIP-G, VAE" in out.stdout
     assert "pickle file: convert it to .safetensors" in out.stdout
     bad = subprocess.run([sys.executable, "-m", "engine.cli", "models", "list", "--folder", str(tmp_path / "nope")],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -221,14 +221,13 @@ def test_sd2_inpainting_defaults_to_epsilon():
     "keys,message",
     [
         (checkpoint_keys("refiner"), "SDXL refiner checkpoints are not supported yet"),
-        ({"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": ("F16", [6, 2])}, "SD3 checkpoints are not supported yet"),
         ({"double_blocks.0.img_attn.qkv.weight": ("F16", [6, 2])}, "Flux checkpoints are not supported yet"),
         ({"model.diffusion_model.double_blocks.0.img_attn.qkv.weight": ("F16", [6, 2])}, "Flux checkpoints are not supported yet"),
         ({"control_model.input_hint_block.0.weight": ("F16", [4, 3, 3, 3])}, "ControlNet models are not supported yet"),
         (checkpoint_keys("sd1", in_channels=8), "InstructPix2Pix checkpoints (8 input channels) are not supported yet"),
         ({"foo.weight": ("F32", [2])}, "could not recognise this file as a Stable Diffusion 1.x, 2.x or SDXL checkpoint"),
     ],
-    ids=["refiner", "sd3", "flux", "flux-prefixed", "controlnet", "pix2pix", "unknown"],
+    ids=["refiner", "flux", "flux-prefixed", "controlnet", "pix2pix", "unknown"],
 )
 def test_unsupported_architectures(tmp_path, keys, message):
     path = write_st(tmp_path / "other.safetensors", keys)
