@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from desktop_app.bridge import EngineBridge, Outcome
+from desktop_app.state import canvas_ora
 from desktop_app.state.canvas import Candidate, CanvasDocument
 from desktop_app.state.errors import ErrorReporter
 from desktop_app.state.params import GenerationParameters
@@ -21,6 +22,7 @@ from desktop_app.state.status import EngineStatus
 from engine.api import MAX_SIZE, EaselError, GenerationRequest, InvalidRequest, Mode
 from engine.images import check_size, normalize, open_image, split_alpha
 from engine.imageprep import masked_box, padded_size
+from engine.outputs import write_png_atomic
 from engine.lazy import LazyModule
 
 np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
@@ -82,15 +84,58 @@ class CanvasActions(QObject):
 
     async def _open_file(self, path: Path, mode: str | None = None) -> None:
         self.status.set_activity(f"Opening {path.name}…")
+        layered = path.suffix.lower() == ".ora"
         try:
-            image = await self.bridge.run_io(open_image, str(path), "image")
+            image = await self.bridge.run_io(canvas_ora.read if layered else open_image, str(path),
+                                             *(() if layered else ("image",)))
+            if layered:
+                self.load_layers(image, path.name, mode)
         except EaselError as exc:
             self.reporter.report(f"Cannot open {path.name}: {_reason(exc, path.name)}")
             return
         finally:
             self.status.set_activity("")
-        self.load(image, path.name, mode)
+        if not layered:
+            self.load(image, path.name, mode)
         self.doc.undo_stack.setClean()  # what the canvas holds is in that file: nothing to lose yet
+
+    def load_layers(self, data: canvas_ora.OraDocument, source: str, mode: str | None = None) -> None:
+        """A decoded .ora becomes the canvas, layers, properties and mask. GUI thread."""
+        layers, mask, active = canvas_ora.to_layers(data)
+        self.doc.set_document(layers, mask, source, f"Open {source}", active)
+        if mode is not None:
+            self.params.edit_mode = mode
+        elif self.params.edit_mode == "txt2img":
+            self.params.edit_mode = "inpaint"
+        self.opened.emit(source)
+
+    # -- export -------------------------------------------------------------------------------
+
+    def export(self, path: str | Path) -> asyncio.Task[bool] | None:
+        """Save the canvas to ``path``: an .ora keeps the layers, anything else is the flattened PNG
+        (the visible image layers, what Generate works on). Encoded and written on the I/O thread."""
+        path = Path(path)
+        if not self.doc.has_image:
+            self.reporter.notice("There is no canvas to export: open or paste an image first.")
+            return None
+        if path.suffix.lower() == ".ora":
+            data = canvas_ora.snapshot(self.doc)
+            return self._spawn(self._write(path, canvas_ora.write, path, data))
+        if path.suffix.lower() != ".png":
+            path = path.with_suffix(path.suffix + ".png")
+        return self._spawn(self._write(path, write_png_atomic, path, self.doc.image_pil()))
+
+    async def _write(self, path: Path, fn: Callable[..., Any], *args: Any) -> bool:
+        self.status.set_activity(f"Saving {path.name}…")
+        try:
+            await self.bridge.run_io(fn, *args)
+        except (OSError, EaselError) as exc:
+            self.reporter.report(f"Cannot save {path.name}: {getattr(exc, 'strerror', None) or exc}")
+            return False
+        finally:
+            self.status.set_activity("")
+        self.status.set_activity(f"Saved the canvas as {path.name}.")
+        return True
 
     def open_files(self, paths: list[str]) -> None:
         if paths:
