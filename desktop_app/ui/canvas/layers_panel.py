@@ -154,6 +154,7 @@ class LayersPanel(QWidget):
         self.prompt_edit.editingFinished.connect(lambda: self._set_props(prompt=self.prompt_edit.text()))
         doc.layers_changed.connect(self.refresh)
         doc.document_replaced.connect(self.refresh)
+        doc.brush.mask_visible_changed.connect(lambda _v: self.refresh())
         self._refreshing = False
         self.refresh()
 
@@ -169,8 +170,10 @@ class LayersPanel(QWidget):
             self.list.clear()
             mask = QListWidgetItem("Mask · what Inpaint regenerates")
             mask.setData(KEY_ROLE, "mask")
-            mask.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-            mask.setToolTip("Paint the area to regenerate with Inpaint (select it to paint the mask)")
+            mask.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsUserCheckable)
+            mask.setCheckState(Qt.CheckState.Checked if doc.brush.mask_visible else Qt.CheckState.Unchecked)
+            mask.setToolTip("Paint the area to regenerate with Inpaint (select it to paint the mask); "
+                            "the check box shows or hides its overlay (M)")
             self.list.addItem(mask)
             current = mask
             for layer in reversed(doc.layers):
@@ -227,6 +230,9 @@ class LayersPanel(QWidget):
         if self._refreshing:
             return
         key = item.data(KEY_ROLE)
+        if key == "mask":
+            self.doc.brush.set_mask_visible(item.checkState() == Qt.CheckState.Checked)
+            return
         layer = self.doc.layer(key)
         if layer is None:
             return
