@@ -595,16 +595,14 @@ class CanvasDocument(QObject):
         if stroke is None or stroke.dirty is None:
             return
         key = self._stroke_key
-        arr = self.layer_array(key)
-        l, t, r, b = stroke.dirty
-        before = stroke.before_of(arr, stroke.dirty)
-        if np.array_equal(before, arr[t:b, l:r]):
+        pieces = stroke.changed_tiles(self.layer_array(key))
+        if not pieces:
             return
         if key == "mask":
             text = "Erase" if stroke.erase else "Paint mask"
         else:
             text = f"{'Erase on' if stroke.erase else 'Paint on'} {self.layer(key).name}"
-        self.undo_stack.push(PatchCommand(self, key, stroke.dirty, before, text))
+        self.undo_stack.push(PatchCommand(self, key, stroke.dirty, None, text, pieces))
 
     @property
     def stroking(self) -> bool:

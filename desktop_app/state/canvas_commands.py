@@ -24,27 +24,35 @@ if TYPE_CHECKING:
 
 
 class PatchCommand(QUndoCommand):
-    """Swap ``data`` with the pixels of ``layer`` (a layer's key, or "mask") inside ``rect``.
+    """Swap ``data`` with the pixels of ``layer`` (a layer's key, or "mask") inside ``rect``; or, with
+    ``pieces`` (a list of (rect, data): the 64 px tiles a stroke touched), inside each piece, so a
+    long thin stroke across a big canvas keeps only the tiles under it, not its whole bounding box.
 
     Created after the change was made (``data`` = the pixels as they were), so the first redo, which
     QUndoStack.push calls, does nothing.
     """
 
-    def __init__(self, doc: CanvasDocument, layer: str, rect: Rect, data: np.ndarray, text: str):
+    def __init__(self, doc: CanvasDocument, layer: str, rect: Rect, data: np.ndarray | None, text: str,
+                 pieces: list[tuple[Rect, np.ndarray]] | None = None):
         super().__init__(text)
-        self._doc, self._layer, self._rect, self._data = doc, layer, rect, data
+        self._doc, self._layer, self._rect = doc, layer, rect
+        self._pieces = pieces if pieces is not None else [(rect, data)]
         self._first = True
 
     @property
     def nbytes(self) -> int:
-        return self._data.nbytes
+        return sum(data.nbytes for _rect, data in self._pieces)
 
     def _swap(self) -> None:
-        l, t, r, b = self._rect
-        target = self._doc.layer_array(self._layer)[t:b, l:r]
-        current = target.copy()
-        target[...] = self._data
-        self._data = current
+        arr = self._doc.layer_array(self._layer)
+        swapped = []
+        for rect, data in self._pieces:
+            l, t, r, b = rect
+            target = arr[t:b, l:r]
+            current = target.copy()
+            target[...] = data
+            swapped.append((rect, current))
+        self._pieces = swapped
         self._doc.notify(self._layer, self._rect)
 
     def redo(self) -> None:

@@ -113,6 +113,18 @@ class StrokeBuffer:
             self.before[y:y + TILE, x:x + TILE] = mask[y:y + TILE, x:x + TILE]
         flags[...] = True
 
+    def changed_tiles(self, mask: np.ndarray) -> list[tuple[Rect, np.ndarray]]:
+        """(rect, pixels as they were) for each saved tile the stroke changed: what undo needs."""
+        h, w = mask.shape[:2]
+        out = []
+        for ty, tx in np.argwhere(self.copied):
+            y, x = int(ty) * TILE, int(tx) * TILE
+            rect = (x, y, min(w, x + TILE), min(h, y + TILE))
+            before = self.before[y:rect[3], x:rect[2]]
+            if not np.array_equal(before, mask[y:rect[3], x:rect[2]]):
+                out.append((rect, before.copy()))
+        return out
+
     def before_of(self, mask: np.ndarray, rect: Rect) -> np.ndarray:
         """The mask as it was inside ``rect`` (a copy)."""
         self.save_before(mask, rect)
