@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from PIL import Image
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QImage
 
 from desktop_app.bridge import EngineBridge, Outcome
@@ -28,6 +28,7 @@ from engine.lazy import LazyModule
 np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
 
 log = logging.getLogger(__name__)
+AUTOSAVE_DELAY_MS = 3000
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,15 @@ class CanvasActions(QObject):
         self.doc, self.params, self.bridge, self.reporter, self.status = doc, params, bridge, reporter, status
         self._spawn = spawn
         self.alpha_as_mask = True  # transparent pixels of an opened image become the mask
+        # Autosave: a few seconds after the last edit the canvas is written (on the I/O thread,
+        # atomically) to ``autosave_path`` when one is set, so a crash loses at most those seconds.
+        self.autosave_path: Path | None = None
+        self._autosave_timer = QTimer(self)
+        self._autosave_timer.setSingleShot(True)
+        self._autosave_timer.setInterval(AUTOSAVE_DELAY_MS)
+        self._autosave_timer.timeout.connect(self.autosave)
+        self._autosaving = self._autosave_again = False
+        doc.undo_stack.indexChanged.connect(self._schedule_autosave)
         doc.undo_stack.indexChanged.connect(self._on_state_changed)
         doc.document_replaced.connect(self._on_state_changed)
         params.edit_mode_changed.connect(self._on_state_changed)
@@ -75,6 +85,55 @@ class CanvasActions(QObject):
 
     def _on_state_changed(self, *_args: Any) -> None:
         self.blocked_changed.emit()
+
+    # -- autosave -----------------------------------------------------------------------------
+
+    def _schedule_autosave(self, *_args: Any) -> None:
+        if self.autosave_path is not None and self.doc.has_image:
+            self._autosave_timer.start()
+
+    def stop_autosave(self) -> Path | None:
+        """No more autosaves (at quit); returns where they went."""
+        path, self.autosave_path = self.autosave_path, None
+        self._autosave_timer.stop()
+        self._autosave_again = False
+        return path
+
+    def autosave(self) -> asyncio.Task[bool] | None:
+        """Write the canvas to ``autosave_path`` now (a copy of the pixels here, the encoding and the
+        atomic write on the I/O thread). One at a time: an edit during a save saves again after it."""
+        if self.autosave_path is None or not self.doc.has_image:
+            return None
+        if self._autosaving:
+            self._autosave_again = True
+            return None
+        self._autosaving = True
+        return self._spawn(self._autosave(self.autosave_path, canvas_ora.snapshot(self.doc, raw=True)))
+
+    async def _autosave(self, path: Path, data: canvas_ora.OraDocument) -> bool:
+        try:
+            await self.bridge.run_io(canvas_ora.write, path, data)
+            return True
+        except (OSError, EaselError) as exc:
+            log.warning("autosaving the canvas to %s failed: %s", path, exc)
+            return False
+        finally:
+            self._autosaving = False
+            if self._autosave_again:
+                self._autosave_again = False
+                self._autosave_timer.start()
+
+    def restore_autosave(self) -> str:
+        """At start, when the last run ended without saving its session (a crash): the autosaved
+        canvas comes back. Returns "" or what went wrong (one line). GUI thread, once."""
+        path = self.autosave_path
+        if path is None or not path.is_file() or self.doc.has_image:
+            return ""
+        try:
+            self.load_layers(canvas_ora.read(path), "the autosaved canvas")
+        except (EaselError, ValueError, MemoryError) as exc:
+            return f"the autosaved canvas could not be read back ({exc})"
+        return "restored"
 
     # -- sources ------------------------------------------------------------------------------
 

@@ -67,10 +67,13 @@ class OraDocument:
 
 # -- from and to the canvas (GUI thread) ------------------------------------------------------
 
-def snapshot(doc: CanvasDocument) -> OraDocument:
-    """A copy of the canvas's layers, mask and active layer, safe to encode on another thread."""
-    layers = [OraLayer(layer.name, layer.kind, layer.pil(), layer.visible, layer.opacity, dict(layer.props))
-              for layer in doc.layers]
+def snapshot(doc: CanvasDocument, raw: bool = False) -> OraDocument:
+    """A copy of the canvas's layers, mask and active layer, safe to encode on another thread.
+
+    With ``raw`` the layers are plain copies of their premultiplied pixels (a memory copy: the
+    autosave's snapshot costs the GUI thread little), converted to straight RGBA when encoded."""
+    layers = [OraLayer(layer.name, layer.kind, layer.array.copy() if raw else layer.pil(), layer.visible,
+                       layer.opacity, dict(layer.props)) for layer in doc.layers]
     active = doc.index_of(doc.active_key)
     return OraDocument(doc.width, doc.height, layers, doc.mask_pil() if doc.has_mask() else None, active)
 
@@ -102,6 +105,16 @@ def to_layers(data: OraDocument) -> tuple[list[Layer], Any, str]:
 
 # -- writing (any thread) ---------------------------------------------------------------------
 
+def _straight(data: OraDocument) -> None:
+    """Raw (premultiplied array) layers of a ``snapshot(raw=True)`` as straight RGBA images (QImage
+    conversion: reentrant, fine off the GUI thread)."""
+    from desktop_app.state.canvas_layers import premul_to_pil
+
+    for layer in data.layers:
+        if not isinstance(layer.image, Image.Image):
+            layer.image = premul_to_pil(layer.image)
+
+
 def merged(data: OraDocument) -> Image.Image:
     """The visible layers composited (over transparency), as the stack renders."""
     out = Image.new("RGBA", (data.width, data.height), (0, 0, 0, 0))
@@ -124,6 +137,7 @@ def _png(image: Image.Image) -> bytes:
 
 def encode(data: OraDocument) -> bytes:
     """The .ora file's bytes."""
+    _straight(data)
     root = ET.Element("image", {"version": "0.0.5", "w": str(data.width), "h": str(data.height)})
     stack = ET.SubElement(root, "stack")
     members: list[tuple[str, bytes]] = []

@@ -380,3 +380,33 @@ def test_the_layers_panel_edits_the_stack_and_looks_right(panel, qtbot):
     screenshot(lp, "layers-panel-close.png")
     # The shot shows the layers: the image layer's paint over the grey, the region (hidden) not.
     assert rgb(doc, 40, 30) == (240, 180, 20)
+
+
+def test_edits_are_autosaved_and_a_crash_loses_only_the_last_seconds(make_studio, data_dir, fake_engine, fake_model,
+                                                                     qtbot):
+    import shutil
+
+    studio = make_studio(data_dir, fake_engine)
+    canvas = studio.actions.canvas
+    path = canvas.autosave_path
+    assert path is not None and path.parent == data_dir / "session"
+    doc = studio.actions.document
+    layers, mask, active = canvas_ora.to_layers(canvas_ora.snapshot(layered_doc()))
+    doc.set_document(layers, mask, "sketch", "Open sketch", active)
+    doc.add_layer("region", "Autosaved region")
+    qtbot.waitUntil(path.is_file, timeout=15_000)  # a few seconds after the last edit, by itself
+    qtbot.waitUntil(lambda: not canvas._autosaving, timeout=15_000)
+    saved = path.read_bytes()
+    expected = [(layer.name, layer.kind, layer.props, layer.array.copy()) for layer in doc.layers]
+    studio.window.close()  # a normal quit: the session holds the canvas, the autosave is not needed
+    assert not path.exists() and (data_dir / "session" / "session.json").is_file()
+
+    # A crash: no session was written, only the autosave is there.
+    shutil.rmtree(data_dir / "session")
+    path.parent.mkdir()
+    path.write_bytes(saved)
+    again = make_studio(data_dir, fake_engine)
+    restored = again.actions.document
+    assert [(layer.name, layer.kind, layer.props) for layer in restored.layers] == [e[:3] for e in expected]
+    assert all(np.array_equal(layer.array, e[3]) for layer, e in zip(restored.layers, expected))
+    assert "the canvas" in again.window.banner.message.text()
