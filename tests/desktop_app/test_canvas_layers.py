@@ -410,3 +410,21 @@ def test_edits_are_autosaved_and_a_crash_loses_only_the_last_seconds(make_studio
     assert [(layer.name, layer.kind, layer.props) for layer in restored.layers] == [e[:3] for e in expected]
     assert all(np.array_equal(layer.array, e[3]) for layer, e in zip(restored.layers, expected))
     assert "the canvas" in again.window.banner.message.text()
+
+
+def test_dragging_a_row_in_the_layers_panel_reorders_the_stack(panel, qtbot):
+    from PySide6.QtCore import QModelIndex
+
+    doc, lp = panel.doc, panel.layers_panel
+    a = fill_layer(doc, "image", (0, 0, 80, 100), (255, 0, 0))
+    b = fill_layer(doc, "image", (40, 0, 120, 100), (0, 0, 255))
+    assert lp.row_keys() == ["mask", b.key, a.key, doc.layers[0].key]
+    assert rgb(doc, 60, 50) == (0, 0, 255)
+    # Drop the top layer (row 1) below the red one (before row 3), as a drag in the list does.
+    assert lp.list.model().moveRows(QModelIndex(), 1, 1, QModelIndex(), 3)
+    qtbot.waitUntil(lambda: doc.layers[1] is b)
+    assert [layer.key for layer in doc.layers] == [doc.layers[0].key, b.key, a.key]
+    assert lp.row_keys() == ["mask", a.key, b.key, doc.layers[0].key]
+    assert rgb(doc, 60, 50) == (255, 0, 0)
+    doc.undo_stack.undo()
+    assert rgb(doc, 60, 50) == (0, 0, 255) and lp.row_keys()[1] == b.key

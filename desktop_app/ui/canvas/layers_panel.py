@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -244,24 +244,19 @@ class LayersPanel(QWidget):
                 self.refresh()
 
     def _on_rows_moved(self, *_args) -> None:
-        """A drag reordered the list: move the dragged layer to where it was dropped."""
+        """A drag reordered the list: move the dragged layer to where it was dropped (one undo step)."""
         if self._refreshing:
             return
-        keys = [k for k in self.row_keys() if k != "mask"]
-        wanted = list(reversed(keys))  # bottom first, as the document keeps them
+        wanted = list(reversed([k for k in self.row_keys() if k != "mask"]))  # bottom first, as the document keeps them
         current = [layer.key for layer in self.doc.layers]
-        moved = next((k for k in current if current.index(k) != wanted.index(k)), None) if len(wanted) == len(current) else None
-        if moved is None:
-            self.refresh()
-            return
-        # The dragged layer is the one whose neighbours changed most: try each candidate in turn.
-        for key in current:
+        for key in current:  # the one layer whose move turns the stack into the list's order
             trial = [k for k in current if k != key]
             trial.insert(wanted.index(key), key)
-            if trial == wanted:
-                self.doc.move_layer(key, wanted.index(key))
+            if trial == wanted and trial != current:
+                # After the drop has finished with the list: the move rebuilds it.
+                QTimer.singleShot(0, self, lambda k=key, to=wanted.index(key): self.doc.move_layer(k, to))
                 return
-        self.refresh()
+        QTimer.singleShot(0, self, self.refresh)
 
     def delete_selected(self) -> None:
         key = self.doc.active_key
