@@ -276,6 +276,11 @@ HOSTILE = {
                 "not in the archive"),
     "not-png": (_zip({"stack.xml": b"<image w='8' h='8'><stack><layer src='data/a.png'/></stack></image>",
                       "data/a.png": b"garbage"}), "not a readable image"),
+    "entity-bomb": (_zip({"stack.xml": b'<?xml version="1.0"?><!DOCTYPE z [<!ENTITY a "aaaaaaaaaa">'
+                          + b"".join(b'<!ENTITY a%d "%s">' % (i, (b"&a%d;" % (i - 1) if i > 1 else b"&a;") * 10)
+                                     for i in range(1, 10))
+                          + b']><image w="8" h="8"><stack><layer name="&a9;" src="data/a.png"/></stack></image>'}),
+                    "broken"),
     "bad-number": (_zip({"stack.xml": b"<image w='8' h='eight'><stack/></image>"}), "bad height"),
 }
 
