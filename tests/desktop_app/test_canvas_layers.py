@@ -433,3 +433,22 @@ def test_dragging_a_row_in_the_layers_panel_reorders_the_stack(panel, qtbot):
     assert rgb(doc, 60, 50) == (255, 0, 0)
     doc.undo_stack.undo()
     assert rgb(doc, 60, 50) == (0, 0, 255) and lp.row_keys()[1] == b.key
+
+
+def test_export_writes_a_flattened_png_and_a_layered_ora(make_studio, data_dir, fake_engine, fake_model, qtbot,
+                                                         tmp_path):
+    studio = make_studio(data_dir, fake_engine)
+    doc = studio.actions.document
+    layers, mask, active = canvas_ora.to_layers(canvas_ora.snapshot(layered_doc()))
+    doc.set_document(layers, mask, "sketch", "Open sketch", active)
+    canvas = studio.actions.canvas
+    png_task = canvas.export(tmp_path / "flat.png")
+    qtbot.waitUntil(png_task.done, timeout=15_000)
+    ora_task = canvas.export(tmp_path / "layers.ora")
+    qtbot.waitUntil(ora_task.done, timeout=15_000)
+    assert png_task.result() and ora_task.result()
+    with Image.open(tmp_path / "flat.png") as im:
+        assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(doc.image_pil()))
+    data = canvas_ora.read(tmp_path / "layers.ora")
+    assert [layer.kind for layer in data.layers] == [layer.kind for layer in doc.layers]
+    assert "Saved the canvas as layers.ora" in studio.status.activity
