@@ -452,3 +452,20 @@ def test_export_writes_a_flattened_png_and_a_layered_ora(make_studio, data_dir, 
     data = canvas_ora.read(tmp_path / "layers.ora")
     assert [layer.kind for layer in data.layers] == [layer.kind for layer in doc.layers]
     assert "Saved the canvas as layers.ora" in studio.status.activity
+
+
+def test_generate_from_the_canvas_uses_the_visible_image_layers_only(panel):
+    from engine.api import GenerationRequest
+
+    doc, actions = panel.doc, panel.canvas
+    fill_layer(doc, "image", (0, 0, 80, 100), (255, 0, 0))
+    hidden = fill_layer(doc, "image", (80, 0, 160, 100), (0, 255, 0))
+    doc.set_layer_visible(hidden.key, False)
+    fill_layer(doc, "control", (0, 0, 160, 50), (255, 255, 255))
+    fill_layer(doc, "region", (0, 50, 160, 100), (0, 0, 255))
+    actions.params.edit_mode = "img2img"
+    request, job = actions.build_request(GenerationRequest(prompt="a test"))
+    init = request.init_image
+    assert init.getpixel((20, 20)) == (255, 0, 0) and init.getpixel((120, 20)) == (128, 128, 128)
+    assert init.getpixel((120, 80)) == (128, 128, 128)  # neither the hidden layer nor control/region paint
+    assert np.array_equal(job.source, doc.image_array)
