@@ -99,6 +99,16 @@ def test_painting_on_a_layer_colours_the_composite_and_leaves_the_mask_and_the_l
     doc.brush.set_tool("brush")
     drag(qtbot, view, [(100, 30), (120, 30)])
     assert doc.mask[30, 110] == 255 and rgb(doc, 110, 30) == (128, 128, 128)
+    # A change to a layer that is not the active one (now drawn from the cached composite) shows too.
+    doc.undo_stack.undo()  # the mask stroke
+    doc.undo_stack.undo()  # the eraser: the red is back, on a layer below the active one (the mask)
+    assert rgb(doc, 60, 50) == (220, 30, 40)
+    qtbot.wait(10)
+    assert view.grab().toImage().pixelColor(view.mapFromScene(QPointF(60, 50))) == QColor(220, 30, 40)
+    doc.set_active(layer.key)
+    doc.set_layer_opacity(layer.key, 0.0)
+    qtbot.wait(10)
+    assert view.grab().toImage().pixelColor(view.mapFromScene(QPointF(60, 50))) == QColor(128, 128, 128)
 
 
 def test_fill_and_picker_tools(panel, qtbot):

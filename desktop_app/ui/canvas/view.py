@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QImage, QMouseEvent, QPainter, QPainterPath, QPen, QPixmap, QTransform
-from PySide6.QtWidgets import QFrame, QGraphicsPathItem, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QWidget
+from PySide6.QtWidgets import QFrame, QGraphicsItem, QGraphicsPathItem, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QWidget
 
 from desktop_app.state.canvas import CanvasDocument
 from desktop_app.state.canvas_layers import PREMUL, compose
@@ -55,6 +55,11 @@ class CanvasView(QGraphicsView):
         self.active_item.setZValue(2)
         self.above_item = LayerItem()
         self.above_item.setZValue(4)
+        # The layers below and above the active one do not change while it is painted: Qt keeps them
+        # drawn at screen resolution (only the visible part), so a stroke or its undo redraws one
+        # layer from its pixels and blits the other two.
+        for item in (self.image_item, self.above_item):
+            item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self._below = QImage()
         self._above = QImage()
         self._below_keys: set[str] = set()
