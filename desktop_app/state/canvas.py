@@ -364,8 +364,10 @@ class CanvasDocument(QObject):
         if key == "mask":
             self.mask_changed.emit(rect)
             return
-        self.layer_pixels_changed.emit(key, rect)
         layer = self.layer(key)
+        if layer is not None:
+            layer.revision += 1
+        self.layer_pixels_changed.emit(key, rect)
         if layer is not None and layer.kind == "image":
             self._invalidate()
             self.image_changed.emit(rect)
@@ -420,6 +422,7 @@ class CanvasDocument(QObject):
                 grown.array[...] = rgb_to_array(image)
             grown.array[t:t + self.height, l:l + self.width] = layer.array
             layer.qimage, layer.array = grown.qimage, grown.array
+            layer.revision += 1
         self._set_mask(mask)
         self._invalidate()
         self.document_replaced.emit()
@@ -430,6 +433,7 @@ class CanvasDocument(QObject):
         for layer in self.layers:
             cropped = Layer.from_array(layer.array[t:t + h, l:l + w], layer.name, layer.kind)
             layer.qimage, layer.array = cropped.qimage, cropped.array
+            layer.revision += 1
         self._set_mask(self._mask[t:t + h, l:l + w].copy())
         self._invalidate()
         self.document_replaced.emit()

@@ -77,6 +77,7 @@ class CanvasActions(QObject):
         self._autosave_timer.setInterval(AUTOSAVE_DELAY_MS)
         self._autosave_timer.timeout.connect(self.autosave)
         self._autosaving = self._autosave_again = False
+        self._autosave_pngs: dict[tuple[str, int], bytes] = {}  # unchanged layers are not encoded again
         doc.undo_stack.indexChanged.connect(self._schedule_autosave)
         doc.undo_stack.indexChanged.connect(self._on_state_changed)
         doc.document_replaced.connect(self._on_state_changed)
@@ -108,7 +109,8 @@ class CanvasActions(QObject):
             self._autosave_again = True
             return None
         self._autosaving = True
-        return self._spawn(self._autosave(self.autosave_path, canvas_ora.snapshot(self.doc, raw=True)))
+        data = canvas_ora.snapshot(self.doc, raw=True, png_cache=self._autosave_pngs)
+        return self._spawn(self._autosave(self.autosave_path, data))
 
     async def _autosave(self, path: Path, data: canvas_ora.OraDocument) -> bool:
         try:

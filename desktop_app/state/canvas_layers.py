@@ -91,6 +91,7 @@ class Layer:
     opacity: float = 1.0
     props: dict[str, Any] = field(default_factory=dict)
     key: str = field(default_factory=lambda: f"L{next(_ids)}")
+    revision: int = 0  # bumps on every change of the pixels (the autosave re-encodes only changed layers)
 
     @classmethod
     def blank(cls, width: int, height: int, name: str, kind: str = "image", **kw: Any) -> Layer:

@@ -46,7 +46,7 @@ class OraError(EaselError, ValueError):
     """An .ora that cannot be read or written; the message is one plain line."""
 
 
-@dataclass
+@dataclass(eq=False)
 class OraLayer:
     name: str
     kind: str  # "image", "control", "region" or "mask"
@@ -54,6 +54,8 @@ class OraLayer:
     visible: bool = True
     opacity: float = 1.0
     props: dict[str, Any] = field(default_factory=dict)
+    png: bytes | None = None  # already encoded (the autosave's cache): ``image`` is then unused
+    cache_key: tuple[str, int] | None = None  # (layer key, revision): where to keep the encoded PNG
 
 
 @dataclass
@@ -63,19 +65,49 @@ class OraDocument:
     layers: list[OraLayer]  # bottom first; no mask here
     mask: Image.Image | None = None  # L
     active: int = -1  # index into layers of the active one; -1: the mask
+    flat: Any = None  # the merged image made already (premultiplied array), else composited when encoded
+    png_cache: dict[tuple[str, int], bytes] | None = None  # encoded layers, kept across autosaves
 
 
 # -- from and to the canvas (GUI thread) ------------------------------------------------------
 
-def snapshot(doc: CanvasDocument, raw: bool = False) -> OraDocument:
+def snapshot(doc: CanvasDocument, raw: bool = False, png_cache: dict[tuple[str, int], bytes] | None = None) -> OraDocument:
     """A copy of the canvas's layers, mask and active layer, safe to encode on another thread.
 
-    With ``raw`` the layers are plain copies of their premultiplied pixels (a memory copy: the
-    autosave's snapshot costs the GUI thread little), converted to straight RGBA when encoded."""
-    layers = [OraLayer(layer.name, layer.kind, layer.array.copy() if raw else layer.pil(), layer.visible,
-                       layer.opacity, dict(layer.props)) for layer in doc.layers]
-    active = doc.index_of(doc.active_key)
-    return OraDocument(doc.width, doc.height, layers, doc.mask_pil() if doc.has_mask() else None, active)
+    With ``raw`` (the autosave) the layers are plain copies of their premultiplied pixels and the
+    merged image is composited here by Qt (memory copies: the GUI thread pays little), converted to
+    straight RGBA when encoded; a layer whose pixels have not changed since the PNG kept in
+    ``png_cache`` is not copied at all: its PNG is reused."""
+    from desktop_app.state.canvas_layers import PREMUL, compose
+
+    cache = png_cache if png_cache is not None else {}
+    layers = []
+    for layer in doc.layers:
+        key = (layer.key, layer.revision)
+        if raw and key in cache:
+            item = OraLayer(layer.name, layer.kind, None, layer.visible, layer.opacity, dict(layer.props), cache[key])
+        else:
+            item = OraLayer(layer.name, layer.kind, layer.array.copy() if raw else layer.pil(), layer.visible,
+                            layer.opacity, dict(layer.props))
+        item.cache_key = key
+        layers.append(item)
+    if png_cache is not None:  # forget the PNGs of layers that changed or went
+        live = {item.cache_key for item in layers}
+        for key in list(png_cache):
+            if key not in live:
+                del png_cache[key]
+    flat = None
+    if raw:
+        import numpy as np
+        from PySide6.QtGui import QImage
+
+        image = QImage(doc.width, doc.height, PREMUL)
+        compose(image, doc.layers)
+        h, w = doc.height, doc.width
+        view = np.frombuffer(image.constBits(), np.uint8, count=image.bytesPerLine() * h).reshape(h, image.bytesPerLine())
+        flat = view[:, : w * 4].reshape(h, w, 4).copy()
+    return OraDocument(doc.width, doc.height, layers, doc.mask_pil() if doc.has_mask() else None,
+                       doc.index_of(doc.active_key), flat, png_cache)
 
 
 def to_layers(data: OraDocument) -> tuple[list[Layer], Any, str]:
@@ -111,8 +143,10 @@ def _straight(data: OraDocument) -> None:
     from desktop_app.state.canvas_layers import premul_to_pil
 
     for layer in data.layers:
-        if not isinstance(layer.image, Image.Image):
+        if layer.png is None and not isinstance(layer.image, Image.Image):
             layer.image = premul_to_pil(layer.image)
+    if data.flat is not None and not isinstance(data.flat, Image.Image):
+        data.flat = premul_to_pil(data.flat)
 
 
 def merged(data: OraDocument) -> Image.Image:
@@ -131,7 +165,7 @@ def merged(data: OraDocument) -> Image.Image:
 
 def _png(image: Image.Image) -> bytes:
     buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=3)
+    image.save(buf, format="PNG", compress_level=1)  # fast: layers are big, saves frequent
     return buf.getvalue()
 
 
@@ -141,20 +175,23 @@ def encode(data: OraDocument) -> bytes:
     root = ET.Element("image", {"version": "0.0.5", "w": str(data.width), "h": str(data.height)})
     stack = ET.SubElement(root, "stack")
     members: list[tuple[str, bytes]] = []
-    entries = [(f"data/layer{i}.png", layer) for i, layer in enumerate(data.layers)]
+    entries = [(f"data/layer{i}.png", layer, i) for i, layer in enumerate(data.layers)]
     if data.mask is not None:
-        entries.append(("data/mask.png", OraLayer("Mask", "mask", data.mask, False, 1.0)))
-    for src, layer in reversed(entries):  # stack.xml lists the top layer first
+        entries.append(("data/mask.png", OraLayer("Mask", "mask", data.mask, False, 1.0), -2))
+    for src, layer, index in reversed(entries):  # stack.xml lists the top layer first
         attrs = {"name": layer.name, "src": src, "x": "0", "y": "0", "opacity": f"{layer.opacity:.6g}",
                  "visibility": "visible" if layer.visible else "hidden", "composite-op": "svg:src-over",
                  f"{{{NS}}}kind": layer.kind}
         if layer.props:
             attrs[f"{{{NS}}}props"] = json.dumps(layer.props, sort_keys=True)
-        if src != "data/mask.png" and data.layers.index(layer) == data.active:
+        if index == data.active:
             attrs[f"{{{NS}}}active"] = "true"
         ET.SubElement(stack, "layer", attrs)
-        members.append((src, _png(layer.image)))
-    flat = merged(data)
+        blob = layer.png if layer.png is not None else _png(layer.image)
+        if data.png_cache is not None and layer.cache_key is not None:
+            data.png_cache[layer.cache_key] = blob
+        members.append((src, blob))
+    flat = data.flat if data.flat is not None else merged(data)
     thumb = flat.copy()
     thumb.thumbnail((256, 256))
     buf = io.BytesIO()

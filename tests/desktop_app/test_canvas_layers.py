@@ -479,3 +479,20 @@ def test_generate_from_the_canvas_uses_the_visible_image_layers_only(panel):
     assert init.getpixel((20, 20)) == (255, 0, 0) and init.getpixel((120, 20)) == (128, 128, 128)
     assert init.getpixel((120, 80)) == (128, 128, 128)  # neither the hidden layer nor control/region paint
     assert np.array_equal(job.source, doc.image_array)
+
+
+def test_the_autosave_snapshot_encodes_only_layers_that_changed(tmp_path):
+    doc = layered_doc()
+    cache: dict = {}
+    first = canvas_ora.snapshot(doc, raw=True, png_cache=cache)
+    canvas_ora.write(tmp_path / "a.ora", first)
+    assert len(cache) == len(doc.layers)
+    doc.set_active(doc.layers[1].key)
+    doc.brush.set_colour(QColor(1, 2, 3))
+    doc.fill_rect((0, 0, 4, 4))
+    second = canvas_ora.snapshot(doc, raw=True, png_cache=cache)
+    assert [layer.png is not None for layer in second.layers] == [True, False, True, True]
+    canvas_ora.write(tmp_path / "b.ora", second)
+    layers, mask, active = canvas_ora.to_layers(canvas_ora.read(tmp_path / "b.ora"))
+    assert all(np.array_equal(a.array, b.array) for a, b in zip(doc.layers, layers))
+    assert np.array_equal(mask, doc.mask) and len(cache) == len(doc.layers)
