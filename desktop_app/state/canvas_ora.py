@@ -37,6 +37,7 @@ MIMETYPE = "image/openraster"
 NS = "urn:easel:openraster:1"
 ET.register_namespace("easel", NS)
 MAX_LAYERS = 64
+AUTOSAVE_MERGED_SIDE = 512
 MAX_XML_BYTES = 2_000_000
 MAX_MEMBER_BYTES = 512_000_000  # one uncompressed member (a layer PNG)
 MAX_TOTAL_BYTES = 4_000_000_000  # all layers' pixels once decoded (RGBA)
@@ -75,10 +76,10 @@ def snapshot(doc: CanvasDocument, raw: bool = False, png_cache: dict[tuple[str, 
     """A copy of the canvas's layers, mask and active layer, safe to encode on another thread.
 
     With ``raw`` (the autosave) the layers are plain copies of their premultiplied pixels and the
-    merged image is composited here by Qt (memory copies: the GUI thread pays little), converted to
-    straight RGBA when encoded; a layer whose pixels have not changed since the PNG kept in
+    merged image is a preview of at most 512 px composited here by Qt (the GUI thread pays little;
+    only Easel reads its autosave, and it reads the layers), converted to straight RGBA when encoded; a layer whose pixels have not changed since the PNG kept in
     ``png_cache`` is not copied at all: its PNG is reused."""
-    from desktop_app.state.canvas_layers import PREMUL, compose
+    from desktop_app.state.canvas_layers import PREMUL
 
     cache = png_cache if png_cache is not None else {}
     layers = []
@@ -97,13 +98,21 @@ def snapshot(doc: CanvasDocument, raw: bool = False, png_cache: dict[tuple[str, 
             if key not in live:
                 del png_cache[key]
     flat = None
-    if raw:
+    if raw:  # the autosave's merged image is a preview (at most 512 px): full size would cost the GUI thread
         import numpy as np
-        from PySide6.QtGui import QImage
+        from PySide6.QtGui import QImage, QPainter
 
-        image = QImage(doc.width, doc.height, PREMUL)
-        compose(image, doc.layers)
-        h, w = doc.height, doc.width
+        scale = min(1.0, AUTOSAVE_MERGED_SIDE / max(doc.width, doc.height, 1))
+        w, h = max(1, round(doc.width * scale)), max(1, round(doc.height * scale))
+        image = QImage(w, h, PREMUL)
+        image.fill(0)
+        p = QPainter(image)
+        p.scale(w / doc.width, h / doc.height)
+        for layer in doc.layers:
+            if layer.visible and layer.opacity > 0:
+                p.setOpacity(layer.opacity)
+                p.drawImage(0, 0, layer.qimage)
+        p.end()
         view = np.frombuffer(image.constBits(), np.uint8, count=image.bytesPerLine() * h).reshape(h, image.bytesPerLine())
         flat = view[:, : w * 4].reshape(h, w, 4).copy()
     return OraDocument(doc.width, doc.height, layers, doc.mask_pil() if doc.has_mask() else None,
