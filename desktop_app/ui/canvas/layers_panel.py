@@ -154,7 +154,9 @@ class LayersPanel(QWidget):
         self.prompt_edit.editingFinished.connect(lambda: self._set_props(prompt=self.prompt_edit.text()))
         doc.layers_changed.connect(self.refresh)
         doc.document_replaced.connect(self.refresh)
-        doc.brush.mask_visible_changed.connect(lambda _v: self.refresh())
+        # Bound methods, not lambdas: Qt disconnects them when the panel goes (the document may stay).
+        doc.brush.mask_visible_changed.connect(self._on_mask_visible_changed)
+        doc.undo_stack.indexChanged.connect(self._on_undo_index_changed)  # after a stroke, an undo
         self._refreshing = False
         self.refresh()
 
@@ -215,6 +217,27 @@ class LayersPanel(QWidget):
                 self.prompt_edit.setText(layer.props["prompt"])
         finally:
             del blockers
+            self._refreshing = False
+
+    def _on_mask_visible_changed(self, _visible: bool) -> None:
+        self.refresh()
+
+    def _on_undo_index_changed(self, _index: int) -> None:
+        self.refresh_thumbnails()
+
+    def refresh_thumbnails(self) -> None:
+        if self._refreshing:
+            return
+        self._refreshing = True
+        blocker = QSignalBlocker(self.list)
+        try:
+            for i in range(self.list.count()):
+                item = self.list.item(i)
+                layer = self.doc.layer(item.data(KEY_ROLE))
+                if layer is not None:
+                    item.setIcon(_thumbnail(layer))
+        finally:
+            del blocker
             self._refreshing = False
 
     def row_keys(self) -> list[str]:
