@@ -96,6 +96,7 @@ class Studio:
             settings=self.settings, status=self.status, bridge=self.bridge, reporter=self.reporter,
             data_dir=self.data_dir,
         )
+        self.actions.canvas.autosave_path = self.data_dir / "session" / "canvas-autosave.ora"
         # The theme after the window is built: applied before, every widget added to the tree was
         # re-polished on each reparenting (~35 ms of the start-up).
         self.window = MainWindow(self.actions, str(self.log_path))
@@ -128,8 +129,16 @@ class Studio:
         self._restore_session()
 
     def _restore_session(self) -> None:
-        """The queue and the canvas as the last quit left them (the jobs run once the engine is ready)."""
+        """The queue and the canvas as the last quit left them (the jobs run once the engine is ready);
+        after a crash (no session saved), the canvas as last autosaved."""
+        autosave = self.actions.canvas.autosave_path
+        crashed = autosave is not None and autosave.is_file() and not self.session.file.is_file()
         jobs, canvas, problems = self.session.restore(self.queue, self.actions.document, self.params)
+        if crashed:
+            outcome = self.actions.canvas.restore_autosave()
+            canvas = canvas or outcome == "restored"
+            if outcome and outcome != "restored":
+                problems.append(outcome)
         kept = ([f"{jobs} job{'s' if jobs > 1 else ''} (queued again)"] if jobs else []) + (["the canvas"] if canvas else [])
         if kept:
             self.reporter.notice("Restored from the last session: " + " and ".join(kept) + ".")
@@ -153,6 +162,7 @@ class Studio:
             self.settings.save()
         except Exception:
             log.exception("saving settings failed")
+        autosave = self.actions.canvas.stop_autosave()
         try:  # before the queue stops: the running job is kept too
             if self.window.quit_choice == "discard":
                 self.session.discard()
@@ -163,7 +173,9 @@ class Studio:
         self.queue.stop()
         self.actions.stop()
         self.gallery.stop()
-        self.bridge.shutdown()
+        self.bridge.shutdown()  # joins the I/O thread: an autosave still writing is done now
+        if autosave is not None and (self.window.quit_choice == "discard" or self.session.file.is_file()):
+            autosave.unlink(missing_ok=True)  # the session holds the canvas, or the user dropped it
         self.gallery.close()
         log.info("engine thread stopped")
         if self._closed is not None and not self._closed.done():

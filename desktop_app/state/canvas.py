@@ -1,26 +1,39 @@
-"""The canvas document: an image layer, a mask layer, an undo stack, and result candidates.
+"""The canvas document: a stack of layers (canvas_layers: image, control and region layers you
+paint on), the mask, an undo stack, and result candidates.
 
 Pixels live in QImages that own their memory, edited through numpy views of that memory (no copy
-between painting and display): the image as 32-bit RGB (what Qt draws fastest), the mask as 8-bit
-indexed (its colour table is the overlay colour with an alpha per mask value, so changing the overlay
-colour or opacity touches no pixels). Qt owning the memory ties the pixels' lifetime to the QImage.
+between painting and display): layers as premultiplied ARGB (what Qt draws fastest with
+transparency), the mask as 8-bit indexed (its colour table is the overlay colour with an alpha per
+mask value, so changing the overlay colour or opacity touches no pixels). What generation works on
+is the composite of the visible image layers over white (``image_array`` / ``image_pil``), made on
+demand and kept until an image layer changes. Qt owning the memory ties the pixels' lifetime to the QImage.
 (A crash under load was once blamed on QImages wrapping numpy buffers; it was PySide6 6.12.0 losing
 references to True on every emit(), which the dependency pin excludes. With 6.11 such QImages keep
 their buffer alive and show no reference drift, but this layout needs no copy either, so it stays.)
-Every edit goes through the QUndoStack as a command that stores only the rect it changed. GUI thread only.
+Every edit goes through the QUndoStack as a command that stores only what it changed (the rect of a
+stroke, a layer list, a layer's attributes). GUI thread only.
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QColor, QImage, QUndoStack, qRgba
 
 from desktop_app.state import mask_ops
-from desktop_app.state.canvas_commands import ExtendCommand, InvertCommand, PatchCommand, ReplaceCommand
+from desktop_app.state.canvas_commands import (
+    ExtendCommand,
+    InvertCommand,
+    LayerAttrsCommand,
+    PatchCommand,
+    ReplaceCommand,
+    StackCommand,
+)
+from desktop_app.state.canvas_layers import KIND_LABELS, LAYER_KINDS, Layer, clean_props, colour_bytes, compose, flood_region
 from desktop_app.state.mask_ops import Rect
 from engine.imageprep import extend_canvas
 from engine.lazy import LazyModule
@@ -29,7 +42,7 @@ np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's 
 
 # Byte positions of R, G, B, A in a Format_RGB32 pixel (it is a native-endian 0xAARRGGBB word).
 _R, _G, _B, _A = (2, 1, 0, 3) if sys.byteorder == "little" else (1, 2, 3, 0)
-TOOLS = ("brush", "eraser", "rectangle", "lasso")
+TOOLS = ("brush", "eraser", "rectangle", "lasso", "fill", "picker")
 
 
 def rgb_to_array(image: Image.Image) -> np.ndarray:
@@ -86,6 +99,16 @@ def new_layer(width: int, height: int, fmt: QImage.Format) -> tuple[QImage, np.n
 
 
 @dataclass
+class DocState:
+    """Everything a whole-document change replaces (undo swaps it back)."""
+
+    layers: list[Layer]
+    mask: np.ndarray  # (h, w) uint8
+    source: str
+    active: str = "mask"
+
+
+@dataclass
 class Candidate:
     """One generated image waiting over the canvas for accept or discard."""
 
@@ -98,6 +121,7 @@ class BrushSettings(QObject):
     """The tool and its settings, and how the mask is shown."""
 
     tool_changed = Signal(str)
+    colour_changed = Signal(QColor)
     size_changed = Signal(float)
     hardness_changed = Signal(float)
     opacity_changed = Signal(float)
@@ -112,6 +136,17 @@ class BrushSettings(QObject):
         self.overlay_colour = QColor(255, 40, 90)
         self.overlay_opacity = 0.5
         self._mask_visible = True
+        self._colour = QColor(20, 20, 24)  # what the brush and fill lay on a layer
+
+    @property
+    def colour(self) -> QColor:
+        return QColor(self._colour)
+
+    def set_colour(self, colour: QColor) -> None:
+        colour = QColor(colour.red(), colour.green(), colour.blue())  # opaque: opacity is its own setting
+        if colour.isValid() and colour != self._colour:
+            self._colour = colour
+            self.colour_changed.emit(QColor(colour))
 
     tool = property(lambda self: self._tool)
     size = property(lambda self: self._size)
@@ -166,22 +201,28 @@ class BrushSettings(QObject):
 
 
 class CanvasDocument(QObject):
-    document_replaced = Signal()  # a new image or a new size: views rebuild
-    image_changed = Signal(object)  # Rect in image pixels
+    document_replaced = Signal()  # a new document or a new size: views rebuild
+    image_changed = Signal(object)  # Rect in image pixels: the composite of the image layers changed there
     mask_changed = Signal(object)  # Rect
+    layer_pixels_changed = Signal(str, object)  # a layer's key, Rect: its pixels changed there
+    layers_changed = Signal()  # the stack, a layer's attributes or the active layer changed
     candidates_changed = Signal()  # the list, the index or before/after changed
 
     def __init__(self, brush: BrushSettings | None = None, parent: QObject | None = None):
         super().__init__(parent)
         self.brush = brush or BrushSettings(self)
         self.undo_stack = QUndoStack(self)
-        # No image yet: empty layers, made without numpy (the window opens before numpy is imported).
-        self.image_qimage, self.mask_qimage = QImage(), QImage()
-        self._image_array: np.ndarray | None = None
+        # No image yet: no layers, an empty mask made without numpy (the window opens before numpy is imported).
+        self.layers: list[Layer] = []  # bottom first
+        self.active_key = "mask"  # the layer the tools work on: a layer's key, or "mask"
+        self.mask_qimage = QImage()
         self._mask_array: np.ndarray | None = None
+        self._composite: np.ndarray | None = None
+        self._composite_qimage: QImage | None = None
         self.source = ""  # where the image came from (a file name, "clipboard", "result #3")
-        self.revision = 0  # bumps on every image change (candidates remember it)
+        self.revision = 0  # bumps on every change of the composite
         self._stroke: mask_ops.StrokeBuffer | None = None
+        self._stroke_key = "mask"
         self._last: tuple[float, float] | None = None
         self._carry = 0.0
         self.candidates: list[Candidate] = []
@@ -190,13 +231,7 @@ class CanvasDocument(QObject):
         self._candidate_source: np.ndarray | None = None
         self.brush.overlay_changed.connect(self._update_colour_table)
 
-    # -- layers -------------------------------------------------------------------------------
-
-    @property
-    def _image(self) -> np.ndarray:
-        if self._image_array is None:
-            self._image_array = np.zeros((0, 0, 4), np.uint8)
-        return self._image_array
+    # -- the stack ----------------------------------------------------------------------------
 
     @property
     def _mask(self) -> np.ndarray:
@@ -210,22 +245,78 @@ class CanvasDocument(QObject):
 
     @property
     def width(self) -> int:
-        return self.image_qimage.width()
+        return self.mask_qimage.width()
 
     @property
     def height(self) -> int:
-        return self.image_qimage.height()
+        return self.mask_qimage.height()
 
     @property
     def mask(self) -> np.ndarray:
         return self._mask
 
+    def layer(self, key: str) -> Layer | None:
+        return next((layer for layer in self.layers if layer.key == key), None)
+
+    def index_of(self, key: str) -> int:
+        return next((i for i, layer in enumerate(self.layers) if layer.key == key), -1)
+
+    @property
+    def active_layer(self) -> Layer | None:
+        """The layer the tools paint on; None while they work on the mask."""
+        return self.layer(self.active_key)
+
+    def set_active(self, key: str) -> None:
+        """Choose the layer the tools work on ("mask" or a layer's key). Not an edit: not undone."""
+        if key != "mask" and self.layer(key) is None:
+            raise ValueError(f"no layer {key!r}")
+        if key != self.active_key:
+            self.active_key = key
+            self.layers_changed.emit()
+
+    def image_layers(self) -> list[Layer]:
+        return [layer for layer in self.layers if layer.kind == "image"]
+
+    def paint_target(self) -> Layer | None:
+        """Where an accepted result goes: the top visible image layer (else the top image layer)."""
+        images = self.image_layers()
+        visible = [layer for layer in images if layer.visible]
+        return (visible or images or [None])[-1]
+
+    def layer_array(self, key: str) -> np.ndarray:
+        if key == "mask":
+            return self._mask
+        layer = self.layer(key)
+        if layer is None:
+            raise KeyError(key)
+        return layer.array
+
     @property
     def image_array(self) -> np.ndarray:
-        return self._image
+        """The visible image layers over white as an (h, w, 4) Format_RGB32 array. Do not write to it."""
+        if self._composite is None:
+            qimage = self.composite_qimage()
+            if qimage.isNull():
+                self._composite = np.zeros((self.height, self.width, 4), np.uint8)
+            else:
+                w, h = qimage.width(), qimage.height()
+                view = np.frombuffer(qimage.constBits(), np.uint8, count=qimage.bytesPerLine() * h)
+                self._composite = view.reshape(h, qimage.bytesPerLine())[:, : w * 4].reshape(h, w, 4).copy()
+        return self._composite
 
-    def layer_array(self, layer: str) -> np.ndarray:
-        return self._mask if layer == "mask" else self._image
+    def composite_qimage(self) -> QImage:
+        """The visible image layers over white (Format_RGB32): what generation works on."""
+        if self._composite_qimage is None:
+            image = QImage(self.width, self.height, QImage.Format.Format_RGB32)
+            if self.has_image and image.isNull():
+                raise MemoryError(f"not enough memory for a {self.width}x{self.height} canvas")
+            compose(image, self.image_layers(), background=QColor(255, 255, 255))
+            self._composite_qimage = image
+        return self._composite_qimage
+
+    def _invalidate(self) -> None:
+        self._composite = self._composite_qimage = None
+        self.revision += 1
 
     def mask_bytes(self) -> bytes:
         return self._mask.tobytes()
@@ -234,18 +325,29 @@ class CanvasDocument(QObject):
         return self.has_image and bool(self._mask.any())
 
     def image_pil(self) -> Image.Image:
-        return array_to_rgb(self._image)
+        return array_to_rgb(self.image_array)
 
     def mask_pil(self) -> Image.Image:
         return Image.fromarray(self._mask.copy(), "L")
 
-    def _set_layers(self, image: np.ndarray, mask: np.ndarray) -> None:
-        """New layers holding copies of ``image`` (h, w, 4 RGB32 bytes) and ``mask`` (h, w)."""
+    def guides(self) -> list[dict[str, Any]]:
+        """The visible control and region layers, bottom first, for the engine: each as
+        {"kind", "name", "image" (RGB over black: the control image), "mask" (L: where it was painted),
+        "opacity", and its properties (control: "control", "strength", "start", "end"; region: "prompt")}."""
+        out = []
+        for layer in self.layers:
+            if layer.kind in ("control", "region") and layer.visible:
+                rgba = layer.pil()
+                image = Image.new("RGB", rgba.size, (0, 0, 0))
+                image.paste(rgba, mask=rgba.getchannel("A"))
+                out.append({"kind": layer.kind, "name": layer.name, "image": image, "mask": layer.alpha_pil(),
+                            "opacity": layer.opacity, **layer.props})
+        return out
+
+    def _set_mask(self, mask: np.ndarray) -> None:
         h, w = mask.shape
-        self.image_qimage, self._image_array = new_layer(w, h, QImage.Format.Format_RGB32)
         self.mask_qimage, self._mask_array = new_layer(w, h, QImage.Format.Format_Indexed8)
         if w and h:
-            self._image[...] = image
             self._mask[...] = mask
         self._update_colour_table(emit=False)
 
@@ -257,30 +359,46 @@ class CanvasDocument(QObject):
         if emit and self.has_image:
             self.mask_changed.emit((0, 0, self.width, self.height))
 
-    def notify(self, layer: str, rect: Rect) -> None:
-        if layer == "mask":
+    def notify(self, key: str, rect: Rect) -> None:
+        """Pixels of ``key`` ("mask" or a layer's key) changed inside ``rect``."""
+        if key == "mask":
             self.mask_changed.emit(rect)
-        else:
-            self.revision += 1
+            return
+        layer = self.layer(key)
+        if layer is not None:
+            layer.revision += 1
+        self.layer_pixels_changed.emit(key, rect)
+        if layer is not None and layer.kind == "image":
+            self._invalidate()
             self.image_changed.emit(rect)
 
     # -- whole-document changes ---------------------------------------------------------------
 
     def set_image(self, image: Image.Image, source: str, mask: Image.Image | None = None) -> None:
-        """A new canvas from a PIL image (and optional mask): undoable, like every edit."""
-        arr = rgb_to_array(image)
+        """A new canvas from a PIL image (and optional mask): one "Background" layer. Undoable."""
+        arr = rgb_to_array(image)  # opaque RGB32 bytes are the same as opaque premultiplied ARGB
         m = np.zeros(arr.shape[:2], np.uint8) if mask is None else np.array(mask.convert("L"), np.uint8)
         if m.shape != arr.shape[:2]:
             raise ValueError("the mask is not the image's size")
-        self.discard_candidates()
-        self.undo_stack.push(ReplaceCommand(self, arr, m, source, f"Open {source}"))
+        self.set_document([Layer.from_array(arr, "Background")], m, source, f"Open {source}")
 
-    def swap_layers(self, image: np.ndarray, mask: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray, str]:
-        old = self._image.copy(), self._mask.copy(), self.source
-        self._set_layers(image, mask)
-        self.source = source
-        self.revision += 1
+    def set_document(self, layers: list[Layer], mask: np.ndarray, source: str, text: str, active: str = "mask") -> None:
+        """A new canvas made of ``layers`` (bottom first, all one size) and ``mask``. Undoable."""
+        if any((layer.height, layer.width) != mask.shape for layer in layers):
+            raise ValueError("the layers are not all the canvas's size")
+        if not any(layer.kind == "image" for layer in layers):
+            raise ValueError("a canvas needs at least one image layer")
+        self.discard_candidates()
+        self.undo_stack.push(ReplaceCommand(self, DocState(list(layers), mask, source, active), text))
+
+    def swap_state(self, state: DocState) -> DocState:
+        old = DocState(self.layers, self._mask.copy(), self.source, self.active_key)
+        self.layers, self.source = list(state.layers), state.source
+        self.active_key = state.active if state.active == "mask" or self.layer(state.active) else "mask"
+        self._set_mask(state.mask)
+        self._invalidate()
         self.document_replaced.emit()
+        self.layers_changed.emit()
         return old
 
     def extend(self, left: int, top: int, right: int, bottom: int, fill: str = "blur") -> None:
@@ -291,29 +409,169 @@ class CanvasDocument(QObject):
         self.undo_stack.push(ExtendCommand(self, (left, top, right, bottom), fill))
 
     def extend_in_place(self, amounts: tuple[int, int, int, int], fill: str) -> None:
+        """The bottom image layer gets the pre-filled new area (from the composite), the others transparent."""
         l, t, r, b = amounts
         image, new_area = extend_canvas(self.image_pil(), l, t, r, b, fill=fill)
         mask = np.array(new_area, np.uint8)
         mask[t:t + self.height, l:l + self.width] = self._mask
-        self._set_layers(rgb_to_array(image), mask)
-        self.revision += 1
+        w, h = image.size
+        base = next((layer for layer in self.layers if layer.kind == "image"), None)
+        for layer in self.layers:
+            grown = Layer.blank(w, h, layer.name, layer.kind)
+            if layer is base:
+                grown.array[...] = rgb_to_array(image)
+            grown.array[t:t + self.height, l:l + self.width] = layer.array
+            layer.qimage, layer.array = grown.qimage, grown.array
+            layer.revision += 1
+        self._set_mask(mask)
+        self._invalidate()
         self.document_replaced.emit()
 
     def crop_in_place(self, amounts: tuple[int, int, int, int]) -> None:
         l, t, r, b = amounts
         h, w = self.height - t - b, self.width - l - r
-        self._set_layers(self._image[t:t + h, l:l + w], self._mask[t:t + h, l:l + w])
-        self.revision += 1
+        for layer in self.layers:
+            cropped = Layer.from_array(layer.array[t:t + h, l:l + w], layer.name, layer.kind)
+            layer.qimage, layer.array = cropped.qimage, cropped.array
+            layer.revision += 1
+        self._set_mask(self._mask[t:t + h, l:l + w].copy())
+        self._invalidate()
         self.document_replaced.emit()
+
+    # -- layer operations (each one undo step) --------------------------------------------------
+
+    def swap_stack(self, layers: list[Layer], active: str) -> tuple[list[Layer], str]:
+        old = self.layers, self.active_key
+        self.layers = list(layers)
+        self.active_key = active if active == "mask" or self.layer(active) else "mask"
+        self._invalidate()
+        self.layers_changed.emit()
+        self.image_changed.emit((0, 0, self.width, self.height))
+        return old
+
+    def _push_stack(self, layers: list[Layer], active: str, text: str) -> None:
+        self.discard_candidates()
+        self.undo_stack.push(StackCommand(self, layers, active, text))
+
+    def add_layer(self, kind: str = "image", name: str | None = None, **props: Any) -> Layer | None:
+        """A new transparent layer above the active one (at the top while the mask is active); it becomes active."""
+        if kind not in LAYER_KINDS:
+            raise ValueError(f"unknown layer kind {kind!r}")
+        if not self.has_image:
+            return None
+        n = sum(layer.kind == kind for layer in self.layers) + 1
+        layer = Layer.blank(self.width, self.height, name or f"{KIND_LABELS[kind]} {n}", kind,
+                            opacity=0.6 if kind == "region" else 1.0, props=props)
+        at = self.index_of(self.active_key)
+        layers = list(self.layers)
+        layers.insert(at + 1 if at >= 0 else len(layers), layer)
+        self._push_stack(layers, layer.key, f"Add {layer.name}")
+        return layer
+
+    def delete_layer(self, key: str) -> bool:
+        """Delete a layer (not the last image layer: the canvas needs one). False if not deleted."""
+        layer = self.layer(key)
+        if layer is None or (layer.kind == "image" and len(self.image_layers()) == 1):
+            return False
+        i = self.index_of(key)
+        layers = [other for other in self.layers if other is not layer]
+        active = self.active_key
+        if active == key:
+            active = layers[max(0, i - 1)].key if layers else "mask"
+        self._push_stack(layers, active, f"Delete {layer.name}")
+        return True
+
+    def move_layer(self, key: str, to: int) -> bool:
+        """Move a layer to index ``to`` of the stack (0 = bottom)."""
+        i = self.index_of(key)
+        to = max(0, min(len(self.layers) - 1, to))
+        if i < 0 or i == to:
+            return False
+        layers = list(self.layers)
+        layer = layers.pop(i)
+        layers.insert(to, layer)
+        self._push_stack(layers, self.active_key, f"Move {layer.name} {'up' if to > i else 'down'}")
+        return True
+
+    def duplicate_layer(self, key: str) -> Layer | None:
+        layer = self.layer(key)
+        if layer is None:
+            return None
+        copy = Layer.from_array(layer.array, f"{layer.name} copy", layer.kind, visible=layer.visible,
+                                opacity=layer.opacity, props=dict(layer.props))
+        layers = list(self.layers)
+        layers.insert(self.index_of(key) + 1, copy)
+        self._push_stack(layers, copy.key, f"Duplicate {layer.name}")
+        return copy
+
+    def set_layer_attributes(self, layer: Layer, attrs: dict[str, Any]) -> None:
+        layer.set_attributes(attrs)
+        if layer.kind == "image":
+            self._invalidate()
+            self.image_changed.emit((0, 0, self.width, self.height))
+        self.layers_changed.emit()
+
+    def _edit_attrs(self, key: str, text: str, merge: str = "", **changes: Any) -> bool:
+        layer = self.layer(key)
+        if layer is None:
+            return False
+        before = layer.attributes()
+        after = {**before, **changes}
+        if after == before:
+            return False
+        self.discard_candidates()
+        self.undo_stack.push(LayerAttrsCommand(self, layer, before, after, text, merge))
+        return True
+
+    def rename_layer(self, key: str, name: str) -> bool:
+        name = " ".join(str(name).split())[:200]
+        return bool(name) and self._edit_attrs(key, f"Rename to {name}", name=name)
+
+    def set_layer_visible(self, key: str, visible: bool) -> bool:
+        layer = self.layer(key)
+        return layer is not None and self._edit_attrs(key, f"{'Show' if visible else 'Hide'} {layer.name}",
+                                                      visible=bool(visible))
+
+    def set_layer_opacity(self, key: str, opacity: float) -> bool:
+        layer = self.layer(key)
+        value = float(max(0.0, min(1.0, opacity)))
+        return layer is not None and self._edit_attrs(key, f"Opacity of {layer.name}", "opacity", opacity=value)
+
+    def set_layer_props(self, key: str, **props: Any) -> bool:
+        """Control (control, strength, start, end) or region (prompt) properties; ValueError if unusable."""
+        layer = self.layer(key)
+        if layer is None or layer.kind == "image":
+            return False
+        merged = clean_props(layer.kind, {**layer.props, **props})
+        field = next(iter(props), "props")
+        return self._edit_attrs(key, f"{field.capitalize()} of {layer.name}", f"props:{field}", props=merged)
 
     # -- strokes ------------------------------------------------------------------------------
 
-    def begin_stroke(self, x: float, y: float, pressure: float = 1.0) -> None:
-        """Start a brush or eraser stroke at image coordinates (x, y) with the current settings."""
+    def _target(self) -> tuple[str, np.ndarray] | None:
+        """The active layer's key and pixels (or the mask's), when there is something to paint on."""
         if not self.has_image:
+            return None
+        if self.active_key == "mask":
+            return "mask", self._mask
+        layer = self.active_layer
+        return (layer.key, layer.array) if layer is not None else None
+
+    def begin_stroke(self, x: float, y: float, pressure: float = 1.0) -> None:
+        """Start a brush or eraser stroke at image coordinates (x, y) with the current settings,
+        on the active layer (the mask, or a layer's pixels in the brush colour)."""
+        target = self._target()
+        if target is None:
             return
+        key, arr = target
         b = self.brush
-        self._stroke = mask_ops.StrokeBuffer.start(self._mask, b.tool == "eraser", b.opacity)
+        erase = b.tool == "eraser"
+        if key == "mask":
+            self._stroke = mask_ops.StrokeBuffer.start(arr, erase, b.opacity)
+        else:
+            self._stroke = mask_ops.PaintStroke.start(arr, erase, b.opacity)
+            self._stroke.colour = colour_bytes(b.colour)
+        self._stroke_key = key
         self._last, self._carry = (x, y), 0.0
         self._dab(x, y, pressure)
 
@@ -327,57 +585,99 @@ class CanvasDocument(QObject):
             dirty = mask_ops.union(dirty, self._dab(px, py, pressure, emit=False))
         self._last = (x, y)
         if dirty is not None:
-            self.mask_changed.emit(dirty)
+            self.notify(self._stroke_key, dirty)
 
     def _dab(self, x: float, y: float, pressure: float, emit: bool = True) -> Rect | None:
         rect, cover = mask_ops.dab(self.brush.size * max(0.05, min(1.0, pressure)), self.brush.hardness, x, y)
-        changed = self._stroke.apply_dab(self._mask, rect, cover)
+        changed = self._stroke.apply_dab(self.layer_array(self._stroke_key), rect, cover)
         if emit and changed is not None:
-            self.mask_changed.emit(changed)
+            self.notify(self._stroke_key, changed)
         return changed
 
     def end_stroke(self) -> None:
         stroke, self._stroke, self._last = self._stroke, None, None
         if stroke is None or stroke.dirty is None:
             return
-        l, t, r, b = stroke.dirty
-        before = stroke.before_of(self._mask, stroke.dirty)
-        if np.array_equal(before, self._mask[t:b, l:r]):
+        key = self._stroke_key
+        pieces = stroke.changed_tiles(self.layer_array(key))
+        if not pieces:
             return
-        text = "Erase" if stroke.erase else "Paint mask"
-        self.undo_stack.push(PatchCommand(self, "mask", stroke.dirty, before, text))
+        if key == "mask":
+            text = "Erase" if stroke.erase else "Paint mask"
+        else:
+            text = f"{'Erase on' if stroke.erase else 'Paint on'} {self.layer(key).name}"
+        self.undo_stack.push(PatchCommand(self, key, stroke.dirty, None, text, pieces))
 
     @property
     def stroking(self) -> bool:
         return self._stroke is not None
 
-    # -- mask operations ----------------------------------------------------------------------
+    # -- fills and the colour picker ------------------------------------------------------------
 
-    def _edit_mask(self, rect: Rect | None, new: np.ndarray, text: str) -> None:
+    def _edit_pixels(self, key: str, rect: Rect | None, new: np.ndarray, text: str) -> None:
         if rect is None:
             return
+        arr = self.layer_array(key)
         l, t, r, b = rect
-        if np.array_equal(new, self._mask[t:b, l:r]):
+        if np.array_equal(new, arr[t:b, l:r]):
             return
-        before = self._mask[t:b, l:r].copy()
-        self._mask[t:b, l:r] = new
-        self.mask_changed.emit(rect)
-        self.undo_stack.push(PatchCommand(self, "mask", rect, before, text))
+        before = arr[t:b, l:r].copy()
+        arr[t:b, l:r] = new
+        self.notify(key, rect)
+        self.undo_stack.push(PatchCommand(self, key, rect, before, text))
+
+    def _edit_mask(self, rect: Rect | None, new: np.ndarray, text: str) -> None:
+        self._edit_pixels("mask", rect, new, text)
+
+    def _cover_fill(self, rect: Rect, cover: np.ndarray, erase: bool, what: str) -> None:
+        """Lay ``cover`` (float 0..1 on ``rect``) at the brush opacity on the active layer or the mask."""
+        target = self._target()
+        if target is None:
+            return
+        key, arr = target
+        l, t, r, b = rect
+        new = arr[t:b, l:r].copy()
+        if key == "mask":
+            mask_ops.fill(new, (0, 0, r - l, b - t), cover, self.brush.opacity, erase)
+            self._edit_mask(rect, new, f"{'Erase' if erase else 'Fill'} {what}")
+        else:
+            mask_ops.paint(new, new, cover * self.brush.opacity, colour_bytes(self.brush.colour), erase)
+            self._edit_pixels(key, rect, new, f"{'Erase' if erase else 'Fill'} {what} on {self.layer(key).name}")
 
     def fill_polygon(self, points: list[tuple[float, float]], erase: bool = False) -> None:
-        """Rectangle and lasso: fill (or with ``erase`` clear) the polygon at the brush opacity."""
+        """Rectangle and lasso: fill (or with ``erase`` clear) the polygon at the brush opacity, on the
+        active layer (in the brush colour) or the mask."""
         found = mask_ops.polygon_coverage(points, self.width, self.height) if self.has_image else None
-        if found is None:
-            return
-        rect, cover = found
-        l, t, r, b = rect
-        new = self._mask[t:b, l:r].copy()
-        mask_ops.fill(new, (0, 0, r - l, b - t), cover, self.brush.opacity, erase)
-        self._edit_mask(rect, new, "Erase area" if erase else "Fill area")
+        if found is not None:
+            self._cover_fill(*found, erase, "area")
 
     def fill_rect(self, rect: Rect, erase: bool = False) -> None:
         l, t, r, b = rect
         self.fill_polygon([(l, t), (r - 1, t), (r - 1, b - 1), (l, b - 1)], erase)
+
+    def flood_fill(self, x: float, y: float, erase: bool = False, tolerance: int = 24) -> None:
+        """The fill tool: the connected area of similar pixels around (x, y) on the active layer (or
+        mask) gets the brush colour (or the mask) at the brush opacity; ``erase`` clears it instead."""
+        target = self._target()
+        if target is None:
+            return
+        region = flood_region(target[1], int(x), int(y), tolerance)
+        rect = mask_ops.bbox(region) if region is not None else None
+        if rect is not None:
+            l, t, r, b = rect
+            self._cover_fill(rect, region[t:b, l:r].astype(np.float32), erase, "connected area")
+
+    def pick_colour(self, x: float, y: float) -> QColor | None:
+        """The colour picker: the brush takes the colour of the image (the visible image layers) at (x, y)."""
+        ix, iy = int(x), int(y)
+        if not (self.has_image and 0 <= ix < self.width and 0 <= iy < self.height):
+            return None
+        px = self.image_array[iy, ix]
+        colour = QColor(int(px[_R]), int(px[_G]), int(px[_B]))
+        self.brush.set_colour(colour)
+        return colour
+
+    # -- mask operations ----------------------------------------------------------------------
 
     def invert_mask(self) -> None:
         if self.has_image:
@@ -407,11 +707,11 @@ class CanvasDocument(QObject):
     # -- candidates ---------------------------------------------------------------------------
 
     def add_candidates(self, images: list[QImage], paths: list[str | None], seeds: list[int], source: np.ndarray) -> bool:
-        """Show generated images over the canvas. ``source`` is the canvas image the job started from.
+        """Show generated images over the canvas. ``source`` is the composite the job started from.
 
         Returns False (and shows nothing) when the canvas no longer has that size.
         """
-        if source.shape != self._image.shape:
+        if source.shape != (self.height, self.width, 4):
             return False
         if self._candidate_source is None or not np.array_equal(self._candidate_source, source):
             self.candidates = []
@@ -441,7 +741,8 @@ class CanvasDocument(QObject):
             self.candidates_changed.emit()
 
     def accept_candidate(self) -> Candidate | None:
-        """Make the shown candidate the canvas (undoable): only the pixels it changed are written."""
+        """Make the shown candidate the canvas (undoable): the pixels it changed are written, opaque,
+        into the top visible image layer."""
         cand = self.current_candidate()
         if cand is None:
             return None
@@ -450,15 +751,17 @@ class CanvasDocument(QObject):
         changed = np.any(new[..., :3] != source[..., :3], axis=2)
         rect = mask_ops.bbox(changed)
         self.discard_candidates()
+        target = self.paint_target()
         # One undo step: the result goes in and the mask that made it is cleared, so the next
         # inpaint or outpaint does not silently regenerate this area again.
         self.undo_stack.beginMacro("Accept result")
-        if rect is not None:
+        if rect is not None and target is not None:
             l, t, r, b = rect
-            before = self._image[t:b, l:r].copy()
-            np.copyto(self._image[t:b, l:r], new[t:b, l:r], where=changed[t:b, l:r, None])
-            self.notify("image", rect)
-            self.undo_stack.push(PatchCommand(self, "image", rect, before, "Accept result"))
+            before = target.array[t:b, l:r].copy()
+            np.copyto(target.array[t:b, l:r], new[t:b, l:r], where=changed[t:b, l:r, None])
+            target.array[t:b, l:r, _A][changed[t:b, l:r]] = 255
+            self.notify(target.key, rect)
+            self.undo_stack.push(PatchCommand(self, target.key, rect, before, "Accept result"))
         self.clear_mask()
         self.undo_stack.endMacro()
         return cand

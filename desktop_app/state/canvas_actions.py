@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from PIL import Image
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QImage
 
 from desktop_app.bridge import EngineBridge, Outcome
+from desktop_app.state import canvas_ora
 from desktop_app.state.canvas import Candidate, CanvasDocument
 from desktop_app.state.errors import ErrorReporter
 from desktop_app.state.params import GenerationParameters
@@ -21,11 +22,13 @@ from desktop_app.state.status import EngineStatus
 from engine.api import MAX_SIZE, EaselError, GenerationRequest, InvalidRequest, Mode
 from engine.images import check_size, normalize, open_image, split_alpha
 from engine.imageprep import masked_box, padded_size
+from engine.outputs import write_png_atomic
 from engine.lazy import LazyModule
 
 np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
 
 log = logging.getLogger(__name__)
+AUTOSAVE_DELAY_MS = 3000
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,16 @@ class CanvasActions(QObject):
         self.doc, self.params, self.bridge, self.reporter, self.status = doc, params, bridge, reporter, status
         self._spawn = spawn
         self.alpha_as_mask = True  # transparent pixels of an opened image become the mask
+        # Autosave: a few seconds after the last edit the canvas is written (on the I/O thread,
+        # atomically) to ``autosave_path`` when one is set, so a crash loses at most those seconds.
+        self.autosave_path: Path | None = None
+        self._autosave_timer = QTimer(self)
+        self._autosave_timer.setSingleShot(True)
+        self._autosave_timer.setInterval(AUTOSAVE_DELAY_MS)
+        self._autosave_timer.timeout.connect(self.autosave)
+        self._autosaving = self._autosave_again = False
+        self._autosave_pngs: dict[tuple[str, int], bytes] = {}  # unchanged layers are not encoded again
+        doc.undo_stack.indexChanged.connect(self._schedule_autosave)
         doc.undo_stack.indexChanged.connect(self._on_state_changed)
         doc.document_replaced.connect(self._on_state_changed)
         params.edit_mode_changed.connect(self._on_state_changed)
@@ -73,6 +86,56 @@ class CanvasActions(QObject):
 
     def _on_state_changed(self, *_args: Any) -> None:
         self.blocked_changed.emit()
+
+    # -- autosave -----------------------------------------------------------------------------
+
+    def _schedule_autosave(self, *_args: Any) -> None:
+        if self.autosave_path is not None and self.doc.has_image:
+            self._autosave_timer.start()
+
+    def stop_autosave(self) -> Path | None:
+        """No more autosaves (at quit); returns where they went."""
+        path, self.autosave_path = self.autosave_path, None
+        self._autosave_timer.stop()
+        self._autosave_again = False
+        return path
+
+    def autosave(self) -> asyncio.Task[bool] | None:
+        """Write the canvas to ``autosave_path`` now (a copy of the pixels here, the encoding and the
+        atomic write on the I/O thread). One at a time: an edit during a save saves again after it."""
+        if self.autosave_path is None or not self.doc.has_image:
+            return None
+        if self._autosaving:
+            self._autosave_again = True
+            return None
+        self._autosaving = True
+        data = canvas_ora.snapshot(self.doc, raw=True, png_cache=self._autosave_pngs)
+        return self._spawn(self._autosave(self.autosave_path, data))
+
+    async def _autosave(self, path: Path, data: canvas_ora.OraDocument) -> bool:
+        try:
+            await self.bridge.run_io(canvas_ora.write, path, data)
+            return True
+        except (OSError, EaselError) as exc:
+            log.warning("autosaving the canvas to %s failed: %s", path, exc)
+            return False
+        finally:
+            self._autosaving = False
+            if self._autosave_again:
+                self._autosave_again = False
+                self._autosave_timer.start()
+
+    def restore_autosave(self) -> str:
+        """At start, when the last run ended without saving its session (a crash): the autosaved
+        canvas comes back. Returns "" or what went wrong (one line). GUI thread, once."""
+        path = self.autosave_path
+        if path is None or not path.is_file() or self.doc.has_image:
+            return ""
+        try:
+            self.load_layers(canvas_ora.read(path), "the autosaved canvas")
+        except (EaselError, ValueError, MemoryError) as exc:
+            return f"the autosaved canvas could not be read back ({exc})"
+        return "restored"
 
     # -- sources ------------------------------------------------------------------------------
 
@@ -82,15 +145,58 @@ class CanvasActions(QObject):
 
     async def _open_file(self, path: Path, mode: str | None = None) -> None:
         self.status.set_activity(f"Opening {path.name}…")
+        layered = path.suffix.lower() == ".ora"
         try:
-            image = await self.bridge.run_io(open_image, str(path), "image")
+            image = await self.bridge.run_io(canvas_ora.read if layered else open_image, str(path),
+                                             *(() if layered else ("image",)))
+            if layered:
+                self.load_layers(image, path.name, mode)
         except EaselError as exc:
             self.reporter.report(f"Cannot open {path.name}: {_reason(exc, path.name)}")
             return
         finally:
             self.status.set_activity("")
-        self.load(image, path.name, mode)
+        if not layered:
+            self.load(image, path.name, mode)
         self.doc.undo_stack.setClean()  # what the canvas holds is in that file: nothing to lose yet
+
+    def load_layers(self, data: canvas_ora.OraDocument, source: str, mode: str | None = None) -> None:
+        """A decoded .ora becomes the canvas, layers, properties and mask. GUI thread."""
+        layers, mask, active = canvas_ora.to_layers(data)
+        self.doc.set_document(layers, mask, source, f"Open {source}", active)
+        if mode is not None:
+            self.params.edit_mode = mode
+        elif self.params.edit_mode == "txt2img":
+            self.params.edit_mode = "inpaint"
+        self.opened.emit(source)
+
+    # -- export -------------------------------------------------------------------------------
+
+    def export(self, path: str | Path) -> asyncio.Task[bool] | None:
+        """Save the canvas to ``path``: an .ora keeps the layers, anything else is the flattened PNG
+        (the visible image layers, what Generate works on). Encoded and written on the I/O thread."""
+        path = Path(path)
+        if not self.doc.has_image:
+            self.reporter.notice("There is no canvas to export: open or paste an image first.")
+            return None
+        if path.suffix.lower() == ".ora":
+            data = canvas_ora.snapshot(self.doc)
+            return self._spawn(self._write(path, canvas_ora.write, path, data))
+        if path.suffix.lower() != ".png":
+            path = path.with_suffix(path.suffix + ".png")
+        return self._spawn(self._write(path, write_png_atomic, path, self.doc.image_pil()))
+
+    async def _write(self, path: Path, fn: Callable[..., Any], *args: Any) -> bool:
+        self.status.set_activity(f"Saving {path.name}…")
+        try:
+            await self.bridge.run_io(fn, *args)
+        except (OSError, EaselError) as exc:
+            self.reporter.report(f"Cannot save {path.name}: {getattr(exc, 'strerror', None) or exc}")
+            return False
+        finally:
+            self.status.set_activity("")
+        self.status.set_activity(f"Saved the canvas as {path.name}.")
+        return True
 
     def open_files(self, paths: list[str]) -> None:
         if paths:

@@ -95,10 +95,10 @@ class StrokeBuffer:
 
     @classmethod
     def start(cls, mask: np.ndarray, erase: bool, opacity: float) -> StrokeBuffer:
-        h, w = mask.shape
+        h, w = mask.shape[:2]
         tiles = (-(-h // TILE), -(-w // TILE))
         # np.empty / np.zeros only reserve memory: pages are touched as tiles are used.
-        return cls(np.empty((h, w), np.uint8), np.zeros((h, w), np.uint8), np.zeros(tiles, bool), erase,
+        return cls(np.empty(mask.shape, np.uint8), np.zeros((h, w), np.uint8), np.zeros(tiles, bool), erase,
                    max(0.0, min(1.0, opacity)))
 
     def save_before(self, mask: np.ndarray, rect: Rect) -> None:
@@ -113,6 +113,18 @@ class StrokeBuffer:
             self.before[y:y + TILE, x:x + TILE] = mask[y:y + TILE, x:x + TILE]
         flags[...] = True
 
+    def changed_tiles(self, mask: np.ndarray) -> list[tuple[Rect, np.ndarray]]:
+        """(rect, pixels as they were) for each saved tile the stroke changed: what undo needs."""
+        h, w = mask.shape[:2]
+        out = []
+        for ty, tx in np.argwhere(self.copied):
+            y, x = int(ty) * TILE, int(tx) * TILE
+            rect = (x, y, min(w, x + TILE), min(h, y + TILE))
+            before = self.before[y:rect[3], x:rect[2]]
+            if not np.array_equal(before, mask[y:rect[3], x:rect[2]]):
+                out.append((rect, before.copy()))
+        return out
+
     def before_of(self, mask: np.ndarray, rect: Rect) -> np.ndarray:
         """The mask as it was inside ``rect`` (a copy)."""
         self.save_before(mask, rect)
@@ -120,7 +132,7 @@ class StrokeBuffer:
         return self.before[t:b, l:r].copy()
 
     def apply_dab(self, mask: np.ndarray, rect: Rect, cover: np.ndarray) -> Rect | None:
-        h, w = mask.shape
+        h, w = mask.shape[:2]
         c = clip(rect, w, h)
         if c is None:
             return None
@@ -131,12 +143,40 @@ class StrokeBuffer:
         cov = self.coverage[t:b, l:r]
         np.maximum(cov, value, out=cov)
         before = self.before[t:b, l:r]
-        if self.erase:
-            mask[t:b, l:r] = np.rint(before.astype(np.float32) * (1.0 - cov / 255.0)).astype(np.uint8)
-        else:
-            np.maximum(before, cov, out=mask[t:b, l:r])
+        self._write(mask[t:b, l:r], before, cov)
         self.dirty = union(self.dirty, c)
         return c
+
+    def _write(self, target: np.ndarray, before: np.ndarray, cov: np.ndarray) -> None:
+        if self.erase:
+            target[...] = np.rint(before.astype(np.float32) * (1.0 - cov / 255.0)).astype(np.uint8)
+        else:
+            np.maximum(before, cov, out=target)
+
+
+@dataclass
+class PaintStroke(StrokeBuffer):
+    """A stroke on a pixel layer ((h, w, 4) premultiplied): the brush lays ``colour`` (the four bytes
+    of an opaque premultiplied pixel) over the layer as it was at the stroke's coverage, the eraser
+    takes the layer towards transparent. Same lazy "before" copy as the mask's strokes."""
+
+    colour: np.ndarray | None = None
+
+    def _write(self, target: np.ndarray, before: np.ndarray, cov: np.ndarray) -> None:
+        paint(target, before, cov, self.colour, self.erase)
+
+
+def paint(target: np.ndarray, before: np.ndarray, cov: np.ndarray, colour: np.ndarray | None, erase: bool) -> None:
+    """``target`` = ``before`` (premultiplied pixels) with ``colour`` laid over at coverage ``cov``
+    (uint8 0..255, or float 0..1), or erased towards transparent with ``erase``."""
+    c = cov.astype(np.float32)[..., None]
+    if cov.dtype == np.uint8:
+        c *= 1.0 / 255.0
+    src = before.astype(np.float32)
+    if erase:
+        target[...] = np.rint(src * (1.0 - c)).astype(np.uint8)
+    else:
+        target[...] = np.rint(src + (colour - src) * c).astype(np.uint8)
 
 
 def dabs_along(x0: float, y0: float, x1: float, y1: float, spacing: float, carry: float) -> tuple[list[tuple[float, float]], float]:

@@ -1,6 +1,7 @@
 """The work in progress that outlives a quit: the queue's jobs and the canvas.
 
-At quit ``save`` writes them into <data>/session/ (the images as PNGs, then ``session.json`` written
+At quit ``save`` writes them into <data>/session/ (the jobs' images as PNGs, the canvas with all its
+layers, their properties and the mask as an OpenRaster file (canvas_ora), then ``session.json`` written
 atomically last, so a quit cut short leaves the previous session or none, never half of one); at the
 next start ``restore`` puts the canvas back and queues the jobs again. GUI thread: a canvas is at
 most a few tens of MB, written once at quit.
@@ -21,6 +22,7 @@ from typing import Any
 
 from PIL import Image
 
+from desktop_app.state import canvas_ora
 from desktop_app.state.canvas import CanvasDocument
 from desktop_app.state.canvas_actions import CanvasJob
 from desktop_app.state.jobs import JobQueue
@@ -108,10 +110,12 @@ class SessionStore:
                 entry["canvas_box"] = list(job.origin.box)
             jobs.append(entry)
         canvas = None
-        if doc.has_image:
-            canvas = {"image": png(doc.image_pil(), "canvas"), "source": doc.source, "edit_mode": params.edit_mode}
-            if doc.has_mask():
-                canvas["mask"] = png(doc.mask_pil(), "canvas-mask")
+        if doc.has_image:  # every layer, its properties and the mask, as an OpenRaster file
+            name = f"canvas-{n}.ora"
+            n += 1
+            canvas_ora.write(self.folder / name, canvas_ora.snapshot(doc))
+            written.append(name)
+            canvas = {"document": name, "source": doc.source, "edit_mode": params.edit_mode}
         write_text_atomic(self.file, json.dumps({"schema": SCHEMA, "jobs": jobs, "canvas": canvas}, indent=1))
         for name in previous - set(written):
             (self.folder / name).unlink(missing_ok=True)
@@ -142,9 +146,15 @@ class SessionStore:
         canvas = data.get("canvas")
         if isinstance(canvas, dict):
             try:
-                image = self._image(canvas["image"], "RGB")
-                mask = self._image(canvas["mask"], "L") if canvas.get("mask") else None
-                doc.set_image(image, str(canvas.get("source", "the last session")), mask)
+                source = str(canvas.get("source", "the last session"))
+                if canvas.get("document"):
+                    layers, mask, active = canvas_ora.to_layers(
+                        canvas_ora.read(self.folder / Path(str(canvas["document"])).name))
+                    doc.set_document(layers, mask, source, f"Open {source}", active)
+                else:  # a session saved before the canvas had layers
+                    image = self._image(canvas["image"], "RGB")
+                    mask = self._image(canvas["mask"], "L") if canvas.get("mask") else None
+                    doc.set_image(image, source, mask)
                 mode = canvas.get("edit_mode")
                 if mode in ("img2img", "inpaint"):
                     params.edit_mode = mode
@@ -179,11 +189,12 @@ class SessionStore:
             return im.convert(mode)
 
     def _referenced(self) -> set[str]:
-        return {p.name for p in self.folder.glob("*.png")}
+        return {p.name for p in self.folder.glob("*.png")} | {p.name for p in self.folder.glob("*.ora")}
 
 
 def _next_number(folder: Path) -> int:
-    numbers = [int(p.stem.rsplit("-", 1)[-1]) for p in folder.glob("*.png") if p.stem.rsplit("-", 1)[-1].isdigit()]
+    files = [*folder.glob("*.png"), *folder.glob("*.ora")]
+    numbers = [int(p.stem.rsplit("-", 1)[-1]) for p in files if p.stem.rsplit("-", 1)[-1].isdigit()]
     return max(numbers, default=0) + 1
 
 

@@ -357,7 +357,7 @@ class MainWindow(QMainWindow):
     def choose_image(self) -> None:
         path, _filter = QFileDialog.getOpenFileName(
             self, "Open an image to edit", "",
-            "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All files (*)")
+            "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif *.ora);;All files (*)")
         if path:
             self._actions.canvas.open_file(path)
 

@@ -8,7 +8,7 @@ prompt box never paints or switches tools.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QImage, QKeySequence, QPixmap
+from PySide6.QtGui import QAction, QActionGroup, QColor, QGuiApplication, QIcon, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QColorDialog,
     QHBoxLayout,
@@ -27,10 +27,12 @@ from desktop_app.state.canvas_actions import CanvasActions
 from desktop_app.state.params import GenerationParameters
 from desktop_app.ui.canvas.dialogs import ExtendCanvasDialog
 from desktop_app.ui.canvas.edit_bar import CandidateBarWidget, EditSettingsWidget, labelled
+from desktop_app.ui.canvas.layers_panel import LayersPanel
 from desktop_app.ui.canvas.view import CanvasView
 from desktop_app.ui.labels import ElidedLabel
 
-TOOL_LABELS = (("brush", "Brush", "B"), ("eraser", "Eraser", "E"), ("rectangle", "Rectangle", "R"), ("lasso", "Lasso", "L"))
+TOOL_LABELS = (("brush", "Brush", "B"), ("eraser", "Eraser", "E"), ("rectangle", "Rectangle", "R"), ("lasso", "Lasso", "L"),
+               ("fill", "Fill", "G"), ("picker", "Pick", "I"))
 PLACEHOLDER = "No image yet. Write a prompt and press Ctrl+Enter,\nor open (Ctrl+O), paste (Ctrl+Shift+V) or drop an image here to edit it."
 
 
@@ -84,7 +86,14 @@ class CanvasPanel(QWidget):
         layout.addWidget(self.toolbar)
         layout.addWidget(self.edit_settings)
         layout.addWidget(self.viewer_bar)
-        layout.addWidget(self.view, 1)
+        self.layers_panel = LayersPanel(doc)
+        self.layers_panel.layout().insertWidget(1, self.paint_bar)
+        middle = QHBoxLayout()
+        middle.setContentsMargins(0, 0, 0, 0)
+        middle.setSpacing(2)
+        middle.addWidget(self.view, 1)
+        middle.addWidget(self.layers_panel)
+        layout.addLayout(middle, 1)
         layout.addWidget(self.candidate_bar)
         footer = QHBoxLayout()
         footer.setContentsMargins(8, 0, 0, 0)
@@ -98,6 +107,8 @@ class CanvasPanel(QWidget):
         # whatever widget is next in the window's tab order (the gallery's search box).
         self.candidate_bar.accept_requested.connect(lambda: (canvas.accept(), self.view.setFocus()))
         self.candidate_bar.discard_requested.connect(lambda: (canvas.discard(), self.view.setFocus()))
+        self.layers_panel.export_requested.connect(canvas.export)
+        self.layers_panel.notice.connect(canvas.reporter.notice)
         self.view.files_dropped.connect(canvas.open_files)
         self.view.image_dropped.connect(lambda image: canvas.paste(image, "a dropped image"))
         self.view.zoom_changed.connect(self._on_view_zoom_changed)
@@ -145,10 +156,14 @@ class CanvasPanel(QWidget):
                   toolbar=False)
         group = QActionGroup(self)
         for tool, label, key in TOOL_LABELS:
-            tips = {"brush": "Paint the mask: the area to regenerate", "eraser": "Erase the mask",
-                    "rectangle": "Fill a rectangle of mask (hold Ctrl to clear one)",
-                    "lasso": "Fill a free-hand shape of mask (hold Ctrl to clear one)"}
-            a = self._act(tool, label, key, lambda _c=False, t=tool: b.set_tool(t), tips[tool], checkable=True)
+            tips = {"brush": "Paint on the selected layer: the mask (the area to regenerate), or a layer in the brush colour",
+                    "eraser": "Erase on the selected layer (the mask, or a layer's pixels)",
+                    "rectangle": "Fill a rectangle on the selected layer (hold Ctrl to clear one)",
+                    "lasso": "Fill a free-hand shape on the selected layer (hold Ctrl to clear one)",
+                    "fill": "Fill the connected area of similar colour on the selected layer (hold Ctrl to clear it)",
+                    "picker": "Pick the brush colour from the image"}
+            a = self._act(tool, label, key, lambda _c=False, t=tool: b.set_tool(t), tips[tool], checkable=True,
+                          toolbar=tool not in ("fill", "picker"))
             a.setChecked(tool == b.tool)
             group.addAction(a)
         self.size_spin = _spin(1, 1000, round(b.size), " px", "Brush size ([ smaller, ] larger)")
@@ -159,6 +174,20 @@ class CanvasPanel(QWidget):
         self.opacity_spin.valueChanged.connect(lambda v: b.set_opacity(v / 100))
         for label, spin in (("Size", self.size_spin), ("Hardness", self.hardness_spin), ("Opacity", self.opacity_spin)):
             self.toolbar.addWidget(labelled(QLabel(f" {label}"), spin))
+        self.colour_button = QToolButton()
+        self.colour_button.setObjectName("BrushColourButton")
+        self.colour_button.setToolTip("The brush colour, for painting on layers (the Pick tool takes it from the image)")
+        self.colour_button.setAccessibleName("Brush colour")
+        self.colour_button.clicked.connect(self.choose_brush_colour)
+        self._show_brush_colour(b.colour)
+        b.colour_changed.connect(self._show_brush_colour)
+        # The layer-painting tools sit over the layers panel (the main bar must fit a 1280 px window).
+        self.paint_bar = QToolBar("Layer painting")
+        self.paint_bar.setObjectName("PaintToolbar")
+        self.paint_bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.paint_bar.addAction(self.actions_by_name["fill"])
+        self.paint_bar.addAction(self.actions_by_name["picker"])
+        self.paint_bar.addWidget(labelled(QLabel(" Colour "), self.colour_button))
         self._act("smaller", "Smaller brush", "[", lambda: b.step_size(-1), "Smaller brush", toolbar=False)
         self._act("larger", "Larger brush", "]", lambda: b.step_size(1), "Larger brush", toolbar=False)
         self.toolbar.addSeparator()
@@ -242,6 +271,17 @@ class CanvasPanel(QWidget):
         colour = QColorDialog.getColor(self.doc.brush.overlay_colour, self, "Mask overlay colour")
         if colour.isValid():
             self.doc.brush.set_overlay(colour=colour)
+
+    def choose_brush_colour(self) -> None:
+        colour = QColorDialog.getColor(self.doc.brush.colour, self, "Brush colour")
+        if colour.isValid():
+            self.doc.brush.set_colour(colour)
+
+    def _show_brush_colour(self, colour: QColor) -> None:
+        pix = QPixmap(16, 16)
+        pix.fill(colour)
+        self.colour_button.setIcon(QIcon(pix))
+        self.colour_button.setToolTip(f"The brush colour ({colour.name()}), for painting on layers; the Pick tool takes it from the image")
 
     def extend_dialog(self) -> None:
         if not self.doc.has_image:

@@ -1,4 +1,10 @@
-"""The canvas view: the image, the mask overlay, candidates and live previews on a QGraphicsView.
+"""The canvas view: the layers, the mask overlay, candidates and live previews on a QGraphicsView.
+
+The layers are drawn as three items whatever their number: the layers below the active one
+composited over white (kept as one image, redone only where a layer below changes), the active
+layer itself (the one being painted on, drawn straight from its pixels at its opacity), and the
+layers above it composited. A brush stroke so repaints three images and the mask, with one layer
+or fifty.
 
 Scene units are image pixels, so zoom and pan change only the view transform: the mask is always
 painted at the image's full resolution. Left button paints with the current tool; space + drag or
@@ -7,11 +13,12 @@ the middle button pans; the wheel zooms around the cursor. A tablet's pressure s
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QImage, QMouseEvent, QPainter, QPainterPath, QPen, QPixmap, QTransform
-from PySide6.QtWidgets import QFrame, QGraphicsPathItem, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QWidget
+from PySide6.QtWidgets import QFrame, QGraphicsItem, QGraphicsPathItem, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QWidget
 
 from desktop_app.state.canvas import CanvasDocument
+from desktop_app.state.canvas_layers import PREMUL, compose
 from desktop_app.ui.canvas.items import BrushCursorItem, LayerItem
 
 MIN_ZOOM, MAX_ZOOM = 0.02, 32.0
@@ -43,7 +50,22 @@ class CanvasView(QGraphicsView):
         self.setOptimizationFlag(QGraphicsView.OptimizationFlag.DontSavePainterState, True)
         self.setAccessibleName("Canvas")
 
-        self.image_item = LayerItem()
+        self.image_item = LayerItem()  # the layers below the active one over white; or a candidate / viewed image
+        self.active_item = LayerItem()
+        self.active_item.setZValue(2)
+        self.above_item = LayerItem()
+        self.above_item.setZValue(4)
+        # The layers below and above the active one do not change while it is painted: Qt keeps them
+        # drawn at screen resolution (only the visible part), so a stroke or its undo redraws one
+        # layer from its pixels and blits the other two.
+        for item in (self.image_item, self.above_item):
+            item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self._below = QImage()
+        self._above = QImage()
+        self._below_keys: set[str] = set()
+        self._above_keys: set[str] = set()
+        self._below_layers: list = []
+        self._above_layers: list = []
         self.mask_item = LayerItem(smooth_when_reduced=False)
         self.mask_item.setZValue(10)
         self.preview_item = QGraphicsPixmapItem()
@@ -58,7 +80,7 @@ class CanvasView(QGraphicsView):
         self.outline_item.setZValue(50)
         self.cursor_item = BrushCursorItem()
         self.cursor_item.hide()
-        for item in (self.image_item, self.mask_item, self.preview_item, self.outline_item, self.cursor_item):
+        for item in (self.image_item, self.active_item, self.above_item, self.mask_item, self.preview_item, self.outline_item, self.cursor_item):
             self._scene.addItem(item)
 
         self.viewer_image: QImage | None = None  # a result shown instead of the document
@@ -73,7 +95,8 @@ class CanvasView(QGraphicsView):
         self.painting_enabled = True
 
         doc.document_replaced.connect(self._on_doc_document_replaced)
-        doc.image_changed.connect(self._on_doc_image_changed)
+        doc.layer_pixels_changed.connect(self._on_doc_layer_pixels_changed)
+        doc.layers_changed.connect(self._on_doc_layers_changed)
         doc.mask_changed.connect(self._on_doc_mask_changed)
         doc.candidates_changed.connect(self._on_doc_candidates_changed)
         doc.brush.mask_visible_changed.connect(self._refresh_mask_layer)
@@ -109,14 +132,58 @@ class CanvasView(QGraphicsView):
         self.preview_item.show()
 
     def _refresh_image_layer(self) -> None:
-        if self.viewer_image is not None:
-            self.image_item.set_image(self.viewer_image)
-            return
+        shown = self.viewer_image
         cand = self.doc.current_candidate()
-        if cand is not None and not self.doc.show_before:
-            self.image_item.set_image(cand.image)
+        if shown is None and cand is not None and not self.doc.show_before:
+            shown = cand.image
+        self.image_item.set_image(shown if shown is not None else self._below)
+        active = self.doc.active_layer
+        self.active_item.setVisible(shown is None and active is not None and active.visible)
+        self.above_item.setVisible(shown is None and bool(self._above_keys))
+
+    def _rebuild_layers(self) -> None:
+        """Split the stack at the active layer and composite the parts below and above it."""
+        doc = self.doc
+        at = doc.index_of(doc.active_key)
+        below = doc.layers if at < 0 else doc.layers[:at]
+        above = [] if at < 0 else doc.layers[at + 1:]
+        self._below_layers, self._above_layers = below, above
+        self._below_keys = {layer.key for layer in below if layer.visible}
+        self._above_keys = {layer.key for layer in above if layer.visible}
+        if doc.has_image:
+            if self._below.size().toTuple() != (doc.width, doc.height):
+                self._below = QImage(doc.width, doc.height, QImage.Format.Format_RGB32)
+            compose(self._below, below, background=QColor(255, 255, 255))
+            if self._above_keys:
+                if self._above.size().toTuple() != (doc.width, doc.height):
+                    self._above = QImage(doc.width, doc.height, PREMUL)
+                compose(self._above, above)
+            else:
+                self._above = QImage()
         else:
-            self.image_item.set_image(self.doc.image_qimage)
+            self._below, self._above = QImage(), QImage()
+        active = doc.active_layer
+        self.active_item.set_image(active.qimage if active is not None else QImage())
+        self.active_item.setOpacity(active.opacity if active is not None else 1.0)
+        self.above_item.set_image(self._above)
+        self._refresh_image_layer()
+
+    def _on_doc_layers_changed(self) -> None:
+        self._rebuild_layers()
+        self._update_cursor()
+        self.viewport().update()
+
+    def _on_doc_layer_pixels_changed(self, key: str, rect) -> None:
+        l, t, r, b = rect
+        area = QRectF(l, t, r - l, b - t)
+        if key == self.doc.active_key:
+            self.active_item.update(area)
+        elif key in self._below_keys:
+            compose(self._below, self._below_layers, QRect(l, t, r - l, b - t), QColor(255, 255, 255))
+            self.image_item.update(area)
+        elif key in self._above_keys:
+            compose(self._above, self._above_layers, QRect(l, t, r - l, b - t))
+            self.above_item.update(area)
 
     def _refresh_mask_layer(self) -> None:
         # Hidden while results wait over the canvas: the overlay would tint the result being judged.
@@ -131,7 +198,7 @@ class CanvasView(QGraphicsView):
 
     def _on_doc_document_replaced(self) -> None:
         self.preview_item.hide()
-        self._refresh_image_layer()
+        self._rebuild_layers()
         self._refresh_mask_layer()
         self._reset_scene_rect()
 
@@ -141,10 +208,6 @@ class CanvasView(QGraphicsView):
         self._scene.setSceneRect(rect.adjusted(-margin, -margin, margin, margin))
         if self._fit_mode or rect.isEmpty():
             self.fit()
-
-    def _on_doc_image_changed(self, rect) -> None:
-        l, t, r, b = rect
-        self.image_item.update(QRectF(l, t, r - l, b - t))
 
     def _on_doc_mask_changed(self, rect) -> None:
         l, t, r, b = rect
@@ -243,11 +306,16 @@ class CanvasView(QGraphicsView):
             return
         pos = self.image_pos(event.position())
         tool = self.doc.brush.tool
+        erase = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
         if tool in ("brush", "eraser"):
             self.doc.begin_stroke(pos.x(), pos.y(), self._event_pressure(event))
+        elif tool == "fill":
+            self.doc.flood_fill(pos.x(), pos.y(), erase)
+        elif tool == "picker":
+            self.doc.pick_colour(pos.x(), pos.y())
         else:
             self._shape = [pos]
-            self._shape_erase = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
+            self._shape_erase = erase
         event.accept()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt name)
