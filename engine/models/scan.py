@@ -164,7 +164,8 @@ def taesd_info(folder: str) -> ModelInfo:
     if name == "snapshots" or len(name) == 40:  # HF cache: name it after the repo
         name = next((p.name for p in Path(folder).parents if p.name.startswith("models--")), name)
         name = name.removeprefix("models--").replace("--", "/")
-    family = "sdxl" if "xl" in name.lower() else "sd1"
+    low = name.lower()
+    family = "flux" if "taef1" in low else "sdxl" if "xl" in low else "sd1"
     return ModelInfo(folder, name, "taesd", family, "diffusers")
 
 
