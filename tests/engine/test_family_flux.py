@@ -42,7 +42,7 @@ def _pixels(path) -> np.ndarray:
 def test_make_test_model_lists_both_variants(capsys):
     assert main(["make-test-model", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "flux1-dev diffusers" in lines and "flux1-schnell diffusers" in lines
+    assert "flux1-dev diffusers,comfyui" in lines and "flux1-schnell diffusers,comfyui" in lines
 
 
 def test_dev_and_schnell_are_told_apart_with_their_own_defaults(models):

@@ -63,15 +63,17 @@ class Flux(Family):
         return "FLUX.1" if family == FAMILY_NAME else None
 
     def test_models(self) -> tuple[TestModel, ...]:
-        return tuple(TestModel(name, ("diffusers",), _writer(variant), what)
+        return tuple(TestModel(name, ("diffusers", "comfyui"), _writer(variant), what)
                      for name, (variant, what) in TEST_MODELS.items())
 
 
 def _writer(variant: str):
     def write(dest: Path, layout: str, seed: int = 0) -> Path:
-        from engine.families.flux.testmodel import make_flux_test_model
+        from engine.families.flux import testmodel
 
-        return make_flux_test_model(dest, variant, seed=seed)
+        if layout == "comfyui":  # DEST is the ComfyUI install; prints the transformer file to pick
+            return testmodel.make_flux_comfyui_test_model(dest, variant, seed=seed)
+        return testmodel.make_flux_test_model(dest, variant, seed=seed)
 
     return write
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 import time
 
 from engine import imageprep
-from engine.api import Mode, ModelInfo, Result, Timings
+from engine.api import ModelError, Mode, ModelInfo, Result, Timings
 from engine.core import decode as core_decode
 from engine.core import prompt_policy
 from engine.core.job import Job
-from engine.core.loading import pretrained
+from engine.core.loading import LOAD_ERRORS, load_failed, pretrained, quiet_libraries
 from engine.core.placement import place, unhook
 from engine.core.previews import Previews, unpack_2x2
 from engine.core.steps import StepReporter, cancel_within_steps
@@ -169,12 +169,25 @@ def _to_request_size(image, request, plan):
 
 
 def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> FluxRunner:
-    """Load a FLUX.1 diffusers folder (safetensors only, offline) and place it. Engine thread."""
+    """Load a FLUX.1 diffusers folder or split-layout transformer file (safetensors only, offline)
+    and place it. Engine thread."""
     import diffusers
 
     started = time.perf_counter()
     dtype = _dtype(ctx)
-    pipe = pretrained(diffusers.FluxPipeline, info.path, info.name, "this FLUX.1 model", dtype=dtype)
+    if info.format == "diffusers":
+        pipe = pretrained(diffusers.FluxPipeline, info.path, info.name, "this FLUX.1 model", dtype=dtype)
+    else:  # a transformer file of ComfyUI's split layout, with its parts beside it
+        from engine.families.flux import singlefile
+
+        quiet_libraries()
+        try:
+            pipe = singlefile.load_split(info, dtype)
+        except ModelError:
+            raise
+        except LOAD_ERRORS as exc:
+            raise load_failed(info.name, "this FLUX.1 model", exc) from exc
+        pipe.set_progress_bar_config(disable=True)
     return FluxRunner(info, pipe, caps, ctx, time.perf_counter() - started)
 
 

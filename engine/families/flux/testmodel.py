@@ -31,7 +31,7 @@ def tiny_components(variant: str = "dev", seed: int = 0) -> dict:
 
     torch.manual_seed(seed)
     config = bundled_config(variant, "transformer")
-    config.update(attention_head_dim=16, axes_dims_rope=[4, 6, 6], num_attention_heads=2, num_layers=1,
+    config.update(attention_head_dim=32, axes_dims_rope=[4, 14, 14], num_attention_heads=2, num_layers=1,
                   num_single_layers=1, joint_attention_dim=WIDTH, pooled_projection_dim=WIDTH)
     transformer = FluxTransformer2DModel.from_config(config)
     vae_config = bundled_config(variant, "vae")
@@ -55,3 +55,37 @@ def make_flux_test_model(dest: Path, variant: str = "dev", seed: int = 0) -> Pat
     dest = Path(dest)
     FluxPipeline(**tiny_components(variant, seed)).save_pretrained(dest, safe_serialization=True)
     return dest
+
+
+def make_flux_comfyui_test_model(dest: Path, variant: str = "dev", seed: int = 0) -> Path:
+    """Write the same tiny FLUX.1 as ComfyUI's split layout under ``dest`` (a ComfyUI install):
+    ``models/diffusion_models/flux1-<variant>-tiny.safetensors`` (BFL names; [schnell] with ComfyUI's
+    ``model.diffusion_model.`` prefix), ``models/text_encoders/clip_l.safetensors`` and
+    ``t5xxl_fp16.safetensors``, ``models/vae/ae.safetensors``, and the T5 tokenizer where ComfyUI keeps
+    its own (``comfy/text_encoders/t5_tokenizer``). Returns the transformer file."""
+    from safetensors.torch import save_file
+
+    from engine.families.flux.convert import PREFIX, diffusers_to_bfl
+    from engine.ldm_layout import vae_to_original
+
+    parts = tiny_components(variant, seed)
+    dest = Path(dest)
+    models = dest / "models"
+    for folder in ("diffusion_models", "text_encoders", "vae"):
+        (models / folder).mkdir(parents=True, exist_ok=True)
+
+    def tensors(state: dict) -> dict:
+        return {k: v.detach().contiguous().clone() for k, v in state.items()}
+
+    prefix = PREFIX if variant == "schnell" else ""
+    transformer = {prefix + k: v for k, v in diffusers_to_bfl(parts["transformer"].state_dict()).items()}
+    target = models / "diffusion_models" / f"flux1-{variant}-tiny.safetensors"
+    save_file(tensors(transformer), str(target))
+    clip = {(k if k.startswith("text_model.") else "text_model." + k): v  # ComfyUI's (and OpenAI's HF) names
+            for k, v in parts["text_encoder"].state_dict().items()}
+    save_file(tensors(clip), str(models / "text_encoders" / "clip_l.safetensors"))
+    t5 = {k: v for k, v in parts["text_encoder_2"].state_dict().items() if k != "encoder.embed_tokens.weight"}
+    save_file(tensors(t5), str(models / "text_encoders" / "t5xxl_fp16.safetensors"))
+    save_file(tensors(vae_to_original(parts["vae"].state_dict())), str(models / "vae" / "ae.safetensors"))
+    parts["tokenizer_2"].save_pretrained(str(dest / "comfy" / "text_encoders" / "t5_tokenizer"))
+    return target

@@ -1,0 +1,142 @@
+"""FLUX.1 files recognised from their headers (never as SD, and SD never as FLUX), and ComfyUI's
+split layout assembled into one model, or the missing part named in one line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.api import GenerationRequest, ModelError
+from engine.cli import main
+from engine.files import split
+from engine.files.headers import read_header
+from engine.files.probe import check_model, inspect_model
+
+
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory) -> Path:
+    """A ComfyUI install holding the tiny FLUX.1 [dev] in its split layout; returns the transformer file."""
+    root = tmp_path_factory.mktemp("flux-comfy") / "ComfyUI"
+    assert main(["make-test-model", str(root), "--family", "flux1-dev", "--layout", "comfyui"]) == 0
+    return root / "models" / "diffusion_models" / "flux1-dev-tiny.safetensors"
+
+
+@pytest.fixture(scope="module")
+def sd_file(tmp_path_factory) -> Path:
+    dest = tmp_path_factory.mktemp("sd") / "sd15.safetensors"
+    assert main(["make-test-model", str(dest), "--family", "sd15", "--layout", "single-file"]) == 0
+    return dest
+
+
+def _copy_install(comfy: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "ComfyUI"
+    shutil.copytree(comfy.parents[2], root)
+    return root / "models" / "diffusion_models" / comfy.name
+
+
+def test_each_part_is_named_from_its_header_alone(comfy):
+    models = comfy.parents[1]
+    found = {p.name: split.identify(read_header(p)) for p in models.rglob("*.safetensors")}
+    assert {name: (part.role, part.arch) for name, part in found.items()} == {
+        "flux1-dev-tiny.safetensors": ("transformer", "flux1"), "clip_l.safetensors": ("text_encoder", "clip_l"),
+        "t5xxl_fp16.safetensors": ("text_encoder", "t5xxl"), "ae.safetensors": ("vae", "ae16")}
+    assert found["flux1-dev-tiny.safetensors"].variant == "dev"
+
+
+def test_split_layout_generates_the_same_pixels_as_the_diffusers_folder(comfy, tmp_path):
+    from engine.engine import Engine
+
+    info = check_model(comfy)
+    assert (info.family, info.kind, info.variant, info.format) == ("flux1", "checkpoint", "dev", "safetensors")
+    folder = tmp_path / "folder"
+    assert main(["make-test-model", str(folder), "--family", "flux1-dev"]) == 0  # the same tiny model
+    # The tiny T5 tokenizer is trained afresh by each build and its ties break differently from run to
+    # run (engine.testencoders): give the folder the very tokenizer the split layout has.
+    shutil.rmtree(folder / "tokenizer_2")
+    shutil.copytree(comfy.parents[2] / "comfy" / "text_encoders" / "t5_tokenizer", folder / "tokenizer_2")
+    engine = Engine(device="cpu")
+    request = GenerationRequest(prompt="a red fox", steps=3, width=64, height=64, guidance_scale=3.5, seed=3)
+    a = engine.generate(request.replace(model=str(comfy)))
+    b = engine.generate(request.replace(model=str(folder)))
+    assert np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
+
+
+def test_schnell_with_comfyuis_prefix_through_the_cli(tmp_path, capsys):
+    root = tmp_path / "ComfyUI"
+    assert main(["make-test-model", str(root), "--family", "flux1-schnell", "--layout", "comfyui"]) == 0
+    transformer = root / "models" / "diffusion_models" / "flux1-schnell-tiny.safetensors"
+    assert all(k.startswith("model.diffusion_model.") for k in read_header(transformer).tensors)
+    assert check_model(transformer).variant == "schnell"
+    out = tmp_path / "s.png"
+    assert main(["generate", "--model", str(transformer), "--prompt", "a fox", "--width", "64", "--height", "64",
+                 "--seed", "1", "--out", str(out)]) == 0
+    assert Image.open(out).size == (64, 64)
+    assert "Steps: 4," in Image.open(out).text["parameters"]  # schnell's own default
+
+
+@pytest.mark.parametrize("part,line", [
+    ("text_encoders/t5xxl_fp16.safetensors", "needs a T5-XXL text encoder: put t5xxl_fp16.safetensors in {models}/text_encoders"),
+    ("text_encoders/clip_l.safetensors", "needs a CLIP-L text encoder: put clip_l.safetensors in {models}/text_encoders"),
+    ("vae/ae.safetensors", "needs the FLUX.1 VAE (ae.safetensors): put ae.safetensors in {models}/vae"),
+])
+def test_a_missing_part_is_named_in_one_line(comfy, tmp_path, part, line):
+    transformer = _copy_install(comfy, tmp_path)
+    models = transformer.parents[1]
+    (models / part).unlink()
+    info = inspect_model(transformer)
+    assert info.family == "flux1" and not info.usable
+    assert info.problem == "this FLUX.1 transformer " + line.format(models=models)
+    with pytest.raises(ModelError) as caught:
+        check_model(transformer)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_sd_vae_is_not_taken_for_the_flux_vae(comfy, sd_file, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    transformer = _copy_install(comfy, tmp_path)
+    models = transformer.parents[1]
+    (models / "vae" / "ae.safetensors").unlink()
+    sd_vae = {k.removeprefix("first_stage_model."): v for k, v in load_file(sd_file).items()
+              if k.startswith("first_stage_model.")}
+    save_file(sd_vae, str(models / "vae" / "sd-vae.safetensors"))
+    assert "needs the FLUX.1 VAE" in inspect_model(transformer).problem
+
+
+def test_no_t5_tokenizer_on_the_computer_says_which_files_to_add(comfy, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    transformer = _copy_install(comfy, tmp_path)
+    shutil.rmtree(transformer.parents[2] / "comfy")
+    problem = inspect_model(transformer).problem
+    assert problem.startswith("the T5 tokenizer files are not on this computer: put tokenizer.json (or spiece.model) in")
+    assert "t5xxl_tokenizer" in problem and "\n" not in problem
+
+
+def test_a_flux_file_among_sd_checkpoints_is_flux_and_an_sd_file_among_flux_files_is_sd(comfy, sd_file, tmp_path):
+    transformer = _copy_install(comfy, tmp_path)
+    models = transformer.parents[1]
+    (models / "checkpoints").mkdir()
+    among_sd = models / "checkpoints" / "flux.safetensors"
+    shutil.copy(transformer, among_sd)
+    shutil.copy(sd_file, models / "checkpoints" / "sd15.safetensors")
+    info = check_model(among_sd)  # Forge / A1111 users keep FLUX beside their SD checkpoints
+    assert (info.family, info.variant) == ("flux1", "dev")
+    sd_among_flux = models / "diffusion_models" / "sd15.safetensors"
+    shutil.copy(sd_file, sd_among_flux)
+    assert check_model(sd_among_flux).family == "sd1"
+    assert check_model(models / "checkpoints" / "sd15.safetensors").family == "sd1"
+
+
+def test_a_fill_transformer_is_refused_in_one_line(comfy, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    transformer = _copy_install(comfy, tmp_path)
+    tensors = load_file(transformer)
+    tensors["img_in.weight"] = tensors["img_in.weight"].repeat(1, 6)  # 384 input channels
+    fill = transformer.with_name("flux1-fill-tiny.safetensors")
+    save_file(tensors, str(fill))
+    assert inspect_model(fill).problem.startswith("FLUX.1 Fill transformers are not supported yet")
