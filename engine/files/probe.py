@@ -32,12 +32,14 @@ from engine.files.folders import examine_folder, weight_files
 from engine.files.safe import open_regular
 from engine.files.headers import (  # noqa: F401 - re-exported: the public names of engine.files.probe
     EMPTY_PROBLEM,
+    GGUF_PROBLEM,
     LFS_PROBLEM,
     MAX_HEADER_BYTES,
     PICKLE_PROBLEM,
     SafetensorsHeader,
     TensorInfo,
     quote,
+    read_gguf_header,
     read_header,
     sniff,
 )
@@ -93,11 +95,17 @@ def _examine(path: str | os.PathLike[str]) -> tuple[ModelInfo, type[ModelError] 
 
 def _examine_file(spath: str, size: int) -> tuple[ModelInfo, type[ModelError] | None]:
     name = Path(spath).stem
+    fmt = "safetensors"
     try:
-        header = read_header(spath)
+        if sniff(spath) == "gguf":  # a quantized transformer (city96's FLUX GGUF files): by its bytes
+            fmt, header = "gguf", read_gguf_header(spath)
+        else:
+            header = read_header(spath)
     except ModelError as e:
         return ModelInfo(spath, name, "unknown", "", sniff(spath), size_bytes=size, problem=e.problem), type(e)
     verdict = classify(header, name)
+    if fmt == "gguf" and verdict.family not in split.NEEDS:
+        return ModelInfo(spath, name, "unknown", "", fmt, size_bytes=size, problem=GGUF_PROBLEM), UnsupportedModel
     runnable = verdict.kind in ("checkpoint", "inpaint")
     prediction = prediction_type(header, verdict.family if runnable else "", verdict.kind)
     variant = "turbo" if runnable and looks_turbo(name, header.metadata) else ""
@@ -114,7 +122,7 @@ def _examine_file(spath: str, size: int) -> tuple[ModelInfo, type[ModelError] | 
                 split.find_parts(part)
         except split.MissingPart as exc:
             problem, error = exc.problem, type(exc)
-    info = ModelInfo(spath, name, verdict.kind, verdict.family, "safetensors", prediction, size, problem, variant)
+    info = ModelInfo(spath, name, verdict.kind, verdict.family, fmt, prediction, size, problem, variant)
     return info, error
 
 

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 MAX_DEPTH = 6  # InvokeAI nests models/<base>/<type>/<name>/...; the HF cache models--x/snapshots/<rev>/...
 CACHE_VERSION = 2
-_MODEL_SUFFIXES = (".safetensors", ".sft")
+_MODEL_SUFFIXES = (".safetensors", ".sft", ".gguf")  # a .gguf is judged by its bytes like the rest
 _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth")
 _SKIP_DIRS = {"blobs", "refs", ".locks", "__pycache__", "node_modules", ".git", "venv", ".venv"}
 

@@ -140,3 +140,55 @@ def test_a_fill_transformer_is_refused_in_one_line(comfy, tmp_path):
     fill = transformer.with_name("flux1-fill-tiny.safetensors")
     save_file(tensors, str(fill))
     assert inspect_model(fill).problem.startswith("FLUX.1 Fill transformers are not supported yet")
+
+
+# --------------------------------------------------------------------------------------------
+# GGUF transformers
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gguf_model(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("flux-gguf") / "ComfyUI"
+    assert main(["make-test-model", str(root), "--family", "flux1-dev", "--layout", "gguf"]) == 0
+    return root / "models" / "diffusion_models" / "flux1-dev-tiny-Q8_0.gguf"
+
+
+def test_a_gguf_transformer_is_recognised_by_its_bytes_and_generates_quantized(gguf_model, tmp_path):
+    from engine.engine import Engine
+
+    info = check_model(gguf_model)
+    assert (info.family, info.format, info.variant) == ("flux1", "gguf", "dev")
+    engine = Engine(device="cpu")
+    request = GenerationRequest(prompt="a red fox", model=str(gguf_model), steps=3, width=64, height=64,
+                                guidance_scale=3.5, seed=3)
+    quantized = engine.generate(request)
+    linear = engine.runner.base.transformer.transformer_blocks[0].attn.to_q
+    assert type(linear).__name__ == "GGUFLinear" and linear.weight.quant_type.name == "Q8_0"  # kept quantized
+
+    # The same weights unquantized (the safetensors split layout): nearly the same picture.
+    plain_root = tmp_path / "ComfyUI"
+    assert main(["make-test-model", str(plain_root), "--family", "flux1-dev", "--layout", "comfyui"]) == 0
+    shutil.rmtree(plain_root / "comfy")
+    shutil.copytree(gguf_model.parents[2] / "comfy", plain_root / "comfy")  # the same tiny tokenizer
+    plain = engine.generate(request.replace(model=str(plain_root / "models/diffusion_models/flux1-dev-tiny.safetensors")))
+    a, b = (np.asarray(r.images[0]).astype(int) for r in (quantized, plain))
+    assert np.abs(a - b).mean() < 2.0 and a.std() > 5  # Q8_0 rounding, not another model
+
+
+def test_a_gguf_that_is_not_a_flux_transformer_or_is_truncated_says_so(gguf_model, tmp_path):
+    import gguf
+    import numpy as np
+
+    other = tmp_path / "llama.gguf"
+    writer = gguf.GGUFWriter(str(other), arch="llama")
+    writer.add_tensor("blk.0.attn_q.weight", np.zeros((4, 32), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert inspect_model(other).problem.startswith("Easel reads GGUF files only as FLUX.1 transformers, and this one is not")
+    cut = gguf_model.with_name("cut.gguf")
+    cut.write_bytes(gguf_model.read_bytes()[: gguf_model.stat().st_size // 2])
+    problem = inspect_model(cut).problem
+    assert problem.startswith("truncated") and "\n" not in problem

@@ -365,7 +365,7 @@ _MALFORMED = [
     ("trailing-bytes", ModelError, "8 bytes after the last tensor are not described"),
     ("truncated", ModelError, "truncated: the file is"),
     ("html", ModelError, "web page"),
-    ("gguf", UnsupportedModel, "GGUF model files are not supported yet"),
+    ("gguf", UnsupportedModel, "Easel reads GGUF files only as FLUX.1 transformers, and this one is not"),
     ("junk", ModelError, "not a safetensors file"),
 ]
 

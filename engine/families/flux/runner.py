@@ -182,7 +182,13 @@ def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> FluxRunner:
 
         quiet_libraries()
         try:
-            pipe = singlefile.load_split(info, dtype)
+            transformer = None
+            if info.format == "gguf":  # quantized weights stay quantized; each layer computes in ``dtype``
+                from diffusers import GGUFQuantizationConfig
+
+                transformer = singlefile.load_transformer(info.path, info.variant or "dev", dtype,
+                                                          GGUFQuantizationConfig(compute_dtype=dtype))
+            pipe = singlefile.load_split(info, dtype, transformer)
         except ModelError:
             raise
         except LOAD_ERRORS as exc:
