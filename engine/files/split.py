@@ -92,8 +92,10 @@ NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 FAMILY_LABELS = {"flux1": "FLUX.1", "flux2": "FLUX.2"}
 # (arch, variant) -> why that variant cannot run yet.
-UNSUPPORTED_VARIANTS = {("flux1", "fill"): "FLUX.1 Fill transformers are not supported yet: use FLUX.1 [dev] or "
-                                           "[schnell] for inpainting"}
+UNSUPPORTED_VARIANTS = {
+    ("flux1", "fill"): "FLUX.1 Fill transformers are not supported yet: use FLUX.1 [dev] or [schnell] for inpainting",
+    ("flux1", "kontext"): "FLUX.1 Kontext transformers are not supported yet: use FLUX.1 [dev] or [schnell]",
+}
 
 # ComfyUI's model folders for each role (the first is the one a message suggests); Forge's names
 # (``models/Stable-diffusion``, ``text_encoder``, ``VAE``) and a transformer put among checkpoints too.
@@ -126,7 +128,11 @@ def identify(header: SafetensorsHeader) -> Part | None:
     tensors = _tensors(header)
     for sig in SIGNATURES:
         if sig.matches(tensors):
-            return Part(sig.role, sig.arch, sig.variant(tensors), header.path)
+            variant = sig.variant(tensors)
+            # FLUX.1 Kontext has [dev]'s very tensors: only its name (or a folder's pipeline) tells it.
+            if (sig.arch, variant) == ("flux1", "dev") and "kontext" in Path(header.path).name.lower():
+                variant = "kontext"
+            return Part(sig.role, sig.arch, variant, header.path)
     return None
 
 

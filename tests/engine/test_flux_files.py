@@ -192,3 +192,11 @@ def test_a_gguf_that_is_not_a_flux_transformer_or_is_truncated_says_so(gguf_mode
     cut.write_bytes(gguf_model.read_bytes()[: gguf_model.stat().st_size // 2])
     problem = inspect_model(cut).problem
     assert problem.startswith("truncated") and "\n" not in problem
+
+
+def test_a_kontext_transformer_is_told_by_its_name_and_refused_in_one_line(comfy, tmp_path):
+    transformer = _copy_install(comfy, tmp_path)
+    kontext = transformer.with_name("flux1-kontext-dev.safetensors")
+    shutil.copy(transformer, kontext)
+    assert inspect_model(kontext).problem.startswith("FLUX.1 Kontext transformers are not supported yet")
+    assert inspect_model(transformer).usable  # the same tensors under another name: FLUX.1 [dev]
