@@ -23,7 +23,6 @@ FAMILY_NAME = "flux1"
 # onto the GPU only while it runs (the transformer alone, plus activations); below that "minimal"
 # streams it layer by layer.
 THRESHOLDS = (("fast", 36.0), ("balanced", 34.0), ("low", 26.0))
-SCHNELL_STEPS = (1, 8)
 NO_NEGATIVE = "{label} has no negative prompt: it is guidance-distilled (no classifier-free guidance)"
 NO_SAMPLER = "{label} uses its own flow-matching schedule: there is no sampler to choose"
 TEST_MODELS = {"flux1-dev": ("dev", "FLUX.1 [dev] (guidance-distilled)"),
@@ -51,7 +50,7 @@ class Flux(Family):
         else:
             defaults = {"width": 1024, "height": 1024, "steps": 28, "guidance_scale": 3.5}
         return capabilities(label, "FLUX.1", parameters=parameters, reasons=reasons, defaults=defaults,
-                            step_range=SCHNELL_STEPS if schnell else None, size_step=16,
+                            size_step=16,
                             memory_thresholds=THRESHOLDS, latent_space="flux")
 
     def load(self, info: ModelInfo, ctx: LoadContext) -> Runner:
