@@ -91,11 +91,9 @@ NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
     "flux1": (("clip_l", "clip_l.safetensors"), ("t5xxl", "t5xxl_fp16.safetensors"), ("ae16", "ae.safetensors")),
 }
 FAMILY_LABELS = {"flux1": "FLUX.1", "flux2": "FLUX.2"}
-# (arch, variant) -> why that variant cannot run yet.
-UNSUPPORTED_VARIANTS = {
-    ("flux1", "fill"): "FLUX.1 Fill transformers are not supported yet: use FLUX.1 [dev] or [schnell] for inpainting",
-    ("flux1", "kontext"): "FLUX.1 Kontext transformers are not supported yet: use FLUX.1 [dev] or [schnell]",
-}
+# (arch, variant) -> why that variant cannot run yet (none today; a family adds a line when a file
+# of its architecture can be named but not run).
+UNSUPPORTED_VARIANTS: dict[tuple[str, str], str] = {}
 
 # ComfyUI's model folders for each role (the first is the one a message suggests); Forge's names
 # (``models/Stable-diffusion``, ``text_encoder``, ``VAE``) and a transformer put among checkpoints too.

@@ -39,10 +39,11 @@ def _pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB")).astype(int)
 
 
-def test_make_test_model_lists_both_variants(capsys):
+def test_make_test_model_lists_every_variant_in_every_layout(capsys):
     assert main(["make-test-model", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "flux1-dev diffusers,comfyui" in lines and "flux1-schnell diffusers,comfyui" in lines
+    for name in ("flux1-dev", "flux1-schnell", "flux1-fill", "flux1-kontext"):
+        assert f"{name} diffusers,comfyui,gguf" in lines
 
 
 def test_dev_and_schnell_are_told_apart_with_their_own_defaults(models):
@@ -67,12 +68,12 @@ def test_a_folder_missing_its_t5_says_so_in_one_line(models, tmp_path):
     assert info.problem == "incomplete FLUX.1 folder: missing text_encoder_2/"
 
 
-def test_fill_transformers_are_named_not_misloaded(models, tmp_path):
-    fill = tmp_path / "fill"
-    shutil.copytree(models["flux1-dev"], fill)
-    config = json.loads((fill / "transformer/config.json").read_text())
-    (fill / "transformer/config.json").write_text(json.dumps({**config, "in_channels": 384}))
-    assert "384 = FLUX.1 Fill" in inspect_model(fill).problem
+def test_other_transformers_are_named_not_misloaded(models, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(models["flux1-dev"], other)
+    config = json.loads((other / "transformer/config.json").read_text())
+    (other / "transformer/config.json").write_text(json.dumps({**config, "in_channels": 128}))
+    assert "takes 128 input channels (64 = text to image; 384 = FLUX.1 Fill)" in inspect_model(other).problem
 
 
 def test_cli_txt2img_img2img_inpaint_and_regenerate(models, tmp_path, capsys):
@@ -140,3 +141,73 @@ def test_preview_unpacks_the_packed_latents_exactly():
     assert torch.equal(unpack_2x2(packed, 48, 80), FluxPipeline._unpack_latents(packed, 80, 48, 8))
     image = latents_to_preview(unpack_2x2(packed, 48, 80), "flux", (48, 80))
     assert image.size == (48, 80) and len(set(image.getdata())) > 1
+
+
+# --------------------------------------------------------------------------------------------
+# FLUX.1 Fill and Kontext
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fill_kontext(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("flux-fk")
+    out = {"fill": root / "fill", "kontext": root / "kontext", "fill-comfy": root / "ComfyUI"}
+    assert main(["make-test-model", str(out["fill"]), "--family", "flux1-fill"]) == 0
+    assert main(["make-test-model", str(out["kontext"]), "--family", "flux1-kontext"]) == 0
+    assert main(["make-test-model", str(out["fill-comfy"]), "--family", "flux1-fill", "--layout", "gguf"]) == 0
+    return out
+
+
+def _source(seed: int, size=(64, 64)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), "RGB")
+
+
+def _mask(size=(64, 64)) -> Image.Image:
+    mask = Image.new("L", size, 0)
+    mask.paste(255, (16, 16, 48, 48))
+    return mask
+
+
+def test_fill_inpaints_only_and_keeps_every_pixel_outside_the_mask(fill_kontext, engine):
+    from engine.api import InvalidRequest
+
+    info = check_model(fill_kontext["fill"])
+    caps = families.capabilities(info)
+    assert (info.variant, caps.label, caps.modes) == ("fill", "FLUX.1 Fill [dev]", (Mode.INPAINT,))
+    assert caps.defaults["guidance_scale"] == 30.0
+    source = _source(1)
+    request = GenerationRequest(prompt="a fox", model=str(fill_kontext["fill"]), mode=Mode.INPAINT, init_image=source,
+                                mask=_mask(), mask_blur=0, steps=2, width=64, height=64, guidance_scale=30.0, seed=2)
+    result = engine.generate(request)
+    painted, original = np.asarray(result.images[0]).astype(int), np.asarray(source).astype(int)
+    keep = np.asarray(_mask()) == 0
+    assert np.array_equal(painted[keep], original[keep]) and not np.array_equal(painted[~keep], original[~keep])
+    with pytest.raises(InvalidRequest) as caught:
+        engine.generate(request.replace(mode=Mode.TXT2IMG, init_image=None, mask=None))
+    assert "Fill repaints a masked region only" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_fill_as_a_gguf_in_comfyuis_layout_inpaints(fill_kontext, engine):
+    transformer = fill_kontext["fill-comfy"] / "models" / "diffusion_models" / "flux1-fill-tiny-Q8_0.gguf"
+    info = check_model(transformer)
+    assert (info.variant, info.format) == ("fill", "gguf")
+    result = engine.generate(GenerationRequest(prompt="a fox", model=str(transformer), mode=Mode.INPAINT,
+                                               init_image=_source(1), mask=_mask(), steps=2, width=64, height=64,
+                                               guidance_scale=30.0, seed=2))
+    assert result.images[0].size == (64, 64)
+
+
+def test_kontext_edits_the_image_it_is_given(fill_kontext, engine):
+    info = check_model(fill_kontext["kontext"])
+    caps = families.capabilities(info)
+    assert (info.variant, caps.label, caps.defaults["guidance_scale"]) == ("kontext", "FLUX.1 Kontext [dev]", 2.5)
+    request = GenerationRequest(prompt="make the sky red", model=str(fill_kontext["kontext"]), mode=Mode.IMG2IMG,
+                                init_image=_source(1), steps=2, width=64, height=64, guidance_scale=2.5, seed=2)
+    first = engine.generate(request)
+    other = engine.generate(request.replace(init_image=_source(9)))
+    assert first.images[0].size == (64, 64)
+    # The picture is conditioned on the image: another source, another edit (same seed and prompt).
+    assert not np.array_equal(np.asarray(first.images[0]), np.asarray(other.images[0]))
+    again = engine.generate(request)
+    assert np.array_equal(np.asarray(first.images[0]), np.asarray(again.images[0]))

@@ -131,7 +131,7 @@ def test_a_flux_file_among_sd_checkpoints_is_flux_and_an_sd_file_among_flux_file
     assert check_model(models / "checkpoints" / "sd15.safetensors").family == "sd1"
 
 
-def test_a_fill_transformer_is_refused_in_one_line(comfy, tmp_path):
+def test_a_fill_transformer_is_told_by_its_input_channels(comfy, tmp_path):
     from safetensors.torch import load_file, save_file
 
     transformer = _copy_install(comfy, tmp_path)
@@ -139,7 +139,7 @@ def test_a_fill_transformer_is_refused_in_one_line(comfy, tmp_path):
     tensors["img_in.weight"] = tensors["img_in.weight"].repeat(1, 6)  # 384 input channels
     fill = transformer.with_name("flux1-fill-tiny.safetensors")
     save_file(tensors, str(fill))
-    assert inspect_model(fill).problem.startswith("FLUX.1 Fill transformers are not supported yet")
+    assert check_model(fill).variant == "fill"
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,9 +194,9 @@ def test_a_gguf_that_is_not_a_flux_transformer_or_is_truncated_says_so(gguf_mode
     assert problem.startswith("truncated") and "\n" not in problem
 
 
-def test_a_kontext_transformer_is_told_by_its_name_and_refused_in_one_line(comfy, tmp_path):
+def test_a_kontext_transformer_is_told_by_its_name(comfy, tmp_path):
     transformer = _copy_install(comfy, tmp_path)
     kontext = transformer.with_name("flux1-kontext-dev.safetensors")
     shutil.copy(transformer, kontext)
-    assert inspect_model(kontext).problem.startswith("FLUX.1 Kontext transformers are not supported yet")
-    assert inspect_model(transformer).usable  # the same tensors under another name: FLUX.1 [dev]
+    assert check_model(kontext).variant == "kontext"
+    assert check_model(transformer).variant == "dev"  # the same tensors under another name: FLUX.1 [dev]

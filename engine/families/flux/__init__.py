@@ -1,6 +1,8 @@
-"""FLUX.1 [dev] and [schnell] (Black Forest Labs): a flow-matching image transformer over 2x2-packed
-16-channel latents, conditioned by T5-XXL (the prompt) and CLIP-L (a pooled vector). Text to image,
-img2img and inpainting from diffusers folders and Hugging Face cache snapshots.
+"""FLUX.1 [dev], [schnell], Fill and Kontext (Black Forest Labs): a flow-matching image transformer
+over 2x2-packed 16-channel latents, conditioned by T5-XXL (the prompt) and CLIP-L (a pooled vector).
+Text to image, img2img and inpainting from diffusers folders, Hugging Face cache snapshots, ComfyUI's
+split layout and GGUF transformers. Fill inpaints (and outpaints) only; Kontext's img2img is an edit
+by instruction (the prompt says what to change in the image).
 
 [dev] is guidance-distilled: its guidance is an input of the transformer (default 3.5), not
 classifier-free guidance, so it takes no negative prompt. [schnell] is timestep-distilled to 1-4
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.api import ModelInfo
+from engine.api import Mode, ModelInfo
 from engine.families.base import Capabilities, Family, LoadContext, Runner, TestModel, capabilities
 from engine.families.flux import probe
 
@@ -25,8 +27,14 @@ FAMILY_NAME = "flux1"
 THRESHOLDS = (("fast", 36.0), ("balanced", 34.0), ("low", 26.0))
 NO_NEGATIVE = "{label} has no negative prompt: it is guidance-distilled (no classifier-free guidance)"
 NO_SAMPLER = "{label} uses its own flow-matching schedule: there is no sampler to choose"
+LABELS = {"dev": "FLUX.1 [dev]", "schnell": "FLUX.1 [schnell]", "fill": "FLUX.1 Fill [dev]",
+          "kontext": "FLUX.1 Kontext [dev]"}
+FILL_ONLY = ("FLUX.1 Fill repaints a masked region only: paint a mask (Inpaint) or extend the canvas; use FLUX.1 "
+             "[dev] or [schnell] for new images and image to image")
 TEST_MODELS = {"flux1-dev": ("dev", "FLUX.1 [dev] (guidance-distilled)"),
-               "flux1-schnell": ("schnell", "FLUX.1 [schnell] (1-4 steps)")}
+               "flux1-schnell": ("schnell", "FLUX.1 [schnell] (1-4 steps)"),
+               "flux1-fill": ("fill", "FLUX.1 Fill [dev] (inpaint / outpaint)"),
+               "flux1-kontext": ("kontext", "FLUX.1 Kontext [dev] (edit an image by instruction)")}
 
 
 class Flux(Family):
@@ -40,18 +48,25 @@ class Flux(Family):
         return info.family == FAMILY_NAME and info.kind in ("checkpoint", "inpaint")
 
     def capabilities(self, info: ModelInfo) -> Capabilities:
-        schnell = info.variant == "schnell"
-        label = "FLUX.1 [schnell]" if schnell else "FLUX.1 [dev]"
-        parameters = ("steps", "width", "height", "strength") + (() if schnell else ("guidance_scale",))
+        variant = info.variant or "dev"
+        label = LABELS.get(variant, LABELS["dev"])
+        parameters = ("steps", "width", "height", "strength") + (() if variant == "schnell" else ("guidance_scale",))
         reasons = {"negative_prompt": NO_NEGATIVE.format(label=label), "sampler": NO_SAMPLER.format(label=label)}
-        if schnell:
+        modes = (Mode.TXT2IMG, Mode.IMG2IMG, Mode.INPAINT)
+        refused = {}
+        if variant == "schnell":
             reasons["guidance_scale"] = f"{label} is distilled to run without guidance"
             defaults = {"width": 1024, "height": 1024, "steps": 4, "guidance_scale": 0.0}
+        elif variant == "fill":  # BFL's recommended guidance for Fill is far higher than [dev]'s
+            modes = (Mode.INPAINT,)
+            refused = {m: FILL_ONLY for m in (Mode.TXT2IMG, Mode.IMG2IMG)}
+            defaults = {"width": 1024, "height": 1024, "steps": 28, "guidance_scale": 30.0}
+        elif variant == "kontext":
+            defaults = {"width": 1024, "height": 1024, "steps": 28, "guidance_scale": 2.5}
         else:
             defaults = {"width": 1024, "height": 1024, "steps": 28, "guidance_scale": 3.5}
-        return capabilities(label, "FLUX.1", parameters=parameters, reasons=reasons, defaults=defaults,
-                            size_step=16,
-                            memory_thresholds=THRESHOLDS, latent_space="flux")
+        return capabilities(label, "FLUX.1", modes=modes, refused=refused, parameters=parameters, reasons=reasons,
+                            defaults=defaults, size_step=16, memory_thresholds=THRESHOLDS, latent_space="flux")
 
     def load(self, info: ModelInfo, ctx: LoadContext) -> Runner:
         from engine.families.flux import runner

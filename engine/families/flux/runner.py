@@ -23,7 +23,13 @@ from engine.core.previews import Previews, unpack_2x2
 from engine.core.steps import StepReporter, cancel_within_steps
 from engine.families.base import Capabilities, LoadContext, Runner
 
-_CLASSES = {Mode.TXT2IMG: "FluxPipeline", Mode.IMG2IMG: "FluxImg2ImgPipeline", Mode.INPAINT: "FluxInpaintPipeline"}
+# variant -> mode -> the pipeline class that runs it (all share the loaded modules)
+_CLASSES = {
+    "": {Mode.TXT2IMG: "FluxPipeline", Mode.IMG2IMG: "FluxImg2ImgPipeline", Mode.INPAINT: "FluxInpaintPipeline"},
+    "fill": {Mode.INPAINT: "FluxFillPipeline"},
+    "kontext": {Mode.TXT2IMG: "FluxKontextPipeline", Mode.IMG2IMG: "FluxKontextPipeline",
+                Mode.INPAINT: "FluxKontextInpaintPipeline"},
+}
 GRID = 16  # the VAE's 8x times the transformer's 2x2 patches
 # T5 tokens each variant was trained with (the pipelines' own defaults for the released models).
 MAX_T5_TOKENS = {"dev": 512, "schnell": 256}
@@ -59,10 +65,10 @@ class FluxRunner(Runner):
     def _pipeline(self, mode: Mode):
         import diffusers
 
-        name = _CLASSES[mode]
+        name = _CLASSES.get(self.info.variant, _CLASSES[""])[mode]
         pipe = self.pipes.get(name)
         if pipe is None:
-            pipe = self.pipes[name] = getattr(diffusers, name).from_pipe(self.base)
+            pipe = self.pipes[name] = _sibling(getattr(diffusers, name), self.base)
             pipe.set_progress_bar_config(disable=True)
         settings = self.placement.settings
         if pipe is not self.active and (settings.model_offload or settings.sequential_offload):
@@ -85,6 +91,8 @@ class FluxRunner(Runner):
             job.notice(f"FLUX makes sizes on a 16 px grid: made at {size[0]}×{size[1]} and brought back to "
                        f"{request.width}×{request.height}.")
         args, plan = self._image_args(request, size)
+        if self.info.variant == "kontext":  # at the asked size, not Kontext's own preferred resolutions
+            args.update(max_area=size[0] * size[1], _auto_resize=False)
         images, seeds, phases = self.placement.run(lambda: self._run(job, text.prompt, args, plan, size),
                                                    lambda: [self.active], job.notices)
         encode_s, denoise_s, decode_s = phases
@@ -104,6 +112,8 @@ class FluxRunner(Runner):
         if request.mode is Mode.IMG2IMG:
             plan = imageprep.plan_img2img(request.init_image, request.width, request.height)
             image = plan.work_image if plan.work_image.size == size else plan.work_image.resize(size, Image.LANCZOS)
+            if self.info.variant == "kontext":  # an edit by instruction: the whole image is the context
+                return {"image": image}, plan
             return {"image": image, "strength": request.strength}, plan
         return {}, None
 
@@ -153,6 +163,15 @@ class FluxRunner(Runner):
         finally:
             pipe.maybe_free_model_hooks()
         return images, seeds, (encode_s, denoise_s, decode_s)
+
+
+def _sibling(cls, base):
+    """A ``cls`` pipeline on ``base``'s very modules. Not ``from_pipe``: that casts every module to one
+    dtype, which a GGUF-quantized transformer refuses."""
+    import inspect
+
+    wanted = inspect.signature(cls.__init__).parameters
+    return cls(**{name: module for name, module in base.components.items() if name in wanted})
 
 
 def _to_request_size(image, request, plan):

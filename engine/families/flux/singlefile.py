@@ -37,7 +37,7 @@ def _count(names, pattern: str) -> int:
 def transformer_config(shapes: dict, variant: str) -> dict:
     """The FluxTransformer2DModel config for a BFL-named transformer with these tensor shapes."""
     shapes = {(k[len(_PREFIX):] if k.startswith(_PREFIX) else k): v for k, v in shapes.items()}
-    config = _config("dev" if variant == "dev" else "schnell", "transformer")
+    config = _config("schnell" if variant == "schnell" else "dev", "transformer")
     inner, in_channels = shapes["img_in.weight"][0], shapes["img_in.weight"][-1]
     head = shapes["double_blocks.0.img_attn.norm.query_norm.scale"][0]
     config.update(
@@ -46,6 +46,7 @@ def transformer_config(shapes: dict, variant: str) -> dict:
         joint_attention_dim=shapes["txt_in.weight"][-1], pooled_projection_dim=shapes["vector_in.in_layer.weight"][-1],
         guidance_embeds="guidance_in.in_layer.weight" in shapes,
         axes_dims_rope=[head // 8, 7 * head // 16, 7 * head // 16],
+        out_channels=shapes["final_layer.linear.weight"][0],  # Fill takes 384 channels and predicts 64
     )
     return config
 
@@ -156,6 +157,7 @@ def load_split(info: ModelInfo, dtype, transformer=None):
         clip = _text_encoder(CLIPTextModel, clip_path, clip_config(read_header(clip_path).shapes()), dtype, tmp, "clip")
         t5 = _text_encoder(T5EncoderModel, t5_path, t5_config(read_header(t5_path).shapes()), dtype, tmp, "t5")
     tokenizer_2 = T5TokenizerFast.from_pretrained(str(t5_tokenizer), local_files_only=True)
-    scheduler = FlowMatchEulerDiscreteScheduler.from_config(_config("dev" if variant == "dev" else "schnell", "scheduler"))
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(_config("schnell" if variant == "schnell" else "dev",
+                                                                    "scheduler"))
     return FluxPipeline(transformer=transformer, vae=vae, text_encoder=clip, tokenizer=bundled_tokenizer("clip"),
                         text_encoder_2=t5, tokenizer_2=tokenizer_2, scheduler=scheduler)

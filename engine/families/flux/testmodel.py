@@ -15,8 +15,9 @@ WIDTH = 32  # T5 and CLIP widths (the transformer's joint_attention_dim / pooled
 
 
 def bundled_config(variant: str, part: str) -> dict:
-    """The real config of FLUX.1 [``variant``]'s ``part`` (``transformer``, ``vae``, ``scheduler`` ...)."""
-    folder = resources_dir() / "configs" / f"flux1-{variant}" / part
+    """The real config of FLUX.1 [``variant``]'s ``part`` (``transformer``, ``vae``, ``scheduler`` ...);
+    Fill and Kontext are [dev] (Fill's transformer also takes the masked image and the mask)."""
+    folder = resources_dir() / "configs" / f"flux1-{'schnell' if variant == 'schnell' else 'dev'}" / part
     name = "scheduler_config.json" if part == "scheduler" else "config.json"
     return json.loads((folder / name).read_text(encoding="utf-8"))
 
@@ -33,6 +34,8 @@ def tiny_components(variant: str = "dev", seed: int = 0) -> dict:
     config = bundled_config(variant, "transformer")
     config.update(attention_head_dim=32, axes_dims_rope=[4, 14, 14], num_attention_heads=2, num_layers=1,
                   num_single_layers=1, joint_attention_dim=WIDTH, pooled_projection_dim=WIDTH)
+    if variant == "fill":
+        config.update(in_channels=384, out_channels=64)  # as FLUX.1 Fill [dev]'s config says
     transformer = FluxTransformer2DModel.from_config(config)
     vae_config = bundled_config(variant, "vae")
     vae_config.update(block_out_channels=[8, 8, 16, 16], layers_per_block=1, norm_num_groups=8, sample_size=64)
@@ -50,10 +53,11 @@ def tiny_components(variant: str = "dev", seed: int = 0) -> dict:
 
 def make_flux_test_model(dest: Path, variant: str = "dev", seed: int = 0) -> Path:
     """Write a tiny FLUX.1 [``variant``] diffusers folder to ``dest``; returns ``dest``."""
-    from diffusers import FluxPipeline
+    import diffusers
 
+    cls = {"fill": "FluxFillPipeline", "kontext": "FluxKontextPipeline"}.get(variant, "FluxPipeline")
     dest = Path(dest)
-    FluxPipeline(**tiny_components(variant, seed)).save_pretrained(dest, safe_serialization=True)
+    getattr(diffusers, cls)(**tiny_components(variant, seed)).save_pretrained(dest, safe_serialization=True)
     return dest
 
 
