@@ -200,3 +200,28 @@ def test_a_kontext_transformer_is_told_by_its_name(comfy, tmp_path):
     shutil.copy(transformer, kontext)
     assert check_model(kontext).variant == "kontext"
     assert check_model(transformer).variant == "dev"  # the same tensors under another name: FLUX.1 [dev]
+
+
+def test_fp8_transformer_and_t5_files_load_and_generate(comfy, tmp_path):
+    """ComfyUI's fp8 downloads (flux1-dev-fp8, t5xxl_fp8_e4m3fn) are read and computed in the run's dtype."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from engine.engine import Engine
+
+    transformer = _copy_install(comfy, tmp_path)
+    text_encoders = transformer.parents[1] / "text_encoders"
+
+    def fp8(path: Path, target: Path) -> None:
+        tensors = load_file(path)
+        path.unlink()
+        save_file({k: v.to(torch.float8_e4m3fn) if v.ndim == 2 else v for k, v in tensors.items()}, str(target))
+
+    fp8(transformer, transformer)
+    fp8(text_encoders / "t5xxl_fp16.safetensors", text_encoders / "t5xxl_fp8_e4m3fn.safetensors")
+    assert read_header(transformer).tensors["img_in.weight"].dtype == "F8_E4M3"
+    request = GenerationRequest(prompt="a red fox", steps=3, width=64, height=64, guidance_scale=3.5, seed=3)
+    engine = Engine(device="cpu")
+    low = np.asarray(engine.generate(request.replace(model=str(transformer))).images[0]).astype(int)
+    full = np.asarray(engine.generate(request.replace(model=str(comfy))).images[0]).astype(int)
+    assert np.abs(low - full).mean() < 4.0 and low.std() > 5  # fp8 rounding of the same model
