@@ -29,12 +29,13 @@ DIFFUSION_PREFIX = "model.diffusion_model."  # ComfyUI's prefix for a denoiser's
 class Part:
     """One file of a split model: ``role`` "transformer" | "text_encoder" | "vae"; ``arch`` its
     architecture ("flux1", "clip_l", "t5xxl", "ae16" ...); ``variant`` what the signature tells
-    ("dev" / "schnell" / "fill" for a FLUX.1 transformer); ``path`` "" until found on disk."""
+    ("dev" / "schnell" / "fill" / "kontext" for a FLUX.1 transformer); ``path`` "" until found on disk."""
 
     role: str
     arch: str
     variant: str = ""
     path: str = ""
+    prefix: str = ""  # where its tensors sit inside an all-in-one file ("" for a file of its own)
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,16 @@ def _tensors(header: SafetensorsHeader) -> dict:
     return {(k[len(DIFFUSION_PREFIX):] if k.startswith(DIFFUSION_PREFIX) else k): v for k, v in header.tensors.items()}
 
 
+# Where ComfyUI's all-in-one checkpoints keep each part beside ``model.diffusion_model.``.
+EMBEDDED = {"clip_l": "text_encoders.clip_l.transformer.", "clip_g": "text_encoders.clip_g.transformer.",
+            "t5xxl": "text_encoders.t5xxl.transformer.", "ae16": "vae.", "flux2-vae": "vae."}
+
+
 def identify(header: SafetensorsHeader) -> Part | None:
     """What the file whose header this is holds, as a split-layout part; None when no row matches."""
     tensors = _tensors(header)
+    if any(k.startswith(DIFFUSION_PREFIX) for k in header.tensors):  # an all-in-one file: name its denoiser
+        tensors = {k[len(DIFFUSION_PREFIX):]: v for k, v in header.tensors.items() if k.startswith(DIFFUSION_PREFIX)}
     for sig in SIGNATURES:
         if sig.matches(tensors):
             variant = sig.variant(tensors)
@@ -165,8 +173,16 @@ def find_parts(denoiser: Part) -> dict[str, Part]:
     root = models_root(path)
     found: dict[str, Part] = {}
     looked: dict[str, list[Path]] = {}
+    inside = read_header(path).tensors if path.suffix.lower() != ".gguf" else {}
     for arch, suggested in NEEDS.get(denoiser.arch, ()):
         role = _BY_ARCH[arch].role
+        prefix = EMBEDDED.get(arch, "")
+        embedded = {k[len(prefix):]: v for k, v in inside.items() if prefix and k.startswith(prefix)}
+        if embedded and _BY_ARCH[arch].matches(embedded):  # an all-in-one checkpoint carries it
+            found[arch] = Part(role, arch, "", str(path), prefix)
+            if arch in TOKENIZERS:
+                find_tokenizer(arch, path)
+            continue
         if role not in looked:
             looked[role] = _candidates(role, path, root)
         for candidate in looked[role]:

@@ -43,7 +43,7 @@ def test_make_test_model_lists_every_variant_in_every_layout(capsys):
     assert main(["make-test-model", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     for name in ("flux1-dev", "flux1-schnell", "flux1-fill", "flux1-kontext"):
-        assert f"{name} diffusers,comfyui,gguf" in lines
+        assert f"{name} diffusers,comfyui,gguf,single-file" in lines
 
 
 def test_dev_and_schnell_are_told_apart_with_their_own_defaults(models):

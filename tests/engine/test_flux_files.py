@@ -225,3 +225,23 @@ def test_fp8_transformer_and_t5_files_load_and_generate(comfy, tmp_path):
     low = np.asarray(engine.generate(request.replace(model=str(transformer))).images[0]).astype(int)
     full = np.asarray(engine.generate(request.replace(model=str(comfy))).images[0]).astype(int)
     assert np.abs(low - full).mean() < 4.0 and low.std() > 5  # fp8 rounding of the same model
+
+
+def test_an_all_in_one_checkpoint_generates_the_same_pixels_as_the_split_layout(comfy, tmp_path):
+    from engine.engine import Engine
+
+    aio = tmp_path / "checkpoints" / "flux1-dev-aio.safetensors"  # beside SD checkpoints, as Forge keeps them
+    assert main(["make-test-model", str(aio), "--family", "flux1-dev", "--layout", "single-file"]) == 0
+    found = split.find_parts(split.identify(read_header(aio)))
+    assert {arch: (p.path, p.prefix) for arch, p in found.items()} == {
+        "clip_l": (str(aio), "text_encoders.clip_l.transformer."), "t5xxl": (str(aio), "text_encoders.t5xxl.transformer."),
+        "ae16": (str(aio), "vae.")}
+    shutil.rmtree(aio.parent / "t5xxl_tokenizer")
+    shutil.copytree(comfy.parents[2] / "comfy" / "text_encoders" / "t5_tokenizer", aio.parent / "t5xxl_tokenizer")
+    info = check_model(aio)
+    assert (info.family, info.variant) == ("flux1", "dev")
+    engine = Engine(device="cpu")
+    request = GenerationRequest(prompt="a red fox", steps=3, width=64, height=64, guidance_scale=3.5, seed=3)
+    a = engine.generate(request.replace(model=str(aio)))
+    b = engine.generate(request.replace(model=str(comfy)))
+    assert np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))

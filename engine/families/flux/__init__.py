@@ -77,7 +77,7 @@ class Flux(Family):
         return "FLUX.1" if family == FAMILY_NAME else None
 
     def test_models(self) -> tuple[TestModel, ...]:
-        return tuple(TestModel(name, ("diffusers", "comfyui", "gguf"), _writer(variant), what)
+        return tuple(TestModel(name, ("diffusers", "comfyui", "gguf", "single-file"), _writer(variant), what)
                      for name, (variant, what) in TEST_MODELS.items())
 
 
@@ -89,6 +89,8 @@ def _writer(variant: str):
             return testmodel.make_flux_comfyui_test_model(dest, variant, seed=seed)
         if layout == "gguf":  # the same, with the transformer as a Q8_0 GGUF file
             return testmodel.make_flux_gguf_test_model(dest, variant, seed=seed)
+        if layout == "single-file":  # one all-in-one checkpoint (DEST: the file, or a ComfyUI install)
+            return testmodel.make_flux_single_file_test_model(dest, variant, seed=seed)
         return testmodel.make_flux_test_model(dest, variant, seed=seed)
 
     return write

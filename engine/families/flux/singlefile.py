@@ -1,5 +1,6 @@
 """FLUX.1 from ComfyUI's split layout: a transformer file (BFL names) plus CLIP-L, T5-XXL and the
-16-channel VAE found by ``engine.files.split``, assembled into one FluxPipeline offline.
+16-channel VAE found by ``engine.files.split`` (separate files, or inside one all-in-one checkpoint),
+assembled into one FluxPipeline offline.
 
 Each component's config is the bundled real one (``resources/configs/flux1-<variant>``) with every
 size the tensors tell put in; what shapes cannot tell follows one fixed rule, the same the tiny
@@ -11,14 +12,12 @@ Engine thread (imports torch, diffusers, transformers).
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 from pathlib import Path
 
-from engine.api import ModelError, ModelInfo
+from engine.api import ModelInfo
 from engine.files import split
-from engine.files.headers import read_header
 from engine.paths import resources_dir
 
 _PREFIX = split.DIFFUSION_PREFIX
@@ -85,24 +84,17 @@ def t5_config(shapes: dict) -> dict:
     return config
 
 
-def _linked(folder: Path, target: str, name: str) -> None:
-    """``folder/name`` standing for ``target`` without copying it (a symlink, else a hard link)."""
-    link = folder / name
-    try:
-        link.symlink_to(os.path.abspath(target))
-    except OSError:
-        try:
-            os.link(target, link)
-        except OSError as exc:
-            raise ModelError(target, f"could not use this file in place ({exc.strerror or exc})") from None
+def tensors(path: str, prefix: str = "") -> dict:
+    """The tensors of ``path`` under ``prefix`` (the prefix taken off; all of them for ""), read
+    without the rest of the file (an all-in-one checkpoint holds every part)."""
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        return {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
 
 
-def _text_encoder(cls, path: str, config: dict, dtype, tmp: Path, name: str):
-    folder = tmp / name
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    _linked(folder, path, "model.safetensors")
-    return cls.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True).eval()
+def _text_encoder(model_cls, config_cls, state: dict, config: dict, dtype):
+    return model_cls.from_pretrained(None, config=config_cls(**config), state_dict=state, torch_dtype=dtype).eval()
 
 
 def load_transformer(path: str, variant: str, dtype, quantization=None):
@@ -113,9 +105,9 @@ def load_transformer(path: str, variant: str, dtype, quantization=None):
     from engine.families.flux import convert
 
     if quantization is None:
-        from safetensors.torch import load_file
-
-        checkpoint = load_file(path)
+        checkpoint = tensors(path)
+        if any(k.startswith(_PREFIX) for k in checkpoint):  # ComfyUI's prefix; an all-in-one file's other parts
+            checkpoint = {k: v for k, v in checkpoint.items() if k.startswith(_PREFIX)}
         shapes = {k: tuple(v.shape) for k, v in checkpoint.items()}
     else:
         from diffusers.loaders.single_file_utils import load_single_file_checkpoint
@@ -136,7 +128,7 @@ def load_split(info: ModelInfo, dtype, transformer=None):
     """The FluxPipeline of the split-layout model whose transformer is ``info.path`` (or the already
     loaded ``transformer``). Raises ModelError (split.MissingPart) with one line naming what is missing."""
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline
-    from transformers import CLIPTextModel, T5EncoderModel, T5TokenizerFast
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel, T5TokenizerFast
 
     from engine.tokenizers import bundled_tokenizer
 
@@ -146,16 +138,22 @@ def load_split(info: ModelInfo, dtype, transformer=None):
     variant = info.variant or "dev"
     if transformer is None:
         transformer = load_transformer(info.path, variant, dtype)
+    vae_state = tensors(parts["ae16"].path, parts["ae16"].prefix)
     with tempfile.TemporaryDirectory(prefix="easel-flux-") as tmp:
-        tmp = Path(tmp)
-        vae_path = parts["ae16"].path
-        (tmp / "vae").mkdir()
-        (tmp / "vae" / "config.json").write_text(json.dumps(vae_config(read_header(vae_path).shapes())), encoding="utf-8")
-        vae = AutoencoderKL.from_single_file(vae_path, config=str(tmp), subfolder="vae", torch_dtype=dtype,
+        (Path(tmp) / "vae").mkdir()
+        config = vae_config({k: tuple(v.shape) for k, v in vae_state.items()})
+        (Path(tmp) / "vae" / "config.json").write_text(json.dumps(config), encoding="utf-8")
+        vae = AutoencoderKL.from_single_file(vae_state, config=tmp, subfolder="vae", torch_dtype=dtype,
                                              local_files_only=True).eval()
-        clip_path, t5_path = parts["clip_l"].path, parts["t5xxl"].path
-        clip = _text_encoder(CLIPTextModel, clip_path, clip_config(read_header(clip_path).shapes()), dtype, tmp, "clip")
-        t5 = _text_encoder(T5EncoderModel, t5_path, t5_config(read_header(t5_path).shapes()), dtype, tmp, "t5")
+    del vae_state
+    clip_state = tensors(parts["clip_l"].path, parts["clip_l"].prefix)
+    clip = _text_encoder(CLIPTextModel, CLIPTextConfig, clip_state,
+                         clip_config({k: tuple(v.shape) for k, v in clip_state.items()}), dtype)
+    del clip_state
+    t5_state = tensors(parts["t5xxl"].path, parts["t5xxl"].prefix)
+    t5 = _text_encoder(T5EncoderModel, T5Config, t5_state, t5_config({k: tuple(v.shape) for k, v in t5_state.items()}),
+                       dtype)
+    del t5_state
     tokenizer_2 = T5TokenizerFast.from_pretrained(str(t5_tokenizer), local_files_only=True)
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(_config("schnell" if variant == "schnell" else "dev",
                                                                     "scheduler"))

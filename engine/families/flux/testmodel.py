@@ -123,3 +123,34 @@ def make_flux_gguf_test_model(dest: Path, variant: str = "dev", seed: int = 0) -
     writer.write_tensors_to_file()
     writer.close()
     return target
+
+
+def make_flux_single_file_test_model(dest: Path, variant: str = "dev", seed: int = 0) -> Path:
+    """The same tiny FLUX.1 as one all-in-one checkpoint, as ComfyUI saves them: the transformer under
+    ``model.diffusion_model.``, CLIP-L and T5-XXL under ``text_encoders.{clip_l,t5xxl}.transformer.``
+    and the VAE under ``vae.``. ``dest``: the ``.safetensors`` file (the T5 tokenizer goes beside it in
+    ``t5xxl_tokenizer/``), or a ComfyUI install (``models/checkpoints/flux1-<variant>-tiny-aio.safetensors``,
+    tokenizer where ComfyUI keeps its own). Returns the checkpoint."""
+    from safetensors.torch import save_file
+
+    from engine.families.flux.convert import PREFIX, diffusers_to_bfl
+    from engine.ldm_layout import vae_to_original
+
+    parts = tiny_components(variant, seed)
+    dest = Path(dest)
+    if dest.suffix == ".safetensors":
+        target, tokenizer_dir = dest, dest.parent / "t5xxl_tokenizer"
+    else:
+        target = dest / "models" / "checkpoints" / f"flux1-{variant}-tiny-aio.safetensors"
+        tokenizer_dir = dest / "comfy" / "text_encoders" / "t5_tokenizer"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    state = {PREFIX + k: v for k, v in diffusers_to_bfl(parts["transformer"].state_dict()).items()}
+    for k, v in parts["text_encoder"].state_dict().items():
+        state["text_encoders.clip_l.transformer." + (k if k.startswith("text_model.") else "text_model." + k)] = v
+    for k, v in parts["text_encoder_2"].state_dict().items():
+        if k != "encoder.embed_tokens.weight":  # tied to shared.weight
+            state["text_encoders.t5xxl.transformer." + k] = v
+    state.update({"vae." + k: v for k, v in vae_to_original(parts["vae"].state_dict()).items()})
+    save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, str(target))
+    parts["tokenizer_2"].save_pretrained(str(tokenizer_dir))
+    return target
