@@ -10,6 +10,7 @@ engine thread.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from engine import imageprep
@@ -194,6 +195,7 @@ def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> FluxRunner:
 
     started = time.perf_counter()
     dtype = _dtype(ctx)
+    ctx = dataclasses.replace(ctx, dtype=dtype)  # what the placement, previews and metadata say it runs in
     if info.format == "diffusers":
         pipe = pretrained(diffusers.FluxPipeline, info.path, info.name, "this FLUX.1 model", dtype=dtype)
     else:  # a transformer file of ComfyUI's split layout, with its parts beside it
