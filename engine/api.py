@@ -272,12 +272,13 @@ class ModelInfo:
     """What a model file or folder is, decided from its header or model_index.json alone.
 
     kind: "checkpoint" | "inpaint" | "lora" | "embedding" | "vae" | "upscaler" | "unknown"
-    family: "sd1" | "sd2" | "sdxl" | "amused" | "unclip" (Stable unCLIP image variations) | "" (unknown)
-    format: "diffusers" | "safetensors"
-    prediction_type: "epsilon" | "v_prediction"
+    family: "sd1" | "sd2" | "sdxl" | "amused" | "unclip" (Stable unCLIP image variations) | "flux1" | "" (unknown)
+    format: "diffusers" | "safetensors" | "gguf" (a quantized FLUX.1 transformer)
+    prediction_type: "epsilon" | "v_prediction" | "flow" (flow matching: FLUX)
     variant: "" (a base model or fine-tune) | "turbo" (adversarially distilled one-step model: 1-4 steps,
         no CFG) | "amused" (VQ token transformer, family "amused") | "unclip" (Stable unCLIP: variations of an
-        image from its CLIP embedding; it takes no text-to-image requests)
+        image from its CLIP embedding; it takes no text-to-image requests) | "dev" / "schnell" (FLUX.1
+        guidance-distilled / timestep-distilled)
     problem: None if Easel can load it as a generator, else one plain-language line saying why not.
     """
 

@@ -27,8 +27,8 @@ def decode(vae, latents, notices: list[str], *, upcast: bool = False, unscale: b
     """``latents`` through ``vae`` to a float32 tensor in [-1, 1] (NCHW), guarded as the module says.
 
     ``upcast``: decode in fp32 from the start (a VAE known to overflow in fp16, such as SDXL's own).
-    ``unscale``: undo the VAE's ``scaling_factor`` (and ``latents_mean``/``latents_std`` where the
-    config has them) first; False for latents already in the VAE's space.
+    ``unscale``: undo the VAE's ``scaling_factor`` (and ``shift_factor``, or ``latents_mean``/``latents_std``,
+    where the config has them) first; False for latents already in the VAE's space.
     """
     return guarded(vae, lambda dtype: _decode_with(vae, latents, dtype, unscale), notices, upcast=upcast)
 
@@ -76,6 +76,8 @@ def _decode_with(vae, latents, dtype, unscale: bool):
             latents = latents * std / config.scaling_factor + mean
         else:
             latents = latents / config.scaling_factor
+            if getattr(config, "shift_factor", None):  # FLUX / SD3 VAEs centre their latents too
+                latents = latents + config.shift_factor
     return vae.decode(latents, return_dict=False)[0].float()
 
 

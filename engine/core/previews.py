@@ -33,13 +33,38 @@ _SD3_FACTORS = (
 )
 _SD3_BIAS = (0.2394, 0.2135, 0.1925)
 
+# FLUX.1's 16-channel VAE (the same fit ComfyUI previews FLUX with).
+_FLUX_FACTORS = (
+    (-0.0346, 0.0244, 0.0681), (0.0034, 0.0210, 0.0687), (0.0275, -0.0668, -0.0433), (-0.0174, 0.0160, 0.0617),
+    (0.0859, 0.0721, 0.0329), (0.0004, 0.0383, 0.0115), (0.0405, 0.0861, 0.0915), (-0.0236, -0.0185, -0.0259),
+    (-0.0245, 0.0250, 0.1180), (0.1008, 0.0755, -0.0421), (-0.0515, 0.0201, 0.0011), (0.0428, -0.0012, -0.0036),
+    (0.0817, 0.0765, 0.0749), (-0.1264, -0.0522, -0.1103), (-0.0280, -0.0881, -0.0499), (-0.1262, -0.0982, -0.0778),
+)
+_FLUX_BIAS = (-0.0329, -0.0718, -0.0851)
+
 # latent space -> (factors, bias or None)
-_SPACES = {"sd": (_SD_FACTORS, None), "sdxl": (_SDXL_FACTORS, _SDXL_BIAS), "sd3": (_SD3_FACTORS, _SD3_BIAS)}
+_SPACES = {"sd": (_SD_FACTORS, None), "sdxl": (_SDXL_FACTORS, _SDXL_BIAS), "sd3": (_SD3_FACTORS, _SD3_BIAS),
+           "flux": (_FLUX_FACTORS, _FLUX_BIAS)}
+# Latent spaces whose denoiser works on 2x2 patches packed into a token sequence (B, H/2 * W/2, C * 4).
+PACKED = frozenset({"flux"})
+
+
+def unpack_2x2(latents, width: int, height: int, vae_scale: int = 8):
+    """Packed transformer latents (B, (H/2)*(W/2), C*4) back to the VAE's (B, C, H, W), for an image
+    of ``width`` x ``height`` px whose VAE downsamples ``vae_scale`` times (FLUX-style packing: each
+    token holds one 2x2 patch, channels first). Any shape already 4-D is returned as it is."""
+    if latents.dim() == 4:
+        return latents
+    batch, _tokens, packed = latents.shape
+    h, w = 2 * (height // (vae_scale * 2)), 2 * (width // (vae_scale * 2))
+    latents = latents.view(batch, h // 2, w // 2, packed // 4, 2, 2).permute(0, 3, 1, 4, 2, 5)
+    return latents.reshape(batch, packed // 4, h, w)
 
 
 def latents_to_preview(latents, space: str, size: tuple[int, int] | None = None) -> Image.Image:
     """First latent of a batch as an RGB image, upscaled to ``size`` (width, height) if given.
-    ``space``: the latent space ("sd", "sdxl" or "sd3"; a family's ``latent_space`` capability).
+    ``space``: the latent space ("sd", "sdxl", "sd3" or "flux"; a family's ``latent_space`` capability);
+    packed latents (``PACKED`` spaces) must be unpacked first (``unpack_2x2``).
 
     Runs on the engine thread; returns a PIL image safe to hand to another thread.
     """
@@ -121,7 +146,8 @@ class Previews:
         """A ``latents -> PIL image`` function for images of ``size`` (width, height)."""
         if self.space == "pixels":
             return lambda pixels: pixels_to_preview(pixels)
+        unpack = (lambda latents: unpack_2x2(latents, *size)) if self.space in PACKED else (lambda latents: latents)
         tiny = self._tiny()
         if tiny is not None:
-            return lambda latents: tiny(latents, size)
-        return lambda latents: latents_to_preview(latents, self.space, size)
+            return lambda latents: tiny(unpack(latents), size)
+        return lambda latents: latents_to_preview(unpack(latents), self.space, size)

@@ -22,6 +22,7 @@ REGISTRY = (
     "engine.families.sd_x4",
     "engine.families.gan",
     "engine.families.sd3",
+    "engine.families.flux",
 )
 
 

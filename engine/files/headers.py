@@ -32,6 +32,8 @@ PICKLE_PROBLEM = (
 )
 EMPTY_PROBLEM = "empty file (0 bytes): the download or copy did not finish"
 LFS_PROBLEM = "this is a git-LFS pointer, not the model itself: fetch the real file (git lfs pull)"
+GGUF_PROBLEM = ("Easel reads GGUF files only as FLUX.1 transformers, and this one is not: use a .safetensors version "
+                "of this model")
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ def _raise_not_safetensors(spath: str, kind: str, head: bytes, size: int) -> Non
             raise ModelError(spath, "this is a zip archive, not a model file: unpack it first")
         raise UnsafeModelFile(spath, PICKLE_PROBLEM)
     if kind == "gguf":
-        raise UnsupportedModel(spath, "GGUF model files are not supported yet: use a .safetensors version of this model")
+        raise UnsupportedModel(spath, GGUF_PROBLEM)
     if head.lstrip()[:1] == b"<" and b"html" in head.lower():
         raise ModelError(spath, "this is a web page (HTML), not a model: the download saved an error or login page")
     if size < 9:
@@ -276,3 +278,113 @@ def _human_pair(a: int, b: int) -> tuple[str, str]:
     if ha == hb:  # a file one byte short must not read "2.1 GB but ... 2.1 GB"
         return f"{ha} ({a:,} bytes)", f"{hb} ({b:,} bytes)"
     return ha, hb
+
+
+# --------------------------------------------------------------------------------------------
+# GGUF (llama.cpp's format; city96's FLUX transformer files)
+# --------------------------------------------------------------------------------------------
+
+# ggml tensor types -> (name, elements per block, bytes per block)
+GGML_TYPES = {
+    0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 3: ("Q4_1", 32, 20), 6: ("Q5_0", 32, 22),
+    7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 9: ("Q8_1", 32, 36), 10: ("Q2_K", 256, 84), 11: ("Q3_K", 256, 110),
+    12: ("Q4_K", 256, 144), 13: ("Q5_K", 256, 176), 14: ("Q6_K", 256, 210), 15: ("Q8_K", 256, 292),
+    30: ("BF16", 1, 2),
+}
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_GGUF_MAX_STRING = 1 << 20
+_GGUF_MAX_ITEMS = 1 << 24
+
+
+def read_gguf_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
+    """A GGUF file's tensor table as a SafetensorsHeader (names, logical shapes in PyTorch order, ggml
+    type names as dtypes, byte ranges in its data section) and its string metadata; every tensor is
+    checked to lie inside the file. Reads the header only. Raises ModelError with one plain line."""
+    spath = os.fspath(path)
+    try:
+        size = os.stat(spath).st_size
+        with open(spath, "rb") as f:
+            return _parse_gguf(spath, f, size)
+    except FileNotFoundError:
+        raise ModelError(spath, "not found") from None
+    except (struct.error, EOFError):
+        raise ModelError(spath, "the GGUF header is truncated: the download or copy did not finish") from None
+    except OSError as e:
+        raise ModelError(spath, f"cannot be read: {e.strerror or e}") from None
+
+
+def _parse_gguf(spath: str, f, size: int) -> SafetensorsHeader:
+    def read(fmt: str):
+        raw = f.read(struct.calcsize(fmt))
+        if len(raw) != struct.calcsize(fmt):
+            raise EOFError
+        return struct.unpack(fmt, raw)[0]
+
+    def string() -> str:
+        n = read("<Q")
+        if n > _GGUF_MAX_STRING:
+            raise ModelError(spath, "the GGUF header holds an implausibly long string: the file is damaged")
+        raw = f.read(n)
+        if len(raw) != n:
+            raise EOFError
+        return raw.decode("utf-8", "replace")
+
+    def value(kind: int):
+        if kind in _GGUF_SCALARS:
+            return read(_GGUF_SCALARS[kind])
+        if kind == 8:
+            return string()
+        if kind == 9:
+            inner, count = read("<I"), read("<Q")
+            if count > _GGUF_MAX_ITEMS:
+                raise ModelError(spath, "the GGUF header holds an implausibly long array: the file is damaged")
+            if inner in _GGUF_SCALARS:  # skipped, not kept: tokenizer tables can be large
+                f.seek(count * struct.calcsize(_GGUF_SCALARS[inner]), os.SEEK_CUR)
+                return None
+            for _ in range(count):
+                value(inner)
+            return None
+        raise ModelError(spath, f"the GGUF header has an unknown value type {kind}: the file is damaged or too new")
+
+    if f.read(4) != b"GGUF":
+        raise ModelError(spath, "not a GGUF file")
+    version = read("<I")
+    if version not in (2, 3):
+        raise UnsupportedModel(spath, f"GGUF version {version} is not supported (only 2 and 3)")
+    n_tensors, n_kv = read("<Q"), read("<Q")
+    if n_tensors > _GGUF_MAX_ITEMS or n_kv > _GGUF_MAX_ITEMS:
+        raise ModelError(spath, "the GGUF header's counts are implausible: the file is damaged")
+    metadata: dict[str, str] = {}
+    alignment = 32
+    for _ in range(n_kv):
+        key, kind = string(), read("<I")
+        got = value(kind)
+        if key == "general.alignment" and isinstance(got, int) and got > 0:
+            alignment = got
+        if isinstance(got, (str, int, float)) and not isinstance(got, bool):
+            metadata[key] = str(got)
+    entries = []
+    for _ in range(n_tensors):
+        name, n_dims = string(), read("<I")
+        if n_dims > 8:
+            raise ModelError(spath, f"tensor {quote(name)} has {n_dims} dimensions: the GGUF file is damaged")
+        dims = [read("<Q") for _ in range(n_dims)]
+        kind, offset = read("<I"), read("<Q")
+        if kind not in GGML_TYPES:
+            raise UnsupportedModel(spath, f"tensor {quote(name)} uses ggml type {kind}, which Easel cannot read")
+        entries.append((name, tuple(reversed(dims)), kind, offset))
+    data_offset = -(-f.tell() // alignment) * alignment
+    tensors: dict[str, TensorInfo] = {}
+    for name, shape, kind, offset in entries:
+        type_name, block, block_bytes = GGML_TYPES[kind]
+        numel = 1
+        for d in shape:
+            numel *= d
+        if numel % block:
+            raise ModelError(spath, f"tensor {quote(name)} does not fill whole {type_name} blocks: the GGUF file is damaged")
+        end = offset + numel // block * block_bytes
+        if data_offset + end > size:
+            raise ModelError(spath, f"truncated: tensor {quote(name)} runs past the end of the file; the download did "
+                             "not finish")
+        tensors[name] = TensorInfo(type_name, shape, offset, end)
+    return SafetensorsHeader(spath, tensors, metadata, data_offset)

@@ -16,6 +16,7 @@ from pathlib import Path
 from engine.api import ModelError, UnsupportedModel
 from engine.files.headers import SafetensorsHeader
 from engine.files.safe import open_regular
+from engine.files.split import identify
 
 UPSCALER_PROBLEM = "this is an upscaler (ESRGAN-style), not a checkpoint: use it with Upscale"
 UNKNOWN_PROBLEM = "could not recognise this file as a Stable Diffusion 1.x, 2.x or SDXL checkpoint"
@@ -54,8 +55,12 @@ def classify(header: SafetensorsHeader, name: str) -> _Verdict:
         return _Verdict("checkpoint", "sd3", f"this SD 3.5 file holds the transformer but not its {', '.join(missing)}: "
                         "use the all-in-one file that includes them, or the model's diffusers folder",
                         UnsupportedModel) if missing else _Verdict("checkpoint", "sd3")
-    if has("double_blocks.", "model.diffusion_model.double_blocks."):
-        return _unsupported("Flux checkpoints")
+    if has("double_blocks.", "model.diffusion_model.double_blocks."):  # BFL / ComfyUI FLUX transformer names
+        part = identify(header)
+        if part is None or part.role != "transformer":
+            return _Verdict("unknown", "", "this FLUX transformer file lacks tensors every FLUX model has (img_in): "
+                            "it is incomplete", UnsupportedModel)
+        return _Verdict("checkpoint", "flux1") if part.arch == "flux1" else _unsupported("FLUX.2 transformers")
     if has("control_model.", "controlnet_cond_embedding.") or (has("input_hint_block.") and has("zero_convs.")):
         return _unsupported("ControlNet models")
 

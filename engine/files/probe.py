@@ -26,17 +26,20 @@ import os
 import stat
 from pathlib import Path
 
-from engine.api import ModelError, ModelInfo
+from engine.api import ModelError, ModelInfo, UnsupportedModel
+from engine.files import split
 from engine.files.folders import examine_folder, weight_files
 from engine.files.safe import open_regular
 from engine.files.headers import (  # noqa: F401 - re-exported: the public names of engine.files.probe
     EMPTY_PROBLEM,
+    GGUF_PROBLEM,
     LFS_PROBLEM,
     MAX_HEADER_BYTES,
     PICKLE_PROBLEM,
     SafetensorsHeader,
     TensorInfo,
     quote,
+    read_gguf_header,
     read_header,
     sniff,
 )
@@ -92,19 +95,35 @@ def _examine(path: str | os.PathLike[str]) -> tuple[ModelInfo, type[ModelError] 
 
 def _examine_file(spath: str, size: int) -> tuple[ModelInfo, type[ModelError] | None]:
     name = Path(spath).stem
+    fmt = "safetensors"
     try:
-        header = read_header(spath)
+        if sniff(spath) == "gguf":  # a quantized transformer (city96's FLUX GGUF files): by its bytes
+            fmt, header = "gguf", read_gguf_header(spath)
+        else:
+            header = read_header(spath)
     except ModelError as e:
         return ModelInfo(spath, name, "unknown", "", sniff(spath), size_bytes=size, problem=e.problem), type(e)
     verdict = classify(header, name)
+    if fmt == "gguf" and verdict.family not in split.NEEDS:
+        return ModelInfo(spath, name, "unknown", "", fmt, size_bytes=size, problem=GGUF_PROBLEM), UnsupportedModel
     runnable = verdict.kind in ("checkpoint", "inpaint")
     prediction = prediction_type(header, verdict.family if runnable else "", verdict.kind)
     variant = "turbo" if runnable and looks_turbo(name, header.metadata) else ""
     if variant and "modelspec.prediction_type" not in header.metadata:
         prediction = "epsilon"  # SD-Turbo is an epsilon model although SD 2.x files default to v here
-    info = ModelInfo(spath, name, verdict.kind, verdict.family, "safetensors", prediction, size, verdict.problem,
-                     variant)
-    return info, verdict.error
+    problem, error = verdict.problem, verdict.error
+    part = split.identify(header) if runnable and verdict.family in split.NEEDS else None
+    if part is not None:  # a transformer of ComfyUI's split layout: its other parts must be there too
+        variant, prediction = part.variant, "flow"
+        problem = split.UNSUPPORTED_VARIANTS.get((part.arch, part.variant))
+        error = UnsupportedModel if problem else None
+        try:
+            if problem is None:
+                split.find_parts(part)
+        except split.MissingPart as exc:
+            problem, error = exc.problem, type(exc)
+    info = ModelInfo(spath, name, verdict.kind, verdict.family, fmt, prediction, size, problem, variant)
+    return info, error
 
 
 # --------------------------------------------------------------------------------------------

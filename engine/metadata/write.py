@@ -108,8 +108,9 @@ def png_info(
     pairs = dict(getattr(result, "params", ()) or ())
     pairs.update(extra or {})
     pairs.setdefault("Version", f"easel {app_version}")
+    uses_sampler = getattr(result, "uses_sampler", True)
     text = a1111_parameters(result.request, seed, model_name=result.model.name, model_hash=result.model_hash,
-                            extra=pairs, sampler=getattr(result, "uses_sampler", True))
+                            extra=pairs, sampler=uses_sampler)
     info.add_text(PARAMETERS_KEY, text)  # tEXt when Latin-1, else iTXt (Pillow decides)
     # Patched as a dict rather than request.replace(): no re-validation, so a Result whose request
     # dropped its init image still saves.
@@ -117,6 +118,8 @@ def png_info(
     # path shows the user's folders (often their user name). Restoring finds the model by hash/name.
     model_file = Path(result.model.path).name
     recipe_request = {**result.request.to_dict(), "seed": seed, "batch_count": 1, "model": model_file}
+    if not uses_sampler:  # a model with its own schedule (FLUX, aMUSEd, IF): no sampler ran, none is recorded
+        recipe_request.pop("sampler", None)
     if recipe_request.get("vae"):  # like the model: the file name, never the user's folders
         recipe_request["vae"] = Path(recipe_request["vae"]).name
     recipe = {

@@ -112,9 +112,10 @@ class ModelLibrary:
         return [e.name for e in self.of_kind("embedding")]
 
     def taesd(self, family: str) -> ModelEntry | None:
-        """A local tiny autoencoder for live previews of ``family`` (SD1 and SD2 share one)."""
+        """A local tiny autoencoder for live previews of the latent space ``family`` ("sd" and "sd1" /
+        "sd2" share one; "sdxl"; "flux": TAEF1). None when the library has none for it."""
         self.ensure_scanned()
-        want = "sdxl" if family == "sdxl" else "sd1"
+        want = family if family in ("sdxl", "flux") else "sd1"
         return next((e for e in self.of_kind("taesd") if e.family == want), None)
 
     def sha256(self, path: str) -> str:

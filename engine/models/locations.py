@@ -15,7 +15,8 @@ from pathlib import Path
 A1111_FOLDERS = ("models/Stable-diffusion", "models/Lora", "models/LyCORIS", "models/VAE", "embeddings",
                  "models/ESRGAN", "models/RealESRGAN", "models/VAE-approx")
 COMFYUI_FOLDERS = ("models/checkpoints", "models/loras", "models/vae", "models/embeddings",
-                   "models/upscale_models", "models/diffusers", "models/vae_approx")
+                   "models/upscale_models", "models/diffusers", "models/vae_approx", "models/diffusion_models",
+                   "models/unet")
 INVOKEAI_FOLDERS = ("models",)
 
 _A1111_NAMES = ("stable-diffusion-webui", "stable-diffusion-webui-forge", "sd-webui", "webui", "forge")

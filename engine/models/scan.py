@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 MAX_DEPTH = 6  # InvokeAI nests models/<base>/<type>/<name>/...; the HF cache models--x/snapshots/<rev>/...
 CACHE_VERSION = 2
-_MODEL_SUFFIXES = (".safetensors", ".sft")
+_MODEL_SUFFIXES = (".safetensors", ".sft", ".gguf")  # a .gguf is judged by its bytes like the rest
 _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth")
 _SKIP_DIRS = {"blobs", "refs", ".locks", "__pycache__", "node_modules", ".git", "venv", ".venv"}
 
@@ -164,7 +164,8 @@ def taesd_info(folder: str) -> ModelInfo:
     if name == "snapshots" or len(name) == 40:  # HF cache: name it after the repo
         name = next((p.name for p in Path(folder).parents if p.name.startswith("models--")), name)
         name = name.removeprefix("models--").replace("--", "/")
-    family = "sdxl" if "xl" in name.lower() else "sd1"
+    low = name.lower()
+    family = "flux" if "taef1" in low else "sdxl" if "xl" in low else "sd1"
     return ModelInfo(folder, name, "taesd", family, "diffusers")
 
 

@@ -221,8 +221,8 @@ def test_sd2_inpainting_defaults_to_epsilon():
     "keys,message",
     [
         (checkpoint_keys("refiner"), "SDXL refiner checkpoints are not supported yet"),
-        ({"double_blocks.0.img_attn.qkv.weight": ("F16", [6, 2])}, "Flux checkpoints are not supported yet"),
-        ({"model.diffusion_model.double_blocks.0.img_attn.qkv.weight": ("F16", [6, 2])}, "Flux checkpoints are not supported yet"),
+        ({"double_blocks.0.img_attn.qkv.weight": ("F16", [6, 2])}, "this FLUX transformer file lacks tensors every FLUX model has (img_in): it is incomplete"),
+        ({"model.diffusion_model.double_blocks.0.img_attn.qkv.weight": ("F16", [6, 2])}, "this FLUX transformer file lacks tensors every FLUX model has (img_in): it is incomplete"),
         ({"control_model.input_hint_block.0.weight": ("F16", [4, 3, 3, 3])}, "ControlNet models are not supported yet"),
         (checkpoint_keys("sd1", in_channels=8), "InstructPix2Pix checkpoints (8 input channels) are not supported yet"),
         ({"foo.weight": ("F32", [2])}, "could not recognise this file as a Stable Diffusion 1.x, 2.x or SDXL checkpoint"),
@@ -364,7 +364,7 @@ _MALFORMED = [
     ("trailing-bytes", ModelError, "8 bytes after the last tensor are not described"),
     ("truncated", ModelError, "truncated: the file is"),
     ("html", ModelError, "web page"),
-    ("gguf", UnsupportedModel, "GGUF model files are not supported yet"),
+    ("gguf", UnsupportedModel, "Easel reads GGUF files only as FLUX.1 transformers, and this one is not"),
     ("junk", ModelError, "not a safetensors file"),
 ]
 
@@ -616,8 +616,8 @@ def test_sdxl_folder_without_its_second_encoder_is_incomplete(tmp_path):
 
 
 def test_unsupported_pipeline_class(tmp_path):
-    root = make_diffusers(tmp_path / "flux", cls="FluxPipeline")  # (IFPipeline is a DeepFloyd IF cascade now)
-    assert _diffusers_error(root, UnsupportedModel).problem == "FluxPipeline models are not supported yet"
+    root = make_diffusers(tmp_path / "video", cls="HunyuanVideoPipeline")  # (FluxPipeline is FLUX.1 now)
+    assert _diffusers_error(root, UnsupportedModel).problem == "HunyuanVideoPipeline models are not supported yet"
 
 
 def test_sdxl_refiner_folder(tmp_path):

@@ -142,10 +142,7 @@ class SD3Runner(Runner):
         return images, seeds, (denoise_s, decode_s)
 
     def _decode(self, pipe, latents, notices: list[str]):
-        config = pipe.vae.config
-        # Into the VAE's space here (SD3 centres its latents with a shift as well as a scale).
-        latents = latents / config.scaling_factor + (getattr(config, "shift_factor", None) or 0.0)
-        decoded = core_decode.decode(pipe.vae, latents, notices, unscale=False)
+        decoded = core_decode.decode(pipe.vae, latents, notices)  # the core undoes SD3's scale and shift
         return pipe.image_processor.postprocess(decoded, output_type="pil")[0]
 
 

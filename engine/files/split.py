@@ -1,0 +1,231 @@
+"""ComfyUI's split layout, for every transformer family: a denoiser file in ``models/diffusion_models``
+(or ``models/unet``), its text encoders in ``models/text_encoders`` (or ``models/clip``) and its VAE in
+``models/vae``, each a ``.safetensors`` file of its own.
+
+``identify`` says what one file is from its safetensors header alone (tensor names and a few shapes
+that hold at any size), by the ``SIGNATURES`` table; ``find_parts`` finds the parts a denoiser
+needs (``NEEDS``) in ComfyUI's folders relative to it, or raises ``MissingPart``: one plain line
+naming the missing part and where to put it. ``find_tokenizer`` finds the tokenizer files a text
+encoder needs on this computer (never downloading). Families add rows here (SD3, Z-Image,
+Qwen-Image ...) and do the loading themselves. Stdlib and ``engine.api`` only; any thread; reads
+headers only.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.api import ModelError, UnsupportedModel
+from engine.files.headers import SafetensorsHeader, read_header
+
+DIFFUSION_PREFIX = "model.diffusion_model."  # ComfyUI's prefix for a denoiser's tensors
+
+
+@dataclass(frozen=True)
+class Part:
+    """One file of a split model: ``role`` "transformer" | "text_encoder" | "vae"; ``arch`` its
+    architecture ("flux1", "clip_l", "t5xxl", "ae16" ...); ``variant`` what the signature tells
+    ("dev" / "schnell" / "fill" / "kontext" for a FLUX.1 transformer); ``path`` "" until found on disk."""
+
+    role: str
+    arch: str
+    variant: str = ""
+    path: str = ""
+    prefix: str = ""  # where its tensors sit inside an all-in-one file ("" for a file of its own)
+
+
+@dataclass(frozen=True)
+class Signature:
+    role: str
+    arch: str
+    label: str  # what the missing-part line calls it ("a T5-XXL text encoder")
+    matches: Callable[[dict], bool]  # tensor name (ComfyUI prefix removed) -> TensorInfo
+    variant: Callable[[dict], str] = lambda _t: ""
+
+
+def _flux1_variant(t: dict) -> str:
+    if t["img_in.weight"].shape[-1] == 384:  # 64 latent + 64 masked image + 256 mask channels
+        return "fill"
+    return "dev" if "guidance_in.in_layer.weight" in t else "schnell"
+
+
+_CLIP_TOKENS = ("text_model.embeddings.token_embedding.weight", "embeddings.token_embedding.weight")
+
+
+def _clip_width(t: dict) -> int | None:
+    """A CLIP text encoder's width (Hugging Face names, with or without ``text_model.``), else None."""
+    info = next((t[k] for k in _CLIP_TOKENS if k in t), None)
+    return info.shape[-1] if info is not None and "encoder.block.0.layer.0.SelfAttention.q.weight" not in t else None
+
+
+def _vae_latents(t: dict) -> int | None:
+    conv = t.get("decoder.conv_in.weight")
+    return conv.shape[1] if conv is not None and len(conv.shape) == 4 and "encoder.conv_in.weight" in t else None
+
+
+# Checked in order; the first that matches names the file.
+SIGNATURES: tuple[Signature, ...] = (
+    Signature("transformer", "flux2", "a FLUX.2 transformer",
+              lambda t: "double_blocks.0.img_attn.qkv.weight" in t and "double_stream_modulation_img.lin.weight" in t),
+    Signature("transformer", "flux1", "a FLUX.1 transformer",
+              lambda t: "double_blocks.0.img_attn.qkv.weight" in t and "img_in.weight" in t, _flux1_variant),
+    Signature("text_encoder", "clip_g", "a CLIP-G text encoder",
+              lambda t: _clip_width(t) == 1280),
+    Signature("text_encoder", "clip_l", "a CLIP-L text encoder",
+              lambda t: _clip_width(t) not in (None, 1280)),
+    Signature("text_encoder", "t5xxl", "a T5-XXL text encoder",
+              lambda t: "encoder.block.0.layer.0.SelfAttention.q.weight" in t
+              and ("shared.weight" in t or "encoder.embed_tokens.weight" in t)),
+    Signature("text_encoder", "qwen3", "a Qwen3 text encoder",
+              lambda t: "model.layers.0.self_attn.q_norm.weight" in t and "model.embed_tokens.weight" in t),
+    Signature("vae", "flux2-vae", "the FLUX.2 VAE", lambda t: _vae_latents(t) == 32),
+    Signature("vae", "ae16", "the FLUX.1 VAE (ae.safetensors)", lambda t: _vae_latents(t) == 16),
+)
+_BY_ARCH = {s.arch: s for s in SIGNATURES}
+
+# What each denoiser needs besides itself: (arch, the file name to suggest).
+NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "flux1": (("clip_l", "clip_l.safetensors"), ("t5xxl", "t5xxl_fp16.safetensors"), ("ae16", "ae.safetensors")),
+}
+FAMILY_LABELS = {"flux1": "FLUX.1", "flux2": "FLUX.2"}
+# (arch, variant) -> why that variant cannot run yet (none today; a family adds a line when a file
+# of its architecture can be named but not run).
+UNSUPPORTED_VARIANTS: dict[tuple[str, str], str] = {}
+
+# ComfyUI's model folders for each role (the first is the one a message suggests); Forge's names
+# (``models/Stable-diffusion``, ``text_encoder``, ``VAE``) and a transformer put among checkpoints too.
+FOLDERS = {"transformer": ("diffusion_models", "unet", "checkpoints", "Stable-diffusion"),
+           "text_encoder": ("text_encoders", "clip", "text_encoder"), "vae": ("vae", "VAE")}
+
+# Tokenizer files: per text encoder, the folders (relative to ComfyUI's install, or HF cache repos and
+# their subfolder) that hold them; a folder qualifies when it has one of ``TOKENIZER_FILES``.
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
+TOKENIZERS: dict[str, dict] = {
+    "t5xxl": {
+        "comfy": ("comfy/text_encoders/t5_tokenizer",),
+        "hf": (("black-forest-labs/FLUX.1-dev", "tokenizer_2"), ("black-forest-labs/FLUX.1-schnell", "tokenizer_2"),
+               ("google/t5-v1_1-xxl", "")),
+        "label": "the T5 tokenizer",
+    },
+}
+
+
+class MissingPart(UnsupportedModel):
+    """A split model lacks a part; ``problem`` says which and where to put it (one line)."""
+
+
+def _tensors(header: SafetensorsHeader) -> dict:
+    return {(k[len(DIFFUSION_PREFIX):] if k.startswith(DIFFUSION_PREFIX) else k): v for k, v in header.tensors.items()}
+
+
+# Where ComfyUI's all-in-one checkpoints keep each part beside ``model.diffusion_model.``.
+EMBEDDED = {"clip_l": "text_encoders.clip_l.transformer.", "clip_g": "text_encoders.clip_g.transformer.",
+            "t5xxl": "text_encoders.t5xxl.transformer.", "ae16": "vae.", "flux2-vae": "vae."}
+
+
+def identify(header: SafetensorsHeader) -> Part | None:
+    """What the file whose header this is holds, as a split-layout part; None when no row matches."""
+    tensors = _tensors(header)
+    if any(k.startswith(DIFFUSION_PREFIX) for k in header.tensors):  # an all-in-one file: name its denoiser
+        tensors = {k[len(DIFFUSION_PREFIX):]: v for k, v in header.tensors.items() if k.startswith(DIFFUSION_PREFIX)}
+    for sig in SIGNATURES:
+        if sig.matches(tensors):
+            variant = sig.variant(tensors)
+            # FLUX.1 Kontext has [dev]'s very tensors: only its name (or a folder's pipeline) tells it.
+            if (sig.arch, variant) == ("flux1", "dev") and "kontext" in Path(header.path).name.lower():
+                variant = "kontext"
+            return Part(sig.role, sig.arch, variant, header.path)
+    return None
+
+
+def models_root(path: str | os.PathLike[str]) -> Path | None:
+    """ComfyUI's ``models`` folder above a denoiser file (the parent of ``diffusion_models``, ``unet`` ...)."""
+    for parent in Path(path).resolve().parents:
+        if parent.name in FOLDERS["transformer"]:
+            return parent.parent
+    return None
+
+
+def _candidates(role: str, denoiser: Path, root: Path | None) -> list[Path]:
+    folders = [denoiser.parent]
+    if root is not None:
+        folders += [root / name for name in FOLDERS[role]]
+    seen, out = set(), []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob("*.safetensors")):
+            if path not in seen and path != denoiser and path.is_file():
+                seen.add(path)
+                out.append(path)
+    return out
+
+
+def find_parts(denoiser: Part) -> dict[str, Part]:
+    """arch -> Part (path set) for every part ``denoiser`` needs, found beside it or in ComfyUI's
+    folders (and each text encoder's tokenizer files: ``find_tokenizer``). Raises MissingPart naming
+    the first part that is not there."""
+    path = Path(denoiser.path)
+    root = models_root(path)
+    found: dict[str, Part] = {}
+    looked: dict[str, list[Path]] = {}
+    inside = read_header(path).tensors if path.suffix.lower() != ".gguf" else {}
+    for arch, suggested in NEEDS.get(denoiser.arch, ()):
+        role = _BY_ARCH[arch].role
+        prefix = EMBEDDED.get(arch, "")
+        embedded = {k[len(prefix):]: v for k, v in inside.items() if prefix and k.startswith(prefix)}
+        if embedded and _BY_ARCH[arch].matches(embedded):  # an all-in-one checkpoint carries it
+            found[arch] = Part(role, arch, "", str(path), prefix)
+            if arch in TOKENIZERS:
+                find_tokenizer(arch, path)
+            continue
+        if role not in looked:
+            looked[role] = _candidates(role, path, root)
+        for candidate in looked[role]:
+            try:
+                part = identify(read_header(candidate))
+            except ModelError:
+                continue
+            if part is not None and part.arch == arch:
+                found[arch] = part
+                break
+        else:
+            where = (root / FOLDERS[role][0]) if root is not None else path.parent
+            raise MissingPart(str(path), f"this {FAMILY_LABELS.get(denoiser.arch, denoiser.arch)} transformer needs "
+                              f"{_BY_ARCH[arch].label}: put {suggested} in {where}")
+        if arch in TOKENIZERS:
+            find_tokenizer(arch, path)  # raises MissingPart saying which files to add
+    return found
+
+
+def hf_snapshots(repo: str) -> list[Path]:
+    """The snapshot folders of ``repo`` in the Hugging Face cache (newest first)."""
+    from engine.models.locations import hf_hub_cache
+
+    pattern = os.path.join(hf_hub_cache(), "models--" + repo.replace("/", "--"), "snapshots", "*")
+    return sorted((Path(p) for p in glob.glob(pattern)), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def find_tokenizer(arch: str, denoiser_path: str | os.PathLike[str]) -> Path:
+    """The folder holding ``arch``'s tokenizer files for the split model at ``denoiser_path``:
+    ComfyUI's own copy (in its install, above ``models``), a ``<arch>_tokenizer`` folder beside the
+    text encoders, or a Hugging Face cache snapshot. Raises MissingPart saying which files to add."""
+    spec = TOKENIZERS[arch]
+    root = models_root(denoiser_path)
+    places: list[Path] = [Path(denoiser_path).resolve().parent / f"{arch}_tokenizer"]
+    if root is not None:
+        places += [root.parent / rel for rel in spec["comfy"]]
+        places += [root / folder / f"{arch}_tokenizer" for folder in FOLDERS["text_encoder"]]
+    for repo, sub in spec["hf"]:
+        places += [snap / sub if sub else snap for snap in hf_snapshots(repo)]
+    for place in places:
+        if any((place / name).is_file() for name in TOKENIZER_FILES):
+            return place
+    target = (root / FOLDERS["text_encoder"][0] / f"{arch}_tokenizer") if root is not None else places[0]
+    raise MissingPart(str(denoiser_path), f"{spec['label']} files are not on this computer: put tokenizer.json (or "
+                      f"spiece.model) in {target}, or download {spec['hf'][0][0]}'s {spec['hf'][0][1] or 'tokenizer'} "
+                      "folder")
