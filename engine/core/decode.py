@@ -27,8 +27,8 @@ def decode(vae, latents, notices: list[str], *, upcast: bool = False, unscale: b
     """``latents`` through ``vae`` to a float32 tensor in [-1, 1] (NCHW), guarded as the module says.
 
     ``upcast``: decode in fp32 from the start (a VAE known to overflow in fp16, such as SDXL's own).
-    ``unscale``: undo the VAE's ``scaling_factor`` (and ``latents_mean``/``latents_std`` where the
-    config has them) first; False for latents already in the VAE's space.
+    ``unscale``: undo the VAE's ``scaling_factor`` (and ``latents_mean``/``latents_std``, or
+    ``shift_factor``, where the config has them) first; False for latents already in the VAE's space.
     """
     import torch
 
@@ -60,8 +60,8 @@ def _decode_with(vae, latents, dtype, unscale: bool):
                 mean = torch.tensor(mean).view(1, -1, 1, 1).to(latents)
                 std = torch.tensor(std).view(1, -1, 1, 1).to(latents)
                 latents = latents * std / config.scaling_factor + mean
-            else:
-                latents = latents / config.scaling_factor
+            else:  # the FLUX VAE (FLUX, Z-Image) also shifts its latents
+                latents = latents / config.scaling_factor + (getattr(config, "shift_factor", None) or 0.0)
         return vae.decode(latents, return_dict=False)[0].float()
     finally:
         if dtype != original:

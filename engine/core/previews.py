@@ -24,21 +24,38 @@ _SDXL_FACTORS = (
     (-0.3165, -0.2492, -0.2188),
 )
 _SDXL_BIAS = (0.1084, -0.0175, -0.0011)
+# The FLUX.1 VAE's 16 channels (Z-Image decodes with that VAE; its latents are not 2x2-packed).
+_FLUX_VAE_FACTORS = (
+    (-0.0346, 0.0244, 0.0681), (0.0034, 0.0210, 0.0687), (0.0275, -0.0668, -0.0433), (-0.0174, 0.0160, 0.0617),
+    (0.0859, 0.0721, 0.0329), (0.0004, 0.0383, 0.0115), (0.0405, 0.0861, 0.0915), (-0.0236, -0.0185, -0.0259),
+    (-0.0245, 0.0250, 0.1180), (0.1008, 0.0755, -0.0421), (-0.0515, 0.0201, 0.0011), (0.0428, -0.0012, -0.0036),
+    (0.0817, 0.0765, 0.0749), (-0.1264, -0.0522, -0.1103), (-0.0280, -0.0881, -0.0499), (-0.1262, -0.0982, -0.0778),
+)
+_FLUX_VAE_BIAS = (-0.0329, -0.0718, -0.0851)
+# latent space -> (factors, bias)
+_TAESD_SPACES = ("sd", "sdxl")
+_LINEAR = {
+    "sd": (_SD_FACTORS, None),
+    "sdxl": (_SDXL_FACTORS, _SDXL_BIAS),
+    "zimage": (_FLUX_VAE_FACTORS, _FLUX_VAE_BIAS),
+}
 
 
 def latents_to_preview(latents, space: str, size: tuple[int, int] | None = None) -> Image.Image:
     """First latent of a batch as an RGB image, upscaled to ``size`` (width, height) if given.
-    ``space``: the latent space ("sd" or "sdxl"; a family's ``latent_space`` capability).
+    ``space``: the latent space ("sd", "sdxl" or "zimage": the 16-channel FLUX VAE's; a family's
+    ``latent_space`` capability).
 
     Runs on the engine thread; returns a PIL image safe to hand to another thread.
     """
     import torch
 
-    lat = latents[0, :4].detach().float().cpu()
-    factors = torch.tensor(_SDXL_FACTORS if space == "sdxl" else _SD_FACTORS)
+    table, bias = _LINEAR.get(space, _LINEAR["sd"])
+    lat = latents[0, :len(table)].detach().float().cpu()
+    factors = torch.tensor(table)
     rgb = torch.einsum("chw,cr->rhw", lat, factors)
-    if space == "sdxl":
-        rgb += torch.tensor(_SDXL_BIAS)[:, None, None]
+    if bias is not None:
+        rgb += torch.tensor(bias)[:, None, None]
     rgb = ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
     image = Image.fromarray(rgb, "RGB")
     if size and image.size != size:
@@ -95,7 +112,8 @@ class Previews:
     def _tiny(self):
         if self.tiny is None:
             self.tiny = False
-            entry = self.library.taesd(self.space) if self.library is not None and self.space != "pixels" else None
+            # Only the spaces a TAESD exists for ask the library (its "sd1" one would not fit 16 channels).
+            entry = self.library.taesd(self.space) if self.library is not None and self.space in _TAESD_SPACES else None
             if entry is not None:
                 try:
                     self.tiny = TinyAutoencoderPreview(entry.path, self.device, self.dtype)

@@ -21,6 +21,7 @@ REGISTRY = (
     "engine.families.unclip",
     "engine.families.sd_x4",
     "engine.families.gan",
+    "engine.families.zimage",
 )
 
 
