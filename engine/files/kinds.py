@@ -52,6 +52,9 @@ def classify(header: SafetensorsHeader, name: str) -> _Verdict:
         return _unsupported("SD3 checkpoints")
     if has("double_blocks.", "model.diffusion_model.double_blocks."):
         return _unsupported("Flux checkpoints")
+    zimage = _zimage_verdict(tensors, has)
+    if zimage is not None:
+        return zimage
     if has("control_model.", "controlnet_cond_embedding.") or (has("input_hint_block.") and has("zero_convs.")):
         return _unsupported("ControlNet models")
 
@@ -74,6 +77,24 @@ def classify(header: SafetensorsHeader, name: str) -> _Verdict:
         return _Verdict("unknown", "", "this is only the UNet of a diffusers model: open the model's folder "
                         "(the one with model_index.json) instead", UnsupportedModel)
     return _Verdict("unknown", "", UNKNOWN_PROBLEM, UnsupportedModel)
+
+
+ZIMAGE_TRANSFORMER_PROBLEM = (
+    "this is a Z-Image transformer alone: it also needs the Qwen3-4B text encoder (qwen_3_4b) and the FLUX VAE "
+    "(ae.safetensors); open a Z-Image diffusers folder (the one with model_index.json) instead")
+
+
+def _zimage_verdict(tensors, has) -> _Verdict | None:
+    """Z-Image's single-stream DiT, in the official / ComfyUI names (``layers.N.attention.qkv``,
+    ``x_embedder``, optionally under ``model.diffusion_model.``) or diffusers' (``all_x_embedder.2-1``):
+    its blocks' ``adaLN_modulation.0`` (Lumina 2's is ``.1``) next to a caption embedder. The Fun
+    ControlNets add ``control_`` blocks."""
+    if has("control_all_x_embedder.", "control_layers.", "control_noise_refiner."):
+        return _unsupported("Z-Image ControlNet models", "zimage")
+    for prefix in ("", "model.diffusion_model."):
+        if f"{prefix}layers.0.adaLN_modulation.0.weight" in tensors and has(f"{prefix}cap_embedder."):
+            return _Verdict("checkpoint", "zimage", ZIMAGE_TRANSFORMER_PROBLEM, UnsupportedModel)
+    return None
 
 
 def _looks_like_upscaler(tensors, has) -> bool:

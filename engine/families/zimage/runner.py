@@ -20,7 +20,7 @@ from engine.core.placement import place, unhook
 from engine.core.previews import Previews
 from engine.core.steps import StepReporter, cancel_within_steps
 from engine.families.base import Capabilities, LoadContext, Runner
-from engine.families.zimage import SIZE_STEP, TURBO_NEGATIVE
+from engine.families.zimage.rules import SIZE_STEP, TURBO_NEGATIVE
 
 _CLASSES = {Mode.TXT2IMG: "ZImagePipeline", Mode.IMG2IMG: "ZImageImg2ImgPipeline", Mode.INPAINT: "ZImageInpaintPipeline"}
 

@@ -59,3 +59,31 @@ def make_zimage_test_model(dest: Path, seed: int = 0, turbo: bool = True) -> Pat
     index = json.loads((dest / "model_index.json").read_text(encoding="utf-8"))
     assert index["_class_name"] == "ZImagePipeline"
     return dest
+
+
+def write_transformer_file(folder: Path, dest: Path, comfyui: bool = False) -> Path:
+    """The transformer of the tiny folder ``folder`` as one ``.safetensors`` file in the official
+    Z-Image names (fused ``attention.qkv``, ``x_embedder``, ``final_layer``, ``q_norm``/``k_norm``), as
+    Tongyi-MAI's and ComfyUI's ``diffusion_models`` files name them; ``comfyui`` puts them under
+    ``model.diffusion_model.``. Returns ``dest``."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(Path(folder) / "transformer" / "diffusion_pytorch_model.safetensors"))
+    renames = (("all_final_layer.2-1.", "final_layer."), ("all_x_embedder.2-1.", "x_embedder."),
+               (".attention.to_out.0.", ".attention.out."), (".attention.norm_k.", ".attention.k_norm."),
+               (".attention.norm_q.", ".attention.q_norm."))
+    out = {}
+    for key, tensor in state.items():
+        if ".attention.to_k." in key or ".attention.to_v." in key:
+            continue
+        if ".attention.to_q." in key:
+            parts = [state[key.replace("to_q", part)] for part in ("to_q", "to_k", "to_v")]
+            key, tensor = key.replace(".attention.to_q.", ".attention.qkv."), torch.cat(parts, dim=0)
+        for old, new in renames:
+            key = key.replace(old, new)
+        out[("model.diffusion_model." if comfyui else "") + key] = tensor.contiguous()
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    save_file(out, str(dest))
+    return dest
