@@ -157,6 +157,16 @@ def test_base_runs_every_mode_and_regenerates_bit_identically(models, engine):
             assert np.abs(kept).max() <= 2
 
 
+def test_it_runs_in_bf16_where_the_engine_would_pick_fp16():
+    import torch
+
+    from engine.families.base import LoadContext
+    from engine.families.zimage.runner import precision
+
+    assert precision(LoadContext(device="mps", dtype=torch.float16)) == torch.bfloat16
+    assert precision(LoadContext(device="cpu", dtype=torch.float32)) == torch.float32
+
+
 def test_a_size_off_the_16_px_grid_is_refused_in_one_line(models, engine):
     with pytest.raises(InvalidRequest) as caught:
         engine.generate(_request(models["turbo"], width=72, height=64))

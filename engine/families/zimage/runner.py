@@ -134,10 +134,26 @@ class ZImageRunner(Runner):
         return images, seeds, (denoise_s, decode_s)
 
 
+def precision(ctx: LoadContext):
+    """Z-Image's dtype on ``ctx``'s device: bf16 where the Engine would use fp16 and the device has
+    bf16 (Qwen3 and the DiT were trained in bf16; fp16 overflows into black images), else ctx's."""
+    import torch
+
+    if ctx.dtype != torch.float16:
+        return ctx.dtype
+    kind = ctx.device.split(":")[0]
+    if kind == "mps" or (kind == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return ctx.dtype
+
+
 def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> ZImageRunner:
     """Load a Z-Image diffusers folder (safetensors only, offline). Runs on the engine thread."""
+    import dataclasses
+
     import diffusers
 
+    ctx = dataclasses.replace(ctx, dtype=precision(ctx))
     started = time.perf_counter()
     pipe = pretrained(diffusers.ZImagePipeline, info.path, info.name, "this Z-Image model", dtype=ctx.dtype)
     return ZImageRunner(info, pipe, caps, ctx, time.perf_counter() - started)
