@@ -57,9 +57,10 @@ def _decode_with(vae, latents, dtype, unscale: bool):
             config = vae.config
             mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
             if mean is not None and std is not None:
-                mean = torch.tensor(mean).view(1, -1, 1, 1).to(latents)
-                std = torch.tensor(std).view(1, -1, 1, 1).to(latents)
-                latents = latents * std / config.scaling_factor + mean
+                shape = (1, -1) + (1,) * (latents.ndim - 2)  # also a video VAE's (B, C, frames, H, W)
+                mean = torch.tensor(mean).view(shape).to(latents)
+                std = torch.tensor(std).view(shape).to(latents)
+                latents = latents * std / (getattr(config, "scaling_factor", None) or 1.0) + mean
             else:  # the FLUX VAE (FLUX, Z-Image) also shifts its latents
                 latents = latents / config.scaling_factor + (getattr(config, "shift_factor", None) or 0.0)
         return vae.decode(latents, return_dict=False)[0].float()

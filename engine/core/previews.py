@@ -32,19 +32,29 @@ _FLUX_VAE_FACTORS = (
     (0.0817, 0.0765, 0.0749), (-0.1264, -0.0522, -0.1103), (-0.0280, -0.0881, -0.0499), (-0.1262, -0.0982, -0.0778),
 )
 _FLUX_VAE_BIAS = (-0.0329, -0.0718, -0.0851)
+# The Qwen-Image VAE's 16 channels (Wan 2.1's latent space), from the (B, C, 1, H, W) latents' one frame.
+_WAN_VAE_FACTORS = (
+    (-0.1299, -0.1692, 0.2932), (0.0671, 0.0406, 0.0442), (0.3568, 0.2548, 0.1747), (0.0372, 0.2344, 0.1420),
+    (0.0313, 0.0189, -0.0328), (0.0296, -0.0956, -0.0665), (-0.3477, -0.4059, -0.2925), (0.0166, 0.1902, 0.1975),
+    (-0.0412, 0.0267, -0.1364), (-0.1293, 0.0740, 0.1636), (0.0680, 0.3019, 0.1128), (0.0032, 0.0581, 0.0639),
+    (-0.1251, 0.0927, 0.1699), (0.0060, -0.0633, 0.0005), (0.3477, 0.2275, 0.2950), (0.1984, 0.0913, 0.1861),
+)
+_WAN_VAE_BIAS = (-0.1835, -0.0868, -0.3360)
 # latent space -> (factors, bias)
 _TAESD_SPACES = ("sd", "sdxl")
 _LINEAR = {
     "sd": (_SD_FACTORS, None),
     "sdxl": (_SDXL_FACTORS, _SDXL_BIAS),
     "zimage": (_FLUX_VAE_FACTORS, _FLUX_VAE_BIAS),
+    "qwen_image": (_WAN_VAE_FACTORS, _WAN_VAE_BIAS),
 }
 
 
 def latents_to_preview(latents, space: str, size: tuple[int, int] | None = None) -> Image.Image:
     """First latent of a batch as an RGB image, upscaled to ``size`` (width, height) if given.
-    ``space``: the latent space ("sd", "sdxl" or "zimage": the 16-channel FLUX VAE's; a family's
-    ``latent_space`` capability).
+    ``space``: the latent space ("sd", "sdxl", "zimage": the 16-channel FLUX VAE's, "qwen_image": the
+    Wan 2.1 VAE's; a family's ``latent_space`` capability). A video VAE's (B, C, frames, H, W) latents
+    show their first frame.
 
     Runs on the engine thread; returns a PIL image safe to hand to another thread.
     """
@@ -52,6 +62,8 @@ def latents_to_preview(latents, space: str, size: tuple[int, int] | None = None)
 
     table, bias = _LINEAR.get(space, _LINEAR["sd"])
     lat = latents[0, :len(table)].detach().float().cpu()
+    if lat.ndim == 4:
+        lat = lat[:, 0]
     factors = torch.tensor(table)
     rgb = torch.einsum("chw,cr->rhw", lat, factors)
     if bias is not None:

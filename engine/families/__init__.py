@@ -22,6 +22,7 @@ REGISTRY = (
     "engine.families.sd_x4",
     "engine.families.gan",
     "engine.families.zimage",
+    "engine.families.qwen_image",
 )
 
 

@@ -160,11 +160,10 @@ def test_base_runs_every_mode_and_regenerates_bit_identically(models, engine):
 def test_it_runs_in_bf16_where_the_engine_would_pick_fp16():
     import torch
 
-    from engine.families.base import LoadContext
-    from engine.families.zimage.runner import precision
+    from engine.devices import bf16_for_fp16
 
-    assert precision(LoadContext(device="mps", dtype=torch.float16)) == torch.bfloat16
-    assert precision(LoadContext(device="cpu", dtype=torch.float32)) == torch.float32
+    assert bf16_for_fp16("mps", torch.float16) == torch.bfloat16
+    assert bf16_for_fp16("cpu", torch.float32) == torch.float32
 
 
 def test_a_size_off_the_16_px_grid_is_refused_in_one_line(models, engine):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from engine import imageprep
+from engine.devices import bf16_for_fp16
 from engine.api import InvalidRequest, Mode, ModelInfo, Result, Timings
 from engine.core import decode as core_decode
 from engine.core import prompt_policy
@@ -134,26 +135,13 @@ class ZImageRunner(Runner):
         return images, seeds, (denoise_s, decode_s)
 
 
-def precision(ctx: LoadContext):
-    """Z-Image's dtype on ``ctx``'s device: bf16 where the Engine would use fp16 and the device has
-    bf16 (Qwen3 and the DiT were trained in bf16; fp16 overflows into black images), else ctx's."""
-    import torch
-
-    if ctx.dtype != torch.float16:
-        return ctx.dtype
-    kind = ctx.device.split(":")[0]
-    if kind == "mps" or (kind == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return ctx.dtype
-
-
 def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> ZImageRunner:
     """Load a Z-Image diffusers folder (safetensors only, offline). Runs on the engine thread."""
     import dataclasses
 
     import diffusers
 
-    ctx = dataclasses.replace(ctx, dtype=precision(ctx))
+    ctx = dataclasses.replace(ctx, dtype=bf16_for_fp16(ctx.device, ctx.dtype))  # fp16 overflows
     started = time.perf_counter()
     pipe = pretrained(diffusers.ZImagePipeline, info.path, info.name, "this Z-Image model", dtype=ctx.dtype)
     return ZImageRunner(info, pipe, caps, ctx, time.perf_counter() - started)
