@@ -55,6 +55,9 @@ def classify(header: SafetensorsHeader, name: str) -> _Verdict:
     zimage = _zimage_verdict(tensors, has)
     if zimage is not None:
         return zimage
+    if any(has(f"{p}img_in.") and has(f"{p}txt_norm.") and has(f"{p}transformer_blocks.0.img_mod.")
+           for p in ("", "model.diffusion_model.")):  # Qwen-Image's MMDiT (diffusers' and ComfyUI's names)
+        return _Verdict("checkpoint", "qwen_image", QWEN_IMAGE_TRANSFORMER_PROBLEM, UnsupportedModel)
     if has("control_model.", "controlnet_cond_embedding.") or (has("input_hint_block.") and has("zero_convs.")):
         return _unsupported("ControlNet models")
 
@@ -82,6 +85,11 @@ def classify(header: SafetensorsHeader, name: str) -> _Verdict:
 ZIMAGE_TRANSFORMER_PROBLEM = (
     "this is a Z-Image transformer alone: it also needs the Qwen3-4B text encoder (qwen_3_4b) and the FLUX VAE "
     "(ae.safetensors); open a Z-Image diffusers folder (the one with model_index.json) instead")
+
+
+QWEN_IMAGE_TRANSFORMER_PROBLEM = (
+    "this is a Qwen-Image transformer alone: it also needs the Qwen2.5-VL-7B text encoder (qwen_2.5_vl_7b) and the "
+    "Qwen-Image VAE; open a Qwen-Image diffusers folder (the one with model_index.json) instead")
 
 
 def _zimage_verdict(tensors, has) -> _Verdict | None:
