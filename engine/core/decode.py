@@ -24,7 +24,8 @@ def bad_pixels(decoded) -> bool:
 
 
 def decode(vae, latents, notices: list[str], *, upcast: bool = False, unscale: bool = True):
-    """``latents`` through ``vae`` to a float32 tensor in [-1, 1] (NCHW), guarded as the module says.
+    """``latents`` through ``vae`` to a float32 tensor in [-1, 1] (NCHW; a video VAE's NCFHW), guarded
+    as the module says.
 
     ``upcast``: decode in fp32 from the start (a VAE known to overflow in fp16, such as SDXL's own).
     ``unscale``: undo the VAE's ``scaling_factor`` (and ``latents_mean``/``latents_std``, or

@@ -40,8 +40,8 @@ _WAN_VAE_FACTORS = (
     (-0.1251, 0.0927, 0.1699), (0.0060, -0.0633, 0.0005), (0.3477, 0.2275, 0.2950), (0.1984, 0.0913, 0.1861),
 )
 _WAN_VAE_BIAS = (-0.1835, -0.0868, -0.3360)
+_TAESD_SPACES = ("sd", "sdxl")  # the latent spaces a TAESD exists for
 # latent space -> (factors, bias)
-_TAESD_SPACES = ("sd", "sdxl")
 _LINEAR = {
     "sd": (_SD_FACTORS, None),
     "sdxl": (_SDXL_FACTORS, _SDXL_BIAS),
