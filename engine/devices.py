@@ -60,6 +60,19 @@ def pick_dtype(device: str):
     return torch.float16 if device.split(":")[0] in ("cuda", "mps") else torch.float32
 
 
+def bf16_for_fp16(device: str, dtype):
+    """``dtype``, or bf16 where it is fp16 and ``device`` has bf16: for the models trained in bf16
+    whose activations overflow fp16 into black images (Z-Image, Qwen-Image)."""
+    import torch
+
+    if dtype != torch.float16:
+        return dtype
+    kind = device.split(":")[0]
+    if kind == "mps" or (kind == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return dtype
+
+
 def free_memory_gib(device: str) -> float | None:
     """Free memory on ``device`` in GiB, or None where it cannot be told (CPU, MPS)."""
     import torch

@@ -72,3 +72,83 @@ def clip_encoder(seed: int, width: int = 32, projection_dim: int | None = None, 
                             projection_dim=projection_dim or width, hidden_act=hidden_act)
     cls = CLIPTextModelWithProjection if projection_dim else CLIPTextModel
     return cls(config).eval()
+
+
+# Qwen3's chat template as the Z-Image and FLUX.2 [klein] pipelines apply it (one user turn, then the
+# assistant's turn opened; ``enable_thinking=False`` adds the empty think block, as Qwen3's own does).
+QWEN_CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}"
+    "{%- endif %}"
+)
+QWEN_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
+
+
+def qwen_tokenizer(dest: Path | None = None, model_max_length: int = 512, extra_special: tuple[str, ...] = ()):
+    """A tiny Qwen2/Qwen3 tokenizer: a byte-level BPE trained here on ``CORPUS`` with Qwen's own
+    pre-tokenizer (its split regex, then bytes), the special tokens the chat template uses
+    (``<|endoftext|>`` = id 0 pads, ``<|im_start|>``, ``<|im_end|>``, ``<think>``), wrapped as
+    transformers' ``Qwen2Tokenizer`` with Qwen3's chat template; saved to ``dest`` when given.
+    ``extra_special``: more special tokens after those (Qwen2.5-VL's vision markers)."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    specials = list(QWEN_SPECIAL_TOKENS) + list(extra_special)
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(list(CORPUS) * 4, trainer)
+    model = json.loads(tok.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    qwen = Qwen2Tokenizer(vocab=model["vocab"], merges=merges, unk_token=None, eos_token="<|im_end|>",
+                          pad_token="<|endoftext|>", model_max_length=model_max_length,
+                          extra_special_tokens=specials[1:])
+    qwen.chat_template = QWEN_CHAT_TEMPLATE
+    if dest is not None:
+        qwen.save_pretrained(str(dest))
+    return qwen
+
+
+def qwen3_encoder(seed: int, vocab_size: int, width: int = 32, layers: int = 2, causal_lm: bool = False):
+    """A tiny Qwen3 text encoder: ``Qwen3Model`` (Z-Image takes its second-to-last hidden state), or
+    ``Qwen3ForCausalLM`` with ``causal_lm`` (FLUX.2 [klein] loads it that way). Seeded."""
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM, Qwen3Model
+
+    torch.manual_seed(seed)
+    config = Qwen3Config(hidden_size=width, intermediate_size=width + 5, num_hidden_layers=layers,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=width // 2, vocab_size=vocab_size,
+                         max_position_embeddings=1024, pad_token_id=0, tie_word_embeddings=causal_lm)
+    return (Qwen3ForCausalLM if causal_lm else Qwen3Model)(config).eval()
+
+
+QWEN_VL_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+
+
+def qwen25_vl_encoder(seed: int, tokenizer, width: int = 32, layers: int = 2):
+    """A tiny ``Qwen2_5_VLForConditionalGeneration`` (Qwen-Image's text encoder: Qwen2.5-VL-7B's
+    layout, multimodal RoPE, a 2-block vision tower) over ``tokenizer``'s vocabulary, which must hold
+    ``QWEN_VL_TOKENS`` (``qwen_tokenizer(extra_special=QWEN_VL_TOKENS)``). Seeded."""
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    ids = tokenizer.convert_tokens_to_ids(list(QWEN_VL_TOKENS))
+    torch.manual_seed(seed)
+    config = Qwen2_5_VLConfig(
+        text_config={"hidden_size": width, "intermediate_size": width + 5, "num_hidden_layers": layers,
+                     "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": len(tokenizer),
+                     "max_position_embeddings": 2048, "rope_theta": 1000000.0,
+                     "rope_scaling": {"mrope_section": [2, 2, 4], "rope_type": "default", "type": "default"}},
+        vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": width},
+        vocab_size=len(tokenizer), vision_start_token_id=ids[0], vision_end_token_id=ids[1], image_token_id=ids[2],
+        video_token_id=ids[3])
+    return Qwen2_5_VLForConditionalGeneration(config).eval()

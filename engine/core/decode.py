@@ -24,11 +24,12 @@ def bad_pixels(decoded) -> bool:
 
 
 def decode(vae, latents, notices: list[str], *, upcast: bool = False, unscale: bool = True):
-    """``latents`` through ``vae`` to a float32 tensor in [-1, 1] (NCHW), guarded as the module says.
+    """``latents`` through ``vae`` to a float32 tensor in [-1, 1] (NCHW; a video VAE's NCFHW), guarded
+    as the module says.
 
     ``upcast``: decode in fp32 from the start (a VAE known to overflow in fp16, such as SDXL's own).
-    ``unscale``: undo the VAE's ``scaling_factor`` (and ``shift_factor``, or ``latents_mean``/``latents_std``,
-    where the config has them) first; False for latents already in the VAE's space.
+    ``unscale``: undo the VAE's ``scaling_factor`` (and ``latents_mean``/``latents_std``, or
+    ``shift_factor``, where the config has them) first; False for latents already in the VAE's space.
     """
     return guarded(vae, lambda dtype: _decode_with(vae, latents, dtype, unscale), notices, upcast=upcast)
 
@@ -71,13 +72,12 @@ def _decode_with(vae, latents, dtype, unscale: bool):
         config = vae.config
         mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
         if mean is not None and std is not None:
-            mean = torch.tensor(mean).view(1, -1, 1, 1).to(latents)
-            std = torch.tensor(std).view(1, -1, 1, 1).to(latents)
-            latents = latents * std / config.scaling_factor + mean
-        else:
-            latents = latents / config.scaling_factor
-            if getattr(config, "shift_factor", None):  # FLUX / SD3 VAEs centre their latents too
-                latents = latents + config.shift_factor
+            shape = (1, -1) + (1,) * (latents.ndim - 2)  # also a video VAE's (B, C, frames, H, W)
+            mean = torch.tensor(mean).view(shape).to(latents)
+            std = torch.tensor(std).view(shape).to(latents)
+            latents = latents * std / (getattr(config, "scaling_factor", None) or 1.0) + mean
+        else:  # the FLUX / SD3 VAEs (FLUX, Z-Image, SD 3.5) also shift their latents
+            latents = latents / config.scaling_factor + (getattr(config, "shift_factor", None) or 0.0)
     return vae.decode(latents, return_dict=False)[0].float()
 
 

@@ -33,18 +33,33 @@ _SD3_FACTORS = (
 )
 _SD3_BIAS = (0.2394, 0.2135, 0.1925)
 
-# FLUX.1's 16-channel VAE (the same fit ComfyUI previews FLUX with).
-_FLUX_FACTORS = (
+# The FLUX.1 VAE's 16 channels (FLUX's 2x2-packed latents once unpacked; Z-Image decodes with it too).
+_FLUX_VAE_FACTORS = (
     (-0.0346, 0.0244, 0.0681), (0.0034, 0.0210, 0.0687), (0.0275, -0.0668, -0.0433), (-0.0174, 0.0160, 0.0617),
     (0.0859, 0.0721, 0.0329), (0.0004, 0.0383, 0.0115), (0.0405, 0.0861, 0.0915), (-0.0236, -0.0185, -0.0259),
     (-0.0245, 0.0250, 0.1180), (0.1008, 0.0755, -0.0421), (-0.0515, 0.0201, 0.0011), (0.0428, -0.0012, -0.0036),
     (0.0817, 0.0765, 0.0749), (-0.1264, -0.0522, -0.1103), (-0.0280, -0.0881, -0.0499), (-0.1262, -0.0982, -0.0778),
 )
-_FLUX_BIAS = (-0.0329, -0.0718, -0.0851)
-
+_FLUX_VAE_BIAS = (-0.0329, -0.0718, -0.0851)
+# The Qwen-Image VAE's 16 channels (Wan 2.1's latent space), from the (B, C, 1, H, W) latents' one frame.
+_WAN_VAE_FACTORS = (
+    (-0.1299, -0.1692, 0.2932), (0.0671, 0.0406, 0.0442), (0.3568, 0.2548, 0.1747), (0.0372, 0.2344, 0.1420),
+    (0.0313, 0.0189, -0.0328), (0.0296, -0.0956, -0.0665), (-0.3477, -0.4059, -0.2925), (0.0166, 0.1902, 0.1975),
+    (-0.0412, 0.0267, -0.1364), (-0.1293, 0.0740, 0.1636), (0.0680, 0.3019, 0.1128), (0.0032, 0.0581, 0.0639),
+    (-0.1251, 0.0927, 0.1699), (0.0060, -0.0633, 0.0005), (0.3477, 0.2275, 0.2950), (0.1984, 0.0913, 0.1861),
+)
+_WAN_VAE_BIAS = (-0.1835, -0.0868, -0.3360)
+# latent space -> the tiny autoencoder that decodes it (TAESD, TAESDXL, TAEF1: Z-Image has the FLUX VAE)
+_TINY_DECODERS = {"sd": "sd", "sdxl": "sdxl", "flux": "flux", "zimage": "flux"}
 # latent space -> (factors, bias or None)
-_SPACES = {"sd": (_SD_FACTORS, None), "sdxl": (_SDXL_FACTORS, _SDXL_BIAS), "sd3": (_SD3_FACTORS, _SD3_BIAS),
-           "flux": (_FLUX_FACTORS, _FLUX_BIAS)}
+_LINEAR = {
+    "sd": (_SD_FACTORS, None),
+    "sdxl": (_SDXL_FACTORS, _SDXL_BIAS),
+    "sd3": (_SD3_FACTORS, _SD3_BIAS),
+    "flux": (_FLUX_VAE_FACTORS, _FLUX_VAE_BIAS),
+    "zimage": (_FLUX_VAE_FACTORS, _FLUX_VAE_BIAS),
+    "qwen_image": (_WAN_VAE_FACTORS, _WAN_VAE_BIAS),
+}
 # Latent spaces whose denoiser works on 2x2 patches packed into a token sequence (B, H/2 * W/2, C * 4).
 PACKED = frozenset({"flux"})
 
@@ -63,16 +78,20 @@ def unpack_2x2(latents, width: int, height: int, vae_scale: int = 8):
 
 def latents_to_preview(latents, space: str, size: tuple[int, int] | None = None) -> Image.Image:
     """First latent of a batch as an RGB image, upscaled to ``size`` (width, height) if given.
-    ``space``: the latent space ("sd", "sdxl", "sd3" or "flux"; a family's ``latent_space`` capability);
-    packed latents (``PACKED`` spaces) must be unpacked first (``unpack_2x2``).
+    ``space``: the latent space ("sd", "sdxl", "sd3", "flux", "zimage": the 16-channel FLUX VAE's,
+    "qwen_image": the Wan 2.1 VAE's; a family's ``latent_space`` capability). Packed latents
+    (``PACKED`` spaces) must be unpacked first (``unpack_2x2``); a video VAE's (B, C, frames, H, W)
+    latents show their first frame.
 
     Runs on the engine thread; returns a PIL image safe to hand to another thread.
     """
     import torch
 
-    rows, bias = _SPACES.get(space, _SPACES["sd"])
-    lat = latents[0, : len(rows)].detach().float().cpu()
-    factors = torch.tensor(rows)
+    table, bias = _LINEAR.get(space, _LINEAR["sd"])
+    lat = latents[0, :len(table)].detach().float().cpu()
+    if lat.ndim == 4:
+        lat = lat[:, 0]
+    factors = torch.tensor(table)
     rgb = torch.einsum("chw,cr->rhw", lat, factors)
     if bias is not None:
         rgb += torch.tensor(bias)[:, None, None]
@@ -132,7 +151,9 @@ class Previews:
     def _tiny(self):
         if self.tiny is None:
             self.tiny = False
-            entry = self.library.taesd(self.space) if self.library is not None and self.space != "pixels" else None
+            # Only the spaces a tiny decoder exists for ask the library (the "sd1" one would not fit 16 channels).
+            tiny_space = _TINY_DECODERS.get(self.space)
+            entry = self.library.taesd(tiny_space) if self.library is not None and tiny_space else None
             if entry is not None:
                 try:
                     self.tiny = TinyAutoencoderPreview(entry.path, self.device, self.dtype)

@@ -23,6 +23,8 @@ REGISTRY = (
     "engine.families.gan",
     "engine.families.sd3",
     "engine.families.flux",
+    "engine.families.zimage",
+    "engine.families.qwen_image",
 )
 
 

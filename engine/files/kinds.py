@@ -61,6 +61,12 @@ def classify(header: SafetensorsHeader, name: str) -> _Verdict:
             return _Verdict("unknown", "", "this FLUX transformer file lacks tensors every FLUX model has (img_in): "
                             "it is incomplete", UnsupportedModel)
         return _Verdict("checkpoint", "flux1") if part.arch == "flux1" else _unsupported("FLUX.2 transformers")
+    zimage = _zimage_verdict(tensors, has)
+    if zimage is not None:
+        return zimage
+    if any(has(f"{p}img_in.") and has(f"{p}txt_norm.") and has(f"{p}transformer_blocks.0.img_mod.")
+           for p in ("", "model.diffusion_model.")):  # Qwen-Image's MMDiT (diffusers' and ComfyUI's names)
+        return _Verdict("checkpoint", "qwen_image", QWEN_IMAGE_TRANSFORMER_PROBLEM, UnsupportedModel)
     if has("control_model.", "controlnet_cond_embedding.") or (has("input_hint_block.") and has("zero_convs.")):
         return _unsupported("ControlNet models")
 
@@ -83,6 +89,29 @@ def classify(header: SafetensorsHeader, name: str) -> _Verdict:
         return _Verdict("unknown", "", "this is only the UNet of a diffusers model: open the model's folder "
                         "(the one with model_index.json) instead", UnsupportedModel)
     return _Verdict("unknown", "", UNKNOWN_PROBLEM, UnsupportedModel)
+
+
+ZIMAGE_TRANSFORMER_PROBLEM = (
+    "this is a Z-Image transformer alone: it also needs the Qwen3-4B text encoder (qwen_3_4b) and the FLUX VAE "
+    "(ae.safetensors); open a Z-Image diffusers folder (the one with model_index.json) instead")
+
+
+QWEN_IMAGE_TRANSFORMER_PROBLEM = (
+    "this is a Qwen-Image transformer alone: it also needs the Qwen2.5-VL-7B text encoder (qwen_2.5_vl_7b) and the "
+    "Qwen-Image VAE; open a Qwen-Image diffusers folder (the one with model_index.json) instead")
+
+
+def _zimage_verdict(tensors, has) -> _Verdict | None:
+    """Z-Image's single-stream DiT, in the official / ComfyUI names (``layers.N.attention.qkv``,
+    ``x_embedder``, optionally under ``model.diffusion_model.``) or diffusers' (``all_x_embedder.2-1``):
+    its blocks' ``adaLN_modulation.0`` (Lumina 2's is ``.1``) next to a caption embedder. The Fun
+    ControlNets add ``control_`` blocks."""
+    if has("control_all_x_embedder.", "control_layers.", "control_noise_refiner."):
+        return _unsupported("Z-Image ControlNet models", "zimage")
+    for prefix in ("", "model.diffusion_model."):
+        if f"{prefix}layers.0.adaLN_modulation.0.weight" in tensors and has(f"{prefix}cap_embedder."):
+            return _Verdict("checkpoint", "zimage", ZIMAGE_TRANSFORMER_PROBLEM, UnsupportedModel)
+    return None
 
 
 def _looks_like_upscaler(tensors, has) -> bool:
