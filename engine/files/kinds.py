@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.api import ModelError, UnsupportedModel
+from engine.files.control import file_verdict as control_file_verdict
+from engine.files.control import is_control_header
 from engine.files.headers import SafetensorsHeader
 from engine.files.safe import open_regular
 
@@ -31,6 +33,7 @@ class _Verdict:
     family: str = ""
     problem: str | None = None
     error: type[ModelError] | None = None
+    variant: str = ""
 
 
 def _unsupported(what: str, family: str = "") -> _Verdict:
@@ -52,8 +55,9 @@ def classify(header: SafetensorsHeader, name: str) -> _Verdict:
         return _unsupported("SD3 checkpoints")
     if has("double_blocks.", "model.diffusion_model.double_blocks."):
         return _unsupported("Flux checkpoints")
-    if has("control_model.", "controlnet_cond_embedding.") or (has("input_hint_block.") and has("zero_convs.")):
-        return _unsupported("ControlNet models")
+    if is_control_header(header):  # a control model: family from its structure, kind from its name
+        family, variant, problem, error = control_file_verdict(header, name)
+        return _Verdict("controlnet", family, problem, error, variant)
 
     # 2. An original-layout (LDM / A1111 / ComfyUI) Stable Diffusion checkpoint.
     if _UNET_IN in tensors:
