@@ -194,18 +194,19 @@ class ControlInput:
 
 
 def image_to_base64(image: Image.Image) -> str:
-    """``image`` as base64 PNG text (RGB or L): lossless, so the pixels come back exactly. Any thread."""
+    """``image`` as base64 PNG text (RGB, RGBA or L): lossless, so the pixels come back exactly. Any thread."""
     import base64
     import io
 
     buf = io.BytesIO()
-    im = image if image.mode in ("RGB", "L") else image.convert("RGB")
+    im = image if image.mode in ("RGB", "RGBA", "L") else image.convert("RGB")
     im.save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def image_from_base64(text: str) -> Image.Image:
-    """The RGB image ``image_to_base64`` wrote; InvalidRequest (one line) for text that is not one."""
+    """The RGB (RGBA when it has transparency) image ``image_to_base64`` wrote; InvalidRequest (one line)
+    for text that is not one."""
     import base64
     import binascii
     import io
@@ -215,16 +216,17 @@ def image_from_base64(text: str) -> Image.Image:
     try:
         with PILImage.open(io.BytesIO(base64.b64decode(text, validate=True)), formats=["PNG"]) as im:
             im.load()
-            return im.convert("RGB")
+            return im.convert("RGBA" if im.mode in ("RGBA", "LA") or "transparency" in im.info else "RGB")
     except (binascii.Error, OSError, ValueError, PILImage.DecompressionBombError):
         raise InvalidRequest("controls", "a stored control image is not a readable PNG") from None
 
 
 def image_hash(image: Image.Image) -> str:
-    """The first 10 hex digits of the SHA-256 of the image's RGB pixels (a control image's hash). Any thread."""
+    """The first 10 hex digits of the SHA-256 of the image's RGB (or RGBA) pixels (a control image's
+    hash). Any thread."""
     import hashlib
 
-    return hashlib.sha256(image.convert("RGB").tobytes()).hexdigest()[:10]
+    return hashlib.sha256(image.convert("RGBA" if image.mode == "RGBA" else "RGB").tobytes()).hexdigest()[:10]
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,7 @@ class ModelEntry:
             "family": self.family, "format": self.info.format, "size_bytes": self.info.size_bytes,
             "source": self.source, "usable": self.usable, "problem": self.reason or None,
             "prediction_type": self.info.prediction_type,
+            **({"control_kind": self.info.variant} if self.kind == "controlnet" else {}),
         }
 
 
