@@ -242,6 +242,10 @@ def _check_common(args) -> None:
 def _cmd_generate(args) -> int:
     mode = {"generate": Mode.TXT2IMG, "img2img": Mode.IMG2IMG, "inpaint": Mode.INPAINT}[args.command]
     check_output(args, args.out, args.width, args.height, args.batch)  # first: a bad target wastes no time
+    from engine.cli_control import parse_spec
+
+    for spec in args.control:  # a mistyped --control is said before any model is read
+        parse_spec(spec)
     if mode is Mode.TXT2IMG and args.init:
         mode = Mode.IMG2IMG  # ``generate --init``: an image-conditioned job (unCLIP variations, img2img)
     unclip = is_variations_model(args.model)

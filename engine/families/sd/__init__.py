@@ -77,7 +77,9 @@ class StableDiffusion(Family):
         controls = tuple(TestModel(name, ("diffusers", "single-file"), _control_writer(name),
                                    f"{kind} ControlNet for the {fits} test model")
                          for name, (fits, kind) in TEST_CONTROLS.items())
-        return generators + controls
+        depth = TestModel("depth-anything", ("diffusers",), _depth_writer,
+                          "tiny Depth Anything depth model (the depth preprocessor of depth controls)")
+        return generators + controls + (depth,)
 
 
 def _writer(name: str):
@@ -96,6 +98,12 @@ def _control_writer(name: str):
         return write_control(name, dest, layout, seed)
 
     return write
+
+
+def _depth_writer(dest: Path, layout: str, seed: int = 0) -> Path:
+    from engine.testdepth import write
+
+    return write(dest, seed)
 
 
 FAMILY = StableDiffusion()
