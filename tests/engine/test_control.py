@@ -333,3 +333,13 @@ def test_control_spec_keeps_colons_in_paths():
     assert parse_spec(r"canny:C:\pics\a.png:0.5") == ("canny", r"C:\pics\a.png", [0.5])
     assert parse_spec("depth:a.png:1:0.2:0.8") == ("depth", "a.png", [1.0, 0.2, 0.8])
     assert parse_spec("scribble:my:file.png") == ("scribble", "my:file.png", [])
+
+
+def test_a_family_without_controls_refuses_them_through_the_engine(tmp_path):
+    from engine.engine import Engine
+
+    _family, model = families.test_models()["amused"]
+    path = model.write(tmp_path / "amused", model.layouts[0], 0)
+    with pytest.raises(InvalidRequest, match="takes no control inputs"):
+        Engine(device="cpu").generate(GenerationRequest(prompt="a cat", model=str(path), steps=2, width=64, height=64,
+                                                        controls=(ControlInput("canny", square()),)))

@@ -48,6 +48,14 @@ class SDRunner(Runner):
     def pipelines(self) -> list:
         return [self.active]
 
+    def park(self) -> None:
+        super().park()
+        self.placement.park([n.model for n in self.controls.loaded.values()])  # idle control models too
+
+    def nbytes(self) -> int:
+        nets = [n.model for n in self.controls.loaded.values() if n.model is not getattr(self.active, "controlnet", None)]
+        return super().nbytes() + sum(p.numel() * p.element_size() for m in nets for p in m.parameters())
+
     def close(self) -> None:
         super().close()
         self.pipes.clear()
@@ -67,7 +75,7 @@ class SDRunner(Runner):
             pipe = self.pipes[cls] = loading.derived_pipeline(self.base, self.info, mode)
         fresh = False
         if controls:
-            nets = [self.controls.get(c, self.info, self.base.unet) for c in controls]
+            nets = self._loaded_controls(controls)
             key = (cls, tuple(n.path for n in nets))
             plain, pipe = pipe, self.pipes.get(key)
             if pipe is None:
@@ -81,10 +89,14 @@ class SDRunner(Runner):
             place(pipe, settings)
         elif fresh:
             place(pipe, settings)  # the new control model onto the device, with the preset's switches
+        elif controls and not (settings.model_offload or settings.sequential_offload):
+            for net in self._loaded_controls(controls):  # back from RAM after a park, else a no-op
+                net.model.to(settings.device)
         self.active = pipe
         return pipe
 
-    def _loaded_controls(self, controls):
+    def _loaded_controls(self, controls) -> list:
+        """Each control's model, loaded (kept between jobs) and checked against this model (engine.core.control)."""
         return [self.controls.get(c, self.info, self.base.unet) for c in controls]
 
     # ------------------------------------------------------------------ generation
@@ -107,7 +119,7 @@ class SDRunner(Runner):
             size = plan.work_image.size if plan is not None else (request.width, request.height)
             call_args = control.call_args(call_args, control.active(request.controls), size, plan)
         if request.controls:  # what the metadata records of them (all, also those acting on no step)
-            request = self._record_controls(request, params)
+            request = self._record_controls(request, params, job)
 
         # Speed (Fast: compiled denoiser, Draft: step cache); records "Speed" in params, may add notices.
         applied = speed.apply(pipe, request, self.device, data_dir=self.state_dir, params=params,
@@ -176,11 +188,14 @@ class SDRunner(Runner):
                 pipe.maybe_free_model_hooks()
         return images, seeds, (encode_s, denoise_s, decode_s)
 
-    def _record_controls(self, request: GenerationRequest, params: list) -> GenerationRequest:
+    def _record_controls(self, request: GenerationRequest, params: list, job: Job) -> GenerationRequest:
         """The request with each control's model path and hash as run; A1111's ``ControlNet N`` pairs in ``params``."""
         loaded = self._loaded_controls(request.controls)
         for i, (c, n) in enumerate(zip(request.controls, loaded)):
             params.append((f"ControlNet {i}", control.a1111_line(c, n)))
+            if c.model_hash and n.hash10 and c.model_hash != n.hash10:  # e.g. regenerating with another file
+                job.notice(f"control model {n.info.name} is not the one asked for (hash {n.hash10}, not "
+                           f"{c.model_hash}): the image will differ")
         return request.replace(controls=tuple(dataclasses.replace(c, model=n.path, model_hash=n.hash10)
                                               for c, n in zip(request.controls, loaded)))
 
