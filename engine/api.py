@@ -111,6 +111,11 @@ MAX_CLIP_SKIP = 12
 # characters; past this the text encoder would run hundreds of chunks (minutes) for one image.
 MAX_PROMPT_CHARS = 20_000
 
+# What a control input (ControlNet) steers with. A family's Capabilities.control_kinds says which it takes.
+CONTROL_KINDS: tuple[str, ...] = ("scribble", "lineart", "canny", "depth", "pose", "tile", "inpaint")
+MAX_CONTROLS = 4
+MAX_CONTROL_STRENGTH = 2.0  # A1111's ControlNet "Weight" range
+
 
 def random_seed() -> int:
     """A fresh random seed. Any thread.
@@ -128,6 +133,103 @@ def batch_seed(seed: int, index: int) -> int:
 
 
 @dataclass(frozen=True)
+class ControlInput:
+    """One control input (a ControlNet): the control image and how strongly, when, and with what it steers.
+
+    ``kind``: one of CONTROL_KINDS. ``image``: the control image as the control model sees it (PIL;
+    already preprocessed: edges for canny, a depth map for depth; ``engine.preprocess`` makes them).
+    ``model``: the control model, a path or its name in the model library ("" = the library's
+    control model for the generator's family and ``kind``). ``strength``: 0-2 (A1111's Weight).
+    ``start``/``end``: the fraction of the steps it acts on (0-1). ``preprocessor``: what made
+    ``image`` from the artist's picture ("canny", "" = the image was given as is; recorded only).
+    ``model_hash``: the control model's hash, filled in by the engine in ``Result.request``.
+    Construction validates every field and raises ``InvalidRequest`` (field "controls").
+    """
+
+    kind: str
+    image: Image.Image = field(compare=False, repr=False)
+    model: str = ""
+    strength: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    preprocessor: str = ""
+    model_hash: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in CONTROL_KINDS:
+            raise InvalidRequest("controls", f"unknown control kind {self.kind!r}; choose one of {', '.join(CONTROL_KINDS)}")
+        if not hasattr(self.image, "size") or not hasattr(self.image, "convert"):
+            raise InvalidRequest("controls", f"the {self.kind} control has no image")
+        if not isinstance(self.model, str):
+            raise InvalidRequest("controls", f"the {self.kind} control model must be a path or a name")
+        for name, hi in (("strength", MAX_CONTROL_STRENGTH), ("start", 1.0), ("end", 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= hi:
+                raise InvalidRequest("controls", f"the {self.kind} control's {name} must be from 0 to {hi:g} (got {value!r})")
+        if self.start > self.end:
+            raise InvalidRequest("controls", f"the {self.kind} control starts ({self.start:g}) after it ends ({self.end:g})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, the image included as base64 PNG (``image_png``) with its hash (``image_hash``)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "image"}
+        d["image_png"] = image_to_base64(self.image)
+        d["image_hash"] = image_hash(self.image)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ControlInput:
+        """From ``to_dict`` output (``image`` may also be a PIL image); InvalidRequest when it is not one."""
+        if isinstance(data, ControlInput):
+            return data
+        if not isinstance(data, dict):
+            raise InvalidRequest("controls", "each control must be a set of fields")
+        kwargs = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
+        if "image" not in kwargs and isinstance(data.get("image_png"), str):
+            kwargs["image"] = image_from_base64(data["image_png"])
+        if "image" not in kwargs:
+            raise InvalidRequest("controls", f"the {data.get('kind', '')} control has no image".replace("  ", " "))
+        if "kind" not in kwargs:
+            raise InvalidRequest("controls", "a control has no kind")
+        return cls(**kwargs)
+
+
+def image_to_base64(image: Image.Image) -> str:
+    """``image`` as base64 PNG text (RGB, RGBA or L): lossless, so the pixels come back exactly. Any thread."""
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    im = image if image.mode in ("RGB", "RGBA", "L") else image.convert("RGB")
+    im.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def image_from_base64(text: str) -> Image.Image:
+    """The RGB (RGBA when it has transparency) image ``image_to_base64`` wrote; InvalidRequest (one line)
+    for text that is not one."""
+    import base64
+    import binascii
+    import io
+
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(io.BytesIO(base64.b64decode(text, validate=True)), formats=["PNG"]) as im:
+            im.load()
+            return im.convert("RGBA" if im.mode in ("RGBA", "LA") or "transparency" in im.info else "RGB")
+    except (binascii.Error, OSError, ValueError, PILImage.DecompressionBombError):
+        raise InvalidRequest("controls", "a stored control image is not a readable PNG") from None
+
+
+def image_hash(image: Image.Image) -> str:
+    """The first 10 hex digits of the SHA-256 of the image's RGB (or RGBA) pixels (a control image's
+    hash). Any thread."""
+    import hashlib
+
+    return hashlib.sha256(image.convert("RGBA" if image.mode == "RGBA" else "RGB").tobytes()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """One job: what to make, with which model, how.
 
@@ -140,6 +242,8 @@ class GenerationRequest:
     ``clip_skip`` 1 is the model's own text-encoder output, 2 the layer before it (A1111's meaning).
     ``vae`` is a VAE file that replaces the checkpoint's own ("" keeps it).
     ``speed`` is one of SPEEDS: "standard", "fast" (compiled; same pixels) or "draft" (a step cache).
+    ``controls``: control inputs (ControlNets, ``ControlInput``), applied together; a model whose
+    capabilities take no control kinds refuses them.
     Construction validates every field and raises ``InvalidRequest`` naming the bad one.
     """
 
@@ -164,6 +268,7 @@ class GenerationRequest:
     clip_skip: int = 1
     vae: str = ""
     speed: str = "standard"
+    controls: tuple[ControlInput, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.mode, str) and not isinstance(self.mode, Mode):
@@ -171,6 +276,11 @@ class GenerationRequest:
                 object.__setattr__(self, "mode", Mode(self.mode))
             except ValueError:
                 raise InvalidRequest("mode", f"must be one of {', '.join(m.value for m in Mode)}") from None
+        if not isinstance(self.controls, (tuple, list)):
+            raise InvalidRequest("controls", "must be a list of control inputs")
+        object.__setattr__(self, "controls", tuple(ControlInput.from_dict(c) for c in self.controls))
+        if len(self.controls) > MAX_CONTROLS:
+            raise InvalidRequest("controls", f"at most {MAX_CONTROLS} control inputs at once (got {len(self.controls)})")
         self._validate()
 
     def _validate(self) -> None:
@@ -224,9 +334,13 @@ class GenerationRequest:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields (images left out: they are not part of the recipe text)."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("init_image", "mask")}
+        """JSON-ready fields (the init image and mask left out: they are not part of the recipe text;
+        control images included, as base64 PNG)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if f.name not in ("init_image", "mask", "controls")}
         d["mode"] = self.mode.value
+        if self.controls:  # a control image is part of the recipe: without it the image cannot be remade
+            d["controls"] = [c.to_dict() for c in self.controls]
         return d
 
     @classmethod

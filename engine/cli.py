@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a folder to look in for the LoRAs, embeddings and VAEs the prompt names (repeatable)")
     gen.add_argument("--out", metavar="FILE_OR_DIR", help="a .png file or a folder (default: the gallery, in the outputs folder)")
     gen.add_argument("--no-metadata", action="store_true", help="save without prompt/seed/model chunks")
+    from engine import cli_control
+
+    cli_control.add_options(gen)
 
     edit = argparse.ArgumentParser(add_help=False)
     edit.add_argument("--init", required=True, metavar="IMAGE", help="the source image")
@@ -98,11 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     regen.add_argument("--init", metavar="IMAGE", help="source image, for img2img/inpaint images")
     regen.add_argument("--mask", metavar="MASK", help="mask, for inpaint images (default: the mask stored in IMAGE)")
     regen.add_argument("--models-dir", action="append", default=[], metavar="DIR",
-                       help="a folder to look in for the LoRAs and VAE the image used (repeatable)")
+                       help="a folder to look in for the LoRAs, VAE and control models the image used (repeatable)")
+    regen.add_argument("--control-model", action="append", default=[], metavar="NAME_OR_PATH",
+                       help="the control model of each stored control input, in order (default: found by name)")
 
     from engine import cli_families, cli_gallery, cli_grid, cli_models
 
     cli_models.add_parser(sub, common)
+    cli_control.add_parser(sub, common)
 
     mk = sub.add_parser("make-test-model", parents=[common], help="write a tiny random-weight model (for tests/demos)")
     mk.add_argument("dest", metavar="DIR", nargs="?")
@@ -236,6 +242,10 @@ def _check_common(args) -> None:
 def _cmd_generate(args) -> int:
     mode = {"generate": Mode.TXT2IMG, "img2img": Mode.IMG2IMG, "inpaint": Mode.INPAINT}[args.command]
     check_output(args, args.out, args.width, args.height, args.batch)  # first: a bad target wastes no time
+    from engine.cli_control import parse_spec
+
+    for spec in args.control:  # a mistyped --control is said before any model is read
+        parse_spec(spec)
     if mode is Mode.TXT2IMG and args.init:
         mode = Mode.IMG2IMG  # ``generate --init``: an image-conditioned job (unCLIP variations, img2img)
     unclip = is_variations_model(args.model)
@@ -278,7 +288,13 @@ def _cmd_generate(args) -> int:
         fields["strength"] = args.strength if args.strength is not None else default_strength
     if mode is Mode.INPAINT:
         fields.update(only_masked=args.only_masked, mask_padding=args.padding, mask_blur=args.mask_blur)
-    request = GenerationRequest(**with_native_size(fields, args.model))
+    fields = with_native_size(fields, args.model)
+    if args.control:
+        from engine import cli_control
+
+        fields["controls"] = cli_control.controls_from_args(
+            args, library_for(args), (fields["width"], fields["height"]), mask.convert("L") if mask else None)
+    request = GenerationRequest(**fields)
     return run_and_save(args, request, args.out, embed=not args.no_metadata)
 
 
@@ -314,6 +330,15 @@ def _cmd_regenerate(args) -> int:
     vae = meta.fields.get("vae") or meta.extra.get("VAE", "")
     if vae:
         extra["vae"] = resolve_vae(vae, library_for(args))
+    if args.control_model:
+        import dataclasses
+
+        stored = meta.fields.get("controls", ())
+        if len(args.control_model) > len(stored):
+            raise EaselError(f"--control-model: {len(args.control_model)} given, but {args.image} has "
+                             f"{len(stored)} control input(s)")
+        extra["controls"] = tuple(dataclasses.replace(c, model=m) for c, m in zip(stored, args.control_model)) + \
+            tuple(stored[len(args.control_model):])
     request = meta.to_request(**extra)
     if request.seed is None:
         raise EaselError(f"{args.image}: the stored settings have no seed, so the image cannot be reproduced")
@@ -390,6 +415,12 @@ def _cmd_models(args) -> int:
     return cli_models.run(args)
 
 
+def _cmd_preprocess(args) -> int:
+    from engine import cli_control
+
+    return cli_control.run_preprocess(args)
+
+
 def _cmd_upscale(args) -> int:
     from engine import cli_families
 
@@ -421,6 +452,7 @@ _COMMANDS = {
     "regenerate": _cmd_regenerate,
     "make-test-model": _cmd_make_test_model,
     "models": _cmd_models,
+    "preprocess": _cmd_preprocess,
     "selftest": _cmd_selftest,
 }
 

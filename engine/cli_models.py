@@ -66,7 +66,10 @@ def _models_list(args) -> int:
         return EXIT_OK
     for e in entries:
         family = {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL"}.get(e.family, e.family or "?")
-        line = f"{KIND_LABELS.get(e.kind, e.kind):22} {family:5} {_size(e.info.size_bytes):>9}  {e.name}  [{e.source}]"
+        label = KIND_LABELS.get(e.kind, e.kind)
+        if e.kind == "controlnet" and e.info.variant:
+            label = f"{label} ({e.info.variant})"  # the control kind its name says
+        line = f"{label:22} {family:5} {_size(e.info.size_bytes):>9}  {e.name}  [{e.source}]"
         if e.reason:
             line += f"\n{'':29}cannot be used: {e.reason}"
         print(line)

@@ -178,6 +178,9 @@ class Engine:
 
         # 3. The family's runner does the job with the core's guarantees.
         runner.caps.check_request(request)
+        from engine.core import control
+
+        control.check(runner.caps, request.controls)  # control inputs only where the family takes them
         if request.speed != "standard" and not runner.caps.speeds:
             job.notice(f"{runner.caps.label} runs at Standard speed: Fast and Draft apply to SD models for now.")
         result = runner.generate(job)

@@ -53,6 +53,7 @@ class Capabilities:
     schedule and none is recorded). ``addons``: among "lora", "embedding", "vae", "clip_skip".
     ``sizes``: the only sizes it makes (None: any size on ``size_step``). ``role``: "generator",
     "variations" (needs an image: Stable unCLIP) or "upscaler" (``upscale_kind`` "diffusion"/"gan").
+    ``control_kinds``: the kinds of control input (ControlNet) it takes; empty: none.
     """
 
     label: str
@@ -75,6 +76,7 @@ class Capabilities:
     upscale_kind: str = ""
     speeds: bool = False  # whether Fast / Draft (engine.core.speed) apply to its denoiser
     strength_shortens: bool = True  # img2img / inpaint run steps x strength steps (unCLIP: a noise level)
+    control_kinds: tuple[str, ...] = ()  # the control inputs (engine.api.CONTROL_KINDS) it takes; engine.core.control
 
     def refusal(self, mode: Mode) -> str:
         """Why this model cannot run ``mode`` ("" when it can)."""

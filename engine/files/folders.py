@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from engine.api import ModelError, ModelInfo, UnsafeModelFile, UnsupportedModel
+from engine.files.control import examine_control_folder, is_control_folder
 from engine.files.headers import PICKLE_PROBLEM, quote, read_header
 from engine.files.safe import UnreadableFile, read_bytes
 
@@ -31,6 +32,8 @@ def examine_folder(spath: str) -> tuple[ModelInfo, type[ModelError] | None]:
                family: str = "", prediction: str = "epsilon") -> tuple[ModelInfo, type[ModelError] | None]:
         return ModelInfo(spath, name, kind, family, "diffusers", prediction, size, problem), error
 
+    if not (root / "model_index.json").is_file() and is_control_folder(root):
+        return examine_control_folder(spath)  # a diffusers ControlNet: one model, no pipeline
     if not (root / "model_index.json").is_file():
         return result("this folder is not a diffusers model (it has no model_index.json)", ModelError)
     size = folder_size(root)

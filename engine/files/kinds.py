@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.api import ModelError, UnsupportedModel
+from engine.files.control import file_verdict as control_file_verdict
+from engine.files.control import is_control_header
 from engine.files.headers import SafetensorsHeader
 from engine.files.safe import open_regular
 from engine.files.split import identify
@@ -32,6 +34,7 @@ class _Verdict:
     family: str = ""
     problem: str | None = None
     error: type[ModelError] | None = None
+    variant: str = ""
 
 
 def _unsupported(what: str, family: str = "") -> _Verdict:
@@ -67,8 +70,9 @@ def classify(header: SafetensorsHeader, name: str) -> _Verdict:
     if any(has(f"{p}img_in.") and has(f"{p}txt_norm.") and has(f"{p}transformer_blocks.0.img_mod.")
            for p in ("", "model.diffusion_model.")):  # Qwen-Image's MMDiT (diffusers' and ComfyUI's names)
         return _Verdict("checkpoint", "qwen_image", QWEN_IMAGE_TRANSFORMER_PROBLEM, UnsupportedModel)
-    if has("control_model.", "controlnet_cond_embedding.") or (has("input_hint_block.") and has("zero_convs.")):
-        return _unsupported("ControlNet models")
+    if is_control_header(header):  # a control model: family from its structure, kind from its name
+        family, variant, problem, error = control_file_verdict(header, name)
+        return _Verdict("controlnet", family, problem, error, variant)
 
     # 2. An original-layout (LDM / A1111 / ComfyUI) Stable Diffusion checkpoint.
     if _UNET_IN in tensors:

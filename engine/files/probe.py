@@ -108,7 +108,7 @@ def _examine_file(spath: str, size: int) -> tuple[ModelInfo, type[ModelError] | 
         return ModelInfo(spath, name, "unknown", "", fmt, size_bytes=size, problem=GGUF_PROBLEM), UnsupportedModel
     runnable = verdict.kind in ("checkpoint", "inpaint")
     prediction = prediction_type(header, verdict.family if runnable else "", verdict.kind)
-    variant = "turbo" if runnable and looks_turbo(name, header.metadata) else ""
+    variant = "turbo" if runnable and looks_turbo(name, header.metadata) else verdict.variant
     if variant and "modelspec.prediction_type" not in header.metadata:
         prediction = "epsilon"  # SD-Turbo is an epsilon model although SD 2.x files default to v here
     problem, error = verdict.problem, verdict.error
@@ -145,10 +145,15 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 def hash_target(path: str | os.PathLike[str]) -> Path:
     """The file whose hash stands for ``path``: the file itself, or a diffusers folder's unet (or
     transformer) weights: ``diffusion_pytorch_model.safetensors`` when present, else the first
-    ``*.safetensors`` by name. Raises ModelError for a folder with nothing to hash."""
+    ``*.safetensors`` by name; a one-model folder (a ControlNet: config.json, no model_index.json), its
+    own weights. Raises ModelError for a folder with nothing to hash."""
     target = Path(path)
     if not target.is_dir():
         return target
+    if not (target / "model_index.json").is_file() and (target / "config.json").is_file():
+        own = weight_files(target)  # a single-model folder (a diffusers ControlNet): its own weights
+        if own:
+            return own[0]
     unet = target / "unet"
     if not unet.is_dir() and (target / "transformer").is_dir():  # aMUSEd and other transformer models
         unet = target / "transformer"

@@ -221,6 +221,22 @@ def _to_bool(value: Any) -> bool | None:
     return None
 
 
+def _controls(value: Any, warnings: list[str]) -> tuple:
+    """The control inputs stored in an ``easel`` chunk (each with its image), those that can be read."""
+    from engine.api import ControlInput, InvalidRequest
+
+    if not isinstance(value, list):
+        warnings.append("the stored control inputs are not a list; ignored")
+        return ()
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(ControlInput.from_dict(item))
+        except InvalidRequest as e:
+            warnings.append(f"control input {i} cannot be used ({str(e).removeprefix('controls: ')}); left out")
+    return tuple(out)
+
+
 def _clean_fields(found: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     """Coerce types and bring values into GenerationRequest's limits, warning for each change."""
     out: dict[str, Any] = {}
@@ -263,6 +279,10 @@ def _clean_fields(found: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
         elif key == "memory_preset":
             if value in MEMORY_PRESETS:
                 out[key] = value
+        elif key == "controls":
+            controls = _controls(value, warnings)
+            if controls:
+                out[key] = controls
         elif key == "speed":
             if value in SPEEDS:
                 out[key] = value

@@ -122,6 +122,8 @@ def png_info(
         recipe_request.pop("sampler", None)
     if recipe_request.get("vae"):  # like the model: the file name, never the user's folders
         recipe_request["vae"] = Path(recipe_request["vae"]).name
+    for control in recipe_request.get("controls", ()):  # each with its image, so the same pixels come back
+        control["model"] = Path(control["model"]).name if control.get("model") else ""
     recipe = {
         "format": "easel",
         "version": FORMAT_VERSION,

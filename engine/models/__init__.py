@@ -1,7 +1,7 @@
 """The model library: every model file in the user's folders and in other tools' installs, in place.
 
-``ModelLibrary.scan()`` lists checkpoints, inpainting checkpoints, LoRAs, embeddings, VAEs, upscalers and
-preview decoders, with family, size and the reason a file cannot be used. ``find`` resolves the
+``ModelLibrary.scan()`` lists checkpoints, inpainting checkpoints, LoRAs, embeddings, VAEs, upscalers,
+control models (ControlNets) and preview decoders, with family, size and the reason a file cannot be used. ``find`` resolves the
 names a prompt uses (``<lora:name:0.8>``, embedding names) to files. Hashes are computed lazily
 (``hash_all`` on a background thread) and remembered. Qt-free, torch-free: any thread but the GUI's.
 """
@@ -21,7 +21,7 @@ from engine.models.scan import KIND_LABELS, EntryCache, ModelEntry, scan_roots
 
 __all__ = ["ModelLibrary", "ModelEntry", "KIND_LABELS", "ScanRoot", "configured_folders"]
 
-KIND_ORDER = ("checkpoint", "inpaint", "lora", "embedding", "vae", "upscaler", "taesd", "unknown")
+KIND_ORDER = ("checkpoint", "inpaint", "lora", "embedding", "vae", "upscaler", "controlnet", "taesd", "unknown")
 
 
 def configured_folders(data_dir: str | os.PathLike[str] | None) -> list[str]:

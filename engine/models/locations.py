@@ -13,10 +13,10 @@ from pathlib import Path
 
 # Sub-folders of an install that hold models, per tool (a hint for the list; kind still comes from headers).
 A1111_FOLDERS = ("models/Stable-diffusion", "models/Lora", "models/LyCORIS", "models/VAE", "embeddings",
-                 "models/ESRGAN", "models/RealESRGAN", "models/VAE-approx")
+                 "models/ESRGAN", "models/RealESRGAN", "models/VAE-approx", "models/ControlNet")
 COMFYUI_FOLDERS = ("models/checkpoints", "models/loras", "models/vae", "models/embeddings",
                    "models/upscale_models", "models/diffusers", "models/vae_approx", "models/diffusion_models",
-                   "models/unet")
+                   "models/unet", "models/controlnet")
 INVOKEAI_FOLDERS = ("models",)
 
 _A1111_NAMES = ("stable-diffusion-webui", "stable-diffusion-webui-forge", "sd-webui", "webui", "forge")

@@ -19,13 +19,14 @@ from pathlib import Path
 from engine.api import ModelInfo
 from engine.files.safe import open_regular, read_json
 from engine.models.locations import ScanRoot
+from engine.files.control import is_control_folder
 from engine.files.probe import inspect_model
 from engine.outputs import write_text_atomic
 
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 6  # InvokeAI nests models/<base>/<type>/<name>/...; the HF cache models--x/snapshots/<rev>/...
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: ControlNets are kind "controlnet"; .gguf files
 _MODEL_SUFFIXES = (".safetensors", ".sft", ".gguf")  # a .gguf is judged by its bytes like the rest
 _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth")
 _SKIP_DIRS = {"blobs", "refs", ".locks", "__pycache__", "node_modules", ".git", "venv", ".venv"}
@@ -37,6 +38,7 @@ KIND_LABELS = {
     "embedding": "embedding",
     "vae": "VAE",
     "upscaler": "upscaler",
+    "controlnet": "control model",
     "taesd": "preview decoder",
     "unknown": "unusable",
 }
@@ -73,6 +75,8 @@ class ModelEntry:
             return False
         if self.kind in ("checkpoint", "inpaint"):
             return self.info.problem is None
+        if self.kind == "controlnet":  # a ControlNet: usable as a control when its family is known
+            return bool(self.family) and self.info.variant != "union" and self.info.format != "unknown"
         return self.kind in ("lora", "embedding", "vae", "upscaler", "taesd")
 
     @property
@@ -93,11 +97,13 @@ class ModelEntry:
             "family": self.family, "format": self.info.format, "size_bytes": self.info.size_bytes,
             "source": self.source, "usable": self.usable, "problem": self.reason or None,
             "prediction_type": self.info.prediction_type,
+            **({"control_kind": self.info.variant} if self.kind == "controlnet" else {}),
         }
 
 
 def walk(root: ScanRoot) -> list[tuple[str, str]]:
-    """Candidate paths under ``root`` as (path, what): what is "file", "folder", "pickle" or "taesd"."""
+    """Candidate paths under ``root`` as (path, what): what is "file", "folder", "pickle", "taesd" or
+    "controlnet" (a diffusers ControlNet folder)."""
     out: list[tuple[str, str]] = []
     start = root.path
     if not os.path.isdir(start):
@@ -121,6 +127,9 @@ def walk(root: ScanRoot) -> list[tuple[str, str]]:
             continue
         if "config.json" in names and _is_taesd(folder):
             out.append((folder, "taesd"))
+            continue
+        if "config.json" in names and is_control_folder(folder):
+            out.append((folder, "controlnet"))
             continue
         subdirs = []
         for e in entries:
@@ -186,7 +195,8 @@ class EntryCache:
 
     def inspect(self, path: str, what: str) -> ModelInfo:
         try:
-            st = os.stat(path if what != "folder" else os.path.join(path, "model_index.json"))
+            st = os.stat(path if what not in ("folder", "controlnet") else
+                         os.path.join(path, "model_index.json" if what == "folder" else "config.json"))
         except OSError:
             return inspect_model(path)
         stamp = [st.st_size, st.st_mtime_ns]

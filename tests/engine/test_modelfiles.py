@@ -217,17 +217,26 @@ def test_sd2_inpainting_defaults_to_epsilon():
 # --------------------------------------------------------------------------------------------
 
 
+def test_a_controlnet_fragment_is_a_control_model_of_no_known_architecture(tmp_path):
+    # (Real ControlNets are recognised with their family: tests/engine/test_control.py.)
+    path = write_st(tmp_path / "other.safetensors", {"control_model.input_hint_block.0.weight": ("F16", [4, 3, 3, 3])})
+    with pytest.raises(UnsupportedModel) as err:
+        check_model(path)
+    assert err.value.problem == "a ControlNet of an architecture Easel does not know"
+    info = inspect_model(path)
+    assert info.kind == "controlnet" and not info.family and not info.usable
+
+
 @pytest.mark.parametrize(
     "keys,message",
     [
         (checkpoint_keys("refiner"), "SDXL refiner checkpoints are not supported yet"),
         ({"double_blocks.0.img_attn.qkv.weight": ("F16", [6, 2])}, "this FLUX transformer file lacks tensors every FLUX model has (img_in): it is incomplete"),
         ({"model.diffusion_model.double_blocks.0.img_attn.qkv.weight": ("F16", [6, 2])}, "this FLUX transformer file lacks tensors every FLUX model has (img_in): it is incomplete"),
-        ({"control_model.input_hint_block.0.weight": ("F16", [4, 3, 3, 3])}, "ControlNet models are not supported yet"),
         (checkpoint_keys("sd1", in_channels=8), "InstructPix2Pix checkpoints (8 input channels) are not supported yet"),
         ({"foo.weight": ("F32", [2])}, "could not recognise this file as a Stable Diffusion 1.x, 2.x or SDXL checkpoint"),
     ],
-    ids=["refiner", "flux", "flux-prefixed", "controlnet", "pix2pix", "unknown"],
+    ids=["refiner", "flux", "flux-prefixed", "pix2pix", "unknown"],
 )
 def test_unsupported_architectures(tmp_path, keys, message):
     path = write_st(tmp_path / "other.safetensors", keys)

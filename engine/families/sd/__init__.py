@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.api import ModelInfo
+from engine.api import CONTROL_KINDS, ModelInfo
 from engine.families.sd import probe
 from engine.families.base import ALL_PARAMETERS, Capabilities, Family, LoadContext, Runner, TestModel, capabilities
 
 NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+CONTROL_FAMILIES = ("sd1", "sdxl")  # ControlNets (engine.core.control): SD 1.5 and SDXL
 TURBO_STEPS = (1, 4)
 # Free device memory (GiB) "auto" needs for each preset.
 THRESHOLDS = {
@@ -40,7 +41,8 @@ class StableDiffusion(Family):
         base = NAMES[info.family]
         common = dict(addons=frozenset({"lora", "embedding", "vae", "clip_skip"}), prompt_weighting=True, speeds=True,
                       memory_thresholds=THRESHOLDS[info.family],
-                      latent_space="sdxl" if info.family == "sdxl" else "sd")
+                      latent_space="sdxl" if info.family == "sdxl" else "sd",
+                      control_kinds=CONTROL_KINDS if info.family in CONTROL_FAMILIES else ())
         if info.variant == "turbo":
             # SD-Turbo and SDXL-Turbo: trained at 512 px for 1-4 steps without classifier-free guidance.
             return capabilities(
@@ -68,8 +70,16 @@ class StableDiffusion(Family):
         return NAMES.get(family)
 
     def test_models(self) -> tuple[TestModel, ...]:
-        return tuple(TestModel(name, ("diffusers", "single-file"), _writer(name), what)
-                     for name, what in TEST_MODELS.items())
+        from engine.families.sd.testcontrol import TEST_CONTROLS
+
+        generators = tuple(TestModel(name, ("diffusers", "single-file"), _writer(name), what)
+                           for name, what in TEST_MODELS.items())
+        controls = tuple(TestModel(name, ("diffusers", "single-file"), _control_writer(name),
+                                   f"{kind} ControlNet for the {fits} test model")
+                         for name, (fits, kind) in TEST_CONTROLS.items())
+        depth = TestModel("depth-anything", ("diffusers",), _depth_writer,
+                          "tiny Depth Anything depth model (the depth preprocessor of depth controls)")
+        return generators + controls + (depth,)
 
 
 def _writer(name: str):
@@ -79,6 +89,21 @@ def _writer(name: str):
         return make_test_model(dest, family=name, single_file=layout == "single-file", seed=seed)
 
     return write
+
+
+def _control_writer(name: str):
+    def write(dest: Path, layout: str, seed: int = 0) -> Path:
+        from engine.families.sd.testcontrol import write as write_control
+
+        return write_control(name, dest, layout, seed)
+
+    return write
+
+
+def _depth_writer(dest: Path, layout: str, seed: int = 0) -> Path:
+    from engine.testdepth import write
+
+    return write(dest, seed)
 
 
 FAMILY = StableDiffusion()

@@ -8,13 +8,14 @@ VAE from the library. Every method runs on the engine thread.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 from engine import imageprep, prompts
 from engine.api import GenerationRequest, Mode, ModelInfo, Result, Timings
 from engine.core import decode as core_decode
-from engine.core import prompt_policy, speed
+from engine.core import control, prompt_policy, speed
 from engine.core.job import Job
 from engine.core.placement import place, unhook
 from engine.core.previews import Previews
@@ -37,7 +38,8 @@ class SDRunner(Runner):
         self.state_dir = ctx.state_dir
         self.dtype = ctx.dtype
         self.scheduler_config = dict(base.scheduler.config)
-        self.pipes = {type(base): base}  # pipeline class -> pipeline sharing base's modules
+        self.pipes = {type(base): base}  # pipeline class (or (class, control model paths)) -> pipeline sharing base's modules
+        self.controls = control.ControlModels(ctx.library, ctx.hasher, ctx.dtype)
         self.active = base  # the pipeline offload hooks are installed on
         self.addons = Addons()
         self.previews = Previews(caps.latent_space, ctx.library, ctx.device, ctx.dtype)
@@ -46,9 +48,18 @@ class SDRunner(Runner):
     def pipelines(self) -> list:
         return [self.active]
 
+    def park(self) -> None:
+        super().park()
+        self.placement.park([n.model for n in self.controls.loaded.values()])  # idle control models too
+
+    def nbytes(self) -> int:
+        nets = [n.model for n in self.controls.loaded.values() if n.model is not getattr(self.active, "controlnet", None)]
+        return super().nbytes() + sum(p.numel() * p.element_size() for m in nets for p in m.parameters())
+
     def close(self) -> None:
         super().close()
         self.pipes.clear()
+        self.controls.clear()
         self.base = self.active = None
 
     def unpark(self, preset: str) -> None:
@@ -56,17 +67,37 @@ class SDRunner(Runner):
 
     # ------------------------------------------------------------------ pipelines
 
-    def _pipeline(self, mode: Mode):
+    def _pipeline(self, mode: Mode, controls=()):
+        """The pipeline for ``mode``; with control inputs, its ControlNet pipeline (engine.core.control)."""
         cls = loading.pipeline_class_for(self.info, mode)
         pipe = self.pipes.get(cls)
         if pipe is None:
             pipe = self.pipes[cls] = loading.derived_pipeline(self.base, self.info, mode)
+        fresh = False
+        if controls:
+            nets = self._loaded_controls(controls)
+            key = (cls, tuple(n.path for n in nets))
+            plain, pipe = pipe, self.pipes.get(key)
+            if pipe is None:
+                for old in [k for k in self.pipes if isinstance(k, tuple) and not set(k[1]) <= set(self.controls.loaded)]:
+                    del self.pipes[old]  # its control model is no longer kept
+                pipe = self.pipes[key] = control.pipeline(plain, [n.model for n in nets])
+                fresh = True
         settings = self.placement.settings
         if pipe is not self.active and (settings.model_offload or settings.sequential_offload):
             unhook(self.active)
             place(pipe, settings)
+        elif fresh:
+            place(pipe, settings)  # the new control model onto the device, with the preset's switches
+        elif controls and not (settings.model_offload or settings.sequential_offload):
+            for net in self._loaded_controls(controls):  # back from RAM after a park, else a no-op
+                net.model.to(settings.device)
         self.active = pipe
         return pipe
+
+    def _loaded_controls(self, controls) -> list:
+        """Each control's model, loaded (kept between jobs) and checked against this model (engine.core.control)."""
+        return [self.controls.get(c, self.info, self.base.unet) for c in controls]
 
     # ------------------------------------------------------------------ generation
 
@@ -74,8 +105,9 @@ class SDRunner(Runner):
         """Run ``job`` (seed resolved); the ladder, decode guard, previews and cancel from the core."""
         request = job.request
         self.caps.check(request.mode)
+        control.check(self.caps, request.controls)
         self.placement.ensure(request.memory_preset, [self.active])
-        pipe = self._pipeline(request.mode)
+        pipe = self._pipeline(request.mode, control.active(request.controls))
 
         # Add-ons the prompt names (LoRAs, embeddings) and the VAE; what the metadata records.
         text, negative, params = self._addons(pipe, request, job.notices)
@@ -83,6 +115,11 @@ class SDRunner(Runner):
         # Images the pipeline works on.
         call_args = self._image_args(request)
         plan = call_args.pop("_plan", None)
+        if control.active(request.controls):  # control images, scales and step ranges
+            size = plan.work_image.size if plan is not None else (request.width, request.height)
+            call_args = control.call_args(call_args, control.active(request.controls), size, plan)
+        if request.controls:  # what the metadata records of them (all, also those acting on no step)
+            request = self._record_controls(request, params, job)
 
         # Speed (Fast: compiled denoiser, Draft: step cache); records "Speed" in params, may add notices.
         applied = speed.apply(pipe, request, self.device, data_dir=self.state_dir, params=params,
@@ -106,7 +143,7 @@ class SDRunner(Runner):
         import torch
 
         request = job.request
-        pipe = self._pipeline(mode)  # again: the ladder may have moved the hooks
+        pipe = self._pipeline(mode, control.active(request.controls))  # again: the ladder may have moved the hooks
         encode_s = denoise_s = decode_s = 0.0
         images, seeds = [], []
         preview = self.previews.for_size((request.width, request.height))
@@ -125,7 +162,8 @@ class SDRunner(Runner):
                     t0 = time.perf_counter()
                     pipe.scheduler = make_scheduler(request.sampler, self.scheduler_config, seed)
                     reporter = StepReporter(job, index, preview=preview)
-                    with cancel_within_steps([] if compiled else [pipe.unet], reporter):
+                    denoisers = [pipe.unet] + ([pipe.controlnet] if getattr(pipe, "controlnet", None) is not None else [])
+                    with cancel_within_steps([] if compiled else denoisers, reporter):
                         latents = pipe(
                             **embeds,
                             **call_args,
@@ -149,6 +187,17 @@ class SDRunner(Runner):
             if hasattr(pipe, "maybe_free_model_hooks"):
                 pipe.maybe_free_model_hooks()
         return images, seeds, (encode_s, denoise_s, decode_s)
+
+    def _record_controls(self, request: GenerationRequest, params: list, job: Job) -> GenerationRequest:
+        """The request with each control's model path and hash as run; A1111's ``ControlNet N`` pairs in ``params``."""
+        loaded = self._loaded_controls(request.controls)
+        for i, (c, n) in enumerate(zip(request.controls, loaded)):
+            params.append((f"ControlNet {i}", control.a1111_line(c, n)))
+            if c.model_hash and n.hash10 and c.model_hash != n.hash10:  # e.g. regenerating with another file
+                job.notice(f"control model {n.info.name} is not the one asked for (hash {n.hash10}, not "
+                           f"{c.model_hash}): the image will differ")
+        return request.replace(controls=tuple(dataclasses.replace(c, model=n.path, model_hash=n.hash10)
+                                              for c, n in zip(request.controls, loaded)))
 
     def _decode(self, pipe, latents, notices: list[str]):
         import torch

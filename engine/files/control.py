@@ -1,0 +1,153 @@
+"""Control models (ControlNets): what a file or folder is, from its header or config alone.
+
+A ControlNet comes as one ``.safetensors`` file in A1111's original layout (``control_model.*``,
+lllyasviel's releases in ``models/ControlNet``), as one file in diffusers' layout
+(``controlnet_cond_embedding.*``, ``diffusers_xl_canny_mid.safetensors`` and the like), or as a
+diffusers folder (``config.json`` whose ``_class_name`` is ``ControlNetModel`` beside
+``diffusion_pytorch_model.safetensors``; the Hugging Face cache holds these). Its family (SD 1.x /
+2.x / SDXL) is read from its structure, which holds at any size: SDXL's have the addition embedding,
+SD 2.x's linear transformer projections, SD 1.x's convolutional ones; a real-size file's
+cross-attention width (768 / 1024 / 2048) says it directly. Its kind (canny, depth ...) comes from the
+name, where the name says it. Stdlib and ``engine.api`` only. Any thread.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from engine.api import ModelError, ModelInfo, UnsupportedModel
+from engine.files.headers import SafetensorsHeader, read_header
+from engine.files.safe import UnreadableFile, read_bytes
+
+KIND = "controlnet"
+CONTROL_CLASSES = ("ControlNetModel",)
+UNSUPPORTED_CLASSES = {"ControlNetUnionModel": "ControlNet Union models", "ControlNetXSAdapter": "ControlNet-XS models",
+                       "FluxControlNetModel": "FLUX ControlNets", "SD3ControlNetModel": "SD3 ControlNets"}
+_WIDTH_FAMILY = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+# Words in a control model's name -> the control kind (engine.api.CONTROL_KINDS); first match wins.
+_NAME_KINDS = (
+    ("inpaint", "inpaint"), ("canny", "canny"), ("depth", "depth"), ("scribble", "scribble"),
+    ("sketch", "scribble"), ("lineart", "lineart"), ("line_art", "lineart"), ("line-art", "lineart"),
+    ("softedge", "lineart"), ("hed", "lineart"), ("pidi", "lineart"), ("openpose", "pose"), ("pose", "pose"),
+    ("tile", "tile"),
+)
+
+
+def is_control_header(header: SafetensorsHeader) -> bool:
+    """Whether the tensor names are a ControlNet's (either layout)."""
+    names = header.tensors
+    return any(k.startswith(("control_model.", "controlnet_cond_embedding.")) for k in names) or (
+        any(k.startswith("input_hint_block.") for k in names) and any(k.startswith("zero_convs.") for k in names))
+
+
+def kind_from_name(name: str) -> str:
+    """The control kind a model's name says ("control_v11p_sd15_canny" -> "canny"), or ""."""
+    low = name.lower()
+    if "union" in low:
+        return ""
+    for word, kind in _NAME_KINDS:
+        if re.search(rf"(^|[^a-z]){re.escape(word)}", low):
+            return kind
+    return ""
+
+
+def problem_line(family: str) -> str:
+    what = FAMILY_NAMES.get(family, "an unknown family")
+    return f"this is a control model (ControlNet) for {what}, not a checkpoint: use it as a control (--control)"
+
+
+def header_family(header: SafetensorsHeader) -> str:
+    """"sd1" | "sd2" | "sdxl" for a ControlNet file, "" when its structure says none of them."""
+    tensors = header.tensors
+    ldm = any(k.startswith("control_model.") for k in tensors)
+    prefix = "control_model." if ldm else ""
+    names = [k[len(prefix):] for k in tensors if k.startswith(prefix)]
+    if any(k.startswith(("label_emb.", "add_embedding.")) for k in names):
+        return "sdxl"
+    for key in names:
+        if key.endswith("attn2.to_k.weight"):
+            shape = tensors[prefix + key].shape
+            if len(shape) == 2 and shape[1] in _WIDTH_FAMILY:
+                return _WIDTH_FAMILY[shape[1]]
+    for key in names:
+        if key.endswith(".proj_in.weight"):
+            return "sd2" if len(tensors[prefix + key].shape) == 2 else "sd1"
+    return ""
+
+
+def file_verdict(header: SafetensorsHeader, name: str) -> tuple[str, str, str | None, type[ModelError] | None]:
+    """(family, variant, problem, error type) of a ControlNet file; variant = its kind from the name."""
+    if any(k.startswith(("task_embedding", "control_add_embedding.", "control_type_proj.")) for k in header.tensors):
+        return "sdxl", "union", "ControlNet Union models are not supported yet", UnsupportedModel
+    family = header_family(header)
+    if not family:
+        return "", "", "a ControlNet of an architecture Easel does not know", UnsupportedModel
+    return family, kind_from_name(name), problem_line(family), UnsupportedModel
+
+
+def is_control_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a diffusers ControlNet (its config.json names a ControlNet class)."""
+    try:
+        head = read_bytes(Path(folder) / "config.json", 65536)
+    except (OSError, UnreadableFile):
+        return False
+    return any(f'"{cls}"'.encode() in head for cls in (*CONTROL_CLASSES, *UNSUPPORTED_CLASSES))
+
+
+def folder_name(folder: Path) -> str:
+    """A diffusers folder's name; in the Hugging Face cache, the repository's (``lllyasviel/sd-controlnet-canny``)."""
+    name = folder.name
+    if folder.parent.name == "snapshots":
+        repo = folder.parent.parent.name
+        if repo.startswith("models--"):
+            return repo.removeprefix("models--").replace("--", "/")
+    return name
+
+
+def examine_control_folder(spath: str) -> tuple[ModelInfo, type[ModelError] | None]:
+    """What the diffusers ControlNet folder ``spath`` is (kind "controlnet"), or why it cannot be used."""
+    root = Path(spath)
+    name = folder_name(root)
+
+    def result(family: str, variant: str, problem: str, error, size: int = 0):
+        return ModelInfo(spath, name, KIND, family, "diffusers", size_bytes=size, problem=problem, variant=variant), error
+
+    try:
+        config = json.loads(read_bytes(root / "config.json", 1_000_000).decode("utf-8"))
+    except (OSError, UnreadableFile, ValueError, UnicodeDecodeError):
+        return result("", "", "config.json cannot be read: the folder is damaged", ModelError)
+    if not isinstance(config, dict):
+        return result("", "", "config.json is not a JSON object: the folder is damaged", ModelError)
+    cls = config.get("_class_name")
+    if cls in UNSUPPORTED_CLASSES:
+        return result("", "", f"{UNSUPPORTED_CLASSES[cls]} are not supported yet", UnsupportedModel)
+    weights = sorted(root.glob("*.safetensors"))
+    if not weights:
+        pickles = [p.name for p in root.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
+        what = ("only pickle weights (" + pickles[0] + "): Easel never opens these; use a .safetensors version"
+                if pickles else "no weights (diffusion_pytorch_model.safetensors)")
+        return result("", "", f"this ControlNet folder has {what}", UnsupportedModel if pickles else ModelError)
+    try:
+        header = read_header(str(weights[0]))
+    except ModelError as e:
+        return result("", "", f"{weights[0].name}: {e.problem}", type(e))
+    family = config_family(config) or header_family(header)
+    size = sum(p.stat().st_size for p in weights)
+    if not family:
+        return result("", "", "a ControlNet of an architecture Easel does not know", UnsupportedModel, size)
+    return result(family, kind_from_name(name), problem_line(family), UnsupportedModel, size)
+
+
+def config_family(config: dict) -> str:
+    """The family a ControlNet config describes ("" when it says none)."""
+    if config.get("addition_embed_type") == "text_time":
+        return "sdxl"
+    width = config.get("cross_attention_dim")
+    if width in _WIDTH_FAMILY:
+        return _WIDTH_FAMILY[width]
+    if "use_linear_projection" in config:
+        return "sd2" if config.get("use_linear_projection") else "sd1"
+    return ""
