@@ -121,6 +121,9 @@ class StudioActions(QObject):
             request = self.params.to_request()
             if self.params.edit_mode != "txt2img":
                 request, origin = self.canvas.build_request(request)
+            controls = self.canvas.controls()  # the canvas's visible control layers steer every mode
+            if controls:
+                request = request.replace(controls=controls)
         except InvalidRequest as exc:
             self.reporter.report(f"Check the settings: {exc}")
             return None

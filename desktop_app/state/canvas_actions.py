@@ -19,7 +19,7 @@ from desktop_app.state.canvas import Candidate, CanvasDocument
 from desktop_app.state.errors import ErrorReporter
 from desktop_app.state.params import GenerationParameters
 from desktop_app.state.status import EngineStatus
-from engine.api import MAX_SIZE, EaselError, GenerationRequest, InvalidRequest, Mode
+from engine.api import MAX_SIZE, ControlInput, EaselError, GenerationRequest, InvalidRequest, Mode
 from engine.images import check_size, normalize, open_image, split_alpha
 from engine.imageprep import masked_box, padded_size
 from engine.outputs import write_png_atomic
@@ -314,6 +314,47 @@ class CanvasActions(QObject):
                                mask_blur=p.mask_blur)
         box = masked_box(request.mask, request.mask_padding, w / h) if only else (0, 0, w, h)
         return request, CanvasJob(source, box)
+
+    def controls(self) -> tuple[ControlInput, ...]:
+        """The canvas's visible control layers as the request's control inputs, bottom first. GUI thread.
+
+        A painted control layer is the artist's own control image: a scribble layer's strokes are
+        binarised (the scribble preprocessor), any other kind is used as painted. An empty control
+        layer follows the picture: its control image is made from the visible image layers (canny
+        edges, line art, tile, inpaint with the mask, pose as it is). Depth needs a depth model, which
+        loads on the engine's thread only: an empty depth layer is refused in one line (InvalidRequest).
+        """
+        from engine import preprocess
+
+        if not self.doc.has_image:
+            return ()
+        picture = None
+        out = []
+        for guide in self.doc.guides():
+            if guide["kind"] != "control":
+                continue
+            kind = guide["control"]
+            painted = guide["mask"].getbbox() is not None
+            if painted:
+                image = preprocess.run("scribble", guide["image"]) if kind == "scribble" else guide["image"]
+                made_by = "scribble" if kind == "scribble" else ""
+            elif kind in ("depth", "scribble"):
+                what = ("paint a depth map on it, or make one with `easel preprocess depth`" if kind == "depth"
+                        else "draw the strokes to follow on it")
+                raise InvalidRequest("controls", f"the {kind} control layer \"{guide['name']}\" is empty: {what}")
+            else:
+                picture = picture if picture is not None else self.doc.image_pil()
+                mask = self.doc.mask_pil() if kind == "inpaint" else None
+                if kind == "inpaint" and not self.doc.has_mask():
+                    raise InvalidRequest("controls", "the inpaint control layer needs a mask: paint the area to fill")
+                try:
+                    image = preprocess.run(kind, picture, mask=mask, size=picture.size)
+                except EaselError as exc:
+                    raise InvalidRequest("controls", str(exc)) from None
+                made_by = preprocess.PREPROCESSORS[kind]
+            out.append(ControlInput(kind=kind, image=image, strength=guide["strength"],
+                                    start=guide["start"], end=guide["end"], preprocessor=made_by))
+        return tuple(out)
 
     def on_job_finished(self, job: Any, outcome: Outcome) -> None:
         origin: CanvasJob = job.origin

@@ -496,3 +496,54 @@ def test_the_autosave_snapshot_encodes_only_layers_that_changed(tmp_path):
     layers, mask, active = canvas_ora.to_layers(canvas_ora.read(tmp_path / "b.ora"))
     assert all(np.array_equal(a.array, b.array) for a, b in zip(doc.layers, layers))
     assert np.array_equal(mask, doc.mask) and len(cache) == len(doc.layers)
+
+
+def test_control_layers_become_the_requests_control_inputs_and_steer_the_engine(panel, tmp_path):
+    """A painted scribble layer is the artist's strokes (binarised); an empty canny layer follows the
+    picture (its edges); an empty depth layer is refused in one line; the real engine with a tiny
+    ControlNet gives a different image with the canvas's control than without it."""
+    from dataclasses import replace
+
+    from engine import families
+    from engine.api import GenerationRequest, InvalidRequest
+    from engine.engine import Engine
+
+    doc, actions = panel.doc, panel.canvas
+    fill_layer(doc, "image", (40, 20, 120, 80), (255, 0, 0))  # a red block in the picture
+    scribble = fill_layer(doc, "control", (10, 10, 30, 90), (200, 200, 200))  # strokes on a control layer
+    doc.set_layer_props(scribble.key, control="scribble", strength=0.8, end=0.5)
+    edges = doc.add_layer("control")
+    doc.set_layer_props(edges.key, control="canny")
+    hidden = doc.add_layer("control")
+    doc.set_layer_visible(hidden.key, False)  # hidden layers do not steer
+    controls = actions.controls()
+    assert [(c.kind, c.preprocessor, c.strength, c.end) for c in controls] == [
+        ("scribble", "scribble", 0.8, 0.5), ("canny", "canny", 1.0, 1.0)]
+    strokes = np.asarray(controls[0].image.convert("L"))
+    assert strokes[50, 20] == 255 and strokes[50, 80] == 0  # white strokes on black
+    outline = np.asarray(controls[1].image.convert("L"))
+    assert outline[50, 38:42].max() == 255 and outline[50, 80] == 0 and outline[5, 5] == 0  # the block's edge only
+
+    depth = doc.add_layer("control")
+    doc.set_layer_props(depth.key, control="depth")
+    with pytest.raises(InvalidRequest) as caught:
+        actions.controls()
+    assert "\n" not in str(caught.value) and "depth control layer" in str(caught.value) and "empty" in str(caught.value)
+    doc.delete_layer(depth.key)
+
+    # Through the real engine: SD 1.5 with the tiny canny ControlNet given the canvas's canny layer.
+    tiny = {}
+    for name in ("sd15", "controlnet-sd15-canny"):
+        _family, model = families.test_models()[name]
+        tiny[name] = str(model.write(tmp_path / name, "diffusers", 0))
+    doc.set_layer_visible(scribble.key, False)
+    canny_only = tuple(replace(c, model=tiny["controlnet-sd15-canny"]) for c in actions.controls())
+    assert [c.kind for c in canny_only] == ["canny"]
+    actions.params.edit_mode = "img2img"
+    base = GenerationRequest(prompt="a red block", model=tiny["sd15"], seed=3, steps=3, width=64, height=64)
+    request, _job = actions.build_request(base)
+    engine = Engine(device="cpu")
+    plain = np.asarray(engine.generate(request).images[0]).astype(int)
+    steered = engine.generate(request.replace(controls=canny_only))
+    assert np.abs(np.asarray(steered.images[0]).astype(int) - plain).mean() > 0.5
+    assert [c.kind for c in steered.request.controls] == ["canny"]
