@@ -63,8 +63,8 @@ class ImageMetadata:
         line = self.raw.get("postprocessing", "").strip()
         if line:
             return line
-        if self.extra.get("Model family") in UPSCALER_FAMILIES:
-            return f"Postprocess upscale by: 4, Postprocess upscaler: {self.model_name}"
+        if self.extra.get(UPSCALE_BY):
+            return f"Postprocess upscale by: {self.extra[UPSCALE_BY]}, Postprocess upscaler: {self.model_name}"
         return ""
 
     def to_request(self, **overrides: Any) -> GenerationRequest:
@@ -171,9 +171,8 @@ def map_sampler(name: str, schedule: str | None = None) -> tuple[str, str | None
 # Field checking shared by every reader
 # ============================================================================================
 
-# Families whose "generation" is an upscale (their request is image-to-image). To become a family
-# capability with the one-engine rework (issue 12).
-UPSCALER_FAMILIES = ("sd-x4-upscaler",)
+# The parameter a diffusion upscaler's Result records (its request is image-to-image): the factor.
+UPSCALE_BY = "Upscale by"
 
 _INT_FIELDS = ("steps", "seed", "width", "height", "batch_count", "mask_blur", "mask_padding", "clip_skip")
 _FLOAT_FIELDS = ("guidance_scale", "strength")

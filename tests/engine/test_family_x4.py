@@ -140,6 +140,7 @@ def test_cli_upscale_with_an_x4_folder_writes_a_4x_png_with_its_recipe(tmp_path,
     meta = read_metadata(out)
     assert (meta.fields["prompt"], meta.fields["seed"], meta.fields["mode"]) == ("a meadow", 6, "img2img")
     assert meta.model_name == "x4-upscaler-tiny" and len(meta.extra["Init image hash"]) == 32
+    assert meta.upscale == "Postprocess upscale by: 4, Postprocess upscaler: x4-upscaler-tiny"  # not "Mode img2img"
 
     again = tmp_path / "again.png"
     capsys.readouterr()

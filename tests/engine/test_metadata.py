@@ -630,7 +630,7 @@ def test_an_upscale_says_so_instead_of_its_img2img_recipe():
                     model=ModelInfo(path="/models/x4", name="x4", kind="checkpoint", family="sd-x4-upscaler",
                                     format="diffusers"),
                     model_hash="", settings=RuntimeSettings(device="cpu", dtype="float32", preset="fast"),
-                    timings=Timings())
+                    timings=Timings(), params=(("Upscale by", "4"),))  # as the x4 runner records it
     _png, meta = _save_and_read(result)
     assert meta.fields["mode"] == "img2img"  # the recipe stays exact, for regenerating
     assert meta.upscale == "Postprocess upscale by: 4, Postprocess upscaler: x4"

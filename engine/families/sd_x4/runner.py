@@ -26,6 +26,7 @@ from engine.core.steps import cancel_within_steps
 from engine.core.tiles import run_tiled, tile_count
 from engine.families.base import Capabilities, LoadContext, Runner
 from engine.families.sd_x4.requests import SCALE
+from engine.metadata.fields import UPSCALE_BY
 
 log = logging.getLogger(__name__)
 
@@ -186,10 +187,12 @@ class X4Runner(Runner):
 
         t0 = time.perf_counter()
         images, seeds = self.placement.run(run, [self.pipe], job.notices)
-        # Which image was enlarged (A1111's "Init image hash"), so regenerating with another source warns.
+        # Which image was enlarged (A1111's "Init image hash"), so regenerating with another source warns;
+        # and that this image-to-image request is an upscale (the gallery says so, not "Mode img2img").
+        params = (("Init image hash", imageprep.source_hash(request.init_image)), (UPSCALE_BY, str(SCALE)))
         return Result(images=tuple(images), seeds=tuple(seeds), request=request, model=self.info,
                       model_hash=job.model_hash, settings=self.settings, timings=Timings(denoise=time.perf_counter() - t0),
-                      params=(("Init image hash", imageprep.source_hash(request.init_image)),), notices=tuple(job.notices))
+                      params=params, notices=tuple(job.notices))
 
 
 def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> X4Runner:
