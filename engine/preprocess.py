@@ -151,6 +151,10 @@ def depth(image: Image.Image, model: str = "", library=None, device: str = "cpu"
     import torch
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
+    from engine.core.loading import quiet_libraries
+
+    quiet_libraries()  # no progress bars in the user's terminal
+
     try:
         processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
         net = AutoModelForDepthEstimation.from_pretrained(path, local_files_only=True, use_safetensors=True).eval()

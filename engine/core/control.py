@@ -167,8 +167,10 @@ def load_controlnet(info: ModelInfo, unet, dtype):
 
     try:
         if info.format == "diffusers":
+            names = [p.name for p in Path(info.path).glob("*.safetensors")]
+            variant = "fp16" if names and all(".fp16." in n for n in names) else None  # a variant="fp16" download
             model = ControlNetModel.from_pretrained(info.path, local_files_only=True, use_safetensors=True,
-                                                    torch_dtype=dtype)
+                                                    dtype=dtype, variant=variant)
         else:
             model = _load_single_file(info, unet, dtype)
     except ModelError:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 # Sub-folders of an install that hold models, per tool (a hint for the list; kind still comes from headers).
 A1111_FOLDERS = ("models/Stable-diffusion", "models/Lora", "models/LyCORIS", "models/VAE", "embeddings",
-                 "models/ESRGAN", "models/RealESRGAN", "models/VAE-approx", "models/ControlNet")
+                 "models/ESRGAN", "models/RealESRGAN", "models/VAE-approx", "models/ControlNet",
+                 "extensions/sd-webui-controlnet/models")  # the ControlNet extension's own folder (older installs)
 COMFYUI_FOLDERS = ("models/checkpoints", "models/loras", "models/vae", "models/embeddings",
                    "models/upscale_models", "models/diffusers", "models/vae_approx", "models/diffusion_models",
                    "models/unet", "models/controlnet")

@@ -343,3 +343,26 @@ def test_a_family_without_controls_refuses_them_through_the_engine(tmp_path):
     with pytest.raises(InvalidRequest, match="takes no control inputs"):
         Engine(device="cpu").generate(GenerationRequest(prompt="a cat", model=str(path), steps=2, width=64, height=64,
                                                         controls=(ControlInput("canny", square()),)))
+
+
+def test_a_cancel_while_the_controlnet_runs_stops_before_the_unet(engine, built):
+    import threading
+
+    from engine.api import Cancelled
+
+    model, net = built("sd15"), str(built("controlnet-sd15-canny"))
+    make(engine, model, ControlInput("canny", square(), model=net))  # loaded and kept
+    controlnet = next(iter(engine.runner.controls.loaded.values())).model
+    unet = engine.runner.base.unet
+    cancel, unet_calls = threading.Event(), []
+    first = controlnet.down_blocks[0].register_forward_hook(lambda *_: cancel.set())  # Esc while it runs
+    later = unet.register_forward_pre_hook(lambda *_: unet_calls.append(1))  # the UNet called at all
+    try:
+        with pytest.raises(Cancelled):
+            engine.generate(GenerationRequest(prompt="a cat", model=str(model), seed=1, steps=3, width=64, height=64,
+                                              controls=(ControlInput("canny", square(), model=net),)), cancel=cancel)
+    finally:
+        first.remove()
+        later.remove()
+    assert unet_calls == []  # the step stopped inside the ControlNet, before the UNet ran
+    assert not any(m._forward_pre_hooks for m in controlnet.modules())  # no hook left behind

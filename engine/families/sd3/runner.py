@@ -11,6 +11,7 @@ Every method runs on the engine thread.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -146,12 +147,23 @@ class SD3Runner(Runner):
         return pipe.image_processor.postprocess(decoded, output_type="pil")[0]
 
 
+def _dtype(ctx: LoadContext):
+    """bf16 on CUDA cards that have it (the dtype Stability and diffusers run SD 3.5 in: fp16 risks
+    overflow in the MMDiT and T5), else the engine's dtype."""
+    import torch
+
+    if ctx.dtype == torch.float16 and ctx.device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return ctx.dtype
+
+
 def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> SD3Runner:
     """Load an SD 3.5 diffusers folder or all-in-one file (safetensors only, offline). Engine thread."""
     import diffusers
 
     from engine.core.loading import pretrained
 
+    ctx = dataclasses.replace(ctx, dtype=_dtype(ctx))
     started = time.perf_counter()
     notices: tuple[str, ...] = ()
     if info.format == "diffusers":
