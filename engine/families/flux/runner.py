@@ -23,6 +23,7 @@ from engine.core.placement import place, unhook
 from engine.core.previews import Previews, unpack_2x2
 from engine.core.steps import StepReporter, cancel_within_steps
 from engine.families.base import Capabilities, LoadContext, Runner
+from engine.devices import bf16_for_fp16
 
 # variant -> mode -> the pipeline class that runs it (all share the loaded modules)
 _CLASSES = {
@@ -194,7 +195,7 @@ def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> FluxRunner:
     import diffusers
 
     started = time.perf_counter()
-    dtype = _dtype(ctx)
+    dtype = bf16_for_fp16(ctx.device, ctx.dtype)
     ctx = dataclasses.replace(ctx, dtype=dtype)  # what the placement, previews and metadata say it runs in
     if info.format == "diffusers":
         pipe = pretrained(diffusers.FluxPipeline, info.path, info.name, "this FLUX.1 model", dtype=dtype)
@@ -218,10 +219,3 @@ def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> FluxRunner:
     return FluxRunner(info, pipe, caps, ctx, time.perf_counter() - started)
 
 
-def _dtype(ctx: LoadContext):
-    """bf16 on CUDA cards that have it (FLUX overflows in fp16), else the engine's dtype."""
-    import torch
-
-    if ctx.dtype == torch.float16 and ctx.device.startswith("cuda") and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return ctx.dtype

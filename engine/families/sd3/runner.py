@@ -24,6 +24,7 @@ from engine.core.placement import place, unhook
 from engine.core.previews import Previews
 from engine.core.steps import StepReporter, cancel_within_steps
 from engine.families.base import Capabilities, LoadContext, Runner
+from engine.devices import bf16_for_fp16
 
 _CLASSES = {Mode.TXT2IMG: "StableDiffusion3Pipeline", Mode.IMG2IMG: "StableDiffusion3Img2ImgPipeline",
             Mode.INPAINT: "StableDiffusion3InpaintPipeline"}
@@ -147,23 +148,13 @@ class SD3Runner(Runner):
         return pipe.image_processor.postprocess(decoded, output_type="pil")[0]
 
 
-def _dtype(ctx: LoadContext):
-    """bf16 on CUDA cards that have it (the dtype Stability and diffusers run SD 3.5 in: fp16 risks
-    overflow in the MMDiT and T5), else the engine's dtype."""
-    import torch
-
-    if ctx.dtype == torch.float16 and ctx.device.startswith("cuda") and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return ctx.dtype
-
-
 def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> SD3Runner:
     """Load an SD 3.5 diffusers folder or all-in-one file (safetensors only, offline). Engine thread."""
     import diffusers
 
     from engine.core.loading import pretrained
 
-    ctx = dataclasses.replace(ctx, dtype=_dtype(ctx))
+    ctx = dataclasses.replace(ctx, dtype=bf16_for_fp16(ctx.device, ctx.dtype))
     started = time.perf_counter()
     notices: tuple[str, ...] = ()
     if info.format == "diffusers":
