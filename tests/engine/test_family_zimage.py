@@ -1,6 +1,6 @@
 """Z-Image (Turbo and Base) as a user meets it: the folder is recognised and Turbo told from Base, each
 runs with its own rules (Turbo: no CFG whatever is asked; Base: CFG and the negative prompt matter),
-Easel's image is the pipeline's own, sizes off the 16 px grid are refused in one line, a lone
+Easel's image is the pipeline's own, sizes off the 16 px grid are made on it and brought back, a lone
 transformer file is named as Z-Image and says what else it needs, and the CLI works end to end.
 The contract suite (test_family_contract.py) covers progress, cancel, presets, OOM and regenerate.
 """
@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from engine import families
-from engine.api import GenerationRequest, InvalidRequest, Mode, UnsupportedModel
+from engine.api import GenerationRequest, Mode, UnsupportedModel
 from engine.cli import main
 from engine.files.probe import check_model, inspect_model
 
@@ -166,10 +166,10 @@ def test_it_runs_in_bf16_where_the_engine_would_pick_fp16():
     assert bf16_for_fp16("cpu", torch.float32) == torch.float32
 
 
-def test_a_size_off_the_16_px_grid_is_refused_in_one_line(models, engine):
-    with pytest.raises(InvalidRequest) as caught:
-        engine.generate(_request(models["turbo"], width=72, height=64))
-    assert "16 px" in str(caught.value) and "\n" not in str(caught.value)
+def test_a_size_off_the_16_px_grid_is_made_on_the_grid_and_brought_back(models, engine):
+    result = engine.generate(_request(models["turbo"], width=72, height=64))
+    assert result.images[0].size == (72, 64)
+    assert any("16 px grid" in n and "80×64" in n for n in result.notices)
 
 
 def test_the_preview_reads_all_16_latent_channels():

@@ -1,0 +1,212 @@
+"""The runner most families are: sibling diffusers pipelines (text to image, img2img, inpaint) on one
+set of modules, run with every guarantee of the core. A family subclasses ``PipelineRunner``, names
+its pipeline classes, and overrides only what differs (its call arguments, how its latents reach the
+VAE, its request rules); the batch loop, sizes off the grid, progress, cancel within a step, the
+memory presets and out-of-memory ladder, previews and the decode guard are written here once.
+
+Any family may use it (it is part of the interface, like ``engine.families.base``). Engine thread.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from engine import imageprep
+from engine.api import Mode, Result, Timings
+from engine.core import decode as core_decode
+from engine.core import prompt_policy
+from engine.core.job import Job
+from engine.core.placement import place, unhook
+from engine.core.previews import Previews
+from engine.core.steps import StepReporter, cancel_within_steps
+from engine.families.base import Runner
+
+
+def on_grid(width: int, height: int, step: int) -> tuple[int, int]:
+    """The size a model on a ``step`` px grid makes for a request of ``width`` x ``height``: each
+    side rounded up to the grid."""
+    return -(-width // step) * step, -(-height // step) * step
+
+
+def sibling(cls, base):
+    """A ``cls`` pipeline on ``base``'s very modules. Not ``from_pipe``: that casts every module to
+    one dtype, which a GGUF-quantized transformer refuses."""
+    import inspect
+
+    wanted = inspect.signature(cls.__init__).parameters
+    pipe = cls(**{name: module for name, module in base.components.items() if name in wanted})
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+class PipelineRunner(Runner):
+    """One loaded model whose modes are sibling pipelines. Subclasses set ``classes`` (mode ->
+    diffusers pipeline class name) and may override ``pipeline_classes``, ``prepare``,
+    ``image_args``, ``call_args``, ``to_vae``, ``preview_for`` and ``result_params``."""
+
+    classes: dict[Mode, str] = {}
+    denoiser = "transformer"  # the pipeline attribute the in-step cancel hooks go on
+
+    def __init__(self, info, base, caps, ctx, load_seconds: float):
+        super().__init__(info, caps, ctx, load_seconds)
+        self.base = base
+        self.pipes = {type(base).__name__: base}
+        self.active = base  # the pipeline the offload hooks sit on
+        self.previews = Previews(caps.latent_space, ctx.library, ctx.device, ctx.dtype)
+        self.placement.place_new([base], ctx.preset)
+
+    def pipelines(self) -> list:
+        return [self.active]
+
+    def unpark(self, preset: str) -> None:
+        self.placement.unpark([self.active], preset)
+
+    def close(self) -> None:
+        super().close()
+        self.pipes.clear()
+        self.base = self.active = None
+
+    # -- what a family may change ---------------------------------------------------------------
+
+    def pipeline_classes(self) -> dict[Mode, str]:
+        """Mode -> pipeline class name for this model (a variant may have its own)."""
+        return self.classes
+
+    def prepare(self, job: Job):
+        """The request as this model runs it (a family's rules: Turbo without CFG, …); may add
+        notices and replace ``job.request``. Default: as asked."""
+        return job.request
+
+    def image_args(self, request, size: tuple[int, int]) -> tuple[dict, Any]:
+        """Pipeline arguments for the request's input image(s) at the working ``size``, and the
+        ``imageprep`` plan that brings the output back (None for text to image)."""
+        from PIL import Image
+
+        if request.mode is Mode.INPAINT:
+            plan = imageprep.plan_inpaint(request)
+            image, mask = plan.work_image, plan.work_mask
+            if image.size != size:
+                image, mask = image.resize(size, Image.LANCZOS), mask.resize(size, Image.NEAREST)
+            return {"image": image, "mask_image": mask, "strength": request.strength}, plan
+        if request.mode is Mode.IMG2IMG:
+            plan = imageprep.plan_img2img(request.init_image, request.width, request.height)
+            image = plan.work_image if plan.work_image.size == size else plan.work_image.resize(size, Image.LANCZOS)
+            return {"image": image, "strength": request.strength}, plan
+        return {}, None
+
+    def encode(self, pipe, text, request) -> dict:
+        """Prompt arguments for every image of the batch, encoded once (default: the text itself;
+        the pipeline encodes it on each call)."""
+        return {"prompt": text.prompt, "negative_prompt": text.negative or None}
+
+    def call_args(self, request) -> dict:
+        """The per-call arguments beyond prompt, images, size, steps and seed (default: the CFG scale)."""
+        return {"guidance_scale": request.guidance_scale}
+
+    def to_vae(self, pipe, latents, size: tuple[int, int]):
+        """The pipeline's latent output as the VAE decodes it (default: as it is)."""
+        return latents
+
+    def from_vae(self, decoded):
+        """The VAE's decoded tensor as NCHW pixels (a video VAE's one frame is taken here)."""
+        return decoded
+
+    def preview_for(self, pipe, size: tuple[int, int]):
+        """``latents -> PIL image`` for a progress preview."""
+        return self.previews.for_size(size)
+
+    def result_params(self, request) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    # -- the one way every such family runs -------------------------------------------------------
+
+    def pipeline(self, mode: Mode):
+        """The sibling pipeline for ``mode``, made on first use, with the offload hooks moved onto it."""
+        import diffusers
+
+        name = self.pipeline_classes()[mode]
+        pipe = self.pipes.get(name)
+        if pipe is None:
+            pipe = self.pipes[name] = sibling(getattr(diffusers, name), self.base)
+        settings = self.placement.settings
+        if pipe is not self.active and (settings.model_offload or settings.sequential_offload):
+            unhook(self.active)
+            place(pipe, settings)
+        self.active = pipe
+        return pipe
+
+    def generate(self, job: Job) -> Result:
+        """Run ``job`` (seed resolved) with the core's ladder, decode guard, previews and cancel."""
+        self.caps.check(job.request.mode)
+        request = job.request = self.prepare(job)
+        self.placement.ensure(request.memory_preset, [self.active])
+        text = prompt_policy.prepare(request.prompt, request.negative_prompt, self.caps.group, loras=False,
+                                     weighting=False, notices=job.notices)
+        size = on_grid(request.width, request.height, self.caps.size_step)
+        if size != (request.width, request.height):
+            job.notice(f"{self.caps.group} makes sizes on a {self.caps.size_step} px grid: made at {size[0]}×{size[1]} "
+                       f"and brought back to {request.width}×{request.height}.")
+        args, plan = self.image_args(request, size)
+        images, seeds, phases = self.placement.run(lambda: self._run(job, text, args, plan, size),
+                                                   lambda: [self.active], job.notices)
+        encode_s, denoise_s, decode_s = phases
+        return Result(images=tuple(images), seeds=tuple(seeds), request=request, model=self.info,
+                      model_hash=job.model_hash, settings=self.settings, params=self.result_params(request),
+                      timings=Timings(encode=encode_s, denoise=denoise_s, decode=decode_s), notices=tuple(job.notices))
+
+    def _run(self, job: Job, text, args: dict, plan, size: tuple[int, int]):
+        """The whole batch; returns (images, seeds, (encode, denoise, decode) seconds)."""
+        import torch
+
+        request = job.request
+        pipe = self.pipeline(request.mode)  # again: the ladder may have moved the hooks
+        width, height = size
+        preview = self.preview_for(pipe, size)
+        images, seeds = [], []
+        encode_s = denoise_s = decode_s = 0.0
+        try:
+            with torch.inference_mode():
+                t0 = time.perf_counter()
+                prompt_args = self.encode(pipe, text, request)
+                encode_s += time.perf_counter() - t0
+                for index in range(request.batch_count):
+                    seed = job.seed(index)
+                    job.check_cancel(0)
+                    # The denoising loop (inside diffusers): progress + preview + cancel per step and per block.
+                    t0 = time.perf_counter()
+                    reporter = StepReporter(job, index, preview=preview)
+                    with cancel_within_steps([getattr(pipe, self.denoiser)], reporter):
+                        latents = pipe(
+                            **prompt_args, **args, **self.call_args(request), width=width, height=height,
+                            num_inference_steps=request.steps, generator=torch.Generator("cpu").manual_seed(seed),
+                            output_type="latent", callback_on_step_end=reporter.on_step_end,
+                        ).images
+                    denoise_s += time.perf_counter() - t0
+                    job.check_cancel(reporter.total, reporter.total)
+
+                    # Decode (never a silent black image), back to the asked size, paste back / crop back.
+                    t0 = time.perf_counter()
+                    decoded = self.from_vae(core_decode.decode(pipe.vae, self.to_vae(pipe, latents, size), job.notices))
+                    image = pipe.image_processor.postprocess(decoded, output_type="pil")[0]
+                    image = _to_request_size(image, request, plan)
+                    images.append(imageprep.finish(plan, image, request.mask_blur))
+                    decode_s += time.perf_counter() - t0
+                    seeds.append(seed)
+        finally:
+            if hasattr(pipe, "maybe_free_model_hooks"):
+                pipe.maybe_free_model_hooks()
+        return images, seeds, (encode_s, denoise_s, decode_s)
+
+
+def _to_request_size(image, request, plan):
+    """An image made on the grid back at the request's size: cropped for a new image (nothing
+    stretched), resized where it stands for an input image of that size."""
+    from PIL import Image
+
+    want = (request.width, request.height)
+    if image.size == want:
+        return image
+    if plan is None:
+        return image.crop((0, 0, *want))
+    return image.resize(want, Image.LANCZOS)
