@@ -79,20 +79,16 @@ class PipelineRunner(Runner):
         return job.request
 
     def image_args(self, request, size: tuple[int, int]) -> tuple[dict, Any]:
-        """Pipeline arguments for the request's input image(s) at the working ``size``, and the
-        ``imageprep`` plan that brings the output back (None for text to image)."""
-        from PIL import Image
-
+        """Pipeline arguments for the request's input image(s) at the working ``size`` (padded with
+        their edge pixels to the grid, never stretched), and the ``imageprep`` plan that brings the
+        output back (None for text to image)."""
         if request.mode is Mode.INPAINT:
             plan = imageprep.plan_inpaint(request)
-            image, mask = plan.work_image, plan.work_mask
-            if image.size != size:
-                image, mask = image.resize(size, Image.LANCZOS), mask.resize(size, Image.NEAREST)
-            return {"image": image, "mask_image": mask, "strength": request.strength}, plan
+            return {"image": imageprep.pad_edges(plan.work_image, size),
+                    "mask_image": imageprep.pad_edges(plan.work_mask, size), "strength": request.strength}, plan
         if request.mode is Mode.IMG2IMG:
             plan = imageprep.plan_img2img(request.init_image, request.width, request.height)
-            image = plan.work_image if plan.work_image.size == size else plan.work_image.resize(size, Image.LANCZOS)
-            return {"image": image, "strength": request.strength}, plan
+            return {"image": imageprep.pad_edges(plan.work_image, size), "strength": request.strength}, plan
         return {}, None
 
     def encode(self, pipe, text, request) -> dict:
@@ -146,7 +142,7 @@ class PipelineRunner(Runner):
         size = on_grid(request.width, request.height, self.caps.size_step)
         if size != (request.width, request.height):
             job.notice(f"{self.caps.group} makes sizes on a {self.caps.size_step} px grid: made at {size[0]}×{size[1]} "
-                       f"and brought back to {request.width}×{request.height}.")
+                       f"and cropped to {request.width}×{request.height}.")
         args, plan = self.image_args(request, size)
         images, seeds, phases = self.placement.run(lambda: self._run(job, text, args, plan, size),
                                                    lambda: [self.active], job.notices)
@@ -189,7 +185,7 @@ class PipelineRunner(Runner):
                     t0 = time.perf_counter()
                     decoded = self.from_vae(core_decode.decode(pipe.vae, self.to_vae(pipe, latents, size), job.notices))
                     image = pipe.image_processor.postprocess(decoded, output_type="pil")[0]
-                    image = _to_request_size(image, request, plan)
+                    image = image.crop((0, 0, request.width, request.height))  # the grid's padding off
                     images.append(imageprep.finish(plan, image, request.mask_blur))
                     decode_s += time.perf_counter() - t0
                     seeds.append(seed)
@@ -198,15 +194,3 @@ class PipelineRunner(Runner):
                 pipe.maybe_free_model_hooks()
         return images, seeds, (encode_s, denoise_s, decode_s)
 
-
-def _to_request_size(image, request, plan):
-    """An image made on the grid back at the request's size: cropped for a new image (nothing
-    stretched), resized where it stands for an input image of that size."""
-    from PIL import Image
-
-    want = (request.width, request.height)
-    if image.size == want:
-        return image
-    if plan is None:
-        return image.crop((0, 0, *want))
-    return image.resize(want, Image.LANCZOS)

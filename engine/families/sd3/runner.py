@@ -15,137 +15,38 @@ import dataclasses
 import time
 from pathlib import Path
 
-from engine import imageprep
-from engine.api import Mode, ModelInfo, Result, Timings
-from engine.core import decode as core_decode
-from engine.core import prompt_policy
+from engine.api import Mode, ModelInfo
 from engine.core.job import Job
-from engine.core.placement import place, unhook
-from engine.core.previews import Previews
-from engine.core.steps import StepReporter, cancel_within_steps
-from engine.families.base import Capabilities, LoadContext, Runner
+from engine.families.base import Capabilities, LoadContext
+from engine.families.pipeline_runner import PipelineRunner
 from engine.devices import bf16_for_fp16
 
-_CLASSES = {Mode.TXT2IMG: "StableDiffusion3Pipeline", Mode.IMG2IMG: "StableDiffusion3Img2ImgPipeline",
-            Mode.INPAINT: "StableDiffusion3InpaintPipeline"}
 NO_T5 = ("This SD 3.5 model has no T5 text encoder: prompts are read by its two CLIP encoders only "
          "(77 tokens; long or detailed prompts are followed less closely).")
 TURBO_CFG = "SD 3.5 Large Turbo runs without CFG: the CFG scale and negative prompt were left out."
 
 
-class SD3Runner(Runner):
+class SD3Runner(PipelineRunner):
     """One loaded SD 3.5 model."""
+
+    classes = {Mode.TXT2IMG: "StableDiffusion3Pipeline", Mode.IMG2IMG: "StableDiffusion3Img2ImgPipeline",
+               Mode.INPAINT: "StableDiffusion3InpaintPipeline"}
 
     def __init__(self, info: ModelInfo, base, caps: Capabilities, ctx: LoadContext, load_seconds: float,
                  notices: tuple[str, ...] = ()):
-        super().__init__(info, caps, ctx, load_seconds)
-        self.base = base
-        self.active = base  # the pipeline offload hooks are installed on
-        self._pipes = {type(base).__name__: base}
+        super().__init__(info, base, caps, ctx, load_seconds)
         self.load_notices = notices
-        self.previews = Previews(caps.latent_space, ctx.library, ctx.device, ctx.dtype)
-        self.placement.place_new([base], ctx.preset)
 
-    def pipelines(self) -> list:
-        return [self.active]
-
-    def close(self) -> None:
-        super().close()
-        self._pipes.clear()
-        self.base = self.active = None
-
-    def _pipe(self, mode: Mode):
-        import diffusers
-
-        name = _CLASSES[mode]
-        pipe = self._pipes.get(name)
-        if pipe is None:
-            pipe = self._pipes[name] = getattr(diffusers, name).from_pipe(self.base)
-            pipe.set_progress_bar_config(disable=True)
-        settings = self.placement.settings
-        if pipe is not self.active and (settings.model_offload or settings.sequential_offload):
-            unhook(self.active)
-            place(pipe, settings)
-        self.active = pipe
-        return pipe
-
-    def generate(self, job: Job) -> Result:
-        """Run ``job`` (seed resolved). Runs on the engine thread."""
+    def prepare(self, job: Job):
         request = job.request
-        self.caps.check(request.mode)
         if "guidance_scale" not in self.caps.parameters and (request.guidance_scale or request.negative_prompt):
             request = request.replace(guidance_scale=0.0, negative_prompt="")
             job.notice(TURBO_CFG)
-        self.placement.ensure(request.memory_preset, [self.active])
-        pipe = self._pipe(request.mode)
         for notice in self.load_notices:
             job.notice(notice)
-        if pipe.text_encoder_3 is None:
+        if self.base.text_encoder_3 is None:
             job.notice(NO_T5)
-        text = prompt_policy.prepare(request.prompt, request.negative_prompt, self.caps.group, loras=False,
-                                     weighting=False, notices=job.notices)
-        # The transformer works on 16 px (2x2 patches of 8x latents): other sizes are generated padded
-        # with their edge pixels to the next multiple of 16 and cropped back, never stretched.
-        step = self.caps.size_step
-        grid = (-(-request.width // step) * step, -(-request.height // step) * step)
-        plan = None
-        if request.mode is Mode.INPAINT:
-            plan = imageprep.plan_inpaint(request)
-            args = {"image": imageprep.pad_edges(plan.work_image, grid),
-                    "mask_image": imageprep.pad_edges(plan.work_mask, grid), "strength": request.strength}
-        elif request.mode is Mode.IMG2IMG:
-            plan = imageprep.plan_img2img(request.init_image, request.width, request.height)
-            args = {"image": imageprep.pad_edges(plan.work_image, grid), "strength": request.strength}
-        else:
-            args = {}
-        args.update(width=grid[0], height=grid[1])
-        images, seeds, phases = self.placement.run(lambda: self._run(job, request, text, args, plan),
-                                                   lambda: [self.active], job.notices)
-        denoise_s, decode_s = phases
-        return Result(images=tuple(images), seeds=tuple(seeds), request=request, model=self.info,
-                      model_hash=job.model_hash, settings=self.settings,
-                      timings=Timings(denoise=denoise_s, decode=decode_s), notices=tuple(job.notices))
-
-    def _run(self, job: Job, request, text, args: dict, plan):
-        import torch
-
-        pipe = self._pipe(request.mode)  # again: the ladder may have moved the hooks
-        preview = self.previews.for_size((request.width, request.height))
-        images, seeds = [], []
-        denoise_s = decode_s = 0.0
-        try:
-            with torch.inference_mode():
-                for index in range(request.batch_count):
-                    seed = job.seed(index)
-                    job.check_cancel(0)
-                    t0 = time.perf_counter()
-                    reporter = StepReporter(job, index, preview=preview)
-                    with cancel_within_steps([pipe.transformer], reporter):
-                        latents = pipe(
-                            prompt=text.prompt,
-                            negative_prompt=text.negative or None,
-                            num_inference_steps=request.steps,
-                            guidance_scale=request.guidance_scale,
-                            generator=torch.Generator("cpu").manual_seed(seed),
-                            output_type="latent",
-                            callback_on_step_end=reporter.on_step_end,
-                            **args,
-                        ).images
-                    denoise_s += time.perf_counter() - t0
-                    job.check_cancel(reporter.total, reporter.total)
-                    t0 = time.perf_counter()
-                    image = self._decode(pipe, latents, job.notices).crop((0, 0, request.width, request.height))
-                    images.append(imageprep.finish(plan, image, request.mask_blur))  # paste back / crop back
-                    decode_s += time.perf_counter() - t0
-                    seeds.append(seed)
-        finally:
-            if hasattr(pipe, "maybe_free_model_hooks"):
-                pipe.maybe_free_model_hooks()
-        return images, seeds, (denoise_s, decode_s)
-
-    def _decode(self, pipe, latents, notices: list[str]):
-        decoded = core_decode.decode(pipe.vae, latents, notices)  # the core undoes SD3's scale and shift
-        return pipe.image_processor.postprocess(decoded, output_type="pil")[0]
+        return request
 
 
 def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> SD3Runner:
