@@ -22,6 +22,21 @@ def test_import_linter_contract_holds():
     assert "5 kept, 0 broken" in proc.stdout
 
 
+def test_every_registered_family_is_in_the_contracts_that_keep_families_apart():
+    """A family added to the registry but not to the contracts would be free to import another family
+    (or be imported by the Engine) without the linter noticing."""
+    import tomllib
+
+    from engine.families import REGISTRY
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]["contracts"]
+    independent = next(c["modules"] for c in contracts if c["type"] == "independence")
+    kept_from_engine = next(c["forbidden_modules"] for c in contracts if c.get("source_modules") == ["engine.engine"])
+    for family in REGISTRY:
+        assert family in independent, f"{family} is missing from the independence contract"
+        assert family in kept_from_engine, f"{family} is missing from the Engine's forbidden modules"
+
+
 def _engine_graph():
     import grimp
 
