@@ -247,6 +247,15 @@ def single_file_config_dir(
 
 def write_config_dir(family: str, configs: Mapping[str, Mapping[str, Any]], dest: Path) -> Path:
     """Write ``configs`` (as from component_configs) and the family's tokenizers as a diffusers folder."""
+    write_configs(configs, dest)
+    for folder, kind in tokenizer_kinds(family).items():
+        write_tokenizer(dest / folder, kind)
+    return dest
+
+
+def write_configs(configs: Mapping[str, Mapping[str, Any]], dest: Path) -> Path:
+    """Write a diffusers folder's configs (no weights, no tokenizers): ``model_index``, the
+    scheduler's and one ``config.json`` per part; returns ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     for name, cfg in configs.items():
         if name == "model_index":
@@ -257,8 +266,6 @@ def write_config_dir(family: str, configs: Mapping[str, Mapping[str, Any]], dest
             path = dest / name / "config.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    for folder, kind in tokenizer_kinds(family).items():
-        write_tokenizer(dest / folder, kind)
     return dest
 
 

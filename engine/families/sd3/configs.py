@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+from engine.architectures import write_configs
 from engine.paths import resources_dir
 
 VARIANT_KEYS = ("large", "medium")
@@ -132,15 +133,5 @@ def single_file_config_dir(shapes: dict, dest: Path) -> Path:
     configs["text_encoder_2"].update(_clip_sizes(shapes, CLIP_G))
     if has_t5(shapes):
         configs["text_encoder_3"].update(_t5_sizes(shapes, T5))
-    dest.mkdir(parents=True, exist_ok=True)
-    for name, cfg in configs.items():
-        if name == "model_index":
-            path = dest / "model_index.json"
-        elif name == "scheduler":
-            path = dest / "scheduler" / "scheduler_config.json"
-        else:
-            path = dest / name / "config.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return dest
+    return write_configs(configs, dest)
 
