@@ -55,8 +55,10 @@ class FluxRunner(PipelineRunner):
     def encode(self, pipe, text, request) -> dict:
         """The prompt embeddings (T5 sequence + CLIP pooled), once for the whole batch."""
         tokens = min(MAX_T5_TOKENS.get(self.info.variant, 512), pipe.tokenizer_2.model_max_length)
+        # The device the placement runs on (asking the pipeline walks every module: a few ms a job).
         embeds, pooled, _text_ids = pipe.encode_prompt(prompt=text.prompt, prompt_2=None,
-                                                       device=pipe._execution_device, max_sequence_length=tokens)
+                                                       device=self.placement.settings.device,
+                                                       max_sequence_length=tokens)
         return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled, "max_sequence_length": tokens}
 
     def to_vae(self, pipe, latents, size):
