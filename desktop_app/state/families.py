@@ -38,6 +38,14 @@ def unsupported(info: ModelInfo | None) -> dict[str, str]:
     return dict(caps.reasons)
 
 
+def lora_reason(info: ModelInfo | None) -> str:
+    """Why ``info`` takes no LoRA ("" when it does, or when no model is chosen yet)."""
+    caps = families.capabilities(info)
+    if caps is None or "lora" in caps.addons:
+        return ""
+    return f"{caps.label} does not take LoRAs here: a <lora:…> tag in the prompt is left out with a notice"
+
+
 def step_range(info: ModelInfo | None) -> tuple[int, int] | None:
     """A narrower step range than the engine's for this model (Turbo: 1–4), or None."""
     caps = families.capabilities(info)

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.state.actions import StudioActions
-from desktop_app.state.families import family_label, kind_label
+from desktop_app.state.families import family_label, kind_label, lora_reason
 
 TABS = (
     ("Checkpoints", ("checkpoint", "inpaint")),
@@ -177,7 +177,16 @@ class LoraPickerWidget(QToolButton):
         self.menu_ = QMenu(self)
         self.setMenu(self.menu_)
         actions.catalog.entries_changed.connect(self._on_catalog_entries_changed)
+        actions.params.model_changed.connect(self._on_model_changed)
+        actions.catalog.models_changed.connect(self._on_model_changed)
         self._on_catalog_entries_changed(actions.catalog.entries)
+        self._on_model_changed()
+
+    def _on_model_changed(self, *_args) -> None:
+        """Greyed out, with the reason, while the chosen model takes no LoRA (FLUX, SD 3.5, …)."""
+        why = lora_reason(self._actions.catalog.find(self._actions.params.model))
+        self.setEnabled(not why)
+        self.setToolTip(why or "Insert a LoRA into the prompt as <lora:name:0.8> (edit the weight in the prompt)")
 
     def _on_catalog_entries_changed(self, entries: list) -> None:
         self.menu_.clear()
