@@ -352,7 +352,7 @@ def test_a_cancel_while_the_controlnet_runs_stops_before_the_unet(engine, built)
 
     model, net = built("sd15"), str(built("controlnet-sd15-canny"))
     make(engine, model, ControlInput("canny", square(), model=net))  # loaded and kept
-    controlnet = next(iter(engine.runner.controls.loaded.values())).model
+    controlnet = engine.runner.controls.loaded[str(Path(net).resolve())].model
     unet = engine.runner.base.unet
     cancel, unet_calls = threading.Event(), []
     first = controlnet.down_blocks[0].register_forward_hook(lambda *_: cancel.set())  # Esc while it runs
@@ -366,3 +366,16 @@ def test_a_cancel_while_the_controlnet_runs_stops_before_the_unet(engine, built)
         later.remove()
     assert unet_calls == []  # the step stopped inside the ControlNet, before the UNet ran
     assert not any(m._forward_pre_hooks for m in controlnet.modules())  # no hook left behind
+
+
+def test_a_controlnet_folder_downloaded_as_fp16_variant_loads(engine, built, tmp_path):
+    import shutil
+
+    folder = tmp_path / "sd-controlnet-canny"
+    shutil.copytree(built("controlnet-sd15-canny"), folder)
+    (folder / "diffusion_pytorch_model.safetensors").rename(folder / "diffusion_pytorch_model.fp16.safetensors")
+    model = built("sd15")
+    same = make(engine, model, ControlInput("canny", square(), model=str(built("controlnet-sd15-canny"))))
+    variant = make(engine, model, ControlInput("canny", square(), model=str(folder)))
+    assert inspect_model(folder).kind == "controlnet"
+    assert np.array_equal(pixels(same), pixels(variant))
