@@ -315,7 +315,8 @@ def test_an_upscaled_image_is_described_as_an_upscale_not_img2img(make_studio, d
                                 width=64, height=64, seed=3)
     result = Result(images=(Image.new("RGB", (64, 64)),), seeds=(3,), request=request,
                     model=ModelInfo("/m/x4", "x4", "checkpoint", "sd-x4-upscaler", "diffusers"), model_hash="",
-                    settings=RuntimeSettings("cpu", "float32", "fast"), timings=Timings())
+                    settings=RuntimeSettings("cpu", "float32", "fast"), timings=Timings(),
+                    params=(("Upscale by", "4"),))  # as the x4 runner records it
     path = tmp_path / "upscaled.png"
     result.images[0].save(path, pnginfo=png_info(result, 0, app_version="0.1.0"))
     studio = make_studio(data_dir, fake_engine)
