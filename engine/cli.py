@@ -367,6 +367,12 @@ def _cmd_info(args) -> int:
         return EXIT_OK
     print(f"source: {meta.source}")
     for key, value in meta.fields.items():
+        if key == "controls":  # one readable line per control input (the image itself stays in the file)
+            for i, c in enumerate(value):
+                model = f", model {c.model}" + (f" [{c.model_hash}]" if c.model_hash else "") if c.model else ""
+                print(f"control {i}: {c.kind}, strength {c.strength:g}, steps {c.start:g}-{c.end:g}{model}, "
+                      f"image {c.image.width}x{c.image.height}")
+            continue
         print(f"{key}: {value}")
     if meta.model_name or meta.model_hash:
         print(f"model: {meta.model_name} [{meta.model_hash}]")

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
+from pathlib import Path
 
 import engine  # noqa: F401  (sets the Hugging Face libraries offline before diffusers is imported)
 from engine.api import ModelError
+from engine.files.safe import printable
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,29 @@ def load_failed(name: str, what: str, exc: BaseException, folder: str | None = N
     go to the log file only. For a diffusers ``folder``, a part whose weights do not fit its config is
     named in plain words rather than in the library's ("Cannot load  because … expected shape …")."""
     log.debug("loading %s failed", name, exc_info=exc)
-    return ModelError(name, f"could not load {what}: {_explained(folder) or first_line(exc)}")
+    return ModelError(name, f"could not load {what}: {_explained(folder) or _plain(exc)}")
+
+
+_UNREADABLE = re.compile(r"^Unable to load weights from checkpoint file for '([^']*)'")
+
+
+def _plain(exc: BaseException) -> str:
+    """The failure in plain words: diffusers' "Unable to load weights from checkpoint file for 'F' at
+    'F'." (which drops the reason) becomes the file's name and the reason underneath it."""
+    line = first_line(exc)
+    found = _UNREADABLE.match(line)
+    if not found:
+        return line
+    cause, seen = exc, set()
+    while (cause.__cause__ or cause.__context__) is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    path = Path(found.group(1))
+    where = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+    reason = first_line(cause) if cause is not exc and not _UNREADABLE.match(first_line(cause)) else ""
+    reason = reason if not reason.startswith("Unable to locate the file") else ""
+    return (f"{printable(where)} could not be read as weights" + (f" ({reason})" if reason else "")
+            + ": the file is damaged, or newer than this version of Easel reads")
 
 
 def check_filled(pipe, name: str, what: str, folder: str | None = None) -> None:

@@ -311,6 +311,10 @@ def test_cli_control_metadata_and_regenerate_bit_identical(built, tmp_path, caps
     assert read_metadata(tmp_path / "a1111.png").extra["ControlNet 0"].startswith("Module: canny, Model: control_sd15_canny")
 
     capsys.readouterr()
+    assert main(["info", str(first)]) == 0
+    shown = capsys.readouterr().out
+    assert "control 0: canny, strength 0.8, steps 0-0.9, model control_sd15_canny.safetensors" in shown
+    assert "ControlInput(" not in shown
     code = main(["regenerate", str(first), "--model", str(built("sd15")), "--models-dir", str(tmp_path / "models"),
                  "--out", str(again), *data])
     assert code == 0, capsys.readouterr().err

@@ -205,3 +205,22 @@ def test_a_full_disk_leaves_no_partial_file_no_row_and_the_image_can_be_saved_el
     for path in out["rescued"]:
         assert entry_from_file(Path(path).parent, Path(path)) is not None
     assert len(out["rescued"]) == len(out["unsaved"])
+
+
+def test_a_weights_file_the_library_cannot_read_is_named_with_the_reason(tiny_models, monkeypatch):
+    """diffusers' "Unable to load weights from checkpoint file for 'F' at 'F'." drops why; the line the
+    user gets names the part's file and the reason underneath."""
+    import safetensors.torch
+
+    from engine.api import ModelError
+    from engine.engine import Engine
+
+    def unreadable(*_args, **_kwargs):
+        raise RuntimeError("Error while deserializing header: invalid dtype")
+
+    monkeypatch.setattr(safetensors.torch, "load_file", unreadable)
+    with pytest.raises(ModelError) as caught:
+        Engine(device="cpu").load(str(tiny_models.get()))
+    line = str(caught.value)
+    assert "\n" not in line and "Unable to load weights" not in line
+    assert "diffusion_pytorch_model.safetensors could not be read as weights (Error while deserializing header" in line
