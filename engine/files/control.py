@@ -20,6 +20,7 @@ from pathlib import Path
 from engine.api import ModelError, ModelInfo, UnsupportedModel
 from engine.files.headers import SafetensorsHeader, read_header
 from engine.files.safe import UnreadableFile, read_bytes
+from engine.files.hub import repo_name
 
 KIND = "controlnet"
 CONTROL_CLASSES = ("ControlNetModel",)
@@ -97,20 +98,10 @@ def is_control_folder(folder: str | Path) -> bool:
     return any(f'"{cls}"'.encode() in head for cls in (*CONTROL_CLASSES, *UNSUPPORTED_CLASSES))
 
 
-def folder_name(folder: Path) -> str:
-    """A diffusers folder's name; in the Hugging Face cache, the repository's (``lllyasviel/sd-controlnet-canny``)."""
-    name = folder.name
-    if folder.parent.name == "snapshots":
-        repo = folder.parent.parent.name
-        if repo.startswith("models--"):
-            return repo.removeprefix("models--").replace("--", "/")
-    return name
-
-
 def examine_control_folder(spath: str) -> tuple[ModelInfo, type[ModelError] | None]:
     """What the diffusers ControlNet folder ``spath`` is (kind "controlnet"), or why it cannot be used."""
     root = Path(spath)
-    name = folder_name(root)
+    name = repo_name(root)
 
     def result(family: str, variant: str, problem: str, error, size: int = 0):
         return ModelInfo(spath, name, KIND, family, "diffusers", size_bytes=size, problem=problem, variant=variant), error

@@ -9,6 +9,7 @@ import dataclasses
 from pathlib import Path
 
 from engine.api import ModelError, ModelInfo, UnsupportedModel
+from engine.files.hub import repo_name
 from engine.files.folders import parts_problem
 
 RUNS = ("QwenImagePipeline", "QwenImageImg2ImgPipeline", "QwenImageInpaintPipeline")
@@ -17,15 +18,6 @@ PIPELINES = RUNS + EDITS
 PARTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 EDIT_PROBLEM = ("Qwen-Image-Edit models (instruction edits of an image) are not supported yet; "
                 "Qwen-Image itself (text to image, img2img, inpaint) is")
-
-
-def repo_name(root: Path) -> str:
-    """``org/name`` for a Hugging Face cache snapshot (``models--org--name/snapshots/<rev>``), else the
-    folder's own name."""
-    root = Path(root)
-    if root.parent.name == "snapshots" and root.parent.parent.name.startswith("models--"):
-        return root.parent.parent.name.removeprefix("models--").replace("--", "/")
-    return root.name or root.resolve().name
 
 
 def examine(root: Path, cls: str, index: dict, result) -> tuple[ModelInfo, type[ModelError] | None]:

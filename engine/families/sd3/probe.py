@@ -10,6 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from engine.api import ModelError, ModelInfo
+from engine.files.hub import repo_name
 from engine.files.folders import listed, parts_problem, read_json
 from engine.files.kinds import looks_turbo
 
@@ -25,15 +26,6 @@ def variant_of(transformer: dict, name: str) -> str:
     if not transformer.get("qk_norm"):
         return "sd3-medium"
     return "turbo" if looks_turbo(name, {}) else "large"
-
-
-def repo_name(root: Path) -> str:
-    """The name a folder goes by: its own, or for an HF cache snapshot (models--org--name/snapshots/<rev>)
-    the repo's."""
-    parts = root.resolve().parts
-    if len(parts) >= 3 and parts[-2] == "snapshots" and parts[-3].startswith("models--"):
-        return parts[-3][len("models--"):].replace("--", "/")
-    return root.name or root.resolve().name
 
 
 def examine(root: Path, cls: str, index: dict, result) -> tuple[ModelInfo, type[ModelError] | None]:

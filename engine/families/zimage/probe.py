@@ -10,19 +10,11 @@ import dataclasses
 from pathlib import Path
 
 from engine.api import ModelError, ModelInfo
+from engine.files.hub import repo_name
 from engine.files.folders import parts_problem
 
 PIPELINES = ("ZImagePipeline", "ZImageImg2ImgPipeline", "ZImageInpaintPipeline")
 PARTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
-
-
-def repo_name(root: Path) -> str:
-    """``org/name`` for a Hugging Face cache snapshot (``models--org--name/snapshots/<rev>``), else the
-    folder's own name."""
-    root = Path(root)
-    if root.parent.name == "snapshots" and root.parent.parent.name.startswith("models--"):
-        return root.parent.parent.name.removeprefix("models--").replace("--", "/")
-    return root.name or root.resolve().name
 
 
 def is_turbo(root: Path, index: dict) -> bool:
