@@ -103,12 +103,14 @@ def test_painting_on_a_layer_colours_the_composite_and_leaves_the_mask_and_the_l
     doc.undo_stack.undo()  # the mask stroke
     doc.undo_stack.undo()  # the eraser: the red is back, on a layer below the active one (the mask)
     assert rgb(doc, 60, 50) == (220, 30, 40)
-    qtbot.wait(10)
-    assert view.grab().toImage().pixelColor(view.mapFromScene(QPointF(60, 50))) == QColor(220, 30, 40)
+
+    def shown_at_60_50() -> QColor:
+        return view.grab().toImage().pixelColor(view.mapFromScene(QPointF(60, 50)))
+
+    qtbot.waitUntil(lambda: shown_at_60_50() == QColor(220, 30, 40), timeout=5_000)
     doc.set_active(layer.key)
     doc.set_layer_opacity(layer.key, 0.0)
-    qtbot.wait(10)
-    assert view.grab().toImage().pixelColor(view.mapFromScene(QPointF(60, 50))) == QColor(128, 128, 128)
+    qtbot.waitUntil(lambda: shown_at_60_50() == QColor(128, 128, 128), timeout=5_000)
 
 
 def test_fill_and_picker_tools(panel, qtbot):
