@@ -211,3 +211,13 @@ def test_kontext_edits_the_image_it_is_given(fill_kontext, engine):
     assert not np.array_equal(np.asarray(first.images[0]), np.asarray(other.images[0]))
     again = engine.generate(request)
     assert np.array_equal(np.asarray(first.images[0]), np.asarray(again.images[0]))
+    # With a mask (FluxKontextInpaintPipeline, which takes a strength): only the masked area changes.
+    source = _source(1)
+    masked = engine.generate(request.replace(mode=Mode.INPAINT, init_image=source, mask=_mask(), mask_blur=0,
+                                             strength=1.0))
+    painted, original = np.asarray(masked.images[0]).astype(int), np.asarray(source).astype(int)
+    keep = np.asarray(_mask()) == 0
+    assert np.array_equal(painted[keep], original[keep]) and not np.array_equal(painted[~keep], original[~keep])
+    half = engine.generate(request.replace(mode=Mode.INPAINT, init_image=source, mask=_mask(), mask_blur=0,
+                                           strength=0.5))
+    assert not np.array_equal(np.asarray(half.images[0]), np.asarray(masked.images[0]))  # the strength is used

@@ -47,8 +47,9 @@ class FluxRunner(PipelineRunner):
 
     def image_args(self, request, size):
         args, plan = super().image_args(request, size)
-        if self.info.variant == "kontext":  # an edit by instruction: the whole image is the context,
-            args.pop("strength", None)      # at the asked size, not Kontext's own preferred resolutions
+        if self.info.variant == "kontext":  # at the asked size, not Kontext's own preferred resolutions
+            if request.mode is Mode.IMG2IMG:  # an edit by instruction: the whole image is the context
+                args.pop("strength", None)
             args.update(max_area=size[0] * size[1], _auto_resize=False)
         return args, plan
 
