@@ -318,8 +318,9 @@ class CanvasActions(QObject):
     def controls(self) -> tuple[ControlInput, ...]:
         """The canvas's visible control layers as the request's control inputs, bottom first. GUI thread.
 
-        A painted control layer is the artist's own control image: a scribble layer's strokes are
-        binarised (the scribble preprocessor), any other kind is used as painted. An empty control
+        A painted control layer is the artist's own control image: a scribble layer's strokes (where
+        it is painted, in any colour) are binarised by the scribble preprocessor; any other kind is
+        used as painted. An empty control
         layer follows the picture: its control image is made from the visible image layers (canny
         edges, line art, tile, inpaint with the mask, pose as it is). Depth needs a depth model, which
         loads on the engine's thread only: an empty depth layer is refused in one line (InvalidRequest).
@@ -336,7 +337,9 @@ class CanvasActions(QObject):
             kind = guide["control"]
             painted = guide["mask"].getbbox() is not None
             if painted:
-                image = preprocess.run("scribble", guide["image"]) if kind == "scribble" else guide["image"]
+                # A scribble is where the artist painted, in any colour: the layer's coverage, binarised.
+                image = (preprocess.run("scribble", guide["mask"].convert("RGB")) if kind == "scribble"
+                         else guide["image"])
                 made_by = "scribble" if kind == "scribble" else ""
             elif kind in ("depth", "scribble"):
                 what = ("paint a depth map on it, or make one with `easel preprocess depth`" if kind == "depth"

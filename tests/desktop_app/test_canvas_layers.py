@@ -512,7 +512,7 @@ def test_control_layers_become_the_requests_control_inputs_and_steer_the_engine(
 
     doc, actions = panel.doc, panel.canvas
     fill_layer(doc, "image", (40, 20, 120, 80), (255, 0, 0))  # a red block in the picture
-    scribble = fill_layer(doc, "control", (10, 10, 30, 90), (200, 200, 200))  # strokes on a control layer
+    scribble = fill_layer(doc, "control", (10, 10, 30, 90), (60, 20, 20))  # dark strokes on a control layer
     doc.set_layer_props(scribble.key, control="scribble", strength=0.8, end=0.5)
     edges = doc.add_layer("control")
     doc.set_layer_props(edges.key, control="canny")
