@@ -135,7 +135,11 @@ class PipelineRunner(Runner):
     def generate(self, job: Job) -> Result:
         """Run ``job`` (seed resolved) with the core's ladder, decode guard, previews and cancel."""
         self.caps.check(job.request.mode)
-        request = job.request = self.prepare(job)
+        request = self.prepare(job)
+        if "negative_prompt" not in self.caps.parameters and request.negative_prompt.strip():
+            job.notice(f"{self.caps.label} takes no negative prompt; it was left out.")
+            request = request.replace(negative_prompt="")
+        job.request = request
         self.placement.ensure(request.memory_preset, [self.active])
         text = prompt_policy.prepare(request.prompt, request.negative_prompt, self.caps.group, loras=False,
                                      weighting=False, notices=job.notices)

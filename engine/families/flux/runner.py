@@ -14,7 +14,6 @@ import dataclasses
 import time
 
 from engine.api import ModelError, Mode, ModelInfo
-from engine.core.job import Job
 from engine.core.loading import LOAD_ERRORS, load_failed, pretrained, quiet_libraries
 from engine.core.previews import unpack_2x2
 from engine.devices import bf16_for_fp16
@@ -37,13 +36,6 @@ class FluxRunner(PipelineRunner):
 
     def pipeline_classes(self) -> dict[Mode, str]:
         return _CLASSES.get(self.info.variant, _CLASSES[""])
-
-    def prepare(self, job: Job):
-        request = job.request
-        if request.negative_prompt.strip():
-            job.notice(f"{self.caps.label} takes no negative prompt; it was left out.")
-            request = request.replace(negative_prompt="")
-        return request
 
     def image_args(self, request, size):
         args, plan = super().image_args(request, size)
