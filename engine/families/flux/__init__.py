@@ -66,7 +66,8 @@ class Flux(Family):
         else:
             defaults = {"width": 1024, "height": 1024, "steps": 28, "guidance_scale": 3.5}
         return capabilities(label, "FLUX.1", modes=modes, refused=refused, parameters=parameters, reasons=reasons,
-                            defaults=defaults, size_step=16, memory_thresholds=THRESHOLDS, latent_space="flux")
+                            defaults=defaults, size_step=16, memory_thresholds=THRESHOLDS, latent_space="flux",
+                            instruction_edit=variant == "kontext")
 
     def load(self, info: ModelInfo, ctx: LoadContext) -> Runner:
         from engine.families.flux import runner
