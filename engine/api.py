@@ -470,6 +470,17 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class MemoryUse:
+    """Memory a job took on its device, in bytes: ``before`` held when it started (the model and, on the
+    CPU, the whole process), ``peak`` the most at any moment of the job, ``total`` the device's size
+    (system RAM for the CPU, the card's memory for a GPU)."""
+
+    before: int
+    peak: int
+    total: int
+
+
+@dataclass(frozen=True)
 class Result:
     """A finished job. ``request`` is the request as run (seed resolved), ``seeds[i]`` made ``images[i]``."""
 
@@ -488,3 +499,5 @@ class Result:
     notices: tuple[str, ...] = ()
     # False for a model with its own schedule (aMUSEd, DeepFloyd IF): no Sampler is recorded.
     uses_sampler: bool = True
+    # What the job took in memory (None where the device cannot tell): the window's estimate before a big job.
+    memory: MemoryUse | None = None

@@ -30,6 +30,7 @@ from engine.api import (
     random_seed,
 )
 from engine.core.job import Job
+from engine.core.memuse import PeakMeter
 from engine.families import family_for
 from engine.families.base import LoadContext, Runner
 
@@ -183,11 +184,12 @@ class Engine:
         control.check(runner.caps, request.controls)  # control inputs only where the family takes them
         if request.speed != "standard" and not runner.caps.speeds:
             job.notice(f"{runner.caps.label} runs at Standard speed: Fast and Draft apply to SD models for now.")
-        result = runner.generate(job)
+        with PeakMeter(self.device) as meter:
+            result = runner.generate(job)
 
-        # 4. Result, with the time spent loading for this request and in all.
+        # 4. Result, with the time spent loading for this request and in all, and the memory it took.
         timings = dataclasses.replace(result.timings, load=load_seconds, total=time.perf_counter() - job.started)
-        return dataclasses.replace(result, timings=timings, uses_sampler=bool(runner.caps.samplers))
+        return dataclasses.replace(result, timings=timings, uses_sampler=bool(runner.caps.samplers), memory=meter.use)
 
     def upscale(self, request: UpscaleRequest, on_progress: ProgressCallback | None = None,
                 cancel: threading.Event | None = None):

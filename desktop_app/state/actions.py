@@ -129,8 +129,7 @@ class StudioActions(QObject):
             return None
         warning = self.step_times.warning(request, self.device)
         if warning and not self.confirm_long_job(warning):
-            self.status.set_activity("Not started: " + warning.removesuffix("; continue?").replace("This will", "it would")
-                                     + ". A smaller size or fewer steps is quicker.")
+            self.status.set_activity(self.step_times.declined(warning))
             return None
         self.params.record_seed(request.seed)
         return self.queue.enqueue(request, origin)

@@ -573,8 +573,8 @@ class MainWindow(QMainWindow):
             pass  # a hand-edited layout is not worth an error
 
     def confirm_long_job(self, line: str) -> bool:
-        """Asked before a job this device's measured speed says will take very long."""
-        answer = QMessageBox.question(self, "A long job", line,
+        """Asked before a job this device's measured speed or memory says will take very long or not fit."""
+        answer = QMessageBox.question(self, "A big job" if "memory" in line else "A long job", line,
                                       QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                                       QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes

@@ -68,6 +68,7 @@ class FakeEngine:
         self.hold_at_step: int | None = None
         # With ``stuck`` the hold is one huge step that never looks at the cancel (only release() ends it).
         self.stuck = False
+        self.memory = None  # the MemoryUse each Result reports (the real engine measures it)
         self.held = threading.Event()  # set while parked at hold_at_step
         self._release = threading.Event()
         self.calls: list[GenerationRequest] = []  # every generate() that started, in order
@@ -159,6 +160,7 @@ class FakeEngine:
             model_hash="0123456789",
             settings=self._runtime or RuntimeSettings(self.device, self.dtype, "fast"),
             timings=Timings(denoise=time.perf_counter() - started, total=time.perf_counter() - started),
+            memory=self.memory,
         )
 
 

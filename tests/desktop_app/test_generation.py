@@ -9,6 +9,8 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
+from desktop_app.state.step_times import StepTimes
+
 from tests.desktop_app.conftest import screenshot
 from tests.desktop_app.fakes import colour_for, make_fake_model
 
@@ -280,7 +282,7 @@ def test_a_job_this_device_would_take_very_long_on_asks_first(make_studio, data_
     with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
         studio.actions.generate()
     measured = json.loads((data_dir / "step_times.json").read_text())
-    assert set(measured) == {"cpu"} and measured["cpu"] > 0  # kept per device, from the job's timings
+    assert measured["cpu"] > 0 and measured["memory"] == {}  # kept per device, from the job's timings
     # As if this CPU had measured 100 s per step per megapixel: 512x512, 25 steps is about 11 minutes.
     studio.actions.step_times._rates["cpu"] = 100.0
     p = studio.params
@@ -302,3 +304,34 @@ def test_a_job_this_device_would_take_very_long_on_asks_first(make_studio, data_
     qtbot.waitUntil(lambda: not studio.queue.busy, timeout=10_000)
     fake_engine.hold_at_step = None
     assert studio.actions.generate() is not None
+
+
+def test_a_job_that_would_not_fit_in_memory_asks_first_from_what_a_job_took(make_studio, data_dir, fake_engine,
+                                                                           fake_model, qtbot):
+    from engine.api import MemoryUse
+
+    studio = make_studio(data_dir, fake_engine)
+    _setup(studio, steps=2)
+    p = studio.params
+    p.width, p.height = 512, 512
+    # The engine measured this job: 3 GB held when it started, 4 GB at its peak, on a 16 GB computer:
+    # 1 GB for 0.26 megapixels, so 2048x2048 (4.2 MP) needs about 3 + 16 = 19 GB.
+    fake_engine.memory = MemoryUse(before=3 * 10**9, peak=4 * 10**9, total=16 * 10**9)
+    with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
+        studio.actions.generate()
+    asked = []
+    studio.actions.confirm_long_job = lambda line: asked.append(line) or False
+    p.width, p.height = 2048, 2048
+    assert studio.actions.generate() is None and not studio.queue.busy
+    assert asked == ["This needs about 19 GB of memory, but this computer has 16 GB: it may fail or be very slow; "
+                     "continue?"]
+    assert studio.status.activity == ("Not started: it needs about 19 GB of memory, but this computer has 16 GB: "
+                                      "it may fail or be very slow. A smaller size needs less memory.")
+    # The figures survive a restart; a size that fits asks nothing.
+    again = StepTimes(data_dir / "step_times.json")
+    assert again.warning(studio.params.to_request(), "cpu") == asked[0]
+    p.width, p.height = 1024, 1024  # 3 + 4 GB
+    assert again.warning(studio.params.to_request(), "cpu") is None
+    studio.actions.confirm_long_job = lambda line: pytest.fail(line)
+    with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
+        assert studio.actions.generate() is not None

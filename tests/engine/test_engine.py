@@ -58,6 +58,8 @@ def test_txt2img_gives_requested_size_and_records_what_ran(shared_engine, tiny_m
     assert len(result.model_hash) == 10
     t = result.timings
     assert t.encode > 0 and t.denoise > 0 and t.decode > 0 and t.total >= t.encode + t.denoise + t.decode
+    m = result.memory  # what the job took (the window estimates a bigger job's need from it)
+    assert m is not None and 0 < m.before <= m.peak < m.total
 
 
 def test_random_seed_is_recorded_and_batch_seeds_count_up(shared_engine, tiny_models):
