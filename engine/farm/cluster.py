@@ -62,3 +62,38 @@ def resources() -> dict[str, float]:
     import ray
 
     return dict(ray.cluster_resources())
+
+
+def nodes() -> list[tuple[str, int, int]]:
+    """(node id, CPUs, GPUs) of each live node, in the order Ray lists them (the head first)."""
+    import ray
+
+    return [(n["NodeID"], int(n.get("Resources", {}).get("CPU", 0)), int(n.get("Resources", {}).get("GPU", 0)))
+            for n in ray.nodes() if n.get("Alive")]
+
+
+def plan_workers(node_list: list[tuple[str, int, int]], workers: int | None = None,
+                 use_gpu: bool = True) -> list[tuple[str, int, int]]:
+    """Where the farm's workers go: (node id, CPUs, GPUs) for each, planned node by node so that every
+    worker fits on one machine (a worker asking for more CPUs than any one node has would wait forever).
+
+    With GPUs (``use_gpu`` and a node has one): one worker per GPU, each asking for 1 GPU (``workers``
+    caps the count). Without: one per 2 CPUs of each node, at least one per node, or ``workers`` dealt
+    round the nodes; a node's cores are shared out among its workers for torch's threads. Listed with
+    the nodes interleaved (each node's first worker, then each node's second...).
+    """
+    gpu_nodes = [(nid, gpus) for nid, _cpus, gpus in node_list if gpus > 0] if use_gpu else []
+    if gpu_nodes:
+        per_node = [[(nid, 0, 1)] * gpus for nid, gpus in gpu_nodes]
+        return _interleave(per_node)[:workers or None]
+    cpu_nodes = [(nid, max(1, cpus)) for nid, cpus, _gpus in node_list]
+    counts = [max(1, cpus // 2) for _nid, cpus in cpu_nodes]
+    if workers and cpu_nodes:
+        counts = [min(cpus, workers // len(cpu_nodes) + (i < workers % len(cpu_nodes)))  # a CPU each at least
+                  for i, (_nid, cpus) in enumerate(cpu_nodes)]
+    return _interleave([[(nid, max(1, cpus // count), 0)] * count
+                        for (nid, cpus), count in zip(cpu_nodes, counts) if count])
+
+
+def _interleave(groups: list[list]) -> list:
+    return [group[i] for i in range(max(map(len, groups), default=0)) for group in groups if i < len(group)]

@@ -63,15 +63,13 @@ class Farm:
         import ray
 
         self._ray = ray
-        res = cluster.resources()
-        gpus = int(res.get("GPU", 0))
-        cpus = max(1, int(res.get("CPU", 1)))
-        if device == "cpu":
-            gpus = 0
-        count = workers or (gpus if gpus else max(1, cpus // 2))
-        self._use_gpu = bool(gpus) and device != "cpu"
-        # On CPU each worker gets an equal share of the cores for torch's threads (Ray would give it one).
-        self._threads = None if self._use_gpu else max(1, cpus // count)
+        node_list = cluster.nodes()
+        self._use_gpu = device != "cpu" and any(gpus for _nid, _cpus, gpus in node_list)
+        # Each worker is placed on one node and asks only for what that node has: on CPU an equal share
+        # of that node's cores for torch's threads (Ray would give it one).
+        self._plan = cluster.plan_workers(node_list, workers, use_gpu=self._use_gpu)
+        if not self._plan:
+            raise FarmError("the Ray cluster has no live node to run workers on")
         self._device = device
         self._data_dir = str(data_dir) if data_dir else None
         self._include_defaults = include_defaults
@@ -79,21 +77,28 @@ class Farm:
         self._worker_folders = worker_folders or []
         self.workers: list[Worker] = []
         self._next_index = 0
-        for _ in range(count):
+        for _ in self._plan:
             self._spawn(len(self.workers))
 
     # -- workers ----------------------------------------------------------------------------------
 
     def _spawn(self, slot: int) -> Worker:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         from engine.farm.worker import EngineWorker
 
         self._next_index += 1
         folders = self._worker_folders[slot] if slot < len(self._worker_folders) else self._folders
         name = f"worker {self._next_index}"
-        options = {"num_gpus": 1} if self._use_gpu else {"num_cpus": self._threads}
-        actor = self._ray.remote(EngineWorker).options(max_concurrency=2, max_restarts=0, **options).remote(
+        node, cpus, gpus = self._plan[slot]
+        options = {"num_gpus": gpus} if self._use_gpu else {"num_cpus": cpus}
+        # Its planned node, or (soft) any node with room if that one is gone: a replacement still starts.
+        where = NodeAffinitySchedulingStrategy(node_id=node, soft=True)
+        threads = None if self._use_gpu else cpus
+        actor = self._ray.remote(EngineWorker).options(max_concurrency=2, max_restarts=0, scheduling_strategy=where,
+                                                       **options).remote(
             name, folders, device=None if self._use_gpu else (self._device or "cpu"), data_dir=self._data_dir,
-            include_defaults=self._include_defaults, threads=self._threads)
+            include_defaults=self._include_defaults, threads=threads)
         worker = Worker(self._next_index, actor, name, folders)
         if slot < len(self.workers):
             self.workers[slot] = worker
@@ -109,8 +114,13 @@ class Farm:
         return len(dead)
 
     def describe(self) -> list[dict]:
-        """Each live worker's name, host, pid and device (waits for the workers to start)."""
-        return self._ray.get([w.actor.describe.remote() for w in self.workers if w.alive])
+        """Each live worker's name, host, pid and device (waits for the workers to start, at most
+        ``START_TIMEOUT`` seconds: then FarmError, one line)."""
+        try:
+            return self._ray.get([w.actor.describe.remote() for w in self.workers if w.alive], timeout=START_TIMEOUT)
+        except self._ray.exceptions.GetTimeoutError:
+            raise FarmError(f"the farm's workers did not start within {START_TIMEOUT:.0f} s: the cluster may be busy "
+                            "or have no room for them (see `ray status`)") from None
 
     def close(self) -> None:
         """Stop the workers, and the local cluster if this Farm started it."""

@@ -53,11 +53,13 @@ class EngineWorker:
     # -- what this worker is and has -------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
-        """Where the worker runs (for messages): its name, host, process id and device."""
+        """Where the worker runs (for messages): its name, host, Ray node, process id and device."""
+        import ray
+
         from engine import devices
 
-        return {"name": self.name, "host": socket.gethostname(), "pid": os.getpid(),
-                "device": str(devices.pick_device(self._device))}
+        return {"name": self.name, "host": socket.gethostname(), "node": ray.get_runtime_context().get_node_id(),
+                "pid": os.getpid(), "device": str(devices.pick_device(self._device))}
 
     def add_folders(self, folders: list[str]) -> None:
         """Search these folders too from now on (those that exist on this node)."""
