@@ -5,9 +5,10 @@ a control layer) schedules a run: img2img of the visible image layers at the str
 of the mask in Inpaint mode, with the chosen model (a fast one: SD-Turbo, SDXL-Turbo, FLUX.1 [schnell],
 Z-Image Turbo; any model works). Latest wins:
 
-- a change cancels the run in progress at once (the engine stops within a step) and restarts a short
-  timer; the next run starts when the changes pause (a burst of strokes is one run after it), from the
-  canvas as it is then;
+- a change cancels the run in progress at once (the engine stops within a step);
+- a change after a quiet moment starts a run at once (a single stroke waits for nothing); changes that
+  follow it closely (a burst of strokes) restart a short timer, and one run starts when they pause,
+  from the canvas as it is then: a burst gives at most two runs, the first of which it cancels;
 - at most one live run is on the engine thread at a time: nothing queues up.
 
 Live runs go through the same bridge and engine thread as the queue's jobs, but not through the queue
@@ -40,7 +41,7 @@ from engine.lazy import LazyModule
 np = LazyModule("numpy")
 
 log = logging.getLogger(__name__)
-DEBOUNCE_MS = 150  # a pause this long in the changes starts a run
+DEBOUNCE_MS = 150  # changes closer than this are one burst: one run when they pause
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ class LiveMode(QObject):
         self._timer.timeout.connect(self._on_timer_timeout)
         self._cancel: threading.Event | None = None  # the run in progress
         self._task: asyncio.Task[None] | None = None
-        self._want_run = False  # the timer fired during a run: start one when it ends
+        self._want_run = False  # a run was due while the cancelled one unwound: start it when that ends
+        self._dirty = False  # a change no run has started from yet
         self._changed_at = 0.0
         self._applied = 0
         # Counters (the benchmark and the tests read them): every run started, finished, cancelled.
@@ -131,12 +133,10 @@ class LiveMode(QObject):
         if on:
             self._seed = None  # a fresh pinned seed for this session of live painting
             self.enabled_changed.emit(True)
-            self._on_change()
-            self._timer.stop()
-            self._on_timer_timeout()  # the first frame at once, no pause to wait for
+            self._on_change()  # the first frame at once
             return
         self._timer.stop()
-        self._want_run = False
+        self._want_run = self._dirty = False
         if self._cancel is not None:
             self._cancel.set()
         self._set_frame(None)
@@ -186,15 +186,24 @@ class LiveMode(QObject):
         if self._cancel is not None and not self._cancel.is_set():
             self._cancel.set()  # stale now: the engine stops it within a step
             self.cancelled_steps.append((self._step, -1))
+        self._dirty = True
+        quiet = not self._timer.isActive()
         self._timer.start()
+        if quiet:
+            self._start()  # after a quiet moment: now (the timer then catches what follows closely)
 
     def _on_document_replaced(self) -> None:
         self._set_frame(None)
         self._on_change()
 
     def _on_timer_timeout(self) -> None:
+        if self._dirty:
+            self._start()
+
+    def _start(self) -> None:
         if not self.enabled:
             return
+        self._dirty = False
         if self._task is not None and not self._task.done():
             self._want_run = True  # the cancelled run is still unwinding: the next one follows it
             return
@@ -214,7 +223,7 @@ class LiveMode(QObject):
         while True:
             self._want_run = False
             await self._run_once()
-            if not (self.enabled and self._want_run and not self._timer.isActive()):
+            if not (self.enabled and self._want_run):
                 return
 
     async def _run_once(self) -> None:
