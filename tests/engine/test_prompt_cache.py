@@ -81,3 +81,29 @@ def test_flux_encode_hook_is_cached_too(tmp_path):
     engine.generate(_request(model, prompt="a fox", **kw))
     assert len(t5) == 2
     engine.unload()
+
+
+@pytest.mark.slow
+def test_zimage_encodes_its_prompt_once_and_keeps_the_pixels(tmp_path):
+    """Z-Image (Turbo) encodes through its own encode hook now: kept by the cache, the same image as before."""
+    from engine.cli import main
+    from engine.engine import Engine
+
+    model = tmp_path / "zimage-turbo"
+    assert main(["make-test-model", str(model), "--family", "zimage-turbo"]) == 0
+    engine = Engine(device="cpu")
+    engine.load(str(model))
+    calls = _count_forward(engine.runner.base.text_encoder)
+    kw = dict(negative="", guidance_scale=0.0, steps=2)
+    first = engine.generate(_request(model, **kw))
+    second = engine.generate(_request(model, **kw))
+    assert len(calls) == 1
+    assert np.array_equal(np.asarray(first.images[0]), np.asarray(second.images[0]))
+    # The pipeline's own encoding (PipelineRunner's default: the text passed through) gives the same pixels.
+    from engine.families.pipeline_runner import PipelineRunner
+
+    engine.runner.encode = lambda pipe, text, request: PipelineRunner.encode(engine.runner, pipe, text, request)
+    engine.runner.prompt_cache.clear()
+    own = engine.generate(_request(model, **kw))
+    assert np.array_equal(np.asarray(own.images[0]), np.asarray(first.images[0]))
+    engine.unload()
