@@ -84,24 +84,27 @@ def test_flux_encode_hook_is_cached_too(tmp_path):
 
 
 @pytest.mark.slow
-def test_zimage_encodes_its_prompt_once_and_keeps_the_pixels(tmp_path):
-    """Z-Image (Turbo) encodes through its own encode hook now: kept by the cache, the same image as before."""
+@pytest.mark.parametrize("family, kw", [
+    ("zimage-turbo", dict(negative="", guidance_scale=0.0, steps=2)),
+    ("sd35-medium", dict(negative="fog", guidance_scale=4.5, steps=2)),
+])
+def test_families_encoding_in_their_hook_encode_once_with_the_pipelines_own_pixels(tmp_path, family, kw):
+    """Z-Image and SD 3.5 encode in their encode hook: kept by the cache, and the same image as the
+    pipeline's own encoding of the text (PipelineRunner's default hook passes the text through)."""
     from engine.cli import main
     from engine.engine import Engine
+    from engine.families.pipeline_runner import PipelineRunner
 
-    model = tmp_path / "zimage-turbo"
-    assert main(["make-test-model", str(model), "--family", "zimage-turbo"]) == 0
+    model = tmp_path / family
+    assert main(["make-test-model", str(model), "--family", family]) == 0
     engine = Engine(device="cpu")
     engine.load(str(model))
     calls = _count_forward(engine.runner.base.text_encoder)
-    kw = dict(negative="", guidance_scale=0.0, steps=2)
     first = engine.generate(_request(model, **kw))
-    second = engine.generate(_request(model, **kw))
-    assert len(calls) == 1
-    assert np.array_equal(np.asarray(first.images[0]), np.asarray(second.images[0]))
-    # The pipeline's own encoding (PipelineRunner's default: the text passed through) gives the same pixels.
-    from engine.families.pipeline_runner import PipelineRunner
-
+    encoded = len(calls)
+    second = engine.generate(_request(model, seed=5, **kw))
+    assert encoded > 0 and len(calls) == encoded
+    assert not np.array_equal(np.asarray(first.images[0]), np.asarray(second.images[0]))
     engine.runner.encode = lambda pipe, text, request: PipelineRunner.encode(engine.runner, pipe, text, request)
     engine.runner.prompt_cache.clear()
     own = engine.generate(_request(model, **kw))
