@@ -87,9 +87,10 @@ def test_flux_encode_hook_is_cached_too(tmp_path):
 @pytest.mark.parametrize("family, kw", [
     ("zimage-turbo", dict(negative="", guidance_scale=0.0, steps=2)),
     ("sd35-medium", dict(negative="fog", guidance_scale=4.5, steps=2)),
+    ("qwen-image", dict(negative="fog", guidance_scale=4.0, steps=2)),
 ])
 def test_families_encoding_in_their_hook_encode_once_with_the_pipelines_own_pixels(tmp_path, family, kw):
-    """Z-Image and SD 3.5 encode in their encode hook: kept by the cache, and the same image as the
+    """Z-Image, SD 3.5 and Qwen-Image encode in their encode hook: kept by the cache, and the same image as the
     pipeline's own encoding of the text (PipelineRunner's default hook passes the text through)."""
     from engine.cli import main
     from engine.engine import Engine
