@@ -103,7 +103,8 @@ class LiveMode(QObject):
                        params.mask_blur_changed, params.width_changed, params.height_changed,
                        params.speed_changed):
             signal.connect(self._on_change)
-        bridge.state_changed.connect(lambda state: self._on_change() if state == "ready" else None)
+        if bridge is not None:  # (a canvas without an engine, as in the canvas benchmark)
+            bridge.state_changed.connect(lambda state: self._on_change() if state == "ready" else None)
 
     # -- what the widgets call ------------------------------------------------------------------
 
@@ -212,7 +213,7 @@ class LiveMode(QObject):
     def _blocked(self) -> str:
         if not self.doc.has_image:
             return "open or paste an image, then paint: live mode re-renders the canvas"
-        if self.bridge.state != "ready":
+        if self.bridge is None or self.bridge.state != "ready":
             return "waiting for the engine to start"
         if not self.params.model:
             return "choose a model (a fast one: a Turbo or schnell model)"

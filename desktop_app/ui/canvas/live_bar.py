@@ -50,6 +50,8 @@ class LiveBarWidget(QWidget):
         self.apply_button.clicked.connect(live.apply)
         live.message_changed.connect(lambda text: self.label.setText(text.removeprefix("Live: ")))
         live.progressed.connect(lambda step, total: self.label.setText(f"rendering, step {step} of {total}…"))
+        live.running_changed.connect(lambda running: None if running else
+                                     self.label.setText(live.message.removeprefix("Live: ")))
         for signal in (live.enabled_changed, live.overlay_changed, live.frame_changed):
             signal.connect(lambda *_a: self.refresh())
         live.params.seed_mode_changed.connect(lambda _m: self.refresh())

@@ -355,7 +355,9 @@ class CanvasPanel(QWidget):
 
     def _show_live_over(self) -> None:
         live = self.live
-        over = live.enabled and live.overlay and live.frame is not None
+        # Not over an image being viewed, nor over results waiting to be accepted.
+        over = (live.enabled and live.overlay and live.frame is not None and self.view.viewer_image is None
+                and not self.doc.candidates)
         self.view.show_live(live.frame.image if over else None)
 
     def _on_view_zoom_changed(self, zoom: float) -> None:
@@ -370,6 +372,7 @@ class CanvasPanel(QWidget):
         self.view.placeholder = self._placeholder if empty else ""
         self.view.viewport().update()
         self.view.painting_enabled = not viewing
+        self._show_live_over()
 
 
 def _spin(lo: int, hi: int, value: int, suffix: str, tip: str) -> QSpinBox:
