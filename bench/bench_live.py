@@ -184,7 +184,11 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--switch-interval", type=float, default=None,
+                        help="sys.setswitchinterval before the engine starts (the bridge keeps a smaller one)")
     args = parser.parse_args()
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     app = QApplication(sys.argv[:1])
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
