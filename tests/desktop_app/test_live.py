@@ -118,8 +118,10 @@ def test_a_stroke_mid_run_cancels_it_within_one_step(make_studio, data_dir, qtbo
 def test_the_prompt_is_encoded_once_while_unchanged(make_studio, data_dir, qtbot, tmp_path, turbo_model):
     studio = _studio(make_studio, data_dir, qtbot, tmp_path, turbo_model)
     doc, live = studio.actions.document, studio.actions.canvas.live
+    studio.params.seed_mode = "random"  # live mode pins one seed all the same
     live.set_enabled(True)
     qtbot.waitUntil(lambda: settled(live, doc), timeout=60_000)
+    seed = live.frame.seed
     calls: list[int] = []
     hook = studio.bridge._engine.runner.base.text_encoder.register_forward_hook(lambda *_: calls.append(1))
     try:
@@ -127,14 +129,25 @@ def test_the_prompt_is_encoded_once_while_unchanged(make_studio, data_dir, qtbot
             stroke(doc, i)
             qtbot.waitUntil(lambda: settled(live, doc), timeout=60_000)
         assert live.runs_finished >= 4 and calls == []  # three more runs, no text encoding
+        assert live.frame.seed == seed  # pinned: the strokes changed the picture, not the noise
+        # A layer shown or hidden and a strength change re-render too (still no encoding).
+        for change in (lambda: doc.add_layer("image"), lambda: doc.set_layer_visible(doc.layers[-1].key, False),
+                       lambda: setattr(studio.params, "strength", 0.8)):
+            runs = live.runs_started
+            change()
+            qtbot.waitUntil(lambda: live.runs_started > runs and settled(live, doc), timeout=60_000)
+        assert live.frame.result.request.strength == 0.8 and calls == []
         studio.params.prompt = "a lake at dawn"
         qtbot.waitUntil(lambda: live.running, timeout=10_000)
         qtbot.waitUntil(lambda: settled(live, doc), timeout=60_000)
         assert calls  # a new prompt is encoded
         encoded = len(calls)
+        finished = live.runs_finished
         stroke(doc, 9)
-        qtbot.waitUntil(lambda: settled(live, doc) and live.runs_finished >= 6, timeout=60_000)
+        qtbot.waitUntil(lambda: settled(live, doc) and live.runs_finished > finished, timeout=60_000)
         assert len(calls) == encoded
+        live.new_seed()  # New seed: another pinned seed, and a run with it
+        qtbot.waitUntil(lambda: settled(live, doc) and live.frame.seed != seed, timeout=60_000)
     finally:
         hook.remove()
         live.set_enabled(False)
