@@ -369,6 +369,10 @@ class EngineBridge(QObject):
         return UpscaleOutcome(result, saved, path, pil_to_qimage(result.image), pil_to_qimage(spec.image),
                               time.perf_counter() - t0)
 
+    def save(self, result: Result, folder: Path) -> list[Any]:
+        """Save ``result`` with the saver generations use (the gallery's). Engine thread."""
+        return list(self._saver(result, folder))
+
     async def run_on_engine_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the engine thread (e.g. making a demo model, which needs torch)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

@@ -80,6 +80,7 @@ class StudioActions(QObject):
         self.canvas = CanvasActions(self.document, params, bridge, reporter, status, self._spawn, parent=self)
         self.canvas.blocked_changed.connect(self._update_enabled)
         self.canvas.discarded.connect(gallery.trash_files)  # a discarded result does not stay in the gallery
+        self.canvas.live.applied.connect(self.save_live_frame)  # live frames reach the gallery only when applied
         # Picking a model of another kind applies its family's defaults (size, steps, CFG, sampler).
         self.model_defaults = ModelDefaults(params, catalog, parent=self)
         self.images = ImageJobs(queue=queue, catalog=catalog, gallery=gallery, document=self.document, params=params,
@@ -273,7 +274,21 @@ class StudioActions(QObject):
 
     # -- internals ----------------------------------------------------------------------------
 
+    def save_live_frame(self, frame: Any) -> asyncio.Task[None]:
+        """An applied live result goes to the gallery (saved with its metadata, as a canvas job's result)."""
+        return self._spawn(self._save_live_frame(frame))
+
+    async def _save_live_frame(self, frame: Any) -> None:
+        try:
+            saved = await self.bridge.run_on_engine_thread(self.bridge.save, frame.result, self.queue.output_dir)
+        except Exception as exc:  # a full disk: the layer is on the canvas all the same
+            self.reporter.report(f"The applied live result could not be saved to the gallery: {exc}", exc)
+            return
+        paths = [Path(getattr(s, "absolute_path", s)) for s in saved]
+        self.gallery.on_job_finished(Outcome(frame.result, paths, [frame.image], frame.seconds, saved), show=False)
+
     def stop(self) -> None:
+        self.canvas.live.stop()
         self.downloads.stop()
         self._tasks.cancel_all()
 

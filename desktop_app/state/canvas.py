@@ -468,6 +468,19 @@ class CanvasDocument(QObject):
         self._push_stack(layers, layer.key, f"Add {layer.name}")
         return layer
 
+    def add_pixel_layer(self, pixels: np.ndarray, name: str, where: np.ndarray | None = None) -> Layer | None:
+        """A new image layer at the top of the stack holding ``pixels`` ((h, w, 4) RGB32 bytes, the
+        canvas's size), opaque where ``where`` is True (everywhere when None), transparent elsewhere.
+        The active layer stays the same. One undo step."""
+        if not self.has_image or pixels.shape != (self.height, self.width, 4):
+            return None
+        layer = Layer.blank(self.width, self.height, name, "image")
+        cover = np.ones(pixels.shape[:2], bool) if where is None else where
+        np.copyto(layer.array, pixels, where=cover[..., None])
+        layer.array[..., _A][cover] = 255  # opaque RGB32 bytes are the same as opaque premultiplied ARGB
+        self._push_stack([*self.layers, layer], self.active_key, f"Add {name}")
+        return layer
+
     def delete_layer(self, key: str) -> bool:
         """Delete a layer (not the last image layer: the canvas needs one). False if not deleted."""
         layer = self.layer(key)

@@ -17,6 +17,7 @@ from desktop_app.bridge import EngineBridge, Outcome
 from desktop_app.state import canvas_ora
 from desktop_app.state.canvas import Candidate, CanvasDocument
 from desktop_app.state.errors import ErrorReporter
+from desktop_app.state.live import LiveMode
 from desktop_app.state.params import GenerationParameters
 from desktop_app.state.status import EngineStatus
 from engine.api import MAX_SIZE, ControlInput, EaselError, GenerationRequest, InvalidRequest, Mode
@@ -83,6 +84,8 @@ class CanvasActions(QObject):
         doc.document_replaced.connect(self._on_state_changed)
         params.edit_mode_changed.connect(self._on_state_changed)
         params.only_masked_changed.connect(self._on_state_changed)
+        # Live mode of this canvas: off until its toggle; its runs reuse the bridge, not the queue.
+        self.live = LiveMode(self, params, bridge, reporter, status, spawn, parent=self)
 
     def _on_state_changed(self, *_args: Any) -> None:
         self.blocked_changed.emit()
@@ -275,9 +278,10 @@ class CanvasActions(QObject):
 
     # -- generation ---------------------------------------------------------------------------
 
-    def blocked_reason(self) -> str:
-        """Why Generate cannot edit the canvas now ("" when it can, or when the mode is txt2img)."""
-        mode = self.params.edit_mode
+    def blocked_reason(self, mode: str | None = None) -> str:
+        """Why Generate cannot edit the canvas now ("" when it can, or when the mode is txt2img), in the
+        edit mode chosen, or in ``mode`` ("img2img" / "inpaint": live mode's)."""
+        mode = mode or self.params.edit_mode
         if mode == "txt2img":
             return ""
         if not self.doc.has_image:
@@ -291,19 +295,21 @@ class CanvasActions(QObject):
                         f"{MAX_SIZE} px a side; use Only masked region")
         return ""
 
-    def build_request(self, base: GenerationRequest) -> tuple[GenerationRequest, CanvasJob]:
-        """The request that edits the canvas, from the prompt settings in ``base``. InvalidRequest if not possible.
+    def build_request(self, base: GenerationRequest, mode: str | None = None) -> tuple[GenerationRequest, CanvasJob]:
+        """The request that edits the canvas, from the prompt settings in ``base``, in the edit mode
+        chosen (or in ``mode``: "img2img" / "inpaint"). InvalidRequest if not possible.
 
         Whole-image work happens at the canvas size padded to a multiple of 8 (the engine crops the
         padding off); "only masked region" works at the chosen width × height around the mask.
         """
-        reason = self.blocked_reason()
+        mode = mode or self.params.edit_mode
+        reason = self.blocked_reason(mode)
         if reason:
             raise InvalidRequest("canvas", reason)
         p, doc = self.params, self.doc
         source = doc.image_array.copy()
         image = doc.image_pil()
-        if p.edit_mode == "img2img":
+        if mode == "img2img":
             w, h = padded_size(doc.width, doc.height)
             request = base.replace(mode=Mode.IMG2IMG, init_image=image, width=w, height=h, strength=p.strength)
             return request, CanvasJob(source, (0, 0, w, h))

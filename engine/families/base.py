@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.api import SAMPLERS, InvalidRequest, Mode, ModelInfo, Result, RuntimeSettings
+from engine.core.prompt_cache import PromptCache
 
 if TYPE_CHECKING:
     from engine.core.job import Job
@@ -172,6 +173,8 @@ class Runner(abc.ABC):
         self.load_seconds = load_seconds
         self.placement = Placement(ctx.device, ctx.dtype, caps.memory_thresholds, model_path=info.path,
                                    rungs=ctx.rungs, vae_tiling=vae_tiling)
+        # The last prompt encoding (engine.core.prompt_cache): unchanged text is not encoded again.
+        self.prompt_cache = PromptCache()
 
     @property
     def settings(self) -> RuntimeSettings | None:
@@ -187,6 +190,7 @@ class Runner(abc.ABC):
         """The loaded pipelines (or modules), for placement, RAM parking and memory accounting."""
 
     def park(self) -> None:
+        self.prompt_cache.clear()
         self.placement.park(self.pipelines())
 
     def unpark(self, preset: str) -> None:
@@ -195,6 +199,7 @@ class Runner(abc.ABC):
     def close(self) -> None:
         from engine.core.placement import free
 
+        self.prompt_cache.clear()
         free(self.pipelines(), self.placement.device)
 
     def nbytes(self) -> int:

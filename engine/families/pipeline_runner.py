@@ -19,6 +19,7 @@ from engine.core import prompt_policy
 from engine.core.job import Job
 from engine.core.placement import place, unhook
 from engine.core.previews import Previews
+from engine.core.prompt_cache import modules_key
 from engine.core.steps import StepReporter, cancel_within_steps
 from engine.families.base import Runner
 
@@ -96,6 +97,16 @@ class PipelineRunner(Runner):
         the pipeline encodes it on each call)."""
         return {"prompt": text.prompt, "negative_prompt": text.negative or None}
 
+    def encode_key(self, pipe, text, request):
+        """What ``encode``'s result depends on, for the runner's prompt cache (engine.core.prompt_cache):
+        unchanged, the last encoding is used again. Default: the text as the encoder sees it, clip skip,
+        the CFG scale (an encode may give a negative only with CFG), the text-encoding modules and the
+        device and preset they sit on. A family whose encode reads more of the request adds it here."""
+        encoders = [m for name, m in pipe.components.items() if name.startswith(("text_encoder", "tokenizer"))]
+        settings = self.placement.settings
+        return (text.prompt, text.negative, request.clip_skip, request.guidance_scale, modules_key(*encoders),
+                str(settings.device), settings.preset)
+
     def call_args(self, request) -> dict:
         """The per-call arguments beyond prompt, images, size, steps and seed (default: the CFG scale)."""
         return {"guidance_scale": request.guidance_scale}
@@ -168,7 +179,8 @@ class PipelineRunner(Runner):
         try:
             with torch.inference_mode():
                 t0 = time.perf_counter()
-                prompt_args = self.encode(pipe, text, request)
+                prompt_args = self.prompt_cache.get(self.encode_key(pipe, text, request),
+                                                    lambda: self.encode(pipe, text, request))
                 encode_s += time.perf_counter() - t0
                 for index in range(request.batch_count):
                     seed = job.seed(index)

@@ -28,6 +28,7 @@ from desktop_app.state.params import GenerationParameters
 from desktop_app.ui.canvas.dialogs import ExtendCanvasDialog
 from desktop_app.ui.canvas.edit_bar import CandidateBarWidget, EditSettingsWidget, labelled
 from desktop_app.ui.canvas.layers_panel import LayersPanel
+from desktop_app.ui.canvas.live_bar import LiveBarWidget, LiveResultView
 from desktop_app.ui.canvas.view import CanvasView
 from desktop_app.ui.labels import ElidedLabel
 
@@ -49,6 +50,11 @@ class CanvasPanel(QWidget):
         self.doc = doc = canvas.doc
         self.view = CanvasView(doc)
         self.edit_settings = EditSettingsWidget(params, doc)
+        self.live = canvas.live
+        self.live_bar = LiveBarWidget(canvas.live)
+        self.edit_settings.bar.addSeparator()
+        self.edit_settings.bar.addWidget(self.live_bar.live_button)
+        self.live_view = LiveResultView(canvas.live)
         self.candidate_bar = CandidateBarWidget(doc)
         self.shortcuts: list[tuple[str, str]] = []
         self.actions_by_name: dict[str, QAction] = {}
@@ -92,9 +98,11 @@ class CanvasPanel(QWidget):
         middle.setContentsMargins(0, 0, 0, 0)
         middle.setSpacing(2)
         middle.addWidget(self.view, 1)
+        middle.addWidget(self.live_view, 1)
         middle.addWidget(self.layers_panel)
         layout.addLayout(middle, 1)
         layout.addWidget(self.candidate_bar)
+        layout.addWidget(self.live_bar)
         footer = QHBoxLayout()
         footer.setContentsMargins(8, 0, 0, 0)
         footer.addWidget(self.caption, 1)
@@ -114,6 +122,8 @@ class CanvasPanel(QWidget):
         self.view.zoom_changed.connect(self._on_view_zoom_changed)
         self.edit_settings.hint_changed.connect(lambda _t: self._set_caption_text(self._caption_text))
         doc.document_replaced.connect(self._on_doc_document_replaced)
+        for signal in (canvas.live.frame_changed, canvas.live.overlay_changed, canvas.live.enabled_changed):
+            signal.connect(lambda *_a: self._show_live_over())
         doc.candidates_changed.connect(self._refresh)
         doc.undo_stack.canUndoChanged.connect(self.actions_by_name["undo"].setEnabled)
         doc.undo_stack.canRedoChanged.connect(self.actions_by_name["redo"].setEnabled)
@@ -343,6 +353,13 @@ class CanvasPanel(QWidget):
         self._set_caption_text("")
         self._refresh()
 
+    def _show_live_over(self) -> None:
+        live = self.live
+        # Not over an image being viewed, nor over results waiting to be accepted.
+        over = (live.enabled and live.overlay and live.frame is not None and self.view.viewer_image is None
+                and not self.doc.candidates)
+        self.view.show_live(live.frame.image if over else None)
+
     def _on_view_zoom_changed(self, zoom: float) -> None:
         self.zoom_label.setText(f" {zoom * 100:.0f}% ")
 
@@ -355,6 +372,7 @@ class CanvasPanel(QWidget):
         self.view.placeholder = self._placeholder if empty else ""
         self.view.viewport().update()
         self.view.painting_enabled = not viewing
+        self._show_live_over()
 
 
 def _spin(lo: int, hi: int, value: int, suffix: str, tip: str) -> QSpinBox:

@@ -72,6 +72,11 @@ class CanvasView(QGraphicsView):
         self.preview_item.setZValue(20)
         self.preview_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         self.preview_item.hide()
+        # Live mode's result over the canvas (its "Over canvas" toggle), under a running job's preview.
+        self.live_item = QGraphicsPixmapItem()
+        self.live_item.setZValue(15)
+        self.live_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self.live_item.hide()
         self.outline_item = QGraphicsPathItem()
         pen = QPen(QColor(255, 255, 255), 1.5, Qt.PenStyle.DashLine)
         pen.setCosmetic(True)
@@ -80,7 +85,8 @@ class CanvasView(QGraphicsView):
         self.outline_item.setZValue(50)
         self.cursor_item = BrushCursorItem()
         self.cursor_item.hide()
-        for item in (self.image_item, self.active_item, self.above_item, self.mask_item, self.preview_item, self.outline_item, self.cursor_item):
+        for item in (self.image_item, self.active_item, self.above_item, self.mask_item, self.live_item, self.preview_item,
+                     self.outline_item, self.cursor_item):
             self._scene.addItem(item)
 
         self.viewer_image: QImage | None = None  # a result shown instead of the document
@@ -130,6 +136,15 @@ class CanvasView(QGraphicsView):
         self.preview_item.setTransform(QTransform.fromScale((r - l) / image.width(), (b - t) / image.height()))
         self.preview_item.setPos(l, t)
         self.preview_item.show()
+
+    def show_live(self, image: QImage | None) -> None:
+        """Live mode's result over the whole canvas; None hides it."""
+        if image is None or image.isNull() or not self.doc.has_image:
+            self.live_item.hide()
+            return
+        self.live_item.setPixmap(QPixmap.fromImage(image))
+        self.live_item.setTransform(QTransform.fromScale(self.doc.width / image.width(), self.doc.height / image.height()))
+        self.live_item.show()
 
     def _refresh_image_layer(self) -> None:
         shown = self.viewer_image

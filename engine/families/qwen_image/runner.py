@@ -18,15 +18,27 @@ from engine.families.base import Capabilities, LoadContext
 from engine.families.pipeline_runner import PipelineRunner
 
 
+MAX_TOKENS = 512  # the pipelines' own default
+
+
 class QwenImageRunner(PipelineRunner):
     """One loaded Qwen-Image model."""
 
     classes = {Mode.TXT2IMG: "QwenImagePipeline", Mode.IMG2IMG: "QwenImageImg2ImgPipeline",
                Mode.INPAINT: "QwenImageInpaintPipeline"}
     def encode(self, pipe, text, request) -> dict:
+        """The Qwen2.5-VL prompt embeddings and masks (the negative's too, with true CFG), once for the
+        batch: the runner's prompt cache keeps them while the text is unchanged (live painting)."""
         # True CFG runs only with a negative prompt; an empty one is " " (the model card's advice).
         cfg = request.guidance_scale > 1.0
-        return {"prompt": text.prompt, "negative_prompt": (text.negative or " ") if cfg else None}
+        device = self.placement.settings.device
+        embeds, mask = pipe.encode_prompt(prompt=text.prompt, device=device, max_sequence_length=MAX_TOKENS)
+        args = {"prompt_embeds": embeds, "prompt_embeds_mask": mask, "max_sequence_length": MAX_TOKENS}
+        if cfg:
+            negative, negative_mask = pipe.encode_prompt(prompt=text.negative or " ", device=device,
+                                                         max_sequence_length=MAX_TOKENS)
+            args.update(negative_prompt_embeds=negative, negative_prompt_embeds_mask=negative_mask)
+        return args
 
     def call_args(self, request) -> dict:
         return {"true_cfg_scale": request.guidance_scale}

@@ -19,11 +19,15 @@ from engine.core import control, prompt_policy, speed
 from engine.core.job import Job
 from engine.core.placement import place, unhook
 from engine.core.previews import Previews
+from engine.core.prompt_cache import modules_key
 from engine.core.steps import StepReporter, cancel_within_steps
 from engine.families.base import Capabilities, LoadContext, Runner
 from engine.families.sd import loading
 from engine.families.sd.addons import Addons
 from engine.samplers import make_scheduler
+
+
+TEXT_MODULES = ("tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2")
 
 
 class SDRunner(Runner):
@@ -151,7 +155,13 @@ class SDRunner(Runner):
             with torch.inference_mode():
                 # Prompt embeddings, once for the whole batch.
                 t0 = time.perf_counter()
-                embeds = prompts.encode_prompts(pipe, self.info.family, text, negative, request.clip_skip)
+                # (the last encoding again when the text and what shapes its encoders are unchanged: live painting)
+                settings = self.placement.settings
+                key = (text, negative, request.clip_skip, self._text_addons,
+                       modules_key(*(getattr(pipe, name, None) for name in TEXT_MODULES)),
+                       str(settings.device), settings.preset)
+                embeds = self.prompt_cache.get(key, lambda: prompts.encode_prompts(
+                    pipe, self.info.family, text, negative, request.clip_skip))
                 encode_s += time.perf_counter() - t0
 
                 for index in range(request.batch_count):
@@ -219,6 +229,7 @@ class SDRunner(Runner):
             entry = library.find("lora", ref.name, family) if library is not None else None
             wanted.append((ref, entry.info if entry else None))
         applied = self.addons.apply_loras(pipe, self.info, wanted, notices, hasher=self.hasher)
+        self._text_addons: tuple = tuple((a.path, a.weight) for a in applied)  # part of the prompt cache's key
 
         if library is not None:
             names = prompts.embedding_names_in(text.prompt + "\n" + text.negative, library.embedding_names())
@@ -226,6 +237,7 @@ class SDRunner(Runner):
             if entries:
                 Addons.own_tokenizers(list(self.pipes.values()))
                 self.addons.load_embeddings(pipe, self.info, [e.info for e in entries], notices)
+        self._text_addons += tuple(sorted(self.addons.embeddings.items()))
 
         vae_path = str(Path(request.vae).expanduser().resolve()) if request.vae else ""
         vae, changed = self.addons.vae_for(pipe, self.info, vae_path, self.dtype)

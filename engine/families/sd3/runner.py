@@ -48,6 +48,18 @@ class SD3Runner(PipelineRunner):
             job.notice(NO_T5)
         return request
 
+    def encode(self, pipe, text, request) -> dict:
+        """The CLIP-L + CLIP-G (+ T5) embeddings and pooled vectors (the negative's too, with CFG), once
+        for the batch: the runner's prompt cache keeps them while the text is unchanged (live painting)."""
+        cfg = request.guidance_scale > 1  # the pipeline's own test for CFG
+        embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
+            prompt=text.prompt, prompt_2=None, prompt_3=None, device=self.placement.settings.device,
+            do_classifier_free_guidance=cfg, negative_prompt=text.negative or None)
+        args = {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+        if cfg:
+            args.update(negative_prompt_embeds=negative, negative_pooled_prompt_embeds=negative_pooled)
+        return args
+
 
 def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> SD3Runner:
     """Load an SD 3.5 diffusers folder or all-in-one file (safetensors only, offline). Engine thread."""

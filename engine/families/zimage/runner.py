@@ -32,6 +32,14 @@ class ZImageRunner(PipelineRunner):
             request = request.replace(guidance_scale=0.0, negative_prompt="")
         return request
 
+    def encode(self, pipe, text, request) -> dict:
+        """The Qwen3 prompt embeddings (and the negative's, with CFG), once for the batch: the runner's
+        prompt cache keeps them while the text is unchanged (live painting)."""
+        cfg = request.guidance_scale > 0  # the pipeline's own test for CFG
+        embeds, negative = pipe.encode_prompt(prompt=text.prompt, device=self.placement.settings.device,
+                                              do_classifier_free_guidance=cfg, negative_prompt=text.negative or None)
+        return {"prompt_embeds": embeds, "negative_prompt_embeds": negative if cfg else None}
+
 
 def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> ZImageRunner:
     """Load a Z-Image diffusers folder (safetensors only, offline). Runs on the engine thread."""
