@@ -48,7 +48,7 @@ class CanvasPanel(QWidget):
         self.canvas = canvas
         self.doc = doc = canvas.doc
         self.view = CanvasView(doc)
-        self.edit_settings = EditSettingsWidget(params, doc)
+        self.edit_settings = EditSettingsWidget(params, canvas)
         self.candidate_bar = CandidateBarWidget(doc)
         self.shortcuts: list[tuple[str, str]] = []
         self.actions_by_name: dict[str, QAction] = {}
