@@ -1,5 +1,5 @@
 """Reading ComfyUI's graphs: the ``prompt`` chunk (the executed graph, "API format"), traced back from
-its sampler node, and, when a file has only that, the ``workflow`` chunk (the editor graph, "UI
+its sampler node, and, when a file has no such chunk, the ``workflow`` chunk (the editor graph, "UI
 format"), turned into the API form first.
 
 The sampler is a KSampler (Advanced) or a SamplerCustom (Advanced) node: for the latter (FLUX's usual
@@ -56,11 +56,6 @@ class _Graph:
             if isinstance(candidate, kinds) and not isinstance(candidate, bool):
                 return candidate
         return None
-
-    @staticmethod
-    def inputs_of(node: dict[str, Any]) -> dict[str, Any]:
-        inputs = node.get("inputs")
-        return inputs if isinstance(inputs, dict) else {}
 
     def number(self, value: Any) -> Any:
         return self.value(value, (int, float), _NUMBER_KEYS)
@@ -180,7 +175,12 @@ def parse_comfyui_workflow(text: str, raw: dict[str, str], warnings: list[str]) 
     nodes = data.get("nodes") if data is not None else None
     if not isinstance(nodes, list) or not nodes:
         return None
-    found = _parse_graph(workflow_to_prompt(data), raw, warnings)
+    try:
+        prompt = workflow_to_prompt(data)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError):  # a damaged or odd graph
+        warnings.append("the ComfyUI workflow could not be read")
+        return None
+    found = _parse_graph(prompt, raw, warnings)
     if found is not None:
         found.extra["Graph"] = "the ComfyUI editor workflow (no executed prompt in the file)"
     return found
@@ -259,8 +259,8 @@ def _parse_graph(data: dict[str, Any], raw: dict[str, str], warnings: list[str])
     checkpoint = graph.model(inputs.get("model"), loras)
     if checkpoint:
         extra["Checkpoint"] = checkpoint
-    encoders = [name for n in data.values() if isinstance(n, dict) and str(n.get("class_type", "")).endswith("CLIPLoader")
-                for key, name in sorted(graph.inputs_of(n).items()) if key.startswith("clip_name") and isinstance(name, str)]
+    encoders = [name for n in data if graph.cls(n).endswith("CLIPLoader")  # (Dual/Triple)CLIPLoader
+                for key, name in sorted(graph.inputs(n).items()) if key.startswith("clip_name") and isinstance(name, str)]
     if encoders:
         extra["Text encoders"] = ", ".join(dict.fromkeys(encoders))
     if loras:
@@ -325,8 +325,9 @@ def workflow_to_prompt(workflow: dict[str, Any]) -> dict[str, Any]:
             return None
         node = nodes.get(origin[0], {})
         if node.get("type") == "Reroute":  # pass-through: follow its own input
-            ins = node.get("inputs") or [{}]
-            return source(ins[0].get("link") if isinstance(ins[0], dict) else None, depth + 1)
+            ins = node.get("inputs")
+            first = ins[0] if isinstance(ins, list) and ins and isinstance(ins[0], dict) else {}
+            return source(first.get("link"), depth + 1)
         return [origin[0], origin[1]]
 
     out: dict[str, Any] = {}
