@@ -25,6 +25,7 @@ from engine.cli_common import (  # noqa: F401 - report, save_or_rescue and load_
 )
 
 _COMMON_DEFAULTS = {"data_dir": None, "device": None, "debug": False}
+DEFAULT_SAMPLER = "Euler a"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,29 +48,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"easel {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    gen = argparse.ArgumentParser(add_help=False)
-    gen.add_argument("--model", required=True, metavar="PATH", help="a .safetensors checkpoint or diffusers folder")
+    # What every image job takes (generate, img2img, inpaint, edit); ``gen`` adds the prompt's own options.
+    job = argparse.ArgumentParser(add_help=False)
+    job.add_argument("--model", required=True, metavar="PATH", help="a .safetensors checkpoint or diffusers folder")
+    job.add_argument("--steps", type=int, default=None, help="default: the model's (25; 1 for Turbo models)")
+    job.add_argument("--seed", type=int, default=None, help="default: random (recorded in the image)")
+    job.add_argument("--width", type=int, default=None)
+    job.add_argument("--height", type=int, default=None)
+    job.add_argument("--batch", type=int, default=1, help="number of images (seeds seed, seed+1, ...)")
+    job.add_argument("--memory", default="auto", choices=MEMORY_PRESETS, help="memory preset")
+    job.add_argument("--speed", default="standard", choices=SPEEDS,
+                     help="fast: compiled for this device, once (same image); draft: a step cache (quicker, a little rougher)")
+    job.add_argument("--models-dir", action="append", default=[], metavar="DIR",
+                     help="a folder to look in for the LoRAs, embeddings and VAEs the prompt names (repeatable)")
+    job.add_argument("--out", metavar="FILE_OR_DIR", help="a .png file or a folder (default: the gallery, in the outputs folder)")
+    job.add_argument("--no-metadata", action="store_true", help="save without prompt/seed/model chunks")
+
+    gen = argparse.ArgumentParser(add_help=False, parents=[job])
     gen.add_argument("--prompt", default=None, metavar="TEXT",
                      help="what to make (required, except for a Stable unCLIP model varying an --init image)")
     gen.add_argument("--negative", default="", metavar="TEXT", help="negative prompt")
-    gen.add_argument("--steps", type=int, default=None, help="default: the model's (25; 1 for Turbo models)")
-    gen.add_argument("--seed", type=int, default=None, help="default: random (recorded in the image)")
-    gen.add_argument("--width", type=int, default=None)
-    gen.add_argument("--height", type=int, default=None)
-    gen.add_argument("--sampler", default="Euler a", choices=SAMPLERS, metavar="NAME",
+    gen.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=SAMPLERS, metavar="NAME",
                      help=f"one of: {', '.join(SAMPLERS)}")
     gen.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the model's; 0 for Turbo)")
-    gen.add_argument("--batch", type=int, default=1, help="number of images (seeds seed, seed+1, ...)")
-    gen.add_argument("--memory", default="auto", choices=MEMORY_PRESETS, help="memory preset")
-    gen.add_argument("--speed", default="standard", choices=SPEEDS,
-                     help="fast: compiled for this device, once (same image); draft: a step cache (quicker, a little rougher)")
     gen.add_argument("--vae", default="", metavar="PATH_OR_NAME", help="a VAE file (or its name in the model folders) "
                      "to use instead of the model's own")
     gen.add_argument("--clip-skip", type=int, default=1, metavar="N", help="text-encoder layers to skip (A1111 Clip skip)")
-    gen.add_argument("--models-dir", action="append", default=[], metavar="DIR",
-                     help="a folder to look in for the LoRAs, embeddings and VAEs the prompt names (repeatable)")
-    gen.add_argument("--out", metavar="FILE_OR_DIR", help="a .png file or a folder (default: the gallery, in the outputs folder)")
-    gen.add_argument("--no-metadata", action="store_true", help="save without prompt/seed/model chunks")
     from engine import cli_control
 
     cli_control.add_options(gen)
@@ -89,6 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
     inpaint.add_argument("--only-masked", action="store_true", help="work on the mask's region at full resolution")
     inpaint.add_argument("--padding", type=int, default=32, metavar="PX", help="context around the mask (only-masked)")
     inpaint.add_argument("--mask-blur", type=int, default=4, metavar="PX", help="feather of the seam")
+
+    # ``easel edit IMAGE "make the sky stormy"``: img2img (or inpaint with --mask) by an instruction editor.
+    instruct = sub.add_parser("edit", parents=[common, job], help="edit an image by an instruction "
+                              "(an instruction-edit model: FLUX.1 Kontext)")
+    instruct.add_argument("init", metavar="IMAGE", help="the image to edit")
+    instruct.add_argument("prompt", metavar="INSTRUCTION", help='what to change, e.g. "make the sky stormy"')
+    instruct.add_argument("--mask", default=None, metavar="MASK", help="change only here (white = edit, black = keep)")
+    instruct.add_argument("--guidance", "--cfg", dest="cfg", type=float, default=None,
+                          help="guidance (default: the model's; 2.5 for FLUX.1 Kontext)")
+    instruct.add_argument("--strength", type=float, default=None, help="with --mask: how much may change (0-1], default 1")
+    instruct.add_argument("--mask-blur", type=int, default=4, metavar="PX", help="with --mask: feather of the seam")
+    # What the shared job code reads that an edit does not ask for.
+    instruct.set_defaults(negative="", sampler=DEFAULT_SAMPLER, vae="", clip_skip=1, control=[], only_masked=False,
+                          padding=32)
 
     info = sub.add_parser("info", parents=[common], help="show the generation settings stored in an image")
     info.add_argument("image")
@@ -240,8 +258,19 @@ def _check_common(args) -> None:
 
 
 def _cmd_generate(args) -> int:
-    mode = {"generate": Mode.TXT2IMG, "img2img": Mode.IMG2IMG, "inpaint": Mode.INPAINT}[args.command]
+    """generate, img2img, inpaint and edit (an instruction editor's img2img, or inpaint with --mask)."""
+    instruct = args.command == "edit"
+    mode = {"generate": Mode.TXT2IMG, "img2img": Mode.IMG2IMG, "inpaint": Mode.INPAINT,
+            "edit": Mode.INPAINT if getattr(args, "mask", None) else Mode.IMG2IMG}[args.command]
     check_output(args, args.out, args.width, args.height, args.batch)  # first: a bad target wastes no time
+    if instruct:
+        if not args.prompt.strip():
+            raise EaselError('edit: say what to change in the image (e.g. "make the sky stormy")')
+        from engine.families import instruction_refusal
+        from engine.files.probe import check_model
+
+        if refusal := instruction_refusal(check_model(args.model)):
+            raise EaselError(refusal)
     from engine.cli_control import parse_spec
 
     for spec in args.control:  # a mistyped --control is said before any model is read
@@ -284,7 +313,9 @@ def _cmd_generate(args) -> int:
     if height:
         fields["height"] = height
     if mode is not Mode.TXT2IMG:
-        default_strength = 1.0 if mode is Mode.INPAINT else 0.35 if unclip else 0.75
+        # An instruction edit changes what the instruction says, as much as it takes (Kontext's img2img
+        # has no strength at all).
+        default_strength = 1.0 if mode is Mode.INPAINT or instruct else 0.35 if unclip else 0.75
         fields["strength"] = args.strength if args.strength is not None else default_strength
     if mode is Mode.INPAINT:
         fields.update(only_masked=args.only_masked, mask_padding=args.padding, mask_blur=args.mask_blur)
@@ -454,6 +485,7 @@ _COMMANDS = {
     "generate": _cmd_generate,
     "img2img": _cmd_generate,
     "inpaint": _cmd_generate,
+    "edit": _cmd_generate,
     "info": _cmd_info,
     "regenerate": _cmd_regenerate,
     "make-test-model": _cmd_make_test_model,

@@ -17,7 +17,14 @@ from desktop_app.bridge import EngineBridge, Outcome
 from desktop_app.state.canvas import CanvasDocument
 from desktop_app.state.canvas_actions import CanvasActions, CanvasJob
 from desktop_app.state.errors import ErrorReporter
-from desktop_app.state.families import ModelDefaults, mode_blocked
+from desktop_app.state.families import (
+    ModelDefaults,
+    edits_by_instruction,
+    inpaint_partner,
+    instruction_refusal,
+    kind_label,
+    mode_blocked,
+)
 from desktop_app.state.image_jobs import ImageJobs
 from desktop_app.state.tasks import BackgroundTasks
 from desktop_app.state.jobs import Job, JobQueue
@@ -29,7 +36,7 @@ from desktop_app.state.session import SessionStore, WorkInProgress
 from desktop_app.state.settings import SettingsStore
 from desktop_app.state.status import EngineStatus
 from desktop_app.state.step_times import StepTimes
-from engine.api import InvalidRequest
+from engine.api import GenerationRequest, InvalidRequest, Mode
 from engine.library import LibraryEntry
 
 log = logging.getLogger(__name__)
@@ -91,6 +98,8 @@ class StudioActions(QObject):
         catalog.models_changed.connect(self._on_catalog_models_changed)
         catalog.scanning_changed.connect(lambda _s: self._update_enabled())
         params.model_changed.connect(lambda _m: self._update_enabled())
+        params.model_changed.connect(lambda _m: self._offer_words())
+        catalog.models_changed.connect(lambda _m: self._offer_words())
         settings.model_folders_changed.connect(lambda _f: self.rescan_models())
         queue.job_finished.connect(self._on_queue_job_finished)
         queue.job_started.connect(lambda job: status.set_activity(
@@ -122,6 +131,8 @@ class StudioActions(QObject):
             request = self.params.to_request()
             if self.params.edit_mode != "txt2img":
                 request, origin = self.canvas.build_request(request)
+            if self.params.edit_mode == "inpaint":
+                request = self._with_inpaint_partner(request)
             controls = self.canvas.controls()  # the canvas's visible control layers steer every mode
             if controls:
                 request = request.replace(controls=controls)
@@ -134,6 +145,30 @@ class StudioActions(QObject):
             return None
         self.params.record_seed(request.seed)
         return self.queue.enqueue(request, origin)
+
+    def _with_inpaint_partner(self, request: GenerationRequest) -> GenerationRequest:
+        """An inpaint / outpaint of a model whose family has a better model for it in the library (FLUX.1
+        [dev] / [schnell] -> FLUX.1 Fill) runs on that model, at its own guidance, with a notice saying so."""
+        info = self.catalog.find(request.model)
+        partner = inpaint_partner(info, self.catalog.models) if request.mode is Mode.INPAINT else None
+        if partner is None:
+            return request
+        from engine.families import defaults
+
+        own, theirs = defaults(info), defaults(partner)
+        guidance = theirs["guidance_scale"]  # its guidance is on another scale than the picked model's
+        # A step-distilled model's few steps (FLUX.1 [schnell]: 4) are too few for the partner: it runs its own.
+        steps = theirs["steps"] if own["steps"] < theirs["steps"] else request.steps
+        self.reporter.notice(f"Inpainting with {partner.name} ({kind_label(partner)}) instead of {info.name} "
+                             f"({kind_label(info)}): it is made for inpainting and outpainting ({steps} steps, "
+                             f"guidance {guidance:g}).")
+        return request.replace(model=partner.path, guidance_scale=guidance, steps=steps)
+
+    def _offer_words(self) -> None:
+        """Edit with words is offered while the chosen model edits by instruction (asked once it is known)."""
+        info = self.catalog.find(self.params.model)
+        if info is not None or not self.params.model:
+            self.canvas.set_words_offered(edits_by_instruction(info), instruction_refusal(info))
 
     @property
     def device(self) -> str:

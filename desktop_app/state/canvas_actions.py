@@ -18,7 +18,7 @@ from desktop_app.state import canvas_ora
 from desktop_app.state.canvas import Candidate, CanvasDocument
 from desktop_app.state.errors import ErrorReporter
 from desktop_app.state.live import LiveMode
-from desktop_app.state.params import GenerationParameters
+from desktop_app.state.params import EDIT_MODES, GenerationParameters
 from desktop_app.state.status import EngineStatus
 from engine.api import MAX_SIZE, ControlInput, EaselError, GenerationRequest, InvalidRequest, Mode
 from engine.images import check_size, normalize, open_image, split_alpha
@@ -55,6 +55,7 @@ class CanvasActions(QObject):
     accepted = Signal(object)  # Candidate
     discarded = Signal(list)  # the saved files (paths) of the candidates the user discarded
     blocked_changed = Signal()  # whether Generate can edit the canvas may have changed
+    modes_changed = Signal()  # the editing modes offered changed (Edit with words comes and goes with the model)
 
     def __init__(
         self,
@@ -70,6 +71,7 @@ class CanvasActions(QObject):
         self.doc, self.params, self.bridge, self.reporter, self.status = doc, params, bridge, reporter, status
         self._spawn = spawn
         self.alpha_as_mask = True  # transparent pixels of an opened image become the mask
+        self.words_offered = False  # "Edit with words": the chosen model edits by instruction
         # Autosave: a few seconds after the last edit the canvas is written (on the I/O thread,
         # atomically) to ``autosave_path`` when one is set, so a crash loses at most those seconds.
         self.autosave_path: Path | None = None
@@ -84,11 +86,33 @@ class CanvasActions(QObject):
         doc.document_replaced.connect(self._on_state_changed)
         params.edit_mode_changed.connect(self._on_state_changed)
         params.only_masked_changed.connect(self._on_state_changed)
+        params.prompt_changed.connect(self._on_prompt_changed)
         # Live mode of this canvas: off until its toggle; its runs reuse the bridge, not the queue.
         self.live = LiveMode(self, params, bridge, reporter, status, spawn, parent=self)
 
     def _on_state_changed(self, *_args: Any) -> None:
         self.blocked_changed.emit()
+
+    def _on_prompt_changed(self, _text: str) -> None:
+        if self.params.edit_mode == "instruct":  # an edit with words needs its words
+            self.blocked_changed.emit()
+
+    def offered_modes(self) -> tuple[str, ...]:
+        """The modes Generate offers (params.EDIT_MODES; "instruct" only for an instruction-edit model)."""
+        return tuple(m for m in EDIT_MODES if m != "instruct" or self.words_offered)
+
+    def set_words_offered(self, offered: bool, why_not: str = "") -> None:
+        """Whether the chosen model edits by instruction. When it does not and Generate was set to Edit
+        with words, Generate goes back to inpaint (a mask is painted) or image to image, and the status
+        says why (``why_not``: the line naming the models that do)."""
+        if offered != self.words_offered:
+            self.words_offered = offered
+            self.modes_changed.emit()
+        if not offered and self.params.edit_mode == "instruct":
+            self.params.edit_mode = "inpaint" if self.doc.has_mask() else "img2img"
+            back = "Inpaint" if self.params.edit_mode == "inpaint" else "Image to image"
+            self.status.set_activity(f"Edit with words needs an instruction-edit model ({why_not}); "
+                                     f"Generate is back to {back}.")
 
     # -- autosave -----------------------------------------------------------------------------
 
@@ -288,6 +312,8 @@ class CanvasActions(QObject):
             return "open an image to edit (File › Open image…), or choose New image"
         if mode == "inpaint" and not self.doc.has_mask():
             return "paint over the area to change on the canvas, or choose Image to image"
+        if mode == "instruct" and not self.params.prompt.strip():
+            return 'say what to change in the prompt (e.g. "make the sky stormy")'
         if not (mode == "inpaint" and self.params.only_masked):
             w, h = padded_size(self.doc.width, self.doc.height)
             if max(w, h) > MAX_SIZE:
@@ -312,6 +338,17 @@ class CanvasActions(QObject):
         if mode == "img2img":
             w, h = padded_size(doc.width, doc.height)
             request = base.replace(mode=Mode.IMG2IMG, init_image=image, width=w, height=h, strength=p.strength)
+            return request, CanvasJob(source, (0, 0, w, h))
+        if p.edit_mode == "instruct":
+            # Edit with words: the prompt is the instruction, the whole canvas its context; a painted mask
+            # keeps the change inside it (an inpaint, its seam blurred). The instruction says how much
+            # changes, so the strength is 1.
+            w, h = padded_size(doc.width, doc.height)
+            if doc.has_mask():
+                request = base.replace(mode=Mode.INPAINT, init_image=image, mask=doc.mask_pil(), width=w, height=h,
+                                       strength=1.0, only_masked=False, mask_blur=p.mask_blur)
+            else:
+                request = base.replace(mode=Mode.IMG2IMG, init_image=image, width=w, height=h, strength=1.0)
             return request, CanvasJob(source, (0, 0, w, h))
         only = p.only_masked
         w, h = (p.width, p.height) if only else padded_size(doc.width, doc.height)

@@ -67,9 +67,28 @@ def with_native_size(presets: tuple[tuple[int, int], ...], info: ModelInfo | Non
 
 
 def mode_blocked(info: ModelInfo | None, mode: str) -> str:
-    """Why Generate in ``mode`` ("txt2img" | "img2img" | "inpaint") cannot run with ``info`` ("" when it can)."""
+    """Why Generate in ``mode`` ("txt2img" | "img2img" | "inpaint" | "instruct") cannot run with ``info``
+    ("" when it can)."""
+    if mode == "instruct":
+        return instruction_refusal(info) if info is not None else ""
     caps = families.capabilities(info)
     return caps.refusal(Mode(mode)) if caps is not None and caps.role != "upscaler" else ""
+
+
+def edits_by_instruction(info: ModelInfo | None) -> bool:
+    """Whether the model edits an image by an instruction (the canvas's "Edit with words")."""
+    caps = families.capabilities(info)
+    return caps is not None and caps.instruction_edit
+
+
+def instruction_refusal(info: ModelInfo | None) -> str:
+    """"" for an instruction-edit model, else the line saying it is not one and which models are."""
+    return families.instruction_refusal(info)
+
+
+def inpaint_partner(info: ModelInfo | None, models: list[ModelInfo]) -> ModelInfo | None:
+    """The library model that inpaints and outpaints for ``info`` (FLUX.1 Fill for FLUX.1 [dev]), or None."""
+    return families.inpaint_partner(info, models)
 
 
 def makes_variations(info: ModelInfo | None) -> bool:

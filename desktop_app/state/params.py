@@ -33,14 +33,16 @@ DEFAULTS: dict[str, Any] = {
     "memory_preset": "auto",
     "speed": "standard",  # engine.api.SPEEDS
     # Editing the canvas (the mode decides whether Generate makes a new image or edits the canvas).
-    "edit_mode": "txt2img",  # "txt2img" | "img2img" | "inpaint" (the canvas is the source)
+    # "txt2img" | "img2img" | "inpaint" | "instruct" (the canvas is the source; "instruct": Edit with words,
+    # for an instruction-edit model: the prompt says what to change)
+    "edit_mode": "txt2img",
     "strength": 0.75,
     "only_masked": True,
     "mask_padding": 32,
     "mask_blur": 8,
 }
 
-EDIT_MODES: tuple[str, ...] = ("txt2img", "img2img", "inpaint")
+EDIT_MODES: tuple[str, ...] = ("txt2img", "img2img", "inpaint", "instruct")
 
 # Not kept in settings.json: the canvas (the source of img2img / inpaint) lives for this session
 # only, so a restart must not come back in an editing mode with nothing to edit.

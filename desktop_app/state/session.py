@@ -156,7 +156,7 @@ class SessionStore:
                     mask = self._image(canvas["mask"], "L") if canvas.get("mask") else None
                     doc.set_image(image, source, mask)
                 mode = canvas.get("edit_mode")
-                if mode in ("img2img", "inpaint"):
+                if mode in ("img2img", "inpaint", "instruct"):
                     params.edit_mode = mode
                 restored_canvas = True
             except (OSError, KeyError, ValueError, TypeError) as exc:

@@ -40,6 +40,11 @@ SPEED_HELP = {
 }
 
 
+PROMPT_PLACEHOLDER = "Describe the image… (Ctrl+Enter to generate)"
+# Edit with words: the prompt is an instruction to an instruction-edit model, not a description.
+INSTRUCTION_PLACEHOLDER = "Say what to change in the canvas image, e.g. “make the sky stormy” (Ctrl+Enter to edit)"
+
+
 class PromptEdit(QPlainTextEdit):
     """A multi-line prompt box; Tab moves focus on (not a tab character), Ctrl+Enter is left to the window."""
 
@@ -100,7 +105,7 @@ class PromptPanel(QWidget):
         self._params = params
         self._actions = actions
 
-        self.prompt_edit = PromptEdit("Describe the image… (Ctrl+Enter to generate)")
+        self.prompt_edit = PromptEdit(PROMPT_PLACEHOLDER)
         self.prompt_edit.setToolTip("What to make. Several lines are fine. Ctrl+Enter generates (Ctrl+L to come back here).")
         self.prompt_edit.setAccessibleName("Prompt")
         self.negative_edit = PromptEdit("What to avoid (optional)")
@@ -279,6 +284,7 @@ class PromptPanel(QWidget):
         p.speed_changed.connect(lambda s: self.speed_combo.setCurrentIndex(self.speed_combo.findData(s)))
 
         p.model_changed.connect(lambda _m: self._apply_model_rules())
+        p.edit_mode_changed.connect(self._on_params_edit_mode_changed)
         self.generate_button.clicked.connect(a.generate)
         a.generate_enabled_changed.connect(self._on_actions_generate_enabled_changed)
         self.refresh_from_state()
@@ -300,9 +306,15 @@ class PromptPanel(QWidget):
         self.memory_combo.setCurrentIndex(self.memory_combo.findData(p.memory_preset))
         self.speed_combo.setCurrentIndex(self.speed_combo.findData(p.speed))
         self._on_catalog_models_changed(self._actions.catalog.models)
+        self._on_params_edit_mode_changed(p.edit_mode)
         self._on_actions_generate_enabled_changed(self._actions.generate_enabled, self._actions.generate_blocked_reason)
 
     _correction = ""
+
+    def _on_params_edit_mode_changed(self, mode: str) -> None:
+        words = mode == "instruct"
+        self.prompt_edit.setPlaceholderText(INSTRUCTION_PLACEHOLDER if words else PROMPT_PLACEHOLDER)
+        self.prompt_edit.setAccessibleName("Instruction" if words else "Prompt")
 
     def _on_spin_corrected(self, text: str) -> None:
         self._correction = text

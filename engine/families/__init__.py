@@ -87,3 +87,23 @@ def upscale_request(image, model_path: str, info: ModelInfo, stored=None, seed: 
     if caps is None or caps.upscale_kind != "diffusion":
         raise InvalidRequest("model", f"{info.name if info else model_path} is not a diffusion upscaler")
     return family.upscale_request(image, model_path, info, stored, seed)
+
+
+def instruction_refusal(info: ModelInfo | None) -> str:
+    """"" when ``info`` edits an image by instruction (its capabilities' ``instruction_edit``), else the
+    one line saying it does not and which models do (the CLI's ``easel edit``, the window's "Edit with
+    words"). Any thread."""
+    caps = capabilities(info)
+    if caps is not None and caps.instruction_edit:
+        return ""
+    names = [name for f in families() for name in f.instruction_editors]
+    which = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
+    what = "this model" if info is None else f"{info.name} ({caps.label})" if caps is not None else info.name
+    return f"{what} is not an instruction-edit model: use {which or 'a model that edits by instruction'}"
+
+
+def inpaint_partner(info: ModelInfo | None, models) -> ModelInfo | None:
+    """The model among ``models`` that does ``info``'s inpainting and outpainting (its family decides:
+    FLUX.1 Fill for FLUX.1 [dev] / [schnell]), or None. Any thread."""
+    family = family_for(info)
+    return family.inpaint_partner(info, list(models)) if family is not None else None

@@ -221,6 +221,9 @@ class Family(abc.ABC):
     # The diffusers pipeline classes (model_index ``_class_name``) whose folders this family examines,
     # and the probe that does: ``probe(root, cls, index, result) -> (ModelInfo, error type | None)``.
     folder_pipelines: tuple[str, ...] = ()
+    # What the family's instruction editors are called, for the line that tells a user which models
+    # edit by instruction ("FLUX.1 Kontext"); empty when it has none.
+    instruction_editors: tuple[str, ...] = ()
 
     def examine_folder(self, root: Path, cls: str, index: dict, result):
         raise NotImplementedError
@@ -244,6 +247,11 @@ class Family(abc.ABC):
         """The GenerationRequest that upscales ``image`` with this diffusion upscaler (families whose
         capabilities say ``upscale_kind == "diffusion"``)."""
         raise NotImplementedError(f"{self.name} is not a diffusion upscaler")
+
+    def inpaint_partner(self, info: ModelInfo, models) -> ModelInfo | None:
+        """A model among ``models`` (the library's ModelInfos) that inpaints and outpaints better than
+        ``info`` and stands in for it there (FLUX.1 Fill for FLUX.1 [dev] / [schnell]); None when none does."""
+        return None
 
     def family_label(self, family: str) -> str | None:
         """The name of the model family ``family`` (a ModelInfo.family value) if it is this one's, for

@@ -5,13 +5,13 @@ other tools (A1111, Forge, SD.Next, Civitai, image browsers) understand; ``easel
 holding JSON with the exact request, so Easel regenerates exactly this image from it.
 
 Reading: ``read_metadata`` never raises. It tries, in order: our ``easel`` chunk; ``parameters``
-(A1111 text, or Fooocus JSON); ComfyUI ``prompt`` (the executed graph); InvokeAI
+(A1111 text, or Fooocus JSON); ComfyUI ``prompt`` (the executed graph, SD or FLUX), else its
+``workflow`` (the editor graph); InvokeAI
 ``invokeai_metadata``; InvokeAI 2.x / NMKD ``sd-metadata`` and ``Dream``; JPEG/WebP EXIF
 UserComment (A1111, Fooocus) and the JPEG comment. Values are mapped onto ``GenerationRequest``
 field names and checked against its limits; anything out of range or not available in Easel
 (a sampler, a seed above 2**64-1, a size not a multiple of 8) is mapped to the nearest value with
-a warning the UI can show. Not read: ComfyUI's ``workflow`` chunk alone (the editor graph),
-NovelAI, Easy Diffusion, XMP.
+a warning the UI can show. Not read: NovelAI, Easy Diffusion, XMP.
 
 The modules, one idea each:
   fields.py      ImageMetadata, the keys we write, sampler mapping, field checking every reader ends with
@@ -19,7 +19,7 @@ The modules, one idea each:
   a1111.py       parse_a1111: A1111 / Forge / SD.Next / Civitai ``parameters`` text
   easel.py       our own ``easel`` JSON chunk
   fooocus.py     Fooocus JSON
-  comfyui.py     the ComfyUI ``prompt`` graph
+  comfyui.py     the ComfyUI graphs (``prompt``, or the editor's ``workflow``)
   invokeai.py    InvokeAI 3.x JSON, InvokeAI 2.x ``sd-metadata`` / ``Dream``, NMKD
   containers.py  the texts of a file (PNG chunks, EXIF, JPEG comment) and read_metadata
 

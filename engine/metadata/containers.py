@@ -20,7 +20,7 @@ from engine.files.png import PNG_SIGNATURE as _PNG_SIGNATURE
 from engine.files.png import DamagedPng, walk_chunks
 from engine.files.safe import open_regular
 from engine.metadata.a1111 import STEPS_PAIR, parse_a1111
-from engine.metadata.comfyui import parse_comfyui
+from engine.metadata.comfyui import parse_comfyui, parse_comfyui_workflow
 from engine.metadata.easel import parse_easel
 from engine.metadata.fields import EASEL_KEY, PARAMETERS_KEY, ImageMetadata, json_object
 from engine.metadata.fooocus import parse_fooocus_json
@@ -249,6 +249,10 @@ def _interpret(texts: dict[str, str], warnings: list[str]) -> ImageMetadata:
 
     if texts.get("prompt", "").lstrip().startswith("{"):
         found = parse_comfyui(texts["prompt"], texts, warnings)
+        if found is not None:
+            return found
+    elif texts.get("workflow", "").lstrip().startswith("{"):  # the editor graph alone
+        found = parse_comfyui_workflow(texts["workflow"], texts, warnings)
         if found is not None:
             return found
     if "invokeai_metadata" in texts:

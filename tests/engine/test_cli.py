@@ -186,3 +186,54 @@ def test_inpaint_result_carries_its_mask_so_regenerate_needs_only_the_source(tmp
                        "--init", str(tmp_path / "init.png"), "--out", str(again))
     assert code == 0, err
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(again)))
+
+
+@pytest.fixture(scope="module")
+def kontext_model(tmp_path_factory) -> Path:
+    dest = tmp_path_factory.mktemp("kontext") / "flux1-kontext"
+    assert main(["make-test-model", str(dest), "--family", "flux1-kontext"]) == 0
+    return dest
+
+
+def test_edit_command_edits_by_instruction_and_with_a_mask_only_there(tmp_path, capsys, kontext_model):
+    rng = np.random.default_rng(3)
+    source = Image.fromarray(rng.integers(0, 255, (60, 90, 3), dtype=np.uint8), "RGB")  # off the 16 px grid
+    source.save(tmp_path / "photo.png")
+    mask = Image.new("L", (90, 60), 0)
+    ImageDraw.Draw(mask).rectangle((20, 10, 59, 39), fill=255)
+    mask.save(tmp_path / "mask.png")
+
+    out = tmp_path / "stormy.png"
+    code, stdout, err = run(capsys, "edit", str(tmp_path / "photo.png"), "make the sky stormy", "--model",
+                            str(kontext_model), "--steps", "2", "--seed", "18446744073709551615", "--out", str(out))
+    assert code == 0, err
+    assert "seed 18446744073709551615" in stdout
+    edited = np.asarray(Image.open(out))
+    assert edited.shape == (60, 90, 3) and not np.array_equal(edited, np.asarray(source))
+    code, stdout, _ = run(capsys, "info", str(out), "--json")
+    r = json.loads(stdout)["request"]
+    assert (r["prompt"], r["mode"], r["guidance_scale"], r["steps"]) == ("make the sky stormy", "img2img", 2.5, 2)
+
+    masked = tmp_path / "masked.png"
+    code, _, err = run(capsys, "edit", str(tmp_path / "photo.png"), "make the sky stormy", "--model",
+                       str(kontext_model), "--mask", str(tmp_path / "mask.png"), "--mask-blur", "0", "--steps", "2",
+                       "--seed", "5", "--guidance", "4", "--out", str(masked))
+    assert code == 0, err
+    result, keep = np.asarray(Image.open(masked)).astype(int), np.asarray(mask) == 0
+    assert np.array_equal(result[keep], np.asarray(source).astype(int)[keep])  # only the masked area changes
+    assert not np.array_equal(result[~keep], np.asarray(source).astype(int)[~keep])
+    code, stdout, _ = run(capsys, "info", str(masked), "--json")
+    r = json.loads(stdout)["request"]
+    assert (r["mode"], r["guidance_scale"]) == ("inpaint", 4.0)
+
+
+def test_edit_with_a_model_that_does_not_edit_by_instruction_says_which_do(tmp_path, capsys, tiny_models):
+    Image.new("RGB", (64, 64), (90, 120, 30)).save(tmp_path / "photo.png")
+    code, _, err = run(capsys, "edit", str(tmp_path / "photo.png"), "make it blue", "--model",
+                       str(tiny_models.get()), "--out", str(tmp_path / "o.png"))
+    assert code == 2 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line == "easel: sd15 (SD 1.x) is not an instruction-edit model: use FLUX.1 Kontext"
+    assert not (tmp_path / "o.png").exists()
+    code, _, err = run(capsys, "edit", str(tmp_path / "photo.png"), " ", "--model", str(tiny_models.get()))
+    assert code == 2 and "say what to change" in err.strip().splitlines()[-1]

@@ -221,3 +221,22 @@ def test_kontext_edits_the_image_it_is_given(fill_kontext, engine):
     half = engine.generate(request.replace(mode=Mode.INPAINT, init_image=source, mask=_mask(), mask_blur=0,
                                            strength=0.5))
     assert not np.array_equal(np.asarray(half.images[0]), np.asarray(masked.images[0]))  # the strength is used
+
+
+def test_fill_stands_in_for_dev_and_schnell_inpainting_and_only_kontext_edits_by_instruction():
+    from engine.api import ModelInfo
+
+    def info(name, variant, fmt="diffusers", kind="checkpoint", problem=None):
+        return ModelInfo(f"/m/{name}", name, kind, "flux1", fmt, "flow", problem=problem, variant=variant)
+
+    dev, schnell, kontext = info("dev", "dev", "safetensors"), info("schnell", "schnell"), info("kontext", "kontext")
+    fills = [info("fill-broken", "fill", problem="truncated"), info("fill-q8", "fill", "gguf", "inpaint"),
+             info("fill-st", "fill", "safetensors", "inpaint")]
+    library = [dev, schnell, kontext, *fills]
+    assert families.inpaint_partner(dev, library).name == "fill-st"  # usable, the same format first
+    assert families.inpaint_partner(schnell, library).name == "fill-q8"
+    assert families.inpaint_partner(kontext, library) is None  # it inpaints by its instruction itself
+    assert families.inpaint_partner(fills[2], library) is None
+    assert families.inpaint_partner(dev, [dev, schnell, kontext]) is None
+    assert families.instruction_refusal(kontext) == ""
+    assert families.instruction_refusal(dev) == "dev (FLUX.1 [dev]) is not an instruction-edit model: use FLUX.1 Kontext"

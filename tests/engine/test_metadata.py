@@ -386,6 +386,131 @@ def test_comfyui_img2img_reads_denoise_as_strength():
     assert "width" not in meta.fields
 
 
+# FLUX.1 [dev] as ComfyUI's own example workflow runs it: UNETLoader + DualCLIPLoader, FluxGuidance over
+# CLIPTextEncode, SamplerCustomAdvanced fed by RandomNoise / BasicGuider / KSamplerSelect / BasicScheduler,
+# an EmptySD3LatentImage. The seed is above 2**53 (a float would lose its last digits).
+FLUX_SEED = 1125899906842624123
+FLUX_GRAPH = {
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox in fresh snow, golden hour", "clip": ["11", 0]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["13", 0], "vae": ["10", 0]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+    "10": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+    "11": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "t5xxl_fp16.safetensors",
+                                                      "clip_name2": "clip_l.safetensors", "type": "flux"}},
+    "12": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}},
+    "13": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["25", 0], "guider": ["22", 0],
+                                                             "sampler": ["16", 0], "sigmas": ["17", 0],
+                                                             "latent_image": ["27", 0]}},
+    "16": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+    "17": {"class_type": "BasicScheduler", "inputs": {"scheduler": "simple", "steps": 20, "denoise": 1.0,
+                                                      "model": ["30", 0]}},
+    "22": {"class_type": "BasicGuider", "inputs": {"model": ["30", 0], "conditioning": ["26", 0]}},
+    "25": {"class_type": "RandomNoise", "inputs": {"noise_seed": FLUX_SEED}},
+    "26": {"class_type": "FluxGuidance", "inputs": {"guidance": 3.5, "conditioning": ["6", 0]}},
+    "27": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 1024, "height": 768, "batch_size": 1}},
+    "30": {"class_type": "ModelSamplingFlux", "inputs": {"max_shift": 1.15, "base_shift": 0.5, "width": 1024,
+                                                         "height": 768, "model": ["12", 0]}},
+}
+
+
+def _assert_flux_dev(meta):
+    assert meta.source == "comfyui"
+    assert meta.fields["prompt"] == "a red fox in fresh snow, golden hour"
+    assert meta.fields["negative_prompt"] == ""
+    assert meta.fields["seed"] == FLUX_SEED  # 64-bit, kept whole
+    assert (meta.fields["steps"], meta.fields["guidance_scale"]) == (20, 3.5)
+    assert (meta.fields["width"], meta.fields["height"], meta.fields["mode"]) == (1024, 768, "txt2img")
+    assert meta.model_name == "flux1-dev"
+    assert meta.extra["Checkpoint"] == "flux1-dev.safetensors"
+    assert meta.extra["Text encoders"] == "t5xxl_fp16.safetensors, clip_l.safetensors"
+    assert (meta.extra["Sampler"], meta.extra["Scheduler"]) == ("euler", "simple")
+    assert not any("could not be traced" in w for w in meta.warnings)
+
+
+def test_comfyui_flux_graph_with_sampler_custom_advanced(tmp_path, capsys):
+    from engine.cli import main
+
+    path = tmp_path / "ComfyUI_00001_.png"
+    path.write_bytes(_png_with_texts(prompt=json.dumps(FLUX_GRAPH)))
+    meta = read_metadata(path)
+    _assert_flux_dev(meta)
+    assert meta.to_request().seed == FLUX_SEED
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "source: comfyui" in out and f"seed: {FLUX_SEED}" in out and "guidance_scale: 3.5" in out
+    assert "model: flux1-dev" in out and "steps: 20" in out and "width: 1024" in out
+
+
+def test_comfyui_flux_ksampler_graph_takes_the_flux_guidance_not_the_cfg():
+    graph = {
+        "3": {"class_type": "KSampler", "inputs": {
+            "seed": 972054013131369, "steps": 4, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple",
+            "denoise": 1.0, "model": ["4", 0], "positive": ["35", 0], "negative": ["33", 0], "latent_image": ["27", 0]}},
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "flux1-schnell-fp8.safetensors"}},
+        "6": {"class_type": "CLIPTextEncodeFlux", "inputs": {"clip_l": "a cat, watercolour",
+                                                             "t5xxl": "a ginger cat asleep on a windowsill, watercolour",
+                                                             "guidance": 2.0, "clip": ["4", 1]}},
+        "35": {"class_type": "FluxGuidance", "inputs": {"guidance": 4.0, "conditioning": ["6", 0]}},
+        "33": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["6", 0]}},
+        "27": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 832, "height": 1216, "batch_size": 1}},
+    }
+    meta = read_metadata(io.BytesIO(_png_with_texts(prompt=json.dumps(graph))))
+    assert meta.fields["prompt"] == "a ginger cat asleep on a windowsill, watercolour"
+    assert meta.extra["CLIP-L prompt"] == "a cat, watercolour"
+    assert meta.fields["guidance_scale"] == 4.0  # the FluxGuidance nearest the sampler, not KSampler's cfg 1
+    assert "CFG" not in meta.extra
+    assert (meta.fields["seed"], meta.fields["steps"], meta.fields["width"], meta.fields["height"]) == (
+        972054013131369, 4, 832, 1216)
+    assert meta.model_name == "flux1-schnell-fp8" and meta.fields["negative_prompt"] == ""
+
+
+def _flux_workflow() -> dict:
+    """FLUX_GRAPH as ComfyUI's editor saves it (the ``workflow`` chunk): widget values by position, the
+    seed followed by its "control after generate", a Reroute on the model link, a PrimitiveNode for the steps."""
+    def node(nid, cls, widgets=(), inputs=()):
+        return {"id": nid, "type": cls, "mode": 0, "widgets_values": list(widgets),
+                "inputs": [{"name": n, "type": "*", "link": link} for n, link in inputs], "outputs": []}
+    nodes = [
+        node(6, "CLIPTextEncode", ["a red fox in fresh snow, golden hour"], [("clip", 1)]),
+        node(11, "DualCLIPLoader", ["t5xxl_fp16.safetensors", "clip_l.safetensors", "flux", "default"]),
+        node(12, "UNETLoader", ["flux1-dev.safetensors", "default"]),
+        node(40, "Reroute", [], [("", 2)]),
+        node(30, "ModelSamplingFlux", [1.15, 0.5, 1024, 768], [("model", 3)]),
+        node(13, "SamplerCustomAdvanced", [], [("noise", 4), ("guider", 5), ("sampler", 6), ("sigmas", 7),
+                                               ("latent_image", 8)]),
+        node(16, "KSamplerSelect", ["euler"]),
+        node(17, "BasicScheduler", ["simple", 28, 1.0], [("model", 9), ("steps", 13)]),
+        node(41, "PrimitiveNode", [20, "fixed"]),
+        node(22, "BasicGuider", [], [("model", 10), ("conditioning", 11)]),
+        node(25, "RandomNoise", [FLUX_SEED, "randomize"]),
+        node(26, "FluxGuidance", [3.5], [("conditioning", 12)]),
+        node(27, "EmptySD3LatentImage", [1024, 768, 1]),
+        node(50, "Note", ["made on the big machine"]),
+    ]
+    links = [[1, 11, 0, 6, 0, "CLIP"], [2, 12, 0, 40, 0, "MODEL"], [3, 40, 0, 30, 0, "MODEL"],
+             [4, 25, 0, 13, 0, "NOISE"], [5, 22, 0, 13, 1, "GUIDER"], [6, 16, 0, 13, 2, "SAMPLER"],
+             [7, 17, 0, 13, 3, "SIGMAS"], [8, 27, 0, 13, 4, "LATENT"], [9, 30, 0, 17, 0, "MODEL"],
+             [10, 30, 0, 22, 0, "MODEL"], [11, 26, 0, 22, 1, "CONDITIONING"], [12, 6, 0, 26, 0, "CONDITIONING"],
+             [13, 41, 0, 17, 1, "INT"]]
+    return {"last_node_id": 50, "last_link_id": 13, "nodes": nodes, "links": links, "version": 0.4}
+
+
+def test_comfyui_flux_editor_workflow_alone_is_read(tmp_path):
+    path = tmp_path / "workflow-only.png"
+    path.write_bytes(_png_with_texts(workflow=json.dumps(_flux_workflow())))
+    meta = read_metadata(path)
+    _assert_flux_dev(meta)  # the steps come from the PrimitiveNode linked to BasicScheduler (20, not 28)
+    assert "editor workflow" in meta.extra["Graph"]
+
+
+def test_comfyui_prompt_wins_over_its_workflow():
+    workflow = _flux_workflow()
+    workflow["nodes"][0]["widgets_values"] = ["an older prompt"]
+    meta = read_metadata(io.BytesIO(_png_with_texts(prompt=json.dumps(FLUX_GRAPH), workflow=json.dumps(workflow))))
+    _assert_flux_dev(meta)
+    assert "Graph" not in meta.extra
+
+
 # --------------------------------------------------------------------------------------------
 # InvokeAI, NMKD, Fooocus
 # --------------------------------------------------------------------------------------------

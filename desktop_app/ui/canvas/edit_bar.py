@@ -19,10 +19,12 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.state.canvas import CanvasDocument
+from desktop_app.state.canvas_actions import CanvasActions
 from desktop_app.state.params import GenerationParameters
 from engine.imageprep import padded_size
 
-MODE_LABELS = (("txt2img", "New image"), ("img2img", "Image to image"), ("inpaint", "Inpaint / outpaint"))
+MODE_LABELS = dict((("txt2img", "New image"), ("img2img", "Image to image"), ("inpaint", "Inpaint / outpaint"),
+                    ("instruct", "Edit with words")))
 
 
 def labelled(label: QLabel, field: QWidget) -> QWidget:
@@ -42,13 +44,13 @@ class EditSettingsWidget(QWidget):
 
     hint_changed = Signal(str)
 
-    def __init__(self, params: GenerationParameters, doc: CanvasDocument, parent: QWidget | None = None):
+    def __init__(self, params: GenerationParameters, canvas: CanvasActions, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("EditSettingsWidget")
-        self._params, self._doc = params, doc
+        self._params, self._doc, self._canvas = params, canvas.doc, canvas
+        doc = canvas.doc
         self.mode_combo = QComboBox()
-        for key, label in MODE_LABELS:
-            self.mode_combo.addItem(label, key)
+        self._fill_modes()
         self.mode_combo.setToolTip("What Generate does: make a new image, redo the whole canvas, or "
                                    "regenerate the masked area (extend the canvas first to outpaint)")
         self.mode_combo.setAccessibleName("Generation mode")
@@ -88,7 +90,8 @@ class EditSettingsWidget(QWidget):
         box.addWidget(self.bar)
 
         p = params
-        self.mode_combo.currentIndexChanged.connect(lambda _i: p.set("edit_mode", self.mode_combo.currentData()))
+        self.mode_combo.currentIndexChanged.connect(self._on_mode_combo_changed)
+        canvas.modes_changed.connect(self._on_canvas_modes_changed)
         self.strength_spin.valueChanged.connect(lambda v: p.set("strength", v))
         self.only_masked_check.toggled.connect(lambda v: p.set("only_masked", v))
         self.padding_spin.valueChanged.connect(lambda v: p.set("mask_padding", v))
@@ -97,27 +100,57 @@ class EditSettingsWidget(QWidget):
                        p.mask_blur_changed, p.width_changed, p.height_changed):
             signal.connect(lambda _v: self.refresh())
         doc.document_replaced.connect(self.refresh)
+        # Edit with words says whether a mask limits it: asked once a stroke is done, not on every dab.
+        doc.undo_stack.indexChanged.connect(lambda _i: self.refresh() if p.edit_mode == "instruct" else None)
+        self.refresh()
+
+    def _fill_modes(self) -> None:
+        """The modes the canvas offers (Edit with words only for an instruction-edit model)."""
+        self.mode_combo.blockSignals(True)
+        self.mode_combo.clear()
+        for key in self._canvas.offered_modes():
+            self.mode_combo.addItem(MODE_LABELS[key], key)
+        words = self.mode_combo.findData("instruct")
+        if words >= 0:
+            self.mode_combo.setItemData(words, "The prompt says what to change in the canvas image (“make the sky "
+                                        "stormy”); a painted mask keeps the change inside it",
+                                        Qt.ItemDataRole.ToolTipRole)
+        self.mode_combo.blockSignals(False)
+
+    def _on_mode_combo_changed(self, _index: int) -> None:
+        if self.mode_combo.currentData() is not None:
+            self._params.set("edit_mode", self.mode_combo.currentData())
+
+    def _on_canvas_modes_changed(self) -> None:
+        self._fill_modes()
         self.refresh()
 
     def refresh(self) -> None:
         p, doc = self._params, self._doc
+        self.mode_combo.blockSignals(True)
         self.mode_combo.setCurrentIndex(self.mode_combo.findData(p.edit_mode))
+        self.mode_combo.blockSignals(False)
         self.strength_spin.setValue(p.strength)
         self.only_masked_check.setChecked(p.only_masked)
         self.padding_spin.setValue(p.mask_padding)
         self.blur_spin.setValue(p.mask_blur)
         editing = p.edit_mode != "txt2img"
         inpaint = p.edit_mode == "inpaint"
+        words = p.edit_mode == "instruct"
         for w in (self.strength_label, self.strength_spin):
-            w.setEnabled(editing)
-        for w in (self.only_masked_check, self.blur_label, self.blur_spin):
-            w.setEnabled(inpaint)
+            w.setEnabled(editing and not words)  # an instruction says how much changes
+        self.only_masked_check.setEnabled(inpaint)
+        for w in (self.blur_label, self.blur_spin):
+            w.setEnabled(inpaint or words)  # Edit with words over a painted mask blends its seam too
         for w in (self.padding_label, self.padding_spin):
             w.setEnabled(inpaint and p.only_masked)
         if not editing:
             text = f"makes a new {p.width}×{p.height} image"
         elif not doc.has_image:
             text = "open or paste an image to edit"
+        elif words:
+            where = "the masked part of the" if doc.has_mask() else "the whole"
+            text = f"edits {where} {doc.width}×{doc.height} canvas as the prompt says"
         elif inpaint and p.only_masked:
             text = f"works at {p.width}×{p.height} around the mask, pasted back"
         else:
@@ -129,7 +162,8 @@ class EditSettingsWidget(QWidget):
         self.hint.setText(f"{editing_what}Generate {text}.")
         self.mode_combo.setToolTip(f"What Generate does now: {text}. New image makes one from the prompt; Image to "
                                    "image redoes the whole canvas; Inpaint regenerates the masked area (Extend… first "
-                                   "to outpaint)")
+                                   "to outpaint)" + ("; Edit with words changes what the prompt says"
+                                                     if self._canvas.words_offered else ""))
         self.hint_changed.emit(self.hint.text())
 
 

@@ -49,7 +49,7 @@ class CanvasPanel(QWidget):
         self.canvas = canvas
         self.doc = doc = canvas.doc
         self.view = CanvasView(doc)
-        self.edit_settings = EditSettingsWidget(params, doc)
+        self.edit_settings = EditSettingsWidget(params, canvas)
         self.live = canvas.live
         self.live_bar = LiveBarWidget(canvas.live)
         self.edit_settings.bar.addSeparator()

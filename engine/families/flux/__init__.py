@@ -40,6 +40,7 @@ TEST_MODELS = {"flux1-dev": ("dev", "FLUX.1 [dev] (guidance-distilled)"),
 class Flux(Family):
     name = "flux"
     folder_pipelines = probe.PIPELINES
+    instruction_editors = ("FLUX.1 Kontext",)
 
     def examine_folder(self, root, cls, index, result):
         return probe.examine(root, cls, index, result)
@@ -73,6 +74,14 @@ class Flux(Family):
         from engine.families.flux import runner
 
         return runner.load(info, self.capabilities(info), ctx)
+
+    def inpaint_partner(self, info: ModelInfo, models) -> ModelInfo | None:
+        """FLUX.1 Fill inpaints and outpaints for [dev] and [schnell] (Kontext inpaints by its
+        instruction itself): a usable Fill model of the library, one in the same format first."""
+        if (info.variant or "dev") not in ("dev", "schnell"):
+            return None
+        fills = [m for m in models if m.usable and m.family == FAMILY_NAME and m.variant == "fill"]
+        return min(fills, key=lambda m: (m.format != info.format, m.name), default=None)
 
     def family_label(self, family: str) -> str | None:
         return "FLUX.1" if family == FAMILY_NAME else None
