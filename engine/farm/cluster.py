@@ -37,6 +37,9 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, num_gpus
         return False
     if address is None:
         ray_constants.ENABLE_RAY_CLUSTER = False  # if Ray was imported before the switch was set
+    elif (silent := unanswered(address)):
+        # Ray would retry a head that is not there for ever, printing a warning every 30 s.
+        raise FarmError(f"could not reach the Ray cluster at {address}: {silent}")
     try:
         ray.init(address=address or "local", num_cpus=num_cpus if address is None else None,
                  num_gpus=num_gpus if address is None else None, include_dashboard=False,
@@ -47,6 +50,25 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, num_gpus
         raise FarmError(f"could not reach {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") \
             from None
     return address is None
+
+
+def unanswered(address: str, seconds: float = 10.0) -> str:
+    """Why nothing answers at a ``host:port`` address ("" when something does, or for Ray's own "auto" /
+    "ray://…" forms, which Ray resolves itself)."""
+    import socket
+
+    if address == "auto" or "://" in address or ":" not in address:
+        return ""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=seconds):
+            return ""
+    except ValueError:
+        return f"{port!r} is not a port number"
+    except socket.timeout:
+        return f"nothing answered within {seconds:.0f} s (is the head machine on, and its port open?)"
+    except OSError as exc:
+        return f"{exc.strerror or exc} (is `ray start --head` running there?)"
 
 
 def shutdown() -> None:

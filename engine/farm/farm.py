@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a job whose worker died runs at most this many times in all
 START_TIMEOUT = 120.0  # seconds a replacement worker may take to answer before the cluster counts as lost
 _POLL_SECONDS = 0.1
+HEAD_CHECK_SECONDS = 5.0  # how often a joined cluster's head is asked whether it is still there
 
 
 @dataclass
@@ -184,8 +185,12 @@ class Farm:
         pending: deque[tuple[GridJob, int]] = deque((j, 1) for j in plan.jobs if not run.finished(j.id))
         running: dict[object, tuple[GridJob, int, Worker]] = {}  # generator -> (job, attempt, worker)
         cancelling = False
+        head_seen = time.monotonic()
         while pending or running:
             try:
+                if time.monotonic() - head_seen > HEAD_CHECK_SECONDS:
+                    head_seen = time.monotonic()
+                    self._check_head()
                 if cancel.is_set() and not cancelling:
                     cancelling = True
                     for job, _ in pending:
@@ -208,8 +213,15 @@ class Farm:
                     raise
                 for job, _ in pending:
                     run.cancel(job)
-                raise FarmError(f"lost the Ray cluster's head node ({type(exc).__name__}); the batch stopped and "
+                why = f": {exc}" if isinstance(exc, ConnectionError) and str(exc) else f" ({type(exc).__name__})"
+                raise FarmError(f"lost the Ray cluster's head node{why}; the batch stopped and "
                                 f"the {run.done} finished image(s) are kept") from None
+
+    def _check_head(self) -> None:
+        """Raise ConnectionError when a joined cluster's head no longer answers. Ray would end this process
+        itself 60 s after its head goes, with no exception to catch, so the farm asks first."""
+        if self.address and (why := cluster.unanswered(self.address, seconds=2.0)):
+            raise ConnectionError(why)
 
     def _dispatch(self, pending, running, run: GridRun, hashes: dict[str, str]) -> None:
         ray = self._ray
@@ -266,11 +278,13 @@ class Farm:
             worker.alive, worker.job = False, None
             log.warning("%s died during %s: %s", worker.name, job.id, type(exc).__name__)
             if attempt < MAX_ATTEMPTS and not run.finished(job.id):
+                pending.appendleft((job, attempt + 1))
+                self._check_head()  # a worker's end may be its head's: a new one would block until Ray gives up
                 run.events.note(f"{worker.name} stopped during a job ({job.describe(run.plan)}); "
                                 f"running it again on another worker")
-                pending.appendleft((job, attempt + 1))
             else:
                 run.fail(job, f"the job's worker stopped {attempt} times; not trying again")
+                self._check_head()
             self.replace_dead()
             return
         except ray.exceptions.RayTaskError as exc:  # an Easel bug inside the worker: fail this job alone
