@@ -57,10 +57,11 @@ def tiny_components(distilled: bool = True, seed: int = 0) -> dict:
                   num_single_layers=1, joint_attention_dim=3 * TEXT_WIDTH)
     transformer = Flux2Transformer2DModel.from_config(config)
     vae_config = bundled_config("vae")
-    vae_config.update(block_out_channels=[8, 16, 16, 16], layers_per_block=1, norm_num_groups=4, sample_size=64)
+    vae_config.update(block_out_channels=[8, 16, 16, 16], layers_per_block=1, norm_num_groups=8, sample_size=64)
     vae = AutoencoderKLFlux2.from_config(vae_config)
     tokenizer = qwen_tokenizer()
-    text_encoder = qwen3_encoder(seed + 1, len(tokenizer), TEXT_WIDTH, layers=TEXT_LAYERS, causal_lm=True)
+    text_encoder = qwen3_encoder(seed + 1, len(tokenizer), TEXT_WIDTH, layers=TEXT_LAYERS, causal_lm=True,
+                                 rope_theta=float(bundled_config("text_encoder")["rope_theta"]))
     generator = torch.Generator().manual_seed(seed)
     for module in (transformer, vae):
         randomize(module, generator, full=False)
