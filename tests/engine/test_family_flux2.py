@@ -256,3 +256,36 @@ def test_the_preview_shows_the_32_channel_latents_through_flux2s_factors():
     image = np.asarray(Previews("flux2", None, "cpu", torch.float32).for_size((64, 64))(packed)).astype(int)
     assert image.shape == (64, 64, 3)
     assert image[32, 8].min() > 170 and image[32, 56].max() < 90
+
+
+@pytest.mark.slow
+def test_inpainting_above_one_megapixel_comes_back_at_the_asked_size(models, engine):
+    """Flux2KleinInpaintPipeline works on at most 1 MP: a larger region is made smaller, scaled back,
+    pasted back, with a note; outside the mask the source stays."""
+    size = (1040, 1024)
+    rng = np.random.default_rng(2)
+    source = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+    mask = Image.new("L", size, 0)
+    mask.paste(255, (300, 300, 700, 700))
+    result = engine.generate(_request(models["flux2-klein"], mode=Mode.INPAINT, init_image=source, mask=mask,
+                                      width=size[0], height=size[1], steps=2, strength=1.0, mask_blur=0))
+    assert result.images[0].size == size
+    assert any("at most one megapixel" in n for n in result.notices)
+    keep = np.asarray(mask) == 0
+    assert np.array_equal(_pixels(result.images[0])[keep], _pixels(source)[keep])
+
+
+def test_a_9b_transformer_asks_for_qwen3_8b_and_never_takes_the_4b_encoder(models, tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    transformer = _install_copy(models["comfy"], tmp_path)
+    tensors = load_file(transformer)
+    tensors["txt_in.weight"] = torch.zeros(tensors["txt_in.weight"].shape[0], 12288)  # Qwen3-8B's 3 x 4096
+    nine = transformer.with_name("flux-2-klein-9b.safetensors")
+    save_file(tensors, nine)
+    transformer.unlink()
+    info = inspect_model(nine)  # the tiny qwen_3_4b.safetensors is beside it, and is not taken
+    assert (info.family, info.variant) == ("flux2", "distilled-9b")
+    assert info.problem == ("this FLUX.2 [klein] 9B transformer needs a Qwen3-8B text encoder: put "
+                            f"qwen_3_8b.safetensors in {nine.parents[1] / 'text_encoders'}")
