@@ -386,13 +386,15 @@ class ModelInfo:
     """What a model file or folder is, decided from its header or model_index.json alone.
 
     kind: "checkpoint" | "inpaint" | "lora" | "embedding" | "vae" | "upscaler" | "unknown"
-    family: "sd1" | "sd2" | "sdxl" | "amused" | "unclip" (Stable unCLIP image variations) | "flux1" | "" (unknown)
+    family: "sd1" | "sd2" | "sdxl" | "amused" | "unclip" (Stable unCLIP image variations) | "flux1" | "flux2"
+        (FLUX.2 [klein]) | "" (unknown)
     format: "diffusers" | "safetensors" | "gguf" (a quantized FLUX.1 transformer)
     prediction_type: "epsilon" | "v_prediction" | "flow" (flow matching: FLUX)
     variant: "" (a base model or fine-tune) | "turbo" (adversarially distilled one-step model: 1-4 steps,
         no CFG) | "amused" (VQ token transformer, family "amused") | "unclip" (Stable unCLIP: variations of an
         image from its CLIP embedding; it takes no text-to-image requests) | "dev" / "schnell" (FLUX.1
-        guidance-distilled / timestep-distilled)
+        guidance-distilled / timestep-distilled) | "distilled" / "base" with "-4b" / "-9b" when the size is
+        told (FLUX.2 [klein]: 4 steps without CFG / with CFG)
     problem: None if Easel can load it as a generator, else one plain-language line saying why not.
     """
 

@@ -118,16 +118,19 @@ def qwen_tokenizer(dest: Path | None = None, model_max_length: int = 512, extra_
     return qwen
 
 
-def qwen3_encoder(seed: int, vocab_size: int, width: int = 32, layers: int = 2, causal_lm: bool = False):
+def qwen3_encoder(seed: int, vocab_size: int, width: int = 32, layers: int = 2, causal_lm: bool = False,
+                  rope_theta: float | None = None):
     """A tiny Qwen3 text encoder: ``Qwen3Model`` (Z-Image takes its second-to-last hidden state), or
-    ``Qwen3ForCausalLM`` with ``causal_lm`` (FLUX.2 [klein] loads it that way). Seeded."""
+    ``Qwen3ForCausalLM`` with ``causal_lm`` (FLUX.2 [klein] loads it that way). ``rope_theta``: the
+    released models' (1,000,000) instead of transformers' default. Seeded."""
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM, Qwen3Model
 
     torch.manual_seed(seed)
     config = Qwen3Config(hidden_size=width, intermediate_size=width + 5, num_hidden_layers=layers,
                          num_attention_heads=2, num_key_value_heads=1, head_dim=width // 2, vocab_size=vocab_size,
-                         max_position_embeddings=1024, pad_token_id=0, tie_word_embeddings=causal_lm)
+                         max_position_embeddings=1024, pad_token_id=0, tie_word_embeddings=causal_lm,
+                         **({"rope_theta": rope_theta} if rope_theta is not None else {}))
     return (Qwen3ForCausalLM if causal_lm else Qwen3Model)(config).eval()
 
 

@@ -49,6 +49,20 @@ _WAN_VAE_FACTORS = (
     (-0.1251, 0.0927, 0.1699), (0.0060, -0.0633, 0.0005), (0.3477, 0.2275, 0.2950), (0.1984, 0.0913, 0.1861),
 )
 _WAN_VAE_BIAS = (-0.1835, -0.0868, -0.3360)
+# The FLUX.2 VAE's 32 channels, on the latents the FLUX.2 transformer denoises (batch-normalised, then
+# 2x2-patchified into 128 channels: unpacked back to 32 channels at twice the size first). The fit
+# ComfyUI previews FLUX.2 with (comfy/latent_formats.py, ``Flux2``).
+_FLUX2_VAE_FACTORS = (
+    (0.0058, 0.0113, 0.0073), (0.0495, 0.0443, 0.0836), (-0.0099, 0.0096, 0.0644), (0.2144, 0.3009, 0.3652),
+    (0.0166, -0.0039, -0.0054), (0.0157, 0.0103, -0.0160), (-0.0398, 0.0902, -0.0235), (-0.0052, 0.0095, 0.0109),
+    (-0.3527, -0.2712, -0.1666), (-0.0301, -0.0356, -0.0180), (-0.0107, 0.0078, 0.0013), (0.0746, 0.0090, -0.0941),
+    (0.0156, 0.0169, 0.0070), (-0.0034, -0.0040, -0.0114), (0.0032, 0.0181, 0.0080), (-0.0939, -0.0008, 0.0186),
+    (0.0018, 0.0043, 0.0104), (0.0284, 0.0056, -0.0127), (-0.0024, -0.0022, -0.0030), (0.1207, -0.0026, 0.0065),
+    (0.0128, 0.0101, 0.0142), (0.0137, -0.0072, -0.0007), (0.0095, 0.0092, -0.0059), (0.0000, -0.0077, -0.0049),
+    (-0.0465, -0.0204, -0.0312), (0.0095, 0.0012, -0.0066), (0.0290, -0.0034, 0.0025), (0.0220, 0.0169, -0.0048),
+    (-0.0332, -0.0457, -0.0468), (-0.0085, 0.0389, 0.0609), (-0.0076, 0.0003, -0.0043), (-0.0111, -0.0460, -0.0614),
+)
+_FLUX2_VAE_BIAS = (-0.0329, -0.0718, -0.0851)
 # latent space -> the tiny autoencoder that decodes it (TAESD, TAESDXL, TAEF1: Z-Image has the FLUX VAE)
 _TINY_DECODERS = {"sd": "sd", "sdxl": "sdxl", "flux": "flux", "zimage": "flux"}
 # latent space -> (factors, bias or None)
@@ -59,9 +73,10 @@ _LINEAR = {
     "flux": (_FLUX_VAE_FACTORS, _FLUX_VAE_BIAS),
     "zimage": (_FLUX_VAE_FACTORS, _FLUX_VAE_BIAS),
     "qwen_image": (_WAN_VAE_FACTORS, _WAN_VAE_BIAS),
+    "flux2": (_FLUX2_VAE_FACTORS, _FLUX2_VAE_BIAS),
 }
 # Latent spaces whose denoiser works on 2x2 patches packed into a token sequence (B, H/2 * W/2, C * 4).
-PACKED = frozenset({"flux"})
+PACKED = frozenset({"flux", "flux2"})
 
 
 def unpack_2x2(latents, width: int, height: int, vae_scale: int = 8):
@@ -79,7 +94,7 @@ def unpack_2x2(latents, width: int, height: int, vae_scale: int = 8):
 def latents_to_preview(latents, space: str, size: tuple[int, int] | None = None) -> Image.Image:
     """First latent of a batch as an RGB image, upscaled to ``size`` (width, height) if given.
     ``space``: the latent space ("sd", "sdxl", "sd3", "flux", "zimage": the 16-channel FLUX VAE's,
-    "qwen_image": the Wan 2.1 VAE's; a family's ``latent_space`` capability). Packed latents
+    "qwen_image": the Wan 2.1 VAE's, "flux2": the 32-channel FLUX.2 VAE's; a family's ``latent_space`` capability). Packed latents
     (``PACKED`` spaces) must be unpacked first (``unpack_2x2``); a video VAE's (B, C, frames, H, W)
     latents show their first frame.
 

@@ -23,6 +23,7 @@ REGISTRY = (
     "engine.families.gan",
     "engine.families.sd3",
     "engine.families.flux",
+    "engine.families.flux2",
     "engine.families.zimage",
     "engine.families.qwen_image",
 )

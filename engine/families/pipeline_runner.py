@@ -36,7 +36,10 @@ def sibling(cls, base):
     import inspect
 
     wanted = inspect.signature(cls.__init__).parameters
-    pipe = cls(**{name: module for name, module in base.components.items() if name in wanted})
+    components = base.components
+    # The base's registered settings too (FLUX.2 [klein]'s ``is_distilled``): a sibling runs the same model.
+    settings = {name: base.config[name] for name in wanted if name in base.config and name not in components}
+    pipe = cls(**{name: module for name, module in components.items() if name in wanted}, **settings)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -48,6 +51,7 @@ class PipelineRunner(Runner):
 
     classes: dict[Mode, str] = {}
     denoiser = "transformer"  # the pipeline attribute the in-step cancel hooks go on
+    unscale = True  # False: the pipeline's latent output is already in the VAE's space (FLUX.2 [klein])
 
     def __init__(self, info, base, caps, ctx, load_seconds: float):
         super().__init__(info, caps, ctx, load_seconds)
@@ -199,7 +203,8 @@ class PipelineRunner(Runner):
 
                     # Decode (never a silent black image), back to the asked size, paste back / crop back.
                     t0 = time.perf_counter()
-                    decoded = self.from_vae(core_decode.decode(pipe.vae, self.to_vae(pipe, latents, size), job.notices))
+                    decoded = self.from_vae(core_decode.decode(pipe.vae, self.to_vae(pipe, latents, size), job.notices,
+                                                                 unscale=self.unscale))
                     image = pipe.image_processor.postprocess(decoded, output_type="pil")[0]
                     image = image.crop((0, 0, request.width, request.height))  # the grid's padding off
                     images.append(imageprep.finish(plan, image, request.mask_blur))

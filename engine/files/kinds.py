@@ -63,7 +63,7 @@ def classify(header: SafetensorsHeader, name: str) -> _Verdict:
         if part is None or part.role != "transformer":
             return _Verdict("unknown", "", "this FLUX transformer file lacks tensors every FLUX model has (img_in): "
                             "it is incomplete", UnsupportedModel)
-        return _Verdict("checkpoint", "flux1") if part.arch == "flux1" else _unsupported("FLUX.2 transformers")
+        return _Verdict("checkpoint", "flux1" if part.arch == "flux1" else "flux2")
     zimage = _zimage_verdict(tensors, has)
     if zimage is not None:
         return zimage

@@ -53,6 +53,17 @@ def _flux1_variant(t: dict) -> str:
     return "dev" if "guidance_in.in_layer.weight" in t else "schnell"
 
 
+def _flux2_size(t: dict) -> str:
+    """A FLUX.2 [klein] transformer's size from its text width (three Qwen3 hidden states), "" untold."""
+    txt_in = t.get("txt_in.weight")
+    return {7680: "4b", 12288: "9b"}.get(txt_in.shape[-1], "") if txt_in is not None else ""
+
+
+def _qwen3_width(t: dict) -> int | None:
+    embed = t.get("model.embed_tokens.weight")
+    return embed.shape[-1] if embed is not None and "model.layers.0.self_attn.q_norm.weight" in t else None
+
+
 _CLIP_TOKENS = ("text_model.embeddings.token_embedding.weight", "embeddings.token_embedding.weight")
 
 
@@ -69,8 +80,12 @@ def _vae_latents(t: dict) -> int | None:
 
 # Checked in order; the first that matches names the file.
 SIGNATURES: tuple[Signature, ...] = (
+    Signature("transformer", "flux2-9b", "a FLUX.2 [klein] 9B transformer",  # its text encoder is Qwen3-8B
+              lambda t: "double_blocks.0.img_attn.qkv.weight" in t and "double_stream_modulation_img.lin.weight" in t
+              and _flux2_size(t) == "9b", _flux2_size),
     Signature("transformer", "flux2", "a FLUX.2 transformer",
-              lambda t: "double_blocks.0.img_attn.qkv.weight" in t and "double_stream_modulation_img.lin.weight" in t),
+              lambda t: "double_blocks.0.img_attn.qkv.weight" in t and "double_stream_modulation_img.lin.weight" in t,
+              _flux2_size),
     Signature("transformer", "flux1", "a FLUX.1 transformer",
               lambda t: "double_blocks.0.img_attn.qkv.weight" in t and "img_in.weight" in t, _flux1_variant),
     Signature("text_encoder", "clip_g", "a CLIP-G text encoder",
@@ -80,6 +95,7 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature("text_encoder", "t5xxl", "a T5-XXL text encoder",
               lambda t: "encoder.block.0.layer.0.SelfAttention.q.weight" in t
               and ("shared.weight" in t or "encoder.embed_tokens.weight" in t)),
+    Signature("text_encoder", "qwen3-8b", "a Qwen3-8B text encoder", lambda t: _qwen3_width(t) == 4096),
     Signature("text_encoder", "qwen3", "a Qwen3 text encoder",
               lambda t: "model.layers.0.self_attn.q_norm.weight" in t and "model.embed_tokens.weight" in t),
     Signature("vae", "flux2-vae", "the FLUX.2 VAE", lambda t: _vae_latents(t) == 32),
@@ -90,8 +106,10 @@ _BY_ARCH = {s.arch: s for s in SIGNATURES}
 # What each denoiser needs besides itself: (arch, the file name to suggest).
 NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
     "flux1": (("clip_l", "clip_l.safetensors"), ("t5xxl", "t5xxl_fp16.safetensors"), ("ae16", "ae.safetensors")),
+    "flux2": (("qwen3", "qwen_3_4b.safetensors"), ("flux2-vae", "flux2-vae.safetensors")),
+    "flux2-9b": (("qwen3-8b", "qwen_3_8b.safetensors"), ("flux2-vae", "flux2-vae.safetensors")),
 }
-FAMILY_LABELS = {"flux1": "FLUX.1", "flux2": "FLUX.2"}
+FAMILY_LABELS = {"flux1": "FLUX.1", "flux2": "FLUX.2", "flux2-9b": "FLUX.2 [klein] 9B"}
 # (arch, variant) -> why that variant cannot run yet (none today; a family adds a line when a file
 # of its architecture can be named but not run).
 UNSUPPORTED_VARIANTS: dict[tuple[str, str], str] = {}
@@ -103,13 +121,26 @@ FOLDERS = {"transformer": ("diffusion_models", "unet", "checkpoints", "Stable-di
 
 # Tokenizer files: per text encoder, the folders (relative to ComfyUI's install, or HF cache repos and
 # their subfolder) that hold them; a folder qualifies when it has one of ``TOKENIZER_FILES``.
-TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "vocab.json")
 TOKENIZERS: dict[str, dict] = {
     "t5xxl": {
         "comfy": ("comfy/text_encoders/t5_tokenizer",),
         "hf": (("black-forest-labs/FLUX.1-dev", "tokenizer_2"), ("black-forest-labs/FLUX.1-schnell", "tokenizer_2"),
                ("google/t5-v1_1-xxl", "")),
         "label": "the T5 tokenizer",
+    },
+    # Qwen3 has Qwen2.5's vocabulary: ComfyUI keeps one copy (``qwen25_tokenizer``) for both.
+    "qwen3": {
+        "comfy": ("comfy/text_encoders/qwen25_tokenizer",),
+        "hf": (("black-forest-labs/FLUX.2-klein-4B", "tokenizer"), ("black-forest-labs/FLUX.2-klein-base-4B", "tokenizer"),
+               ("Qwen/Qwen3-4B", "")),
+        "label": "the Qwen3 tokenizer",
+    },
+    "qwen3-8b": {
+        "comfy": ("comfy/text_encoders/qwen25_tokenizer",),
+        "hf": (("black-forest-labs/FLUX.2-klein-9B", "tokenizer"), ("black-forest-labs/FLUX.2-klein-base-9B", "tokenizer"),
+               ("Qwen/Qwen3-8B", "")),
+        "label": "the Qwen3 tokenizer",
     },
 }
 
@@ -138,6 +169,10 @@ def identify(header: SafetensorsHeader) -> Part | None:
             # FLUX.1 Kontext has [dev]'s very tensors: only its name (or a folder's pipeline) tells it.
             if (sig.arch, variant) == ("flux1", "dev") and "kontext" in Path(header.path).name.lower():
                 variant = "kontext"
+            # FLUX.2 [klein] base and distilled have the same tensors too: BFL's names say "base".
+            if sig.arch.startswith("flux2"):
+                variant = ("base" if "base" in Path(header.path).name.lower() else "distilled") + \
+                    (f"-{variant}" if variant else "")
             return Part(sig.role, sig.arch, variant, header.path)
     return None
 

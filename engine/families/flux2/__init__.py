@@ -1,0 +1,98 @@
+"""FLUX.2 [klein] 4B and 9B (Black Forest Labs): a flow-matching image transformer over 2x2-patchified
+32-channel latents (128 channels a token), conditioned on three stacked hidden states of a Qwen3
+text encoder (Qwen3-4B for 4B, Qwen3-8B for 9B). One model generates and edits: text to image,
+img2img as an edit by instruction (the input image is the reference the prompt edits; Klein takes
+no strength there), and inpainting (Flux2KleinInpaintPipeline). From diffusers folders, Hugging Face
+cache snapshots, ComfyUI's split layout and GGUF transformers.
+
+The distilled models run 4 steps without classifier-free guidance (no CFG scale, no negative
+prompt); the base models about 50 steps with CFG. Told apart by model_index.json's ``is_distilled``
+(a split-layout file: by its name, ``flux-2-klein-base-*``). No sampler: flow-matching Euler is part
+of the model. Any thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.api import Mode, ModelInfo
+from engine.families.base import Capabilities, Family, LoadContext, Runner, TestModel, capabilities
+from engine.families.flux2 import probe
+
+# Free device memory (GiB) "auto" needs for each preset, computed from the bf16 weight sizes (not
+# measured): 4B = transformer 7.7 GB + Qwen3-4B 8.0 GB + VAE 0.2 GB; 9B = transformer 18.1 GB +
+# Qwen3-8B 16.4 GB + VAE 0.2 GB. "fast" keeps all of it on the GPU (plus about 2 GB of activations
+# and decode at 1024 px); "balanced" the same with the VAE sliced and tiled; "low" moves one model
+# onto the GPU at a time (the largest, plus activations); below that "minimal" streams the layers.
+THRESHOLDS = {"4b": (("fast", 18.0), ("balanced", 17.0), ("low", 10.0)),
+              "9b": (("fast", 37.0), ("balanced", 36.0), ("low", 20.0))}
+NO_SAMPLER = "{label} uses its own flow-matching schedule: there is no sampler to choose"
+NO_CFG = "{label} is step-distilled to run without CFG: the CFG scale stays at 1"
+NO_NEGATIVE = "{label} runs without CFG (it is step-distilled), so a negative prompt has no effect"
+TEST_MODELS = {"flux2-klein": (True, "FLUX.2 [klein] (4-step distilled, edits by instruction)"),
+               "flux2-klein-base": (False, "FLUX.2 [klein] Base (with CFG)")}
+LAYOUTS = ("diffusers", "comfyui", "gguf")
+
+
+def label(variant: str) -> str:
+    """"FLUX.2 [klein] 4B", "FLUX.2 [klein] Base 9B" (BFL's names), "FLUX.2 [klein]" for a size not told."""
+    size = probe.size_of(variant)
+    return "FLUX.2 [klein]" + ("" if probe.is_distilled(variant) else " Base") + (f" {size.upper()}" if size else "")
+
+
+class Flux2(Family):
+    name = "flux2"
+    folder_pipelines = probe.PIPELINES
+
+    def examine_folder(self, root, cls, index, result):
+        return probe.examine(root, cls, index, result)
+
+    def handles(self, info: ModelInfo) -> bool:
+        return info.family == probe.FAMILY_NAME and info.kind == "checkpoint"
+
+    def family_label(self, family: str) -> str | None:
+        return "FLUX.2" if family == probe.FAMILY_NAME else None
+
+    def capabilities(self, info: ModelInfo) -> Capabilities:
+        variant = info.variant or "distilled"
+        name = label(variant)
+        reasons = {"sampler": NO_SAMPLER.format(label=name)}
+        # BFL's model cards: distilled 4 steps at guidance 1 (no CFG); base 50 steps at guidance 4.
+        if probe.is_distilled(variant):
+            parameters = ("steps", "width", "height", "strength")
+            reasons.update(guidance_scale=NO_CFG.format(label=name), negative_prompt=NO_NEGATIVE.format(label=name))
+            defaults = {"width": 1024, "height": 1024, "steps": 4, "guidance_scale": 1.0}
+            step_range = (1, 16)
+        else:
+            parameters = ("negative_prompt", "steps", "guidance_scale", "width", "height", "strength")
+            defaults = {"width": 1024, "height": 1024, "steps": 50, "guidance_scale": 4.0}
+            step_range = None
+        return capabilities(name, "FLUX.2 [klein]", short="FLUX.2", modes=(Mode.TXT2IMG, Mode.IMG2IMG, Mode.INPAINT),
+                            parameters=parameters, reasons=reasons, defaults=defaults, step_range=step_range,
+                            size_step=16, memory_thresholds=THRESHOLDS.get(probe.size_of(variant), THRESHOLDS["9b"]),
+                            latent_space="flux2", instruction_edit=True)
+
+    def load(self, info: ModelInfo, ctx: LoadContext) -> Runner:
+        from engine.families.flux2 import runner
+
+        return runner.load(info, self.capabilities(info), ctx)
+
+    def test_models(self) -> tuple[TestModel, ...]:
+        return tuple(TestModel(name, LAYOUTS, _writer(distilled), what)
+                     for name, (distilled, what) in TEST_MODELS.items())
+
+
+def _writer(distilled: bool):
+    def write(dest: Path, layout: str, seed: int = 0) -> Path:
+        from engine.families.flux2 import testmodel
+
+        if layout == "comfyui":  # DEST is the ComfyUI install; returns the transformer file to pick
+            return testmodel.make_flux2_comfyui_test_model(dest, distilled, seed=seed)
+        if layout == "gguf":  # the same, with the transformer as a Q8_0 GGUF file
+            return testmodel.make_flux2_gguf_test_model(dest, distilled, seed=seed)
+        return testmodel.make_flux2_test_model(dest, distilled, seed=seed)
+
+    return write
+
+
+FAMILY = Flux2()

@@ -1,0 +1,96 @@
+"""The FLUX.2 [klein] runner: text to image and the edit by instruction through Flux2KleinPipeline
+(img2img: the input image is Klein's reference, ``image=``), inpainting through
+Flux2KleinInpaintPipeline, both on one set of modules (no copy, no reload).
+
+Run by the shared ``PipelineRunner``: the prompt (and a base model's negative prompt) is encoded once
+per job by Qwen3; each image of a batch is denoised and comes back from the pipeline unpacked and
+with the VAE's batch norm undone, so it goes to the core's guarded decode as it is. Prompt weighting
+and LoRA tags are stripped with a notice (Qwen3 reads plain text). Every method runs on the engine
+thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from engine.api import Mode, ModelError, ModelInfo
+from engine.core.job import Job
+from engine.core.loading import LOAD_ERRORS, load_failed, pretrained, quiet_libraries
+from engine.devices import bf16_for_fp16
+from engine.families.base import Capabilities, LoadContext
+from engine.families.flux2 import probe
+from engine.families.pipeline_runner import PipelineRunner
+
+MAX_TOKENS = 512  # the Qwen3 tokens Klein was trained with (the pipeline's own default)
+INPAINT_AREA = 1024 * 1024  # Flux2KleinInpaintPipeline works on at most one megapixel
+STRENGTH_UNUSED = ("{label} edits the whole image by the instruction (the image is its reference): "
+                   "the strength applies to inpainting only.")
+
+
+class Flux2Runner(PipelineRunner):
+    """One loaded FLUX.2 [klein] model: the shared ``PipelineRunner`` with Klein's differences."""
+
+    classes = {Mode.TXT2IMG: "Flux2KleinPipeline", Mode.IMG2IMG: "Flux2KleinPipeline",
+               Mode.INPAINT: "Flux2KleinInpaintPipeline"}
+    unscale = False  # the pipeline undoes the VAE's batch norm itself
+    _work: tuple[int, int] = (0, 0)
+
+    def prepare(self, job: Job):
+        request = job.request
+        if "guidance_scale" not in self.caps.parameters:  # distilled: no CFG, and the metadata says so
+            request = request.replace(guidance_scale=1.0)
+        if request.mode is Mode.INPAINT and request.width * request.height > INPAINT_AREA:
+            job.notice(f"{self.caps.label} inpaints at most one megapixel: the region was made smaller and scaled "
+                       f"back to {request.width}×{request.height}.")
+        return request
+
+    def image_args(self, request, size):
+        args, plan = super().image_args(request, size)
+        self._work = size
+        if request.mode is Mode.IMG2IMG:  # the reference image: the whole of it is the edit's input
+            args.pop("strength", None)
+        return args, plan
+
+    def encode(self, pipe, text, request) -> dict:
+        """Qwen3's stacked hidden states for the prompt (and, with CFG, the negative prompt), once."""
+        device = self.placement.settings.device
+        embeds, _ids = pipe.encode_prompt(prompt=text.prompt, device=device, max_sequence_length=MAX_TOKENS)
+        args = {"prompt_embeds": embeds, "max_sequence_length": MAX_TOKENS}
+        if "negative_prompt" in self.caps.parameters and request.guidance_scale > 1:
+            args["negative_prompt_embeds"], _ids = pipe.encode_prompt(prompt=text.negative or "", device=device,
+                                                                       max_sequence_length=MAX_TOKENS)
+        return args
+
+    def from_vae(self, decoded):
+        """The decoded pixels at the working size (the inpaint pipeline works above 1 MP smaller)."""
+        width, height = self._work
+        if width and decoded.shape[-2:] != (height, width):
+            import torch.nn.functional as F
+
+            decoded = F.interpolate(decoded, size=(height, width), mode="bicubic", align_corners=False).clamp(-1, 1)
+        return decoded
+
+
+def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> Flux2Runner:
+    """Load a FLUX.2 [klein] diffusers folder, or a split-layout transformer file (safetensors or GGUF)
+    with its parts beside it, offline and safetensors only, and place it. Engine thread."""
+    import diffusers
+
+    started = time.perf_counter()
+    dtype = bf16_for_fp16(ctx.device, ctx.dtype)
+    ctx = dataclasses.replace(ctx, dtype=dtype)  # what the placement, previews and metadata say it runs in
+    if info.format == "diffusers":
+        pipe = pretrained(diffusers.Flux2KleinPipeline, info.path, info.name, "this FLUX.2 [klein] model", dtype=dtype)
+    else:  # a transformer file of ComfyUI's split layout, with its parts beside it
+        from engine.families.flux2 import singlefile
+
+        quiet_libraries()
+        try:
+            pipe = singlefile.load_split(info, dtype, probe.is_distilled(info.variant or "distilled"))
+        except ModelError:
+            raise
+        except LOAD_ERRORS as exc:
+            raise load_failed(info.name, "this FLUX.2 [klein] model", exc) from exc
+        pipe.set_progress_bar_config(disable=True)
+    return Flux2Runner(info, pipe, caps, ctx, time.perf_counter() - started)

@@ -1,0 +1,178 @@
+"""FLUX.2 [klein] from ComfyUI's split layout: a transformer file in BFL's names (safetensors or GGUF)
+plus the Qwen3 text encoder and the FLUX.2 VAE that ``engine.files.split`` finds beside it, assembled
+into one Flux2KleinPipeline offline.
+
+Each component's config is the bundled real one (``resources/configs/flux2-klein-4b`` / ``-9b``) with
+every size the tensors tell put in; what shapes cannot tell follows one fixed rule, the same the tiny
+test models are built with: four equal RoPE axes of a quarter of the head width (FLUX.2: 32 each of
+128), VAE group norms min(32, narrowest level). The transformer's names are converted by diffusers'
+own FLUX.2 converter; the VAE's (BFL's autoencoder layout with its quant convs inside the encoder and
+decoder, plus the batch-norm statistics) by diffusers' original-layout VAE converter. Engine thread
+(imports torch, diffusers, transformers).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+
+from engine.api import ModelInfo
+from engine.files import split
+from engine.files.headers import read_gguf_header, read_header
+from engine.paths import resources_dir
+
+_PREFIX = split.DIFFUSION_PREFIX
+
+
+def _config(size: str, part: str) -> dict:
+    name = "scheduler_config.json" if part == "scheduler" else "config.json"
+    folder = resources_dir() / "configs" / f"flux2-klein-{size or '4b'}" / part
+    return json.loads((folder / name).read_text(encoding="utf-8"))
+
+
+def _count(names, pattern: str) -> int:
+    found = {int(m.group(1)) for n in names if (m := re.match(pattern, n))}
+    return max(found) + 1 if found else 0
+
+
+def transformer_config(shapes: dict, size: str = "") -> dict:
+    """The Flux2Transformer2DModel config for a BFL-named transformer with these tensor shapes."""
+    config = _config(size, "transformer")
+    inner, in_channels = shapes["img_in.weight"][0], shapes["img_in.weight"][-1]
+    head = shapes["double_blocks.0.img_attn.norm.query_norm.scale"][0]
+    config.update(
+        in_channels=in_channels, attention_head_dim=head, num_attention_heads=inner // head,
+        num_layers=_count(shapes, r"double_blocks\.(\d+)\."), num_single_layers=_count(shapes, r"single_blocks\.(\d+)\."),
+        joint_attention_dim=shapes["txt_in.weight"][-1], timestep_guidance_channels=shapes["time_in.in_layer.weight"][-1],
+        mlp_ratio=shapes["double_blocks.0.img_mlp.0.weight"][0] / 2 / inner, axes_dims_rope=[head // 4] * 4,
+        guidance_embeds="guidance_in.in_layer.weight" in shapes,
+    )
+    return config
+
+
+def vae_config(shapes: dict) -> dict:
+    """The AutoencoderKLFlux2 config for a BFL-layout (``flux2-vae.safetensors``) VAE with these shapes."""
+    config = _config("4b", "vae")
+    levels = _count(shapes, r"encoder\.down\.(\d+)\.")
+    widths = [shapes[f"encoder.down.{i}.block.0.conv1.weight"][0] for i in range(levels)]
+    config.update(block_out_channels=widths, layers_per_block=_count(shapes, r"encoder\.down\.0\.block\.(\d+)\."),
+                  latent_channels=shapes["decoder.conv_in.weight"][1], norm_num_groups=min(32, min(widths)),
+                  down_block_types=["DownEncoderBlock2D"] * levels, up_block_types=["UpDecoderBlock2D"] * levels)
+    return config
+
+
+def qwen3_config(shapes: dict, size: str = "") -> dict:
+    config = _config("9b" if shapes["model.embed_tokens.weight"][-1] == 4096 else size, "text_encoder")
+    vocab, width = shapes["model.embed_tokens.weight"]
+    head = shapes["model.layers.0.self_attn.q_norm.weight"][0]
+    config.update(vocab_size=vocab, hidden_size=width, head_dim=head,
+                  intermediate_size=shapes["model.layers.0.mlp.gate_proj.weight"][0],
+                  num_hidden_layers=_count(shapes, r"model\.layers\.(\d+)\."),
+                  num_attention_heads=shapes["model.layers.0.self_attn.q_proj.weight"][0] // head,
+                  num_key_value_heads=shapes["model.layers.0.self_attn.k_proj.weight"][0] // head,
+                  tie_word_embeddings="lm_head.weight" not in shapes)  # ComfyUI's files leave a tied head out
+    config["max_window_layers"] = config["num_hidden_layers"]
+    return config
+
+
+def tensors(path: str, prefix: str = "") -> dict:
+    """The tensors of ``path`` under ``prefix`` (the prefix taken off)."""
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        return {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+
+
+def load_transformer(path: str, dtype, size: str = "", quantization=None):
+    """The Flux2Transformer2DModel of a BFL-named ``.safetensors`` file (with ``quantization``: a GGUF
+    file's, its weights kept quantized), converted by diffusers' FLUX.2 converter."""
+    from diffusers import Flux2Transformer2DModel
+
+    if quantization is None:
+        checkpoint = tensors(path)
+        shapes = {k: tuple(v.shape) for k, v in checkpoint.items()}
+    else:
+        from diffusers.loaders.single_file_utils import load_single_file_checkpoint
+
+        checkpoint = load_single_file_checkpoint(path, local_files_only=True)
+        shapes = {k: tuple(getattr(v, "quant_shape", None) or v.shape) for k, v in checkpoint.items()}
+    if any(k.startswith(_PREFIX) for k in checkpoint):  # ComfyUI's prefix: the converter expects none
+        checkpoint = {k[len(_PREFIX):]: v for k, v in checkpoint.items() if k.startswith(_PREFIX)}
+        shapes = {k[len(_PREFIX):]: v for k, v in shapes.items() if k.startswith(_PREFIX)}
+    with tempfile.TemporaryDirectory(prefix="easel-flux2-") as tmp:
+        folder = Path(tmp) / "transformer"
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(transformer_config(shapes, size)), encoding="utf-8")
+        extra = {"quantization_config": quantization} if quantization is not None else {}
+        return Flux2Transformer2DModel.from_single_file(checkpoint, config=tmp, subfolder="transformer",
+                                                        torch_dtype=dtype, local_files_only=True, **extra).eval()
+
+
+def load_vae(part: split.Part, dtype):
+    """The AutoencoderKLFlux2 of a BFL-layout VAE file (``flux2-vae.safetensors``)."""
+    import torch
+    from diffusers import AutoencoderKLFlux2
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    state = tensors(part.path, part.prefix)
+    lifted = {("quant_conv." + k[len("encoder.quant_conv."):] if k.startswith("encoder.quant_conv.") else
+               "post_quant_conv." + k[len("decoder.post_quant_conv."):] if k.startswith("decoder.post_quant_conv.")
+               else k): v for k, v in state.items()}
+    config = vae_config({k: tuple(v.shape) for k, v in lifted.items()})
+    converted = convert_ldm_vae_checkpoint({k: v for k, v in lifted.items() if not k.startswith("bn.")}, config)
+    for name in ("running_mean", "running_var"):
+        converted[f"bn.{name}"] = lifted[f"bn.{name}"]
+    converted["bn.num_batches_tracked"] = lifted.get("bn.num_batches_tracked", torch.tensor(0))
+    vae = AutoencoderKLFlux2.from_config(config)
+    vae.load_state_dict(converted, strict=True)
+    return vae.to(dtype).eval()
+
+
+def load_text_encoder(part: split.Part, dtype, size: str = ""):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    state = tensors(part.path, part.prefix)
+    config = Qwen3Config(**qwen3_config({k: tuple(v.shape) for k, v in state.items()}, size))
+    return Qwen3ForCausalLM.from_pretrained(None, config=config, state_dict=state, torch_dtype=dtype).eval()
+
+
+def load_tokenizer(folder: Path):
+    """The Qwen tokenizer in ``folder``, with Qwen3's chat template where the folder has another
+    (ComfyUI's ``qwen25_tokenizer`` carries Qwen2.5's, which knows no ``enable_thinking``)."""
+    from transformers import Qwen2TokenizerFast
+
+    from engine.testencoders import QWEN_CHAT_TEMPLATE
+
+    tokenizer = Qwen2TokenizerFast.from_pretrained(str(folder), local_files_only=True)
+    if "enable_thinking" not in (tokenizer.chat_template or ""):
+        tokenizer.chat_template = QWEN_CHAT_TEMPLATE
+    return tokenizer
+
+
+def load_split(info: ModelInfo, dtype, distilled: bool):
+    """The Flux2KleinPipeline of the split-layout model whose transformer is ``info.path`` (a GGUF file
+    when ``info.format`` says so). Raises ModelError (split.MissingPart) with one line naming what is
+    missing."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
+
+    from engine.families.flux2 import probe
+
+    gguf = info.format == "gguf"
+    denoiser = split.identify(read_gguf_header(info.path) if gguf else read_header(info.path))
+    parts = split.find_parts(denoiser)  # raises MissingPart
+    text_arch = next(arch for arch, _ in split.NEEDS[denoiser.arch] if arch.startswith("qwen3"))
+    tokenizer = load_tokenizer(split.find_tokenizer(text_arch, info.path))  # raises MissingPart
+    size = probe.size_of(info.variant or denoiser.variant)
+    quantization = None
+    if gguf:  # quantized weights stay quantized; each layer computes in ``dtype``
+        from diffusers import GGUFQuantizationConfig
+
+        quantization = GGUFQuantizationConfig(compute_dtype=dtype)
+    transformer = load_transformer(info.path, dtype, size, quantization)
+    vae = load_vae(parts["flux2-vae"], dtype)
+    text_encoder = load_text_encoder(parts[text_arch], dtype, size)
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(_config(size, "scheduler"))
+    return Flux2KleinPipeline(transformer=transformer, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                              scheduler=scheduler, is_distilled=distilled)
