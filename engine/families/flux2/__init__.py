@@ -42,6 +42,7 @@ def label(variant: str) -> str:
 
 class Flux2(Family):
     name = "flux2"
+    instruction_editors = ("FLUX.2 [klein]",)
     folder_pipelines = probe.PIPELINES
 
     def examine_folder(self, root, cls, index, result):
