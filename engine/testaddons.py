@@ -2,7 +2,9 @@
 and minimal files of every kind a model library meets (for scans).
 
 ``make_lora`` writes a kohya/A1111-layout LoRA (``lora_unet_*``/``lora_te_*`` with ``lora_down``/
-``lora_up``/``alpha``) that fits a make-test-model family, so it really changes that model's output.
+``lora_up``/``alpha``) that fits a make-test-model family, so it really changes that model's output;
+``make_transformer_lora`` the same for a tiny diffusion-transformer model (FLUX.1, SD 3.5, Z-Image,
+Qwen-Image) in the layouts their users have.
 ``make_kind_file`` writes a valid safetensors file whose tensor names and shapes say "SD1 checkpoint",
 "SDXL LoRA", "SD3 checkpoint", ... with tensors of a few bytes: what a header-only scan needs.
 Runs on the calling thread (imports torch).
@@ -50,6 +52,52 @@ def make_lora(dest: Path, family: str = "sd15", seed: int = 1, rank: int = 4, sc
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     save_safetensors(dest, tensors, {"ss_base_model_version": _BASE_VERSION.get(family, "sd_v1")})
+    return dest
+
+
+_BLOCKS = ("transformer_blocks.", "single_transformer_blocks.", "layers.", "noise_refiner.", "context_refiner.")
+TRANSFORMER_LORA_LAYOUTS = ("diffusers", "comfyui", "kohya", "bfl")
+
+
+def make_transformer_lora(dest: Path, model: Path, layout: str = "diffusers", seed: int = 1, rank: int = 4,
+                          scale: float = 0.3) -> Path:
+    """A random LoRA on every linear layer of the blocks of the tiny diffusers-folder ``model``'s
+    transformer (FLUX.1, SD 3.5, Z-Image, Qwen-Image), made from its actual module shapes, in ``layout``:
+    "diffusers" (``transformer.<layer>.lora_A/B``), "comfyui" (``diffusion_model.<layer>.lora_A/B``, the
+    diffusers names: Qwen-Image's own), and for FLUX.1 in Black Forest Labs' layer names "kohya"
+    (``lora_unet_double_blocks_0_img_attn_qkv.lora_down/up`` + ``alpha``) or "bfl"
+    (``diffusion_model.double_blocks.0.img_attn.qkv.lora_A/B``)."""
+    import json
+
+    import diffusers
+
+    folder = Path(model) / "transformer"
+    cls = json.loads((folder / "config.json").read_text(encoding="utf-8"))["_class_name"]
+    transformer = getattr(diffusers, cls).from_pretrained(folder)
+    weights = {f"{name}.weight": m.weight.detach() for name, m in transformer.named_modules()
+               if isinstance(m, torch.nn.Linear) and name.startswith(_BLOCKS)}
+    if layout in ("kohya", "bfl"):
+        from engine.families.flux.convert import diffusers_to_bfl
+
+        # Fused q/k/v as FLUX's files have them. Not the single blocks' fused q/k/v/MLP ``linear1``: diffusers'
+        # converter splits that at the full-size widths (3072 x 3 + 12288), which a tiny model does not have.
+        weights = {k: v for k, v in diffusers_to_bfl(weights).items() if ".linear1." not in k}
+    g = torch.Generator().manual_seed(seed)
+    tensors: dict[str, torch.Tensor] = {}
+    for key, weight in sorted(weights.items()):
+        out_f, in_f = weight.shape
+        down, up = torch.randn(rank, in_f, generator=g) * scale, torch.randn(out_f, rank, generator=g) * scale
+        name = key.removesuffix(".weight")
+        if layout == "kohya":
+            name = "lora_unet_" + name.replace(".", "_")
+            tensors.update({f"{name}.lora_down.weight": down, f"{name}.lora_up.weight": up,
+                            f"{name}.alpha": torch.tensor(float(rank))})
+        else:
+            prefix = {"diffusers": "transformer.", "comfyui": "diffusion_model.", "bfl": "diffusion_model."}[layout]
+            tensors.update({f"{prefix}{name}.lora_A.weight": down, f"{prefix}{name}.lora_B.weight": up})
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    save_safetensors(dest, tensors)
     return dest
 
 

@@ -15,11 +15,12 @@ from pathlib import Path
 from engine import imageprep, prompts
 from engine.api import GenerationRequest, Mode, ModelInfo, Result, Timings
 from engine.core import decode as core_decode
-from engine.core import control, prompt_policy, speed
+from engine.core import control, loras, prompt_policy, speed
 from engine.core.job import Job
 from engine.core.placement import place, unhook
 from engine.core.previews import Previews
 from engine.core.steps import StepReporter, cancel_within_steps
+from engine.families import family_label
 from engine.families.base import Capabilities, LoadContext, Runner
 from engine.families.sd import loading
 from engine.families.sd.addons import Addons
@@ -214,11 +215,8 @@ class SDRunner(Runner):
                                      weighting=True, notices=notices)
         library = self.library
         family = self.info.family
-        wanted = []
-        for ref in text.loras:
-            entry = library.find("lora", ref.name, family) if library is not None else None
-            wanted.append((ref, entry.info if entry else None))
-        applied = self.addons.apply_loras(pipe, self.info, wanted, notices, hasher=self.hasher)
+        applied = self.addons.loras.apply(pipe, self.info, self.caps.short, loras.wanted(library, text.loras, family),
+                                          notices, hasher=self.hasher, family_label=family_label)
 
         if library is not None:
             names = prompts.embedding_names_in(text.prompt + "\n" + text.negative, library.embedding_names())
@@ -234,9 +232,7 @@ class SDRunner(Runner):
                 p.vae = vae
             self.placement.apply(self.placement.settings.preset, [self.active], force=True)
 
-        params: list[tuple[str, str]] = []
-        if applied:
-            params.append(("Lora hashes", ", ".join(f"{a.name}: {a.hash12}" for a in applied)))
+        params: list[tuple[str, str]] = loras.params(applied)
         if request.clip_skip != 1:
             params.append(("Clip skip", str(request.clip_skip)))
         if vae_path:
