@@ -13,6 +13,7 @@ out with a notice, never applied. Everything here runs on the engine thread.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -103,7 +104,9 @@ class Loras:
         """Load ``entry`` as a new adapter; its name, or None (with a notice) when it does not fit."""
         adapter = f"lora{len(self.loaded)}"
         try:
-            pipe.load_lora_weights(source(entry.path) if source else entry.path, adapter_name=adapter)
+            with warnings.catch_warnings():  # peft's "multiple adapters" warning: several are the point here
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                pipe.load_lora_weights(source(entry.path) if source else entry.path, adapter_name=adapter)
         except LOAD_ERRORS as exc:
             log.warning("LoRA %s failed to load: %s", entry.path, exc)
             notices.append(f"LoRA “{ref.name}” could not be applied to this model ({first_line(exc)}): "
