@@ -56,17 +56,17 @@ def make_lora(dest: Path, family: str = "sd15", seed: int = 1, rank: int = 4, sc
 
 
 _BLOCKS = ("transformer_blocks.", "single_transformer_blocks.", "layers.", "noise_refiner.", "context_refiner.")
-TRANSFORMER_LORA_LAYOUTS = ("diffusers", "comfyui", "kohya", "bfl")
+TRANSFORMER_LORA_LAYOUTS = ("diffusers", "comfyui", "kohya")
 
 
 def make_transformer_lora(dest: Path, model: Path, layout: str = "diffusers", seed: int = 1, rank: int = 4,
                           scale: float = 0.3) -> Path:
-    """A random LoRA on every linear layer of the blocks of the tiny diffusers-folder ``model``'s
+    """A random LoRA on the linear layers of the blocks of the tiny diffusers-folder ``model``'s
     transformer (FLUX.1, SD 3.5, Z-Image, Qwen-Image), made from its actual module shapes, in ``layout``:
-    "diffusers" (``transformer.<layer>.lora_A/B``), "comfyui" (``diffusion_model.<layer>.lora_A/B``, the
-    diffusers names: Qwen-Image's own), and for FLUX.1 in Black Forest Labs' layer names "kohya"
-    (``lora_unet_double_blocks_0_img_attn_qkv.lora_down/up`` + ``alpha``) or "bfl"
-    (``diffusion_model.double_blocks.0.img_attn.qkv.lora_A/B``)."""
+    "diffusers" (``transformer.<layer>.lora_A/B``); "comfyui" (``diffusion_model.<layer>.lora_A/B`` in the
+    model's original names: Black Forest Labs' ``double_blocks.0.img_attn.qkv`` for FLUX.1, Stability's
+    ``joint_blocks.0.x_block.attn.qkv`` for SD 3.5, the diffusers names for the others); "kohya"
+    (``lora_unet_<original name with _>.lora_down/up`` + ``alpha``; FLUX.1 and SD 3.5)."""
     import json
 
     import diffusers
@@ -74,14 +74,8 @@ def make_transformer_lora(dest: Path, model: Path, layout: str = "diffusers", se
     folder = Path(model) / "transformer"
     cls = json.loads((folder / "config.json").read_text(encoding="utf-8"))["_class_name"]
     transformer = getattr(diffusers, cls).from_pretrained(folder)
-    weights = {f"{name}.weight": m.weight.detach() for name, m in transformer.named_modules()
-               if isinstance(m, torch.nn.Linear) and name.startswith(_BLOCKS)}
-    if layout in ("kohya", "bfl"):
-        from engine.families.flux.convert import diffusers_to_bfl
-
-        # Fused q/k/v as FLUX's files have them. Not the single blocks' fused q/k/v/MLP ``linear1``: diffusers'
-        # converter splits that at the full-size widths (3072 x 3 + 12288), which a tiny model does not have.
-        weights = {k: v for k, v in diffusers_to_bfl(weights).items() if ".linear1." not in k}
+    original = layout == "kohya" or (layout == "comfyui" and cls in _ORIGINAL_NAMES)
+    weights = _ORIGINAL_NAMES[cls](transformer) if original else _block_weights(transformer)
     g = torch.Generator().manual_seed(seed)
     tensors: dict[str, torch.Tensor] = {}
     for key, weight in sorted(weights.items()):
@@ -93,12 +87,39 @@ def make_transformer_lora(dest: Path, model: Path, layout: str = "diffusers", se
             tensors.update({f"{name}.lora_down.weight": down, f"{name}.lora_up.weight": up,
                             f"{name}.alpha": torch.tensor(float(rank))})
         else:
-            prefix = {"diffusers": "transformer.", "comfyui": "diffusion_model.", "bfl": "diffusion_model."}[layout]
+            prefix = {"diffusers": "transformer.", "comfyui": "diffusion_model."}[layout]
             tensors.update({f"{prefix}{name}.lora_A.weight": down, f"{prefix}{name}.lora_B.weight": up})
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     save_safetensors(dest, tensors)
     return dest
+
+
+def _block_weights(transformer) -> dict:
+    return {f"{name}.weight": m.weight.detach() for name, m in transformer.named_modules()
+            if isinstance(m, torch.nn.Linear) and name.startswith(_BLOCKS)}
+
+
+def _flux_original(transformer) -> dict:
+    from engine.families.flux.convert import diffusers_to_bfl
+
+    # Fused q/k/v as FLUX's files have them. Not the single blocks' fused q/k/v/MLP ``linear1``: diffusers'
+    # converter splits that at the full-size widths (3072 x 3 + 12288), which a tiny model does not have.
+    return {k: v for k, v in diffusers_to_bfl(_block_weights(transformer)).items() if ".linear1." not in k}
+
+
+def _sd3_original(transformer) -> dict:
+    import re
+
+    from engine.families.sd3.loras import LAYERS
+    from engine.families.sd3.testmodel import _transformer_original
+
+    full = _transformer_original(transformer.state_dict(), transformer.config.num_layers)
+    return {k: v.detach() for k, v in full.items()
+            if (m := re.match(r"joint_blocks\.\d+\.(.+)\.weight$", k)) and m.group(1) in LAYERS}
+
+
+_ORIGINAL_NAMES = {"FluxTransformer2DModel": _flux_original, "SD3Transformer2DModel": _sd3_original}
 
 
 def make_embedding(dest: Path, family: str = "sd15", vectors: int = 2, seed: int = 2) -> Path:

@@ -105,7 +105,7 @@ def flux(tmp_path_factory):
     loras = root / "loras"
     make_transformer_lora(loras / "ink_diffusers.safetensors", model, "diffusers", seed=1)
     make_transformer_lora(loras / "ink_kohya.safetensors", model, "kohya", seed=2)
-    make_transformer_lora(loras / "ink_bfl.safetensors", model, "bfl", seed=2)  # the same weights, BFL names
+    make_transformer_lora(loras / "ink_bfl.safetensors", model, "comfyui", seed=2)  # the same weights, BFL names
     make_kind_file(loras / "sd_detail.safetensors", "lora", "sd1")
     return model, loras, _engine(loras)
 
@@ -199,3 +199,44 @@ def test_a_lora_changes_the_image_of_each_family(tmp_path, make, layout, family)
     assert dict(result.params)["Lora hashes"].startswith("style: ")
     back, _ = _run(engine, model, "a lighthouse")
     assert np.array_equal(back, plain)
+
+
+def test_a_kohya_sd35_lora_is_its_weights_merged_as_diffusers_converts_them(tmp_path):
+    """diffusers' SD3 loader renames no original-MMDiT-named LoRA (kohya's ``lora_unet_joint_blocks_…``):
+    Easel's renaming must give the image of the model whose original-named weights had the LoRA merged
+    in and were then converted by diffusers' own checkpoint converter."""
+    import shutil
+
+    from diffusers import SD3Transformer2DModel
+    from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
+    from safetensors.torch import load_file
+
+    from engine.families.sd3.testmodel import _transformer_original
+
+    model = _sd35(tmp_path / "model")
+    lora = make_transformer_lora(tmp_path / "loras" / "kohya_style.safetensors", model, "kohya", scale=0.2)
+    assert inspect_model(lora).family == "sd3"
+    transformer = SD3Transformer2DModel.from_pretrained(model / "transformer")
+    original = _transformer_original(transformer.state_dict(), transformer.config.num_layers)
+    tensors = load_file(lora)
+    kohya_names = {"lora_unet_" + k.removesuffix(".weight").replace(".", "_"): k for k in original}
+    merged_layers = 0
+    for key, down in tensors.items():
+        if key.endswith(".lora_down.weight"):
+            base = key.removesuffix(".lora_down.weight")
+            up, alpha = tensors[f"{base}.lora_up.weight"], float(tensors[f"{base}.alpha"])
+            original[kohya_names[base]] = original[kohya_names[base]] + (up @ down) * (alpha / down.shape[0])
+            merged_layers += 1
+    assert merged_layers >= 10 and any("attn2" in k for k in tensors)  # Medium's dual attention too
+    merged = SD3Transformer2DModel.from_config(transformer.config)
+    merged.load_state_dict(convert_sd3_transformer_checkpoint_to_diffusers(original))
+    merged_model = tmp_path / "merged"
+    shutil.copytree(model, merged_model)
+    merged.save_pretrained(merged_model / "transformer", safe_serialization=True)
+
+    engine = _engine(tmp_path / "loras")
+    plain, _ = _run(engine, model, "a lighthouse")
+    styled, result = _run(engine, model, "a lighthouse <lora:kohya_style:1>")
+    assert not result.notices and np.abs(styled - plain).mean() > 1
+    expected, _ = _run(engine, merged_model, "a lighthouse")
+    assert np.abs(styled - expected).max() <= 2  # the same model (float rounding aside)
