@@ -60,13 +60,15 @@ TRANSFORMER_LORA_LAYOUTS = ("diffusers", "comfyui", "kohya")
 
 
 def make_transformer_lora(dest: Path, model: Path, layout: str = "diffusers", seed: int = 1, rank: int = 4,
-                          scale: float = 0.3) -> Path:
+                          scale: float = 0.3, clip: bool = False) -> Path:
     """A random LoRA on the linear layers of the blocks of the tiny diffusers-folder ``model``'s
     transformer (FLUX.1, SD 3.5, Z-Image, Qwen-Image), made from its actual module shapes, in ``layout``:
     "diffusers" (``transformer.<layer>.lora_A/B``); "comfyui" (``diffusion_model.<layer>.lora_A/B`` in the
     model's original names: Black Forest Labs' ``double_blocks.0.img_attn.qkv`` for FLUX.1, Stability's
     ``joint_blocks.0.x_block.attn.qkv`` for SD 3.5, the diffusers names for the others); "kohya"
-    (``lora_unet_<original name with _>.lora_down/up`` + ``alpha``; FLUX.1 and SD 3.5)."""
+    (``lora_unet_<original name with _>.lora_down/up`` + ``alpha``; FLUX.1 and SD 3.5; ``clip``: with
+    layers on the model's CLIP-L text encoder too: ``lora_te1_``, ComfyUI's ``text_encoders.clip_l.transformer.``,
+    diffusers' ``text_encoder.``)."""
     import json
 
     import diffusers
@@ -78,16 +80,26 @@ def make_transformer_lora(dest: Path, model: Path, layout: str = "diffusers", se
     weights = _ORIGINAL_NAMES[cls](transformer) if original else _block_weights(transformer)
     g = torch.Generator().manual_seed(seed)
     tensors: dict[str, torch.Tensor] = {}
+    if clip:
+        from transformers import CLIPTextModel
+
+        encoder = CLIPTextModel.from_pretrained(Path(model) / "text_encoder")
+        weights.update({f"te1:{name}.weight": m.weight.detach() for name, m in encoder.named_modules()
+                        if name.endswith(_TE)})
     for key, weight in sorted(weights.items()):
         out_f, in_f = weight.shape
         down, up = torch.randn(rank, in_f, generator=g) * scale, torch.randn(out_f, rank, generator=g) * scale
         name = key.removesuffix(".weight")
         if layout == "kohya":
-            name = "lora_unet_" + name.replace(".", "_")
+            te = name.startswith("te1:")
+            name = ("lora_te1_" if te else "lora_unet_") + name.removeprefix("te1:").replace(".", "_")
             tensors.update({f"{name}.lora_down.weight": down, f"{name}.lora_up.weight": up,
                             f"{name}.alpha": torch.tensor(float(rank))})
         else:
-            prefix = {"diffusers": "transformer.", "comfyui": "diffusion_model."}[layout]
+            if name.startswith("te1:"):  # CLIP-L, as ComfyUI names it
+                prefix, name = ("text_encoders.clip_l.transformer." if layout == "comfyui" else "text_encoder."), name[4:]
+            else:
+                prefix = {"diffusers": "transformer.", "comfyui": "diffusion_model."}[layout]
             tensors.update({f"{prefix}{name}.lora_A.weight": down, f"{prefix}{name}.lora_B.weight": up})
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -104,8 +104,8 @@ def flux(tmp_path_factory):
     model = make_flux_test_model(root / "flux1-dev")
     loras = root / "loras"
     make_transformer_lora(loras / "ink_diffusers.safetensors", model, "diffusers", seed=1)
-    make_transformer_lora(loras / "ink_kohya.safetensors", model, "kohya", seed=2)
-    make_transformer_lora(loras / "ink_bfl.safetensors", model, "comfyui", seed=2)  # the same weights, BFL names
+    make_transformer_lora(loras / "ink_kohya.safetensors", model, "kohya", seed=2, clip=True)  # + CLIP-L layers
+    make_transformer_lora(loras / "ink_bfl.safetensors", model, "comfyui", seed=2, clip=True)  # BFL names
     make_kind_file(loras / "sd_detail.safetensors", "lora", "sd1")
     return model, loras, _engine(loras)
 
@@ -143,6 +143,8 @@ def test_a_bfl_named_flux_lora_is_the_same_lora_as_its_kohya_twin(flux):
     bfl, result = _run(engine, model, "a fox <lora:ink_bfl:0.8>")
     assert not result.notices
     assert np.abs(bfl - kohya).max() <= 1  # same weights, renamed: the same image (float rounding aside)
+    adapters = engine.runner.pipelines()[0].get_list_adapters()
+    assert len(adapters.get("text_encoder", [])) == 2  # both files' CLIP-L layers went onto CLIP-L too
 
 
 def test_a_lora_of_another_family_is_left_out_with_a_notice(flux):
@@ -240,3 +242,16 @@ def test_a_kohya_sd35_lora_is_its_weights_merged_as_diffusers_converts_them(tmp_
     assert not result.notices and np.abs(styled - plain).mean() > 1
     expected, _ = _run(engine, merged_model, "a lighthouse")
     assert np.abs(styled - expected).max() <= 2  # the same model (float rounding aside)
+
+
+def test_a_flux_lora_applies_to_a_gguf_transformer_too(flux, tmp_path):
+    from engine.families.flux.testmodel import make_flux_gguf_test_model
+
+    _model, loras, _engine_ = flux
+    gguf = make_flux_gguf_test_model(tmp_path / "ComfyUI")  # ComfyUI's split layout, the transformer as Q8_0
+    engine = _engine(loras)
+    plain, _ = _run(engine, gguf, "a fox")
+    styled, result = _run(engine, gguf, "a fox <lora:ink_kohya:0.8>")
+    assert np.abs(styled - plain).mean() > 2 and not result.notices
+    assert dict(result.params)["Lora hashes"].startswith("ink_kohya: ")
+    assert np.array_equal(_run(engine, gguf, "a fox")[0], plain)
