@@ -77,7 +77,7 @@ def make_transformer_lora(dest: Path, model: Path, layout: str = "diffusers", se
     cls = json.loads((folder / "config.json").read_text(encoding="utf-8"))["_class_name"]
     transformer = getattr(diffusers, cls).from_pretrained(folder)
     original = layout == "kohya" or (layout == "comfyui" and cls in _ORIGINAL_NAMES)
-    weights = _ORIGINAL_NAMES[cls](transformer) if original else _block_weights(transformer)
+    weights = _ORIGINAL_NAMES[cls](model, transformer) if original else _block_weights(transformer)
     g = torch.Generator().manual_seed(seed)
     tensors: dict[str, torch.Tensor] = {}
     if clip:
@@ -112,7 +112,7 @@ def _block_weights(transformer) -> dict:
             if isinstance(m, torch.nn.Linear) and name.startswith(_BLOCKS)}
 
 
-def _flux_original(transformer) -> dict:
+def _flux_original(_model: Path, transformer) -> dict:
     from engine.families.flux.convert import diffusers_to_bfl
 
     # Fused q/k/v as FLUX's files have them. Not the single blocks' fused q/k/v/MLP ``linear1``: diffusers'
@@ -120,15 +120,17 @@ def _flux_original(transformer) -> dict:
     return {k: v for k, v in diffusers_to_bfl(_block_weights(transformer)).items() if ".linear1." not in k}
 
 
-def _sd3_original(transformer) -> dict:
+def _sd3_original(model: Path, _transformer) -> dict:
     import re
 
-    from engine.families.sd3.loras import LAYERS
-    from engine.families.sd3.testmodel import _transformer_original
+    from diffusers import StableDiffusion3Pipeline
 
-    full = _transformer_original(transformer.state_dict(), transformer.config.num_layers)
-    return {k: v.detach() for k, v in full.items()
-            if (m := re.match(r"joint_blocks\.\d+\.(.+)\.weight$", k)) and m.group(1) in LAYERS}
+    from engine.families.sd3.loras import LAYERS
+    from engine.families.sd3.testmodel import original_layout
+
+    full = original_layout(StableDiffusion3Pipeline.from_pretrained(model))  # Stability's names, as its files have them
+    return {k.removeprefix("model.diffusion_model."): v for k, v in full.items()
+            if (m := re.match(r"model\.diffusion_model\.joint_blocks\.\d+\.(.+)\.weight$", k)) and m.group(1) in LAYERS}
 
 
 _ORIGINAL_NAMES = {"FluxTransformer2DModel": _flux_original, "SD3Transformer2DModel": _sd3_original}

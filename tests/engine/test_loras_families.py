@@ -213,13 +213,17 @@ def test_a_kohya_sd35_lora_is_its_weights_merged_as_diffusers_converts_them(tmp_
     from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
     from safetensors.torch import load_file
 
-    from engine.families.sd3.testmodel import _transformer_original
+    from diffusers import StableDiffusion3Pipeline
+
+    from engine.families.sd3.testmodel import original_layout
 
     model = _sd35(tmp_path / "model")
     lora = make_transformer_lora(tmp_path / "loras" / "kohya_style.safetensors", model, "kohya", scale=0.2)
     assert inspect_model(lora).family == "sd3"
     transformer = SD3Transformer2DModel.from_pretrained(model / "transformer")
-    original = _transformer_original(transformer.state_dict(), transformer.config.num_layers)
+    original = {k.removeprefix("model.diffusion_model."): v for k, v in
+                original_layout(StableDiffusion3Pipeline.from_pretrained(model)).items()
+                if k.startswith("model.diffusion_model.")}
     tensors = load_file(lora)
     kohya_names = {"lora_unet_" + k.removesuffix(".weight").replace(".", "_"): k for k in original}
     merged_layers = 0
