@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 LOAD_ERRORS = (ValueError, KeyError, RuntimeError, OSError, TypeError, AttributeError, IndexError, AssertionError)
 
 
+_NO_FIT = ("LoRA “{name}” fits no layer of this model (its layers are named for another model or tool): "
+           "it was left out.")
+
+
 @dataclass
 class AppliedLora:
     name: str
@@ -109,14 +113,13 @@ class Loras:
                 pipe.load_lora_weights(source(entry.path) if source else entry.path, adapter_name=adapter)
         except LOAD_ERRORS as exc:
             log.warning("LoRA %s failed to load: %s", entry.path, exc)
-            notices.append(f"LoRA “{ref.name}” could not be applied to this model ({first_line(exc)}): "
-                           "it was left out.")
             drop_adapter(pipe, adapter)
+            notices.append(_NO_FIT.format(name=ref.name) if "not found in the base model" in str(exc) else
+                           f"LoRA “{ref.name}” could not be applied to this model ({first_line(exc)}): it was left out.")
             return None
         if not any(adapter in names for names in pipe.get_list_adapters().values()):
             # diffusers only warns when none of the file's layer names is one of this model's.
-            notices.append(f"LoRA “{ref.name}” fits no layer of this model (its layers are named for another "
-                           "model or tool): it was left out.")
+            notices.append(_NO_FIT.format(name=ref.name))
             return None
         self.loaded[entry.path] = adapter
         return adapter

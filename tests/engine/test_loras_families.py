@@ -259,3 +259,17 @@ def test_a_flux_lora_applies_to_a_gguf_transformer_too(flux, tmp_path):
     assert np.abs(styled - plain).mean() > 2 and not result.notices
     assert dict(result.params)["Lora hashes"].startswith("ink_kohya: ")
     assert np.array_equal(_run(engine, gguf, "a fox")[0], plain)
+
+
+def test_a_lora_that_fits_no_layer_is_left_out_with_a_notice(flux, tmp_path):
+    model, _loras, _engine_ = flux
+    folder = tmp_path / "loras"
+    folder.mkdir()
+    # An SD UNet LoRA whose header does not say which SD (no cross-attention layer): it is tried, fits nothing.
+    _header_file(folder / "elsewhere.safetensors", _pair("unet.mid_block.attentions.0.proj_in", (4, 64), (64, 4)))
+    assert inspect_model(folder / "elsewhere.safetensors").family == ""
+    engine = _engine(folder)
+    plain, _ = _run(engine, model, "a fox")
+    pixels, result = _run(engine, model, "a fox <lora:elsewhere:1>")
+    assert any("LoRA “elsewhere” fits no layer of this model" in n for n in result.notices)
+    assert np.array_equal(pixels, plain) and "Lora hashes" not in dict(result.params)
