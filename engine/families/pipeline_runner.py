@@ -2,7 +2,8 @@
 set of modules, run with every guarantee of the core. A family subclasses ``PipelineRunner``, names
 its pipeline classes, and overrides only what differs (its call arguments, how its latents reach the
 VAE, its request rules); the batch loop, sizes off the grid, progress, cancel within a step, the
-memory presets and out-of-memory ladder, previews and the decode guard are written here once.
+memory presets and out-of-memory ladder, previews, the decode guard and ``<lora:…>`` LoRAs (for a
+family whose capabilities declare the "lora" add-on; ``engine.core.loras``) are written here once.
 
 Any family may use it (it is part of the interface, like ``engine.families.base``). Engine thread.
 """
@@ -15,7 +16,7 @@ from typing import Any
 from engine import imageprep
 from engine.api import Mode, Result, Timings
 from engine.core import decode as core_decode
-from engine.core import prompt_policy
+from engine.core import loras, prompt_policy
 from engine.core.job import Job
 from engine.core.placement import place, unhook
 from engine.core.previews import Previews
@@ -59,6 +60,9 @@ class PipelineRunner(Runner):
         self.pipes = {type(base).__name__: base}
         self.active = base  # the pipeline the offload hooks sit on
         self.previews = Previews(caps.latent_space, ctx.library, ctx.device, ctx.dtype)
+        self.library, self.hasher = ctx.library, ctx.hasher
+        self.loras = loras.Loras()  # the LoRAs loaded into this model (families declaring the "lora" add-on)
+        self._text_addons: tuple = ()  # (path, weight) of the LoRAs applied for the current prompt
         self.placement.place_new([base], ctx.preset)
 
     def pipelines(self) -> list:
@@ -109,7 +113,7 @@ class PipelineRunner(Runner):
         encoders = [m for name, m in pipe.components.items() if name.startswith(("text_encoder", "tokenizer"))]
         settings = self.placement.settings
         return (text.prompt, text.negative, request.clip_skip, request.guidance_scale, modules_key(*encoders),
-                str(settings.device), settings.preset)
+                self._text_addons, str(settings.device), settings.preset)
 
     def call_args(self, request) -> dict:
         """The per-call arguments beyond prompt, images, size, steps and seed (default: the CFG scale)."""
@@ -129,6 +133,11 @@ class PipelineRunner(Runner):
 
     def result_params(self, request) -> tuple[tuple[str, str], ...]:
         return ()
+
+    def lora_source(self, path: str):
+        """What ``load_lora_weights`` is given for the LoRA file ``path`` (default: the path itself;
+        diffusers converts the layouts it knows)."""
+        return path
 
     # -- the one way every such family runs -------------------------------------------------------
 
@@ -156,8 +165,10 @@ class PipelineRunner(Runner):
             request = request.replace(negative_prompt="")
         job.request = request
         self.placement.ensure(request.memory_preset, [self.active])
-        text = prompt_policy.prepare(request.prompt, request.negative_prompt, self.caps.group, loras=False,
+        takes_loras = "lora" in self.caps.addons
+        text = prompt_policy.prepare(request.prompt, request.negative_prompt, self.caps.group, loras=takes_loras,
                                      weighting=False, notices=job.notices)
+        lora_params = self._apply_loras(text, job) if takes_loras else []
         size = on_grid(request.width, request.height, self.caps.size_step)
         if size != (request.width, request.height):
             job.notice(f"{self.caps.group} makes sizes on a {self.caps.size_step} px grid: made at {size[0]}×{size[1]} "
@@ -167,8 +178,20 @@ class PipelineRunner(Runner):
                                                    lambda: [self.active], job.notices)
         encode_s, denoise_s, decode_s = phases
         return Result(images=tuple(images), seeds=tuple(seeds), request=request, model=self.info,
-                      model_hash=job.model_hash, settings=self.settings, params=self.result_params(request),
+                      model_hash=job.model_hash, settings=self.settings,
+                      params=tuple(self.result_params(request)) + tuple(lora_params),
                       timings=Timings(encode=encode_s, denoise=denoise_s, decode=decode_s), notices=tuple(job.notices))
+
+    def _apply_loras(self, text, job: Job) -> list[tuple[str, str]]:
+        """Switch the model to exactly the prompt's LoRAs (``engine.core.loras``); their metadata pairs."""
+        from engine.families import family_label
+
+        applied = self.loras.apply(self.pipeline(job.request.mode), self.info, self.caps.short,
+                                   loras.wanted(self.library, text.loras, self.info.family), job.notices,
+                                   hasher=self.hasher, family_label=family_label, source=self.lora_source)
+        # A LoRA may change the text encoder too (FLUX's CLIP-L layers): part of the prompt cache's key.
+        self._text_addons = tuple((a.path, a.weight) for a in applied)
+        return loras.params(applied)
 
     def _run(self, job: Job, text, args: dict, plan, size: tuple[int, int]):
         """The whole batch; returns (images, seeds, (encode, denoise, decode) seconds)."""

@@ -23,8 +23,10 @@ from engine.files.split import identify
 UPSCALER_PROBLEM = "this is an upscaler (ESRGAN-style), not a checkpoint: use it with Upscale"
 UNKNOWN_PROBLEM = "could not recognise this file as a Stable Diffusion 1.x, 2.x or SDXL checkpoint"
 _UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
-_LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
-_LORA_PARTS = (".lora_down.weight", ".lora_A.weight", ".lora_up.", "lora.down.weight")  # last: old diffusers
+_LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_", "lora_transformer_")
+# kohya, PEFT / diffusers, old diffusers (``to_q_lora.down``), XLabs FLUX (``qkv_lora1.down``)
+_LORA_PARTS = (".lora_down.weight", ".lora_A.weight", ".lora_up.", "lora.down.weight", "_lora1.down.weight",
+               "_lora2.down.weight")
 _V_PARAM = re.compile(r"""^\s*parameterization\s*:\s*["']?v["']?\s*(#.*)?$""", re.MULTILINE)
 
 
@@ -160,8 +162,70 @@ def _classify_checkpoint(header: SafetensorsHeader, has) -> _Verdict:
                     "this kind of checkpoint is not supported yet", UnsupportedModel)
 
 
+# A LoRA's layer names without the prefix of the tool that saved it: diffusers / PEFT ``transformer.``,
+# ComfyUI / BFL ``diffusion_model.``, kohya ``lora_unet_`` (then "_" for "."), XLabs none.
+_DIT_PREFIX = re.compile(r"^(?:base_model\.model\.|transformer\.|model\.diffusion_model\.|diffusion_model\.|"
+                         r"lora_unet_|lora_transformer_)?")
+_FLUX_BLOCK = re.compile(r"^(?:double_blocks|single_blocks|single_transformer_blocks)[._]\d+[._]")
+_QWEN_BLOCK = re.compile(r"^transformer_blocks[._]\d+[._](?:img_mlp|txt_mlp|img_mod|txt_mod)[._]")
+_SD3_BLOCK = re.compile(r"^(?:joint_blocks[._]\d+[._]|transformer_blocks[._]\d+[._]attn2[._])")
+_ZIMAGE_BLOCK = re.compile(r"^(?:layers|noise_refiner|context_refiner)[._]\d+[._](?:attention|feed_forward|adaLN)")
+_JOINT_BLOCK = re.compile(r"^transformer_blocks[._](\d+)[._]attn[._]to_q[._]")  # SD3, FLUX.1 double, Qwen-Image
+
+
+def _transformer_lora_family(header: SafetensorsHeader) -> str:
+    """The family of a LoRA for a diffusion transformer, told by its layer names in any of the
+    layouts users have ("" when it is not one, or the names alone cannot tell)."""
+    tensors = header.tensors
+    layers = {k: _DIT_PREFIX.sub("", k) for k in tensors if not k.startswith(("lora_te", "text_encoder"))}
+    if any(_FLUX_BLOCK.match(rest) for rest in layers.values()):
+        return _flux_generation(tensors, layers)
+    if any(_QWEN_BLOCK.match(rest) for rest in layers.values()):
+        return "qwen_image"
+    if any(_SD3_BLOCK.match(rest) for rest in layers.values()):
+        return "sd3"
+    if any(_ZIMAGE_BLOCK.match(rest) for rest in layers.values()):
+        return "zimage"
+    blocks = [int(m.group(1)) for rest in layers.values() if (m := _JOINT_BLOCK.match(rest))]
+    if not blocks:
+        return ""
+    # Joint (two-stream) blocks alone: SD 3.5's, FLUX.1's double blocks and Qwen-Image's share their names.
+    if any(k.startswith(("text_encoder_2.", "lora_te2_")) for k in tensors):
+        return "sd3"  # CLIP-G: FLUX.1 has CLIP-L alone, Qwen-Image no CLIP
+    family = _transformer_metadata_family(header.metadata)
+    if family:
+        return family
+    width = next((info.shape[1] for k, info in tensors.items() if _JOINT_BLOCK.match(layers.get(k, ""))
+                  and k.endswith(("lora_A.weight", "lora_down.weight")) and len(info.shape) == 2), 0)
+    if width in (1536, 2432):  # SD 3 / 3.5 Medium, SD 3.5 Large
+        return "sd3"
+    if width == 3072:  # FLUX.1 has 19 double blocks, Qwen-Image 60
+        return "qwen_image" if max(blocks) >= 19 else "flux1"
+    return ""
+
+
+def _flux_generation(tensors, layers: dict[str, str]) -> str:
+    """FLUX.1 or FLUX.2: FLUX.2's single blocks fuse attention and MLP into ``to_qkv_mlp_proj``
+    (diffusers) and its ``linear1`` is 9 widths out (q, k, v + a gated MLP of 3), FLUX.1's 7."""
+    if any("to_qkv_mlp_proj" in rest for rest in layers.values()):
+        return "flux2"
+    downs = {rest.rsplit("linear1", 1)[0]: info for k, info in tensors.items()
+             if (rest := layers.get(k, "")).startswith("single_blocks") and "linear1" in rest
+             and rest.endswith(("lora_A.weight", "lora_down.weight")) and len(info.shape) == 2}
+    for k, info in tensors.items():
+        rest = layers.get(k, "")
+        if rest.endswith(("lora_B.weight", "lora_up.weight")) and "linear1" in rest and len(info.shape) == 2:
+            down = downs.get(rest.rsplit("linear1", 1)[0])
+            if down is not None and info.shape[0] == 9 * down.shape[1]:
+                return "flux2"
+    return "flux1"
+
+
 def _lora_family(header: SafetensorsHeader) -> str:
     names = header.tensors
+    family = _transformer_lora_family(header)
+    if family:
+        return family
     if any(k.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.", "te2.")) for k in names):
         return "sdxl"
     for key, info in names.items():  # cross-attention input width = the text encoder's width
@@ -169,7 +233,7 @@ def _lora_family(header: SafetensorsHeader) -> str:
             family = {768: "sd1", 1024: "sd2", 2048: "sdxl"}.get(info.shape[1])
             if family:
                 return family
-    return _metadata_family(header.metadata)
+    return _transformer_metadata_family(header.metadata) or _metadata_family(header.metadata)
 
 
 def _embedding_family(header: SafetensorsHeader) -> str:
@@ -182,6 +246,16 @@ def _embedding_family(header: SafetensorsHeader) -> str:
         if family:
             return family
     return _metadata_family(header.metadata)
+
+
+def _transformer_metadata_family(metadata: dict[str, str]) -> str:
+    """The diffusion-transformer family a LoRA's modelspec / kohya training metadata names, if any."""
+    text = f"{metadata.get('modelspec.architecture', '')} {metadata.get('ss_base_model_version', '')}".lower()
+    for words, family in ((("flux2", "flux-2", "flux.2"), "flux2"), (("flux",), "flux1"), (("qwen",), "qwen_image"),
+                          (("z-image", "zimage", "z_image"), "zimage"), (("-v3", "sd3"), "sd3")):
+        if any(w in text for w in words):
+            return family
+    return ""
 
 
 def _metadata_family(metadata: dict[str, str]) -> str:

@@ -68,7 +68,7 @@ class Flux(Family):
             defaults = {"width": 1024, "height": 1024, "steps": 28, "guidance_scale": 3.5}
         return capabilities(label, "FLUX.1", modes=modes, refused=refused, parameters=parameters, reasons=reasons,
                             defaults=defaults, size_step=16, memory_thresholds=THRESHOLDS, latent_space="flux",
-                            instruction_edit=variant == "kontext")
+                            addons=frozenset({"lora"}), instruction_edit=variant == "kontext")
 
     def load(self, info: ModelInfo, ctx: LoadContext) -> Runner:
         from engine.families.flux import runner

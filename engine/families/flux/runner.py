@@ -3,7 +3,8 @@ FluxImg2ImgPipeline / FluxInpaintPipeline, all sharing one set of modules (no co
 
 Run by the shared ``PipelineRunner``: the prompt is encoded once per job (T5 + CLIP-L); each image
 of a batch is denoised to packed latents, unpacked and decoded through the core's guarded decode.
-Prompt weighting and LoRA tags are stripped with a notice (T5 takes plain text). Sizes off the 16 px
+Prompt weighting is stripped with a notice (T5 takes plain text); ``<lora:…>`` LoRAs apply through the
+core (``engine.core.loras``), BFL-named ones renamed for diffusers' converter. Sizes off the 16 px
 grid are made one size up (inputs edge-padded) and cropped back. Every method runs on the engine
 thread.
 """
@@ -29,6 +30,8 @@ _CLASSES = {
 }
 # T5 tokens each variant was trained with (the pipelines' own defaults for the released models).
 MAX_T5_TOKENS = {"dev": 512, "schnell": 256}
+_BFL = ("diffusion_model.double_blocks.", "diffusion_model.single_blocks.", "model.diffusion_model.double_blocks.",
+        "model.diffusion_model.single_blocks.")
 
 
 class FluxRunner(PipelineRunner):
@@ -56,6 +59,19 @@ class FluxRunner(PipelineRunner):
 
     def to_vae(self, pipe, latents, size):
         return unpack_2x2(latents, *size)
+
+    def lora_source(self, path: str):
+        """A LoRA in BFL / ComfyUI names with PEFT's ``lora_A`` / ``lora_B``
+        (``diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight``) as the kohya ``lora_down`` /
+        ``lora_up`` names diffusers converts (no alpha: scale 1, as PEFT's); any other file as it is."""
+        from engine.files.headers import read_header
+
+        if not any(k.startswith(_BFL) and ".lora_A." in k for k in read_header(path).tensors):
+            return path
+        from safetensors.torch import load_file
+
+        return {k.removeprefix("model.").replace(".lora_A.", ".lora_down.").replace(".lora_B.", ".lora_up."): v
+                for k, v in load_file(path).items()}
 
 
 def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> FluxRunner:

@@ -32,7 +32,8 @@ class QwenImage(Family):
             "Qwen-Image", "Qwen-Image", parameters=tuple(p for p in ALL_PARAMETERS if p != "sampler"),
             reasons={"sampler": SAMPLER},
             defaults={"width": 1328, "height": 1328, "steps": 50, "guidance_scale": 4.0},
-            size_step=SIZE_STEP, memory_thresholds=THRESHOLDS, latent_space="qwen_image")
+            size_step=SIZE_STEP, memory_thresholds=THRESHOLDS, latent_space="qwen_image",
+            addons=frozenset({"lora"}))
 
     def load(self, info: ModelInfo, ctx: LoadContext) -> Runner:
         from engine.families.qwen_image import runner

@@ -2,7 +2,8 @@
 inpaint siblings sharing one set of modules), run by the shared ``PipelineRunner`` with every core
 guarantee. CFG is Qwen-Image's "true CFG" (a second pass with the negative prompt, an empty one when
 none is given). Its transformer works on 2x2-packed tokens and its VAE is a video VAE (one frame).
-Qwen2.5-VL reads plain text: A1111 weights and LoRA tags are stripped with a notice.
+Qwen2.5-VL reads plain text: A1111 weights are stripped with a notice; ``<lora:…>`` LoRAs apply through
+the core (``engine.core.loras``).
 Every method runs on the engine thread.
 """
 

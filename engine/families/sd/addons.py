@@ -1,26 +1,20 @@
-"""Add-ons applied to a loaded model: LoRAs (A1111 ``<lora:name:weight>``), textual-inversion
-embeddings and a replacement VAE.
-
-LoRAs load through diffusers' ``load_lora_weights`` (peft), which reads kohya/A1111, diffusers and
-PEFT layouts; each file is loaded once per model and switched on and off with ``set_adapters``, so
-the same LoRA at another weight costs nothing. Files come from ``engine.models`` by name and are
-checked by header (``engine.files.probe``) before anything reads their tensors. Everything here runs
-on the engine thread.
+"""Add-ons applied to a loaded SD model: LoRAs (A1111 ``<lora:name:weight>``, through the core's
+``engine.core.loras`` that every LoRA-taking family shares), textual-inversion embeddings and a
+replacement VAE. Files come from ``engine.models`` by name and are checked by header
+(``engine.files.probe``) before anything reads their tensors. Everything here runs on the engine
+thread.
 """
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.api import ModelError, ModelInfo
 from engine.core.loading import first_line
-from engine.files.probe import inspect_model, sha256_file
-from engine.prompts import LoraRef
-
-log = logging.getLogger(__name__)
+from engine.core.loras import Loras
+from engine.files.probe import inspect_model
 
 FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 
@@ -30,69 +24,13 @@ def family_name(family: str) -> str:
 
 
 @dataclass
-class AppliedLora:
-    name: str
-    path: str
-    weight: float
-    hash12: str  # first 12 hex digits of the file's SHA-256, as A1111 writes in "Lora hashes"
-
-
-@dataclass
 class Addons:
     """The add-ons loaded into one model (lives as long as the model stays loaded)."""
 
-    loras: dict[str, str] = field(default_factory=dict)  # file path -> peft adapter name
-    hashes: dict[str, str] = field(default_factory=dict)  # file path -> sha256
+    loras: Loras = field(default_factory=Loras)  # engine.core.loras: what every LoRA-taking family shares
     embeddings: dict[str, str] = field(default_factory=dict)  # token -> file path
-    lora_enabled: bool = False
     vae_path: str = ""  # "" = the checkpoint's own VAE
     own_vae: object = None
-
-    # -------------------------------------------------------------------------------- LoRA
-
-    def apply_loras(self, pipe, model: ModelInfo, wanted: list[tuple[LoraRef, ModelInfo | None]],
-                    notices: list[str], hasher=None) -> list[AppliedLora]:
-        """Switch the pipeline's LoRAs to exactly ``wanted`` (name, weight, library entry).
-
-        A LoRA that is missing, of another model family, or unreadable is left out with a notice.
-        ``hasher(path) -> sha256`` may serve cached hashes. Returns what was applied.
-        """
-        applied: list[AppliedLora] = []
-        for ref, entry in wanted:
-            if entry is None:
-                notices.append(f"No LoRA named “{ref.name}” in the model folders: it was left out.")
-                continue
-            if entry.kind != "lora":
-                notices.append(f"“{ref.name}” is not a LoRA ({entry.problem or entry.kind}): it was left out.")
-                continue
-            if entry.family and model.family and entry.family != model.family:
-                notices.append(f"LoRA “{ref.name}” is for {family_name(entry.family)} but the model is "
-                               f"{family_name(model.family)}: it was left out.")
-                continue
-            adapter = self.loras.get(entry.path)
-            if adapter is None:
-                adapter = f"lora{len(self.loras)}"
-                try:
-                    pipe.load_lora_weights(entry.path, adapter_name=adapter)
-                except (ValueError, KeyError, RuntimeError, OSError, TypeError) as exc:
-                    log.warning("LoRA %s failed to load: %s", entry.path, exc)
-                    notices.append(f"LoRA “{ref.name}” could not be applied to this model "
-                                   f"({first_line(exc)}): it was left out.")
-                    _drop_adapter(pipe, adapter)
-                    continue
-                self.loras[entry.path] = adapter
-            if entry.path not in self.hashes:
-                self.hashes[entry.path] = (hasher or sha256_file)(entry.path)
-            applied.append(AppliedLora(ref.name, entry.path, ref.weight, self.hashes[entry.path][:12]))
-
-        if applied:
-            pipe.enable_lora()
-            pipe.set_adapters([self.loras[a.path] for a in applied], adapter_weights=[a.weight for a in applied])
-            self.lora_enabled = True
-        elif self.lora_enabled:
-            pipe.disable_lora()
-            self.lora_enabled = False
-        return applied
 
     # ---------------------------------------------------------------------------- embeddings
 
@@ -182,9 +120,3 @@ def _load_vae(path: str, config, dtype):
             raise ModelError(Path(path).name, f"could not load this VAE for the model: {first_line(exc)}") from exc
     return vae.eval()
 
-
-def _drop_adapter(pipe, adapter: str) -> None:
-    try:
-        pipe.delete_adapters(adapter)
-    except (ValueError, KeyError, RuntimeError, AttributeError):
-        pass

@@ -15,12 +15,13 @@ from pathlib import Path
 from engine import imageprep, prompts
 from engine.api import GenerationRequest, Mode, ModelInfo, Result, Timings
 from engine.core import decode as core_decode
-from engine.core import control, prompt_policy, speed
+from engine.core import control, loras, prompt_policy, speed
 from engine.core.job import Job
 from engine.core.placement import place, unhook
 from engine.core.previews import Previews
 from engine.core.prompt_cache import modules_key
 from engine.core.steps import StepReporter, cancel_within_steps
+from engine.families import family_label
 from engine.families.base import Capabilities, LoadContext, Runner
 from engine.families.sd import loading
 from engine.families.sd.addons import Addons
@@ -224,11 +225,8 @@ class SDRunner(Runner):
                                      weighting=True, notices=notices)
         library = self.library
         family = self.info.family
-        wanted = []
-        for ref in text.loras:
-            entry = library.find("lora", ref.name, family) if library is not None else None
-            wanted.append((ref, entry.info if entry else None))
-        applied = self.addons.apply_loras(pipe, self.info, wanted, notices, hasher=self.hasher)
+        applied = self.addons.loras.apply(pipe, self.info, self.caps.short, loras.wanted(library, text.loras, family),
+                                          notices, hasher=self.hasher, family_label=family_label)
         self._text_addons: tuple = tuple((a.path, a.weight) for a in applied)  # part of the prompt cache's key
 
         if library is not None:
@@ -246,9 +244,7 @@ class SDRunner(Runner):
                 p.vae = vae
             self.placement.apply(self.placement.settings.preset, [self.active], force=True)
 
-        params: list[tuple[str, str]] = []
-        if applied:
-            params.append(("Lora hashes", ", ".join(f"{a.name}: {a.hash12}" for a in applied)))
+        params: list[tuple[str, str]] = loras.params(applied)
         if request.clip_skip != 1:
             params.append(("Clip skip", str(request.clip_skip)))
         if vae_path:

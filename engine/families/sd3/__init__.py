@@ -92,7 +92,7 @@ class StableDiffusion3(Family):
         kind = variant(info)
         label, defaults = VARIANTS[kind]
         common = dict(
-            short="SD 3.5", samplers=(), size_step=16, latent_space="sd3",
+            short="SD 3.5", samplers=(), size_step=16, latent_space="sd3", addons=frozenset({"lora"}),
             memory_thresholds=THRESHOLDS[("medium" if kind in ("medium", "sd3-medium") else "large")
                                          + ("" if has_t5(info) else "-no-t5")],
         )

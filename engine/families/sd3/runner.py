@@ -4,7 +4,8 @@ modules (no copy, no reload), from a diffusers folder or an all-in-one single fi
 The core's guarantees: a Progress event per step and a cancel within a step (``engine.core.steps``),
 the presets and out-of-memory ladder (``Placement``), a live preview from the 16-channel latents
 (``engine.core.previews``, space "sd3"), the decode NaN guard (``engine.core.decode``) and the prompt
-policy: CLIP and T5 take plain text, so A1111 weights are stripped with a notice. Without its T5
+policy: CLIP and T5 take plain text, so A1111 weights are stripped with a notice; ``<lora:…>`` LoRAs
+apply through the core (``engine.core.loras``), original-names ones renamed (``sd3.loras``). Without its T5
 encoder (a folder that has none) the model runs on the two CLIP encoders, said in one notice.
 Every method runs on the engine thread.
 """
@@ -59,6 +60,12 @@ class SD3Runner(PipelineRunner):
         if cfg:
             args.update(negative_prompt_embeds=negative, negative_pooled_prompt_embeds=negative_pooled)
         return args
+
+    def lora_source(self, path: str):
+        """kohya / ComfyUI LoRAs in the original MMDiT names, renamed for diffusers (``sd3.loras``)."""
+        from engine.families.sd3 import loras
+
+        return loras.source(path, self.base.transformer.config.num_layers)
 
 
 def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> SD3Runner:

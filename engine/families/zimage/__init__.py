@@ -30,7 +30,8 @@ class ZImage(Family):
         return "Z-Image" if family == "zimage" else None
 
     def capabilities(self, info: ModelInfo) -> Capabilities:
-        common = dict(short="Z-Image", size_step=SIZE_STEP, memory_thresholds=THRESHOLDS, latent_space="zimage")
+        common = dict(short="Z-Image", size_step=SIZE_STEP, memory_thresholds=THRESHOLDS, latent_space="zimage",
+                      addons=frozenset({"lora"}))
         if info.variant == "turbo":
             # Z-Image-Turbo's card: 1024 px, 9 scheduler steps (8 transformer passes), guidance 0.
             return capabilities(

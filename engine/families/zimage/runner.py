@@ -1,7 +1,7 @@
 """The Z-Image runner: text to image, img2img and inpaint (ZImagePipeline and its img2img / inpaint
 siblings sharing one set of modules), run by the shared ``PipelineRunner`` with every core guarantee.
-Qwen3 reads plain text: A1111 weights and LoRA tags are stripped with a notice
-(``engine.core.prompt_policy``). Turbo runs without CFG whatever the request says, and records that.
+Qwen3 reads plain text: A1111 weights are stripped with a notice (``engine.core.prompt_policy``);
+``<lora:…>`` LoRAs apply through the core (``engine.core.loras``). Turbo runs without CFG whatever the request says, and records that.
 Every method runs on the engine thread.
 """
 
