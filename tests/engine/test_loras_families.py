@@ -127,6 +127,16 @@ def test_flux_loras_in_two_formats_change_the_image_are_recorded_and_switch_off(
     assert "Lora hashes" not in dict(result.params)
 
 
+def test_a_lora_on_the_text_encoder_is_not_hidden_by_the_prompt_cache(flux):
+    """The kohya LoRA changes CLIP-L too: the prompt's encoding from before it was applied (same text)
+    must not be reused, or its text-encoder layers would silently do nothing."""
+    model, loras, engine = flux
+    _run(engine, model, "a red fox in snow")  # this text's plain encoding is now the cached one
+    after_plain, _ = _run(engine, model, "a red fox in snow <lora:ink_kohya:0.8>")
+    first, _ = _run(_engine(loras), model, "a red fox in snow <lora:ink_kohya:0.8>")  # nothing cached
+    assert np.array_equal(after_plain, first)
+
+
 def test_two_flux_loras_at_once_with_their_weights(flux):
     model, _loras, engine = flux
     one, _ = _run(engine, model, "a fox <lora:ink_diffusers:0.8>")
