@@ -68,7 +68,7 @@ def test_a_joint_block_lora_says_its_family_in_its_training_metadata(tmp_path):
 
 
 def test_the_new_families_declare_loras():
-    for name in ("flux", "sd3", "zimage", "qwen_image"):
+    for name in ("flux", "flux2", "sd3", "zimage", "qwen_image"):
         family = next(f for f in families.families() if f.name == name)
         assert "lora" in family.capabilities(_info_for(family)).addons
 
@@ -76,7 +76,7 @@ def test_the_new_families_declare_loras():
 def _info_for(family):
     from engine.api import ModelInfo
 
-    fam = {"flux": "flux1", "sd3": "sd3", "zimage": "zimage", "qwen_image": "qwen_image"}[family.name]
+    fam = {"flux": "flux1", "flux2": "flux2", "sd3": "sd3", "zimage": "zimage", "qwen_image": "qwen_image"}[family.name]
     return ModelInfo(path="/nowhere", name="x", format="diffusers", family=fam, kind="checkpoint", variant="")
 
 
@@ -191,6 +191,12 @@ def _zimage(dest):
     return make_zimage_test_model(dest)
 
 
+def _flux2(dest):
+    from engine.families.flux2.testmodel import make_flux2_test_model
+
+    return make_flux2_test_model(dest)
+
+
 def _qwen(dest):
     from engine.families.qwen_image.testmodel import make_qwen_image_test_model
 
@@ -198,8 +204,8 @@ def _qwen(dest):
 
 
 @pytest.mark.parametrize("make,layout,family", [(_sd35, "diffusers", "sd3"), (_zimage, "diffusers", "zimage"),
-                                                (_qwen, "comfyui", "qwen_image")],
-                         ids=["sd35-diffusers", "zimage-diffusers", "qwen-image-comfyui"])
+                                                (_qwen, "comfyui", "qwen_image"), (_flux2, "diffusers", "flux2")],
+                         ids=["sd35-diffusers", "zimage-diffusers", "qwen-image-comfyui", "flux2-klein-diffusers"])
 def test_a_lora_changes_the_image_of_each_family(tmp_path, make, layout, family):
     model = make(tmp_path / "model")
     lora = make_transformer_lora(tmp_path / "loras" / "style.safetensors", model, layout)

@@ -71,7 +71,7 @@ class Flux2(Family):
         return capabilities(name, "FLUX.2 [klein]", short="FLUX.2", modes=(Mode.TXT2IMG, Mode.IMG2IMG, Mode.INPAINT),
                             parameters=parameters, reasons=reasons, defaults=defaults, step_range=step_range,
                             size_step=16, memory_thresholds=THRESHOLDS.get(probe.size_of(variant), THRESHOLDS["9b"]),
-                            latent_space="flux2", instruction_edit=True)
+                            latent_space="flux2", instruction_edit=True, addons=frozenset({"lora"}))
 
     def load(self, info: ModelInfo, ctx: LoadContext) -> Runner:
         from engine.families.flux2 import runner
