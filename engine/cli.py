@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     edit = argparse.ArgumentParser(add_help=False)
     edit.add_argument("--init", required=True, metavar="IMAGE", help="the source image")
     edit.add_argument("--strength", type=float, default=None, help="how much to change (0-1]")
+    edit.add_argument("--reference", action="append", default=[], metavar="IMAGE",
+                      help="an extra reference image for an instruction editor that takes them (Qwen-Image-Edit "
+                           "Plus: \"put the hat from image 2 on the cat\"); repeatable")
 
     generate = sub.add_parser("generate", parents=[common, gen], help="text to image")
     generate.add_argument("--init", default=None, metavar="IMAGE",
@@ -274,6 +277,7 @@ def _cmd_generate(args) -> int:
         vae=resolve_vae(args.vae, library_for(args)),
         init_image=init,
         mask=mask,
+        references=tuple(load_image(p, "reference image") for p in getattr(args, "reference", ())),
     )
     if args.steps is not None:
         fields["steps"] = args.steps

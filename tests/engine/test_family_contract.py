@@ -21,8 +21,10 @@ from engine import families
 from engine.api import Cancelled, GenerationRequest, InvalidRequest, Mode, UpscaleRequest
 from engine.families.base import ALL_MODES
 
-# One test model per family (the first it declares), built once per session.
-MODELS = [(family.name, family.test_models()[0]) for family in families.families()]
+# One test model per family (the first it declares, and those it marks ``contract``: a variant that runs
+# other pipelines, such as an instruction editor), built once per session.
+MODELS = [(family.name if i == 0 else model.name, model) for family in families.families()
+          for i, model in enumerate(family.test_models()) if i == 0 or model.contract]
 LADDER = ("fast", "balanced", "low", "minimal")
 
 
