@@ -7,8 +7,8 @@ that hold at any size), by the ``SIGNATURES`` table; ``find_parts`` finds the pa
 needs (``NEEDS``) in ComfyUI's folders relative to it, or raises ``MissingPart``: one plain line
 naming the missing part and where to put it. ``find_tokenizer`` finds the tokenizer files a text
 encoder needs on this computer (never downloading). Families add rows here (SD3, Z-Image,
-Qwen-Image ...) and do the loading themselves. Stdlib and ``engine.api`` only; any thread; reads
-headers only.
+Qwen-Image ...) and do the loading themselves (``engine.core.parts`` has what they share). Stdlib and
+``engine.api`` only; any thread; reads headers only.
 """
 
 from __future__ import annotations
@@ -67,8 +67,35 @@ def _vae_latents(t: dict) -> int | None:
     return conv.shape[1] if conv is not None and len(conv.shape) == 4 and "encoder.conv_in.weight" in t else None
 
 
+def _zimage(t: dict) -> bool:
+    """Z-Image's single-stream DiT in Tongyi-MAI's / ComfyUI's names (Lumina 2's modulation is ``.1``)."""
+    return "layers.0.adaLN_modulation.0.weight" in t and "layers.0.attention.qkv.weight" in t and any(
+        k.startswith("cap_embedder.") for k in t) and not any(k.startswith("control_") for k in t)
+
+
+def _qwen_image(t: dict) -> bool:
+    """Qwen-Image's MMDiT (ComfyUI's files keep diffusers' names)."""
+    return "img_in.weight" in t and "txt_norm.weight" in t and "transformer_blocks.0.img_mod.1.weight" in t
+
+
+def _qwen25_vl(t: dict) -> bool:
+    """Qwen2.5-VL (its language model has q/k/v biases, Qwen3 has q/k norms instead; a vision tower)."""
+    return any(k.endswith("layers.0.self_attn.q_proj.bias") for k in t) and any(
+        k.endswith("visual.patch_embed.proj.weight") for k in t)
+
+
+def _wan_vae_latents(t: dict) -> int | None:
+    """The latent channels of a Wan 2.1-style causal 3-D VAE in its original names (Qwen-Image's VAE)."""
+    conv = t.get("conv2.weight")
+    return conv.shape[0] if conv is not None and len(conv.shape) == 5 and "decoder.head.0.gamma" in t else None
+
+
 # Checked in order; the first that matches names the file.
 SIGNATURES: tuple[Signature, ...] = (
+    Signature("transformer", "zimage", "a Z-Image transformer", _zimage),
+    Signature("transformer", "qwen_image", "a Qwen-Image transformer", _qwen_image),
+    Signature("text_encoder", "qwen25vl", "the Qwen2.5-VL-7B text encoder", _qwen25_vl),
+    Signature("vae", "qwen-vae", "the Qwen-Image VAE", lambda t: _wan_vae_latents(t) == 16),
     Signature("transformer", "flux2", "a FLUX.2 transformer",
               lambda t: "double_blocks.0.img_attn.qkv.weight" in t and "double_stream_modulation_img.lin.weight" in t),
     Signature("transformer", "flux1", "a FLUX.1 transformer",
@@ -90,8 +117,10 @@ _BY_ARCH = {s.arch: s for s in SIGNATURES}
 # What each denoiser needs besides itself: (arch, the file name to suggest).
 NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
     "flux1": (("clip_l", "clip_l.safetensors"), ("t5xxl", "t5xxl_fp16.safetensors"), ("ae16", "ae.safetensors")),
+    "zimage": (("qwen3", "qwen_3_4b.safetensors"), ("ae16", "ae.safetensors")),
+    "qwen_image": (("qwen25vl", "qwen_2.5_vl_7b.safetensors"), ("qwen-vae", "qwen_image_vae.safetensors")),
 }
-FAMILY_LABELS = {"flux1": "FLUX.1", "flux2": "FLUX.2"}
+FAMILY_LABELS = {"flux1": "FLUX.1", "flux2": "FLUX.2", "zimage": "Z-Image", "qwen_image": "Qwen-Image"}
 # (arch, variant) -> why that variant cannot run yet (none today; a family adds a line when a file
 # of its architecture can be named but not run).
 UNSUPPORTED_VARIANTS: dict[tuple[str, str], str] = {}
@@ -103,8 +132,19 @@ FOLDERS = {"transformer": ("diffusion_models", "unet", "checkpoints", "Stable-di
 
 # Tokenizer files: per text encoder, the folders (relative to ComfyUI's install, or HF cache repos and
 # their subfolder) that hold them; a folder qualifies when it has one of ``TOKENIZER_FILES``.
-TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "vocab.json")  # vocab.json: with merges.txt (Qwen's BPE)
 TOKENIZERS: dict[str, dict] = {
+    # Qwen3 and Qwen2.5-VL read Qwen2's byte-level BPE; ComfyUI keeps one copy for both.
+    "qwen3": {
+        "comfy": ("comfy/text_encoders/qwen25_tokenizer",),
+        "hf": (("Tongyi-MAI/Z-Image-Turbo", "tokenizer"), ("Tongyi-MAI/Z-Image", "tokenizer"), ("Qwen/Qwen3-4B", "")),
+        "label": "the Qwen3 tokenizer",
+    },
+    "qwen25vl": {
+        "comfy": ("comfy/text_encoders/qwen25_tokenizer",),
+        "hf": (("Qwen/Qwen-Image", "tokenizer"), ("Qwen/Qwen2.5-VL-7B-Instruct", "")),
+        "label": "the Qwen2.5-VL tokenizer",
+    },
     "t5xxl": {
         "comfy": ("comfy/text_encoders/t5_tokenizer",),
         "hf": (("black-forest-labs/FLUX.1-dev", "tokenizer_2"), ("black-forest-labs/FLUX.1-schnell", "tokenizer_2"),
@@ -138,6 +178,9 @@ def identify(header: SafetensorsHeader) -> Part | None:
             # FLUX.1 Kontext has [dev]'s very tensors: only its name (or a folder's pipeline) tells it.
             if (sig.arch, variant) == ("flux1", "dev") and "kontext" in Path(header.path).name.lower():
                 variant = "kontext"
+            # Z-Image Turbo and Base share every tensor: the name tells them apart, as the released files' do.
+            if sig.arch == "zimage" and "turbo" in Path(header.path).name.lower():
+                variant = "turbo"
             return Part(sig.role, sig.arch, variant, header.path)
     return None
 
@@ -226,6 +269,7 @@ def find_tokenizer(arch: str, denoiser_path: str | os.PathLike[str]) -> Path:
         if any((place / name).is_file() for name in TOKENIZER_FILES):
             return place
     target = (root / FOLDERS["text_encoder"][0] / f"{arch}_tokenizer") if root is not None else places[0]
+    other = "vocab.json + merges.txt" if arch.startswith("qwen") else "spiece.model"
     raise MissingPart(str(denoiser_path), f"{spec['label']} files are not on this computer: put tokenizer.json (or "
-                      f"spiece.model) in {target}, or download {spec['hf'][0][0]}'s {spec['hf'][0][1] or 'tokenizer'} "
+                      f"{other}) in {target}, or download {spec['hf'][0][0]}'s {spec['hf'][0][1] or 'tokenizer'} "
                       "folder")
