@@ -73,29 +73,9 @@ def _zimage(t: dict) -> bool:
         k.startswith("cap_embedder.") for k in t) and not any(k.startswith("control_") for k in t)
 
 
-def _qwen_image(t: dict) -> bool:
-    """Qwen-Image's MMDiT (ComfyUI's files keep diffusers' names)."""
-    return "img_in.weight" in t and "txt_norm.weight" in t and "transformer_blocks.0.img_mod.1.weight" in t
-
-
-def _qwen25_vl(t: dict) -> bool:
-    """Qwen2.5-VL (its language model has q/k/v biases, Qwen3 has q/k norms instead; a vision tower)."""
-    return any(k.endswith("layers.0.self_attn.q_proj.bias") for k in t) and any(
-        k.endswith("visual.patch_embed.proj.weight") for k in t)
-
-
-def _wan_vae_latents(t: dict) -> int | None:
-    """The latent channels of a Wan 2.1-style causal 3-D VAE in its original names (Qwen-Image's VAE)."""
-    conv = t.get("conv2.weight")
-    return conv.shape[0] if conv is not None and len(conv.shape) == 5 and "decoder.head.0.gamma" in t else None
-
-
 # Checked in order; the first that matches names the file.
 SIGNATURES: tuple[Signature, ...] = (
     Signature("transformer", "zimage", "a Z-Image transformer", _zimage),
-    Signature("transformer", "qwen_image", "a Qwen-Image transformer", _qwen_image),
-    Signature("text_encoder", "qwen25vl", "the Qwen2.5-VL-7B text encoder", _qwen25_vl),
-    Signature("vae", "qwen-vae", "the Qwen-Image VAE", lambda t: _wan_vae_latents(t) == 16),
     Signature("transformer", "flux2", "a FLUX.2 transformer",
               lambda t: "double_blocks.0.img_attn.qkv.weight" in t and "double_stream_modulation_img.lin.weight" in t),
     Signature("transformer", "flux1", "a FLUX.1 transformer",
@@ -118,9 +98,8 @@ _BY_ARCH = {s.arch: s for s in SIGNATURES}
 NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
     "flux1": (("clip_l", "clip_l.safetensors"), ("t5xxl", "t5xxl_fp16.safetensors"), ("ae16", "ae.safetensors")),
     "zimage": (("qwen3", "qwen_3_4b.safetensors"), ("ae16", "ae.safetensors")),
-    "qwen_image": (("qwen25vl", "qwen_2.5_vl_7b.safetensors"), ("qwen-vae", "qwen_image_vae.safetensors")),
 }
-FAMILY_LABELS = {"flux1": "FLUX.1", "flux2": "FLUX.2", "zimage": "Z-Image", "qwen_image": "Qwen-Image"}
+FAMILY_LABELS = {"flux1": "FLUX.1", "flux2": "FLUX.2", "zimage": "Z-Image"}
 # (arch, variant) -> why that variant cannot run yet (none today; a family adds a line when a file
 # of its architecture can be named but not run).
 UNSUPPORTED_VARIANTS: dict[tuple[str, str], str] = {}
@@ -134,16 +113,11 @@ FOLDERS = {"transformer": ("diffusion_models", "unet", "checkpoints", "Stable-di
 # their subfolder) that hold them; a folder qualifies when it has one of ``TOKENIZER_FILES``.
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "vocab.json")  # vocab.json: with merges.txt (Qwen's BPE)
 TOKENIZERS: dict[str, dict] = {
-    # Qwen3 and Qwen2.5-VL read Qwen2's byte-level BPE; ComfyUI keeps one copy for both.
+    # Qwen3 reads Qwen2's byte-level BPE; ComfyUI keeps its copy as qwen25_tokenizer.
     "qwen3": {
         "comfy": ("comfy/text_encoders/qwen25_tokenizer",),
         "hf": (("Tongyi-MAI/Z-Image-Turbo", "tokenizer"), ("Tongyi-MAI/Z-Image", "tokenizer"), ("Qwen/Qwen3-4B", "")),
         "label": "the Qwen3 tokenizer",
-    },
-    "qwen25vl": {
-        "comfy": ("comfy/text_encoders/qwen25_tokenizer",),
-        "hf": (("Qwen/Qwen-Image", "tokenizer"), ("Qwen/Qwen2.5-VL-7B-Instruct", "")),
-        "label": "the Qwen2.5-VL tokenizer",
     },
     "t5xxl": {
         "comfy": ("comfy/text_encoders/t5_tokenizer",),
