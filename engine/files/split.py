@@ -99,7 +99,7 @@ NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
     "flux1": (("clip_l", "clip_l.safetensors"), ("t5xxl", "t5xxl_fp16.safetensors"), ("ae16", "ae.safetensors")),
     "zimage": (("qwen3", "qwen_3_4b.safetensors"), ("ae16", "ae.safetensors")),
 }
-FAMILY_LABELS = {"flux1": "FLUX.1", "flux2": "FLUX.2", "zimage": "Z-Image"}
+FAMILY_LABELS = {"flux1": "FLUX.1", "flux2": "FLUX.2", "zimage": "Z-Image", "qwen_image": "Qwen-Image", "sd3": "SD 3.5"}
 # (arch, variant) -> why that variant cannot run yet (none today; a family adds a line when a file
 # of its architecture can be named but not run).
 UNSUPPORTED_VARIANTS: dict[tuple[str, str], str] = {}

@@ -155,3 +155,15 @@ def test_the_cli_runs_qwen_image(tmp_path, capsys, no_network):
     parameters = Image.open(out).text["parameters"]
     assert "Steps: 2" in parameters and "Sampler:" not in parameters
     assert no_network == []
+
+
+def test_a_gguf_transformer_says_plainly_that_it_does_not_load_yet(model, tmp_path):
+    from safetensors.torch import load_file
+
+    from engine.testmodels import write_gguf
+
+    state = load_file(str(model / "transformer" / "diffusion_pytorch_model.safetensors"))
+    path = write_gguf(state, tmp_path / "qwen-image-Q8_0.gguf", arch="qwen_image")
+    info = inspect_model(path)
+    assert info.family == "qwen_image" and info.format == "gguf"
+    assert info.problem.startswith("Qwen-Image GGUF transformers do not load yet") and "\n" not in info.problem
