@@ -26,13 +26,15 @@ TEST_MODELS = {
 
 def vl_processor(tokenizer):
     """Qwen2.5-VL's processor (its image processor's released settings: 14 px patches merged 2x2,
-    normalised with CLIP's mean / std) over ``tokenizer``: what the Edit pipelines read the input
-    image with."""
+    normalised with CLIP's mean / std; a small pixel budget) over ``tokenizer``: what the Edit pipelines
+    read the input image with."""
     from transformers import Qwen2VLImageProcessor
 
     from engine.families.qwen_image import processor
 
+    # The released pixel budget is up to 12.8 MP (thousands of image tokens); a tiny model reads 64 tokens at most.
     images = Qwen2VLImageProcessor(patch_size=14, merge_size=2, temporal_patch_size=2,
+                                   size={"shortest_edge": 56 * 56, "longest_edge": 28 * 28 * 64},
                                    image_mean=[0.48145466, 0.4578275, 0.40821073],
                                    image_std=[0.26862954, 0.26130258, 0.27577711])
     return processor.make(images, tokenizer)
