@@ -114,6 +114,9 @@ MAX_PROMPT_CHARS = 20_000
 # What a control input (ControlNet) steers with. A family's Capabilities.control_kinds says which it takes.
 CONTROL_KINDS: tuple[str, ...] = ("scribble", "lineart", "canny", "depth", "pose", "tile", "inpaint")
 MAX_CONTROLS = 4
+# Extra reference images an instruction editor takes beside the image it edits (Qwen-Image-Edit Plus works
+# best with one to three images in all).
+MAX_REFERENCES = 2
 MAX_CONTROL_STRENGTH = 2.0  # A1111's ControlNet "Weight" range
 
 
@@ -244,6 +247,9 @@ class GenerationRequest:
     ``speed`` is one of SPEEDS: "standard", "fast" (compiled; same pixels) or "draft" (a step cache).
     ``controls``: control inputs (ControlNets, ``ControlInput``), applied together; a model whose
     capabilities take no control kinds refuses them.
+    ``references``: extra reference images (PIL) an instruction editor that takes them uses beside
+    ``init_image`` (Qwen-Image-Edit Plus: "put the hat of image 2 on the cat"); a model whose capabilities
+    take none refuses them. Recorded in the metadata by count and hash, like the init image.
     Construction validates every field and raises ``InvalidRequest`` naming the bad one.
     """
 
@@ -269,6 +275,7 @@ class GenerationRequest:
     vae: str = ""
     speed: str = "standard"
     controls: tuple[ControlInput, ...] = ()
+    references: tuple[Image.Image, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.mode, str) and not isinstance(self.mode, Mode):
@@ -281,6 +288,14 @@ class GenerationRequest:
         object.__setattr__(self, "controls", tuple(ControlInput.from_dict(c) for c in self.controls))
         if len(self.controls) > MAX_CONTROLS:
             raise InvalidRequest("controls", f"at most {MAX_CONTROLS} control inputs at once (got {len(self.controls)})")
+        if not isinstance(self.references, (tuple, list)) or not all(hasattr(r, "convert") for r in self.references):
+            raise InvalidRequest("references", "must be a list of images")
+        object.__setattr__(self, "references", tuple(self.references))
+        if len(self.references) > MAX_REFERENCES:
+            raise InvalidRequest("references", f"at most {MAX_REFERENCES} reference images at once "
+                                 f"(got {len(self.references)})")
+        if self.references and self.mode is Mode.TXT2IMG:
+            raise InvalidRequest("references", "reference images go with an image to edit (image to image or inpaint)")
         self._validate()
 
     def _validate(self) -> None:
@@ -337,7 +352,7 @@ class GenerationRequest:
         """JSON-ready fields (the init image and mask left out: they are not part of the recipe text;
         control images included, as base64 PNG)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-             if f.name not in ("init_image", "mask", "controls")}
+             if f.name not in ("init_image", "mask", "controls", "references")}
         d["mode"] = self.mode.value
         if self.controls:  # a control image is part of the recipe: without it the image cannot be remade
             d["controls"] = [c.to_dict() for c in self.controls]

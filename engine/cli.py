@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     edit = argparse.ArgumentParser(add_help=False)
     edit.add_argument("--init", required=True, metavar="IMAGE", help="the source image")
     edit.add_argument("--strength", type=float, default=None, help="how much to change (0-1]")
+    edit.add_argument("--reference", action="append", default=[], metavar="IMAGE",
+                      help="an extra reference image for an instruction editor that takes them (Qwen-Image-Edit "
+                           "Plus: \"put the hat from image 2 on the cat\"); repeatable")
 
     generate = sub.add_parser("generate", parents=[common, gen], help="text to image")
     generate.add_argument("--init", default=None, metavar="IMAGE",
@@ -118,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     regen.add_argument("--out", required=True, metavar="FILE")
     regen.add_argument("--init", metavar="IMAGE", help="source image, for img2img/inpaint images")
     regen.add_argument("--mask", metavar="MASK", help="mask, for inpaint images (default: the mask stored in IMAGE)")
+    regen.add_argument("--reference", action="append", default=[], metavar="IMAGE",
+                       help="the reference images IMAGE was edited with, in order (instruction editors)")
     regen.add_argument("--models-dir", action="append", default=[], metavar="DIR",
                        help="a folder to look in for the LoRAs, VAE and control models the image used (repeatable)")
     regen.add_argument("--control-model", action="append", default=[], metavar="NAME_OR_PATH",
@@ -303,6 +308,7 @@ def _cmd_generate(args) -> int:
         vae=resolve_vae(args.vae, library_for(args)),
         init_image=init,
         mask=mask,
+        references=tuple(load_image(p, "reference image") for p in getattr(args, "reference", ())),
     )
     if args.steps is not None:
         fields["steps"] = args.steps
@@ -358,6 +364,18 @@ def _cmd_regenerate(args) -> int:
             extra["mask"] = mask_from_png(args.image)  # Easel stores the mask in its inpaint results
             if extra["mask"] is None:
                 raise EaselError(f"{args.image} was made by inpaint: give its mask with --mask")
+    wanted = int(meta.extra.get("Reference images", "0") or 0)
+    if wanted and len(args.reference) != wanted:
+        raise EaselError(f"{args.image} was made with {wanted} reference image{'s' if wanted != 1 else ''}: "
+                         f"give {'them' if wanted != 1 else 'it'} with --reference, in order")
+    if args.reference:
+        from engine.imageprep import source_hash
+
+        extra["references"] = tuple(load_image(p, "reference image") for p in args.reference)
+        stored = meta.extra.get("Reference hashes", "").split()
+        if stored and [source_hash(r)[:10] for r in extra["references"]] != stored:
+            print(f"easel: note: the reference images are not the ones {args.image} was made with (their hashes "
+                  "differ), so the result will not match", file=sys.stderr)
     vae = meta.fields.get("vae") or meta.extra.get("VAE", "")
     if vae:
         extra["vae"] = resolve_vae(vae, library_for(args))

@@ -246,3 +246,26 @@ def tokenizer_for(kind: str):
 
     extra = {"pad_token": "!"} if kind == "clip-pad-bang" else {}
     return CLIPTokenizer.from_pretrained(str(arch.tokenizers_dir() / "clip"), local_files_only=True, **extra)
+
+
+def write_gguf(tensors: Mapping[str, torch.Tensor], target: Path, arch: str) -> Path:
+    """Write ``tensors`` as a GGUF file the way city96's transformer files are (written with the gguf
+    package: 2-D ``.weight``s whose rows fill Q8_0 blocks quantized to Q8_0, the rest, learned tokens
+    such as Z-Image's pad tokens included, F32); returns ``target``."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(target), arch=arch)
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    for name, tensor in tensors.items():
+        data = tensor.float().numpy()
+        if data.ndim == 2 and data.shape[-1] % 32 == 0 and name.endswith(".weight"):
+            writer.add_tensor(name, gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0),
+                              raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        else:
+            writer.add_tensor(name, data.astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return Path(target)

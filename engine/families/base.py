@@ -82,6 +82,7 @@ class Capabilities:
     # An instruction editor (FLUX.1 Kontext, Qwen-Image-Edit): its img2img / inpaint prompt says what to change
     # in the input image ("make the sky stormy"), the window's "Edit with words" and ``easel edit``.
     instruction_edit: bool = False
+    references: int = 0  # how many extra reference images (GenerationRequest.references) it takes beside the input
 
     def refusal(self, mode: Mode) -> str:
         """Why this model cannot run ``mode`` ("" when it can)."""
@@ -98,6 +99,10 @@ class Capabilities:
         """``check`` the request's mode, and refuse (one plain line) an img2img / inpaint whose steps x
         strength rounds down to no denoising step at all (the pipelines would fail inside)."""
         self.check(request.mode)
+        if len(getattr(request, "references", ())) > self.references:
+            raise InvalidRequest("references", f"{self.label} takes no reference images" if not self.references else
+                                 f"{self.label} takes at most {self.references} reference image"
+                                 f"{'s' if self.references != 1 else ''} beside the image it edits")
         if (self.strength_shortens and request.mode in (Mode.IMG2IMG, Mode.INPAINT)
                 and int(request.steps * request.strength) < 1):
             least = math.ceil(1 / request.strength - 1e-9)
@@ -131,6 +136,7 @@ class TestModel:
     layouts: tuple[str, ...]
     write: Callable[..., Path]
     description: str = ""
+    contract: bool = False  # run through the contract suite too (besides the family's first test model)
 
 
 @dataclass

@@ -95,6 +95,9 @@ def missing_parts(root: Path, part: str) -> list[str]:
         return [] if (folder / "scheduler_config.json").is_file() else [f"{part}/scheduler_config.json"]
     if part == "feature_extractor":
         return [] if (folder / "preprocessor_config.json").is_file() else [f"{part}/preprocessor_config.json"]
+    if part == "processor":  # a multimodal processor (Qwen2.5-VL's): older saves keep preprocessor_config.json
+        ok = (folder / "preprocessor_config.json").is_file() or (folder / "processor_config.json").is_file()
+        return [] if ok else [f"{part}/preprocessor_config.json"]
     if not folder.is_dir():
         return [f"{part}/"]
     if part.startswith("tokenizer"):

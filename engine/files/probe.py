@@ -105,7 +105,11 @@ def _examine_file(spath: str, size: int) -> tuple[ModelInfo, type[ModelError] | 
         return ModelInfo(spath, name, "unknown", "", sniff(spath), size_bytes=size, problem=e.problem), type(e)
     verdict = classify(header, name)
     if fmt == "gguf" and verdict.family not in split.NEEDS:
-        return ModelInfo(spath, name, "unknown", "", fmt, size_bytes=size, problem=GGUF_PROBLEM), UnsupportedModel
+        label = split.FAMILY_LABELS.get(verdict.family)
+        problem = (GGUF_PROBLEM if label is None else f"{label} GGUF transformers do not load yet (FLUX.1 and Z-Image "
+                   "ones do): use the model's diffusers folder or its .safetensors files")
+        return ModelInfo(spath, name, "unknown", verdict.family if label else "", fmt, size_bytes=size,
+                         problem=problem), UnsupportedModel
     runnable = verdict.kind in ("checkpoint", "inpaint")
     prediction = prediction_type(header, verdict.family if runnable else "", verdict.kind)
     variant = "turbo" if runnable and looks_turbo(name, header.metadata) else verdict.variant

@@ -7,8 +7,8 @@ that hold at any size), by the ``SIGNATURES`` table; ``find_parts`` finds the pa
 needs (``NEEDS``) in ComfyUI's folders relative to it, or raises ``MissingPart``: one plain line
 naming the missing part and where to put it. ``find_tokenizer`` finds the tokenizer files a text
 encoder needs on this computer (never downloading). Families add rows here (SD3, Z-Image,
-Qwen-Image ...) and do the loading themselves. Stdlib and ``engine.api`` only; any thread; reads
-headers only.
+Qwen-Image ...) and do the loading themselves (``engine.core.parts`` has what they share). Stdlib and
+``engine.api`` only; any thread; reads headers only.
 """
 
 from __future__ import annotations
@@ -78,11 +78,18 @@ def _vae_latents(t: dict) -> int | None:
     return conv.shape[1] if conv is not None and len(conv.shape) == 4 and "encoder.conv_in.weight" in t else None
 
 
+def _zimage(t: dict) -> bool:
+    """Z-Image's single-stream DiT in Tongyi-MAI's / ComfyUI's names (Lumina 2's modulation is ``.1``)."""
+    return "layers.0.adaLN_modulation.0.weight" in t and "layers.0.attention.qkv.weight" in t and any(
+        k.startswith("cap_embedder.") for k in t) and not any(k.startswith("control_") for k in t)
+
+
 # Checked in order; the first that matches names the file.
 SIGNATURES: tuple[Signature, ...] = (
     Signature("transformer", "flux2-9b", "a FLUX.2 [klein] 9B transformer",  # its text encoder is Qwen3-8B
               lambda t: "double_blocks.0.img_attn.qkv.weight" in t and "double_stream_modulation_img.lin.weight" in t
               and _flux2_size(t) == "9b", _flux2_size),
+    Signature("transformer", "zimage", "a Z-Image transformer", _zimage),
     Signature("transformer", "flux2", "a FLUX.2 transformer",
               lambda t: "double_blocks.0.img_attn.qkv.weight" in t and "double_stream_modulation_img.lin.weight" in t,
               _flux2_size),
@@ -108,8 +115,10 @@ NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
     "flux1": (("clip_l", "clip_l.safetensors"), ("t5xxl", "t5xxl_fp16.safetensors"), ("ae16", "ae.safetensors")),
     "flux2": (("qwen3", "qwen_3_4b.safetensors"), ("flux2-vae", "flux2-vae.safetensors")),
     "flux2-9b": (("qwen3-8b", "qwen_3_8b.safetensors"), ("flux2-vae", "flux2-vae.safetensors")),
+    "zimage": (("qwen3", "qwen_3_4b.safetensors"), ("ae16", "ae.safetensors")),
 }
-FAMILY_LABELS = {"flux1": "FLUX.1", "flux2": "FLUX.2", "flux2-9b": "FLUX.2 [klein] 9B"}
+FAMILY_LABELS = {"flux1": "FLUX.1", "flux2": "FLUX.2", "flux2-9b": "FLUX.2 [klein] 9B", "zimage": "Z-Image",
+                 "qwen_image": "Qwen-Image", "sd3": "SD 3.5"}
 # (arch, variant) -> why that variant cannot run yet (none today; a family adds a line when a file
 # of its architecture can be named but not run).
 UNSUPPORTED_VARIANTS: dict[tuple[str, str], str] = {}
@@ -121,8 +130,14 @@ FOLDERS = {"transformer": ("diffusion_models", "unet", "checkpoints", "Stable-di
 
 # Tokenizer files: per text encoder, the folders (relative to ComfyUI's install, or HF cache repos and
 # their subfolder) that hold them; a folder qualifies when it has one of ``TOKENIZER_FILES``.
-TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "vocab.json")
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "vocab.json")  # vocab.json: with merges.txt (Qwen's BPE)
 TOKENIZERS: dict[str, dict] = {
+    # Qwen3 reads Qwen2's byte-level BPE; ComfyUI keeps its copy as qwen25_tokenizer.
+    "qwen3": {
+        "comfy": ("comfy/text_encoders/qwen25_tokenizer",),
+        "hf": (("Tongyi-MAI/Z-Image-Turbo", "tokenizer"), ("Tongyi-MAI/Z-Image", "tokenizer"), ("Qwen/Qwen3-4B", "")),
+        "label": "the Qwen3 tokenizer",
+    },
     "t5xxl": {
         "comfy": ("comfy/text_encoders/t5_tokenizer",),
         "hf": (("black-forest-labs/FLUX.1-dev", "tokenizer_2"), ("black-forest-labs/FLUX.1-schnell", "tokenizer_2"),
@@ -173,6 +188,9 @@ def identify(header: SafetensorsHeader) -> Part | None:
             if sig.arch.startswith("flux2"):
                 variant = ("base" if "base" in Path(header.path).name.lower() else "distilled") + \
                     (f"-{variant}" if variant else "")
+            # Z-Image Turbo and Base share every tensor: the name tells them apart, as the released files' do.
+            if sig.arch == "zimage" and "turbo" in Path(header.path).name.lower():
+                variant = "turbo"
             return Part(sig.role, sig.arch, variant, header.path)
     return None
 
@@ -261,6 +279,7 @@ def find_tokenizer(arch: str, denoiser_path: str | os.PathLike[str]) -> Path:
         if any((place / name).is_file() for name in TOKENIZER_FILES):
             return place
     target = (root / FOLDERS["text_encoder"][0] / f"{arch}_tokenizer") if root is not None else places[0]
+    other = "vocab.json + merges.txt" if arch.startswith("qwen") else "spiece.model"
     raise MissingPart(str(denoiser_path), f"{spec['label']} files are not on this computer: put tokenizer.json (or "
-                      f"spiece.model) in {target}, or download {spec['hf'][0][0]}'s {spec['hf'][0][1] or 'tokenizer'} "
+                      f"{other}) in {target}, or download {spec['hf'][0][0]}'s {spec['hf'][0][1] or 'tokenizer'} "
                       "folder")

@@ -21,8 +21,12 @@ from engine import families
 from engine.api import Cancelled, GenerationRequest, InvalidRequest, Mode, UpscaleRequest
 from engine.families.base import ALL_MODES
 
-# One test model per family (the first it declares), built once per session.
+# One test model per family (the first it declares), built once per session; and those a family marks
+# ``contract`` (a variant that runs other pipelines, such as Qwen-Image-Edit) in the slow run: an
+# instruction editor reads its input at about one megapixel whatever size is asked, a minute a job here.
 MODELS = [(family.name, family.test_models()[0]) for family in families.families()]
+EXTRA = [pytest.param((model.name, model), marks=pytest.mark.slow, id=model.name) for family in families.families()
+         for model in family.test_models()[1:] if model.contract]
 LADDER = ("fast", "balanced", "low", "minimal")
 
 
@@ -42,7 +46,7 @@ def family_models(tmp_path_factory):
     return get
 
 
-@pytest.fixture(scope="module", params=MODELS, ids=[name for name, _ in MODELS])
+@pytest.fixture(scope="module", params=[pytest.param(m, id=m[0]) for m in MODELS] + EXTRA)
 def subject(request, family_models, tmp_path_factory):
     """(engine, model path, capabilities) for one family: one Engine (with its own rung memory) serves
     that family's tests, as the app's one engine serves many jobs."""

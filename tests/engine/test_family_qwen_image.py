@@ -1,6 +1,6 @@
 """Qwen-Image as a user meets it: the folder is recognised (also as a Hugging Face cache snapshot),
 Easel's image is the pipeline's own, CFG and the negative prompt matter, every mode regenerates
-bit-identically, an Edit folder and a lone transformer file each get one plain line, and the CLI
+bit-identically, an incomplete Edit folder and a lone transformer file each get one plain line, and the CLI
 runs it. The contract suite covers progress, cancel, presets, OOM and metadata.
 """
 
@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from engine import families
-from engine.api import GenerationRequest, Mode, UnsupportedModel
+from engine.api import GenerationRequest, Mode, ModelError, UnsupportedModel
 from engine.cli import main
 from engine.files.probe import check_model, inspect_model
 
@@ -61,14 +61,15 @@ def test_the_folder_is_qwen_image_with_its_defaults(model, tmp_path):
     assert check_model(snapshot).name == "Qwen/Qwen-Image"
 
 
-def test_an_edit_folder_gets_one_line(model, tmp_path):
+def test_an_edit_folder_without_its_processor_says_what_is_missing(model, tmp_path):
     edit = tmp_path / "Qwen-Image-Edit"
     shutil.copytree(model, edit)
     index = json.loads((edit / "model_index.json").read_text())
     (edit / "model_index.json").write_text(json.dumps({**index, "_class_name": "QwenImageEditPlusPipeline"}))
-    with pytest.raises(UnsupportedModel) as caught:
+    with pytest.raises(ModelError) as caught:
         check_model(edit)
-    assert "Qwen-Image-Edit" in str(caught.value) and "\n" not in str(caught.value)
+    assert "Qwen-Image-Edit" in str(caught.value) and "processor/" in str(caught.value)
+    assert "\n" not in str(caught.value)
 
 
 def test_the_image_is_the_pipelines_own(model, engine):
@@ -154,3 +155,15 @@ def test_the_cli_runs_qwen_image(tmp_path, capsys, no_network):
     parameters = Image.open(out).text["parameters"]
     assert "Steps: 2" in parameters and "Sampler:" not in parameters
     assert no_network == []
+
+
+def test_a_gguf_transformer_says_plainly_that_it_does_not_load_yet(model, tmp_path):
+    from safetensors.torch import load_file
+
+    from engine.testmodels import write_gguf
+
+    state = load_file(str(model / "transformer" / "diffusion_pytorch_model.safetensors"))
+    path = write_gguf(state, tmp_path / "qwen-image-Q8_0.gguf", arch="qwen_image")
+    info = inspect_model(path)
+    assert info.family == "qwen_image" and info.format == "gguf"
+    assert info.problem.startswith("Qwen-Image GGUF transformers do not load yet") and "\n" not in info.problem

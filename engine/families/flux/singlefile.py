@@ -12,11 +12,12 @@ Engine thread (imports torch, diffusers, transformers).
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from pathlib import Path
 
 from engine.api import ModelInfo
+from engine.core import parts
+from engine.core.parts import count, tensors
 from engine.files import split
 from engine.paths import resources_dir
 
@@ -28,9 +29,6 @@ def _config(variant: str, part: str) -> dict:
     return json.loads((resources_dir() / "configs" / f"flux1-{variant}" / part / name).read_text(encoding="utf-8"))
 
 
-def _count(names, pattern: str) -> int:
-    found = {int(m.group(1)) for n in names if (m := re.match(pattern, n))}
-    return max(found) + 1 if found else 0
 
 
 def transformer_config(shapes: dict, variant: str) -> dict:
@@ -41,23 +39,12 @@ def transformer_config(shapes: dict, variant: str) -> dict:
     head = shapes["double_blocks.0.img_attn.norm.query_norm.scale"][0]
     config.update(
         in_channels=in_channels, attention_head_dim=head, num_attention_heads=inner // head,
-        num_layers=_count(shapes, r"double_blocks\.(\d+)\."), num_single_layers=_count(shapes, r"single_blocks\.(\d+)\."),
+        num_layers=count(shapes, r"double_blocks\.(\d+)\."), num_single_layers=count(shapes, r"single_blocks\.(\d+)\."),
         joint_attention_dim=shapes["txt_in.weight"][-1], pooled_projection_dim=shapes["vector_in.in_layer.weight"][-1],
         guidance_embeds="guidance_in.in_layer.weight" in shapes,
         axes_dims_rope=[head // 8, 7 * head // 16, 7 * head // 16],
         out_channels=shapes["final_layer.linear.weight"][0],  # Fill takes 384 channels and predicts 64
     )
-    return config
-
-
-def vae_config(shapes: dict) -> dict:
-    """The AutoencoderKL config for an original-layout (``ae.safetensors``) VAE with these shapes."""
-    config = _config("dev", "vae")
-    levels = _count(shapes, r"encoder\.down\.(\d+)\.")
-    widths = [shapes[f"encoder.down.{i}.block.0.conv1.weight"][0] for i in range(levels)]
-    config.update(block_out_channels=widths, layers_per_block=_count(shapes, r"encoder\.down\.0\.block\.(\d+)\."),
-                  latent_channels=shapes["decoder.conv_in.weight"][1], norm_num_groups=min(32, min(widths)),
-                  down_block_types=["DownEncoderBlock2D"] * levels, up_block_types=["UpDecoderBlock2D"] * levels)
     return config
 
 
@@ -67,7 +54,7 @@ def clip_config(shapes: dict) -> dict:
     vocab, width = shapes["text_model.embeddings.token_embedding.weight"]
     config.update(vocab_size=vocab, hidden_size=width, projection_dim=width,
                   intermediate_size=shapes["text_model.encoder.layers.0.mlp.fc1.weight"][0],
-                  num_hidden_layers=_count(shapes, r"text_model\.encoder\.layers\.(\d+)\."),
+                  num_hidden_layers=count(shapes, r"text_model\.encoder\.layers\.(\d+)\."),
                   max_position_embeddings=shapes["text_model.embeddings.position_embedding.weight"][0],
                   num_attention_heads=width // 64 if width >= 64 else 4)
     return config
@@ -80,21 +67,12 @@ def t5_config(shapes: dict) -> dict:
     config.update(vocab_size=vocab, d_model=width, num_heads=heads[1], relative_attention_num_buckets=heads[0],
                   d_kv=shapes["encoder.block.0.layer.0.SelfAttention.q.weight"][0] // heads[1],
                   d_ff=shapes["encoder.block.0.layer.1.DenseReluDense.wi_0.weight"][0],
-                  num_layers=_count(shapes, r"encoder\.block\.(\d+)\."))
+                  num_layers=count(shapes, r"encoder\.block\.(\d+)\."))
     return config
 
 
-def tensors(path: str, prefix: str = "") -> dict:
-    """The tensors of ``path`` under ``prefix`` (the prefix taken off; all of them for ""), read
-    without the rest of the file (an all-in-one checkpoint holds every part)."""
-    from safetensors import safe_open
-
-    with safe_open(path, "pt") as f:
-        return {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
-
-
 def _text_encoder(model_cls, config_cls, state: dict, config: dict, dtype):
-    return model_cls.from_pretrained(None, config=config_cls(**config), state_dict=state, torch_dtype=dtype).eval()
+    return parts.text_encoder(model_cls, config_cls(**config), state, dtype)
 
 
 def load_transformer(path: str, variant: str, dtype, quantization=None):
@@ -127,30 +105,23 @@ def load_transformer(path: str, variant: str, dtype, quantization=None):
 def load_split(info: ModelInfo, dtype, transformer=None):
     """The FluxPipeline of the split-layout model whose transformer is ``info.path`` (or the already
     loaded ``transformer``). Raises ModelError (split.MissingPart) with one line naming what is missing."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel, T5TokenizerFast
 
     from engine.tokenizers import bundled_tokenizer
 
     denoiser = split.Part("transformer", "flux1", info.variant, info.path)
-    parts = split.find_parts(denoiser)  # raises MissingPart
+    found = split.find_parts(denoiser)  # raises MissingPart
     t5_tokenizer = split.find_tokenizer("t5xxl", info.path)  # raises MissingPart
     variant = info.variant or "dev"
     if transformer is None:
         transformer = load_transformer(info.path, variant, dtype)
-    vae_state = tensors(parts["ae16"].path, parts["ae16"].prefix)
-    with tempfile.TemporaryDirectory(prefix="easel-flux-") as tmp:
-        (Path(tmp) / "vae").mkdir()
-        config = vae_config({k: tuple(v.shape) for k, v in vae_state.items()})
-        (Path(tmp) / "vae" / "config.json").write_text(json.dumps(config), encoding="utf-8")
-        vae = AutoencoderKL.from_single_file(vae_state, config=tmp, subfolder="vae", torch_dtype=dtype,
-                                             local_files_only=True).eval()
-    del vae_state
-    clip_state = tensors(parts["clip_l"].path, parts["clip_l"].prefix)
+    vae = parts.ae16_vae(found["ae16"].path, found["ae16"].prefix, dtype)
+    clip_state = tensors(found["clip_l"].path, found["clip_l"].prefix)
     clip = _text_encoder(CLIPTextModel, CLIPTextConfig, clip_state,
                          clip_config({k: tuple(v.shape) for k, v in clip_state.items()}), dtype)
     del clip_state
-    t5_state = tensors(parts["t5xxl"].path, parts["t5xxl"].prefix)
+    t5_state = tensors(found["t5xxl"].path, found["t5xxl"].prefix)
     t5 = _text_encoder(T5EncoderModel, T5Config, t5_state, t5_config({k: tuple(v.shape) for k, v in t5_state.items()}),
                        dtype)
     del t5_state

@@ -99,29 +99,15 @@ def make_flux_gguf_test_model(dest: Path, variant: str = "dev", seed: int = 0) -
     """The ComfyUI split layout of ``make_flux_comfyui_test_model`` with the transformer as a GGUF
     file instead (``models/diffusion_models/flux1-<variant>-tiny-Q8_0.gguf``, written with the gguf
     package as city96's files are: 2-D weights Q8_0, the rest F32). Returns the GGUF file."""
-    import gguf
-    import numpy as np
     from safetensors.torch import load_file
 
     from engine.families.flux.convert import PREFIX
+    from engine.testmodels import write_gguf
 
     source = make_flux_comfyui_test_model(dest, variant, seed)
     tensors = {k.removeprefix(PREFIX): v for k, v in load_file(source).items()}
     source.unlink()
-    target = source.with_name(f"flux1-{variant}-tiny-Q8_0.gguf")
-    writer = gguf.GGUFWriter(str(target), arch="flux")
-    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    for name, tensor in tensors.items():
-        data = tensor.float().numpy()
-        if data.ndim == 2 and data.shape[-1] % 32 == 0:
-            writer.add_tensor(name, gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0),
-                              raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-        else:
-            writer.add_tensor(name, data.astype(np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    target = write_gguf(tensors, source.with_name(f"flux1-{variant}-tiny-Q8_0.gguf"), arch="flux")
     return target
 
 

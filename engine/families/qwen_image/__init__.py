@@ -1,20 +1,26 @@
 """Qwen-Image (Qwen, 20B MMDiT; Qwen2.5-VL-7B text encoder; a Wan-style 16-channel VAE): text to
 image, img2img and inpaint from a diffusers folder or a Hugging Face cache snapshot, with true CFG
-and a negative prompt. Strong at rendering text in the image. Any thread.
+and a negative prompt. Strong at rendering text in the image. Qwen-Image-Edit and Edit Plus (the same
+modules, reading the input image through Qwen2.5-VL too) edit an image by instruction: img2img is the
+edit, inpaint the edit within a mask; Plus also takes reference images. Any thread.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from engine.api import ModelInfo
+from engine.api import MAX_REFERENCES, Mode, ModelInfo
 from engine.families.base import ALL_PARAMETERS, Capabilities, Family, LoadContext, Runner, TestModel, capabilities
 from engine.families.qwen_image import probe
-from engine.families.qwen_image.rules import SAMPLER, SIZE_STEP, THRESHOLDS
+from engine.families.qwen_image.rules import EDIT_NEW_IMAGE, EDIT_STRENGTH, SAMPLER, SIZE_STEP, THRESHOLDS
+from engine.families.qwen_image.testmodel import TEST_MODELS
+
+EDIT_LABELS = {"edit": "Qwen-Image-Edit", "edit-plus": "Qwen-Image-Edit Plus"}
 
 
 class QwenImage(Family):
     name = "qwen_image"
+    instruction_editors = ("Qwen-Image-Edit",)
     folder_pipelines = probe.PIPELINES
 
     def examine_folder(self, root, cls, index, result):
@@ -27,6 +33,19 @@ class QwenImage(Family):
         return "Qwen-Image" if family == "qwen_image" else None
 
     def capabilities(self, info: ModelInfo) -> Capabilities:
+        if info.variant in EDIT_LABELS:
+            # Qwen-Image-Edit's card: 50 steps, true CFG 4; it paints the whole image anew from the input
+            # and the instruction, so there is no strength (inpaint keeps the edit inside the mask only).
+            label = EDIT_LABELS[info.variant]
+            plus = info.variant == "edit-plus"
+            return capabilities(
+                label, "Qwen-Image-Edit", parameters=tuple(p for p in ALL_PARAMETERS if p not in ("sampler", "strength")),
+                reasons={"sampler": SAMPLER, "strength": EDIT_STRENGTH.format(label=label)},
+                modes=(Mode.IMG2IMG, Mode.INPAINT), strength_shortens=False,
+                refused={Mode.TXT2IMG: EDIT_NEW_IMAGE.format(label=label)},
+                defaults={"width": 1024, "height": 1024, "steps": 50, "guidance_scale": 4.0},
+                size_step=SIZE_STEP, memory_thresholds=THRESHOLDS, latent_space="qwen_image",
+                instruction_edit=True, references=MAX_REFERENCES if plus else 0)
         # Qwen-Image's card: 1328x1328 (1:1), 50 steps, true CFG 4 with a negative prompt.
         return capabilities(
             "Qwen-Image", "Qwen-Image", parameters=tuple(p for p in ALL_PARAMETERS if p != "sampler"),
@@ -41,12 +60,17 @@ class QwenImage(Family):
         return runner.load(info, self.capabilities(info), ctx)
 
     def test_models(self) -> tuple[TestModel, ...]:
-        def write(dest: Path, _layout: str, seed: int = 0) -> Path:
-            from engine.families.qwen_image.testmodel import make_qwen_image_test_model
+        return tuple(TestModel(name, ("diffusers",), _writer(name), what, contract=cls != "QwenImagePipeline")
+                     for name, (cls, what) in TEST_MODELS.items())
 
-            return make_qwen_image_test_model(dest, seed=seed)
 
-        return (TestModel("qwen-image", ("diffusers",), write, "Qwen-Image (MMDiT, Qwen2.5-VL encoder)"),)
+def _writer(name: str):
+    def write(dest: Path, _layout: str, seed: int = 0) -> Path:
+        from engine.families.qwen_image.testmodel import make_qwen_image_test_model
+
+        return make_qwen_image_test_model(dest, seed=seed, name=name)
+
+    return write
 
 
 FAMILY = QwenImage()

@@ -7,3 +7,6 @@
 THRESHOLDS = (("fast", 60.0), ("balanced", 58.0), ("low", 44.0))
 SIZE_STEP = 16  # the VAE's 8x times the transformer's 2x2 patches
 SAMPLER = "Qwen-Image uses its own flow-matching schedule"
+EDIT_NEW_IMAGE = ("{label} edits an image by instruction: open an image (image to image) and say what to change; "
+                  "use Qwen-Image for new images")
+EDIT_STRENGTH = "{label} repaints the image from the instruction: there is no strength to set"

@@ -15,11 +15,35 @@ from pathlib import Path
 _TEXT_WIDTH = 32
 
 
-def make_qwen_image_test_model(dest: Path, seed: int = 0) -> Path:
-    """Write a tiny Qwen-Image diffusers folder to ``dest``; returns ``dest``."""
+# make-test-model name -> (pipeline class, what it is)
+TEST_MODELS = {
+    "qwen-image": ("QwenImagePipeline", "Qwen-Image (MMDiT, Qwen2.5-VL encoder)"),
+    "qwen-image-edit": ("QwenImageEditPipeline", "Qwen-Image-Edit (edit an image by instruction)"),
+    "qwen-image-edit-plus": ("QwenImageEditPlusPipeline",
+                             "Qwen-Image-Edit Plus (edit by instruction, with reference images)"),
+}
+
+
+def vl_processor(tokenizer):
+    """Qwen2.5-VL's processor (its image processor's released settings: 14 px patches merged 2x2,
+    normalised with CLIP's mean / std; a small pixel budget) over ``tokenizer``: what the Edit pipelines
+    read the input image with."""
+    from transformers import Qwen2VLImageProcessor
+
+    from engine.families.qwen_image import processor
+
+    # The released pixel budget is up to 12.8 MP (thousands of image tokens); a tiny model reads 64 tokens at most.
+    images = Qwen2VLImageProcessor(patch_size=14, merge_size=2, temporal_patch_size=2,
+                                   size={"shortest_edge": 56 * 56, "longest_edge": 28 * 28 * 64},
+                                   image_mean=[0.48145466, 0.4578275, 0.40821073],
+                                   image_std=[0.26862954, 0.26130258, 0.27577711])
+    return processor.make(images, tokenizer)
+
+
+def components(seed: int = 0) -> dict:
+    """The tiny QwenImagePipeline components (every module seeded)."""
     import torch
-    from diffusers import (AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImagePipeline,
-                           QwenImageTransformer2DModel)
+    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
 
     from engine.core.loading import quiet_libraries
     from engine.testencoders import QWEN_VL_TOKENS, qwen25_vl_encoder, qwen_tokenizer
@@ -44,10 +68,26 @@ def make_qwen_image_test_model(dest: Path, seed: int = 0) -> Path:
     scheduler = FlowMatchEulerDiscreteScheduler(
         num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9,
         base_image_seq_len=256, max_image_seq_len=8192, shift_terminal=0.02, time_shift_type="exponential")
-    pipe = QwenImagePipeline(scheduler=scheduler, vae=vae.eval(), text_encoder=text_encoder.eval(),
-                             tokenizer=tokenizer, transformer=transformer.eval())
+    return dict(scheduler=scheduler, vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=tokenizer,
+                transformer=transformer.eval())
+
+
+def make_qwen_image_test_model(dest: Path, seed: int = 0, name: str = "qwen-image") -> Path:
+    """Write the tiny Qwen-Image model ``name`` (a TEST_MODELS key: Qwen-Image, or its Edit / Edit Plus
+    sibling with the same modules plus Qwen2.5-VL's processor) as a diffusers folder to ``dest``;
+    returns ``dest``."""
+    import diffusers
+
+    cls = TEST_MODELS[name][0]
+    parts = components(seed)
+    if cls != "QwenImagePipeline":
+        parts["processor"] = vl_processor(parts["tokenizer"])
+    pipe = getattr(diffusers, cls)(**parts)
     dest = Path(dest)
     pipe.save_pretrained(dest, safe_serialization=True)
     index = json.loads((dest / "model_index.json").read_text(encoding="utf-8"))
-    assert index["_class_name"] == "QwenImagePipeline"
+    assert index["_class_name"] == cls
+    if "processor" in index:  # as the released folders list it (Easel's image-only subclass is not named)
+        index["processor"] = ["transformers", "Qwen2VLProcessor"]
+        (dest / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
     return dest

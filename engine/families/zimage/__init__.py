@@ -1,7 +1,8 @@
 """Z-Image (Tongyi-MAI, 6B single-stream DiT; Qwen3-4B text encoder; the FLUX VAE): Turbo (distilled,
 about 8 steps without CFG) and Base (28-50 steps with CFG); text to image, img2img and inpaint from a
-diffusers folder or a Hugging Face cache snapshot. A lone transformer file is recognised
-(``engine.files.kinds``) and told what else it needs. Any thread.
+diffusers folder, a Hugging Face cache snapshot, or ComfyUI's split layout (the transformer as
+``.safetensors``, fp8 included, or GGUF; ``qwen_3_4b`` and the FLUX.1 ``ae.safetensors`` found beside it:
+``engine.files.split``). Any thread.
 """
 
 from __future__ import annotations
@@ -53,14 +54,18 @@ class ZImage(Family):
         return runner.load(info, self.capabilities(info), ctx)
 
     def test_models(self) -> tuple[TestModel, ...]:
-        return tuple(TestModel(name, ("diffusers",), _writer(name), what) for name, what in TEST_MODELS.items())
+        return tuple(TestModel(name, ("diffusers", "comfyui", "gguf"), _writer(name), what)
+                     for name, what in TEST_MODELS.items())
 
 
 def _writer(name: str):
-    def write(dest: Path, _layout: str, seed: int = 0) -> Path:
-        from engine.families.zimage.testmodel import make_zimage_test_model
+    def write(dest: Path, layout: str, seed: int = 0) -> Path:
+        from engine.families.zimage import testmodel
 
-        return make_zimage_test_model(dest, seed=seed, turbo=name == "zimage-turbo")
+        turbo = name == "zimage-turbo"
+        if layout in ("comfyui", "gguf"):  # DEST is the ComfyUI install; returns the transformer file to pick
+            return testmodel.make_zimage_comfyui_test_model(dest, seed=seed, turbo=turbo, gguf=layout == "gguf")
+        return testmodel.make_zimage_test_model(dest, seed=seed, turbo=turbo)
 
     return write
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 
-from engine.api import Mode, ModelInfo
+from engine.api import ModelError, Mode, ModelInfo
 from engine.core.job import Job
-from engine.core.loading import pretrained
+from engine.core.loading import LOAD_ERRORS, load_failed, pretrained, quiet_libraries
 from engine.devices import bf16_for_fp16
 from engine.families.base import Capabilities, LoadContext
 from engine.families.pipeline_runner import PipelineRunner
@@ -42,12 +42,25 @@ class ZImageRunner(PipelineRunner):
 
 
 def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> ZImageRunner:
-    """Load a Z-Image diffusers folder (safetensors only, offline). Runs on the engine thread."""
+    """Load a Z-Image diffusers folder or split-layout transformer file (safetensors or GGUF; offline).
+    Runs on the engine thread."""
     import dataclasses
 
     import diffusers
 
     ctx = dataclasses.replace(ctx, dtype=bf16_for_fp16(ctx.device, ctx.dtype))  # fp16 overflows
     started = time.perf_counter()
-    pipe = pretrained(diffusers.ZImagePipeline, info.path, info.name, "this Z-Image model", dtype=ctx.dtype)
+    if info.format == "diffusers":
+        pipe = pretrained(diffusers.ZImagePipeline, info.path, info.name, "this Z-Image model", dtype=ctx.dtype)
+    else:  # a transformer file of ComfyUI's split layout (.safetensors or GGUF), its parts found beside it
+        from engine.families.zimage.split import load_split
+
+        quiet_libraries()
+        try:
+            pipe = load_split(info, ctx.dtype)
+        except ModelError:
+            raise
+        except LOAD_ERRORS as exc:
+            raise load_failed(info.name, "this Z-Image model", exc) from exc
+        pipe.set_progress_bar_config(disable=True)
     return ZImageRunner(info, pipe, caps, ctx, time.perf_counter() - started)

@@ -16,8 +16,11 @@ from pathlib import Path
 _TEXT_WIDTH = 32
 
 
-def make_zimage_test_model(dest: Path, seed: int = 0, turbo: bool = True) -> Path:
-    """Write a tiny Z-Image (``turbo``: Z-Image-Turbo) diffusers folder to ``dest``; returns ``dest``."""
+def make_zimage_test_model(dest: Path, seed: int = 0, turbo: bool = True, released_rules: bool = False) -> Path:
+    """Write a tiny Z-Image (``turbo``: Z-Image-Turbo) diffusers folder to ``dest``; returns ``dest``.
+    ``released_rules``: what a split-layout file's shapes cannot tell follows the rules its loader
+    uses (``engine.families.zimage.split``: RoPE axes 1/4, 3/8, 3/8 of the head; VAE group norms of
+    min(32, the narrowest level)), so the same weights load from either layout."""
     import torch
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
 
@@ -37,13 +40,13 @@ def make_zimage_test_model(dest: Path, seed: int = 0, turbo: bool = True) -> Pat
     transformer = ZImageTransformer2DModel(
         all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=32, n_layers=2, n_refiner_layers=1,
         n_heads=2, n_kv_heads=2, norm_eps=1e-5, qk_norm=True, cap_feat_dim=_TEXT_WIDTH, rope_theta=256.0,
-        t_scale=1000.0, axes_dims=[8, 4, 4], axes_lens=[1024, 64, 64],
+        t_scale=1000.0, axes_dims=[4, 6, 6] if released_rules else [8, 4, 4], axes_lens=[1024, 64, 64],
     )
     # The FLUX.1 VAE (ae.safetensors) layout: four levels (8x down), 16 latent channels, no quant convs.
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
         up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[8, 16, 16, 16], layers_per_block=1,
-        latent_channels=16, norm_num_groups=4, sample_size=64, scaling_factor=0.3611, shift_factor=0.1159,
+        latent_channels=16, norm_num_groups=8 if released_rules else 4, sample_size=64, scaling_factor=0.3611, shift_factor=0.1159,
         use_quant_conv=False, use_post_quant_conv=False, mid_block_add_attention=True, force_upcast=True,
     )
     for module in (transformer, vae, text_encoder):
@@ -87,3 +90,39 @@ def write_transformer_file(folder: Path, dest: Path, comfyui: bool = False) -> P
     dest.parent.mkdir(parents=True, exist_ok=True)
     save_file(out, str(dest))
     return dest
+
+
+def make_zimage_comfyui_test_model(dest: Path, seed: int = 0, turbo: bool = True, gguf: bool = False) -> Path:
+    """Write the same tiny Z-Image as ComfyUI's split layout under ``dest`` (a ComfyUI install):
+    ``models/diffusion_models/z_image[_turbo]-tiny.safetensors`` (Tongyi-MAI's names under ComfyUI's
+    prefix; with ``gguf`` a Q8_0 ``.gguf`` instead), ``models/text_encoders/qwen_3_4b.safetensors``,
+    ``models/vae/ae.safetensors`` (the FLUX.1 VAE's original names) and the Qwen tokenizer where ComfyUI
+    keeps its own (``comfy/text_encoders/qwen25_tokenizer``). Returns the transformer file."""
+    import tempfile
+
+    from safetensors.torch import load_file, save_file
+    from transformers import Qwen2Tokenizer
+
+    from engine.ldm_layout import vae_to_original
+    from engine.testmodels import write_gguf
+
+    dest = Path(dest)
+    models = dest / "models"
+    stem = "z_image_turbo-tiny" if turbo else "z_image-tiny"
+    with tempfile.TemporaryDirectory(prefix="easel-zimage-") as tmp:
+        folder = make_zimage_test_model(Path(tmp) / "z", seed, turbo, released_rules=True)
+        target = write_transformer_file(folder, models / "diffusion_models" / f"{stem}.safetensors", comfyui=True)
+        encoder = load_file(str(folder / "text_encoder" / "model.safetensors"))
+        (models / "text_encoders").mkdir(parents=True, exist_ok=True)
+        save_file({"model." + k: v.contiguous() for k, v in encoder.items()},
+                  str(models / "text_encoders" / "qwen_3_4b.safetensors"))
+        vae = load_file(str(folder / "vae" / "diffusion_pytorch_model.safetensors"))
+        (models / "vae").mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in vae_to_original(vae).items()}, str(models / "vae" / "ae.safetensors"))
+        Qwen2Tokenizer.from_pretrained(str(folder / "tokenizer")).save_pretrained(
+            str(dest / "comfy" / "text_encoders" / "qwen25_tokenizer"))
+    if gguf:
+        tensors = {k.removeprefix("model.diffusion_model."): v for k, v in load_file(str(target)).items()}
+        target.unlink()
+        target = write_gguf(tensors, target.with_name(f"{stem}-Q8_0.gguf"), arch="lumina2")
+    return target

@@ -1,0 +1,99 @@
+"""Loading the parts of a split-layout model (ComfyUI's ``diffusion_models`` + ``text_encoders`` +
+``vae`` files, or the same parts inside one all-in-one checkpoint) that several families share: the
+tensors of one part, the FLUX.1 VAE (``ae.safetensors``: FLUX.1 and Z-Image decode with it), a
+transformers text encoder from a state dict, and a diffusers transformer from a converted state
+dict (safetensors or GGUF), each with a config that the tensors' shapes fill in, so nothing is ever
+fetched. ``engine.files.split`` finds the files; the families say what their parts are. Engine thread
+(imports torch, diffusers, transformers).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+
+from engine.paths import resources_dir
+
+
+def count(names, pattern: str) -> int:
+    """1 + the largest block index ``pattern``'s group matches among ``names`` (0 when none)."""
+    found = {int(m.group(1)) for n in names if (m := re.match(pattern, n))}
+    return max(found) + 1 if found else 0
+
+
+def tensors(path: str, prefix: str = "") -> dict:
+    """The tensors of ``path`` under ``prefix`` (the prefix taken off; all of them for ""), read
+    without the rest of the file (an all-in-one checkpoint holds every part)."""
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        return {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+
+
+def gguf_tensors(path: str) -> dict:
+    """A GGUF file's tensors as diffusers reads them (quantized ones stay ``GGUFParameter``s)."""
+    from diffusers.loaders.single_file_utils import load_single_file_checkpoint
+
+    return load_single_file_checkpoint(path, local_files_only=True)
+
+
+def shapes_of(state: dict) -> dict:
+    """name -> logical shape (a GGUF parameter's unquantized one)."""
+    return {k: tuple(getattr(v, "quant_shape", None) or v.shape) for k, v in state.items()}
+
+
+def ae16_config(shapes: dict) -> dict:
+    """The AutoencoderKL config of the FLUX.1 VAE (original ``ae.safetensors`` names) with these shapes:
+    FLUX.1 [dev]'s bundled config, resized; group norms min(32, the narrowest level)."""
+    path = resources_dir() / "configs" / "flux1-dev" / "vae" / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    levels = count(shapes, r"encoder\.down\.(\d+)\.")
+    widths = [shapes[f"encoder.down.{i}.block.0.conv1.weight"][0] for i in range(levels)]
+    config.update(block_out_channels=widths, layers_per_block=count(shapes, r"encoder\.down\.0\.block\.(\d+)\."),
+                  latent_channels=shapes["decoder.conv_in.weight"][1], norm_num_groups=min(32, min(widths)),
+                  down_block_types=["DownEncoderBlock2D"] * levels, up_block_types=["UpDecoderBlock2D"] * levels)
+    return config
+
+
+def ae16_vae(path: str, prefix: str, dtype):
+    """The FLUX.1 VAE in ``path`` (under ``prefix``), converted by diffusers' LDM VAE converter."""
+    from diffusers import AutoencoderKL
+
+    state = tensors(path, prefix)
+    return from_single_file(AutoencoderKL, state, ae16_config(shapes_of(state)), "vae", dtype)
+
+
+def from_single_file(cls, state: dict, config: dict, subfolder: str, dtype, **extra):
+    """``cls.from_single_file`` of ``state`` (diffusers maps the names with its own converter for
+    ``cls``) with ``config`` written to a temporary folder: offline, nothing fetched."""
+    with tempfile.TemporaryDirectory(prefix="easel-part-") as tmp:
+        folder = Path(tmp) / subfolder
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+        return cls.from_single_file(state, config=tmp, subfolder=subfolder, torch_dtype=dtype,
+                                    local_files_only=True, **extra).eval()
+
+
+def text_encoder(model_cls, config, state: dict, dtype):
+    """A transformers text encoder ``model_cls`` with ``config`` and the weights ``state``."""
+    return model_cls.from_pretrained(None, config=config, state_dict=state, torch_dtype=dtype).eval()
+
+
+def transformer(cls, path: str, config_for, dtype, prefix: str = "model.diffusion_model."):
+    """The diffusers transformer ``cls`` of a split layout's transformer file ``path``: ``.safetensors``
+    (bf16 / fp16, or fp8 as ComfyUI ships it: cast to ``dtype`` as it loads), or GGUF (city96's
+    quantized files: kept quantized, each layer computing in ``dtype``, through diffusers'
+    ``GGUFQuantizationConfig``). ``config_for(shapes)`` is ``cls``'s config for the tensors' shapes
+    (ComfyUI's ``prefix`` taken off); diffusers' own converter for ``cls`` maps the names."""
+    extra = {}
+    if Path(path).suffix.lower() == ".gguf":
+        from diffusers import GGUFQuantizationConfig
+
+        state = gguf_tensors(path)
+        extra["quantization_config"] = GGUFQuantizationConfig(compute_dtype=dtype)
+    else:
+        state = tensors(path)
+    state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+    return from_single_file(cls, state, config_for(shapes_of(state)), "transformer", dtype, **extra)
