@@ -92,3 +92,26 @@ def test_the_edit_within_a_mask_keeps_the_rest_of_the_image(edits):
     out, before = np.asarray(result.images[0]).astype(int), np.asarray(source).astype(int)
     assert np.array_equal(out[:8, :8], before[:8, :8])  # outside the mask: untouched
     assert np.abs(out[24:40, 24:40] - before[24:40, 24:40]).mean() > 5  # inside: edited
+
+
+def test_the_instruction_is_encoded_with_the_input_image(edits, monkeypatch):
+    """Qwen2.5-VL reads an edit's instruction together with the image: the prompt must not be encoded
+    from the text alone (the prompt cache's text-only embeddings would silently drop the image)."""
+    from diffusers import QwenImageEditPipeline
+
+    from engine.engine import Engine
+
+    seen = []
+    original = QwenImageEditPipeline.encode_prompt
+
+    def encode_prompt(self, prompt, image=None, *args, **kwargs):
+        seen.append(image is not None)
+        return original(self, prompt, image, *args, **kwargs)
+
+    monkeypatch.setattr(QwenImageEditPipeline, "encode_prompt", encode_prompt)
+    source = Image.new("RGB", (64, 64), (200, 40, 40))
+    result = Engine(device="cpu").generate(GenerationRequest(
+        prompt="make it blue", model=str(edits["qwen-image-edit"]), mode=Mode.IMG2IMG, init_image=source,
+        steps=2, width=64, height=64, seed=1))
+    assert result.images[0].size == (64, 64)
+    assert seen and all(seen)
