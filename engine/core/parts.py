@@ -48,7 +48,14 @@ def ae16_config(shapes: dict) -> dict:
     """The AutoencoderKL config of the FLUX.1 VAE (original ``ae.safetensors`` names) with these shapes:
     FLUX.1 [dev]'s bundled config, resized; group norms min(32, the narrowest level)."""
     path = resources_dir() / "configs" / "flux1-dev" / "vae" / "config.json"
-    config = json.loads(path.read_text(encoding="utf-8"))
+    return sized_vae_config(json.loads(path.read_text(encoding="utf-8")), shapes)
+
+
+def sized_vae_config(config: dict, shapes: dict) -> dict:
+    """``config`` (a bundled diffusers VAE config) resized to an original-layout (``encoder.down.N…``,
+    BFL's / LDM's names) VAE with these shapes: its levels, widths, blocks per level and latent channels;
+    group norms min(32, the narrowest level)."""
+    config = dict(config)
     levels = count(shapes, r"encoder\.down\.(\d+)\.")
     widths = [shapes[f"encoder.down.{i}.block.0.conv1.weight"][0] for i in range(levels)]
     config.update(block_out_channels=widths, layers_per_block=count(shapes, r"encoder\.down\.0\.block\.(\d+)\."),

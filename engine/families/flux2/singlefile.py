@@ -54,13 +54,9 @@ def transformer_config(shapes: dict, size: str = "") -> dict:
 
 def vae_config(shapes: dict) -> dict:
     """The AutoencoderKLFlux2 config for a BFL-layout (``flux2-vae.safetensors``) VAE with these shapes."""
-    config = _config("4b", "vae")
-    levels = _count(shapes, r"encoder\.down\.(\d+)\.")
-    widths = [shapes[f"encoder.down.{i}.block.0.conv1.weight"][0] for i in range(levels)]
-    config.update(block_out_channels=widths, layers_per_block=_count(shapes, r"encoder\.down\.0\.block\.(\d+)\."),
-                  latent_channels=shapes["decoder.conv_in.weight"][1], norm_num_groups=min(32, min(widths)),
-                  down_block_types=["DownEncoderBlock2D"] * levels, up_block_types=["UpDecoderBlock2D"] * levels)
-    return config
+    from engine.core.parts import sized_vae_config
+
+    return sized_vae_config(_config("4b", "vae"), shapes)
 
 
 def qwen3_config(shapes: dict, size: str = "") -> dict:

@@ -177,25 +177,12 @@ def make_flux2_gguf_test_model(dest: Path, distilled: bool = True, seed: int = 0
     """The split layout of ``make_flux2_comfyui_test_model`` with the transformer as a GGUF file
     (``models/diffusion_models/flux-2-klein[-base]-tiny-Q8_0.gguf``, written with the gguf package as
     city96's and unsloth's files are: 2-D weights Q8_0, the rest F32). Returns the GGUF file."""
-    import gguf
-    import numpy as np
     from safetensors.torch import load_file
+
+    from engine.testmodels import write_gguf
 
     source = make_flux2_comfyui_test_model(dest, distilled, seed)
     tensors = load_file(source)
     source.unlink()
-    target = source.with_name(f"{transformer_file_name(distilled)}-Q8_0.gguf")
-    writer = gguf.GGUFWriter(str(target), arch="flux2")
-    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    for name, tensor in tensors.items():
-        data = tensor.float().numpy()
-        if data.ndim == 2 and data.shape[-1] % 32 == 0:
-            writer.add_tensor(name, gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0),
-                              raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-        else:
-            writer.add_tensor(name, data.astype(np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return target
+
+    return write_gguf(tensors, source.with_name(f"{transformer_file_name(distilled)}-Q8_0.gguf"), "flux2")
