@@ -219,7 +219,7 @@ def test_the_layout_fits_the_window_and_long_texts_never_grow_it(make_studio, da
     panel, scroll = w.prompt_panel, w.prompt_scroll
     assert panel.width() <= scroll.viewport().width()
     for control in (panel.add_folder_button, panel.reuse_seed_button, panel.height_spin, panel.memory_combo,
-                    panel.generate_button):
+                    panel.upscaler_combo, panel.hires_strength_spin, panel.generate_button):
         right = control.mapTo(panel, control.rect().topRight()).x()
         assert right < scroll.viewport().width(), control
     # The canvas tool bars show every button: nothing folded behind ».
