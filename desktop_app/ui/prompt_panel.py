@@ -173,7 +173,7 @@ class PromptPanel(QWidget):
         self.speed_combo.setToolTip("Speed: Fast compiles the model for this device once; Draft trades a little quality")
 
         # The hires fix: one compact row pair (on/off + factor + upscaler; second-pass steps + denoise).
-        self.hires_check = QCheckBox("Upscale by")
+        self.hires_check = QCheckBox("Hires fix")
         self.hires_check.setToolTip("Hires fix: make the image at the size above, enlarge it, then refine it at the "
                                     "large size with image to image (new images only), as one job")
         self.hires_scale_spin = QDoubleSpinBox()
@@ -182,23 +182,24 @@ class PromptPanel(QWidget):
         self.hires_scale_spin.setDecimals(2)
         self.hires_scale_spin.setPrefix("×")
         self.hires_scale_spin.setAccessibleName("Upscale by")
-        self.hires_scale_spin.setToolTip("How many times larger the final image is (A1111's Hires upscale)")
+        self.hires_scale_spin.setToolTip("Upscale by: how many times larger the final image is (A1111's Hires upscale)")
         self.upscaler_combo = QComboBox()
         self.upscaler_combo.setAccessibleName("Hires upscaler")
         self.upscaler_combo.setToolTip("What enlarges the first pass: a plain resize (Lanczos), or a GAN upscaler "
                                        "from your model folders (sharper)")
         self.upscaler_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.upscaler_combo.setMinimumContentsLength(6)
-        self.hires_steps_spin = _spin(0, MAX_STEPS, 1, "Steps of the second pass (0: as many as Steps)", name="Hires steps")
-        self.hires_steps_spin.setSpecialValueText("= steps")
+        self.hires_steps_spin = _spin(0, MAX_STEPS, 1, "Hires steps: the second pass's steps (Steps =: as many as Steps)", name="Hires steps")
+        self.hires_steps_spin.setPrefix("Steps ")
+        self.hires_steps_spin.setSpecialValueText("Steps =")
         self.hires_steps_spin.setAccessibleName("Hires steps")
         self.hires_strength_spin = QDoubleSpinBox()
         self.hires_strength_spin.setRange(0.01, 1.0)
         self.hires_strength_spin.setSingleStep(0.05)
         self.hires_strength_spin.setDecimals(2)
+        self.hires_strength_spin.setPrefix("Denoise ")
         self.hires_strength_spin.setAccessibleName("Denoise")
         self.hires_strength_spin.setToolTip("Denoising strength of the second pass: how much it redraws (0.3–0.6 is typical)")
-        self.hires_steps_label, self.hires_strength_label = QLabel("Steps"), QLabel("Denoise")
 
         self.generate_button = QPushButton("Generate")
         self.generate_button.setObjectName("GenerateButton")
@@ -247,20 +248,21 @@ class PromptPanel(QWidget):
         seed_row.addWidget(self.seed_edit, 1)
         seed_row.addWidget(self.reuse_seed_button)
         form.addRow("Seed", seed_row)
-        form.addRow("Batch", self.batch_spin)
+        batch_row = QHBoxLayout()
+        batch_row.addWidget(self.batch_spin, 1)
+        batch_row.addWidget(self.hires_check)
+        form.addRow("Batch", batch_row)
         form.addRow("Memory", self.memory_combo)
         form.addRow("Speed", self.speed_combo)
-        hires_row = QHBoxLayout()
-        hires_row.addWidget(self.hires_check)
-        hires_row.addWidget(self.hires_scale_spin)
-        hires_row.addWidget(self.upscaler_combo, 1)
-        form.addRow("Hires fix", hires_row)
-        second_row = QHBoxLayout()
-        second_row.addWidget(self.hires_steps_label)
-        second_row.addWidget(self.hires_steps_spin, 1)
-        second_row.addWidget(self.hires_strength_label)
-        second_row.addWidget(self.hires_strength_spin, 1)
-        form.addRow("", second_row)
+        # The hires fix's settings show while it is on (the panel stays short at 1280×800).
+        self.hires_row, self.hires_second_row = QHBoxLayout(), QHBoxLayout()
+        self.hires_row.addWidget(self.hires_scale_spin)
+        self.hires_row.addWidget(self.upscaler_combo, 1)
+        self.hires_second_row.addWidget(self.hires_steps_spin, 1)
+        self.hires_second_row.addWidget(self.hires_strength_spin, 1)
+        form.addRow("Hires", self.hires_row)
+        form.addRow("", self.hires_second_row)
+        self._form = form
         root.addLayout(form)
         root.addWidget(self.generate_button)
         root.addWidget(self.blocked_label)
@@ -437,9 +439,8 @@ class PromptPanel(QWidget):
         self.hires_check.setEnabled(not why)
         self.hires_check.setToolTip(f"{why}." if why else base)
         live = not why and self._params.hires
-        for w in (self.hires_scale_spin, self.upscaler_combo, self.hires_steps_spin, self.hires_strength_spin,
-                  self.hires_steps_label, self.hires_strength_label):
-            w.setEnabled(live)
+        for row in (self.hires_row, self.hires_second_row):
+            self._form.setRowVisible(row, live)
 
     def _fill_upscalers(self) -> None:
         """Lanczos and the model library's GAN upscalers; a restored name not in the library is shown as such."""

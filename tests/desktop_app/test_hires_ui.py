@@ -47,9 +47,9 @@ def studio(make_studio, data_dir, tiny_models, compact_gan, qtbot):
 
 def test_hires_fix_from_the_prompt_panel_makes_the_enlarged_image_with_a_gan(studio, qtbot):
     panel = studio.window.prompt_panel
-    assert not panel.hires_scale_spin.isEnabled()  # off: its settings wait
+    assert not panel.hires_scale_spin.isVisible()  # off: its settings are out of the way
     panel.hires_check.setChecked(True)
-    assert panel.hires_scale_spin.isEnabled() and panel.upscaler_combo.isEnabled()
+    assert panel.hires_scale_spin.isVisible() and panel.upscaler_combo.isVisible()
     panel.hires_scale_spin.setValue(2.0)
     panel.hires_steps_spin.setValue(4)
     panel.hires_strength_spin.setValue(0.5)
