@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from engine.api import Result, Timings, batch_seed
+from engine.api import MIN_SIZE, Result, Timings, batch_seed
 from engine.core import hires
 from engine.core.job import Job
 from engine.core.tiles import run_tiled, tile_count
@@ -33,7 +33,7 @@ def run(runner, job: Job, upscalers: Upscalers) -> Result:
     grid = max(8, caps.size_step)
     tile = max(grid, request.tile // grid * grid)
     overlap = min(request.tile_overlap, tile // 2)
-    tiles = tile_count(width, height, tile, overlap, grid)
+    tiles = tile_count(width, height, tile, overlap, grid, MIN_SIZE)
     gan = not is_plain(request.upscaler)
     stages = tiles + (1 if gan else 0)
 
@@ -63,7 +63,8 @@ def run(runner, job: Job, upscalers: Upscalers) -> Result:
                                        decode + last.timings.decode)
             return np.asarray(last.images[0].convert("RGB"), dtype=np.float32)
 
-        out = run_tiled(width, height, 1, tile, overlap, run_tile, lambda *_: job.check_cancel(), multiple=grid)
+        out = run_tiled(width, height, 1, tile, overlap, run_tile, lambda *_: job.check_cancel(), multiple=grid,
+                        minimum=MIN_SIZE)
         images.append(Image.fromarray(out, "RGB"))
         seeds.append(seed)
     job.check_cancel()

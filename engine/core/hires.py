@@ -22,6 +22,9 @@ def check(caps, request) -> None:
     field = "hires_scale" if request.hires else "tile"
     if caps.role != "generator" or Mode.IMG2IMG not in caps.modes:
         raise InvalidRequest(field, f"{caps.label} cannot run {what}: it needs a model that runs image to image")
+    if caps.sizes is not None:
+        raise InvalidRequest(field, f"{caps.label} cannot run {what}: it makes only its own sizes, not one image to "
+                             "image pass at any size")
     if request.hires:
         steps = request.hires_steps or request.steps
         if caps.strength_shortens and int(steps * request.hires_strength) < 1:

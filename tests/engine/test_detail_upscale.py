@@ -133,6 +133,8 @@ def test_tiles_sit_on_the_model_size_grid():
         size, xs = even_tiles(length, tile, overlap, grid)
         assert size % grid == 0 and size <= tile and xs[0] == 0 and xs[-1] + size == length
         assert all(b - a <= size - overlap for a, b in zip(xs, xs[1:]))
+    size, xs = even_tiles(128, 64, 8, 8, minimum=64)  # evenly spread would be 3 of 48 px: below a model's least size
+    assert size == 64 and xs == [0, 32, 64]
 
 
 def test_cli_upscale_detail(tmp_path, capsys, model):
