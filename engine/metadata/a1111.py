@@ -126,8 +126,9 @@ def parse_a1111(text: str, *, raw: dict[str, str] | None = None, source: str = "
         elif key == "Clip skip":
             found["clip_skip"] = value
             extra[key] = value
-        elif key in _DETAIL_KEYS:  # the hires fix's and the detail upscale's (Easel's) settings
+        elif key in _DETAIL_KEYS:  # the hires fix's and the detail upscale's (Easel's) settings, shown as written too
             found[_DETAIL_KEYS[key]] = value
+            extra[key] = value
         elif key == "Hires resize":  # A1111's "resize to" instead of a factor
             size = _SIZE.match(value)
             if size:
@@ -157,7 +158,6 @@ def parse_a1111(text: str, *, raw: dict[str, str] | None = None, source: str = "
     if hires and found.get("mode") == Mode.TXT2IMG.value:
         if strength is not None:
             found["hires_strength"] = strength
-            extra.pop("Denoising strength", None)
         if "hires_scale" not in found and resize and found.get("width"):  # "Hires resize: 1024x1536"
             found["hires_scale"] = round(resize[0] / found["width"], 3) if resize[0] else round(resize[1] / found["height"], 3)
         found.setdefault("hires_scale", 2)  # A1111's default factor when only the steps or upscaler were written
