@@ -119,6 +119,17 @@ MAX_CONTROLS = 4
 MAX_REFERENCES = 2
 MAX_CONTROL_STRENGTH = 2.0  # A1111's ControlNet "Weight" range
 
+# Hires fix (A1111's): txt2img at the size asked, enlarged by ``hires_scale`` (at most this), then img2img
+# at the large size. "Lanczos" is the plain resize; any other ``upscaler`` names a GAN upscaler file.
+MAX_HIRES_SCALE = 4.0
+PLAIN_UPSCALER = "Lanczos"
+MIN_TILE = 64  # the smallest tile of a tiled (detail upscale) img2img
+
+
+def hires_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """The hires fix's final size: ``width`` x ``height`` times ``scale``, on the 8 px grid (A1111's rule). Any thread."""
+    return (max(8, int(round(width * scale / 8)) * 8), max(8, int(round(height * scale / 8)) * 8))
+
 
 def random_seed() -> int:
     """A fresh random seed. Any thread.
@@ -250,6 +261,13 @@ class GenerationRequest:
     ``references``: extra reference images (PIL) an instruction editor that takes them uses beside
     ``init_image`` (Qwen-Image-Edit Plus: "put the hat of image 2 on the cat"); a model whose capabilities
     take none refuses them. Recorded in the metadata by count and hash, like the init image.
+    Hires fix (txt2img only): ``hires_scale`` 0 is off; from 1 to 4 the image made at width x height is
+    enlarged by that factor with ``upscaler`` and refined by an img2img pass of ``hires_steps`` (0: as
+    many as ``steps``) at ``hires_strength`` (A1111's "Denoising strength"), as one job.
+    Tiled img2img (detail upscale): ``tile`` > 0 enlarges the init image to width x height with
+    ``upscaler``, then runs img2img over overlapping tiles of at most ``tile`` px (sharing
+    ``tile_overlap`` px, cross-faded), so memory is bounded by the tile size.
+    ``upscaler``: "Lanczos" (a plain resize) or a GAN upscaler's file, or its name in the model library.
     Construction validates every field and raises ``InvalidRequest`` naming the bad one.
     """
 
@@ -276,6 +294,12 @@ class GenerationRequest:
     speed: str = "standard"
     controls: tuple[ControlInput, ...] = ()
     references: tuple[Image.Image, ...] = field(default=(), compare=False, repr=False)
+    hires_scale: float = 0.0
+    hires_steps: int = 0
+    hires_strength: float = 0.5
+    upscaler: str = PLAIN_UPSCALER
+    tile: int = 0
+    tile_overlap: int = 128
 
     def __post_init__(self) -> None:
         if isinstance(self.mode, str) and not isinstance(self.mode, Mode):
@@ -344,6 +368,50 @@ class GenerationRequest:
                 )
             if self.mask.convert("L").getbbox() is None:
                 raise InvalidRequest("mask", "the mask is empty (all black): paint the region to regenerate")
+        self._validate_detail()
+
+    def _validate_detail(self) -> None:
+        """The hires fix and tiled img2img fields: one plain line per mistake."""
+        scale = self.hires_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (
+                scale == 0 or 1.0 <= scale <= MAX_HIRES_SCALE):
+            raise InvalidRequest("hires_scale", f"must be 0 (off) or from 1 to {MAX_HIRES_SCALE:g} (got {scale!r})")
+        _int_range("hires_steps", self.hires_steps, 0, MAX_STEPS)
+        if (isinstance(self.hires_strength, bool) or not isinstance(self.hires_strength, (int, float))
+                or not 0.0 < self.hires_strength <= 1.0):
+            raise InvalidRequest("hires_strength", f"must be above 0 and at most 1 (got {self.hires_strength!r})")
+        if not isinstance(self.upscaler, str) or not self.upscaler.strip():
+            raise InvalidRequest("upscaler", f"give {PLAIN_UPSCALER} or a GAN upscaler's file or name")
+        _int_range("tile", self.tile, 0, MAX_SIZE)
+        _int_range("tile_overlap", self.tile_overlap, 0, MAX_SIZE // 2)
+        if self.hires:
+            if self.mode is not Mode.TXT2IMG:
+                raise InvalidRequest("hires_scale", "the hires fix enlarges a new image: use it with text to image")
+            if self.tile:
+                raise InvalidRequest("tile", "tiles are for image to image; the hires fix runs in one pass")
+            w, h = hires_size(self.width, self.height, scale)
+            if max(w, h) > MAX_SIZE:
+                raise InvalidRequest("hires_scale", f"{self.width}x{self.height} times {scale:g} is {w}x{h}, "
+                                     f"larger than {MAX_SIZE} px: use a smaller factor")
+        if self.tile:
+            if self.mode is not Mode.IMG2IMG:
+                raise InvalidRequest("tile", "tiles are for image to image (the detail upscale)")
+            if self.tile < MIN_TILE or self.tile % 8:
+                raise InvalidRequest("tile", f"must be 0 (one pass) or a multiple of 8 of at least {MIN_TILE} px "
+                                     f"(got {self.tile})")
+            if self.tile_overlap * 2 > self.tile:
+                raise InvalidRequest("tile_overlap", f"must be at most half the tile ({self.tile // 2} px; "
+                                     f"got {self.tile_overlap})")
+
+    @property
+    def hires(self) -> bool:
+        """Whether this request runs the hires fix (two phases)."""
+        return bool(self.hires_scale)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """The size of the images the request makes (the hires fix's enlarged size, else width x height)."""
+        return hires_size(self.width, self.height, self.hires_scale) if self.hires else (self.width, self.height)
 
     def replace(self, **changes: Any) -> GenerationRequest:
         return dataclasses.replace(self, **changes)

@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="start from this image (as img2img); for a Stable unCLIP model, the image to vary")
     generate.add_argument("--strength", type=float, default=None,
                           help="with --init: how much to change (0-1]; default 0.75, or 0.35 (subtle) for unCLIP")
+    from engine.cli_families import add_hires_arguments  # the hires fix's flags
+
+    add_hires_arguments(generate)
     sub.add_parser("img2img", parents=[common, gen, edit], help="image to image")
     inpaint = sub.add_parser("inpaint", parents=[common, gen, edit], help="regenerate the masked region")
     inpaint.add_argument("--mask", required=True, metavar="MASK", help="white = regenerate, black = keep")
@@ -326,6 +329,9 @@ def _cmd_generate(args) -> int:
     if mode is Mode.INPAINT:
         fields.update(only_masked=args.only_masked, mask_padding=args.padding, mask_blur=args.mask_blur)
     fields = with_native_size(fields, args.model)
+    from engine.cli_families import hires_fields
+
+    fields.update(hires_fields(args, mode))
     if args.control:
         from engine import cli_control
 

@@ -62,6 +62,9 @@ class Engine:
         self._runner: Runner | None = None
         self._hash: str | None = None
         self._parked: collections.OrderedDict[str, tuple[str, Runner]] = collections.OrderedDict()
+        from engine.core.upscalers import Upscalers
+
+        self.upscalers = Upscalers(self.device, library)  # the GAN of the hires fix / detail upscale
 
     # ------------------------------------------------------------------ model
 
@@ -126,6 +129,7 @@ class Engine:
         self._runner = None
         for runner in runners:
             runner.close()
+        self.upscalers.close()
         devices.empty_cache(self.device)
 
     def _park_current(self) -> None:
@@ -156,7 +160,8 @@ class Engine:
         stops the job within one step with ``Cancelled`` and no image; the engine stays ready.
         Out of device memory, the job runs again one memory preset lower (``Result.notices`` says
         so); it raises ``OutOfMemory`` only when the lowest preset fails too, with the model back
-        on its original preset.
+        on its original preset. A request with ``hires_scale`` runs the hires fix (engine.core.hires), one
+        with ``tile`` img2img over tiles (engine.core.detail): each phase or tile is a stage of the progress.
         """
         # 1. Check inputs (the request validated itself) and resolve the seed.
         request = request.replace(seed=request.seed if request.seed is not None else random_seed())
@@ -185,7 +190,12 @@ class Engine:
         if request.speed != "standard" and not runner.caps.speeds:
             job.notice(f"{runner.caps.label} runs at Standard speed: Fast and Draft apply to SD models for now.")
         with PeakMeter(self.device) as meter:
-            result = runner.generate(job)
+            if request.hires or request.tile:  # two phases, or img2img over tiles: the core runs the family's runner
+                from engine.core import detail, hires
+
+                result = (hires if request.hires else detail).run(runner, job, self.upscalers)
+            else:
+                result = runner.generate(job)
 
         # 4. Result, with the time spent loading for this request and in all, and the memory it took.
         timings = dataclasses.replace(result.timings, load=load_seconds, total=time.perf_counter() - job.started)

@@ -91,6 +91,17 @@ def inpaint_partner(info: ModelInfo | None, models: list[ModelInfo]) -> ModelInf
     return families.inpaint_partner(info, models)
 
 
+def hires_blocked(info: ModelInfo | None) -> str:
+    """Why the model cannot run the hires fix or redraw detail ("" when it can, or when none is chosen yet):
+    both need a generator that runs image to image."""
+    caps = families.capabilities(info)
+    if caps is None:
+        return ""
+    if caps.role != "generator" or Mode.IMG2IMG not in caps.modes:
+        return f"{caps.label} cannot refine an enlarged image: the hires fix needs a model that runs image to image"
+    return ""
+
+
 def makes_variations(info: ModelInfo | None) -> bool:
     """Whether the model draws variations from the image itself (Stable unCLIP) rather than by img2img."""
     caps = families.capabilities(info)

@@ -147,6 +147,19 @@ class ImageJobs(QObject):
     def catalog_upscaler(self, path: str) -> ModelInfo | None:
         return next((u for u in self.upscalers() if u.path == path), None)
 
+    def gan_upscalers(self) -> list[ModelInfo]:
+        """The library's GAN upscalers (what enlarges an image before a detail pass or a hires fix's second pass)."""
+        out = []
+        for u in self.upscalers():
+            caps = families.capabilities(u)
+            if caps is None or caps.upscale_kind != "diffusion":
+                out.append(u)
+        return out
+
+    def detail_models(self) -> list[ModelInfo]:
+        """The generators that can redraw detail (their family runs image to image)."""
+        return [m for m in self.catalog.usable if _refines(m)]
+
     # -- variations ---------------------------------------------------------------------------
 
     def make_variations(self, source: ImageSource, model: str, count: int, strength: float,
@@ -206,6 +219,36 @@ class ImageJobs(QObject):
         self.queued.emit(job)
         return job
 
+    def detail_upscale(self, source: ImageSource, model: str, upscaler: str, scale: int, strength: float,
+                       tile: int) -> asyncio.Task[Job | None]:
+        """Queue one detail upscale: enlarge ``scale`` times with ``upscaler`` (a GAN file, or "Lanczos"), then
+        img2img over ``tile`` px tiles with the generator ``model`` and the image's prompt (engine.core.detail).
+        The result goes into the gallery with metadata saying what was done."""
+        return self._spawn(self._detail_upscale(source, model, upscaler, scale, strength, tile))
+
+    async def _detail_upscale(self, source: ImageSource, model: str, upscaler: str, scale: int, strength: float,
+                              tile: int) -> Job | None:
+        from engine.detail_upscale import detail_request
+
+        info = self.catalog.find(model)
+        if info is None or not _refines(info):
+            self.reporter.report(f"Upscale with detail needs a model that runs image to image: {Path(model).name or 'none'} "
+                                 "is not one in the model library.")
+            return None
+        try:
+            loaded = await self.load(source)
+            prompt = source.prompt if loaded.meta is None else None  # the canvas: the prompt panel's
+            request = detail_request(loaded.image.convert("RGB"), model, info, loaded.meta, scale=scale,
+                                     strength=strength, tile=tile, upscaler=upscaler, prompt=prompt, steps=source.steps,
+                                     memory_preset=self.params.memory_preset)
+        except EaselError as exc:
+            self.reporter.report(f"Cannot upscale {source.name}: {exc}")
+            return None
+        origin = UpscaleOrigin(pil_to_qimage(loaded.image), source.name)
+        job = self.queue.enqueue(request, origin, label=f"Upscale x{scale} with detail · {source.name}")
+        self.queued.emit(job)
+        return job
+
     def _diffusion_upscale(self, source: ImageSource, loaded: LoadedSource, info: ModelInfo, scale: int,
                            origin: UpscaleOrigin) -> Job | None:
         if scale != 4:
@@ -238,6 +281,13 @@ class ImageJobs(QObject):
         caption = (f"{before.width()}×{before.height()} → {after.width()}×{after.height()} with "
                    f"{outcome.result.model.name} in {outcome.seconds:.1f} s")
         self.upscaled.emit(UpscaleShown(before, after, path, entry, caption))
+
+
+def _refines(info: ModelInfo) -> bool:
+    """Whether the generator ``info`` runs image to image (the detail upscale's and the hires fix's second pass)."""
+    from desktop_app.state.families import hires_blocked
+
+    return families.capabilities(info) is not None and not hires_blocked(info)
 
 
 def _read_source(path: Path) -> LoadedSource:

@@ -6,7 +6,17 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.api import MAX_SEED, MEMORY_PRESETS, SAMPLERS, SPEEDS, GenerationRequest, random_seed
+from engine.api import (
+    MAX_HIRES_SCALE,
+    MAX_SEED,
+    MAX_STEPS,
+    MEMORY_PRESETS,
+    PLAIN_UPSCALER,
+    SAMPLERS,
+    SPEEDS,
+    GenerationRequest,
+    random_seed,
+)
 
 SIZE_PRESETS: tuple[tuple[int, int], ...] = (
     (512, 512),
@@ -40,6 +50,12 @@ DEFAULTS: dict[str, Any] = {
     "only_masked": True,
     "mask_padding": 32,
     "mask_blur": 8,
+    # The hires fix (new images only): enlarge by hires_scale with upscaler, then refine at that size.
+    "hires": False,
+    "hires_scale": 2.0,
+    "hires_steps": 0,  # 0: as many as steps
+    "hires_strength": 0.5,
+    "upscaler": PLAIN_UPSCALER,  # or a GAN upscaler's file (or its name in the model library)
 }
 
 EDIT_MODES: tuple[str, ...] = ("txt2img", "img2img", "inpaint", "instruct")
@@ -80,6 +96,11 @@ class GenerationParameters(QObject):
     only_masked_changed = Signal(bool)
     mask_padding_changed = Signal(int)
     mask_blur_changed = Signal(int)
+    hires_changed = Signal(bool)
+    hires_scale_changed = Signal(float)
+    hires_steps_changed = Signal(int)
+    hires_strength_changed = Signal(float)
+    upscaler_changed = Signal(str)
     last_seed_changed = Signal(object)
 
     prompt = _prop("prompt")
@@ -100,6 +121,11 @@ class GenerationParameters(QObject):
     only_masked = _prop("only_masked")
     mask_padding = _prop("mask_padding")
     mask_blur = _prop("mask_blur")
+    hires = _prop("hires")
+    hires_scale = _prop("hires_scale")
+    hires_steps = _prop("hires_steps")
+    hires_strength = _prop("hires_strength")
+    upscaler = _prop("upscaler")
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -150,9 +176,15 @@ class GenerationParameters(QObject):
         """The request for the current values; raises engine.api.InvalidRequest naming a bad field.
 
         A random seed is drawn here, not in the engine, so the queue shows the seed each job uses.
+        The hires fix applies to new images (edit mode txt2img) only.
         """
         v = self._values
+        hires = {}
+        if v["hires"] and v["edit_mode"] == "txt2img":
+            hires = {"hires_scale": v["hires_scale"], "hires_steps": v["hires_steps"],
+                     "hires_strength": v["hires_strength"], "upscaler": v["upscaler"]}
         return GenerationRequest(
+            **hires,
             prompt=v["prompt"],
             negative_prompt=v["negative_prompt"],
             model=v["model"],
@@ -196,6 +228,14 @@ def _coerce(name: str, value: Any) -> Any:
         raise ValueError(f"unknown mode {value!r}")
     if name == "strength" and not 0.0 < value <= 1.0:
         raise ValueError("strength must be above 0 and at most 1")
+    if name == "hires_scale" and not 1.0 <= value <= MAX_HIRES_SCALE:
+        raise ValueError(f"hires upscale must be from 1 to {MAX_HIRES_SCALE:g}")
+    if name == "hires_steps" and not 0 <= value <= MAX_STEPS:
+        raise ValueError(f"hires steps must be from 0 to {MAX_STEPS}")
+    if name == "hires_strength" and not 0.0 < value <= 1.0:
+        raise ValueError("hires denoising strength must be above 0 and at most 1")
+    if name == "upscaler" and not value.strip():
+        raise ValueError("the upscaler needs a name")
     if name in ("mask_padding", "mask_blur") and not 0 <= value <= 256:
         raise ValueError(f"{name} must be from 0 to 256")
     return value

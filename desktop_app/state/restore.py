@@ -85,6 +85,14 @@ def apply_metadata(params: GenerationParameters, meta: ImageMetadata, model: Mod
     elif meta.model_name or meta.model_hash:
         shown = meta.model_name or meta.model_hash
         notes.append(f"the model “{shown}” is not among your models; keeping the current one")
+    # The hires fix: on with the image's settings when it was made with one, else off.
+    params.hires = bool(fields.get("hires_scale")) and fields.get("mode", "txt2img") == "txt2img"
+    for name in ("hires_scale", "hires_steps", "hires_strength", "upscaler"):
+        if params.hires and name in fields:
+            try:
+                params.set(name, fields[name])
+            except (TypeError, ValueError):
+                notes.append(f"{name.replace('_', ' ')} {fields[name]} cannot be used; keeping {params.to_dict()[name]}")
     if fields.get("mode") in ("img2img", "inpaint"):
         notes.append(f"this image was made by {fields['mode']}: open its source image in the canvas to repeat it")
     return notes

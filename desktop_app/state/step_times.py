@@ -37,6 +37,24 @@ def megapixels(request: GenerationRequest) -> float:
     return request.width * request.height / 1e6
 
 
+def work(request: GenerationRequest) -> float:
+    """Denoising steps × megapixels over the whole job: the hires fix adds its second pass at the large size."""
+    total = denoise_steps(request) * megapixels(request)
+    if request.hires:
+        width, height = request.output_size
+        second = max(1, int((request.hires_steps or request.steps) * request.hires_strength))
+        total += second * request.batch_count * width * height / 1e6
+    return total
+
+
+def peak_megapixels(request: GenerationRequest) -> float:
+    """The most image denoised or decoded at once: the hires fix's large size; one tile of a tiled job."""
+    width, height = request.output_size
+    if request.tile:
+        width, height = min(width, request.tile), min(height, request.tile)
+    return width * height / 1e6
+
+
 class StepTimes:
     """Measured seconds per step per megapixel, by device."""
 
@@ -63,15 +81,15 @@ class StepTimes:
     def record(self, result: Result) -> None:
         """Fold a finished job's denoising time into its device's figure and save it."""
         seconds, request = result.timings.denoise, result.request
-        work = denoise_steps(request) * megapixels(request)
+        done = work(request)
         device = str(result.settings.device or "")
-        if seconds <= 0 or work <= 0 or not device:
+        if seconds <= 0 or done <= 0 or not device:
             return
-        self._rates[device] = _moved(self._rates.get(device), seconds / work)
+        self._rates[device] = _moved(self._rates.get(device), seconds / done)
         use = result.memory
-        if use is not None and use.total > 0 and use.before > 0 and megapixels(request) > 0:
+        if use is not None and use.total > 0 and use.before > 0 and peak_megapixels(request) > 0:
             old = self._memory.get(device, {})
-            added = max(0, use.peak - use.before) / megapixels(request)
+            added = max(0, use.peak - use.before) / peak_megapixels(request)
             self._memory[device] = {"held": float(use.before), "total": float(use.total),
                                     "per_megapixel": _moved(old.get("per_megapixel"), added)}
         try:
@@ -82,14 +100,14 @@ class StepTimes:
     def estimate(self, request: GenerationRequest, device: str) -> float | None:
         """Seconds the denoising of ``request`` should take on ``device`` (None: not measured yet)."""
         rate = self.rate(device)
-        return None if rate is None else rate * denoise_steps(request) * megapixels(request)
+        return None if rate is None else rate * work(request)
 
     def memory_estimate(self, request: GenerationRequest, device: str) -> tuple[float, float] | None:
         """(bytes the job should need at its peak, the device's bytes) on ``device``; None: not measured yet."""
         m = self._memory.get(device)
         if m is None:
             return None
-        return m["held"] + m["per_megapixel"] * megapixels(request), m["total"]
+        return m["held"] + m["per_megapixel"] * peak_megapixels(request), m["total"]
 
     def warning(self, request: GenerationRequest, device: str) -> str | None:
         """One line (a question) when the job will take very long here or need more memory than the

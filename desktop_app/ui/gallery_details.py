@@ -116,8 +116,20 @@ class GalleryDetailsPanel(QWidget):
             if meta.model_hash:
                 rows.append(("Model hash", meta.model_hash))
             rows += [(k, v) for k, v in meta.extra.items()]
+            rows += [(k, v) for k, v in _detail_rows(f) if k not in meta.extra]
         rows += [("Warning", w) for w in meta.warnings]
         self.text.setHtml(_html(rows))
+
+
+def _detail_rows(f: dict) -> list[tuple[str, str]]:
+    """The hires fix's or the detail upscale's settings (A1111's words), when the image was made with one."""
+    if f.get("hires_scale"):
+        return [("Hires upscale", f"{f['hires_scale']:g}"), ("Hires steps", str(f.get("hires_steps") or "as Steps")),
+                ("Hires upscaler", f.get("upscaler", "")), ("Denoising strength", f"{f.get('hires_strength', 0.5):g}")]
+    if f.get("tile") and f.get("mode") == "img2img":
+        return [("Detail upscaler", f.get("upscaler", "")), ("Detail tile", f"{f['tile']} px"),
+                ("Detail tile overlap", f"{f.get('tile_overlap', 0)} px")]
+    return []
 
 
 def _entry_rows(e: LibraryEntry) -> list[tuple[str, str]]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -21,7 +23,10 @@ from PySide6.QtWidgets import (
 
 from desktop_app.state.families import kind_label, makes_variations
 from desktop_app.state.image_jobs import MAX_VARIATIONS, TILE_CHOICES, ImageJobs, ImageSource
-from engine.api import MAX_SIZE
+
+DETAIL_TILES = (("1024 px", 1024), ("768 px", 768), ("512 px (least memory)", 512), ("2048 px", 2048))
+from engine.api import MAX_SIZE, PLAIN_UPSCALER
+from engine.detail_upscale import DEFAULT_STRENGTH, DEFAULT_TILE
 from engine.variations import STRENGTHS
 
 
@@ -165,11 +170,23 @@ class UpscaleDialog(QDialog):
         self.model_combo = QComboBox()
         self.model_combo.setToolTip("GAN upscalers (ESRGAN, Real-ESRGAN, SwinIR… as .safetensors or .pth) run tile "
                                     "by tile; a diffusion x4 upscaler redraws details from the prompt (slower)")
-        for u in jobs.upscalers():
-            self.model_combo.addItem(f"{u.name}  ({kind_label(u)})", u.path)
         self.tile_combo = QComboBox()
-        for label, px in TILE_CHOICES:
-            self.tile_combo.addItem(label, px)
+        # With detail: enlarge, then redraw overlapping tiles with a generator and the image's prompt.
+        self.detail_check = QCheckBox("With detail (any model)")
+        self.detail_check.setToolTip("Enlarge, then redraw the image tile by tile with a model and the image's "
+                                     "prompt (image to image), so the large image gains new detail; tiles are "
+                                     "cross-faded and memory stays bounded by the tile size")
+        self.detail_model_combo = QComboBox()
+        self.detail_model_combo.setToolTip("The model that redraws the detail (any model that runs image to image)")
+        for m in jobs.detail_models():
+            self.detail_model_combo.addItem(f"{m.name}  ({kind_label(m)})" if kind_label(m) else m.name, m.path)
+        own = self.detail_model_combo.findData(jobs.default_model(source))
+        self.detail_model_combo.setCurrentIndex(max(own, 0))
+        self.strength_spin = QDoubleSpinBox()
+        self.strength_spin.setRange(0.05, 1.0)
+        self.strength_spin.setSingleStep(0.05)
+        self.strength_spin.setValue(DEFAULT_STRENGTH)
+        self.strength_spin.setToolTip("How much each tile is redrawn: 0.2–0.4 adds detail and keeps the picture")
         self.size_label = QLabel()
         self.empty_label = QLabel(
             "No upscaler in your model folders yet. Put upscaler weights (for example RealESRGAN_x4plus"
@@ -189,9 +206,13 @@ class UpscaleDialog(QDialog):
         scale_row.addStretch(1)
         form = QFormLayout()
         form.addRow("Scale", scale_row)
+        form.addRow("", self.detail_check)
         form.addRow("Upscaler", self.model_combo)
+        form.addRow("Redraw with", self.detail_model_combo)
+        form.addRow("Strength", self.strength_spin)
         form.addRow("Tile size", self.tile_combo)
         form.addRow("Result", self.size_label)
+        self._form = form
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.upscale_button = self.buttons.addButton("Upscale", QDialogButtonBox.ButtonRole.AcceptRole)
         self.upscale_button.setDefault(True)
@@ -206,7 +227,9 @@ class UpscaleDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         self.scale_group.idToggled.connect(lambda _id, _on: self._update())
         self.model_combo.currentIndexChanged.connect(lambda _i: self._update())
-        self._update()
+        self.detail_check.toggled.connect(lambda _on: self._fill())
+        self.detail_model_combo.currentIndexChanged.connect(lambda _i: self._update())
+        self._fill()
         self.layout().activate()
         # Word-wrapped labels need the height for this width, which the plain size hint does not give.
         self.resize(480, max(self.minimumSizeHint().height(), self.layout().totalHeightForWidth(480)))
@@ -223,7 +246,35 @@ class UpscaleDialog(QDialog):
     def tile(self) -> int:
         return int(self.tile_combo.currentData())
 
+    @property
+    def detail(self) -> bool:
+        return self.detail_check.isChecked()
+
+    def _fill(self) -> None:
+        """The upscalers and tile sizes for the chosen way (with detail: a plain resize or a GAN first)."""
+        detail = self.detail
+        for combo, items in (
+            (self.model_combo, ([("Plain resize (Lanczos)", PLAIN_UPSCALER)] if detail else [])
+             + [(f"{u.name}  ({kind_label(u)})", u.path)
+                for u in (self._jobs.gan_upscalers() if detail else self._jobs.upscalers())]),
+            (self.tile_combo, DETAIL_TILES if detail else TILE_CHOICES),
+        ):
+            combo.blockSignals(True)
+            combo.clear()
+            for label, data in items:
+                combo.addItem(label, data)
+            combo.blockSignals(False)
+        for widget in (self.detail_model_combo, self.strength_spin):
+            self._form.setRowVisible(widget, detail)
+        if detail:
+            self.tile_combo.setCurrentIndex(max(0, self.tile_combo.findData(DEFAULT_TILE)))
+        self._update()
+        if self.isVisible():
+            self.adjustSize()
+
     def _update(self) -> None:
+        if self.detail:
+            return self._update_detail()
         has = self.model_combo.count() > 0
         self.empty_label.setVisible(not has)
         for w in (self.model_combo, self.x2_radio, self.x4_radio, self.tile_combo):
@@ -256,8 +307,30 @@ class UpscaleDialog(QDialog):
             self.note.setText("")
         self.upscale_button.setEnabled(ok)
 
+    def _update_detail(self) -> None:
+        self.empty_label.setVisible(False)
+        for w in (self.model_combo, self.x2_radio, self.x4_radio, self.tile_combo):
+            w.setEnabled(True)
+        w, h = self._source.width * self.scale, self._source.height * self.scale
+        self.size_label.setText(f"{w} × {h} px")
+        self.tile_combo.setToolTip("The image is redrawn in overlapping tiles of this size, cross-faded; memory "
+                                   "is bounded by the tile size (use the model's own size, e.g. 1024 px for SDXL)")
+        ok = self.detail_model_combo.count() > 0
+        if not ok:
+            self.note.setText("No model that runs image to image is in your model folders: add one to redraw detail.")
+        elif max(w, h) > MAX_SIZE:
+            self.note.setText(f"With detail the result is at most {MAX_SIZE} px a side: choose x2, or crop the image first.")
+            ok = False
+        else:
+            self.note.setText("Enlarged, then redrawn tile by tile with the image's prompt; saved in the gallery with "
+                              "settings that say how (upscaler, strength, tile size).")
+        self.upscale_button.setEnabled(ok)
+
     def submit(self):
         """Queue the upscale (the dialog's Accept)."""
+        if self.detail:
+            return self._jobs.detail_upscale(self._source, self.detail_model_combo.currentData() or "", self.model,
+                                             self.scale, self.strength_spin.value(), self.tile)
         return self._jobs.upscale(self._source, self.model, self.scale, self.tile)
 
 

@@ -7,6 +7,7 @@ import re
 from PySide6.QtCore import QRegularExpression, Qt, Signal
 from PySide6.QtGui import QRegularExpressionValidator, QValidator
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -25,6 +26,7 @@ from desktop_app.state import families
 from desktop_app.state.actions import StudioActions
 from desktop_app.state.params import SIZE_PRESETS, GenerationParameters
 from engine.api import MAX_BATCH, MAX_SEED, MAX_SIZE, MAX_STEPS, MEMORY_PRESETS, MIN_SIZE, MIN_STEPS, SAMPLERS, SPEEDS, ModelInfo
+from engine.api import MAX_HIRES_SCALE, PLAIN_UPSCALER
 
 MEMORY_PRESET_HELP = {
     "auto": "Choose from the device's free memory",
@@ -175,6 +177,35 @@ class PromptPanel(QWidget):
             self.speed_combo.setItemData(self.speed_combo.count() - 1, SPEED_HELP[speed], Qt.ItemDataRole.ToolTipRole)
         self.speed_combo.setToolTip("Speed: Fast compiles the model for this device once; Draft trades a little quality")
 
+        # The hires fix: one compact row pair (on/off + factor + upscaler; second-pass steps + denoise).
+        self.hires_check = QCheckBox("Hires fix")
+        self.hires_check.setToolTip("Hires fix: make the image at the size above, enlarge it, then refine it at the "
+                                    "large size with image to image (new images only), as one job")
+        self.hires_scale_spin = QDoubleSpinBox()
+        self.hires_scale_spin.setRange(1.0, MAX_HIRES_SCALE)
+        self.hires_scale_spin.setSingleStep(0.25)
+        self.hires_scale_spin.setDecimals(2)
+        self.hires_scale_spin.setPrefix("×")
+        self.hires_scale_spin.setAccessibleName("Upscale by")
+        self.hires_scale_spin.setToolTip("Upscale by: how many times larger the final image is (A1111's Hires upscale)")
+        self.upscaler_combo = QComboBox()
+        self.upscaler_combo.setAccessibleName("Hires upscaler")
+        self.upscaler_combo.setToolTip("What enlarges the first pass: a plain resize (Lanczos), or a GAN upscaler "
+                                       "from your model folders (sharper)")
+        self.upscaler_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.upscaler_combo.setMinimumContentsLength(6)
+        self.hires_steps_spin = _spin(0, MAX_STEPS, 1, "Hires steps: the second pass's steps (Steps =: as many as Steps)", name="Hires steps")
+        self.hires_steps_spin.setPrefix("Steps ")
+        self.hires_steps_spin.setSpecialValueText("Steps =")
+        self.hires_steps_spin.setAccessibleName("Hires steps")
+        self.hires_strength_spin = QDoubleSpinBox()
+        self.hires_strength_spin.setRange(0.01, 1.0)
+        self.hires_strength_spin.setSingleStep(0.05)
+        self.hires_strength_spin.setDecimals(2)
+        self.hires_strength_spin.setPrefix("Denoise ")
+        self.hires_strength_spin.setAccessibleName("Denoise")
+        self.hires_strength_spin.setToolTip("Denoising strength of the second pass: how much it redraws (0.3–0.6 is typical)")
+
         self.generate_button = QPushButton("Generate")
         self.generate_button.setObjectName("GenerateButton")
         self.generate_button.setToolTip("Generate (Ctrl+Enter). While busy, this adds the job to the queue.")
@@ -222,9 +253,21 @@ class PromptPanel(QWidget):
         seed_row.addWidget(self.seed_edit, 1)
         seed_row.addWidget(self.reuse_seed_button)
         form.addRow("Seed", seed_row)
-        form.addRow("Batch", self.batch_spin)
+        batch_row = QHBoxLayout()
+        batch_row.addWidget(self.batch_spin, 1)
+        batch_row.addWidget(self.hires_check)
+        form.addRow("Batch", batch_row)
         form.addRow("Memory", self.memory_combo)
         form.addRow("Speed", self.speed_combo)
+        # The hires fix's settings show while it is on (the panel stays short at 1280×800).
+        self.hires_row, self.hires_second_row = QHBoxLayout(), QHBoxLayout()
+        self.hires_row.addWidget(self.hires_scale_spin)
+        self.hires_row.addWidget(self.upscaler_combo, 1)
+        self.hires_second_row.addWidget(self.hires_steps_spin, 1)
+        self.hires_second_row.addWidget(self.hires_strength_spin, 1)
+        form.addRow("Hires", self.hires_row)
+        form.addRow("", self.hires_second_row)
+        self._form = form
         root.addLayout(form)
         root.addWidget(self.generate_button)
         root.addWidget(self.blocked_label)
@@ -234,7 +277,8 @@ class PromptPanel(QWidget):
             self.prompt_edit, self.negative_edit, self.model_combo, self.add_folder_button, self.size_combo,
             self.width_spin, self.height_spin, self.steps_spin, self.cfg_spin, self.sampler_combo,
             self.seed_mode_combo, self.seed_edit, self.reuse_seed_button, self.batch_spin, self.memory_combo,
-            self.speed_combo, self.generate_button,
+            self.speed_combo, self.hires_check, self.hires_scale_spin, self.upscaler_combo, self.hires_steps_spin,
+            self.hires_strength_spin, self.generate_button,
         ]
         for a, b in zip(order, order[1:]):
             QWidget.setTabOrder(a, b)
@@ -283,6 +327,19 @@ class PromptPanel(QWidget):
         self.speed_combo.currentIndexChanged.connect(lambda _i: p.set("speed", self.speed_combo.currentData()))
         p.speed_changed.connect(lambda s: self.speed_combo.setCurrentIndex(self.speed_combo.findData(s)))
 
+        self.hires_check.toggled.connect(lambda on: p.set("hires", on))
+        p.hires_changed.connect(lambda on: (self.hires_check.setChecked(on), self._apply_hires_rules()))
+        self.hires_scale_spin.valueChanged.connect(lambda v: p.set("hires_scale", v))
+        p.hires_scale_changed.connect(self.hires_scale_spin.setValue)
+        self.hires_steps_spin.valueChanged.connect(lambda v: p.set("hires_steps", v))
+        p.hires_steps_changed.connect(self.hires_steps_spin.setValue)
+        self.hires_strength_spin.valueChanged.connect(lambda v: p.set("hires_strength", v))
+        p.hires_strength_changed.connect(self.hires_strength_spin.setValue)
+        self.upscaler_combo.currentIndexChanged.connect(self._on_upscaler_combo_changed)
+        p.upscaler_changed.connect(lambda _u: self._fill_upscalers())
+        a.catalog.entries_changed.connect(lambda _e: self._fill_upscalers())
+        p.edit_mode_changed.connect(lambda _m: self._apply_hires_rules())
+
         p.model_changed.connect(lambda _m: self._apply_model_rules())
         p.edit_mode_changed.connect(self._on_params_edit_mode_changed)
         self.generate_button.clicked.connect(a.generate)
@@ -305,6 +362,11 @@ class PromptPanel(QWidget):
         self.batch_spin.setValue(p.batch_count)
         self.memory_combo.setCurrentIndex(self.memory_combo.findData(p.memory_preset))
         self.speed_combo.setCurrentIndex(self.speed_combo.findData(p.speed))
+        self.hires_check.setChecked(p.hires)
+        self.hires_scale_spin.setValue(p.hires_scale)
+        self.hires_steps_spin.setValue(p.hires_steps)
+        self.hires_strength_spin.setValue(p.hires_strength)
+        self._fill_upscalers()
         self._on_catalog_models_changed(self._actions.catalog.models)
         self._on_params_edit_mode_changed(p.edit_mode)
         self._on_actions_generate_enabled_changed(self._actions.generate_enabled, self._actions.generate_blocked_reason)
@@ -376,6 +438,46 @@ class PromptPanel(QWidget):
         kind = families.kind_label(info)
         self.model_kind_label.setText(kind)
         self.model_kind_label.setVisible(bool(kind))
+        self._apply_hires_rules()
+
+    def _apply_hires_rules(self) -> None:
+        """The hires fix is for new images with a model that runs image to image; its settings are live only
+        while it is on. The tooltip says why it is off."""
+        info = self._actions.catalog.find(self._params.model)
+        why = families.hires_blocked(info)
+        if not why and self._params.edit_mode != "txt2img":
+            why = "The hires fix makes new images: it is off while Generate edits the canvas"
+        base = self._tips.setdefault(self.hires_check, self.hires_check.toolTip())
+        self.hires_check.setEnabled(not why)
+        self.hires_check.setToolTip(f"{why}." if why else base)
+        live = not why and self._params.hires
+        for row in (self.hires_row, self.hires_second_row):
+            self._form.setRowVisible(row, live)
+
+    def _fill_upscalers(self) -> None:
+        """Lanczos and the model library's GAN upscalers; a restored name not in the library is shown as such."""
+        current = self._params.upscaler
+        gans = [e for e in self._actions.catalog.of_kind("upscaler")
+                if e.usable and e.info.format != "diffusers"]  # a diffusion x4 folder enlarges only by 4, alone
+        items = [(f"{PLAIN_UPSCALER} (resize)", PLAIN_UPSCALER)] + [(e.name, e.path) for e in gans]
+        by_name = {e.name: e.path for e in gans}
+        if current in by_name:  # a name restored from an image's settings: the library's file of that name
+            self._params.upscaler = current = by_name[current]
+            return
+        if current not in {data for _label, data in items}:
+            items.append((f"{current} (not in your model folders)", current))
+        self.upscaler_combo.blockSignals(True)
+        self.upscaler_combo.clear()
+        for label, data in items:
+            self.upscaler_combo.addItem(label, data)
+            self.upscaler_combo.setItemData(self.upscaler_combo.count() - 1, data, Qt.ItemDataRole.ToolTipRole)
+        self.upscaler_combo.setCurrentIndex(self.upscaler_combo.findData(current))
+        self.upscaler_combo.blockSignals(False)
+
+    def _on_upscaler_combo_changed(self, index: int) -> None:
+        data = self.upscaler_combo.itemData(index)
+        if data:
+            self._params.upscaler = data
 
     def _on_params_steps_changed(self, steps: int) -> None:
         # A new model's default steps can arrive while the box still has the previous model's range

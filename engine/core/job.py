@@ -5,6 +5,7 @@ arguments; every family reports and cancels through the same two methods here.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +44,24 @@ class Job:
     def seed(self, index: int) -> int:
         """Image ``index`` of the batch uses seed + index (A1111's rule), wrapped into the seed range."""
         return batch_seed(self.request.seed, index)
+
+    def phase(self, request, stage: int, stages: int, stage_name: str, index: int | None = None) -> Job:
+        """A job for one phase of this one (the hires fix's passes, a tile of a detail upscale): ``request``
+        runs with this job's cancel token, notices and model hash, and its progress reaches this job's
+        listener as stage ``stage`` of ``stages`` named ``stage_name`` (image ``index`` of the batch when
+        given). Engine thread."""
+        listener = self.on_progress
+
+        def relay(progress: Progress) -> None:
+            listener(dataclasses.replace(
+                progress, stage=stage, stages=stages, stage_name=stage_name,
+                image_index=progress.image_index if index is None else index,
+                batch_count=getattr(self.request, "batch_count", 1), elapsed=time.perf_counter() - self.started))
+
+        child = Job(request, relay if listener is not None else None, self.cancel, started=time.perf_counter(),
+                    model_hash=self.model_hash, preview_every=self.preview_every)
+        child.notices = self.notices  # one list: what a phase notices, the whole job's result says
+        return child
 
     def notice(self, text: str) -> None:
         if text not in self.notices:

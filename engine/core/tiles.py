@@ -9,14 +9,17 @@ import math
 from collections.abc import Callable
 
 
-def even_tiles(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
+def even_tiles(length: int, tile: int, overlap: int, multiple: int = 1, minimum: int = 1) -> tuple[int, list[int]]:
     """(tile size, start offsets) covering ``length`` px with the fewest tiles of at most ``tile`` px that
     share at least ``overlap`` px, all of one size and evenly spread (2048 px in 512 px tiles: 5 tiles of
-    436 px, 2180 px of work, where pushing the last tile back to the edge would cost 2560 px)."""
+    436 px, 2180 px of work, where pushing the last tile back to the edge would cost 2560 px).
+    ``multiple``: the tile size is a multiple of it (a diffusion model's size grid; ``tile`` should be one);
+    ``minimum``: nor smaller than it (the tiles then share more)."""
     if tile >= length:
         return length, [0]
     n = math.ceil((length - overlap) / (tile - overlap))
     size = min(tile, math.ceil((length + (n - 1) * overlap) / n))
+    size = min(tile, length, -(-max(size, minimum) // multiple) * multiple)
     return size, [(i * (length - size)) // (n - 1) for i in range(n)]
 
 
@@ -33,20 +36,22 @@ def ramp(length: int, shared: int):
 
 def run_tiled(width: int, height: int, scale: int, tile: int, overlap: int,
               run_tile: Callable[[int, int, int, int, int], object],
-              on_tile: Callable[[int, int, object, int], None] | None = None):
+              on_tile: Callable[[int, int, object, int], None] | None = None, multiple: int = 1, minimum: int = 1):
     """A (height*scale) x (width*scale) x 3 uint8 array made tile by tile.
 
     ``tile`` >= the larger side means one pass. ``run_tile(index, x, y, w, h)`` returns the tile's
     output, float (h*scale) x (w*scale) x 3 in 0..255; each is cross-faded into what its left and upper
     neighbours wrote. ``on_tile(done, total, out, rows_done)`` after each tile (``out``: the array so
-    far) may raise (a cancel).
+    far) may raise (a cancel). ``multiple``, ``minimum``: tile sizes on that grid, and
+    at least that large (``even_tiles``).
     """
     import numpy as np
 
     tiled = tile < max(width, height)
     tile = tile if tiled else max(width, height)
     overlap = max(0, min(overlap, tile // 2)) if tiled else 0
-    (tile_w, xs), (tile_h, ys) = even_tiles(width, tile, overlap), even_tiles(height, tile, overlap)
+    (tile_w, xs) = even_tiles(width, tile, overlap, multiple, minimum)
+    (tile_h, ys) = even_tiles(height, tile, overlap, multiple, minimum)
     total = len(xs) * len(ys)
     out = np.empty((height * scale, width * scale, 3), dtype=np.uint8)
     done = 0
@@ -65,9 +70,10 @@ def run_tiled(width: int, height: int, scale: int, tile: int, overlap: int,
     return out
 
 
-def tile_count(width: int, height: int, tile: int, overlap: int) -> int:
+def tile_count(width: int, height: int, tile: int, overlap: int, multiple: int = 1, minimum: int = 1) -> int:
     """How many tiles ``run_tiled`` makes for this size."""
     if tile >= max(width, height):
         return 1
     overlap = max(0, min(overlap, tile // 2))
-    return len(even_tiles(width, tile, overlap)[1]) * len(even_tiles(height, tile, overlap)[1])
+    return (len(even_tiles(width, tile, overlap, multiple, minimum)[1])
+            * len(even_tiles(height, tile, overlap, multiple, minimum)[1]))

@@ -13,6 +13,8 @@ from engine.metadata.fields import PARAMETERS_KEY, ImageMetadata, finish_fields,
 STEPS_PAIR = re.compile(r"(?:^|,)\s*Steps:\s*[-+]?\d+")  # a negative count is still the parameters line (clamped, with a warning)
 _SIZE = re.compile(r"^\s*(\d+)\s*[x×]\s*(\d+)\s*$")
 _HIRES_KEYS = ("Hires upscale", "Hires resize", "Hires steps", "Hires upscaler")
+_DETAIL_KEYS = {"Hires upscale": "hires_scale", "Hires steps": "hires_steps", "Hires upscaler": "upscaler",
+                "Detail upscaler": "upscaler", "Detail tile": "tile", "Detail tile overlap": "tile_overlap"}
 
 
 def _split_pairs(line: str) -> list[tuple[str, str]]:
@@ -93,6 +95,7 @@ def parse_a1111(text: str, *, raw: dict[str, str] | None = None, source: str = "
     for key, value in pairs:
         values.setdefault(key, value)
     extra: dict[str, str] = {}
+    resize: list[int] = []
     model_name = model_hash = ""
     sampler = schedule = None
     for key, value in values.items():
@@ -123,6 +126,13 @@ def parse_a1111(text: str, *, raw: dict[str, str] | None = None, source: str = "
         elif key == "Clip skip":
             found["clip_skip"] = value
             extra[key] = value
+        elif key in _DETAIL_KEYS:  # the hires fix's and the detail upscale's (Easel's) settings, shown as written too
+            found[_DETAIL_KEYS[key]] = value
+            extra[key] = value
+        elif key == "Hires resize":  # A1111's "resize to" instead of a factor
+            size = _SIZE.match(value)
+            if size:
+                resize[:] = [int(size.group(1)), int(size.group(2))]
         elif key == "Speed":  # Easel's: "fast", "draft (Pyramid Attention Broadcast)"
             found["speed"] = value.split(" ", 1)[0]
             extra[key] = value
@@ -145,6 +155,15 @@ def parse_a1111(text: str, *, raw: dict[str, str] | None = None, source: str = "
     if strength is not None and found.get("mode") in (Mode.IMG2IMG.value, Mode.INPAINT.value):
         found["strength"] = strength
         extra.pop("Denoising strength", None)
+    if hires and found.get("mode") == Mode.TXT2IMG.value:
+        if strength is not None:
+            found["hires_strength"] = strength
+        if "hires_scale" not in found and resize and found.get("width"):  # "Hires resize: 1024x1536"
+            found["hires_scale"] = round(resize[0] / found["width"], 3) if resize[0] else round(resize[1] / found["height"], 3)
+        found.setdefault("hires_scale", 2)  # A1111's default factor when only the steps or upscaler were written
+    else:
+        for key in ("hires_scale", "hires_steps"):
+            found.pop(key, None)
     if source == "a1111" and values.get("Version", "").lower().startswith("fooocus"):
         source = "fooocus"
     return finish_fields(source, found, warnings, raw=raw if raw is not None else {PARAMETERS_KEY: text},

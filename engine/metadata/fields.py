@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.api import MAX_BATCH, MAX_CLIP_SKIP, MAX_SEED, MAX_SIZE, MAX_STEPS, MEMORY_PRESETS, MIN_SIZE, MIN_STEPS, SAMPLERS
-from engine.api import SPEEDS
+from engine.api import MAX_HIRES_SCALE, MIN_TILE, PLAIN_UPSCALER, SPEEDS, hires_size
 from engine.api import GenerationRequest, Mode
 
 FORMAT_VERSION = 1
@@ -86,6 +86,10 @@ class ImageMetadata:
                 mode = Mode.TXT2IMG
             data["mode"] = mode
         data.update(overrides)
+        if Mode(data.get("mode", Mode.TXT2IMG)) is not Mode.TXT2IMG:
+            data.pop("hires_scale", None)  # the hires fix enlarges a new image only
+        if Mode(data.get("mode", Mode.TXT2IMG)) is not Mode.IMG2IMG:
+            data.pop("tile", None)  # tiles are img2img's (a detail upscale restored without its source)
         return GenerationRequest.from_dict(data)
 
 
@@ -174,9 +178,10 @@ def map_sampler(name: str, schedule: str | None = None) -> tuple[str, str | None
 # The parameter a diffusion upscaler's Result records (its request is image-to-image): the factor.
 UPSCALE_BY = "Upscale by"
 
-_INT_FIELDS = ("steps", "seed", "width", "height", "batch_count", "mask_blur", "mask_padding", "clip_skip")
-_FLOAT_FIELDS = ("guidance_scale", "strength")
-_STR_FIELDS = ("prompt", "negative_prompt", "model", "vae")
+_INT_FIELDS = ("steps", "seed", "width", "height", "batch_count", "mask_blur", "mask_padding", "clip_skip",
+               "hires_steps", "tile", "tile_overlap")
+_FLOAT_FIELDS = ("guidance_scale", "strength", "hires_scale", "hires_strength")
+_STR_FIELDS = ("prompt", "negative_prompt", "model", "vae", "upscaler")
 
 
 def _to_int(value: Any) -> int | None:
@@ -318,7 +323,33 @@ def _clean_fields(found: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     if "strength" in out and not 0.0 < out["strength"] <= 1.0:
         warnings.append(f"denoising strength {format_number(out['strength'])} is out of range; ignored")
         del out["strength"]
+    _clean_detail(out, warnings)
     return out
+
+
+def _clean_detail(out: dict[str, Any], warnings: list[str]) -> None:
+    """The hires fix and tiled img2img fields: out of range is dropped with a warning (never a failing request)."""
+    if "hires_strength" in out and not 0.0 < out["hires_strength"] <= 1.0:
+        warnings.append(f"hires denoising strength {format_number(out['hires_strength'])} is out of range; ignored")
+        del out["hires_strength"]
+    if "hires_steps" in out and not 0 <= out["hires_steps"] <= MAX_STEPS:
+        out["hires_steps"] = min(max(out["hires_steps"], 0), MAX_STEPS)
+        warnings.append(f"hires steps out of range; using {out['hires_steps']}")
+    if "hires_scale" in out:
+        scale = out["hires_scale"]
+        w, h = hires_size(out.get("width", 512), out.get("height", 512), scale) if scale else (0, 0)
+        if scale and not (1.0 <= scale <= MAX_HIRES_SCALE and max(w, h) <= MAX_SIZE):
+            warnings.append(f"hires upscale {format_number(scale)} is out of range (1 to {MAX_HIRES_SCALE:g}, at "
+                            f"most {MAX_SIZE} px); the hires fix is left off")
+            del out["hires_scale"]
+    if "upscaler" in out and out["upscaler"].strip().lower().startswith(("latent", "none")) or out.get("upscaler") == "":
+        warnings.append(f"hires upscaler {out['upscaler'] or '(none)'} is not in Easel; using {PLAIN_UPSCALER}")
+        out["upscaler"] = PLAIN_UPSCALER
+    if "tile" in out and out["tile"] and (out["tile"] < MIN_TILE or out["tile"] % 8 or out["tile"] > MAX_SIZE):
+        warnings.append(f"tile size {out['tile']} is not a multiple of 8 from {MIN_TILE} to {MAX_SIZE}; ignored")
+        del out["tile"]
+    if "tile_overlap" in out:
+        out["tile_overlap"] = min(max(out["tile_overlap"], 0), out.get("tile", MAX_SIZE) // 2 or MAX_SIZE // 2)
 
 
 def _norm_hash(value: Any) -> str:

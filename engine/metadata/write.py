@@ -69,6 +69,12 @@ def a1111_parameters(
     ]
     if request.mode in (Mode.IMG2IMG, Mode.INPAINT):
         pairs.append(("Denoising strength", request.strength))
+    if getattr(request, "hires", False):  # A1111's words and order; Size stays the first pass's
+        pairs += [("Denoising strength", request.hires_strength), ("Hires upscale", request.hires_scale),
+                  ("Hires steps", request.hires_steps or None), ("Hires upscaler", request.upscaler)]
+    if getattr(request, "tile", 0) and request.mode is Mode.IMG2IMG:
+        pairs += [("Detail upscaler", request.upscaler), ("Detail tile", request.tile),
+                  ("Detail tile overlap", request.tile_overlap)]
     if request.mode is Mode.INPAINT:
         pairs.append(("Mask blur", request.mask_blur))
         if request.only_masked:

@@ -219,9 +219,17 @@ def test_the_layout_fits_the_window_and_long_texts_never_grow_it(make_studio, da
     panel, scroll = w.prompt_panel, w.prompt_scroll
     assert panel.width() <= scroll.viewport().width()
     for control in (panel.add_folder_button, panel.reuse_seed_button, panel.height_spin, panel.memory_combo,
-                    panel.generate_button):
+                    panel.hires_check, panel.generate_button):
         right = control.mapTo(panel, control.rect().topRight()).x()
         assert right < scroll.viewport().width(), control
+    bottom = panel.generate_button.mapTo(scroll.viewport(), panel.generate_button.rect().bottomLeft()).y()
+    assert bottom <= scroll.viewport().height()  # Generate is on screen without scrolling (hires fix off)
+    studio.params.hires = True  # its settings appear, and fit the width too
+    QApplication.processEvents()
+    for control in (panel.hires_scale_spin, panel.upscaler_combo, panel.hires_steps_spin, panel.hires_strength_spin):
+        assert control.isVisible() and control.mapTo(panel, control.rect().topRight()).x() < scroll.viewport().width()
+    studio.params.hires = False
+    QApplication.processEvents()
     # The canvas tool bars show every button: nothing folded behind ».
     for bar in w.canvas_panel.findChildren(QToolBar):
         for action in bar.actions():

@@ -292,3 +292,30 @@ def test_lora_and_weighting_syntax_is_applied_or_stripped_with_a_notice(subject)
         assert "LoRAs do not apply" in notices and "<lora:nowhere>" in notices
     if not caps.prompt_weighting:
         assert "Prompt weights such as (word:1.2) do not apply" in notices
+
+
+def test_hires_fix_and_detail_upscale_run_or_are_refused_in_one_line(subject):
+    """Every family that runs image to image takes the hires fix (two phases) and the detail upscale (tiles)
+    through the core; the others refuse both in one line before any work."""
+    engine, path, caps = subject
+    if caps.upscale_kind == "gan":
+        pytest.skip("a GAN upscaler runs Engine.upscale only")
+    from engine.core.hires import check
+
+    hires = _request(path, caps, Mode.TXT2IMG, hires_scale=2, hires_steps=3, hires_strength=0.7) \
+        if Mode.TXT2IMG in caps.modes or caps.role != "generator" else None
+    tiled = _request(path, caps, Mode.IMG2IMG, width=96, height=64, tile=64, tile_overlap=32) \
+        if caps.upscale_kind != "diffusion" else None
+    try:
+        check(caps, tiled or hires)
+    except InvalidRequest as refused:
+        assert "\n" not in str(refused) and "image to image" in str(refused)
+        return
+    if hires is not None:
+        events = []
+        result = engine.generate(hires, events.append)
+        assert result.images[0].size == (2 * hires.width, 2 * hires.height) and result.request.hires
+        assert {e.stage for e in events} == {1, 2} and {e.stages for e in events} == {2}
+    events = []
+    result = engine.generate(tiled, events.append)
+    assert result.images[0].size == (96, 64) and {e.stage for e in events} == {1, 2}
