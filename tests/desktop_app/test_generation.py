@@ -334,7 +334,11 @@ def test_a_job_that_would_not_fit_in_memory_asks_first_from_what_a_job_took(make
     assert again.warning(studio.params.to_request(), "cpu") is None
     # The hires fix's second pass runs at its enlarged size (2048x2048 here); a tiled job one tile at a time.
     assert "19 GB" in again.warning(studio.params.to_request().replace(hires_scale=2.0), "cpu")
-    assert again.warning(studio.params.to_request().replace(width=4096, height=4096, tile=1024), "cpu") is None
+    from engine.api import Mode
+
+    tiled = studio.params.to_request().replace(width=4096, height=4096, tile=1024, mode=Mode.IMG2IMG,
+                                                init_image=Image.new("RGB", (2048, 2048)))
+    assert again.warning(tiled, "cpu") is None
     studio.actions.confirm_long_job = lambda line: pytest.fail(line)
     with qtbot.waitSignal(studio.queue.job_finished, timeout=10_000):
         assert studio.actions.generate() is not None
