@@ -406,7 +406,9 @@ class EngineBridge(QObject):
     def _runtime_info(result: Result) -> dict[str, Any]:
         s = result.settings
         info: ModelInfo = result.model
-        return {"device": s.device, "dtype": _dtype_name(s.dtype), "preset": s.preset, "model": info.name,
+        # fp8 storage (engine.core.precision): weights kept in fp8, computed in the dtype.
+        dtype = _dtype_name(s.dtype) + (" · fp8 storage" if getattr(s, "fp8_storage", ()) else "")
+        return {"device": s.device, "dtype": dtype, "preset": s.preset, "model": info.name,
                 "model_info": info}
 
 

@@ -517,9 +517,16 @@ class RuntimeSettings:
     vae_tiling: bool = False
     model_offload: bool = False
     sequential_offload: bool = False
+    # Components kept in fp8 storage (layerwise casting), computed in ``dtype``: ("transformer", ...).
+    fp8_storage: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def precision(self) -> str:
+        """The precision in words: "bfloat16", or "bfloat16, fp8 storage (transformer)"."""
+        return f"{self.dtype}, fp8 storage ({', '.join(self.fp8_storage)})" if self.fp8_storage else self.dtype
 
 
 @dataclass(frozen=True)

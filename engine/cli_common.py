@@ -121,7 +121,7 @@ def run_and_save(args, request: GenerationRequest, out: str | None, *, embed: bo
     t = result.timings
     print(f"{len(paths)} image(s) in {t.total:.1f}s (load {t.load:.1f}s, encode {t.encode:.2f}s, "
           f"denoise {t.denoise:.1f}s, decode {t.decode:.2f}s) on {result.settings.device} "
-          f"{result.settings.dtype}, preset {result.settings.preset}", file=sys.stderr)
+          f"{result.settings.precision}, preset {result.settings.preset}", file=sys.stderr)
     return EXIT_OK
 
 

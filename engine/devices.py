@@ -18,6 +18,7 @@ class Preset:
     vae_tiling: bool
     model_offload: bool
     sequential_offload: bool
+    fp8_storage: bool = False  # the transformer and T5 kept in fp8, computed in the run's precision (CUDA)
 
 
 PRESETS: dict[str, Preset] = {
@@ -25,10 +26,11 @@ PRESETS: dict[str, Preset] = {
     "fast": Preset(False, False, False, False, False),
     # Decode one image at a time and in tiles: large images no longer spike memory at decode.
     "balanced": Preset(False, True, True, False, False),
-    # Only the component in use sits on the GPU (about 4-6 GB cards).
-    "low": Preset(True, True, True, True, False),
-    # Layer-by-layer streaming from system memory: slow, but runs on 2-4 GB.
-    "minimal": Preset(True, True, True, False, True),
+    # Only the component in use sits on the GPU (about 4-6 GB cards); a transformer or T5 in fp8
+    # storage on CUDA (half its bf16 memory; engine.core.precision).
+    "low": Preset(True, True, True, True, False, True),
+    # Layer-by-layer streaming from system memory: slow, but runs on 2-4 GB (fp8 storage as "low").
+    "minimal": Preset(True, True, True, False, True, True),
 }
 
 # Free device memory (GiB) "auto" needs for each preset when a family declares no thresholds of its
@@ -119,6 +121,12 @@ def runtime_settings(preset_name: str, device: str, dtype) -> RuntimeSettings:
         model_offload=p.model_offload and offload_ok,
         sequential_offload=p.sequential_offload and offload_ok,
     )
+
+
+def fp8_by_preset(preset_name: str, device: str) -> bool:
+    """Whether the preset keeps the transformer and T5 in fp8 storage on this device (CUDA only:
+    elsewhere the memory is system RAM and the rounding would buy nothing)."""
+    return PRESETS[preset_name].fp8_storage and device.split(":")[0] == "cuda"
 
 
 def empty_cache(device: str) -> None:

@@ -20,7 +20,9 @@ def bad_pixels(decoded) -> bool:
     """NaN/inf anywhere, or every pixel black (decoded values live in [-1, 1])."""
     import torch
 
-    return not bool(torch.isfinite(decoded).all()) or float(decoded.max()) <= -0.99
+    # One pass: NaN propagates into both, +inf shows in the max and -inf in the min.
+    low, high = torch.aminmax(decoded.detach())
+    return not (bool(torch.isfinite(low)) and bool(torch.isfinite(high))) or float(high) <= -0.99
 
 
 def decode(vae, latents, notices: list[str], *, upcast: bool = False, unscale: bool = True):
@@ -40,12 +42,13 @@ def guarded(vae, decode_at, notices: list[str], *, upcast: bool = False):
     one fails with ``BLANK``. (A VQ-GAN's token decode uses this directly.)"""
     import torch
 
-    decoded = _cast_while(vae, torch.float32 if upcast else vae.dtype, decode_at)
+    original = vae.dtype  # once: asking a model its dtype walks its modules
+    decoded = _cast_while(vae, original, torch.float32 if upcast else original, decode_at)
     if bad_pixels(decoded):
         log.info("decode gave %s; retrying the VAE in fp32", "NaN/inf" if not torch.isfinite(decoded).all() else "black")
-        if vae.dtype == torch.float32 and not upcast:
+        if original == torch.float32 and not upcast:
             raise EaselError(BLANK)
-        decoded = _cast_while(vae, torch.float32, decode_at)
+        decoded = _cast_while(vae, original, torch.float32, decode_at)
         if bad_pixels(decoded):
             raise EaselError(BLANK)
         if RETRIED not in notices:
@@ -53,8 +56,7 @@ def guarded(vae, decode_at, notices: list[str], *, upcast: bool = False):
     return decoded
 
 
-def _cast_while(vae, dtype, decode_at):
-    original = vae.dtype
+def _cast_while(vae, original, dtype, decode_at):
     if dtype != original:
         vae.to(dtype)
     try:

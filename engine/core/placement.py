@@ -3,7 +3,8 @@ remembered per (model, GPU). Every runner uses this one class.
 
 The presets (engine.devices) mean the same for every family: "fast" keeps everything on the device,
 "balanced" slices and tiles the VAE, "low" moves each module onto the GPU only while it runs,
-"minimal" streams layer by layer. A job that runs out of device memory runs again one preset lower;
+"minimal" streams layer by layer; "low" and "minimal" keep the transformer and T5 in fp8 storage on
+CUDA, and a transformer or T5 read from an fp8 file stays in fp8 on every preset (engine.core.precision). A job that runs out of device memory runs again one preset lower;
 the rung that worked is remembered (``engine.memory.RungMemory``) so "auto" starts there next time,
 also after a restart. Runs on the engine thread.
 """
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from engine import devices, memory
 from engine.api import OutOfMemory, RuntimeSettings
+from engine.core import precision
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +93,14 @@ class Placement:
 
     def apply(self, preset: str, pipes: Sequence, force: bool = False) -> None:
         settings = self.settings_for(preset)
-        if force or settings != self.settings:
-            for pipe in pipes:
+        current = dataclasses.replace(self.settings, fp8_storage=()) if self.settings is not None else None
+        if force or settings != current:
+            stored: set[str] = set()
+            by_preset = devices.fp8_by_preset(preset, self.device)
+            for pipe in pipes:  # fp8 storage first: the model goes onto the GPU at its stored size
+                stored.update(precision.apply(pipe, self.device, self.dtype, by_preset))
                 place(pipe, settings, self.vae_tiling)
-            self.settings = settings
+            self.settings = dataclasses.replace(settings, fp8_storage=tuple(sorted(stored)))
 
     def place_new(self, pipes: Sequence, requested: str) -> RuntimeSettings:
         """Put freshly loaded ``pipes`` on the device, walking down the ladder while they do not fit

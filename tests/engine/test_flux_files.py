@@ -203,7 +203,8 @@ def test_a_kontext_transformer_is_told_by_its_name(comfy, tmp_path):
 
 
 def test_fp8_transformer_and_t5_files_load_and_generate(comfy, tmp_path):
-    """ComfyUI's fp8 downloads (flux1-dev-fp8, t5xxl_fp8_e4m3fn) are read and computed in the run's dtype."""
+    """ComfyUI's fp8 downloads (flux1-dev-fp8, t5xxl_fp8_e4m3fn) load and generate (kept in fp8 storage, computed in the run's
+    dtype: tests/engine/test_fp8_storage.py)."""
     import torch
     from safetensors.torch import load_file, save_file
 

@@ -2,9 +2,10 @@
 
 # Free device memory (GiB) "auto" needs for each preset, bf16: the 20B transformer is 40.9 GB and the
 # Qwen2.5-VL-7B encoder 16.6 GB, so everything resident ("fast") wants about 60 GB; "low" moves one
-# module onto the GPU at a time (the transformer plus activations: about 44 GB); below that "minimal"
-# streams the layers (slow). 12-16 GB cards need a GGUF or fp8 transformer, which is not loaded yet.
-THRESHOLDS = (("fast", 60.0), ("balanced", 58.0), ("low", 44.0))
+# module onto the GPU at a time, the transformer in fp8 storage there (engine.core.precision: 20.5 GB,
+# plus activations: about 24 GB); below that "minimal" streams the layers (slow). Computed from the
+# weight sizes, not measured.
+THRESHOLDS = (("fast", 60.0), ("balanced", 58.0), ("low", 24.0))
 SIZE_STEP = 16  # the VAE's 8x times the transformer's 2x2 patches
 SAMPLER = "Qwen-Image uses its own flow-matching schedule"
 EDIT_NEW_IMAGE = ("{label} edits an image by instruction: open an image (image to image) and say what to change; "

@@ -15,13 +15,14 @@ from engine.families.sd3 import probe
 
 # Free device memory (GiB) "auto" needs for each preset, in bf16 with T5-XXL (about 9.5 GB itself):
 # "fast" holds everything, "balanced" the same with a sliced and tiled VAE, "low" moves
-# one model at a time to the GPU (the transformer or T5, whichever is larger, must fit).
+# one model at a time to the GPU (the transformer or T5, whichever is larger, must fit), both in
+# fp8 storage there (engine.core.precision: half their bf16 size). Computed from weight sizes.
 THRESHOLDS = {
-    "large": (("fast", 30.0), ("balanced", 27.0), ("low", 18.0)),  # 8.1B transformer: 16.3 GB
-    "medium": (("fast", 18.0), ("balanced", 16.0), ("low", 11.0)),  # 2.5B transformer: 4.9 GB
+    "large": (("fast", 30.0), ("balanced", 27.0), ("low", 10.0)),  # 8.1B transformer: 16.3 GB (8.2 in fp8)
+    "medium": (("fast", 18.0), ("balanced", 16.0), ("low", 6.5)),  # 2.5B: 4.9 GB; T5 in fp8 4.8 GB
     # Without T5 (CLIP-L + CLIP-G are 1.6 GB): "low" then needs room for the transformer alone.
-    "large-no-t5": (("fast", 20.0), ("balanced", 19.0), ("low", 18.0)),
-    "medium-no-t5": (("fast", 8.5), ("balanced", 7.5), ("low", 6.0)),
+    "large-no-t5": (("fast", 20.0), ("balanced", 19.0), ("low", 10.0)),
+    "medium-no-t5": (("fast", 8.5), ("balanced", 7.5), ("low", 4.0)),
 }
 _NO_SAMPLER = "SD 3.5 runs its own flow-matching schedule (Euler): there is no sampler to choose"
 # variant -> (label, defaults)
