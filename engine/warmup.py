@@ -30,6 +30,7 @@ def warm_imports() -> None:
 
     import engine.core.decode  # noqa: F401  (the shared core every runner uses)
     import engine.core.placement  # noqa: F401
+    import engine.core.upscalers  # noqa: F401  (the hires fix and detail upscale's enlarging step)
     import engine.core.previews  # noqa: F401
     import engine.core.prompt_policy  # noqa: F401
     import engine.core.steps  # noqa: F401
