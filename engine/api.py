@@ -115,6 +115,9 @@ MAX_PROMPT_CHARS = 20_000
 CONTROL_KINDS: tuple[str, ...] = ("scribble", "lineart", "canny", "depth", "pose", "tile", "inpaint")
 MAX_CONTROLS = 4
 MAX_CONTROL_STRENGTH = 2.0  # A1111's ControlNet "Weight" range
+# Reference images (IP-Adapter): how many at once, and the weight range (A1111's IP-Adapter "Weight").
+MAX_REFERENCES = 4
+MAX_REFERENCE_WEIGHT = 2.0
 
 
 def random_seed() -> int:
@@ -193,6 +196,59 @@ class ControlInput:
         return cls(**kwargs)
 
 
+@dataclass(frozen=True)
+class ReferenceInput:
+    """One reference image (IP-Adapter): the picture whose style or subject the result takes, and how much.
+
+    ``image``: the reference picture (PIL). ``weight``: 0-2 (the IP-Adapter scale; 0 acts on nothing).
+    ``model``: the IP-Adapter, a path or its name in the model library ("" = the library's IP-Adapter
+    for the generator's family). ``encoder``: the CLIP vision image encoder it reads the picture with
+    (a path; "" = found beside the adapter or in the library). ``model_hash``: the adapter's hash,
+    filled in by the engine in ``Result.request``. Construction validates every field and raises
+    ``InvalidRequest`` (field "references").
+    """
+
+    image: Image.Image = field(compare=False, repr=False)
+    weight: float = 1.0
+    model: str = ""
+    encoder: str = ""
+    model_hash: str = ""
+
+    def __post_init__(self) -> None:
+        if not hasattr(self.image, "size") or not hasattr(self.image, "convert"):
+            raise InvalidRequest("references", "a reference has no image")
+        for name in ("model", "encoder", "model_hash"):
+            if not isinstance(getattr(self, name), str):
+                raise InvalidRequest("references", f"the reference's {name} must be a path or a name")
+        w = self.weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= MAX_REFERENCE_WEIGHT:
+            raise InvalidRequest("references", f"a reference's weight must be from 0 to {MAX_REFERENCE_WEIGHT:g} (got {w!r})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, the image included as base64 PNG (``image_png``) with its hash (``image_hash``)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "image"}
+        d["image_png"] = image_to_base64(self.image)
+        d["image_hash"] = image_hash(self.image)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReferenceInput:
+        """From ``to_dict`` output (``image`` may also be a PIL image); InvalidRequest when it is not one."""
+        if isinstance(data, ReferenceInput):
+            return data
+        if not isinstance(data, dict):
+            raise InvalidRequest("references", "each reference must be a set of fields")
+        kwargs = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
+        if "image" not in kwargs and isinstance(data.get("image_png"), str):
+            try:
+                kwargs["image"] = image_from_base64(data["image_png"])
+            except InvalidRequest:
+                raise InvalidRequest("references", "a stored reference image is not a readable PNG") from None
+        if "image" not in kwargs:
+            raise InvalidRequest("references", "a reference has no image")
+        return cls(**kwargs)
+
+
 def image_to_base64(image: Image.Image) -> str:
     """``image`` as base64 PNG text (RGB, RGBA or L): lossless, so the pixels come back exactly. Any thread."""
     import base64
@@ -244,6 +300,8 @@ class GenerationRequest:
     ``speed`` is one of SPEEDS: "standard", "fast" (compiled; same pixels) or "draft" (a step cache).
     ``controls``: control inputs (ControlNets, ``ControlInput``), applied together; a model whose
     capabilities take no control kinds refuses them.
+    ``references``: reference images (IP-Adapter, ``ReferenceInput``), applied together; a model whose
+    capabilities take no references refuses them.
     Construction validates every field and raises ``InvalidRequest`` naming the bad one.
     """
 
@@ -269,6 +327,7 @@ class GenerationRequest:
     vae: str = ""
     speed: str = "standard"
     controls: tuple[ControlInput, ...] = ()
+    references: tuple[ReferenceInput, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.mode, str) and not isinstance(self.mode, Mode):
@@ -281,6 +340,12 @@ class GenerationRequest:
         object.__setattr__(self, "controls", tuple(ControlInput.from_dict(c) for c in self.controls))
         if len(self.controls) > MAX_CONTROLS:
             raise InvalidRequest("controls", f"at most {MAX_CONTROLS} control inputs at once (got {len(self.controls)})")
+        if not isinstance(self.references, (tuple, list)):
+            raise InvalidRequest("references", "must be a list of reference images")
+        object.__setattr__(self, "references", tuple(ReferenceInput.from_dict(r) for r in self.references))
+        if len(self.references) > MAX_REFERENCES:
+            raise InvalidRequest("references", f"at most {MAX_REFERENCES} reference images at once "
+                                 f"(got {len(self.references)})")
         self._validate()
 
     def _validate(self) -> None:
@@ -337,10 +402,12 @@ class GenerationRequest:
         """JSON-ready fields (the init image and mask left out: they are not part of the recipe text;
         control images included, as base64 PNG)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-             if f.name not in ("init_image", "mask", "controls")}
+             if f.name not in ("init_image", "mask", "controls", "references")}
         d["mode"] = self.mode.value
         if self.controls:  # a control image is part of the recipe: without it the image cannot be remade
             d["controls"] = [c.to_dict() for c in self.controls]
+        if self.references:  # so is a reference image
+            d["references"] = [r.to_dict() for r in self.references]
         return d
 
     @classmethod

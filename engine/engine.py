@@ -182,6 +182,9 @@ class Engine:
         from engine.core import control
 
         control.check(runner.caps, request.controls)  # control inputs only where the family takes them
+        from engine.core import reference
+
+        reference.check(runner.caps, request.references)  # reference images only where the family takes them
         if request.speed != "standard" and not runner.caps.speeds:
             job.notice(f"{runner.caps.label} runs at Standard speed: Fast and Draft apply to SD models for now.")
         with PeakMeter(self.device) as meter:

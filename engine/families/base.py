@@ -55,6 +55,7 @@ class Capabilities:
     ``sizes``: the only sizes it makes (None: any size on ``size_step``). ``role``: "generator",
     "variations" (needs an image: Stable unCLIP) or "upscaler" (``upscale_kind`` "diffusion"/"gan").
     ``control_kinds``: the kinds of control input (ControlNet) it takes; empty: none.
+    ``reference_images``: it takes reference images (IP-Adapter; engine.core.reference).
     ``instruction_edit``: img2img / inpaint edit the input by the prompt's instruction (Kontext, Qwen-Image-Edit).
     """
 
@@ -79,6 +80,7 @@ class Capabilities:
     speeds: bool = False  # whether Fast / Draft (engine.core.speed) apply to its denoiser
     strength_shortens: bool = True  # img2img / inpaint run steps x strength steps (unCLIP: a noise level)
     control_kinds: tuple[str, ...] = ()  # the control inputs (engine.api.CONTROL_KINDS) it takes; engine.core.control
+    reference_images: bool = False  # reference images (IP-Adapter) it takes; engine.core.reference
     # An instruction editor (FLUX.1 Kontext, Qwen-Image-Edit): its img2img / inpaint prompt says what to change
     # in the input image ("make the sky stormy"), the window's "Edit with words" and ``easel edit``.
     instruction_edit: bool = False

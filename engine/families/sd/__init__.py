@@ -42,7 +42,8 @@ class StableDiffusion(Family):
         common = dict(addons=frozenset({"lora", "embedding", "vae", "clip_skip"}), prompt_weighting=True, speeds=True,
                       memory_thresholds=THRESHOLDS[info.family],
                       latent_space="sdxl" if info.family == "sdxl" else "sd",
-                      control_kinds=CONTROL_KINDS if info.family in CONTROL_FAMILIES else ())
+                      control_kinds=CONTROL_KINDS if info.family in CONTROL_FAMILIES else (),
+                      reference_images=info.family in CONTROL_FAMILIES)  # IP-Adapters: SD 1.5 and SDXL
         if info.variant == "turbo":
             # SD-Turbo and SDXL-Turbo: trained at 512 px for 1-4 steps without classifier-free guidance.
             return capabilities(
