@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     from engine import cli_control
 
     cli_control.add_options(gen)
+    cli_control.add_reference_options(gen)
 
     edit = argparse.ArgumentParser(add_help=False)
     edit.add_argument("--init", required=True, metavar="IMAGE", help="the source image")
@@ -122,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a folder to look in for the LoRAs, VAE and control models the image used (repeatable)")
     regen.add_argument("--control-model", action="append", default=[], metavar="NAME_OR_PATH",
                        help="the control model of each stored control input, in order (default: found by name)")
+    regen.add_argument("--ip-adapter", default="", metavar="NAME_OR_PATH",
+                       help="the IP-Adapter of the stored reference images (default: found by name)")
 
     from engine import cli_families, cli_gallery, cli_grid, cli_models
 
@@ -325,6 +328,10 @@ def _cmd_generate(args) -> int:
 
         fields["controls"] = cli_control.controls_from_args(
             args, library_for(args), (fields["width"], fields["height"]), mask.convert("L") if mask else None)
+    if args.reference:
+        from engine import cli_control
+
+        fields["references"] = cli_control.references_from_args(args)
     request = GenerationRequest(**fields)
     return run_and_save(args, request, args.out, embed=not args.no_metadata)
 
@@ -370,6 +377,11 @@ def _cmd_regenerate(args) -> int:
                              f"{len(stored)} control input(s)")
         extra["controls"] = tuple(dataclasses.replace(c, model=m) for c, m in zip(stored, args.control_model)) + \
             tuple(stored[len(args.control_model):])
+    if getattr(args, "ip_adapter", ""):  # another IP-Adapter file for the stored reference images
+        import dataclasses
+
+        extra["references"] = tuple(dataclasses.replace(r, model=args.ip_adapter)
+                                    for r in meta.fields.get("references", ()))
     request = meta.to_request(**extra)
     if request.seed is None:
         raise EaselError(f"{args.image}: the stored settings have no seed, so the image cannot be reproduced")
@@ -403,6 +415,11 @@ def _cmd_info(args) -> int:
                 model = f", model {c.model}" + (f" [{c.model_hash}]" if c.model_hash else "") if c.model else ""
                 print(f"control {i}: {c.kind}, strength {c.strength:g}, steps {c.start:g}-{c.end:g}{model}, "
                       f"image {c.image.width}x{c.image.height}")
+            continue
+        if key == "references":  # one readable line per reference image
+            for i, r in enumerate(value):
+                model = f", IP-Adapter {r.model}" + (f" [{r.model_hash}]" if r.model_hash else "") if r.model else ""
+                print(f"reference {i}: weight {r.weight:g}{model}, image {r.image.width}x{r.image.height}")
             continue
         print(f"{key}: {value}")
     if meta.model_name or meta.model_hash:

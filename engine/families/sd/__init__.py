@@ -80,7 +80,10 @@ class StableDiffusion(Family):
                          for name, (fits, kind) in TEST_CONTROLS.items())
         depth = TestModel("depth-anything", ("diffusers",), _depth_writer,
                           "tiny Depth Anything depth model (the depth preprocessor of depth controls)")
-        return generators + controls + (depth,)
+        adapters = tuple(TestModel(f"ip-adapter-{name}", ("single-file",), _adapter_writer(name),
+                                   f"IP-Adapter (reference images) for the {name} test model, with its tiny image encoder")
+                         for name in ("sd15", "sdxl"))
+        return generators + controls + (depth,) + adapters
 
 
 def _writer(name: str):
@@ -97,6 +100,17 @@ def _control_writer(name: str):
         from engine.families.sd.testcontrol import write as write_control
 
         return write_control(name, dest, layout, seed)
+
+    return write
+
+
+def _adapter_writer(name: str):
+    def write(dest: Path, layout: str, seed: int = 0) -> Path:
+        """``dest``/ip-adapter_<name>_test.safetensors with its image encoder in ``dest``/image_encoder (h94's layout)."""
+        from engine.testaddons import make_image_encoder, make_ip_adapter
+
+        make_image_encoder(Path(dest) / "image_encoder", seed=seed + 5)
+        return make_ip_adapter(Path(dest) / f"ip-adapter_{name}_test.safetensors", family=name, seed=seed + 6)
 
     return write
 
