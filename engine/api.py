@@ -116,8 +116,10 @@ CONTROL_KINDS: tuple[str, ...] = ("scribble", "lineart", "canny", "depth", "pose
 MAX_CONTROLS = 4
 # Extra reference images an instruction editor takes beside the image it edits (Qwen-Image-Edit Plus works
 # best with one to three images in all).
-MAX_REFERENCES = 2
 MAX_CONTROL_STRENGTH = 2.0  # A1111's ControlNet "Weight" range
+# Reference images (IP-Adapter): how many at once, and the weight range (A1111's IP-Adapter "Weight").
+MAX_REFERENCES = 4
+MAX_REFERENCE_WEIGHT = 2.0
 
 # Hires fix (A1111's): txt2img at the size asked, enlarged by ``hires_scale`` (at most this), then img2img
 # at the large size. "Lanczos" is the plain resize; any other ``upscaler`` names a GAN upscaler file.
@@ -207,6 +209,59 @@ class ControlInput:
         return cls(**kwargs)
 
 
+@dataclass(frozen=True)
+class ReferenceInput:
+    """One reference image (IP-Adapter): the picture whose style or subject the result takes, and how much.
+
+    ``image``: the reference picture (PIL). ``weight``: 0-2 (the IP-Adapter scale; 0 acts on nothing).
+    ``model``: the IP-Adapter, a path or its name in the model library ("" = the library's IP-Adapter
+    for the generator's family). ``encoder``: the CLIP vision image encoder it reads the picture with
+    (a path; "" = found beside the adapter or in the library). ``model_hash``: the adapter's hash,
+    filled in by the engine in ``Result.request``. Construction validates every field and raises
+    ``InvalidRequest`` (field "references").
+    """
+
+    image: Image.Image = field(compare=False, repr=False)
+    weight: float = 1.0
+    model: str = ""
+    encoder: str = ""
+    model_hash: str = ""
+
+    def __post_init__(self) -> None:
+        if not hasattr(self.image, "size") or not hasattr(self.image, "convert"):
+            raise InvalidRequest("references", "a reference has no image")
+        for name in ("model", "encoder", "model_hash"):
+            if not isinstance(getattr(self, name), str):
+                raise InvalidRequest("references", f"the reference's {name} must be a path or a name")
+        w = self.weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= MAX_REFERENCE_WEIGHT:
+            raise InvalidRequest("references", f"a reference's weight must be from 0 to {MAX_REFERENCE_WEIGHT:g} (got {w!r})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, the image included as base64 PNG (``image_png``) with its hash (``image_hash``)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "image"}
+        d["image_png"] = image_to_base64(self.image)
+        d["image_hash"] = image_hash(self.image)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReferenceInput:
+        """From ``to_dict`` output (``image`` may also be a PIL image); InvalidRequest when it is not one."""
+        if isinstance(data, ReferenceInput):
+            return data
+        if not isinstance(data, dict):
+            raise InvalidRequest("references", "each reference must be a set of fields")
+        kwargs = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
+        if "image" not in kwargs and isinstance(data.get("image_png"), str):
+            try:
+                kwargs["image"] = image_from_base64(data["image_png"])
+            except InvalidRequest:
+                raise InvalidRequest("references", "a stored reference image is not a readable PNG") from None
+        if "image" not in kwargs:
+            raise InvalidRequest("references", "a reference has no image")
+        return cls(**kwargs)
+
+
 def image_to_base64(image: Image.Image) -> str:
     """``image`` as base64 PNG text (RGB, RGBA or L): lossless, so the pixels come back exactly. Any thread."""
     import base64
@@ -258,9 +313,10 @@ class GenerationRequest:
     ``speed`` is one of SPEEDS: "standard", "fast" (compiled; same pixels) or "draft" (a step cache).
     ``controls``: control inputs (ControlNets, ``ControlInput``), applied together; a model whose
     capabilities take no control kinds refuses them.
-    ``references``: extra reference images (PIL) an instruction editor that takes them uses beside
-    ``init_image`` (Qwen-Image-Edit Plus: "put the hat of image 2 on the cat"); a model whose capabilities
-    take none refuses them. Recorded in the metadata by count and hash, like the init image.
+    ``references``: reference images (``ReferenceInput``: a picture and a weight), applied together: an
+    IP-Adapter's (SD 1.5 / SDXL: the result takes their style or subject) or, for an instruction editor
+    that takes them, its further input images beside ``init_image`` (Qwen-Image-Edit Plus: "put the hat of
+    image 2 on the cat"); a model whose capabilities take none refuses them (``Capabilities.references``).
     Hires fix (txt2img only): ``hires_scale`` 0 is off; from 1 to 4 the image made at width x height is
     enlarged by that factor with ``upscaler`` and refined by an img2img pass of ``hires_steps`` (0: as
     many as ``steps``) at ``hires_strength`` (A1111's "Denoising strength"), as one job.
@@ -293,7 +349,7 @@ class GenerationRequest:
     vae: str = ""
     speed: str = "standard"
     controls: tuple[ControlInput, ...] = ()
-    references: tuple[Image.Image, ...] = field(default=(), compare=False, repr=False)
+    references: tuple[ReferenceInput, ...] = ()
     hires_scale: float = 0.0
     hires_steps: int = 0
     hires_strength: float = 0.5
@@ -312,14 +368,12 @@ class GenerationRequest:
         object.__setattr__(self, "controls", tuple(ControlInput.from_dict(c) for c in self.controls))
         if len(self.controls) > MAX_CONTROLS:
             raise InvalidRequest("controls", f"at most {MAX_CONTROLS} control inputs at once (got {len(self.controls)})")
-        if not isinstance(self.references, (tuple, list)) or not all(hasattr(r, "convert") for r in self.references):
-            raise InvalidRequest("references", "must be a list of images")
-        object.__setattr__(self, "references", tuple(self.references))
+        if not isinstance(self.references, (tuple, list)):
+            raise InvalidRequest("references", "must be a list of reference images")
+        object.__setattr__(self, "references", tuple(ReferenceInput.from_dict(r) for r in self.references))
         if len(self.references) > MAX_REFERENCES:
             raise InvalidRequest("references", f"at most {MAX_REFERENCES} reference images at once "
                                  f"(got {len(self.references)})")
-        if self.references and self.mode is Mode.TXT2IMG:
-            raise InvalidRequest("references", "reference images go with an image to edit (image to image or inpaint)")
         self._validate()
 
     def _validate(self) -> None:
@@ -424,6 +478,8 @@ class GenerationRequest:
         d["mode"] = self.mode.value
         if self.controls:  # a control image is part of the recipe: without it the image cannot be remade
             d["controls"] = [c.to_dict() for c in self.controls]
+        if self.references:  # so is a reference image
+            d["references"] = [r.to_dict() for r in self.references]
         return d
 
     @classmethod

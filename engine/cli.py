@@ -77,13 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     from engine import cli_control
 
     cli_control.add_options(gen)
+    cli_control.add_reference_options(gen)
 
     edit = argparse.ArgumentParser(add_help=False)
     edit.add_argument("--init", required=True, metavar="IMAGE", help="the source image")
     edit.add_argument("--strength", type=float, default=None, help="how much to change (0-1]")
-    edit.add_argument("--reference", action="append", default=[], metavar="IMAGE",
-                      help="an extra reference image for an instruction editor that takes them (Qwen-Image-Edit "
-                           "Plus: \"put the hat from image 2 on the cat\"); repeatable")
 
     generate = sub.add_parser("generate", parents=[common, gen], help="text to image")
     generate.add_argument("--init", default=None, metavar="IMAGE",
@@ -130,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a folder to look in for the LoRAs, VAE and control models the image used (repeatable)")
     regen.add_argument("--control-model", action="append", default=[], metavar="NAME_OR_PATH",
                        help="the control model of each stored control input, in order (default: found by name)")
+    regen.add_argument("--ip-adapter", default="", metavar="NAME_OR_PATH",
+                       help="the IP-Adapter of the stored reference images (default: found by name)")
 
     from engine import cli_families, cli_gallery, cli_grid, cli_models
 
@@ -311,7 +311,6 @@ def _cmd_generate(args) -> int:
         vae=resolve_vae(args.vae, library_for(args)),
         init_image=init,
         mask=mask,
-        references=tuple(load_image(p, "reference image") for p in getattr(args, "reference", ())),
     )
     if args.steps is not None:
         fields["steps"] = args.steps
@@ -337,6 +336,10 @@ def _cmd_generate(args) -> int:
 
         fields["controls"] = cli_control.controls_from_args(
             args, library_for(args), (fields["width"], fields["height"]), mask.convert("L") if mask else None)
+    if args.reference:
+        from engine import cli_control
+
+        fields["references"] = cli_control.references_from_args(args)
     request = GenerationRequest(**fields)
     return run_and_save(args, request, args.out, embed=not args.no_metadata)
 
@@ -370,16 +373,19 @@ def _cmd_regenerate(args) -> int:
             extra["mask"] = mask_from_png(args.image)  # Easel stores the mask in its inpaint results
             if extra["mask"] is None:
                 raise EaselError(f"{args.image} was made by inpaint: give its mask with --mask")
-    wanted = int(meta.extra.get("Reference images", "0") or 0)
+    # An editor's references are recorded by count and hash: give them again (IP-Adapter ones are stored).
+    wanted = 0 if meta.fields.get("references") else int(meta.extra.get("Reference images", "0") or 0)
     if wanted and len(args.reference) != wanted:
         raise EaselError(f"{args.image} was made with {wanted} reference image{'s' if wanted != 1 else ''}: "
                          f"give {'them' if wanted != 1 else 'it'} with --reference, in order")
     if args.reference:
         from engine.imageprep import source_hash
 
-        extra["references"] = tuple(load_image(p, "reference image") for p in args.reference)
+        from engine.api import ReferenceInput
+
+        extra["references"] = tuple(ReferenceInput(image=load_image(p, "reference image")) for p in args.reference)
         stored = meta.extra.get("Reference hashes", "").split()
-        if stored and [source_hash(r)[:10] for r in extra["references"]] != stored:
+        if stored and [source_hash(r.image)[:10] for r in extra["references"]] != stored:
             print(f"easel: note: the reference images are not the ones {args.image} was made with (their hashes "
                   "differ), so the result will not match", file=sys.stderr)
     vae = meta.fields.get("vae") or meta.extra.get("VAE", "")
@@ -394,6 +400,11 @@ def _cmd_regenerate(args) -> int:
                              f"{len(stored)} control input(s)")
         extra["controls"] = tuple(dataclasses.replace(c, model=m) for c, m in zip(stored, args.control_model)) + \
             tuple(stored[len(args.control_model):])
+    if getattr(args, "ip_adapter", ""):  # another IP-Adapter file for the stored reference images
+        import dataclasses
+
+        extra["references"] = tuple(dataclasses.replace(r, model=args.ip_adapter)
+                                    for r in meta.fields.get("references", ()))
     request = meta.to_request(**extra)
     if request.seed is None:
         raise EaselError(f"{args.image}: the stored settings have no seed, so the image cannot be reproduced")
@@ -427,6 +438,11 @@ def _cmd_info(args) -> int:
                 model = f", model {c.model}" + (f" [{c.model_hash}]" if c.model_hash else "") if c.model else ""
                 print(f"control {i}: {c.kind}, strength {c.strength:g}, steps {c.start:g}-{c.end:g}{model}, "
                       f"image {c.image.width}x{c.image.height}")
+            continue
+        if key == "references":  # one readable line per reference image
+            for i, r in enumerate(value):
+                model = f", IP-Adapter {r.model}" + (f" [{r.model_hash}]" if r.model_hash else "") if r.model else ""
+                print(f"reference {i}: weight {r.weight:g}{model}, image {r.image.width}x{r.image.height}")
             continue
         print(f"{key}: {value}")
     if meta.model_name or meta.model_hash:

@@ -27,6 +27,40 @@ def add_options(gen: argparse.ArgumentParser) -> None:
                      help="the depth model (Depth Anything / DPT folder) that makes depth control images")
 
 
+def add_reference_options(gen: argparse.ArgumentParser) -> None:
+    """The reference-image options of generate / img2img / inpaint (IP-Adapter; an instruction editor's
+    further input images)."""
+    gen.add_argument("--reference", action="append", default=[], metavar="IMAGE[:WEIGHT]",
+                     help="a reference image: for SD 1.5 / SDXL, one whose style or subject the result takes "
+                     "(IP-Adapter; WEIGHT 0-2, default 1); for Qwen-Image-Edit Plus, a further input image "
+                     "(\"put the hat from image 2 on the cat\"); repeatable")
+    gen.add_argument("--ip-adapter", default="", metavar="NAME_OR_PATH",
+                     help="the IP-Adapter of the --reference images (default: one for the model's family from the "
+                     "model folders: ComfyUI models/ipadapter, A1111 models/ControlNet)")
+    gen.add_argument("--image-encoder", default="", metavar="PATH",
+                     help="its CLIP vision image encoder, a folder or .safetensors (default: an image_encoder folder "
+                     "beside the adapter, or ComfyUI models/clip_vision)")
+
+
+def references_from_args(args) -> tuple:
+    """The ReferenceInputs ``--reference IMAGE[:WEIGHT]`` asks for (a path may hold ':')."""
+    from engine.api import ReferenceInput
+
+    out = []
+    for spec in getattr(args, "reference", []) or []:
+        path, weight = spec, 1.0
+        head, sep, tail = spec.rpartition(":")
+        if sep and head:
+            try:
+                weight, path = float(tail), head
+            except ValueError:
+                pass
+        image = load_image(path, "reference image")
+        out.append(ReferenceInput(image=image, weight=weight, model=getattr(args, "ip_adapter", "") or "",
+                                  encoder=getattr(args, "image_encoder", "") or ""))
+    return tuple(out)
+
+
 def add_parser(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("preprocess", parents=[common], help="turn an image into a control image (canny edges, depth...)")
     p.add_argument("kind", choices=CONTROL_KINDS, metavar="KIND", help=f"one of {', '.join(CONTROL_KINDS)}")

@@ -220,3 +220,60 @@ def make_kind_file(dest: Path, kind: str, family: str = "sd1") -> Path:
     tensors = {k: torch.zeros(shape, dtype=torch.float16) for k, shape in kind_tensors(kind, family).items()}
     save_safetensors(dest, tensors)
     return dest
+
+
+# A tiny CLIP vision image encoder (transformers CLIPVisionModelWithProjection) and IP-Adapter for it.
+TINY_IMAGE_ENCODER = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 1,
+                      "image_size": 32, "patch_size": 8, "projection_dim": 16, "hidden_act": "gelu",
+                      "layer_norm_eps": 1e-5}
+
+
+def make_image_encoder(dest: Path, single_file: bool = False, seed: int = 5) -> Path:
+    """A random tiny CLIP vision image encoder: a folder (config.json + model.safetensors, as h94's
+    ``image_encoder/``) or, ``single_file``, one .safetensors in transformers' names (ComfyUI ``clip_vision``)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    model = CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_IMAGE_ENCODER)).eval()
+    dest = Path(dest)
+    if single_file:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        save_safetensors(dest, {k: v.contiguous() for k, v in model.state_dict().items()})
+        return dest
+    model.save_pretrained(dest, safe_serialization=True)
+    return dest
+
+
+def make_ip_adapter(dest: Path, family: str = "sd15", seed: int = 6, scale: float = 0.5) -> Path:
+    """A random IP-Adapter (plain: the image embedding as 4 prompt tokens) in h94's file layout
+    (``image_proj.*``, ``ip_adapter.N.to_k_ip/to_v_ip``), sized for the tiny make-test-model ``family``
+    (its cross-attention) and the tiny image encoder (``make_image_encoder``)."""
+    pipe = build_pipeline(family, "tiny", seed=0)
+    unet = pipe.unet
+    cross = unet.config.cross_attention_dim
+    embed = TINY_IMAGE_ENCODER["projection_dim"]
+    g = torch.Generator().manual_seed(seed)
+    tensors = {
+        "image_proj.proj.weight": torch.randn(cross * 4, embed, generator=g) * scale,
+        "image_proj.proj.bias": torch.randn(cross * 4, generator=g) * scale,
+        "image_proj.norm.weight": torch.ones(cross),
+        "image_proj.norm.bias": torch.zeros(cross),
+    }
+    key_id = 1
+    channels = list(unet.config.block_out_channels)
+    for name in unet.attn_processors:  # diffusers' numbering: every cross-attention layer, odd ids
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = channels[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(channels))[int(name[len("up_blocks.")])]
+        else:
+            hidden = channels[int(name[len("down_blocks.")])]
+        tensors[f"ip_adapter.{key_id}.to_k_ip.weight"] = torch.randn(hidden, cross, generator=g) * scale
+        tensors[f"ip_adapter.{key_id}.to_v_ip.weight"] = torch.randn(hidden, cross, generator=g) * scale
+        key_id += 2
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    save_safetensors(dest, tensors)
+    return dest

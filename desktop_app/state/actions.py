@@ -133,9 +133,7 @@ class StudioActions(QObject):
                 request, origin = self.canvas.build_request(request)
             if self.params.edit_mode == "inpaint":
                 request = self._with_inpaint_partner(request)
-            controls = self.canvas.controls()  # the canvas's visible control layers steer every mode
-            if controls:
-                request = request.replace(controls=controls)
+            request = self.canvas.with_guides(request)  # the visible control and reference layers steer every mode
         except InvalidRequest as exc:
             self.reporter.report(f"Check the settings: {exc}")
             return None

@@ -331,12 +331,13 @@ class CanvasDocument(QObject):
         return Image.fromarray(self._mask.copy(), "L")
 
     def guides(self) -> list[dict[str, Any]]:
-        """The visible control and region layers, bottom first, for the engine: each as
+        """The visible control, region and reference layers, bottom first, for the engine: each as
         {"kind", "name", "image" (RGB over black: the control image), "mask" (L: where it was painted),
-        "opacity", and its properties (control: "control", "strength", "start", "end"; region: "prompt")}."""
+        "opacity", and its properties (control: "control", "strength", "start", "end"; region: "prompt";
+        reference: "weight")}."""
         out = []
         for layer in self.layers:
-            if layer.kind in ("control", "region") and layer.visible:
+            if layer.kind in ("control", "region", "reference") and layer.visible:
                 rgba = layer.pil()
                 image = Image.new("RGB", rgba.size, (0, 0, 0))
                 image.paste(rgba, mask=rgba.getchannel("A"))
@@ -462,6 +463,25 @@ class CanvasDocument(QObject):
         n = sum(layer.kind == kind for layer in self.layers) + 1
         layer = Layer.blank(self.width, self.height, name or f"{KIND_LABELS[kind]} {n}", kind,
                             opacity=0.6 if kind == "region" else 1.0, props=props)
+        at = self.index_of(self.active_key)
+        layers = list(self.layers)
+        layers.insert(at + 1 if at >= 0 else len(layers), layer)
+        self._push_stack(layers, layer.key, f"Add {layer.name}")
+        return layer
+
+    def add_picture_layer(self, picture: Image.Image, kind: str, name: str, **props: Any) -> Layer | None:
+        """A new layer of ``kind`` above the active one holding ``picture`` fitted inside the canvas
+        (kept in proportion, centred; transparent around it); it becomes active. One undo step."""
+        if kind not in LAYER_KINDS:
+            raise ValueError(f"unknown layer kind {kind!r}")
+        if not self.has_image:
+            return None
+        rgba = picture.convert("RGBA")
+        scale = min(self.width / rgba.width, self.height / rgba.height)
+        size = (max(1, round(rgba.width * scale)), max(1, round(rgba.height * scale)))
+        board = Image.new("RGBA", (self.width, self.height), (0, 0, 0, 0))
+        board.paste(rgba.resize(size, Image.Resampling.LANCZOS), ((self.width - size[0]) // 2, (self.height - size[1]) // 2))
+        layer = Layer.from_pil(board, name, kind, props=props)
         at = self.index_of(self.active_key)
         layers = list(self.layers)
         layers.insert(at + 1 if at >= 0 else len(layers), layer)

@@ -20,7 +20,7 @@ from desktop_app.state.errors import ErrorReporter
 from desktop_app.state.live import LiveMode
 from desktop_app.state.params import EDIT_MODES, GenerationParameters
 from desktop_app.state.status import EngineStatus
-from engine.api import MAX_SIZE, ControlInput, EaselError, GenerationRequest, InvalidRequest, Mode
+from engine.api import MAX_SIZE, ControlInput, EaselError, GenerationRequest, InvalidRequest, Mode, ReferenceInput
 from engine.images import check_size, normalize, open_image, split_alpha
 from engine.imageprep import masked_box, padded_size
 from engine.outputs import write_png_atomic
@@ -401,6 +401,33 @@ class CanvasActions(QObject):
             out.append(ControlInput(kind=kind, image=image, strength=guide["strength"],
                                     start=guide["start"], end=guide["end"], preprocessor=made_by))
         return tuple(out)
+
+    def references(self) -> tuple[ReferenceInput, ...]:
+        """The canvas's visible reference layers as the request's reference images (IP-Adapter), bottom
+        first: each layer's painted part (cropped to it) with the layer's weight. An empty reference layer
+        is refused in one line (InvalidRequest). GUI thread."""
+        if not self.doc.has_image:
+            return ()
+        out = []
+        for guide in self.doc.guides():
+            if guide["kind"] != "reference":
+                continue
+            box = guide["mask"].getbbox()
+            if box is None:
+                raise InvalidRequest("references", f"the reference layer \"{guide['name']}\" is empty: open a picture "
+                                     "into it (Add ▸ Reference image…) or paint on it")
+            out.append(ReferenceInput(image=guide["image"].crop(box), weight=guide["weight"]))
+        return tuple(out)
+
+    def with_guides(self, request: GenerationRequest) -> GenerationRequest:
+        """``request`` with the canvas's visible control layers (ControlNet) and reference layers
+        (IP-Adapter) in it. GUI thread; InvalidRequest (one line) for an empty layer that needs pixels."""
+        controls, references = self.controls(), self.references()
+        if controls:
+            request = request.replace(controls=controls)
+        if references:
+            request = request.replace(references=references)
+        return request
 
     def on_job_finished(self, job: Any, outcome: Outcome) -> None:
         origin: CanvasJob = job.origin

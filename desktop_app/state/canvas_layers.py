@@ -8,8 +8,9 @@ channels, erasing is ``p * (1 - c)``.
 
 Kinds: "image" (part of the picture: generation uses the visible image layers' composite),
 "control" (a ControlNet input: its pixels plus the control kind, strength, start and end) and
-"region" (an area with its own prompt: the painted alpha is the area). Control and region layers
-are shown on the canvas like any layer but never enter the composite given to the engine.
+"region" (an area with its own prompt: the painted alpha is the area) and "reference" (a reference
+image for an IP-Adapter: its pixels plus a weight). Control, region and reference layers are shown on
+the canvas like any layer but never enter the composite given to the engine.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from engine.lazy import LazyModule
 
 np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
 
-LAYER_KINDS = ("image", "control", "region")
+LAYER_KINDS = ("image", "control", "region", "reference")
 CONTROL_KINDS = ("scribble", "lineart", "canny", "depth", "pose", "tile", "inpaint")
-KIND_LABELS = {"image": "Image", "control": "Control", "region": "Region"}
+KIND_LABELS = {"image": "Image", "control": "Control", "region": "Region", "reference": "Reference"}
 PREMUL = QImage.Format.Format_ARGB32_Premultiplied
 # Byte positions of R, G, B, A in a native-endian 0xAARRGGBB pixel.
 R, G, B, A = (2, 1, 0, 3) if sys.byteorder == "little" else (1, 2, 3, 0)
@@ -42,6 +43,8 @@ def default_props(kind: str) -> dict[str, Any]:
         return {"control": "scribble", "strength": 1.0, "start": 0.0, "end": 1.0}
     if kind == "region":
         return {"prompt": ""}
+    if kind == "reference":
+        return {"weight": 1.0}
     return {}
 
 
@@ -62,6 +65,11 @@ def clean_props(kind: str, props: dict[str, Any]) -> dict[str, Any]:
             out["start"], out["end"] = out["end"], out["start"]
     elif kind == "region":
         out["prompt"] = str(props.get("prompt", ""))[:2000]
+    elif kind == "reference":
+        value = float(props.get("weight", out["weight"]))
+        if value != value:  # NaN
+            raise ValueError("weight is not a number")
+        out["weight"] = max(0.0, min(2.0, value))
     return out
 
 

@@ -236,9 +236,7 @@ class LiveMode(QObject):
         try:
             base = self.params.to_request().replace(batch_count=1, seed=self.seed)
             request, origin = self.canvas.build_request(base, mode)
-            controls = self.canvas.controls()  # the visible control layers steer live runs too
-            if controls:
-                request = request.replace(controls=controls)
+            request = self.canvas.with_guides(request)  # the visible control and reference layers steer live runs too
         except EaselError as exc:
             self._say(f"Live: {exc}.")
             return

@@ -55,6 +55,8 @@ class Capabilities:
     ``sizes``: the only sizes it makes (None: any size on ``size_step``). ``role``: "generator",
     "variations" (needs an image: Stable unCLIP) or "upscaler" (``upscale_kind`` "diffusion"/"gan").
     ``control_kinds``: the kinds of control input (ControlNet) it takes; empty: none.
+    ``references``: how many reference images (``GenerationRequest.references``) it takes: an IP-Adapter's
+    (SD 1.5 / SDXL; engine.core.reference) or an instruction editor's further input images (Qwen-Image-Edit Plus).
     ``instruction_edit``: img2img / inpaint edit the input by the prompt's instruction (Kontext, Qwen-Image-Edit).
     """
 
@@ -82,7 +84,7 @@ class Capabilities:
     # An instruction editor (FLUX.1 Kontext, Qwen-Image-Edit): its img2img / inpaint prompt says what to change
     # in the input image ("make the sky stormy"), the window's "Edit with words" and ``easel edit``.
     instruction_edit: bool = False
-    references: int = 0  # how many extra reference images (GenerationRequest.references) it takes beside the input
+    references: int = 0  # how many reference images (GenerationRequest.references) it takes; 0: none
 
     def refusal(self, mode: Mode) -> str:
         """Why this model cannot run ``mode`` ("" when it can)."""
@@ -102,7 +104,7 @@ class Capabilities:
         if len(getattr(request, "references", ())) > self.references:
             raise InvalidRequest("references", f"{self.label} takes no reference images" if not self.references else
                                  f"{self.label} takes at most {self.references} reference image"
-                                 f"{'s' if self.references != 1 else ''} beside the image it edits")
+                                 f"{'s' if self.references != 1 else ''} at once")
         if (self.strength_shortens and request.mode in (Mode.IMG2IMG, Mode.INPAINT)
                 and int(request.steps * request.strength) < 1):
             least = math.ceil(1 / request.strength - 1e-9)

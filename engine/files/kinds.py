@@ -17,6 +17,7 @@ from engine.api import ModelError, UnsupportedModel
 from engine.files.control import file_verdict as control_file_verdict
 from engine.files.control import is_control_header
 from engine.files.headers import SafetensorsHeader
+from engine.files import reference as _reference
 from engine.files.safe import open_regular
 from engine.files.split import identify
 
@@ -75,6 +76,12 @@ def classify(header: SafetensorsHeader, name: str) -> _Verdict:
     if is_control_header(header):  # a control model: family from its structure, kind from its name
         family, variant, problem, error = control_file_verdict(header, name)
         return _Verdict("controlnet", family, problem, error, variant)
+
+    if _reference.is_ip_adapter_header(header):  # an IP-Adapter: family from its cross-attention width
+        family, variant, problem = _reference.adapter_verdict(header)
+        return _Verdict(_reference.KIND, family, problem, UnsupportedModel, variant)
+    if _reference.is_clip_vision_header(header):  # the image encoder IP-Adapters read pictures with
+        return _Verdict(_reference.ENCODER_KIND, "", _reference.ENCODER_PROBLEM, UnsupportedModel)
 
     # 2. An original-layout (LDM / A1111 / ComfyUI) Stable Diffusion checkpoint.
     if _UNET_IN in tensors:

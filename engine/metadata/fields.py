@@ -241,6 +241,22 @@ def _controls(value: Any, warnings: list[str]) -> tuple:
     return tuple(out)
 
 
+def _references(value: Any, warnings: list[str]) -> tuple:
+    """The reference images stored in an ``easel`` chunk, those that can be read."""
+    from engine.api import InvalidRequest, ReferenceInput
+
+    if not isinstance(value, list):
+        warnings.append("the stored reference images are not a list; ignored")
+        return ()
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(ReferenceInput.from_dict(item))
+        except InvalidRequest as e:
+            warnings.append(f"reference image {i} cannot be used ({str(e).removeprefix('references: ')}); left out")
+    return tuple(out)
+
+
 def _clean_fields(found: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     """Coerce types and bring values into GenerationRequest's limits, warning for each change."""
     out: dict[str, Any] = {}
@@ -287,6 +303,10 @@ def _clean_fields(found: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
             controls = _controls(value, warnings)
             if controls:
                 out[key] = controls
+        elif key == "references":
+            references = _references(value, warnings)
+            if references:
+                out[key] = references
         elif key == "speed":
             if value in SPEEDS:
                 out[key] = value

@@ -130,6 +130,9 @@ def png_info(
         recipe_request["vae"] = Path(recipe_request["vae"]).name
     for control in recipe_request.get("controls", ()):  # each with its image, so the same pixels come back
         control["model"] = Path(control["model"]).name if control.get("model") else ""
+    for ref in recipe_request.get("references", ()):  # so is each reference: its picture, adapter and encoder by name
+        ref["model"] = Path(ref["model"]).name if ref.get("model") else ""
+        ref["encoder"] = Path(ref["encoder"]).name if ref.get("encoder") else ""
     recipe = {
         "format": "easel",
         "version": FORMAT_VERSION,

@@ -26,7 +26,7 @@ from engine.outputs import write_text_atomic
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 6  # InvokeAI nests models/<base>/<type>/<name>/...; the HF cache models--x/snapshots/<rev>/...
-CACHE_VERSION = 3  # 3: ControlNets are kind "controlnet"; .gguf files
+CACHE_VERSION = 4  # 3: ControlNets are kind "controlnet"; .gguf files. 4: IP-Adapters, CLIP vision encoders
 _MODEL_SUFFIXES = (".safetensors", ".sft", ".gguf")  # a .gguf is judged by its bytes like the rest
 _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth")
 _SKIP_DIRS = {"blobs", "refs", ".locks", "__pycache__", "node_modules", ".git", "venv", ".venv"}
@@ -39,6 +39,8 @@ KIND_LABELS = {
     "vae": "VAE",
     "upscaler": "upscaler",
     "controlnet": "control model",
+    "ipadapter": "IP-Adapter",
+    "clipvision": "image encoder",
     "taesd": "preview decoder",
     "unknown": "unusable",
 }
@@ -77,7 +79,9 @@ class ModelEntry:
             return self.info.problem is None
         if self.kind == "controlnet":  # a ControlNet: usable as a control when its family is known
             return bool(self.family) and self.info.variant != "union" and self.info.format != "unknown"
-        return self.kind in ("lora", "embedding", "vae", "upscaler", "taesd")
+        if self.kind == "ipadapter":  # an IP-Adapter: usable with reference images unless of a kind Easel cannot run
+            return self.info.variant not in ("faceid", "unknown")
+        return self.kind in ("lora", "embedding", "vae", "upscaler", "taesd", "clipvision")
 
     @property
     def convertible(self) -> bool:

@@ -69,10 +69,13 @@ class LayersPanel(QWidget):
         self.add_button = QToolButton()
         self.add_button.setText("Add")
         self.add_button.setToolTip("Add a layer above the selected one: an image layer to paint on, a control "
-                                   "layer (the shape ControlNet follows) or a region (an area with its own prompt)")
+                                   "layer (the shape ControlNet follows), a region (an area with its own prompt) "
+                                   "or a reference image (its style or subject, through an IP-Adapter)")
         self.add_menu = QMenu(self)
         for kind, text in (("image", "Image layer"), ("control", "Control layer"), ("region", "Region layer")):
             self.add_menu.addAction(text, lambda k=kind: self.doc.add_layer(k))
+        self.add_menu.addAction("Reference image…", self.choose_reference)
+        self.add_menu.addAction("Reference layer (paint on it)", lambda: self.doc.add_layer("reference"))
         self.add_button.setMenu(self.add_menu)
         self.add_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.delete_button = tool("Delete", "Delete the selected layer (Ctrl+Z brings it back)", self.delete_selected)
@@ -101,6 +104,9 @@ class LayersPanel(QWidget):
         self.strength_spin = _dspin(0, 2, "How strongly the result follows this layer")
         self.start_spin = _dspin(0, 1, "From which fraction of the steps the control applies")
         self.end_spin = _dspin(0, 1, "Until which fraction of the steps the control applies")
+        self.weight_spin = _dspin(0, 2, "How much of this reference image's style and subject the result takes "
+                                  "(IP-Adapter weight; 0: none)")
+        self.weight_spin.setAccessibleName("Reference weight")
         self.prompt_edit = QLineEdit()
         self.prompt_edit.setPlaceholderText("what this region shows")
         self.prompt_edit.setToolTip("The prompt for the painted area of this region (with the main prompt)")
@@ -116,6 +122,10 @@ class LayersPanel(QWidget):
         rform = QFormLayout(self.region_box)
         rform.setContentsMargins(0, 0, 0, 0)
         rform.addRow("Prompt", self.prompt_edit)
+        self.reference_box = QWidget()
+        reform = QFormLayout(self.reference_box)
+        reform.setContentsMargins(0, 0, 0, 0)
+        reform.addRow("Weight", self.weight_spin)
 
         title = QLabel("Layers")
         title.setObjectName("PanelTitle")
@@ -141,6 +151,7 @@ class LayersPanel(QWidget):
         layout.addLayout(opacity_row)
         layout.addWidget(self.control_box)
         layout.addWidget(self.region_box)
+        layout.addWidget(self.reference_box)
 
         self.list.currentItemChanged.connect(self._on_current_changed)
         self.list.itemChanged.connect(self._on_item_changed)
@@ -151,6 +162,7 @@ class LayersPanel(QWidget):
         self.strength_spin.valueChanged.connect(lambda v: self._set_props(strength=v))
         self.start_spin.valueChanged.connect(lambda v: self._set_props(start=v))
         self.end_spin.valueChanged.connect(lambda v: self._set_props(end=v))
+        self.weight_spin.valueChanged.connect(lambda v: self._set_props(weight=v))
         self.prompt_edit.editingFinished.connect(lambda: self._set_props(prompt=self.prompt_edit.text()))
         doc.layers_changed.connect(self.refresh)
         doc.document_replaced.connect(self.refresh)
@@ -167,7 +179,8 @@ class LayersPanel(QWidget):
         doc = self.doc
         self._refreshing = True
         blockers = [QSignalBlocker(w) for w in (self.list, self.opacity_spin, self.control_combo, self.strength_spin,
-                                               self.start_spin, self.end_spin, self.prompt_edit)]
+                                               self.start_spin, self.end_spin, self.prompt_edit,
+                                               self.weight_spin)]
         try:
             self.list.clear()
             mask = QListWidgetItem("Mask · what Inpaint regenerates")
@@ -189,6 +202,8 @@ class LayersPanel(QWidget):
                     detail += f": {CONTROL_LABELS[layer.props['control']]}, {layer.props['strength']:.2f}"
                 elif layer.kind == "region":
                     detail += f": {layer.props['prompt'] or '(no prompt yet)'}"
+                elif layer.kind == "reference":
+                    detail += f" image, weight {layer.props['weight']:.2f}"
                 if layer.opacity < 1:
                     detail += f" · {layer.opacity * 100:.0f}%"
                 item.setToolTip(f"{layer.name} — {detail}")
@@ -208,6 +223,9 @@ class LayersPanel(QWidget):
             self.opacity_spin.setValue(round(layer.opacity * 100) if has else 100)
             self.control_box.setVisible(has and layer.kind == "control")
             self.region_box.setVisible(has and layer.kind == "region")
+            self.reference_box.setVisible(has and layer.kind == "reference")
+            if has and layer.kind == "reference":
+                self.weight_spin.setValue(layer.props["weight"])
             if has and layer.kind == "control":
                 self.control_combo.setCurrentIndex(self.control_combo.findData(layer.props["control"]))
                 self.strength_spin.setValue(layer.props["strength"])
@@ -304,6 +322,24 @@ class LayersPanel(QWidget):
         layer = self.doc.active_layer
         if layer is not None and layer.kind != "image" and not self._refreshing:
             self.doc.set_layer_props(layer.key, **props)
+
+    def choose_reference(self) -> None:
+        """Open a picture as a new reference layer (fitted inside the canvas)."""
+        path, _ = QFileDialog.getOpenFileName(self, "Open a reference image", "", "Images (*.png *.jpg *.jpeg *.webp)")
+        if path:
+            self.add_reference(path)
+
+    def add_reference(self, path: str) -> bool:
+        """``path`` as a new reference layer; a plain notice when it cannot be read."""
+        from engine.api import EaselError
+        from engine.images import open_image
+
+        try:
+            picture = open_image(path)
+        except (EaselError, OSError) as exc:
+            self.notice.emit(f"Cannot use {Path(path).name} as a reference: {exc}")
+            return False
+        return self.doc.add_picture_layer(picture, "reference", f"Reference: {Path(path).stem}") is not None
 
     def choose_export(self, kind: str) -> None:
         stem = Path(self.doc.source).stem if self.doc.source and "." in self.doc.source else "canvas"

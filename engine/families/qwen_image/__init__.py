@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.api import MAX_REFERENCES, Mode, ModelInfo
+from engine.api import Mode, ModelInfo
 from engine.families.base import ALL_PARAMETERS, Capabilities, Family, LoadContext, Runner, TestModel, capabilities
 from engine.families.qwen_image import probe
 from engine.families.qwen_image.rules import EDIT_NEW_IMAGE, EDIT_STRENGTH, SAMPLER, SIZE_STEP, THRESHOLDS
 from engine.families.qwen_image.testmodel import TEST_MODELS
 
 EDIT_LABELS = {"edit": "Qwen-Image-Edit", "edit-plus": "Qwen-Image-Edit Plus"}
+
+
+PLUS_REFERENCES = 2  # Edit Plus: up to two reference images beside the one it edits (its pipeline's design)
 
 
 class QwenImage(Family):
@@ -45,7 +48,7 @@ class QwenImage(Family):
                 refused={Mode.TXT2IMG: EDIT_NEW_IMAGE.format(label=label)},
                 defaults={"width": 1024, "height": 1024, "steps": 50, "guidance_scale": 4.0},
                 size_step=SIZE_STEP, memory_thresholds=THRESHOLDS, latent_space="qwen_image",
-                instruction_edit=True, references=MAX_REFERENCES if plus else 0)
+                instruction_edit=True, references=PLUS_REFERENCES if plus else 0)
         # Qwen-Image's card: 1328x1328 (1:1), 50 steps, true CFG 4 with a negative prompt.
         return capabilities(
             "Qwen-Image", "Qwen-Image", parameters=tuple(p for p in ALL_PARAMETERS if p != "sampler"),

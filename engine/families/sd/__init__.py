@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.api import CONTROL_KINDS, ModelInfo
+from engine.api import CONTROL_KINDS, MAX_REFERENCES, ModelInfo
 from engine.families.sd import probe
 from engine.families.base import ALL_PARAMETERS, Capabilities, Family, LoadContext, Runner, TestModel, capabilities
 
@@ -42,7 +42,8 @@ class StableDiffusion(Family):
         common = dict(addons=frozenset({"lora", "embedding", "vae", "clip_skip"}), prompt_weighting=True, speeds=True,
                       memory_thresholds=THRESHOLDS[info.family],
                       latent_space="sdxl" if info.family == "sdxl" else "sd",
-                      control_kinds=CONTROL_KINDS if info.family in CONTROL_FAMILIES else ())
+                      control_kinds=CONTROL_KINDS if info.family in CONTROL_FAMILIES else (),
+                      references=MAX_REFERENCES if info.family in CONTROL_FAMILIES else 0)  # IP-Adapters: SD 1.5 and SDXL
         if info.variant == "turbo":
             # SD-Turbo and SDXL-Turbo: trained at 512 px for 1-4 steps without classifier-free guidance.
             return capabilities(
@@ -79,7 +80,10 @@ class StableDiffusion(Family):
                          for name, (fits, kind) in TEST_CONTROLS.items())
         depth = TestModel("depth-anything", ("diffusers",), _depth_writer,
                           "tiny Depth Anything depth model (the depth preprocessor of depth controls)")
-        return generators + controls + (depth,)
+        adapters = tuple(TestModel(f"ip-adapter-{name}", ("single-file",), _adapter_writer(name),
+                                   f"IP-Adapter (reference images) for the {name} test model, with its tiny image encoder")
+                         for name in ("sd15", "sdxl"))
+        return generators + controls + (depth,) + adapters
 
 
 def _writer(name: str):
@@ -96,6 +100,17 @@ def _control_writer(name: str):
         from engine.families.sd.testcontrol import write as write_control
 
         return write_control(name, dest, layout, seed)
+
+    return write
+
+
+def _adapter_writer(name: str):
+    def write(dest: Path, layout: str, seed: int = 0) -> Path:
+        """``dest``/ip-adapter_<name>_test.safetensors with its image encoder in ``dest``/image_encoder (h94's layout)."""
+        from engine.testaddons import make_image_encoder, make_ip_adapter
+
+        make_image_encoder(Path(dest) / "image_encoder", seed=seed + 5)
+        return make_ip_adapter(Path(dest) / f"ip-adapter_{name}_test.safetensors", family=name, seed=seed + 6)
 
     return write
 

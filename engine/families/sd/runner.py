@@ -15,7 +15,7 @@ from pathlib import Path
 from engine import imageprep, prompts
 from engine.api import GenerationRequest, Mode, ModelInfo, Result, Timings
 from engine.core import decode as core_decode
-from engine.core import control, loras, prompt_policy, speed
+from engine.core import control, loras, prompt_policy, reference, speed
 from engine.core.job import Job
 from engine.core.placement import place, unhook
 from engine.core.previews import Previews
@@ -45,6 +45,7 @@ class SDRunner(Runner):
         self.scheduler_config = dict(base.scheduler.config)
         self.pipes = {type(base): base}  # pipeline class (or (class, control model paths)) -> pipeline sharing base's modules
         self.controls = control.ControlModels(ctx.library, ctx.hasher, ctx.dtype)
+        self.references = reference.References(ctx.library, ctx.hasher, ctx.dtype)  # IP-Adapters, only while used
         self.active = base  # the pipeline offload hooks are installed on
         self.addons = Addons()
         self.previews = Previews(caps.latent_space, ctx.library, ctx.device, ctx.dtype)
@@ -56,15 +57,18 @@ class SDRunner(Runner):
     def park(self) -> None:
         super().park()
         self.placement.park([n.model for n in self.controls.loaded.values()])  # idle control models too
+        self.references.park()
 
     def nbytes(self) -> int:
         nets = [n.model for n in self.controls.loaded.values() if n.model is not getattr(self.active, "controlnet", None)]
-        return super().nbytes() + sum(p.numel() * p.element_size() for m in nets for p in m.parameters())
+        return (super().nbytes() + sum(p.numel() * p.element_size() for m in nets for p in m.parameters())
+                + self.references.nbytes())
 
     def close(self) -> None:
         super().close()
         self.pipes.clear()
         self.controls.clear()
+        self.references.clear()
         self.base = self.active = None
 
     def unpark(self, preset: str) -> None:
@@ -125,6 +129,17 @@ class SDRunner(Runner):
             call_args = control.call_args(call_args, control.active(request.controls), size, plan)
         if request.controls:  # what the metadata records of them (all, also those acting on no step)
             request = self._record_controls(request, params, job)
+
+        # Reference images (IP-Adapter): in the UNet for this job only; a job without them runs without.
+        refs = reference.active(request.references)
+        if refs:
+            adapters = self.references.resolve(refs, self.info, self.base.unet)
+            cfg = request.guidance_scale > 1 and self.base.unet.config.time_cond_proj_dim is None
+            call_args.update(self.references.apply(pipe, refs, adapters, self.placement.settings.device, cfg))
+        else:
+            self.references.remove(self.base.unet)
+        if request.references:  # what the metadata records of them (all, also those of weight 0)
+            request = self._record_references(request, params, job)
 
         # Speed (Fast: compiled denoiser, Draft: step cache); records "Speed" in params, may add notices.
         applied = speed.apply(pipe, request, self.device, data_dir=self.state_dir, params=params,
@@ -209,6 +224,18 @@ class SDRunner(Runner):
                            f"{c.model_hash}): the image will differ")
         return request.replace(controls=tuple(dataclasses.replace(c, model=n.path, model_hash=n.hash10)
                                               for c, n in zip(request.controls, loaded)))
+
+    def _record_references(self, request: GenerationRequest, params: list, job: Job) -> GenerationRequest:
+        """The request with each reference's adapter path, hash and encoder as run; A1111's ``ControlNet N``
+        pairs (the ControlNet extension's IP-Adapter units, numbered after the control inputs) in ``params``."""
+        adapters = self.references.resolve(request.references, self.info, self.base.unet)
+        for i, (r, a) in enumerate(zip(request.references, adapters)):
+            params.append((f"ControlNet {len(request.controls) + i}", reference.a1111_line(r, a)))
+            if r.model_hash and a.hash10 and r.model_hash != a.hash10:
+                job.notice(f"IP-Adapter {a.name} is not the one asked for (hash {a.hash10}, not {r.model_hash}): "
+                           "the image will differ")
+        return request.replace(references=tuple(dataclasses.replace(r, model=a.path, model_hash=a.hash10, encoder=a.encoder)
+                                                for r, a in zip(request.references, adapters)))
 
     def _decode(self, pipe, latents, notices: list[str]):
         import torch
