@@ -114,10 +114,9 @@ MAX_PROMPT_CHARS = 20_000
 # What a control input (ControlNet) steers with. A family's Capabilities.control_kinds says which it takes.
 CONTROL_KINDS: tuple[str, ...] = ("scribble", "lineart", "canny", "depth", "pose", "tile", "inpaint")
 MAX_CONTROLS = 4
-# Extra reference images an instruction editor takes beside the image it edits (Qwen-Image-Edit Plus works
-# best with one to three images in all).
 MAX_CONTROL_STRENGTH = 2.0  # A1111's ControlNet "Weight" range
-# Reference images (IP-Adapter): how many at once, and the weight range (A1111's IP-Adapter "Weight").
+# Reference images (IP-Adapter's; an instruction editor's further inputs): how many at once, and the weight
+# range (A1111's IP-Adapter "Weight").
 MAX_REFERENCES = 4
 MAX_REFERENCE_WEIGHT = 2.0
 

@@ -16,7 +16,7 @@ def parse_easel(text: str, raw: dict[str, str]) -> ImageMetadata | None:
     version = data.get("version")
     if isinstance(version, int) and version > FORMAT_VERSION:
         warnings.append("written by a newer Easel; reading the settings this version knows")
-    names = {f.name for f in dataclasses.fields(GenerationRequest)} - {"init_image", "mask", "references"}
+    names = {f.name for f in dataclasses.fields(GenerationRequest)} - {"init_image", "mask"}
     found = {k: v for k, v in data["request"].items() if k in names}
     model = data.get("model") if isinstance(data.get("model"), dict) else {}
     extra: dict[str, str] = {}

@@ -2,7 +2,7 @@
 header in the layouts users have, applied with ``<lora:name:w>`` through the one core mechanism
 (``engine.core.loras``, the same as SD's), recorded as "Lora hashes", and gone again bit for bit when
 the prompt no longer names them. Tiny random-weight models; the LoRAs are made from their actual
-module shapes (``engine.testaddons.make_transformer_lora``)."""
+module shapes (``engine.testloras.make_transformer_lora``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import torch
 from engine import families
 from engine.api import GenerationRequest, UnsupportedModel
 from engine.files.probe import check_model, inspect_model
-from engine.testaddons import make_kind_file, make_transformer_lora
+from engine.testaddons import make_kind_file
+from engine.testloras import make_transformer_lora
 from engine.testmodels import save_safetensors
 
 

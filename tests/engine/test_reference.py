@@ -21,7 +21,6 @@ from PIL import Image, ImageDraw
 from engine import families
 from engine.api import GenerationRequest, InvalidRequest, ModelInfo, ReferenceInput
 from engine.cli import main
-from engine.core import reference
 from engine.files.probe import inspect_model
 
 
@@ -117,7 +116,7 @@ def test_a_family_without_reference_images_refuses_them_in_one_line(tmp_path):
 
     caps = families.capabilities(ModelInfo("/x.safetensors", "x", "checkpoint", "sd2", "safetensors"))
     with pytest.raises(InvalidRequest, match="takes no reference images"):
-        reference.check(caps, (ReferenceInput(picture()),))
+        caps.check_request(GenerationRequest(prompt="a cat", references=(ReferenceInput(picture()),)))
     _family, model = families.test_models()["amused"]
     path = model.write(tmp_path / "amused", model.layouts[0], 0)
     with pytest.raises(InvalidRequest) as caught:
