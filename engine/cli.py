@@ -336,7 +336,7 @@ def _cmd_generate(args) -> int:
 
         fields["controls"] = cli_control.controls_from_args(
             args, library_for(args), (fields["width"], fields["height"]), mask.convert("L") if mask else None)
-    if args.reference:
+    if getattr(args, "reference", None):  # not every command takes them (easel edit)
         from engine import cli_control
 
         fields["references"] = cli_control.references_from_args(args)

@@ -19,7 +19,7 @@ from engine.testmodels import build_pipeline, save_safetensors
 
 _ATTN = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "attn2.to_q", "attn2.to_k", "attn2.to_v",
          "attn2.to_out.0")
-_TE = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj")
+TEXT_ATTENTION = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj")
 _BASE_VERSION = {"sd15": "sd_v1", "sd2-v": "sd_v2", "sdxl": "sdxl_base_v1-0"}
 
 
@@ -46,7 +46,7 @@ def make_lora(dest: Path, family: str = "sd15", seed: int = 1, rank: int = 4, sc
             encoders.append(("lora_te2_", pipe.text_encoder_2))
         for prefix, encoder in encoders:
             for name, module in encoder.named_modules():
-                if name.endswith(_TE):
+                if name.endswith(TEXT_ATTENTION):
                     add(prefix, name, module)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)

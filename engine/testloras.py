@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from engine.testaddons import _TE
+from engine.testaddons import TEXT_ATTENTION
 from engine.testmodels import save_safetensors
 
 _BLOCKS = ("transformer_blocks.", "single_transformer_blocks.", "layers.", "noise_refiner.", "context_refiner.")
@@ -42,7 +42,7 @@ def make_transformer_lora(dest: Path, model: Path, layout: str = "diffusers", se
 
         encoder = CLIPTextModel.from_pretrained(Path(model) / "text_encoder")
         weights.update({f"te1:{name}.weight": m.weight.detach() for name, m in encoder.named_modules()
-                        if name.endswith(_TE)})
+                        if name.endswith(TEXT_ATTENTION)})
     for key, weight in sorted(weights.items()):
         out_f, in_f = weight.shape
         down, up = torch.randn(rank, in_f, generator=g) * scale, torch.randn(out_f, rank, generator=g) * scale
