@@ -147,8 +147,33 @@ def batch_seed(seed: int, index: int) -> int:
     return (seed + index) % (MAX_SEED + 1)
 
 
+class _PictureInput:
+    """What the request's picture inputs (ControlInput, ReferenceInput: dataclasses with an ``image``) share:
+    JSON with the picture as base64 PNG, and reading it back."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, the image included as base64 PNG (``image_png``) with its hash (``image_hash``)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "image"}
+        d["image_png"] = image_to_base64(self.image)
+        d["image_hash"] = image_hash(self.image)
+        return d
+
+    @classmethod
+    def _fields_from(cls, data: Any, field_name: str, what: str) -> dict[str, Any]:
+        """The constructor's fields in ``to_dict`` output (``image`` may also be a PIL image)."""
+        if not isinstance(data, dict):
+            raise InvalidRequest(field_name, f"each {what} must be a set of fields")
+        kwargs = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
+        if "image" not in kwargs and isinstance(data.get("image_png"), str):
+            try:
+                kwargs["image"] = image_from_base64(data["image_png"])
+            except InvalidRequest:
+                raise InvalidRequest(field_name, f"a stored {what} image is not a readable PNG") from None
+        return kwargs
+
+
 @dataclass(frozen=True)
-class ControlInput:
+class ControlInput(_PictureInput):
     """One control input (a ControlNet): the control image and how strongly, when, and with what it steers.
 
     ``kind``: one of CONTROL_KINDS. ``image``: the control image as the control model sees it (PIL;
@@ -184,23 +209,12 @@ class ControlInput:
         if self.start > self.end:
             raise InvalidRequest("controls", f"the {self.kind} control starts ({self.start:g}) after it ends ({self.end:g})")
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, the image included as base64 PNG (``image_png``) with its hash (``image_hash``)."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "image"}
-        d["image_png"] = image_to_base64(self.image)
-        d["image_hash"] = image_hash(self.image)
-        return d
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ControlInput:
         """From ``to_dict`` output (``image`` may also be a PIL image); InvalidRequest when it is not one."""
         if isinstance(data, ControlInput):
             return data
-        if not isinstance(data, dict):
-            raise InvalidRequest("controls", "each control must be a set of fields")
-        kwargs = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
-        if "image" not in kwargs and isinstance(data.get("image_png"), str):
-            kwargs["image"] = image_from_base64(data["image_png"])
+        kwargs = cls._fields_from(data, "controls", "control")
         if "image" not in kwargs:
             raise InvalidRequest("controls", f"the {data.get('kind', '')} control has no image".replace("  ", " "))
         if "kind" not in kwargs:
@@ -209,7 +223,7 @@ class ControlInput:
 
 
 @dataclass(frozen=True)
-class ReferenceInput:
+class ReferenceInput(_PictureInput):
     """One reference image (IP-Adapter): the picture whose style or subject the result takes, and how much.
 
     ``image``: the reference picture (PIL). ``weight``: 0-2 (the IP-Adapter scale; 0 acts on nothing).
@@ -236,26 +250,12 @@ class ReferenceInput:
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= MAX_REFERENCE_WEIGHT:
             raise InvalidRequest("references", f"a reference's weight must be from 0 to {MAX_REFERENCE_WEIGHT:g} (got {w!r})")
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, the image included as base64 PNG (``image_png``) with its hash (``image_hash``)."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "image"}
-        d["image_png"] = image_to_base64(self.image)
-        d["image_hash"] = image_hash(self.image)
-        return d
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReferenceInput:
         """From ``to_dict`` output (``image`` may also be a PIL image); InvalidRequest when it is not one."""
         if isinstance(data, ReferenceInput):
             return data
-        if not isinstance(data, dict):
-            raise InvalidRequest("references", "each reference must be a set of fields")
-        kwargs = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
-        if "image" not in kwargs and isinstance(data.get("image_png"), str):
-            try:
-                kwargs["image"] = image_from_base64(data["image_png"])
-            except InvalidRequest:
-                raise InvalidRequest("references", "a stored reference image is not a readable PNG") from None
+        kwargs = cls._fields_from(data, "references", "reference")
         if "image" not in kwargs:
             raise InvalidRequest("references", "a reference has no image")
         return cls(**kwargs)
