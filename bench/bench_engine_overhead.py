@@ -56,7 +56,8 @@ def main() -> None:
         model = make_test_model(Path(tmp) / args.model, family="sd15", size=args.model)
         engine = Engine(device="cpu")
         raw = StableDiffusionPipeline.from_pretrained(model, local_files_only=True, safety_checker=None,
-                                                      requires_safety_checker=False)
+                                                      requires_safety_checker=False,
+                                                      torch_dtype=torch.float32)  # as the engine runs on CPU
         raw.scheduler = EulerAncestralDiscreteScheduler.from_config(raw.scheduler.config)
         raw.set_progress_bar_config(disable=True)
         configs = ([(s, size, b) for size in (256, 512) for s in (1, 2, 4) for b in (1, 2, 4)] if args.short
