@@ -986,5 +986,6 @@ class CanvasDocument(QObject):
 def _shift_pose(layer: Layer, dx: int, dy: int) -> None:
     """A pose layer's figures follow its pixels when the canvas grows or shrinks on the left or top."""
     if layer.props.get("pose") and (dx or dy):
-        moved = [[None if p is None else [p[0] + dx, p[1] + dy] for p in person] for person in layer.props["pose"]]
+        moved = [[None if p is None else [round(p[0] + dx, 2), round(p[1] + dy, 2)] for p in person]
+                 for person in layer.props["pose"]]
         layer.props = {**layer.props, "pose": moved}

@@ -282,6 +282,20 @@ def test_painting_on_a_pose_layer_away_from_the_joints_paints(pose_panel, qtbot)
     assert (px[R], px[G], px[B], px[A]) == (255, 0, 0, 255)
 
 
+def test_a_pose_follows_its_layer_when_the_canvas_is_extended(pose_panel):
+    doc = pose_panel.doc
+    pose_panel.layers_panel.add_pose_layer()
+    layer = doc.active_layer
+    figure = layer.props["pose"][0]
+    doc.extend(20, 10, 0, 0, "colour")
+    moved = layer.props["pose"][0]
+    assert moved[1] == [figure[1][0] + 20, figure[1][1] + 10]
+    assert np.array_equal(np.asarray(control_image(doc, layer)),
+                          np.asarray(preprocess.draw_pose(layer.props["pose"], (W + 20, H + 10))))
+    doc.undo_stack.undo()
+    assert layer.props["pose"][0] == figure and (layer.width, layer.height) == (W, H)
+
+
 def test_a_posed_figure_survives_quit_and_restart(make_studio, data_dir, fake_engine, qtbot, tmp_path):
     studio = make_studio(data_dir, fake_engine)
     open_picture(studio, qtbot, tmp_path)

@@ -9,6 +9,7 @@ or fifty.
 Scene units are image pixels, so zoom and pan change only the view transform: the mask is always
 painted at the image's full resolution. Left button paints with the current tool; space + drag or
 the middle button pans; the wheel zooms around the cursor. A tablet's pressure scales the brush.
+On a pose layer the joints of its figures have handles: pressing on one drags it (Ctrl+click hides it).
 """
 
 from __future__ import annotations
