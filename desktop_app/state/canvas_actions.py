@@ -443,6 +443,10 @@ class CanvasActions(QObject):
         except EaselError as exc:
             self.reporter.report(f"Cannot make the {what} for {layer.name}: {exc}")
             return False
+        except Exception as exc:  # noqa: BLE001 (a model or library failing: one line, the details in the log)
+            line = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            self.reporter.report(f"Cannot make the {what} for {layer.name}: {line}", exc)
+            return False
         finally:
             self.status.set_activity("")
         if self.doc.layer(layer.key) is not layer or image.size != (self.doc.width, self.doc.height):
