@@ -16,6 +16,7 @@ stroke, a layer list, a layer's attributes). GUI thread only.
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -699,6 +700,24 @@ class CanvasDocument(QObject):
         old = people[figure]
         people[figure] = [None if i == joint else p for i, p in enumerate(old)]
         return self._set_pose(layer, people, [old], f"Remove the {POSE_JOINTS[joint]} of {layer.name}")
+
+    def add_pose_joint(self, x: float, y: float) -> bool:
+        """Put back a hidden joint at (x, y): the first one missing (in OpenPose's order) of the figure
+        nearest to that point on the active pose layer. One undo step; False when none is missing."""
+        from engine.preprocess import POSE_JOINTS
+
+        layer = self.active_layer
+        people = pose_of(layer)
+        missing = [(min((math.hypot(p[0] - x, p[1] - y) for p in person if p is not None), default=0.0), f)
+                   for f, person in enumerate(people) if None in person]
+        if not is_pose_layer(layer) or not layer.visible or not missing:
+            return False
+        f = min(missing)[1]
+        old = people[f]
+        j = old.index(None)
+        point = [round(max(0.0, min(self.width - 1.0, x)), 2), round(max(0.0, min(self.height - 1.0, y)), 2)]
+        people[f] = [point if i == j else p for i, p in enumerate(old)]
+        return self._set_pose(layer, people, [old, people[f]], f"Put back the {POSE_JOINTS[j]} of {layer.name}")
 
     def pose_joint_at(self, x: float, y: float, radius: float) -> tuple[int, int] | None:
         """The (figure, joint) of the active pose layer under (x, y), within ``radius`` pixels."""

@@ -256,6 +256,13 @@ def test_dragging_a_joint_of_a_pose_figure_redraws_the_openpose_image_and_undoes
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ControlModifier,
                      view.mapFromScene(QPointF(*elbow)))
     assert layer.props["pose"][0][6] is None
+    # Shift+click puts it back, where clicked.
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier,
+                     view.mapFromScene(QPointF(elbow[0] + 6, elbow[1] + 4)))
+    back = layer.props["pose"][0][6]
+    assert back is not None and abs(back[0] - elbow[0] - 6) < 1.5 and abs(back[1] - elbow[1] - 4) < 1.5
+    doc.undo_stack.undo()
+    assert layer.props["pose"][0][6] is None
     qtbot.mouseClick(lp.add_figure_button, Qt.MouseButton.LeftButton)
     assert len(layer.props["pose"]) == 2 and layer.props["pose"][1][1][0] > layer.props["pose"][0][1][0]
     assert np.array_equal(np.asarray(control_image(doc, layer)),

@@ -124,7 +124,7 @@ class LayersPanel(QWidget):
                                 "preprocessor makes from the picture (canny edges, line art, a depth map…): "
                                 "what the control model gets, to paint over", self.make_selected)
         self.add_figure_button = tool("Add figure", "A standing figure on this pose layer: drag its joints on the "
-                                      "canvas to pose it (Ctrl+click a joint hides it)", self.add_figure)
+                                      "canvas to pose it (Ctrl+click a joint hides it, Shift+click puts it back)", self.add_figure)
         self.remove_figure_button = tool("Remove figure", "Take the last figure added off this pose layer",
                                          self.remove_figure)
         control_buttons = QHBoxLayout()

@@ -9,7 +9,8 @@ or fifty.
 Scene units are image pixels, so zoom and pan change only the view transform: the mask is always
 painted at the image's full resolution. Left button paints with the current tool; space + drag or
 the middle button pans; the wheel zooms around the cursor. A tablet's pressure scales the brush.
-On a pose layer the joints of its figures have handles: pressing on one drags it (Ctrl+click hides it).
+On a pose layer the joints of its figures have handles: pressing on one drags it (Ctrl+click hides it,
+Shift+click puts a hidden one back where clicked).
 """
 
 from __future__ import annotations
@@ -346,6 +347,10 @@ class CanvasView(QGraphicsView):
         # On a pose layer a joint under the pointer is dragged (Ctrl+click hides it) whatever the tool;
         # elsewhere on the layer the tools paint as on any layer.
         joint = self.doc.pose_joint_at(pos.x(), pos.y(), PoseHandlesItem.RADIUS * 1.5 / max(self._zoom, 1e-3))
+        if joint is None and event.modifiers() & Qt.KeyboardModifier.ShiftModifier \
+                and self.doc.add_pose_joint(pos.x(), pos.y()):  # Shift+click puts a hidden joint back there
+            event.accept()
+            return
         if joint is not None:
             if erase:
                 self.doc.remove_pose_joint(*joint)
