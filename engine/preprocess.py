@@ -4,8 +4,10 @@
 black), ``lineart`` (soft edges from the image's gradients: a simple detector without a model),
 ``depth`` (a depth model from the library, Depth Anything or DPT through transformers), ``tile``
 (the image resized, optionally blurred down), ``inpaint`` (the masked region made transparent: the
-inpaint ControlNet reads it as "fill this"). ``pose`` takes a pose picture as it is. Every function
-returns a new PIL image and leaves its input alone. Any thread but the GUI's (depth loads a model).
+inpaint ControlNet reads it as "fill this"). ``pose`` takes a pose picture as it is; ``draw_pose`` draws
+one from keypoints (OpenPose's 18 body points, its colours and limbs). Every function
+returns a new PIL image and leaves its input alone. Any thread but the GUI's (depth loads a model); ``draw_pose``
+is quick enough for the GUI thread (the canvas redraws a figure while a joint is dragged).
 """
 
 from __future__ import annotations
@@ -196,3 +198,51 @@ def run(kind: str, image: Image.Image, *, mask: Image.Image | None = None, size:
             raise ImageError("the inpaint preprocessor needs a mask (white = the region to fill)")
         return inpaint(image, mask)
     return image.convert("RGB")  # pose: the pose picture is the control image
+
+
+# ---------------------------------------------------------------------------------------- pose
+
+# The 18 body keypoints of OpenPose's COCO model, in its order, and the limbs (pairs of keypoints) and
+# colours its renderer draws (controlnet_aux's draw_bodypose, which the pose ControlNets were trained on).
+POSE_JOINTS = ("nose", "neck", "right shoulder", "right elbow", "right wrist", "left shoulder", "left elbow",
+               "left wrist", "right hip", "right knee", "right ankle", "left hip", "left knee", "left ankle",
+               "right eye", "left eye", "right ear", "left ear")
+POSE_LIMBS = ((1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13),
+              (1, 0), (0, 14), (14, 16), (0, 15), (15, 17))
+POSE_COLOURS = ((255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0), (0, 255, 0),
+                (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255), (0, 0, 255), (85, 0, 255),
+                (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85))
+
+
+def draw_pose(people, size: tuple[int, int], box: tuple[int, int, int, int] | None = None) -> Image.Image:
+    """The OpenPose control image of ``people`` (each 18 keypoints in POSE_JOINTS order, [x, y] in pixels
+    or None where a joint is not shown) on black at ``size``: limbs as ellipses at 60% of their colour,
+    joints as dots, as OpenPose's renderer draws them (its 4 px limbs at 512 px, scaled with the image).
+    With ``box`` (l, t, r, b) only that part of the image, the same pixels as a crop of the whole."""
+    import math
+
+    cv2 = _cv2()
+    w, h = size
+    l, t, r, b = box if box is not None else (0, 0, w, h)
+    canvas = np.zeros((max(0, b - t), max(0, r - l), 3), np.uint8)
+    scale = max(1.0, min(w, h) / 512)
+    stick, radius = max(1, round(4 * scale)), max(1, round(4 * scale))
+    for person in people:
+        for (i, j), colour in zip(POSE_LIMBS, POSE_COLOURS):
+            if i >= len(person) or j >= len(person) or person[i] is None or person[j] is None:
+                continue
+            (x1, y1), (x2, y2) = person[i], person[j]
+            length = math.hypot(x1 - x2, y1 - y2)
+            angle = math.degrees(math.atan2(y1 - y2, x1 - x2))
+            centre = (math.floor((x1 + x2) / 2) - l, math.floor((y1 + y2) / 2) - t)
+            polygon = cv2.ellipse2Poly(centre, (int(length / 2), stick), int(angle), 0, 360, 1)
+            cv2.fillConvexPoly(canvas, polygon, [int(c * 0.6) for c in colour])
+        for point, colour in zip(person, POSE_COLOURS):
+            if point is not None:
+                cv2.circle(canvas, (math.floor(point[0]) - l, math.floor(point[1]) - t), radius, colour, thickness=-1)
+    return Image.fromarray(canvas, "RGB")
+
+
+def pose_margin(size: tuple[int, int]) -> int:
+    """How far (pixels) ``draw_pose`` paints beyond a figure's keypoints at ``size``."""
+    return 2 * max(1, round(4 * max(1.0, min(size) / 512))) + 2

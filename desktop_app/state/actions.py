@@ -85,6 +85,7 @@ class StudioActions(QObject):
         self.confirm_long_job: Callable[[str], bool] = lambda _line: True
         self.document = document or CanvasDocument(parent=self)
         self.canvas = CanvasActions(self.document, params, bridge, reporter, status, self._spawn, parent=self)
+        self.canvas.library = self.library  # Make from picture finds the depth model there
         self.canvas.blocked_changed.connect(self._update_enabled)
         self.canvas.discarded.connect(gallery.trash_files)  # a discarded result does not stay in the gallery
         self.canvas.live.applied.connect(self.save_live_frame)  # live frames reach the gallery only when applied

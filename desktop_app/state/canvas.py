@@ -16,6 +16,7 @@ stroke, a layer list, a layer's attributes). GUI thread only.
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,17 @@ from desktop_app.state.canvas_commands import (
     ReplaceCommand,
     StackCommand,
 )
-from desktop_app.state.canvas_layers import KIND_LABELS, LAYER_KINDS, Layer, clean_props, colour_bytes, compose, flood_region
+from desktop_app.state.canvas_layers import (
+    KIND_LABELS,
+    LAYER_KINDS,
+    MAX_PEOPLE,
+    Layer,
+    clean_props,
+    colour_bytes,
+    compose,
+    flood_region,
+)
+from desktop_app.state.canvas_pose import bounds, is_pose_layer, joint_at, pose_of, standing_figure
 from desktop_app.state.mask_ops import Rect
 from engine.imageprep import extend_canvas
 from engine.lazy import LazyModule
@@ -207,6 +218,7 @@ class CanvasDocument(QObject):
     layer_pixels_changed = Signal(str, object)  # a layer's key, Rect: its pixels changed there
     layers_changed = Signal()  # the stack, a layer's attributes or the active layer changed
     candidates_changed = Signal()  # the list, the index or before/after changed
+    pose_changed = Signal(str)  # a pose layer's key: its figures moved (while a joint is dragged, and on undo)
 
     def __init__(self, brush: BrushSettings | None = None, parent: QObject | None = None):
         super().__init__(parent)
@@ -229,6 +241,7 @@ class CanvasDocument(QObject):
         self.candidate_index = 0
         self.show_before = False
         self._candidate_source: np.ndarray | None = None
+        self._pose_drag: dict[str, Any] | None = None
         self.brush.overlay_changed.connect(self._update_colour_table)
 
     # -- the stack ----------------------------------------------------------------------------
@@ -424,6 +437,7 @@ class CanvasDocument(QObject):
             grown.array[t:t + self.height, l:l + self.width] = layer.array
             layer.qimage, layer.array = grown.qimage, grown.array
             layer.revision += 1
+            _shift_pose(layer, l, t)
         self._set_mask(mask)
         self._invalidate()
         self.document_replaced.emit()
@@ -435,6 +449,7 @@ class CanvasDocument(QObject):
             cropped = Layer.from_array(layer.array[t:t + h, l:l + w], layer.name, layer.kind)
             layer.qimage, layer.array = cropped.qimage, cropped.array
             layer.revision += 1
+            _shift_pose(layer, -l, -t)
         self._set_mask(self._mask[t:t + h, l:l + w].copy())
         self._invalidate()
         self.document_replaced.emit()
@@ -538,11 +553,14 @@ class CanvasDocument(QObject):
         return copy
 
     def set_layer_attributes(self, layer: Layer, attrs: dict[str, Any]) -> None:
+        had_pose = layer.props.get("pose")
         layer.set_attributes(attrs)
         if layer.kind == "image":
             self._invalidate()
             self.image_changed.emit((0, 0, self.width, self.height))
         self.layers_changed.emit()
+        if had_pose != layer.props.get("pose"):
+            self.pose_changed.emit(layer.key)
 
     def _edit_attrs(self, key: str, text: str, merge: str = "", **changes: Any) -> bool:
         layer = self.layer(key)
@@ -578,6 +596,179 @@ class CanvasDocument(QObject):
         merged = clean_props(layer.kind, {**layer.props, **props})
         field = next(iter(props), "props")
         return self._edit_attrs(key, f"{field.capitalize()} of {layer.name}", f"props:{field}", props=merged)
+
+    # -- control images and poses (each one undo step) -------------------------------------------
+
+    def _commit_layer_edit(self, layer: Layer, rect: Rect | None, before: np.ndarray | None,
+                           attrs: dict[str, Any], text: str) -> bool:
+        """One undo step for a change already made to ``layer``: its pixels inside ``rect`` (``before``:
+        what they were) and its attributes (``attrs``: what they were)."""
+        after = layer.attributes()
+        if rect is None and after == attrs:
+            return False
+        self.discard_candidates()
+        self.undo_stack.beginMacro(text)
+        if rect is not None:
+            self.undo_stack.push(PatchCommand(self, layer.key, rect, before, text))
+        if after != attrs:
+            self.undo_stack.push(LayerAttrsCommand(self, layer, attrs, after, text))
+        self.undo_stack.endMacro()
+        return True
+
+    def set_control_image(self, key: str, image: Image.Image, made_from: str, control: str | None = None) -> bool:
+        """Make control layer ``key``'s pixels ``image`` (RGB, the canvas's size: a preprocessor's output,
+        opaque), marked as made by ``made_from`` so it is given to the control model as it is; with
+        ``control`` its kind changes too. One undo step; False if nothing was changed."""
+        layer = self.layer(key)
+        if layer is None or layer.kind != "control" or image.size != (self.width, self.height):
+            return False
+        attrs = layer.attributes()
+        new = rgb_to_array(image)  # opaque RGB32 bytes are the same as opaque premultiplied ARGB
+        rect = mask_ops.bbox(np.any(new != layer.array, axis=2))
+        before = None
+        if rect is not None:
+            l, t, r, b = rect
+            before = layer.array[t:b, l:r].copy()
+            layer.array[t:b, l:r] = new[t:b, l:r]
+        changes = {"made_from": made_from, **({"control": control} if control else {})}
+        layer.props = clean_props("control", {**layer.props, **changes})
+        if rect is not None:
+            self.notify(key, rect)
+        return self._commit_layer_edit(layer, rect, before, attrs, f"Make {layer.name} from the picture")
+
+    def _draw_pose(self, layer: Layer, people: list, rect: Rect | None) -> None:
+        """Set ``layer``'s figures and redraw its pixels inside ``rect`` (what the change touched): the
+        figures as OpenPose draws them, transparent around them."""
+        from engine.preprocess import draw_pose
+
+        layer.props = clean_props("control", {**layer.props, "pose": people})
+        if rect is not None:
+            l, t, r, b = rect
+            drawn = rgb_to_array(draw_pose(layer.props["pose"], (self.width, self.height), rect))
+            # The figures over transparency, so the picture shows round them; over black (what the
+            # control model is given, CanvasDocument.guides) it is the OpenPose image exactly.
+            drawn[..., _A] = np.where(drawn[..., [_R, _G, _B]].any(axis=2), 255, 0)
+            layer.array[t:b, l:r] = drawn
+            self.notify(layer.key, rect)
+        self.pose_changed.emit(layer.key)
+
+    def _pose_rect(self, *figures: list) -> Rect | None:
+        from engine.preprocess import pose_margin
+
+        margin = pose_margin((self.width, self.height))
+        rect = None
+        for figure in figures:
+            rect = mask_ops.union(rect, bounds(figure, margin, self.width, self.height))
+        return rect
+
+    def _set_pose(self, layer: Layer, people: list, touched: list, text: str) -> bool:
+        attrs = layer.attributes()
+        rect = self._pose_rect(*touched)
+        before = None
+        if rect is not None:
+            l, t, r, b = rect
+            before = layer.array[t:b, l:r].copy()
+        self._draw_pose(layer, people, rect)
+        return self._commit_layer_edit(layer, rect, before, attrs, text)
+
+    def add_pose_figure(self, key: str) -> bool:
+        """A standing figure on pose layer ``key`` (its 18 joints to drag into the pose). One undo step."""
+        layer = self.layer(key)
+        people = pose_of(layer)
+        if not is_pose_layer(layer) or not self.has_image or len(people) >= MAX_PEOPLE:
+            return False
+        figure = standing_figure(self.width, self.height, len(people))
+        return self._set_pose(layer, [*people, figure], [figure], f"Add a figure to {layer.name}")
+
+    def remove_pose_figure(self, key: str, index: int = -1) -> bool:
+        """Take figure ``index`` (the last added by default) off pose layer ``key``. One undo step."""
+        layer = self.layer(key)
+        people = pose_of(layer)
+        if not people or not -len(people) <= index < len(people):
+            return False
+        gone = people.pop(index)
+        return self._set_pose(layer, people, [gone], f"Remove a figure from {layer.name}")
+
+    def remove_pose_joint(self, figure: int, joint: int) -> bool:
+        """Hide one joint (and the limbs to it) of a figure of the active pose layer. One undo step."""
+        from engine.preprocess import POSE_JOINTS
+
+        layer = self.active_layer
+        people = pose_of(layer)
+        if not 0 <= figure < len(people) or people[figure][joint] is None:
+            return False
+        old = people[figure]
+        people[figure] = [None if i == joint else p for i, p in enumerate(old)]
+        return self._set_pose(layer, people, [old], f"Remove the {POSE_JOINTS[joint]} of {layer.name}")
+
+    def add_pose_joint(self, x: float, y: float) -> bool:
+        """Put back a hidden joint at (x, y): the first one missing (in OpenPose's order) of the figure
+        nearest to that point on the active pose layer. One undo step; False when none is missing."""
+        from engine.preprocess import POSE_JOINTS
+
+        layer = self.active_layer
+        people = pose_of(layer)
+        missing = [(min((math.hypot(p[0] - x, p[1] - y) for p in person if p is not None), default=0.0), f)
+                   for f, person in enumerate(people) if None in person]
+        if not is_pose_layer(layer) or not layer.visible or not missing:
+            return False
+        f = min(missing)[1]
+        old = people[f]
+        j = old.index(None)
+        point = [round(max(0.0, min(self.width - 1.0, x)), 2), round(max(0.0, min(self.height - 1.0, y)), 2)]
+        people[f] = [point if i == j else p for i, p in enumerate(old)]
+        return self._set_pose(layer, people, [old, people[f]], f"Put back the {POSE_JOINTS[j]} of {layer.name}")
+
+    def pose_joint_at(self, x: float, y: float, radius: float) -> tuple[int, int] | None:
+        """The (figure, joint) of the active pose layer under (x, y), within ``radius`` pixels."""
+        layer = self.active_layer
+        if not is_pose_layer(layer) or not layer.visible:
+            return None
+        return joint_at(pose_of(layer), x, y, radius)
+
+    def begin_pose_drag(self, figure: int, joint: int) -> bool:
+        """Start dragging a joint of the active pose layer (the drag is one undo step)."""
+        layer = self.active_layer
+        people = pose_of(layer)
+        if not 0 <= figure < len(people) or not 0 <= joint < len(people[figure]) or people[figure][joint] is None:
+            return False
+        self._pose_drag = {"layer": layer, "figure": figure, "joint": joint, "attrs": layer.attributes(),
+                           "before": layer.array.copy(), "rect": None}
+        return True
+
+    @property
+    def pose_dragging(self) -> bool:
+        return self._pose_drag is not None
+
+    def pose_drag_to(self, x: float, y: float) -> None:
+        """Move the dragged joint to (x, y) (kept inside the canvas) and redraw what changed."""
+        drag = self._pose_drag
+        if drag is None or self.layer(drag["layer"].key) is not drag["layer"]:
+            return
+        layer, f, j = drag["layer"], drag["figure"], drag["joint"]
+        people = pose_of(layer)
+        old = people[f]
+        point = [round(max(0.0, min(self.width - 1.0, x)), 2), round(max(0.0, min(self.height - 1.0, y)), 2)]
+        if old[j] == point:
+            return
+        people[f] = [point if i == j else p for i, p in enumerate(old)]
+        rect = self._pose_rect(old, people[f])
+        self._draw_pose(layer, people, rect)
+        drag["rect"] = mask_ops.union(drag["rect"], rect)
+
+    def end_pose_drag(self) -> bool:
+        from engine.preprocess import POSE_JOINTS
+
+        drag, self._pose_drag = self._pose_drag, None
+        if drag is None:
+            return False
+        layer, rect = drag["layer"], drag["rect"]
+        before = None
+        if rect is not None:
+            l, t, r, b = rect
+            before = drag["before"][t:b, l:r].copy()
+        return self._commit_layer_edit(layer, rect, before, drag["attrs"],
+                                       f"Move the {POSE_JOINTS[drag['joint']]} of {layer.name}")
 
     # -- strokes ------------------------------------------------------------------------------
 
@@ -809,3 +1000,11 @@ class CanvasDocument(QObject):
 
     def undo_bytes(self) -> int:
         return sum(getattr(self.undo_stack.command(i), "nbytes", 0) for i in range(self.undo_stack.count()))
+
+
+def _shift_pose(layer: Layer, dx: int, dy: int) -> None:
+    """A pose layer's figures follow its pixels when the canvas grows or shrinks on the left or top."""
+    if layer.props.get("pose") and (dx or dy):
+        moved = [[None if p is None else [round(p[0] + dx, 2), round(p[1] + dy, 2)] for p in person]
+                 for person in layer.props["pose"]]
+        layer.props = {**layer.props, "pose": moved}

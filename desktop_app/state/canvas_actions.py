@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -72,6 +73,7 @@ class CanvasActions(QObject):
         self._spawn = spawn
         self.alpha_as_mask = True  # transparent pixels of an opened image become the mask
         self.words_offered = False  # "Edit with words": the chosen model edits by instruction
+        self.library: Any = None  # the model library (engine.models.ModelLibrary): where a depth model is found
         # Autosave: a few seconds after the last edit the canvas is written (on the I/O thread,
         # atomically) to ``autosave_path`` when one is set, so a crash loses at most those seconds.
         self.autosave_path: Path | None = None
@@ -362,8 +364,8 @@ class CanvasActions(QObject):
         """The canvas's visible control layers as the request's control inputs, bottom first. GUI thread.
 
         A painted control layer is the artist's own control image: a scribble layer's strokes (where
-        it is painted, in any colour) are binarised by the scribble preprocessor; any other kind is
-        used as painted. An empty control
+        it is painted, in any colour) are binarised by the scribble preprocessor; any other kind, and a
+        layer filled by Make from picture (painted over or not), is used as shown. An empty control
         layer follows the picture: its control image is made from the visible image layers (canny
         edges, line art, tile, inpaint with the mask, pose as it is). Depth needs a depth model, which
         loads on the engine's thread only: an empty depth layer is refused in one line (InvalidRequest).
@@ -379,13 +381,16 @@ class CanvasActions(QObject):
                 continue
             kind = guide["control"]
             painted = guide["mask"].getbbox() is not None
-            if painted:
+            if painted and guide.get("made_from"):
+                # Made from the picture (and perhaps painted over): the control image as shown.
+                image, made_by = guide["image"], guide["made_from"]
+            elif painted:
                 # A scribble is where the artist painted, in any colour: the layer's coverage, binarised.
                 image = (preprocess.run("scribble", guide["mask"].convert("RGB")) if kind == "scribble"
                          else guide["image"])
                 made_by = "scribble" if kind == "scribble" else ""
             elif kind in ("depth", "scribble"):
-                what = ("paint a depth map on it, or make one with `easel preprocess depth`" if kind == "depth"
+                what = ("paint a depth map on it, or fill it with Make from picture" if kind == "depth"
                         else "draw the strokes to follow on it")
                 raise InvalidRequest("controls", f"the {kind} control layer \"{guide['name']}\" is empty: {what}")
             else:
@@ -401,6 +406,68 @@ class CanvasActions(QObject):
             out.append(ControlInput(kind=kind, image=image, strength=guide["strength"],
                                     start=guide["start"], end=guide["end"], preprocessor=made_by))
         return tuple(out)
+
+    def make_from_picture(self, key: str | None = None, kind: str | None = None) -> asyncio.Task[bool] | None:
+        """Fill control layer ``key`` (the selected one by default) with the control image its kind's
+        preprocessor (or ``kind``'s: the layer takes that kind) makes from the picture (the visible image
+        layers), so the artist sees what the control model gets and can paint over it. The preprocessor
+        runs off the GUI thread: depth (a model) on the engine thread, the others on the I/O thread. One
+        undo step; a failure (no depth model: which folder to put one in) is one line."""
+        from desktop_app.state.canvas_layers import PICTURE_PREPROCESSORS
+
+        layer = self.doc.layer(key or self.doc.active_key)
+        if layer is None or layer.kind != "control":
+            self.reporter.notice("Select a control layer first: Make from picture fills it from the picture.")
+            return None
+        kind = kind or layer.props["control"]
+        if kind not in PICTURE_PREPROCESSORS:
+            why = ("a pose layer is a figure you pose: Add figure, then drag its joints on the canvas" if kind == "pose"
+                   else "the inpaint control is made from the mask when you generate")
+            self.reporter.notice(f"{layer.name}: nothing to make from the picture ({why}).")
+            return None
+        return self._spawn(self._make_from_picture(layer, kind, self.doc.image_pil()))
+
+    async def _make_from_picture(self, layer: Any, kind: str, picture: Image.Image) -> bool:
+        from engine import preprocess
+
+        what = _MADE_LABELS[kind]
+        self.status.set_activity(f"Making the {what} of the picture for {layer.name}…")
+        try:
+            if kind == "depth":
+                image = await self.bridge.run_on_engine_thread(_depth_map, picture, self.library)
+            else:
+                image = await self.bridge.run_io(_preprocessed, kind, picture)
+        except preprocess.NoDepthModel as exc:
+            self.reporter.report(self.depth_missing_line(str(exc)))
+            return False
+        except EaselError as exc:
+            self.reporter.report(f"Cannot make the {what} for {layer.name}: {exc}")
+            return False
+        except Exception as exc:  # noqa: BLE001 (a model or library failing: one line, the details in the log)
+            line = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            self.reporter.report(f"Cannot make the {what} for {layer.name}: {line}", exc)
+            return False
+        finally:
+            self.status.set_activity("")
+        if self.doc.layer(layer.key) is not layer or image.size != (self.doc.width, self.doc.height):
+            self.reporter.notice(f"{layer.name} was deleted or the canvas changed size while its {what} was "
+                                 "being made: nothing was changed.")
+            return False
+        self.doc.set_control_image(layer.key, image, kind, kind)
+        self.status.set_activity(f"{layer.name} shows the {what} the control model gets: paint over it to change "
+                                 "it; Ctrl+Z undoes it.")
+        return True
+
+    def depth_missing_line(self, detail: str = "") -> str:
+        """The one line for "no depth model": which files to add, and the folder they go in."""
+        from engine import preprocess
+
+        roots = preprocess.depth_folders(self.library) if self.library is not None else []
+        if not roots:
+            return f"Cannot make a depth map: {detail or 'no depth model found'}"
+        return ("Cannot make a depth map: no depth model in the model folders. Put a Depth Anything (or DPT) folder "
+                "from Hugging Face (config.json, preprocessor_config.json, model.safetensors) in "
+                f"{roots[0]}{os.sep} and try again.")
 
     def references(self) -> tuple[ReferenceInput, ...]:
         """The canvas's visible reference layers as the request's reference images (IP-Adapter), bottom
@@ -441,6 +508,24 @@ class CanvasActions(QObject):
         n = len(self.doc.candidates)
         self.status.set_activity(f"{n} result{'s' if n > 1 else ''} over the canvas: Enter accepts, "
                                  "Backspace discards, C compares before/after.")
+
+
+_MADE_LABELS = {"canny": "canny edges", "lineart": "line art", "depth": "depth map", "scribble": "scribble",
+                "tile": "tile image"}
+
+
+def _preprocessed(kind: str, picture: Image.Image) -> Image.Image:
+    """``kind``'s control image of ``picture`` (OpenCV: no model). I/O thread."""
+    from engine import preprocess
+
+    return preprocess.run(kind, picture, size=picture.size)
+
+
+def _depth_map(picture: Image.Image, library: Any) -> Image.Image:
+    """A depth map of ``picture`` from the library's depth model. Engine thread (loads torch and the model)."""
+    from engine import preprocess
+
+    return preprocess.run("depth", picture, library=library)
 
 
 def _reason(exc: EaselError, name: str) -> str:

@@ -63,6 +63,13 @@ def clean_props(kind: str, props: dict[str, Any]) -> dict[str, Any]:
             out[key] = max(lo, min(hi, value))
         if out["start"] > out["end"]:
             out["start"], out["end"] = out["end"], out["start"]
+        made = props.get("made_from")
+        if made:  # the pixels are a preprocessor's output (Make from picture): the control image as it is
+            if made not in PICTURE_PREPROCESSORS:
+                raise ValueError(f"unknown preprocessor {made!r}")
+            out["made_from"] = str(made)
+        if props.get("pose") is not None:
+            out["pose"] = clean_pose(props["pose"])
     elif kind == "region":
         out["prompt"] = str(props.get("prompt", ""))[:2000]
     elif kind == "reference":
@@ -70,6 +77,36 @@ def clean_props(kind: str, props: dict[str, Any]) -> dict[str, Any]:
         if value != value:  # NaN
             raise ValueError("weight is not a number")
         out["weight"] = max(0.0, min(2.0, value))
+    return out
+
+
+# What "Make from picture" offers: the preprocessors that turn the picture alone into a control image.
+PICTURE_PREPROCESSORS = ("canny", "lineart", "depth", "scribble", "tile")
+POSE_POINTS = 18  # OpenPose's COCO body keypoints (engine.preprocess.POSE_JOINTS)
+MAX_PEOPLE = 16
+
+
+def clean_pose(people: Any) -> list[list[list[float] | None]]:
+    """A pose layer's figures: a list of people, each 18 keypoints [x, y] (image pixels) or None (not
+    shown). ValueError when it is not that shape or holds something that is not a finite number."""
+    if not isinstance(people, (list, tuple)) or len(people) > MAX_PEOPLE:
+        raise ValueError("a pose is a list of at most 16 figures")
+    out = []
+    for person in people:
+        if not isinstance(person, (list, tuple)) or len(person) != POSE_POINTS:
+            raise ValueError(f"a figure has {POSE_POINTS} keypoints")
+        points: list[list[float] | None] = []
+        for point in person:
+            if point is None:
+                points.append(None)
+                continue
+            if not isinstance(point, (list, tuple)) or len(point) != 2:
+                raise ValueError("a keypoint is [x, y]")
+            x, y = (float(v) for v in point)
+            if not (abs(x) < 1e6 and abs(y) < 1e6):  # also false for NaN
+                raise ValueError("a keypoint is not a usable number")
+            points.append([round(x, 2), round(y, 2)])
+        out.append(points)
     return out
 
 

@@ -1,4 +1,5 @@
-"""Scene items of the canvas: a layer drawn from a QImage (only its exposed part), the brush cursor."""
+"""Scene items of the canvas: a layer drawn from a QImage (only its exposed part), the brush cursor, the
+handles of a pose layer's joints."""
 
 from __future__ import annotations
 
@@ -89,3 +90,54 @@ class BrushCursorItem(QGraphicsItem):
                 painter.drawEllipse(QPointF(0, 0), r, r)
             painter.drawLine(QPointF(-tick, 0), QPointF(tick, 0))
             painter.drawLine(QPointF(0, -tick), QPointF(0, tick))
+
+
+class PoseHandlesItem(QGraphicsItem):
+    """The joints of the active pose layer's figures as handles to drag: a ring in the joint's OpenPose
+    colour, the same size on screen at any zoom. Drawn over the layer, never part of its pixels."""
+
+    RADIUS = 6.0  # screen pixels
+
+    def __init__(self):
+        super().__init__()
+        self.people: list = []
+        self.zoom = 1.0
+        self._rect = QRectF()
+        self.setZValue(30)
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+
+    def set_state(self, people: list, zoom: float) -> None:
+        points = [p for person in people for p in person if p is not None]
+        pad = (self.RADIUS + 3) / max(zoom, 1e-3)
+        rect = QRectF()
+        if points:
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            rect = QRectF(min(xs) - pad, min(ys) - pad, max(xs) - min(xs) + 2 * pad, max(ys) - min(ys) + 2 * pad)
+        if rect != self._rect:
+            self.prepareGeometryChange()
+            self._rect = rect
+        self.people, self.zoom = people, zoom
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 (Qt name)
+        return self._rect
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        from engine.preprocess import POSE_COLOURS
+
+        r = self.RADIUS / max(self.zoom, 1e-3)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        dark = QPen(QColor(0, 0, 0, 220), 3)
+        dark.setCosmetic(True)
+        for person in self.people:
+            for point, colour in zip(person, POSE_COLOURS):
+                if point is None:
+                    continue
+                centre = QPointF(point[0], point[1])
+                painter.setBrush(Qt.BrushStyle.NoBrush)
+                painter.setPen(dark)
+                painter.drawEllipse(centre, r, r)
+                ring = QPen(QColor(*colour), 1.6)
+                ring.setCosmetic(True)
+                painter.setPen(ring)
+                painter.drawEllipse(centre, r, r)

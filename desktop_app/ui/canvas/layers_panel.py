@@ -1,6 +1,7 @@
 """The layers panel beside the canvas: the stack (top first, the mask pinned above it), add / delete /
 duplicate / move up and down (or drag), show and hide (the check box), rename (double-click),
-opacity, and the selected layer's control or region properties; export as PNG or .ora.
+opacity, and the selected layer's control or region properties (a control layer: Make from picture;
+a pose layer: Add / Remove figure); export as PNG or .ora.
 
 Every change goes through the document's undo stack (CanvasDocument's layer operations); choosing
 the active layer is not an edit. GUI thread.
@@ -31,7 +32,8 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.state.canvas import CanvasDocument
-from desktop_app.state.canvas_layers import CONTROL_KINDS, KIND_LABELS
+from desktop_app.state.canvas_layers import CONTROL_KINDS, KIND_LABELS, PICTURE_PREPROCESSORS
+from desktop_app.state.canvas_pose import is_pose_layer
 
 KEY_ROLE = Qt.ItemDataRole.UserRole + 1
 CONTROL_LABELS = {"scribble": "Scribble / sketch", "lineart": "Line art", "canny": "Canny edges", "depth": "Depth",
@@ -41,6 +43,7 @@ CONTROL_LABELS = {"scribble": "Scribble / sketch", "lineart": "Line art", "canny
 class LayersPanel(QWidget):
     export_requested = Signal(str)  # a path chosen in the export dialog
     notice = Signal(str)  # a plain line for the window's banner
+    make_requested = Signal(str, str)  # a control layer's key and the kind to make from the picture
 
     def __init__(self, doc: CanvasDocument, parent: QWidget | None = None):
         super().__init__(parent)
@@ -74,6 +77,12 @@ class LayersPanel(QWidget):
         self.add_menu = QMenu(self)
         for kind, text in (("image", "Image layer"), ("control", "Control layer"), ("region", "Region layer")):
             self.add_menu.addAction(text, lambda k=kind: self.doc.add_layer(k))
+        self.picture_menu = self.add_menu.addMenu("Control layer from the picture")
+        self.picture_menu.setToolTip("A control layer filled with what its preprocessor makes of the picture "
+                                     "(shown on the canvas: paint over it to change it)")
+        for kind in PICTURE_PREPROCESSORS:
+            self.picture_menu.addAction(CONTROL_LABELS[kind], lambda k=kind: self.add_from_picture(k))
+        self.add_menu.addAction("Pose layer (a figure to pose)", self.add_pose_layer)
         self.add_menu.addAction("Reference image…", self.choose_reference)
         self.add_menu.addAction("Reference layer (paint on it)", lambda: self.doc.add_layer("reference"))
         self.add_button.setMenu(self.add_menu)
@@ -111,6 +120,18 @@ class LayersPanel(QWidget):
         self.prompt_edit.setPlaceholderText("what this region shows")
         self.prompt_edit.setToolTip("The prompt for the painted area of this region (with the main prompt)")
 
+        self.make_button = tool("Make from picture", "Fill this layer with the control image its kind's "
+                                "preprocessor makes from the picture (canny edges, line art, a depth map…): "
+                                "what the control model gets, to paint over", self.make_selected)
+        self.add_figure_button = tool("Add figure", "A standing figure on this pose layer: drag its joints on the "
+                                      "canvas to pose it (Ctrl+click a joint hides it, Shift+click puts it back)", self.add_figure)
+        self.remove_figure_button = tool("Remove figure", "Take the last figure added off this pose layer",
+                                         self.remove_figure)
+        control_buttons = QHBoxLayout()
+        control_buttons.setSpacing(2)
+        for b in (self.make_button, self.add_figure_button, self.remove_figure_button):
+            control_buttons.addWidget(b)
+        control_buttons.addStretch(1)
         self.control_box = QWidget()
         form = QFormLayout(self.control_box)
         form.setContentsMargins(0, 0, 0, 0)
@@ -118,6 +139,7 @@ class LayersPanel(QWidget):
         form.addRow("Strength", self.strength_spin)
         form.addRow("Start", self.start_spin)
         form.addRow("End", self.end_spin)
+        form.addRow(control_buttons)
         self.region_box = QWidget()
         rform = QFormLayout(self.region_box)
         rform.setContentsMargins(0, 0, 0, 0)
@@ -200,6 +222,13 @@ class LayersPanel(QWidget):
                 detail = KIND_LABELS[layer.kind]
                 if layer.kind == "control":
                     detail += f": {CONTROL_LABELS[layer.props['control']]}, {layer.props['strength']:.2f}"
+                    if is_pose_layer(layer):
+                        n = len(layer.props.get("pose") or ())
+                        detail += f" · {n} figure{'s' if n != 1 else ''}: drag a joint on the canvas"
+                    elif layer.props.get("made_from"):
+                        made = layer.props["made_from"]
+                        detail += " · made from the picture" + (
+                            f" ({CONTROL_LABELS[made]})" if made != layer.props["control"] else "")
                 elif layer.kind == "region":
                     detail += f": {layer.props['prompt'] or '(no prompt yet)'}"
                 elif layer.kind == "reference":
@@ -231,6 +260,10 @@ class LayersPanel(QWidget):
                 self.strength_spin.setValue(layer.props["strength"])
                 self.start_spin.setValue(layer.props["start"])
                 self.end_spin.setValue(layer.props["end"])
+                self.make_button.setVisible(layer.props["control"] in PICTURE_PREPROCESSORS)
+                self.add_figure_button.setVisible(is_pose_layer(layer))
+                self.remove_figure_button.setVisible(is_pose_layer(layer))
+                self.remove_figure_button.setEnabled(bool(layer.props.get("pose")))
             if has and layer.kind == "region":
                 self.prompt_edit.setText(layer.props["prompt"])
         finally:
@@ -322,6 +355,33 @@ class LayersPanel(QWidget):
         layer = self.doc.active_layer
         if layer is not None and layer.kind != "image" and not self._refreshing:
             self.doc.set_layer_props(layer.key, **props)
+
+    def add_from_picture(self, kind: str) -> None:
+        """A new control layer of ``kind``, filled from the picture (the window's canvas actions make it)."""
+        layer = self.doc.add_layer("control", f"{CONTROL_LABELS[kind]} from the picture", control=kind)
+        if layer is not None:
+            self.make_requested.emit(layer.key, kind)
+
+    def make_selected(self) -> None:
+        layer = self.doc.active_layer
+        if layer is not None and layer.kind == "control":
+            self.make_requested.emit(layer.key, layer.props["control"])
+
+    def add_pose_layer(self) -> None:
+        """A new pose control layer with one standing figure to pose."""
+        n = sum(is_pose_layer(layer) for layer in self.doc.layers) + 1
+        layer = self.doc.add_layer("control", f"Pose {n}", control="pose")
+        if layer is not None:
+            self.doc.add_pose_figure(layer.key)
+
+    def add_figure(self) -> None:
+        if is_pose_layer(self.doc.active_layer):
+            if not self.doc.add_pose_figure(self.doc.active_key):
+                self.notice.emit("A pose layer holds at most 16 figures.")
+
+    def remove_figure(self) -> None:
+        if is_pose_layer(self.doc.active_layer):
+            self.doc.remove_pose_figure(self.doc.active_key)
 
     def choose_reference(self) -> None:
         """Open a picture as a new reference layer (fitted inside the canvas)."""

@@ -117,6 +117,7 @@ class CanvasPanel(QWidget):
         self.candidate_bar.discard_requested.connect(lambda: (canvas.discard(), self.view.setFocus()))
         self.layers_panel.export_requested.connect(canvas.export)
         self.layers_panel.notice.connect(canvas.reporter.notice)
+        self.layers_panel.make_requested.connect(lambda key, kind: canvas.make_from_picture(key, kind))
         self.view.files_dropped.connect(canvas.open_files)
         self.view.image_dropped.connect(lambda image: canvas.paste(image, "a dropped image"))
         self.view.zoom_changed.connect(self._on_view_zoom_changed)

@@ -9,6 +9,8 @@ or fifty.
 Scene units are image pixels, so zoom and pan change only the view transform: the mask is always
 painted at the image's full resolution. Left button paints with the current tool; space + drag or
 the middle button pans; the wheel zooms around the cursor. A tablet's pressure scales the brush.
+On a pose layer the joints of its figures have handles: pressing on one drags it (Ctrl+click hides it,
+Shift+click puts a hidden one back where clicked).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from PySide6.QtWidgets import QFrame, QGraphicsItem, QGraphicsPathItem, QGraphic
 
 from desktop_app.state.canvas import CanvasDocument
 from desktop_app.state.canvas_layers import PREMUL, compose
-from desktop_app.ui.canvas.items import BrushCursorItem, LayerItem
+from desktop_app.state.canvas_pose import is_pose_layer, pose_of
+from desktop_app.ui.canvas.items import BrushCursorItem, LayerItem, PoseHandlesItem
 
 MIN_ZOOM, MAX_ZOOM = 0.02, 32.0
 
@@ -85,8 +88,10 @@ class CanvasView(QGraphicsView):
         self.outline_item.setZValue(50)
         self.cursor_item = BrushCursorItem()
         self.cursor_item.hide()
+        self.pose_item = PoseHandlesItem()  # the active pose layer's joints, to drag
+        self.pose_item.hide()
         for item in (self.image_item, self.active_item, self.above_item, self.mask_item, self.live_item, self.preview_item,
-                     self.outline_item, self.cursor_item):
+                     self.outline_item, self.pose_item, self.cursor_item):
             self._scene.addItem(item)
 
         self.viewer_image: QImage | None = None  # a result shown instead of the document
@@ -105,6 +110,7 @@ class CanvasView(QGraphicsView):
         doc.layers_changed.connect(self._on_doc_layers_changed)
         doc.mask_changed.connect(self._on_doc_mask_changed)
         doc.candidates_changed.connect(self._on_doc_candidates_changed)
+        doc.pose_changed.connect(self._on_doc_pose_changed)
         doc.brush.mask_visible_changed.connect(self._refresh_mask_layer)
         doc.brush.size_changed.connect(lambda _s: self._update_cursor())
         doc.brush.tool_changed.connect(lambda _t: self._update_cursor())
@@ -122,6 +128,7 @@ class CanvasView(QGraphicsView):
         self.viewer_image = image if image is not None and not image.isNull() else None
         self._refresh_image_layer()
         self._refresh_mask_layer()
+        self._refresh_pose_handles()
         new = self.viewer_image.size() if self.viewer_image is not None else None
         if old != new:
             self._reset_scene_rect()
@@ -183,8 +190,19 @@ class CanvasView(QGraphicsView):
         self.above_item.set_image(self._above)
         self._refresh_image_layer()
 
+    def _refresh_pose_handles(self) -> None:
+        layer = self.doc.active_layer
+        shown = is_pose_layer(layer) and layer.visible and self.viewer_image is None and not self.doc.candidates
+        self.pose_item.set_state(pose_of(layer) if shown else [], self._zoom)
+        self.pose_item.setVisible(shown)
+
+    def _on_doc_pose_changed(self, key: str) -> None:
+        if key == self.doc.active_key:
+            self._refresh_pose_handles()
+
     def _on_doc_layers_changed(self) -> None:
         self._rebuild_layers()
+        self._refresh_pose_handles()
         self._update_cursor()
         self.viewport().update()
 
@@ -209,12 +227,14 @@ class CanvasView(QGraphicsView):
     def _on_doc_candidates_changed(self) -> None:
         self._refresh_image_layer()
         self._refresh_mask_layer()
+        self._refresh_pose_handles()
         self._update_cursor()
 
     def _on_doc_document_replaced(self) -> None:
         self.preview_item.hide()
         self._rebuild_layers()
         self._refresh_mask_layer()
+        self._refresh_pose_handles()
         self._reset_scene_rect()
 
     def _reset_scene_rect(self) -> None:
@@ -267,6 +287,8 @@ class CanvasView(QGraphicsView):
     def _apply_zoom(self, zoom: float) -> None:
         self._zoom = zoom
         self.setTransform(QTransform.fromScale(zoom, zoom))
+        if self.pose_item.isVisible():
+            self._refresh_pose_handles()
         self._update_cursor()
         self.zoom_changed.emit(zoom)
 
@@ -322,6 +344,20 @@ class CanvasView(QGraphicsView):
         pos = self.image_pos(event.position())
         tool = self.doc.brush.tool
         erase = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
+        # On a pose layer a joint under the pointer is dragged (Ctrl+click hides it) whatever the tool;
+        # elsewhere on the layer the tools paint as on any layer.
+        joint = self.doc.pose_joint_at(pos.x(), pos.y(), PoseHandlesItem.RADIUS * 1.5 / max(self._zoom, 1e-3))
+        if joint is None and event.modifiers() & Qt.KeyboardModifier.ShiftModifier \
+                and self.doc.add_pose_joint(pos.x(), pos.y()):  # Shift+click puts a hidden joint back there
+            event.accept()
+            return
+        if joint is not None:
+            if erase:
+                self.doc.remove_pose_joint(*joint)
+            else:
+                self.doc.begin_pose_drag(*joint)
+            event.accept()
+            return
         if tool in ("brush", "eraser"):
             self.doc.begin_stroke(pos.x(), pos.y(), self._event_pressure(event))
         elif tool == "fill":
@@ -344,6 +380,8 @@ class CanvasView(QGraphicsView):
             return
         if self.doc.stroking:
             self.doc.stroke_to(pos.x(), pos.y(), self._event_pressure(event))
+        elif self.doc.pose_dragging:
+            self.doc.pose_drag_to(pos.x(), pos.y())
         elif self._shape:
             if self.doc.brush.tool == "rectangle":
                 self._shape = [self._shape[0], pos]
@@ -361,6 +399,8 @@ class CanvasView(QGraphicsView):
             return
         if self.doc.stroking:
             self.doc.end_stroke()
+        elif self.doc.pose_dragging:
+            self.doc.end_pose_drag()
         elif self._shape:
             points = self._shape_points()
             self._shape = []
