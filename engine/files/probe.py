@@ -106,8 +106,8 @@ def _examine_file(spath: str, size: int) -> tuple[ModelInfo, type[ModelError] | 
     verdict = classify(header, name)
     if fmt == "gguf" and verdict.family not in split.NEEDS:
         label = split.FAMILY_LABELS.get(verdict.family)
-        problem = (GGUF_PROBLEM if label is None else f"{label} GGUF transformers do not load yet (FLUX.1 and Z-Image "
-                   "ones do): use the model's diffusers folder or its .safetensors files")
+        problem = (GGUF_PROBLEM if label is None else f"{label} GGUF transformers do not load yet (FLUX.1, FLUX.2, "
+                   "Z-Image, Qwen-Image and SD 3.5 ones do): use the model's diffusers folder or its .safetensors files")
         return ModelInfo(spath, name, "unknown", verdict.family if label else "", fmt, size_bytes=size,
                          problem=problem), UnsupportedModel
     runnable = verdict.kind in ("checkpoint", "inpaint")
@@ -118,7 +118,7 @@ def _examine_file(spath: str, size: int) -> tuple[ModelInfo, type[ModelError] | 
     problem, error = verdict.problem, verdict.error
     part = split.identify(header) if runnable and verdict.family in split.NEEDS else None
     if part is not None:  # a transformer of ComfyUI's split layout: its other parts must be there too
-        variant, prediction = part.variant, "flow"
+        variant, prediction = part.variant or variant, "flow"
         problem = split.UNSUPPORTED_VARIANTS.get((part.arch, part.variant))
         error = UnsupportedModel if problem else None
         try:
