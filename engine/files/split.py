@@ -46,7 +46,7 @@ class Signature:
     matches: Callable[[dict], bool]  # tensor name (ComfyUI prefix removed) -> TensorInfo
     variant: Callable[[dict], str] = lambda _t: ""
     # When the tensors alone cannot tell this part from another's (SD 3.5's VAE has the FLUX.1 VAE's very
-    # shapes), a word its file's name must hold as ComfyUI users name it ("" for none).
+    # shapes), the words one of which its file's name must hold, as ComfyUI users name it (none: any name).
     named: tuple[str, ...] = ()
 
 

@@ -35,18 +35,11 @@ VARIANTS = {
 }
 
 
-def shapes(path: str) -> dict:
-    """The tensor shapes of an SD 3.5 file (safetensors or GGUF) from its header."""
-    from engine.files.headers import read_gguf_header, read_header, sniff
-
-    return (read_gguf_header(path) if sniff(path) == "gguf" else read_header(path)).shapes()
-
-
 @lru_cache(maxsize=64)
 def _file_variant(path: str, mtime: float) -> str:
-    from engine.families.sd3.configs import variant_of
+    from engine.families.sd3.configs import file_shapes, variant_of
 
-    return variant_of(shapes(path))
+    return variant_of(file_shapes(path))
 
 
 @lru_cache(maxsize=64)
@@ -57,7 +50,7 @@ def _t5_present(path: str, mtime: float, name: str, variant: str) -> bool:
     root = Path(path)
     if root.is_dir():
         return listed(read_json(root, "model_index.json"), "text_encoder_3")
-    found = shapes(path)
+    found = configs.file_shapes(path)
     if not configs.all_in_one(found):  # a split-layout transformer: T5 is a file of its own, or absent
         from engine.families.sd3.split import has_t5 as split_has_t5
 

@@ -1,6 +1,6 @@
 """The bundled real SD 3.5 configs (``resources/configs/sd3.5-large`` and ``sd3.5-medium``) and the
 config folder a single file loads with: those configs resized to the file's tensor shapes, so
-``from_single_file`` never fetches anything. Stdlib only; any thread.
+``from_single_file`` never fetches anything. Stdlib (and file headers); any thread.
 """
 
 from __future__ import annotations
@@ -121,6 +121,13 @@ T5 = "text_encoders.t5xxl.transformer."
 
 def has_t5(shapes: dict) -> bool:
     return f"{T5}shared.weight" in shapes
+
+
+def file_shapes(path: str) -> dict:
+    """The tensor shapes of an SD 3.5 file (safetensors or GGUF) from its header."""
+    from engine.files.headers import read_gguf_header, read_header, sniff
+
+    return (read_gguf_header(path) if sniff(path) == "gguf" else read_header(path)).shapes()
 
 
 def all_in_one(shapes: dict) -> bool:

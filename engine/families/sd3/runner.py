@@ -86,10 +86,10 @@ def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> SD3Runner:
         pipe = pretrained(diffusers.StableDiffusion3Pipeline, info.path, info.name, "this SD 3.5 model",
                           dtype=ctx.dtype, **absent)
     else:
-        from engine.families.sd3 import configs, shapes
+        from engine.families.sd3 import configs
         from engine.families.sd3.singlefile import load_single_file
 
-        if info.format == "safetensors" and configs.all_in_one(shapes(info.path)):
+        if info.format == "safetensors" and configs.all_in_one(configs.file_shapes(info.path)):
             pipe, notices = load_single_file(info, ctx.dtype)
         else:  # a transformer of ComfyUI's split layout (safetensors or GGUF), its encoders found beside it
             from engine.core.loading import LOAD_ERRORS, load_failed, quiet_libraries
