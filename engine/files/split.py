@@ -265,6 +265,35 @@ def identify(header: SafetensorsHeader) -> Part | None:
     return None
 
 
+def denoisers_in(folder: str | os.PathLike[str]) -> list[Path] | None:
+    """The transformer files of ComfyUI's split layout in ``folder``: ComfyUI's install, its ``models``
+    folder, or its ``diffusion_models`` / ``unet`` folder itself (told by headers); None when ``folder``
+    is none of those. Reads headers only."""
+    from engine.files.headers import read_gguf_header, sniff
+
+    folder = Path(folder)
+    denoiser_folders = FOLDERS["transformer"][:2]  # checkpoints/ holds SD checkpoints too: pick those by file
+    if folder.name in denoiser_folders:
+        places = [folder]
+    else:
+        places = next(([base / n for n in denoiser_folders if (base / n).is_dir()] for base in (folder, folder / "models")
+                       if any((base / n).is_dir() for n in denoiser_folders)), None)
+        if places is None:
+            return None
+    found = []
+    for place in places:
+        for path in sorted(place.iterdir()):
+            if path.suffix.lower() not in (".safetensors", ".gguf") or not path.is_file():
+                continue
+            try:
+                part = identify(read_gguf_header(path) if sniff(path) == "gguf" else read_header(path))
+            except ModelError:
+                continue
+            if part is not None and part.role == "transformer":
+                found.append(path)
+    return found
+
+
 def models_root(path: str | os.PathLike[str]) -> Path | None:
     """ComfyUI's ``models`` folder above a denoiser file (the parent of ``diffusion_models``, ``unet`` ...)."""
     for parent in Path(path).resolve().parents:
@@ -350,7 +379,8 @@ def find_optional(denoiser: Part) -> tuple[dict[str, Part], tuple[str, ...]]:
             try:
                 find_tokenizer(arch, path)
             except MissingPart as exc:
-                missing.append(f"{exc.problem[0].upper()}{exc.problem[1:]} (so the {_BY_ARCH[arch].label[2:]} was left out)")
+                missing.append(f"{exc.problem[0].upper()}{exc.problem[1:]} "
+                               f"(so the {_BY_ARCH[arch].label[2:]} was left out)")
                 continue
         found[arch] = part
     return found, tuple(missing)

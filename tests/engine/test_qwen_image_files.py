@@ -146,13 +146,16 @@ def test_an_edit_split_layout_edits_an_image_by_instruction(tmp_path, engine):
     assert result.images[0].size == (64, 64) and _pixels(result).std() > 1
 
 
-def test_the_cli_generates_from_the_comfyui_transformer(comfy, tmp_path, capsys, no_network):
+def test_the_cli_generates_from_the_comfyui_transformer_and_regenerates_it(comfy, tmp_path, capsys, no_network):
     out = tmp_path / "out.png"
     code = main(["generate", "--model", str(comfy), "--prompt", "a sign that says OPEN", "--steps", "2",
                  "--seed", "4", "--width", "64", "--height", "64", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     parameters = Image.open(out).text["parameters"]
     assert "Steps: 2" in parameters and "Sampler:" not in parameters
+    again = tmp_path / "again.png"
+    assert main(["regenerate", str(out), "--model", str(comfy), "--out", str(again)]) == 0, capsys.readouterr().err
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(again)))  # from the metadata alone
     assert no_network == []
 
 
@@ -162,3 +165,18 @@ def test_make_test_model_lists_the_split_and_gguf_layouts(capsys):
     for name in ("qwen-image", "qwen-image-edit", "qwen-image-edit-plus"):
         line = next(line for line in listed.splitlines() if line.split() and line.split()[0] == name)
         assert "comfyui" in line and "gguf" in line
+
+
+def test_comfyuis_model_folder_stands_for_its_one_transformer(comfy, tmp_path, capsys):
+    """``--model ComfyUI/models`` (or the install) runs the transformer in it; with several, one line names them."""
+    for folder in (comfy.parents[2], comfy.parents[1], comfy.parent):
+        assert check_model(folder).path == str(comfy)
+    out = tmp_path / "out.png"
+    assert main(["generate", "--model", str(comfy.parents[1]), "--prompt", "a sign", "--steps", "2", "--width", "64",
+                 "--height", "64", "--out", str(out)]) == 0, capsys.readouterr().err
+    transformer = _copy_install(comfy, tmp_path)
+    shutil.copyfile(transformer, transformer.with_name("qwen_image_edit-tiny.safetensors"))
+    with pytest.raises(ModelError) as caught:
+        check_model(transformer.parents[1])
+    line = str(caught.value)
+    assert "2 transformers" in line and "qwen_image_edit-tiny.safetensors" in line and "\n" not in line

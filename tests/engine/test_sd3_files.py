@@ -159,11 +159,15 @@ def test_a_gguf_transformer_generates_kept_quantized(tmp_path, engine):
     assert np.array_equal(pixels, _pixels(engine.generate(_request(gguf_file, guidance_scale=0.0))))
 
 
-def test_the_cli_generates_from_the_comfyui_transformer(built, tmp_path, capsys, no_network):
+def test_the_cli_generates_from_the_comfyui_transformer_and_regenerates_it(built, tmp_path, capsys, no_network):
     out = tmp_path / "out.png"
     code = main(["generate", "--model", str(built["transformer"]), "--prompt", "a red fox", "--steps", "2",
                  "--seed", "4", "--width", "64", "--height", "64", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     parameters = Image.open(out).text["parameters"]
     assert "Steps: 2" in parameters and "Sampler:" not in parameters
+    again = tmp_path / "again.png"
+    code = main(["regenerate", str(out), "--model", str(built["transformer"]), "--out", str(again)])
+    assert code == 0, capsys.readouterr().err
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(again)))  # from the metadata alone
     assert no_network == []

@@ -124,8 +124,8 @@ def load_split(info: ModelInfo, dtype):
     transformer = parts.transformer(QwenImageTransformer2DModel, info.path, transformer_config, dtype)
     vae = load_vae(found["qwen-vae"], dtype)
     state = text_names(parts.tensors(found["qwen25vl"].path, found["qwen25vl"].prefix))
-    text_encoder = parts.text_encoder(Qwen2_5_VLForConditionalGeneration, text_config(parts.shapes_of(state), tokenizer),
-                                      state, dtype)
+    config = text_config(parts.shapes_of(state), tokenizer)
+    text_encoder = parts.text_encoder(Qwen2_5_VLForConditionalGeneration, config, state, dtype)
     del state
     modules = dict(scheduler=FlowMatchEulerDiscreteScheduler(**SCHEDULER), vae=vae, text_encoder=text_encoder,
                    tokenizer=tokenizer, transformer=transformer)

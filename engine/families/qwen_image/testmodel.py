@@ -58,7 +58,8 @@ def components(seed: int = 0, released_rules: bool = False) -> dict:
     quiet_libraries()
     generator = torch.Generator().manual_seed(seed)
     tokenizer = qwen_tokenizer(model_max_length=1024 + 34, extra_special=QWEN_VL_TOKENS)
-    text_encoder = qwen25_vl_encoder(seed, tokenizer, width=_TEXT_WIDTH, mrope=(2, 3, 3) if released_rules else (2, 2, 4))
+    text_encoder = qwen25_vl_encoder(seed, tokenizer, width=_TEXT_WIDTH,
+                                     mrope=(2, 3, 3) if released_rules else (2, 2, 4))
     torch.manual_seed(seed)
     # Qwen-Image's transformer/config.json cut down (60 layers -> 2, 24 heads of 128 -> 2 of 16, the
     # 3584-wide Qwen2.5-VL-7B features -> the tiny encoder's width; RoPE axes sum to the head size).
@@ -76,7 +77,8 @@ def components(seed: int = 0, released_rules: bool = False) -> dict:
                 transformer=transformer.eval())
 
 
-def make_qwen_image_test_model(dest: Path, seed: int = 0, name: str = "qwen-image", released_rules: bool = False) -> Path:
+def make_qwen_image_test_model(dest: Path, seed: int = 0, name: str = "qwen-image",
+                               released_rules: bool = False) -> Path:
     """Write the tiny Qwen-Image model ``name`` (a TEST_MODELS key: Qwen-Image, or its Edit / Edit Plus
     sibling with the same modules plus Qwen2.5-VL's processor) as a diffusers folder to ``dest``;
     returns ``dest``."""
@@ -103,8 +105,8 @@ COMFY_NAMES = {"qwen-image": "qwen_image-tiny", "qwen-image-edit": "qwen_image_e
 _RESNET = {"norm1": "residual.0", "conv1": "residual.2", "norm2": "residual.3", "conv2": "residual.6",
            "conv_shortcut": "shortcut"}
 _TOP = {"encoder.conv_in": "encoder.conv1", "decoder.conv_in": "decoder.conv1", "encoder.norm_out": "encoder.head.0",
-        "encoder.conv_out": "encoder.head.2", "decoder.norm_out": "decoder.head.0", "decoder.conv_out": "decoder.head.2",
-        "quant_conv": "conv1", "post_quant_conv": "conv2"}
+        "encoder.conv_out": "encoder.head.2", "decoder.norm_out": "decoder.head.0",
+        "decoder.conv_out": "decoder.head.2", "quant_conv": "conv1", "post_quant_conv": "conv2"}
 
 
 def wan_vae_to_original(state: dict) -> dict:

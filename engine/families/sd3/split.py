@@ -108,7 +108,8 @@ def load_split(info: ModelInfo, dtype) -> tuple[object, tuple[str, ...]]:
     t5 = tokenizer_3 = None
     if "t5xxl" in optional:
         t5 = _t5(optional["t5xxl"], bundled["text_encoder_3"], dtype)
-        tokenizer_3 = T5TokenizerFast.from_pretrained(str(split.find_tokenizer("t5xxl", info.path)), local_files_only=True)
+        tokenizer_3 = T5TokenizerFast.from_pretrained(str(split.find_tokenizer("t5xxl", info.path)),
+                                                      local_files_only=True)
     pipe = StableDiffusion3Pipeline(
         transformer=transformer, vae=_vae(found["sd3-vae"], bundled["vae"], dtype),
         text_encoder=_clip(found["clip_l"], bundled["text_encoder"], dtype), tokenizer=bundled_tokenizer("clip"),

@@ -203,7 +203,8 @@ def _write_comfyui(pipe, dest: Path, name: str, gguf: bool = False) -> Path:
 
     stem = COMFY_NAMES[name]
     if gguf:
-        target = write_gguf(part("model.diffusion_model."), models / "diffusion_models" / f"{stem}-Q8_0.gguf", arch="sd3")
+        target = write_gguf(part("model.diffusion_model."), models / "diffusion_models" / f"{stem}-Q8_0.gguf",
+                            arch="sd3")
     else:
         target = models / "diffusion_models" / f"{stem}.safetensors"
         save_file({k: v for k, v in weights.items() if k.startswith("model.diffusion_model.")}, str(target))
