@@ -91,12 +91,11 @@ def _examine(path: str | os.PathLike[str]) -> tuple[ModelInfo, type[ModelError] 
     if stat.S_ISDIR(st.st_mode):
         if not (p / "model_index.json").is_file():
             denoisers = split.denoisers_in(p)
-            if denoisers is not None:  # ComfyUI's install or model folder: its one transformer is the model
+            if denoisers:  # ComfyUI's install or model folder: its one transformer is the model
                 if len(denoisers) == 1:
                     return _examine_file(str(denoisers[0]), denoisers[0].stat().st_size)
                 problem = (f"this is ComfyUI's model folder with {len(denoisers)} transformers in it: pick one of them, "
-                           f"such as {', '.join(str(d) for d in denoisers[:3])}") if denoisers else \
-                    "this ComfyUI model folder holds no transformer (diffusion_models/ and unet/ are empty)"
+                           f"such as {', '.join(str(d) for d in denoisers[:3])}")
                 return ModelInfo(spath, p.name, "unknown", "", "diffusers", problem=problem), ModelError
         return examine_folder(spath)
     return _examine_file(spath, st.st_size)
