@@ -137,10 +137,11 @@ def qwen3_encoder(seed: int, vocab_size: int, width: int = 32, layers: int = 2, 
 QWEN_VL_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
 
 
-def qwen25_vl_encoder(seed: int, tokenizer, width: int = 32, layers: int = 2):
+def qwen25_vl_encoder(seed: int, tokenizer, width: int = 32, layers: int = 2, mrope: tuple[int, int, int] = (2, 2, 4)):
     """A tiny ``Qwen2_5_VLForConditionalGeneration`` (Qwen-Image's text encoder: Qwen2.5-VL-7B's
     layout, multimodal RoPE, a 2-block vision tower) over ``tokenizer``'s vocabulary, which must hold
-    ``QWEN_VL_TOKENS`` (``qwen_tokenizer(extra_special=QWEN_VL_TOKENS)``). Seeded."""
+    ``QWEN_VL_TOKENS`` (``qwen_tokenizer(extra_special=QWEN_VL_TOKENS)``); ``mrope``: the multimodal RoPE
+    sections (of half the 16-wide heads). Seeded."""
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -150,7 +151,7 @@ def qwen25_vl_encoder(seed: int, tokenizer, width: int = 32, layers: int = 2):
         text_config={"hidden_size": width, "intermediate_size": width + 5, "num_hidden_layers": layers,
                      "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": len(tokenizer),
                      "max_position_embeddings": 2048, "rope_theta": 1000000.0,
-                     "rope_scaling": {"mrope_section": [2, 2, 4], "rope_type": "default", "type": "default"}},
+                     "rope_scaling": {"mrope_section": list(mrope), "rope_type": "default", "type": "default"}},
         vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": width},
         vocab_size=len(tokenizer), vision_start_token_id=ids[0], vision_end_token_id=ids[1], image_token_id=ids[2],
         video_token_id=ids[3])

@@ -102,5 +102,10 @@ def transformer(cls, path: str, config_for, dtype, prefix: str = "model.diffusio
         extra["quantization_config"] = GGUFQuantizationConfig(compute_dtype=dtype)
     else:
         state = tensors(path)
-    state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
-    return from_single_file(cls, state, config_for(shapes_of(state)), "transformer", dtype, **extra)
+    if any(k.startswith(prefix) for k in state):  # ComfyUI's prefix; an all-in-one file's other parts left out
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    # ComfyUI's marker tensors (``__index_timestep_zero__``: a config flag, not a weight) stay out of the model.
+    markers = {k for k in state if k.startswith("__")}
+    config = config_for(shapes_of(state))
+    state = {k: v for k, v in state.items() if k not in markers}
+    return from_single_file(cls, state, config, "transformer", dtype, **extra)

@@ -32,8 +32,8 @@ PICKLE_PROBLEM = (
 )
 EMPTY_PROBLEM = "empty file (0 bytes): the download or copy did not finish"
 LFS_PROBLEM = "this is a git-LFS pointer, not the model itself: fetch the real file (git lfs pull)"
-GGUF_PROBLEM = ("Easel reads GGUF files only as FLUX.1 transformers, and this one is not: use a .safetensors version "
-                "of this model")
+GGUF_PROBLEM = ("Easel reads GGUF files only as FLUX.1, FLUX.2 [klein], Z-Image, Qwen-Image and SD 3.5 transformers, "
+                "and this one is none of them: use a .safetensors version of this model")
 
 
 @dataclass(frozen=True)

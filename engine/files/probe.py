@@ -89,6 +89,14 @@ def _examine(path: str | os.PathLike[str]) -> tuple[ModelInfo, type[ModelError] 
     except OSError as e:
         return ModelInfo(spath, p.stem, "unknown", "", "", problem=f"cannot be read: {e.strerror or e}"), ModelError
     if stat.S_ISDIR(st.st_mode):
+        if not (p / "model_index.json").is_file():
+            denoisers = split.denoisers_in(p)
+            if denoisers:  # ComfyUI's install or model folder: its one transformer is the model
+                if len(denoisers) == 1:
+                    return _examine_file(str(denoisers[0]), denoisers[0].stat().st_size)
+                problem = (f"this is ComfyUI's model folder with {len(denoisers)} transformers in it: pick one of them, "
+                           f"such as {', '.join(str(d) for d in denoisers[:3])}")
+                return ModelInfo(spath, p.name, "unknown", "", "diffusers", problem=problem), ModelError
         return examine_folder(spath)
     return _examine_file(spath, st.st_size)
 
@@ -106,8 +114,8 @@ def _examine_file(spath: str, size: int) -> tuple[ModelInfo, type[ModelError] | 
     verdict = classify(header, name)
     if fmt == "gguf" and verdict.family not in split.NEEDS:
         label = split.FAMILY_LABELS.get(verdict.family)
-        problem = (GGUF_PROBLEM if label is None else f"{label} GGUF transformers do not load yet (FLUX.1 and Z-Image "
-                   "ones do): use the model's diffusers folder or its .safetensors files")
+        problem = (GGUF_PROBLEM if label is None else f"{label} GGUF transformers do not load yet (FLUX.1, FLUX.2, "
+                   "Z-Image, Qwen-Image and SD 3.5 ones do): use the model's diffusers folder or its .safetensors files")
         return ModelInfo(spath, name, "unknown", verdict.family if label else "", fmt, size_bytes=size,
                          problem=problem), UnsupportedModel
     runnable = verdict.kind in ("checkpoint", "inpaint")
@@ -118,7 +126,7 @@ def _examine_file(spath: str, size: int) -> tuple[ModelInfo, type[ModelError] | 
     problem, error = verdict.problem, verdict.error
     part = split.identify(header) if runnable and verdict.family in split.NEEDS else None
     if part is not None:  # a transformer of ComfyUI's split layout: its other parts must be there too
-        variant, prediction = part.variant, "flow"
+        variant, prediction = part.variant or variant, "flow"
         problem = split.UNSUPPORTED_VARIANTS.get((part.arch, part.variant))
         error = UnsupportedModel if problem else None
         try:

@@ -157,7 +157,7 @@ def test_the_cli_runs_qwen_image(tmp_path, capsys, no_network):
     assert no_network == []
 
 
-def test_a_gguf_transformer_says_plainly_that_it_does_not_load_yet(model, tmp_path):
+def test_a_lone_gguf_transformer_names_the_parts_it_needs(model, tmp_path):
     from safetensors.torch import load_file
 
     from engine.testmodels import write_gguf
@@ -166,4 +166,5 @@ def test_a_gguf_transformer_says_plainly_that_it_does_not_load_yet(model, tmp_pa
     path = write_gguf(state, tmp_path / "qwen-image-Q8_0.gguf", arch="qwen_image")
     info = inspect_model(path)
     assert info.family == "qwen_image" and info.format == "gguf"
-    assert info.problem.startswith("Qwen-Image GGUF transformers do not load yet") and "\n" not in info.problem
+    assert info.problem.startswith("this Qwen-Image transformer needs a Qwen2.5-VL-7B text encoder: put "
+                                   "qwen_2.5_vl_7b.safetensors in") and "\n" not in info.problem

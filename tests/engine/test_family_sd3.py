@@ -170,7 +170,7 @@ def test_a_transformer_only_file_says_in_one_line_what_is_missing(models, tmp_pa
     with pytest.raises(UnsupportedModel) as caught:
         check_model(only)
     line = str(caught.value)
-    assert "\n" not in line and "CLIP-L, CLIP-G, VAE" in line and "SD 3.5" in line
+    assert "\n" not in line and "this SD 3.5 transformer needs a CLIP-L text encoder: put clip_l.safetensors" in line
     assert inspect_model(only).family == "sd3"
 
 
@@ -219,7 +219,7 @@ def test_make_test_model_lists_every_sd3_model_and_layout(capsys, tmp_path):
     listed = capsys.readouterr().out
     for name in ("sd35-medium", "sd35-large", "sd35-large-turbo", "sd35-medium-no-t5"):
         line = next(line for line in listed.splitlines() if line.split()[0] == name)
-        assert "diffusers" in line and "single-file" in line
+        assert "diffusers" in line and "single-file" in line and "comfyui" in line and "gguf" in line
     dest = tmp_path / "cli-file"
     assert main(["make-test-model", "--family", "sd35-large-turbo", "--layout", "single-file", str(dest)]) == 0
     written = next(dest.glob("*.safetensors"))

@@ -187,7 +187,7 @@ def test_a_gguf_that_is_not_a_flux_transformer_or_is_truncated_says_so(gguf_mode
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    assert inspect_model(other).problem.startswith("Easel reads GGUF files only as FLUX.1 transformers, and this one is not")
+    assert inspect_model(other).problem.startswith("Easel reads GGUF files only as FLUX.1, FLUX.2 [klein], Z-Image, Qwen-Image and SD 3.5 transformers")
     cut = gguf_model.with_name("cut.gguf")
     cut.write_bytes(gguf_model.read_bytes()[: gguf_model.stat().st_size // 2])
     problem = inspect_model(cut).problem

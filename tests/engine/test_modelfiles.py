@@ -373,7 +373,7 @@ _MALFORMED = [
     ("trailing-bytes", ModelError, "8 bytes after the last tensor are not described"),
     ("truncated", ModelError, "truncated: the file is"),
     ("html", ModelError, "web page"),
-    ("gguf", UnsupportedModel, "Easel reads GGUF files only as FLUX.1 transformers, and this one is not"),
+    ("gguf", UnsupportedModel, "Easel reads GGUF files only as FLUX.1, FLUX.2 [klein], Z-Image, Qwen-Image and SD 3.5 transformers"),
     ("junk", ModelError, "not a safetensors file"),
 ]
 

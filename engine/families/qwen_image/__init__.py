@@ -63,15 +63,17 @@ class QwenImage(Family):
         return runner.load(info, self.capabilities(info), ctx)
 
     def test_models(self) -> tuple[TestModel, ...]:
-        return tuple(TestModel(name, ("diffusers",), _writer(name), what, contract=cls != "QwenImagePipeline")
-                     for name, (cls, what) in TEST_MODELS.items())
+        return tuple(TestModel(name, ("diffusers", "comfyui", "gguf"), _writer(name), what,
+                               contract=cls != "QwenImagePipeline") for name, (cls, what) in TEST_MODELS.items())
 
 
 def _writer(name: str):
-    def write(dest: Path, _layout: str, seed: int = 0) -> Path:
-        from engine.families.qwen_image.testmodel import make_qwen_image_test_model
+    def write(dest: Path, layout: str, seed: int = 0) -> Path:
+        from engine.families.qwen_image import testmodel
 
-        return make_qwen_image_test_model(dest, seed=seed, name=name)
+        if layout in ("comfyui", "gguf"):  # DEST is the ComfyUI install; returns the transformer file to pick
+            return testmodel.make_qwen_image_comfyui_test_model(dest, seed=seed, name=name, gguf=layout == "gguf")
+        return testmodel.make_qwen_image_test_model(dest, seed=seed, name=name)
 
     return write
 

@@ -11,3 +11,6 @@ SAMPLER = "Qwen-Image uses its own flow-matching schedule"
 EDIT_NEW_IMAGE = ("{label} edits an image by instruction: open an image (image to image) and say what to change; "
                   "use Qwen-Image for new images")
 EDIT_STRENGTH = "{label} repaints the image from the instruction: there is no strength to set"
+# scheduler/scheduler_config.json of Qwen/Qwen-Image (the Edit models' is the same).
+SCHEDULER = dict(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9,
+                 base_image_seq_len=256, max_image_seq_len=8192, shift_terminal=0.02, time_shift_type="exponential")

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from engine import imageprep
-from engine.api import Mode, ModelInfo
-from engine.core.loading import LOAD_ERRORS, load_failed, pretrained
+from engine.api import Mode, ModelError, ModelInfo
+from engine.core.loading import LOAD_ERRORS, load_failed, pretrained, quiet_libraries
 from engine.core.previews import latents_to_preview
 from engine.devices import bf16_for_fp16
 from engine.families.base import Capabilities, LoadContext
@@ -91,14 +91,26 @@ class QwenImageRunner(PipelineRunner):
 
 
 def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> QwenImageRunner:
-    """Load a Qwen-Image (or Qwen-Image-Edit) diffusers folder (safetensors only, offline). Runs on the
-    engine thread."""
+    """Load a Qwen-Image (or Qwen-Image-Edit) diffusers folder (safetensors only, offline) or a split-layout
+    transformer file (safetensors or GGUF, its parts found beside it). Runs on the engine thread."""
     import dataclasses
 
     import diffusers
 
     ctx = dataclasses.replace(ctx, dtype=bf16_for_fp16(ctx.device, ctx.dtype))  # fp16 overflows
     started = time.perf_counter()
+    if info.format != "diffusers":  # a transformer file of ComfyUI's split layout
+        from engine.families.qwen_image.split import load_split
+
+        quiet_libraries()
+        try:
+            pipe = load_split(info, ctx.dtype)
+        except ModelError:
+            raise
+        except LOAD_ERRORS as exc:
+            raise load_failed(info.name, "this Qwen-Image model", exc) from exc
+        pipe.set_progress_bar_config(disable=True)
+        return QwenImageRunner(info, pipe, caps, ctx, time.perf_counter() - started)
     classes = _CLASSES.get(info.variant, _CLASSES[""])
     cls = getattr(diffusers, classes.get(Mode.TXT2IMG) or classes[Mode.IMG2IMG])
     extra = {}

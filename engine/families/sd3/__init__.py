@@ -1,7 +1,8 @@
 """Stable Diffusion 3.5 (Large, Large Turbo, Medium; SD 3.0 Medium too): a flow-matching MMDiT over
 a 16-channel VAE, read by three text encoders (CLIP-L, CLIP-G and the optional T5-XXL). Text to
-image, img2img and inpaint from diffusers folders, HF cache snapshots and all-in-one single
-``.safetensors`` files. Any thread.
+image, img2img and inpaint from diffusers folders, HF cache snapshots, all-in-one single
+``.safetensors`` files and ComfyUI's split layout (the transformer, ``.safetensors`` or GGUF, with
+``clip_l``, ``clip_g``, the optional ``t5xxl`` and the VAE: ``sd3.split``). Any thread.
 """
 
 from __future__ import annotations
@@ -36,31 +37,35 @@ VARIANTS = {
 
 @lru_cache(maxsize=64)
 def _file_variant(path: str, mtime: float) -> str:
-    from engine.families.sd3.configs import variant_of
-    from engine.files.headers import read_header
+    from engine.families.sd3.configs import file_shapes, variant_of
 
-    return variant_of(read_header(path).shapes())
+    return variant_of(file_shapes(path))
 
 
 @lru_cache(maxsize=64)
-def _t5_present(path: str, mtime: float) -> bool:
-    from engine.families.sd3.configs import has_t5
+def _t5_present(path: str, mtime: float, name: str, variant: str) -> bool:
+    from engine.families.sd3 import configs
     from engine.files.folders import listed, read_json
-    from engine.files.headers import read_header
 
     root = Path(path)
     if root.is_dir():
         return listed(read_json(root, "model_index.json"), "text_encoder_3")
+    found = configs.file_shapes(path)
+    if not configs.all_in_one(found):  # a split-layout transformer: T5 is a file of its own, or absent
+        from engine.families.sd3.split import has_t5 as split_has_t5
+
+        return split_has_t5(ModelInfo(path, name, "checkpoint", "sd3", "", variant=variant))
     from engine.families.sd3.singlefile import t5_tokenizer_dir
 
-    return has_t5(read_header(path).shapes()) and t5_tokenizer_dir(path) is not None
+    return configs.has_t5(found) and t5_tokenizer_dir(path) is not None
 
 
 def has_t5(info: ModelInfo) -> bool:
     """Whether ``info`` runs with its T5 encoder (a folder listing text_encoder_3; a file with T5
-    weights and the T5 tokenizer beside it). Reads a JSON file or a header, once per version."""
+    weights, or a split layout with a T5-XXL file, and the T5 tokenizer found). Reads a JSON file or
+    headers, once per version."""
     try:
-        return _t5_present(info.path, Path(info.path).stat().st_mtime)
+        return _t5_present(info.path, Path(info.path).stat().st_mtime, info.name, info.variant)
     except (OSError, ValueError, ModelError):
         return True
 
@@ -72,7 +77,7 @@ def variant(info: ModelInfo) -> str:
         return info.variant or "large"
     try:
         shape_variant = _file_variant(info.path, Path(info.path).stat().st_mtime)
-    except (OSError, ValueError):
+    except (OSError, ValueError, ModelError):
         shape_variant = "large"
     if shape_variant == "large" and info.variant == "turbo":
         return "turbo"
@@ -120,7 +125,7 @@ class StableDiffusion3(Family):
     def test_models(self) -> tuple[TestModel, ...]:
         from engine.families.sd3.testmodel import TEST_MODELS
 
-        return tuple(TestModel(name, ("diffusers", "single-file"), _writer(name), what)
+        return tuple(TestModel(name, ("diffusers", "single-file", "comfyui", "gguf"), _writer(name), what)
                      for name, (_key, what, _t5) in TEST_MODELS.items())
 
 

@@ -1,6 +1,6 @@
 """The bundled real SD 3.5 configs (``resources/configs/sd3.5-large`` and ``sd3.5-medium``) and the
 config folder a single file loads with: those configs resized to the file's tensor shapes, so
-``from_single_file`` never fetches anything. Stdlib only; any thread.
+``from_single_file`` never fetches anything. Stdlib (and file headers); any thread.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def _heads(width: int) -> int:
     return width // 64 if width >= 64 and width % 64 == 0 else 4
 
 
-def _clip_sizes(shapes: dict, prefix: str) -> dict:
+def clip_sizes(shapes: dict, prefix: str) -> dict:
     s = {k[len(prefix):].removeprefix("text_model."): v for k, v in shapes.items() if k.startswith(prefix)}
     vocab, hidden = s["embeddings.token_embedding.weight"]
     out = {
@@ -102,7 +102,7 @@ def _clip_sizes(shapes: dict, prefix: str) -> dict:
     return out
 
 
-def _t5_sizes(shapes: dict, prefix: str) -> dict:
+def t5_sizes(shapes: dict, prefix: str) -> dict:
     s = {k[len(prefix):]: v for k, v in shapes.items() if k.startswith(prefix)}
     vocab, width = s["shared.weight"]
     buckets, heads = s["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
@@ -123,15 +123,28 @@ def has_t5(shapes: dict) -> bool:
     return f"{T5}shared.weight" in shapes
 
 
+def file_shapes(path: str) -> dict:
+    """The tensor shapes of an SD 3.5 file (safetensors or GGUF) from its header."""
+    from engine.files.headers import read_gguf_header, read_header, sniff
+
+    return (read_gguf_header(path) if sniff(path) == "gguf" else read_header(path)).shapes()
+
+
+def all_in_one(shapes: dict) -> bool:
+    """Whether a file holds the whole model (transformer, both CLIPs, the VAE; T5 optional): else it is a
+    transformer of the split layout (perhaps with its VAE, as Stability's own files), its encoders elsewhere."""
+    return all(any(k.startswith(prefix) for k in shapes) for prefix in (CLIP_L, CLIP_G, "first_stage_model."))
+
+
 def single_file_config_dir(shapes: dict, dest: Path) -> Path:
     """Write the diffusers config folder (no weights, no tokenizers) for an all-in-one SD 3.5 file
     with these tensor shapes; returns ``dest``. The variant's real configs, resized."""
     configs = bundled("large" if variant_of(shapes) == "large" else "medium")
     configs["transformer"].update(transformer_sizes(shapes))
     configs["vae"].update(_vae_sizes(shapes))
-    configs["text_encoder"].update(_clip_sizes(shapes, CLIP_L))
-    configs["text_encoder_2"].update(_clip_sizes(shapes, CLIP_G))
+    configs["text_encoder"].update(clip_sizes(shapes, CLIP_L))
+    configs["text_encoder_2"].update(clip_sizes(shapes, CLIP_G))
     if has_t5(shapes):
-        configs["text_encoder_3"].update(_t5_sizes(shapes, T5))
+        configs["text_encoder_3"].update(t5_sizes(shapes, T5))
     return write_configs(configs, dest)
 

@@ -4,7 +4,8 @@ MMDiT, ``text_encoders.clip_l|clip_g|t5xxl.`` and ``first_stage_model.`` VAE), l
 configs resized to the file's shapes (``configs``), so nothing is ever fetched.
 
 A single file carries no tokenizers: the CLIP ones are bundled; T5's is looked for beside the file
-(a ``t5xxl_tokenizer`` folder holding tokenizer.json or spiece.model). Without it, or without T5
+(a ``t5xxl_tokenizer`` folder holding tokenizer.json or spiece.model), in ComfyUI's install or the
+Hugging Face cache. Without it, or without T5
 weights in the file, the model runs on its CLIP encoders (one notice says so and what to add).
 Engine thread.
 """
@@ -19,14 +20,18 @@ from engine.core.loading import LOAD_ERRORS, load_failed, quiet_libraries
 from engine.families.sd3 import configs
 from engine.files.headers import read_header
 
-T5_TOKENIZER_DIR = "t5xxl_tokenizer"
-_TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
+T5_TOKENIZER_DIR = "t5xxl_tokenizer"  # what engine.files.split.find_tokenizer looks for beside the file first
 
 
 def t5_tokenizer_dir(path: str) -> Path | None:
-    """The T5 tokenizer folder beside the single file ``path``, or None."""
-    folder = Path(path).resolve().parent / T5_TOKENIZER_DIR
-    return folder if any((folder / name).is_file() for name in _TOKENIZER_FILES) else None
+    """The T5 tokenizer folder for the single file ``path`` (beside it, in ComfyUI's install or the
+    Hugging Face cache: ``engine.files.split.find_tokenizer``), or None."""
+    from engine.files import split
+
+    try:
+        return split.find_tokenizer("t5xxl", path)
+    except split.MissingPart:
+        return None
 
 
 def load_single_file(info: ModelInfo, dtype) -> tuple[object, tuple[str, ...]]:

@@ -73,10 +73,14 @@ def make_sd3_test_model(dest: Path, name: str = "sd35-medium", layout: str = "di
     """Write the tiny SD 3.5 model ``name`` to ``dest``: a diffusers folder, or (``layout``
     "single-file") one all-in-one ``.safetensors`` in ComfyUI / Stability's layout (``dest`` ending
     in .safetensors is the file; otherwise a folder receiving ``<name>.safetensors``), with the T5
-    tokenizer beside it as ``t5xxl_tokenizer/`` (single files carry no tokenizer)."""
+    tokenizer beside it as ``t5xxl_tokenizer/`` (single files carry no tokenizer); or (``layout``
+    "comfyui" / "gguf") ComfyUI's split layout under ``dest`` (``_write_comfyui``), returning the
+    transformer file to pick."""
     pipe = build_pipeline(name, seed)
     dest = Path(dest)
     turbo = name.endswith("turbo")
+    if layout in ("comfyui", "gguf"):
+        return _write_comfyui(pipe, dest, name, gguf=layout == "gguf")
     if layout == "single-file":
         path = dest if dest.suffix == ".safetensors" else dest / f"{name}.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,3 +176,43 @@ def original_layout(pipe) -> dict:
         if module is not None:
             out.update({prefix + k: v for k, v in module.state_dict().items() if not k.endswith("position_ids")})
     return {k: v.detach().clone().contiguous() for k, v in out.items()}  # tied T5 embeddings: one copy each
+
+
+# ComfyUI's names for each model's transformer file (Stability's: sd3.5_large.safetensors …)
+COMFY_NAMES = {"sd35-medium": "sd3.5_medium-tiny", "sd35-large": "sd3.5_large-tiny",
+               "sd35-large-turbo": "sd3.5_large_turbo-tiny", "sd35-medium-no-t5": "sd3.5_medium-tiny"}
+
+
+def _write_comfyui(pipe, dest: Path, name: str, gguf: bool = False) -> Path:
+    """The tiny pipeline as ComfyUI's split layout under ``dest`` (a ComfyUI install):
+    ``models/diffusion_models/sd3.5_<variant>-tiny.safetensors`` (the MMDiT alone, original names under
+    ComfyUI's prefix; with ``gguf`` a Q8_0 ``.gguf``), ``models/text_encoders/clip_l.safetensors``,
+    ``clip_g.safetensors`` and (when the model has T5) ``t5xxl_fp16.safetensors``, ``models/vae/sd3.5_vae.safetensors``
+    (the LDM layout) and the T5 tokenizer where ComfyUI keeps its own (``comfy/text_encoders/t5_tokenizer``)."""
+    from safetensors.torch import save_file
+
+    from engine.testmodels import write_gguf
+
+    models = dest / "models"
+    for sub in ("diffusion_models", "text_encoders", "vae"):
+        (models / sub).mkdir(parents=True, exist_ok=True)
+    weights = original_layout(pipe)
+
+    def part(prefix: str) -> dict:
+        return {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+
+    stem = COMFY_NAMES[name]
+    if gguf:
+        target = write_gguf(part("model.diffusion_model."), models / "diffusion_models" / f"{stem}-Q8_0.gguf",
+                            arch="sd3")
+    else:
+        target = models / "diffusion_models" / f"{stem}.safetensors"
+        save_file({k: v for k, v in weights.items() if k.startswith("model.diffusion_model.")}, str(target))
+    for prefix, file in ((configs.CLIP_L, "clip_l"), (configs.CLIP_G, "clip_g"), (configs.T5, "t5xxl_fp16")):
+        tensors = part(prefix)
+        if tensors:
+            save_file(tensors, str(models / "text_encoders" / f"{file}.safetensors"))
+    save_file(part("first_stage_model."), str(models / "vae" / "sd3.5_vae.safetensors"))
+    if pipe.text_encoder_3 is not None:
+        pipe.tokenizer_3.save_pretrained(str(dest / "comfy" / "text_encoders" / "t5_tokenizer"))
+    return target
