@@ -54,6 +54,24 @@ def params(regions) -> list[tuple[str, str]]:
     return out
 
 
+def for_tile(regions, size: tuple[int, int], box: tuple[int, int, int, int]) -> tuple:
+    """The regions of a tile (x, y, w, h) of the init image enlarged to ``size``: each
+    mask stretched to ``size`` and cut to the tile; the regions that do not reach the tile left out. Engine
+    thread (the detail upscale's tiles)."""
+    import dataclasses
+
+    from PIL import Image
+
+    x, y, w, h = box
+    out = []
+    for region in regions:
+        mask = region.mask if region.mask.size == size else region.mask.resize(size, Image.BILINEAR)
+        mask = mask.crop((x, y, x + w, y + h))
+        if mask.getbbox() is not None:
+            out.append(dataclasses.replace(region, mask=mask))
+    return tuple(out)
+
+
 # ------------------------------------------------------------------------------------ the shares
 
 

@@ -272,3 +272,11 @@ def test_cli_regions_metadata_and_regenerate_bit_identical(built, tmp_path, caps
                      "--out", str(tmp_path / "x.png"), *data])
         err = capsys.readouterr().err
         assert code == 2 and words in err and err.count("\n") == 1, err
+
+
+def test_the_detail_upscale_gives_each_tile_the_part_of_the_regions_over_it():
+    left, right = (0, 0, 64, 128), (72, 0, 56, 128)  # tiles of the 64 px image enlarged to 128 px
+    first = regions.for_tile(TWO[:1], (128, 128), left)
+    assert len(first) == 1 and first[0].mask.size == (64, 128) and first[0].prompt == "a red ball"
+    assert np.asarray(first[0].mask)[:, :60].min() == 255  # the tile lies in the region (its edge bilinear)
+    assert regions.for_tile(TWO[:1], (128, 128), right) == ()  # a tile the region does not reach: none

@@ -50,7 +50,7 @@ class FluxRunner(PipelineRunner):
             # Image tokens: the latents (vae_scale_factor below the pixels) packed 2x2, row-major.
             step = self.base.vae_scale_factor * 2
             grid = (size[1] // step, size[0] // step)
-            like = torch.empty(0, dtype=self.base.transformer.dtype, device=self.placement.settings.device)
+            like = torch.empty(0, dtype=self.placement.dtype, device=self.placement.settings.device)
             bias = regions.joint_attention_bias([self._tokens(self.base)] * (1 + len(areas)),
                                                 regions.shares(areas, request, plan, size), grid, like)
             args["joint_attention_kwargs"] = {"attention_mask": bias}
