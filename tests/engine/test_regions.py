@@ -220,6 +220,8 @@ def test_flux_two_regions_mask_the_joint_attention_and_a_plain_job_stays_bit_ide
     assert np.array_equal(pixels(make(engine, model, *areas, width=size, height=size)), pixels(two))
     again = make(engine, model, width=size, height=size)
     assert np.array_equal(pixels(again), pixels(plain))  # no mask, no region tokens: as before
+    one = np.abs(pixels(make(engine, model, areas[0], width=size, height=size)) - pixels(plain)).mean(axis=2)
+    assert one[:, : size // 2].mean() > 1.5 * one[:, size // 2:].mean()  # one region changes its own half most
     assert dict(two.params)["Region 1"] == "a red ball (50% of the image)"
 
     assert masks and all(m is not None and m is masks[0] for m in masks)  # every joint attention, one mask
