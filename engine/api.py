@@ -10,7 +10,7 @@ import dataclasses
 import enum
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pillow is cheap, but keep the annotation-only import explicit
     from PIL import Image
@@ -119,6 +119,8 @@ MAX_CONTROL_STRENGTH = 2.0  # A1111's ControlNet "Weight" range
 # range (A1111's IP-Adapter "Weight").
 MAX_REFERENCES = 4
 MAX_REFERENCE_WEIGHT = 2.0
+# Regions (regional prompting: an area of the image with its own prompt): how many at once.
+MAX_REGIONS = 8
 
 # Hires fix (A1111's): txt2img at the size asked, enlarged by ``hires_scale`` (at most this), then img2img
 # at the large size. "Lanczos" is the plain resize; any other ``upscaler`` names a GAN upscaler file.
@@ -148,27 +150,33 @@ def batch_seed(seed: int, index: int) -> int:
 
 
 class _PictureInput:
-    """What the request's picture inputs (ControlInput, ReferenceInput: dataclasses with an ``image``) share:
-    JSON with the picture as base64 PNG, and reading it back."""
+    """What the request's picture inputs (ControlInput, ReferenceInput, RegionInput: dataclasses with a
+    picture field, ``_picture``: "image" or "mask") share: JSON with the picture as base64 PNG, and reading
+    it back."""
+
+    _picture: ClassVar[str] = "image"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, the image included as base64 PNG (``image_png``) with its hash (``image_hash``)."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "image"}
-        d["image_png"] = image_to_base64(self.image)
-        d["image_hash"] = image_hash(self.image)
+        """JSON-ready, the picture included as base64 PNG (``image_png`` / ``mask_png``) with its hash
+        (``image_hash`` / ``mask_hash``)."""
+        pic = self._picture
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != pic}
+        d[f"{pic}_png"] = image_to_base64(getattr(self, pic))
+        d[f"{pic}_hash"] = image_hash(getattr(self, pic))
         return d
 
     @classmethod
     def _fields_from(cls, data: Any, field_name: str, what: str) -> dict[str, Any]:
-        """The constructor's fields in ``to_dict`` output (``image`` may also be a PIL image)."""
+        """The constructor's fields in ``to_dict`` output (the picture may also be a PIL image)."""
         if not isinstance(data, dict):
             raise InvalidRequest(field_name, f"each {what} must be a set of fields")
+        pic = cls._picture
         kwargs = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
-        if "image" not in kwargs and isinstance(data.get("image_png"), str):
+        if pic not in kwargs and isinstance(data.get(f"{pic}_png"), str):
             try:
-                kwargs["image"] = image_from_base64(data["image_png"])
+                kwargs[pic] = image_from_base64(data[f"{pic}_png"])
             except InvalidRequest:
-                raise InvalidRequest(field_name, f"a stored {what} image is not a readable PNG") from None
+                raise InvalidRequest(field_name, f"a stored {what} {pic} is not a readable PNG") from None
         return kwargs
 
 
@@ -261,6 +269,56 @@ class ReferenceInput(_PictureInput):
         return cls(**kwargs)
 
 
+@dataclass(frozen=True)
+class RegionInput(_PictureInput):
+    """One region (regional prompting): an area of the image and the prompt it shows.
+
+    ``mask``: where the region is (PIL, kept as L: white = the area, grey = partly; a canvas region
+    layer's painted alpha). It is stretched to the input image (img2img / inpaint) or to the output size
+    (text to image). ``prompt``: what the area shows (A1111 syntax where the family takes it; no
+    ``<lora:…>``: LoRAs act on the whole image). The main prompt goes everywhere else. ``weight``: 0-1, how
+    much of the area follows the region's prompt rather than the main one (1: only the region's; 0: acts
+    on nothing). Construction validates every field and raises ``InvalidRequest`` (field "regions").
+    """
+
+    _picture: ClassVar[str] = "mask"
+    mask: Image.Image = field(compare=False, repr=False)
+    prompt: str = ""
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not hasattr(self.mask, "size") or not hasattr(self.mask, "convert"):
+            raise InvalidRequest("regions", "a region has no mask (the area its prompt goes to)")
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise InvalidRequest("regions", "a region has no prompt: say what its area shows")
+        if len(self.prompt) > MAX_PROMPT_CHARS:
+            raise InvalidRequest("regions", f"a region's prompt is {len(self.prompt):,} characters long; the limit "
+                                 f"is {MAX_PROMPT_CHARS:,}")
+        w = self.weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
+            raise InvalidRequest("regions", f"a region's weight must be from 0 to 1 (got {w!r})")
+        if self.mask.mode != "L":
+            object.__setattr__(self, "mask", self.mask.convert("L"))
+        if self.mask.getbbox() is None:
+            raise InvalidRequest("regions", f"the region \"{_short(self.prompt)}\" has no area: its mask is all "
+                                 "black (paint where its prompt goes)")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RegionInput:
+        """From ``to_dict`` output (``mask`` may also be a PIL image); InvalidRequest when it is not one."""
+        if isinstance(data, RegionInput):
+            return data
+        kwargs = cls._fields_from(data, "regions", "region")
+        if "mask" not in kwargs:
+            raise InvalidRequest("regions", "a region has no mask (the area its prompt goes to)")
+        return cls(**kwargs)
+
+
+def _short(text: str, n: int = 40) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def image_to_base64(image: Image.Image) -> str:
     """``image`` as base64 PNG text (RGB, RGBA or L): lossless, so the pixels come back exactly. Any thread."""
     import base64
@@ -323,6 +381,10 @@ class GenerationRequest:
     ``upscaler``, then runs img2img over overlapping tiles of at most ``tile`` px (sharing
     ``tile_overlap`` px, cross-faded), so memory is bounded by the tile size.
     ``upscaler``: "Lanczos" (a plain resize) or a GAN upscaler's file, or its name in the model library.
+    ``regions``: areas with their own prompts (``RegionInput``: a mask, a prompt, a weight), bottom first (a
+    later region wins where they overlap); the main prompt goes everywhere outside them. Applied by
+    attention masking (``engine.core.regions``); a model whose capabilities take none refuses them
+    (``Capabilities.regions``).
     Construction validates every field and raises ``InvalidRequest`` naming the bad one.
     """
 
@@ -349,6 +411,7 @@ class GenerationRequest:
     speed: str = "standard"
     controls: tuple[ControlInput, ...] = ()
     references: tuple[ReferenceInput, ...] = ()
+    regions: tuple[RegionInput, ...] = ()
     hires_scale: float = 0.0
     hires_steps: int = 0
     hires_strength: float = 0.5
@@ -373,6 +436,11 @@ class GenerationRequest:
         if len(self.references) > MAX_REFERENCES:
             raise InvalidRequest("references", f"at most {MAX_REFERENCES} reference images at once "
                                  f"(got {len(self.references)})")
+        if not isinstance(self.regions, (tuple, list)):
+            raise InvalidRequest("regions", "must be a list of regions")
+        object.__setattr__(self, "regions", tuple(RegionInput.from_dict(r) for r in self.regions))
+        if len(self.regions) > MAX_REGIONS:
+            raise InvalidRequest("regions", f"at most {MAX_REGIONS} regions at once (got {len(self.regions)})")
         self._validate()
 
     def _validate(self) -> None:
@@ -473,12 +541,14 @@ class GenerationRequest:
         """JSON-ready fields (the init image and mask left out: they are not part of the recipe text;
         control images included, as base64 PNG)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-             if f.name not in ("init_image", "mask", "controls", "references")}
+             if f.name not in ("init_image", "mask", "controls", "references", "regions")}
         d["mode"] = self.mode.value
         if self.controls:  # a control image is part of the recipe: without it the image cannot be remade
             d["controls"] = [c.to_dict() for c in self.controls]
         if self.references:  # so is a reference image
             d["references"] = [r.to_dict() for r in self.references]
+        if self.regions:  # and each region's mask
+            d["regions"] = [r.to_dict() for r in self.regions]
         return d
 
     @classmethod

@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_control.add_options(gen)
     cli_control.add_reference_options(gen)
+    cli_control.add_region_options(gen)
 
     edit = argparse.ArgumentParser(add_help=False)
     edit.add_argument("--init", required=True, metavar="IMAGE", help="the source image")
@@ -340,6 +341,10 @@ def _cmd_generate(args) -> int:
         from engine import cli_control
 
         fields["references"] = cli_control.references_from_args(args)
+    if getattr(args, "region", None):  # areas with their own prompts
+        from engine import cli_control
+
+        fields["regions"] = cli_control.regions_from_args(args)
     request = GenerationRequest(**fields)
     return run_and_save(args, request, args.out, embed=not args.no_metadata)
 
@@ -443,6 +448,11 @@ def _cmd_info(args) -> int:
             for i, r in enumerate(value):
                 model = f", IP-Adapter {r.model}" + (f" [{r.model_hash}]" if r.model_hash else "") if r.model else ""
                 print(f"reference {i}: weight {r.weight:g}{model}, image {r.image.width}x{r.image.height}")
+            continue
+        if key == "regions":  # one readable line per region (its mask stays in the file)
+            for i, r in enumerate(value, 1):
+                weight = f", weight {r.weight:g}" if r.weight != 1 else ""
+                print(f"region {i}: {r.prompt}{weight}, mask {r.mask.width}x{r.mask.height}")
             continue
         print(f"{key}: {value}")
     if meta.model_name or meta.model_hash:

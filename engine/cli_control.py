@@ -61,6 +61,42 @@ def references_from_args(args) -> tuple:
     return tuple(out)
 
 
+def add_region_options(gen: argparse.ArgumentParser) -> None:
+    """The region options of generate / img2img / inpaint (regional prompting)."""
+    gen.add_argument("--region", action="append", default=[], metavar="MASK:PROMPT",
+                     help="an area with its own prompt: MASK is a picture (white = the area, stretched to the image), "
+                     "PROMPT what that area shows; the main --prompt goes everywhere else; repeatable (a later region "
+                     "wins where they overlap). SD 1.x / 2.x, SDXL and FLUX.1 take them")
+    gen.add_argument("--region-weight", action="append", default=[], type=float, metavar="W",
+                     help="how much each --region's area follows its prompt rather than the main one, in order "
+                     "(0-1, default 1)")
+
+
+def regions_from_args(args) -> tuple:
+    """The RegionInputs ``--region MASK:PROMPT`` (and ``--region-weight``) ask for. MASK is the part before the
+    first ':' that names a file (a path may hold ':', and so may a prompt). Main thread."""
+    from engine.api import RegionInput
+
+    specs = getattr(args, "region", []) or []
+    weights = getattr(args, "region_weight", []) or []
+    if len(weights) > len(specs):
+        raise EaselError(f"--region-weight: {len(weights)} given for {len(specs)} --region")
+    out = []
+    for i, spec in enumerate(specs):
+        cuts = [j for j, ch in enumerate(spec) if ch == ":"]
+        cut = next((j for j in cuts if Path(spec[:j]).expanduser().is_file()), None)
+        if cut is None:
+            if not cuts or not spec[cuts[-1] + 1:].strip():
+                raise EaselError(f"--region: write MASK:PROMPT (e.g. left.png:\"a red ball\"), got {spec!r}")
+            raise EaselError(f"--region: no mask picture found in {spec!r} (write MASK:PROMPT, MASK an existing file)")
+        prompt = spec[cut + 1:]
+        if not prompt.strip():
+            raise EaselError(f"--region: the region {spec[:cut]} has no prompt (write MASK:PROMPT)")
+        mask = load_image(spec[:cut], "region mask")
+        out.append(RegionInput(mask=mask, prompt=prompt, weight=weights[i] if i < len(weights) else 1.0))
+    return tuple(out)
+
+
 def add_parser(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("preprocess", parents=[common], help="turn an image into a control image (canny edges, depth...)")
     p.add_argument("kind", choices=CONTROL_KINDS, metavar="KIND", help=f"one of {', '.join(CONTROL_KINDS)}")

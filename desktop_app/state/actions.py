@@ -24,6 +24,7 @@ from desktop_app.state.families import (
     instruction_refusal,
     kind_label,
     mode_blocked,
+    region_refusal,
 )
 from desktop_app.state.image_jobs import ImageJobs
 from desktop_app.state.tasks import BackgroundTasks
@@ -87,6 +88,7 @@ class StudioActions(QObject):
         self.canvas = CanvasActions(self.document, params, bridge, reporter, status, self._spawn, parent=self)
         self.canvas.library = self.library  # Make from picture finds the depth model there
         self.canvas.blocked_changed.connect(self._update_enabled)
+        self.canvas.regions_refusal = lambda model: region_refusal(catalog.find(model))
         self.canvas.discarded.connect(gallery.trash_files)  # a discarded result does not stay in the gallery
         self.canvas.live.applied.connect(self.save_live_frame)  # live frames reach the gallery only when applied
         # Picking a model of another kind applies its family's defaults (size, steps, CFG, sampler).
@@ -134,7 +136,7 @@ class StudioActions(QObject):
                 request, origin = self.canvas.build_request(request)
             if self.params.edit_mode == "inpaint":
                 request = self._with_inpaint_partner(request)
-            request = self.canvas.with_guides(request)  # the visible control and reference layers steer every mode
+            request = self.canvas.with_guides(request)  # the visible control, reference and region layers steer every mode
         except InvalidRequest as exc:
             self.reporter.report(f"Check the settings: {exc}")
             return None

@@ -21,7 +21,8 @@ from desktop_app.state.errors import ErrorReporter
 from desktop_app.state.live import LiveMode
 from desktop_app.state.params import EDIT_MODES, GenerationParameters
 from desktop_app.state.status import EngineStatus
-from engine.api import MAX_SIZE, ControlInput, EaselError, GenerationRequest, InvalidRequest, Mode, ReferenceInput
+from engine.api import (MAX_SIZE, ControlInput, EaselError, GenerationRequest, InvalidRequest, Mode, ReferenceInput,
+                        RegionInput)
 from engine.images import check_size, normalize, open_image, split_alpha
 from engine.imageprep import masked_box, padded_size
 from engine.outputs import write_png_atomic
@@ -89,6 +90,8 @@ class CanvasActions(QObject):
         params.edit_mode_changed.connect(self._on_state_changed)
         params.only_masked_changed.connect(self._on_state_changed)
         params.prompt_changed.connect(self._on_prompt_changed)
+        # Why the model a request names takes no regions ("" when it does); the window's actions set it.
+        self.regions_refusal: Callable[[str], str] = lambda _model: ""
         # Live mode of this canvas: off until its toggle; its runs reuse the bridge, not the queue.
         self.live = LiveMode(self, params, bridge, reporter, status, spawn, parent=self)
 
@@ -486,14 +489,41 @@ class CanvasActions(QObject):
             out.append(ReferenceInput(image=guide["image"].crop(box), weight=guide["weight"]))
         return tuple(out)
 
+    def regions(self) -> tuple[RegionInput, ...]:
+        """The canvas's visible region layers that have a prompt, as the request's regions, bottom first
+        (a higher layer wins where they overlap): each layer's painted alpha is its area. A region layer
+        with a prompt but nothing painted is refused in one line (InvalidRequest). GUI thread."""
+        if not self.doc.has_image:
+            return ()
+        out = []
+        for guide in self.doc.guides():
+            if guide["kind"] != "region" or not guide["prompt"].strip():
+                continue
+            if guide["mask"].getbbox() is None:
+                raise InvalidRequest("regions", f"the region layer \"{guide['name']}\" is empty: paint the area "
+                                     f"where \"{guide['prompt'].strip()[:40]}\" goes")
+            out.append(RegionInput(mask=guide["mask"], prompt=guide["prompt"]))
+        return tuple(out)
+
     def with_guides(self, request: GenerationRequest) -> GenerationRequest:
-        """``request`` with the canvas's visible control layers (ControlNet) and reference layers
-        (IP-Adapter) in it. GUI thread; InvalidRequest (one line) for an empty layer that needs pixels."""
-        controls, references = self.controls(), self.references()
+        """``request`` with the canvas's visible control layers (ControlNet), reference layers (IP-Adapter)
+        and region layers (areas with their own prompts) in it. A model that takes no regions runs without
+        them, with one notice (the layers stay). GUI thread; InvalidRequest (one line) for an empty layer
+        that needs pixels."""
+        controls, references, regions = self.controls(), self.references(), self.regions()
         if controls:
             request = request.replace(controls=controls)
         if references:
             request = request.replace(references=references)
+        if regions:
+            why = self.regions_refusal(request.model)
+            if why:
+                n = len(regions)
+                self.reporter.notice(f"{why}: " + ("the region layer was left out of this image (it stays on the "
+                                     "canvas)." if n == 1 else f"the {n} region layers were left out of this image "
+                                     "(they stay on the canvas)."))
+            else:
+                request = request.replace(regions=regions)
         return request
 
     def on_job_finished(self, job: Any, outcome: Outcome) -> None:

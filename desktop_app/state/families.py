@@ -86,6 +86,14 @@ def instruction_refusal(info: ModelInfo | None) -> str:
     return families.instruction_refusal(info)
 
 
+def region_refusal(info: ModelInfo | None) -> str:
+    """Why ``info`` takes no regions (areas with their own prompts; "" when it does, or when no model is chosen)."""
+    caps = families.capabilities(info)
+    if caps is None or caps.regions:
+        return ""
+    return f"{caps.label} takes no regions (areas with their own prompts)"
+
+
 def inpaint_partner(info: ModelInfo | None, models: list[ModelInfo]) -> ModelInfo | None:
     """The library model that inpaints and outpaints for ``info`` (FLUX.1 Fill for FLUX.1 [dev]), or None."""
     return families.inpaint_partner(info, models)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from engine.api import MIN_SIZE, Result, Timings, batch_seed
-from engine.core import hires
+from engine.core import hires, regions
 from engine.core.job import Job
 from engine.core.tiles import run_tiled, tile_count
 from engine.core.upscalers import Upscalers, display_name, is_plain
@@ -55,7 +55,8 @@ def run(runner, job: Job, upscalers: Upscalers) -> Result:
             job.check_cancel()
             crop = Image.fromarray(pixels[y:y + h, x:x + w])
             tile_request = request.replace(init_image=crop, width=w, height=h, tile=0, batch_count=1,
-                                           seed=batch_seed(seed, number))
+                                           seed=batch_seed(seed, number), regions=regions.for_tile(
+                                               request.regions, (width, height), (x, y, w, h)))
             stage = number + 1 + (1 if gan else 0)
             last = runner.generate(job.phase(tile_request, stage, stages, f"Detail: tile {number + 1} of {tiles}",
                                              index=index))

@@ -58,6 +58,8 @@ class Capabilities:
     ``references``: how many reference images (``GenerationRequest.references``) it takes: an IP-Adapter's
     (SD 1.5 / SDXL; engine.core.reference) or an instruction editor's further input images (Qwen-Image-Edit Plus).
     ``instruction_edit``: img2img / inpaint edit the input by the prompt's instruction (Kontext, Qwen-Image-Edit).
+    ``regions``: whether it takes regions (``GenerationRequest.regions``: areas with their own prompts), applied
+    by attention masking in its denoiser (engine.core.regions: UNet cross-attention, MM-DiT joint attention).
     """
 
     label: str
@@ -85,6 +87,7 @@ class Capabilities:
     # in the input image ("make the sky stormy"), the window's "Edit with words" and ``easel edit``.
     instruction_edit: bool = False
     references: int = 0  # how many reference images (GenerationRequest.references) it takes; 0: none
+    regions: bool = False  # whether it takes regions (GenerationRequest.regions); engine.core.regions
 
     def refusal(self, mode: Mode) -> str:
         """Why this model cannot run ``mode`` ("" when it can)."""
@@ -105,6 +108,9 @@ class Capabilities:
             raise InvalidRequest("references", f"{self.label} takes no reference images" if not self.references else
                                  f"{self.label} takes at most {self.references} reference image"
                                  f"{'s' if self.references != 1 else ''} at once")
+        if getattr(request, "regions", ()) and not self.regions:
+            raise InvalidRequest("regions", f"{self.label} takes no regions (areas with their own prompts): "
+                                 "leave them out, or use a model that takes them (SD 1.x / 2.x, SDXL, FLUX.1)")
         if (self.strength_shortens and request.mode in (Mode.IMG2IMG, Mode.INPAINT)
                 and int(request.steps * request.strength) < 1):
             least = math.ceil(1 / request.strength - 1e-9)

@@ -16,7 +16,7 @@ from typing import Any
 from engine import imageprep
 from engine.api import Mode, Result, Timings
 from engine.core import decode as core_decode
-from engine.core import loras, prompt_policy
+from engine.core import loras, prompt_policy, regions
 from engine.core.job import Job
 from engine.core.placement import place, unhook
 from engine.core.previews import Previews
@@ -113,7 +113,7 @@ class PipelineRunner(Runner):
         encoders = [m for name, m in pipe.components.items() if name.startswith(("text_encoder", "tokenizer"))]
         settings = self.placement.settings
         return (text.prompt, text.negative, request.clip_skip, request.guidance_scale, modules_key(*encoders),
-                self._text_addons, str(settings.device), settings.preset)
+                self._text_addons, str(settings.device), settings.preset, text.regions)
 
     def call_args(self, request) -> dict:
         """The per-call arguments beyond prompt, images, size, steps and seed (default: the CFG scale)."""
@@ -167,7 +167,8 @@ class PipelineRunner(Runner):
         self.placement.ensure(request.memory_preset, [self.active])
         takes_loras = "lora" in self.caps.addons
         text = prompt_policy.prepare(request.prompt, request.negative_prompt, self.caps.group, loras=takes_loras,
-                                     weighting=False, notices=job.notices)
+                                     weighting=False, notices=job.notices,
+                                     regions=tuple(r.prompt for r in regions.active(request.regions)))
         lora_params = self._apply_loras(text, job) if takes_loras else []
         size = on_grid(request.width, request.height, self.caps.size_step)
         if size != (request.width, request.height):
@@ -179,7 +180,7 @@ class PipelineRunner(Runner):
         encode_s, denoise_s, decode_s = phases
         return Result(images=tuple(images), seeds=tuple(seeds), request=request, model=self.info,
                       model_hash=job.model_hash, settings=self.settings,
-                      params=tuple(self.result_params(request)) + tuple(lora_params),
+                      params=tuple(self.result_params(request)) + tuple(lora_params) + tuple(regions.params(request.regions)),
                       timings=Timings(encode=encode_s, denoise=denoise_s, decode=decode_s), notices=tuple(job.notices))
 
     def _apply_loras(self, text, job: Job) -> list[tuple[str, str]]:

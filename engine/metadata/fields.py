@@ -257,6 +257,22 @@ def _references(value: Any, warnings: list[str]) -> tuple:
     return tuple(out)
 
 
+def _regions(value: Any, warnings: list[str]) -> tuple:
+    """The regions stored in an ``easel`` chunk (each with its mask), those that can be read."""
+    from engine.api import InvalidRequest, RegionInput
+
+    if not isinstance(value, list):
+        warnings.append("the stored regions are not a list; ignored")
+        return ()
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(RegionInput.from_dict(item))
+        except InvalidRequest as e:
+            warnings.append(f"region {i + 1} cannot be used ({str(e).removeprefix('regions: ')}); left out")
+    return tuple(out)
+
+
 def _clean_fields(found: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     """Coerce types and bring values into GenerationRequest's limits, warning for each change."""
     out: dict[str, Any] = {}
@@ -307,6 +323,10 @@ def _clean_fields(found: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
             references = _references(value, warnings)
             if references:
                 out[key] = references
+        elif key == "regions":
+            regions = _regions(value, warnings)
+            if regions:
+                out[key] = regions
         elif key == "speed":
             if value in SPEEDS:
                 out[key] = value

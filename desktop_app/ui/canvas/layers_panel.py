@@ -118,7 +118,7 @@ class LayersPanel(QWidget):
         self.weight_spin.setAccessibleName("Reference weight")
         self.prompt_edit = QLineEdit()
         self.prompt_edit.setPlaceholderText("what this region shows")
-        self.prompt_edit.setToolTip("The prompt for the painted area of this region (with the main prompt)")
+        self.prompt_edit.setToolTip("What the painted area shows (the main prompt goes everywhere else)")
 
         self.make_button = tool("Make from picture", "Fill this layer with the control image its kind's "
                                 "preprocessor makes from the picture (canny edges, line art, a depth map…): "

@@ -70,7 +70,8 @@ class Flux(Family):
             defaults = {"width": 1024, "height": 1024, "steps": 28, "guidance_scale": 3.5}
         return capabilities(label, "FLUX.1", modes=modes, refused=refused, parameters=parameters, reasons=reasons,
                             defaults=defaults, size_step=16, memory_thresholds=THRESHOLDS, latent_space="flux",
-                            addons=frozenset({"lora"}), instruction_edit=variant == "kontext")
+                            addons=frozenset({"lora"}), instruction_edit=variant == "kontext",
+                            regions=variant != "kontext")  # Kontext's image tokens include its input image's
 
     def load(self, info: ModelInfo, ctx: LoadContext) -> Runner:
         from engine.families.flux import runner

@@ -15,6 +15,7 @@ import dataclasses
 import time
 
 from engine.api import ModelError, Mode, ModelInfo
+from engine.core import regions
 from engine.core.loading import LOAD_ERRORS, load_failed, pretrained, quiet_libraries
 from engine.core.previews import unpack_2x2
 from engine.devices import bf16_for_fp16
@@ -42,19 +43,40 @@ class FluxRunner(PipelineRunner):
 
     def image_args(self, request, size):
         args, plan = super().image_args(request, size)
+        areas = regions.active(request.regions)
+        if areas:  # the joint attention masked: each region's image tokens see its prompt's tokens
+            import torch
+
+            # Image tokens: the latents (vae_scale_factor below the pixels) packed 2x2, row-major.
+            step = self.base.vae_scale_factor * 2
+            grid = (size[1] // step, size[0] // step)
+            like = torch.empty(0, dtype=self.placement.dtype, device=self.placement.settings.device)
+            bias = regions.joint_attention_bias([self._tokens(self.base)] * (1 + len(areas)),
+                                                regions.shares(areas, request, plan, size), grid, like)
+            args["joint_attention_kwargs"] = {"attention_mask": bias}
         if self.info.variant == "kontext":  # at the asked size, not Kontext's own preferred resolutions
             if request.mode is Mode.IMG2IMG:  # an edit by instruction: the whole image is the context
                 args.pop("strength", None)
             args.update(max_area=size[0] * size[1], _auto_resize=False)
         return args, plan
 
+    def _tokens(self, pipe) -> int:
+        """T5 tokens per prompt (the encoder pads every prompt to them)."""
+        return min(MAX_T5_TOKENS.get(self.info.variant, 512), pipe.tokenizer_2.model_max_length)
+
     def encode(self, pipe, text, request) -> dict:
-        """The prompt embeddings (T5 sequence + CLIP pooled), once for the whole batch."""
-        tokens = min(MAX_T5_TOKENS.get(self.info.variant, 512), pipe.tokenizer_2.model_max_length)
+        """The prompt embeddings (T5 sequence + CLIP pooled), once for the whole batch; with regions, each
+        region prompt's T5 tokens follow the main prompt's (the pooled embedding stays the main prompt's)."""
+        import torch
+
+        tokens = self._tokens(pipe)
         # The device the placement runs on (asking the pipeline walks every module: a few ms a job).
-        embeds, pooled, _text_ids = pipe.encode_prompt(prompt=text.prompt, prompt_2=None,
-                                                       device=self.placement.settings.device,
+        device = self.placement.settings.device
+        embeds, pooled, _text_ids = pipe.encode_prompt(prompt=text.prompt, prompt_2=None, device=device,
                                                        max_sequence_length=tokens)
+        if text.regions:
+            embeds = torch.cat([embeds] + [pipe.encode_prompt(prompt=t, prompt_2=None, device=device,
+                                                              max_sequence_length=tokens)[0] for t in text.regions], 1)
         return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled, "max_sequence_length": tokens}
 
     def to_vae(self, pipe, latents, size):

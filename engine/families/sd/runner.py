@@ -8,6 +8,7 @@ VAE from the library. Every method runs on the engine thread.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 from engine import imageprep, prompts
 from engine.api import GenerationRequest, Mode, ModelInfo, Result, Timings
 from engine.core import decode as core_decode
-from engine.core import control, loras, prompt_policy, reference, speed
+from engine.core import control, loras, prompt_policy, reference, regions, speed
 from engine.core.job import Job
 from engine.core.placement import place, unhook
 from engine.core.previews import Previews
@@ -119,7 +120,7 @@ class SDRunner(Runner):
         pipe = self._pipeline(request.mode, control.active(request.controls))
 
         # Add-ons the prompt names (LoRAs, embeddings) and the VAE; what the metadata records.
-        text, negative, params = self._addons(pipe, request, job.notices)
+        text, negative, params, region_texts = self._addons(pipe, request, job.notices)
 
         # Images the pipeline works on.
         call_args = self._image_args(request)
@@ -141,6 +142,12 @@ class SDRunner(Runner):
         if request.references:  # what the metadata records of them (all, also those of weight 0)
             request = self._record_references(request, params, job)
 
+        # Regions: each area's share of its prompt at the working size (the UNet's processors are wrapped
+        # for the denoising only, in _run).
+        size = plan.work_image.size if plan is not None else (request.width, request.height)
+        area = regions.shares(regions.active(request.regions), request, plan, size) if region_texts else None
+        params += regions.params(request.regions)
+
         # Speed (Fast: compiled denoiser, Draft: step cache); records "Speed" in params, may add notices.
         applied = speed.apply(pipe, request, self.device, data_dir=self.state_dir, params=params,
                               notices=job.notices, on_progress=job.on_progress, started=job.started)
@@ -150,16 +157,18 @@ class SDRunner(Runner):
 
         # Encode, denoise and decode; out of memory, again one memory preset lower.
         images, seeds, phases = self.placement.run(
-            lambda: self._run(request.mode, text, negative, call_args, plan, job, compiled), lambda: [self.active],
-            job.notices)
+            lambda: self._run(request.mode, text, negative, call_args, plan, job, compiled, region_texts, area),
+            lambda: [self.active], job.notices)
         encode_s, denoise_s, decode_s = phases
         return Result(images=tuple(images), seeds=tuple(seeds), request=request, model=self.info,
                       model_hash=job.model_hash, settings=self.settings,
                       timings=Timings(encode=encode_s, denoise=denoise_s, decode=decode_s),
                       params=tuple(params), notices=tuple(job.notices))
 
-    def _run(self, mode: Mode, text, negative, call_args, plan, job: Job, compiled: bool = False):
-        """The whole batch; returns (images, seeds, (encode, denoise, decode) seconds)."""
+    def _run(self, mode: Mode, text, negative, call_args, plan, job: Job, compiled: bool = False,
+             region_texts: tuple[str, ...] = (), area=None):
+        """The whole batch; returns (images, seeds, (encode, denoise, decode) seconds). ``region_texts``
+        and ``area``: the regions' prompts and shares (engine.core.regions), none for most jobs."""
         import torch
 
         request = job.request
@@ -175,10 +184,21 @@ class SDRunner(Runner):
                 settings = self.placement.settings
                 key = (text, negative, request.clip_skip, self._text_addons,
                        modules_key(*(getattr(pipe, name, None) for name in TEXT_MODULES)),
-                       str(settings.device), settings.preset)
-                embeds = self.prompt_cache.get(key, lambda: prompts.encode_prompts(
-                    pipe, self.info.family, text, negative, request.clip_skip))
+                       str(settings.device), settings.preset, region_texts)
+                embeds, region_embeds = self.prompt_cache.get(key, lambda: (
+                    prompts.encode_prompts(pipe, self.info.family, text, negative, request.clip_skip),
+                    tuple(prompts.encode_prompts(pipe, self.info.family, t, "", request.clip_skip)["prompt_embeds"]
+                          for t in region_texts)))
                 encode_s += time.perf_counter() - t0
+                if region_embeds:  # each region's latent pixels attend to its prompt (engine.core.regions)
+                    unet = pipe.unet
+                    size = plan.work_image.size if plan is not None else (request.width, request.height)
+                    latent = (size[1] // pipe.vae_scale_factor, size[0] // pipe.vae_scale_factor)
+                    cfg = request.guidance_scale > 1 and unet.config.time_cond_proj_dim is None
+                    def masked():
+                        return regions.unet_regions(unet, region_embeds, area, latent, cfg)
+                else:
+                    masked = contextlib.nullcontext
 
                 for index in range(request.batch_count):
                     seed = job.seed(index)
@@ -189,7 +209,7 @@ class SDRunner(Runner):
                     pipe.scheduler = make_scheduler(request.sampler, self.scheduler_config, seed)
                     reporter = StepReporter(job, index, preview=preview)
                     denoisers = [pipe.unet] + ([pipe.controlnet] if getattr(pipe, "controlnet", None) is not None else [])
-                    with cancel_within_steps([] if compiled else denoisers, reporter):
+                    with masked(), cancel_within_steps([] if compiled else denoisers, reporter):
                         latents = pipe(
                             **embeds,
                             **call_args,
@@ -247,9 +267,11 @@ class SDRunner(Runner):
         return pipe.image_processor.postprocess(decoded, output_type="pil")[0]
 
     def _addons(self, pipe, request: GenerationRequest, notices: list[str]):
-        """Apply the LoRAs, embeddings and VAE a request names; returns (prompt, negative, metadata pairs)."""
+        """Apply the LoRAs, embeddings and VAE a request names; returns (prompt, negative, metadata pairs,
+        the regions' prompts)."""
         text = prompt_policy.prepare(request.prompt, request.negative_prompt, self.caps.group, loras=True,
-                                     weighting=True, notices=notices)
+                                     weighting=True, notices=notices,
+                                     regions=tuple(r.prompt for r in regions.active(request.regions)))
         library = self.library
         family = self.info.family
         applied = self.addons.loras.apply(pipe, self.info, self.caps.short, loras.wanted(library, text.loras, family),
@@ -277,7 +299,7 @@ class SDRunner(Runner):
         if vae_path:
             params.append(("VAE hash", self.hasher(vae_path)[:10]))
             params.append(("VAE", Path(vae_path).name))
-        return text.prompt, text.negative, params
+        return text.prompt, text.negative, params, text.regions
 
     def _image_args(self, request: GenerationRequest) -> dict:
         from PIL import Image
