@@ -22,7 +22,7 @@ from engine.core.job import Job
 from engine.core.loading import LOAD_ERRORS, load_failed, pretrained, quiet_libraries
 from engine.devices import bf16_for_fp16
 from engine.families.base import Capabilities, LoadContext
-from engine.families.flux2 import REFERENCES, probe
+from engine.families.flux2 import probe
 from engine.families.pipeline_runner import PipelineRunner
 
 MIN_SIDE, MAX_RATIO = 64, 8  # what Flux2ImageProcessor.check_image_input takes of an input picture
@@ -50,10 +50,10 @@ class Flux2Runner(PipelineRunner):
                        f"back to {request.width}×{request.height}.")
         self._pictures = [self._fit(i, p) for i, p in
                           enumerate(reference.editor_pictures(request.references, self.caps.label, job.notices), 1)]
-        inputs = len(self._pictures) + (request.mode is not Mode.TXT2IMG)
-        if inputs > REFERENCES:
-            raise InvalidRequest("references", f"{self.caps.label} takes at most {REFERENCES} pictures at once: "
-                                 f"the image to edit and up to {REFERENCES - 1} reference images")
+        most = self.caps.references  # pictures in all (BFL's limit), the image to edit among them
+        if len(self._pictures) + (request.mode is not Mode.TXT2IMG) > most:
+            raise InvalidRequest("references", f"{self.caps.label} takes at most {most} pictures at once: "
+                                 f"the image to edit and up to {most - 1} reference images")
         return request
 
     def _fit(self, index: int, picture):
