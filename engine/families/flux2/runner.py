@@ -62,7 +62,7 @@ class Flux2Runner(PipelineRunner):
         from PIL import Image
 
         width, height = picture.size
-        if max(width, height) > MAX_RATIO * min(width, height):
+        if not min(width, height) or max(width, height) > MAX_RATIO * min(width, height):
             raise InvalidRequest("references", f"reference image {index} is {width}×{height} px: {self.caps.label} "
                                  f"takes pictures at most {MAX_RATIO} times as wide as tall")
         if min(width, height) < MIN_SIDE:
