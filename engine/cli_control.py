@@ -32,8 +32,8 @@ def add_reference_options(gen: argparse.ArgumentParser) -> None:
     further input images)."""
     gen.add_argument("--reference", action="append", default=[], metavar="IMAGE[:WEIGHT]",
                      help="a reference image: for SD 1.5 / SDXL, one whose style or subject the result takes "
-                     "(IP-Adapter; WEIGHT 0-2, default 1); for Qwen-Image-Edit Plus, a further input image "
-                     "(\"put the hat from image 2 on the cat\"); repeatable")
+                     "(IP-Adapter; WEIGHT 0-2, default 1); for Qwen-Image-Edit Plus and FLUX.2 [klein], a further "
+                     "input image (\"put the hat from image 2 on the cat\"; WEIGHT 0 leaves it out); repeatable")
     gen.add_argument("--ip-adapter", default="", metavar="NAME_OR_PATH",
                      help="the IP-Adapter of the --reference images (default: one for the model's family from the "
                      "model folders: ComfyUI models/ipadapter, A1111 models/ControlNet)")

@@ -96,6 +96,42 @@ def make_taesd(dest: Path, seed: int = 4) -> Path:
     return Path(dest)
 
 
+# TAEF2's first decoder stage (diffusers layer indices 2-4) and last encoder stage (11-13) carry the
+# mid-block GroupNorm pool (engine.core.tiny_decoder).
+TAEF2_POOLED = {"decoder": (2, 3, 4), "encoder": (11, 12, 13)}
+
+
+def make_taef2(dest: Path, layout: str = "diffusers", seed: int = 4, width: int = 8) -> Path:
+    """A random tiny TAEF2 (FLUX.2's tiny autoencoder: 32 latent channels, mid-block pools) as one
+    ``.safetensors`` file ``dest``: ``layout`` "diffusers" is madebyollin/taef2's ``taef2.safetensors``
+    (``encoder.layers.N.*`` + ``decoder.layers.N.*``, weights only), "comfyui" the decoder alone in
+    taesd.py's flat names (``models/vae_approx/taef2_decoder.safetensors``: index + 1). ``width``: the
+    channels of every stage (the real one's 64)."""
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    vae = AutoencoderTiny(latent_channels=32, encoder_block_out_channels=(width,) * 4,
+                          decoder_block_out_channels=(width,) * 4)
+    state = {k: v.contiguous() for k, v in vae.state_dict().items()}
+    pool = 4 * width
+    for part, indices in TAEF2_POOLED.items():
+        for i in indices:
+            prefix = f"{part}.layers.{i}.pool."
+            state[prefix + "0.weight"] = torch.randn(pool, width, 1, 1) * 0.2
+            state[prefix + "1.weight"] = 1 + 0.1 * torch.randn(pool)
+            state[prefix + "1.bias"] = 0.1 * torch.randn(pool)
+            state[prefix + "3.weight"] = torch.randn(width, pool, 1, 1) * 0.2
+    if layout == "comfyui":
+        state = {f"{int(k.split('.')[2]) + 1}.{k.split('.', 3)[3]}": v for k, v in state.items()
+                 if k.startswith("decoder.layers.")}
+    elif layout != "diffusers":
+        raise ValueError(f"unknown TAEF2 layout {layout!r} (diffusers, comfyui)")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    save_safetensors(dest, state)
+    return dest
+
+
 # ------------------------------------------------------------------------------------------------
 # Minimal files of each kind (header-true, a few bytes of data)
 # ------------------------------------------------------------------------------------------------

@@ -14,6 +14,11 @@ Two reasons put a module in fp8 storage, both decided here once for every family
   the memory saver that keeps the model usable: the weights are then rounded to fp8 (a small quality
   cost, recorded in the run's settings as "fp8 storage").
 
+LoRAs (peft adapters, ``engine.core.loras``) on a module in fp8 storage keep the run's precision, whichever
+comes first: adapter layers are never cast to fp8 (``_ADAPTERS``), and each cast layer says its
+``compute_dtype``, which peft makes the adapters it adds later in (as for bitsandbytes layers), so a
+LoRA is neither rounded to fp8 nor run in it.
+
 Only the module named ``transformer`` and T5 encoders are cast (SD's UNets, CLIP, the VAE and the Qwen
 language-model encoders keep their precision); quantized (GGUF) modules are left as they are.
 Once a module is in fp8 storage it stays so (its weights no longer hold more than fp8 can).
@@ -28,6 +33,8 @@ _T5 = ("T5EncoderModel", "UMT5EncoderModel")
 # pipelines cast the prompt embeddings to it: that one stays in the run's precision.
 _T5_SKIP = ("^shared$", "embed_tokens")
 _SAMPLED = 4  # weight matrices checked for fp8 values
+# peft's adapter layers (``…to_q.lora_A.<adapter>``, ``lora_B``, ``lora_magnitude_vector``, ``lora_embedding_A``…)
+_ADAPTERS = ("lora_",)
 
 
 def eligible(name: str, module) -> bool:
@@ -88,8 +95,13 @@ def store_fp8(module, compute_dtype) -> None:
     skip.update(getattr(module, "_skip_layerwise_casting_patterns", None) or ())
     if type(module).__name__ in _T5:
         skip.update(_T5_SKIP)
-    apply_layerwise_casting(module, storage_dtype=getattr(torch, FP8), compute_dtype=compute_dtype,
+    skip.update(_ADAPTERS)
+    fp8 = getattr(torch, FP8)
+    apply_layerwise_casting(module, storage_dtype=fp8, compute_dtype=compute_dtype,
                             skip_modules_pattern=tuple(sorted(skip)))
+    for layer in module.modules():
+        if getattr(getattr(layer, "weight", None), "dtype", None) == fp8:
+            layer.compute_dtype = compute_dtype  # what peft creates a LoRA's layers on it in
     module._easel_fp8 = True
 
 

@@ -1,5 +1,5 @@
-"""Live previews for every family: a tiny autoencoder (TAESD / TAESDXL) where the library has one
-for the model's latent space, else latents to RGB by a fixed linear map (no VAE decode), and pixel
+"""Live previews for every family: a tiny autoencoder (TAESD / TAESDXL / TAEF1 / TAEF2) where the library
+has one for the model's latent space, else latents to RGB by a fixed linear map (no VAE decode), and pixel
 batches (the pixel-space families) shown as they are.
 
 The linear factors are the widely used least-squares fits of each latent space's RGB appearance;
@@ -7,6 +7,8 @@ they cost one tiny matrix product per step, so previews never slow generation do
 """
 
 from __future__ import annotations
+
+import os
 
 from PIL import Image
 
@@ -63,8 +65,9 @@ _FLUX2_VAE_FACTORS = (
     (-0.0332, -0.0457, -0.0468), (-0.0085, 0.0389, 0.0609), (-0.0076, 0.0003, -0.0043), (-0.0111, -0.0460, -0.0614),
 )
 _FLUX2_VAE_BIAS = (-0.0329, -0.0718, -0.0851)
-# latent space -> the tiny autoencoder that decodes it (TAESD, TAESDXL, TAEF1: Z-Image has the FLUX VAE)
-_TINY_DECODERS = {"sd": "sd", "sdxl": "sdxl", "flux": "flux", "zimage": "flux"}
+# latent space -> the tiny autoencoder that decodes it (TAESD, TAESDXL, TAEF1: Z-Image has the FLUX VAE;
+# TAEF2: FLUX.2's, on the unpacked batch-normalised latents the transformer denoises)
+_TINY_DECODERS = {"sd": "sd", "sdxl": "sdxl", "flux": "flux", "zimage": "flux", "flux2": "flux2"}
 # latent space -> (factors, bias or None)
 _LINEAR = {
     "sd": (_SD_FACTORS, None),
@@ -118,22 +121,30 @@ def latents_to_preview(latents, space: str, size: tuple[int, int] | None = None)
 
 
 class TinyAutoencoderPreview:
-    """Previews through a tiny autoencoder (TAESD / TAESDXL, diffusers ``AutoencoderTiny`` folder):
-    close to the final decode at a fraction of the VAE's cost. Loaded once per model, on the engine
-    thread; ``__call__`` runs there too and returns a PIL image."""
+    """Previews through a tiny autoencoder: a diffusers ``AutoencoderTiny`` folder (TAESD / TAESDXL /
+    TAEF1) or one decoder file (TAEF2's ``taef2.safetensors``; ``engine.core.tiny_decoder``): close to the
+    final decode at a fraction of the VAE's cost. Loaded once per model, on the engine thread;
+    ``__call__`` runs there too and returns a PIL image."""
 
     def __init__(self, folder: str, device: str, dtype):
-        from diffusers import AutoencoderTiny
+        self.folder = folder  # the folder, or the one file
+        if os.path.isfile(folder):
+            from engine.core import tiny_decoder
 
-        self.folder = folder
-        self.vae = AutoencoderTiny.from_pretrained(folder, local_files_only=True, torch_dtype=dtype).to(device).eval()
+            decoder = tiny_decoder.load(folder, device, dtype)
+            self._decode, self._param = decoder.decode, next(decoder.parameters())
+        else:
+            from diffusers import AutoencoderTiny
+
+            vae = AutoencoderTiny.from_pretrained(folder, local_files_only=True, torch_dtype=dtype).to(device).eval()
+            self._decode, self._param = (lambda lat: vae.decode(lat).sample), next(vae.parameters())
 
     def __call__(self, latents, size: tuple[int, int] | None = None) -> Image.Image:
         import torch
 
         with torch.inference_mode():
-            lat = latents[:1].to(self.vae.device, self.vae.dtype)
-            rgb = self.vae.decode(lat).sample[0].float().clamp(-1, 1)
+            lat = latents[:1].to(self._param.device, self._param.dtype)
+            rgb = self._decode(lat)[0].float().clamp(-1, 1)
         rgb = ((rgb + 1.0) * 127.5).round().to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
         image = Image.fromarray(rgb, "RGB")
         if size and image.size != size:

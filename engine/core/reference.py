@@ -9,8 +9,11 @@ finds its CLIP vision image encoder (beside the adapter in an ``image_encoder/``
 safetensors-only and offline, puts the adapter into the UNet with diffusers' IP-Adapter loader
 (one copy per reference, each with its own scale), encodes the pictures once per job, and takes the
 adapter out again (the UNet's own attention processors back) when a job has no references, so that
-job's pixels are exactly those of a model that never had one. Engine thread, except ``active`` and
-``a1111_line`` (any thread).
+job's pixels are exactly those of a model that never had one. Engine thread, except ``active``,
+``a1111_line``, ``editor_pictures`` and ``editor_params`` (any thread).
+
+An instruction editor (Qwen-Image-Edit Plus, FLUX.2 [klein]) takes reference images as further input
+pictures, with no adapter: ``editor_pictures`` gives them to its pipeline, ``editor_params`` records them.
 """
 
 from __future__ import annotations
@@ -43,6 +46,31 @@ _HEADS = {768: 12, 1024: 16, 1280: 16, 1664: 16}
 def active(references) -> tuple:
     """The references that act (weight above 0). Any thread."""
     return tuple(r for r in references if r.weight > 0)
+
+
+def editor_pictures(references, label: str, notices: list | None = None) -> list:
+    """An instruction editor's further input pictures: those of the references that act (weight above 0),
+    in order, as RGB. Such a model takes each picture whole, so a weight other than 1 is noted in
+    ``notices``. Any thread."""
+    from engine import imageprep
+
+    acting = active(references)
+    if notices is not None and any(r.weight != 1 for r in acting):
+        notices.append(f"{label} takes each reference image whole: their weights were not applied "
+                       "(a weight of 0 leaves one out).")
+    return [imageprep.as_rgb(r.image, "reference image") for r in acting]
+
+
+def editor_params(references) -> tuple[tuple[str, str], ...]:
+    """The metadata pairs of an instruction editor's acting reference images: how many, and each one's
+    "Init image hash"-style hash (the pictures themselves are in the easel JSON). Any thread."""
+    from engine.imageprep import source_hash
+
+    acting = active(references)
+    if not acting:
+        return ()
+    return (("Reference images", str(len(acting))),
+            ("Reference hashes", " ".join(source_hash(r.image)[:10] for r in acting)))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from engine.files.control import file_verdict as control_file_verdict
 from engine.files.control import is_control_header
 from engine.files.headers import SafetensorsHeader
 from engine.files import reference as _reference
+from engine.files import tiny as _tiny
 from engine.files.safe import open_regular
 from engine.files.split import identify
 
@@ -96,6 +97,9 @@ def classify(header: SafetensorsHeader, name: str) -> _Verdict:
             or {"first_stage_model.encoder.conv_in.weight", "first_stage_model.decoder.conv_out.weight"} <= tensors.keys()):
         return _Verdict("vae", _metadata_family(header.metadata),
                         "this is a VAE alone, not a checkpoint: it can replace a checkpoint's VAE", UnsupportedModel)
+    tiny = _tiny.decoder_state(tensors)
+    if tiny is not None:  # a tiny autoencoder (TAEF2's taef2.safetensors, ComfyUI's vae_approx/*_decoder)
+        return _Verdict(_tiny.KIND, _tiny.family_of(tiny, name), _tiny.PROBLEM.format(name=name), UnsupportedModel)
     if _looks_like_upscaler(tensors, has):
         return _Verdict("upscaler", "", UPSCALER_PROBLEM, UnsupportedModel)
     if "conv_in.weight" in tensors and has("time_embedding.") and has("down_blocks."):

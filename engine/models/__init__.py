@@ -113,9 +113,9 @@ class ModelLibrary:
 
     def taesd(self, family: str) -> ModelEntry | None:
         """A local tiny autoencoder for live previews of the latent space ``family`` ("sd" and "sd1" /
-        "sd2" share one; "sdxl"; "flux": TAEF1). None when the library has none for it."""
+        "sd2" share one; "sdxl"; "flux": TAEF1; "flux2": TAEF2). None when the library has none for it."""
         self.ensure_scanned()
-        want = family if family in ("sdxl", "flux") else "sd1"
+        want = family if family in ("sdxl", "flux", "flux2") else "sd1"
         return next((e for e in self.of_kind("taesd") if e.family == want), None)
 
     def sha256(self, path: str) -> str:

@@ -34,6 +34,9 @@ NO_NEGATIVE = "{label} runs without CFG (it is step-distilled), so a negative pr
 TEST_MODELS = {"flux2-klein": (True, "FLUX.2 [klein] (4-step distilled, edits by instruction)"),
                "flux2-klein-base": (False, "FLUX.2 [klein] Base (with CFG)")}
 LAYOUTS = ("diffusers", "comfyui", "gguf")
+# BFL: Klein 4B / 9B take up to 4 input pictures (diffusers' pipeline sets no limit): that many reference
+# images for a new image; an edit's input image is one of the four (the runner says so in one line).
+REFERENCES = 4
 
 
 def label(variant: str) -> str:
@@ -73,7 +76,8 @@ class Flux2(Family):
         return capabilities(name, "FLUX.2 [klein]", short="FLUX.2", modes=(Mode.TXT2IMG, Mode.IMG2IMG, Mode.INPAINT),
                             parameters=parameters, reasons=reasons, defaults=defaults, step_range=step_range,
                             size_step=16, memory_thresholds=THRESHOLDS.get(probe.size_of(variant), THRESHOLDS["9b"]),
-                            latent_space="flux2", instruction_edit=True, addons=frozenset({"lora"}))
+                            latent_space="flux2", instruction_edit=True, addons=frozenset({"lora"}),
+                            references=REFERENCES)
 
     def load(self, info: ModelInfo, ctx: LoadContext) -> Runner:
         from engine.families.flux2 import runner

@@ -1,6 +1,8 @@
 """The FLUX.2 [klein] runner: text to image and the edit by instruction through Flux2KleinPipeline
 (img2img: the input image is Klein's reference, ``image=``), inpainting through
-Flux2KleinInpaintPipeline, both on one set of modules (no copy, no reload).
+Flux2KleinInpaintPipeline, both on one set of modules (no copy, no reload). The request's reference
+images are Klein's further input pictures in every mode (``image=[input, *references]``; inpaint:
+``image_reference=``), at most four pictures in all (BFL's limit for Klein, the input image counted).
 
 Run by the shared ``PipelineRunner``: the prompt (and a base model's negative prompt) is encoded once
 per job by Qwen3; each image of a batch is denoised and comes back from the pipeline unpacked and
@@ -14,7 +16,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from engine.api import Mode, ModelError, ModelInfo
+from engine.api import InvalidRequest, Mode, ModelError, ModelInfo
+from engine.core import reference
 from engine.core.job import Job
 from engine.core.loading import LOAD_ERRORS, load_failed, pretrained, quiet_libraries
 from engine.devices import bf16_for_fp16
@@ -22,6 +25,7 @@ from engine.families.base import Capabilities, LoadContext
 from engine.families.flux2 import probe
 from engine.families.pipeline_runner import PipelineRunner
 
+MIN_SIDE, MAX_RATIO = 64, 8  # what Flux2ImageProcessor.check_image_input takes of an input picture
 MAX_TOKENS = 512  # the Qwen3 tokens Klein was trained with (the pipeline's own default)
 INPAINT_AREA = 1024 * 1024  # Flux2KleinInpaintPipeline works on at most one megapixel
 STRENGTH_UNUSED = ("{label} edits the whole image by the instruction (the image is its reference): "
@@ -35,6 +39,7 @@ class Flux2Runner(PipelineRunner):
                Mode.INPAINT: "Flux2KleinInpaintPipeline"}
     unscale = False  # the pipeline undoes the VAE's batch norm itself
     _work: tuple[int, int] = (0, 0)
+    _pictures: list = []  # the job's reference pictures (prepare)
 
     def prepare(self, job: Job):
         request = job.request
@@ -43,13 +48,42 @@ class Flux2Runner(PipelineRunner):
         if request.mode is Mode.INPAINT and request.width * request.height > INPAINT_AREA:
             job.notice(f"{self.caps.label} inpaints at most one megapixel: the region was made smaller and scaled "
                        f"back to {request.width}×{request.height}.")
+        self._pictures = [self._fit(i, p) for i, p in
+                          enumerate(reference.editor_pictures(request.references, self.caps.label, job.notices), 1)]
+        most = self.caps.references  # pictures in all (BFL's limit), the image to edit among them
+        if len(self._pictures) + (request.mode is not Mode.TXT2IMG) > most:
+            raise InvalidRequest("references", f"{self.caps.label} takes at most {most} pictures at once: "
+                                 f"the image to edit and up to {most - 1} reference images")
         return request
+
+    def _fit(self, index: int, picture):
+        """A reference picture as the pipeline takes it: one under 64 px on a side enlarged to 64 (a small
+        reference layer's painted part); one more than 8 times as wide as tall refused in one line."""
+        from PIL import Image
+
+        width, height = picture.size
+        if not min(width, height) or max(width, height) > MAX_RATIO * min(width, height):
+            raise InvalidRequest("references", f"reference image {index} is {width}×{height} px: {self.caps.label} "
+                                 f"takes pictures at most {MAX_RATIO} times as wide as tall")
+        if min(width, height) < MIN_SIDE:
+            scale = MIN_SIDE / min(width, height)
+            picture = picture.resize((max(MIN_SIDE, round(width * scale)), max(MIN_SIDE, round(height * scale))),
+                                     Image.Resampling.LANCZOS)
+        return picture
 
     def image_args(self, request, size):
         args, plan = super().image_args(request, size)
         self._work = size
+        pictures = self._pictures
         if request.mode is Mode.IMG2IMG:  # the reference image: the whole of it is the edit's input
             args.pop("strength", None)
+            if pictures:
+                args["image"] = [args["image"], *pictures]
+        elif request.mode is Mode.INPAINT:
+            if pictures:
+                args["image_reference"] = pictures
+        elif pictures:
+            args["image"] = pictures
         return args, plan
 
     def encode(self, pipe, text, request) -> dict:
@@ -61,6 +95,9 @@ class Flux2Runner(PipelineRunner):
             args["negative_prompt_embeds"], _ids = pipe.encode_prompt(prompt=text.negative or "", device=device,
                                                                        max_sequence_length=MAX_TOKENS)
         return args
+
+    def result_params(self, request) -> tuple[tuple[str, str], ...]:
+        return reference.editor_params(request.references)
 
     def from_vae(self, decoded):
         """The decoded pixels at the working size (the inpaint pipeline works above 1 MP smaller)."""
