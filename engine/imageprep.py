@@ -224,3 +224,18 @@ def source_hash(image) -> str:
     import hashlib
 
     return hashlib.md5(as_rgb(image).tobytes()).hexdigest()
+
+
+def reference_images(references) -> list:
+    """The request's reference pictures (``GenerationRequest.references``) as RGB, in order: an
+    instruction editor's further input images. Any thread."""
+    return [as_rgb(r.image, "reference image") for r in references]
+
+
+def reference_params(references) -> tuple[tuple[str, str], ...]:
+    """The metadata pairs saying which reference pictures a result was made with (their count and
+    ``source_hash``es; ``easel regenerate`` checks them), () without any. Any thread."""
+    if not references:
+        return ()
+    return (("Reference images", str(len(references))),
+            ("Reference hashes", " ".join(source_hash(r.image)[:10] for r in references)))

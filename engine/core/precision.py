@@ -1,4 +1,4 @@
-"""fp8 storage (layerwise casting) for the big transformers and the T5 text encoders.
+"""fp8 storage (layerwise casting) for the big transformers and the T5 and Mistral 3 text encoders.
 
 A transformer or T5 kept in ``float8_e4m3fn`` takes a quarter of its fp32 memory (half of bf16):
 each layer's weights are cast up to the run's precision (bf16/fp16 on a GPU, fp32 on the CPU) just
@@ -14,7 +14,8 @@ Two reasons put a module in fp8 storage, both decided here once for every family
   the memory saver that keeps the model usable: the weights are then rounded to fp8 (a small quality
   cost, recorded in the run's settings as "fp8 storage").
 
-Only the module named ``transformer`` and T5 encoders are cast (SD's UNets, CLIP, the VAE and the Qwen
+Only the module named ``transformer``, T5 encoders and FLUX.2 [dev]'s Mistral 3 Small (24B, the
+largest part of that model after its transformer) are cast (SD's UNets, CLIP, the VAE and the Qwen
 language-model encoders keep their precision); quantized (GGUF) modules are left as they are.
 Once a module is in fp8 storage it stays so (its weights no longer hold more than fp8 can).
 Engine thread.
@@ -27,17 +28,20 @@ _T5 = ("T5EncoderModel", "UMT5EncoderModel")
 # A transformers model tells its dtype by its first parameter (the T5's token embedding), and the
 # pipelines cast the prompt embeddings to it: that one stays in the run's precision.
 _T5_SKIP = ("^shared$", "embed_tokens")
+# Mistral 3 the same (its token embedding first), and the vision half FLUX.2 [dev] never runs.
+_MISTRAL = ("MistralModel", "Mistral3ForConditionalGeneration")
+_MISTRAL_SKIP = ("embed_tokens", "vision_tower", "multi_modal_projector")
 _SAMPLED = 4  # weight matrices checked for fp8 values
 
 
 def eligible(name: str, module) -> bool:
-    """Whether fp8 storage applies to the pipeline component ``name``: the denoising transformer or a
-    T5 encoder, not quantized."""
+    """Whether fp8 storage applies to the pipeline component ``name``: the denoising transformer, a
+    T5 encoder or a Mistral 3 one, not quantized."""
     import torch
 
     if not isinstance(module, torch.nn.Module):
         return False
-    if name != "transformer" and type(module).__name__ not in _T5:
+    if name != "transformer" and type(module).__name__ not in _T5 + _MISTRAL:
         return False
     return getattr(module, "hf_quantizer", None) is None and not getattr(module, "is_quantized", False)
 
@@ -88,6 +92,8 @@ def store_fp8(module, compute_dtype) -> None:
     skip.update(getattr(module, "_skip_layerwise_casting_patterns", None) or ())
     if type(module).__name__ in _T5:
         skip.update(_T5_SKIP)
+    if type(module).__name__ in _MISTRAL:
+        skip.update(_MISTRAL_SKIP)
     apply_layerwise_casting(module, storage_dtype=getattr(torch, FP8), compute_dtype=compute_dtype,
                             skip_modules_pattern=tuple(sorted(skip)))
     module._easel_fp8 = True

@@ -47,7 +47,7 @@ class QwenImageRunner(PipelineRunner):
     def image_args(self, request, size):
         args, plan = super().image_args(request, size)
         if self.info.variant:  # an edit: no strength, no mask argument (the plan pastes the masked region back)
-            references = [imageprep.as_rgb(r.image, "reference image") for r in request.references]
+            references = imageprep.reference_images(request.references)
             args = {"image": [args["image"], *references] if references else args["image"]}
         return args, plan
 
@@ -84,10 +84,7 @@ class QwenImageRunner(PipelineRunner):
         return lambda packed: latents_to_preview(self.to_vae(pipe, packed, size), self.caps.latent_space, size)
 
     def result_params(self, request) -> tuple[tuple[str, str], ...]:
-        if not request.references:
-            return ()
-        return (("Reference images", str(len(request.references))),
-                ("Reference hashes", " ".join(imageprep.source_hash(r.image)[:10] for r in request.references)))
+        return imageprep.reference_params(request.references)
 
 
 def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> QwenImageRunner:
