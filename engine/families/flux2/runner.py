@@ -19,7 +19,7 @@ import dataclasses
 import time
 
 from engine import imageprep
-from engine.api import Mode, ModelError, ModelInfo
+from engine.api import InvalidRequest, Mode, ModelError, ModelInfo
 from engine.core.job import Job
 from engine.core.loading import LOAD_ERRORS, load_failed, pretrained, quiet_libraries
 from engine.devices import bf16_for_fp16
@@ -28,6 +28,7 @@ from engine.families.flux2 import probe
 from engine.families.pipeline_runner import PipelineRunner
 
 MAX_TOKENS = 512  # the Qwen3 tokens Klein was trained with (the pipeline's own default)
+MIN_SIDE, MAX_RATIO = 64, 8  # what Flux2ImageProcessor.check_image_input takes of [dev]'s pictures
 INPAINT_AREA = 1024 * 1024  # Flux2KleinInpaintPipeline works on at most one megapixel
 STRENGTH_UNUSED = ("{label} edits the whole image by the instruction (the image is its reference): "
                    "the strength applies to inpainting only.")
@@ -64,7 +65,10 @@ class Flux2Runner(PipelineRunner):
         if request.mode is Mode.IMG2IMG:  # the reference image: the whole of it is the edit's input
             args.pop("strength", None)
         if self.dev:  # the input image (an edit) and the reference images: all of them [dev]'s image list
-            pictures = ([args["image"]] if "image" in args else []) + imageprep.reference_images(request.references)
+            references = imageprep.reference_images(request.references)
+            for index, picture in enumerate(references, 1):
+                _check_picture(picture, f"reference image {index}")
+            pictures = ([args["image"]] if "image" in args else []) + references
             args = {"image": pictures} if pictures else {}
         return args, plan
 
@@ -107,6 +111,15 @@ class Flux2Runner(PipelineRunner):
 
             decoded = F.interpolate(decoded, size=(height, width), mode="bicubic", align_corners=False).clamp(-1, 1)
         return decoded
+
+
+def _check_picture(picture, what: str) -> None:
+    """Refuse (one line) a picture FLUX.2 [dev]'s image processor cannot read: it wants at least
+    ``MIN_SIDE`` px a side and at most ``MAX_RATIO``:1."""
+    width, height = picture.size
+    if min(width, height) < MIN_SIDE or max(width, height) > MAX_RATIO * min(width, height):
+        raise InvalidRequest("references", f"{what} is {width}×{height}: FLUX.2 [dev] reads pictures of at least "
+                             f"{MIN_SIDE} px a side and at most {MAX_RATIO}:1")
 
 
 def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> Flux2Runner:
