@@ -6,7 +6,6 @@ layout and a GGUF transformer; never taken for FLUX.2 [klein], FLUX.1 or SD (nor
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
