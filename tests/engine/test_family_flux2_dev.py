@@ -230,3 +230,22 @@ def test_a_dev_file_is_never_klein_flux1_or_sd_and_their_encoders_are_not_swappe
     (root / "text_encoders" / "mistral_3_small_flux2_tiny.safetensors").unlink()
     assert "needs the Mistral 3 Small text encoder" in inspect_model(transformer).problem  # Qwen3 is not taken
     assert check_model(klein).variant == "distilled"
+
+
+def test_an_fp8_mistral_encoder_stays_in_fp8_and_makes_nearly_the_same_image(models, engine, folder_image, tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    transformer = _install_copy(models["comfy"], tmp_path)
+    encoder = transformer.parents[1] / "text_encoders" / "mistral_3_small_flux2_tiny.safetensors"
+    tensors = load_file(encoder)
+    encoder.unlink()
+    save_file({k: v.to(torch.float8_e4m3fn) if v.ndim == 2 else v for k, v in tensors.items()},
+              str(encoder.with_name("mistral_3_small_flux2_fp8.safetensors")))
+    result = engine.generate(_request(transformer))
+    assert result.settings.fp8_storage == ("text_encoder",)
+    text_encoder = engine.runner.base.text_encoder
+    assert text_encoder.layers[0].self_attn.q_proj.weight.dtype == torch.float8_e4m3fn  # stored, not upcast
+    assert text_encoder.dtype == torch.float32  # the token embedding keeps the run's precision: so do the embeddings
+    image = _pixels(result.images[0])
+    assert image.std() > 5 and np.abs(image - folder_image).mean() < 4.0  # the same model, its encoder rounded
