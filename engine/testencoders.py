@@ -156,3 +156,64 @@ def qwen25_vl_encoder(seed: int, tokenizer, width: int = 32, layers: int = 2, mr
         vocab_size=len(tokenizer), vision_start_token_id=ids[0], vision_end_token_id=ids[1], image_token_id=ids[2],
         video_token_id=ids[3])
     return Qwen2_5_VLForConditionalGeneration(config).eval()
+
+
+# Mistral Small 3.1's chat template as the FLUX.2 [dev] pipeline applies it (a system turn, then user turns whose
+# content is a list of text / image parts; no generation prompt), in the released tokenizer's control tokens.
+MISTRAL_CHAT_TEMPLATE = (
+    "{{- bos_token }}"
+    "{%- for message in messages %}"
+    "{%- set parts = message['content'] if message['content'] is not string else [{'type': 'text', 'text': message['content']}] %}"
+    "{%- if message['role'] == 'system' %}{{- '[SYSTEM_PROMPT]' }}{%- else %}{{- '[INST]' }}{%- endif %}"
+    "{%- for part in parts %}"
+    "{%- if part['type'] == 'text' %}{{- part['text'] }}{%- else %}{{- '[IMG]' }}{%- endif %}"
+    "{%- endfor %}"
+    "{%- if message['role'] == 'system' %}{{- '[/SYSTEM_PROMPT]' }}{%- else %}{{- '[/INST]' }}{%- endif %}"
+    "{%- endfor %}"
+)
+# Tekken's first ids, as Mistral Small 3.1 has them (<unk> 0, <s> 1, </s> 2, [INST] 3, [/INST] 4, ... [IMG] 10).
+MISTRAL_SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]",
+                          "[TOOL_RESULTS]", "[/TOOL_RESULTS]", "[TOOL_CALLS]", "[IMG]", "<pad>", "[IMG_BREAK]",
+                          "[IMG_END]", "[PREFIX]", "[MIDDLE]", "[SUFFIX]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]")
+
+
+def mistral_tokenizer(dest: Path | None = None, model_max_length: int = 512):
+    """A tiny Mistral 3 tokenizer, as FLUX.2 [dev] reads its ``tokenizer`` folder: a byte-level BPE
+    trained here on ``CORPUS`` (Tekken is byte-level BPE too) with Mistral's control tokens at their
+    released ids (``[IMG]`` = 10, ``<pad>`` = 11), wrapped as transformers' fast tokenizer with
+    Mistral's chat template; saved to ``dest`` when given (tokenizer.json, tokenizer_config.json)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=list(MISTRAL_SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(list(CORPUS) * 4, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                        pad_token="<pad>", model_max_length=model_max_length,
+                                        extra_special_tokens=list(MISTRAL_SPECIAL_TOKENS[3:]))
+    tokenizer.chat_template = MISTRAL_CHAT_TEMPLATE
+    if dest is not None:
+        tokenizer.save_pretrained(str(dest))
+    return tokenizer
+
+
+def mistral3_encoder(seed: int, vocab_size: int, width: int = 32, layers: int = 30):
+    """A tiny ``Mistral3ForConditionalGeneration`` (FLUX.2 [dev]'s text encoder: Mistral Small 3.1's
+    layout: heads 128 wide whatever the width, as Mistral Small's; a 1-layer Pixtral vision tower),
+    ``layers`` deep (FLUX.2 [dev] stacks the hidden states after layers 10, 20 and 30). Seeded."""
+    import torch
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    config = Mistral3Config(
+        text_config={"model_type": "mistral", "hidden_size": width, "intermediate_size": width + 5,
+                     "num_hidden_layers": layers, "num_attention_heads": 2, "num_key_value_heads": 1,
+                     "head_dim": 128, "vocab_size": vocab_size, "max_position_embeddings": 1024,
+                     "rope_theta": 1000000000.0, "rms_norm_eps": 1e-05, "sliding_window": None, "pad_token_id": 11},
+        vision_config={"model_type": "pixtral", "hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "head_dim": 8, "image_size": 56, "patch_size": 14},
+        image_token_index=10, tie_word_embeddings=False)
+    return Mistral3ForConditionalGeneration(config).eval()

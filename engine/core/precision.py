@@ -1,4 +1,4 @@
-"""fp8 storage (layerwise casting) for the big transformers and the T5 text encoders.
+"""fp8 storage (layerwise casting) for the big transformers and the T5 and Mistral 3 text encoders.
 
 A transformer or T5 kept in ``float8_e4m3fn`` takes a quarter of its fp32 memory (half of bf16):
 each layer's weights are cast up to the run's precision (bf16/fp16 on a GPU, fp32 on the CPU) just
@@ -19,7 +19,8 @@ comes first: adapter layers are never cast to fp8 (``_ADAPTERS``), and each cast
 ``compute_dtype``, which peft makes the adapters it adds later in (as for bitsandbytes layers), so a
 LoRA is neither rounded to fp8 nor run in it.
 
-Only the module named ``transformer`` and T5 encoders are cast (SD's UNets, CLIP, the VAE and the Qwen
+Only the module named ``transformer``, T5 encoders and FLUX.2 [dev]'s Mistral 3 Small (24B, the
+largest part of that model after its transformer) are cast (SD's UNets, CLIP, the VAE and the Qwen
 language-model encoders keep their precision); quantized (GGUF) modules are left as they are.
 Once a module is in fp8 storage it stays so (its weights no longer hold more than fp8 can).
 Engine thread.
@@ -32,19 +33,22 @@ _T5 = ("T5EncoderModel", "UMT5EncoderModel")
 # A transformers model tells its dtype by its first parameter (the T5's token embedding), and the
 # pipelines cast the prompt embeddings to it: that one stays in the run's precision.
 _T5_SKIP = ("^shared$", "embed_tokens")
+# Mistral 3 the same (its token embedding first), and the vision half FLUX.2 [dev] never runs.
+_MISTRAL = ("MistralModel", "Mistral3ForConditionalGeneration")
+_MISTRAL_SKIP = ("embed_tokens", "vision_tower", "multi_modal_projector")
 _SAMPLED = 4  # weight matrices checked for fp8 values
 # peft's adapter layers (``…to_q.lora_A.<adapter>``, ``lora_B``, ``lora_magnitude_vector``, ``lora_embedding_A``…)
 _ADAPTERS = ("lora_",)
 
 
 def eligible(name: str, module) -> bool:
-    """Whether fp8 storage applies to the pipeline component ``name``: the denoising transformer or a
-    T5 encoder, not quantized."""
+    """Whether fp8 storage applies to the pipeline component ``name``: the denoising transformer, a
+    T5 encoder or a Mistral 3 one, not quantized."""
     import torch
 
     if not isinstance(module, torch.nn.Module):
         return False
-    if name != "transformer" and type(module).__name__ not in _T5:
+    if name != "transformer" and type(module).__name__ not in _T5 + _MISTRAL:
         return False
     return getattr(module, "hf_quantizer", None) is None and not getattr(module, "is_quantized", False)
 
@@ -95,6 +99,8 @@ def store_fp8(module, compute_dtype) -> None:
     skip.update(getattr(module, "_skip_layerwise_casting_patterns", None) or ())
     if type(module).__name__ in _T5:
         skip.update(_T5_SKIP)
+    if type(module).__name__ in _MISTRAL:
+        skip.update(_MISTRAL_SKIP)
     skip.update(_ADAPTERS)
     fp8 = getattr(torch, FP8)
     apply_layerwise_casting(module, storage_dtype=fp8, compute_dtype=compute_dtype,

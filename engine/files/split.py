@@ -62,6 +62,25 @@ def _flux2_size(t: dict) -> str:
     return {7680: "4b", 12288: "9b"}.get(txt_in.shape[-1], "") if txt_in is not None else ""
 
 
+# Where a Mistral 3 language model's layers sit: ComfyUI's / Comfy-Org's files ("model."), transformers'
+# Mistral3ForConditionalGeneration as saved today ("model.language_model.") and as released ("language_model.model.").
+MISTRAL_PREFIXES = ("model.language_model.", "language_model.model.", "model.")
+# Llama-layout encoders of other models that share Mistral's tensor names: Llama 2's and Llama 3's vocabularies.
+_NOT_MISTRAL_VOCABS = (32000, 128256)
+
+
+def mistral_prefix(t: dict) -> str | None:
+    """The prefix of a Mistral 3 language model's tensors in ``t`` (Llama's layout without Qwen's q/k
+    norms or q/k/v biases), else None."""
+    for prefix in MISTRAL_PREFIXES:
+        embed = t.get(prefix + "embed_tokens.weight")
+        if (embed is not None and prefix + "layers.0.self_attn.q_proj.weight" in t
+                and prefix + "layers.0.self_attn.q_norm.weight" not in t
+                and prefix + "layers.0.self_attn.q_proj.bias" not in t and embed.shape[0] not in _NOT_MISTRAL_VOCABS):
+            return prefix
+    return None
+
+
 def _qwen3_width(t: dict) -> int | None:
     embed = t.get("model.embed_tokens.weight")
     return embed.shape[-1] if embed is not None and "model.layers.0.self_attn.q_norm.weight" in t else None
@@ -120,6 +139,10 @@ def _zimage(t: dict) -> bool:
 
 # Checked in order; the first that matches names the file.
 SIGNATURES: tuple[Signature, ...] = (
+    # FLUX.2 [dev]: [klein]'s blocks plus the guidance embedder (it is guidance-distilled); Mistral's text width.
+    Signature("transformer", "flux2-dev", "a FLUX.2 [dev] transformer",
+              lambda t: "double_blocks.0.img_attn.qkv.weight" in t and "double_stream_modulation_img.lin.weight" in t
+              and "guidance_in.in_layer.weight" in t, lambda _t: "dev"),
     Signature("transformer", "flux2-9b", "a FLUX.2 [klein] 9B transformer",  # its text encoder is Qwen3-8B
               lambda t: "double_blocks.0.img_attn.qkv.weight" in t and "double_stream_modulation_img.lin.weight" in t
               and _flux2_size(t) == "9b", _flux2_size),
@@ -145,6 +168,7 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature("text_encoder", "qwen3-8b", "a Qwen3-8B text encoder", lambda t: _qwen3_width(t) == 4096),
     Signature("text_encoder", "qwen3", "a Qwen3 text encoder",
               lambda t: "model.layers.0.self_attn.q_norm.weight" in t and "model.embed_tokens.weight" in t),
+    Signature("text_encoder", "mistral3", "the Mistral 3 Small text encoder", lambda t: mistral_prefix(t) is not None),
     Signature("vae", "flux2-vae", "the FLUX.2 VAE", lambda t: _vae_latents(t) == 32),
     Signature("vae", "qwen-vae", "the Qwen-Image VAE", lambda t: _wan_vae_latents(t) == 16),
     # SD 3.5's VAE has the FLUX.1 VAE's shapes: only its name tells it (sd3.5_vae.safetensors, sd3_vae ...).
@@ -160,13 +184,15 @@ NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
     "flux1": (("clip_l", "clip_l.safetensors"), ("t5xxl", "t5xxl_fp16.safetensors"), ("ae16", "ae.safetensors")),
     "flux2": (("qwen3", "qwen_3_4b.safetensors"), ("flux2-vae", "flux2-vae.safetensors")),
     "flux2-9b": (("qwen3-8b", "qwen_3_8b.safetensors"), ("flux2-vae", "flux2-vae.safetensors")),
+    "flux2-dev": (("mistral3", "mistral_3_small_flux2_bf16.safetensors"), ("flux2-vae", "flux2-vae.safetensors")),
     "zimage": (("qwen3", "qwen_3_4b.safetensors"), ("ae16", "ae.safetensors")),
     "qwen_image": (("qwen25vl", "qwen_2.5_vl_7b.safetensors"), ("qwen-vae", "qwen_image_vae.safetensors")),
     "sd3": (("clip_l", "clip_l.safetensors"), ("clip_g", "clip_g.safetensors"), ("sd3-vae", "sd3.5_vae.safetensors")),
 }
 # Parts a denoiser runs without (diffusers' SD3 pipelines take no T5): ``find_optional`` looks for them.
 OPTIONAL: dict[str, tuple[tuple[str, str], ...]] = {"sd3": (("t5xxl", "t5xxl_fp16.safetensors"),)}
-FAMILY_LABELS = {"flux1": "FLUX.1", "flux2": "FLUX.2", "flux2-9b": "FLUX.2 [klein] 9B", "zimage": "Z-Image",
+FAMILY_LABELS = {"flux1": "FLUX.1", "flux2": "FLUX.2", "flux2-9b": "FLUX.2 [klein] 9B",
+                 "flux2-dev": "FLUX.2 [dev]", "zimage": "Z-Image",
                  "qwen_image": "Qwen-Image", "sd3": "SD 3.5"}
 # (arch, variant) -> why that variant cannot run yet (a family adds a line when a file of its
 # architecture can be named but not run).
@@ -211,6 +237,13 @@ TOKENIZERS: dict[str, dict] = {
                ("Qwen/Qwen3-8B", "")),
         "label": "the Qwen3 tokenizer",
     },
+    # ComfyUI keeps Mistral's (Tekken) inside its text encoder file: the Hugging Face tokenizer files go beside it.
+    "mistral3": {
+        "comfy": (),
+        "hf": (("black-forest-labs/FLUX.2-dev", "tokenizer"), ("mistralai/Mistral-Small-3.1-24B-Instruct-2503", "")),
+        "label": "the Mistral 3 tokenizer",
+        "files": "tokenizer.json and tokenizer_config.json (with chat_template.jinja)",
+    },
 }
 
 
@@ -249,7 +282,7 @@ def identify(header: SafetensorsHeader) -> Part | None:
             if (sig.arch, variant) == ("flux1", "dev") and "kontext" in Path(header.path).name.lower():
                 variant = "kontext"
             # FLUX.2 [klein] base and distilled have the same tensors too: BFL's names say "base".
-            if sig.arch.startswith("flux2"):
+            if sig.arch.startswith("flux2") and sig.arch != "flux2-dev":
                 variant = ("base" if "base" in Path(header.path).name.lower() else "distilled") + \
                     (f"-{variant}" if variant else "")
             # Z-Image Turbo and Base share every tensor: the name tells them apart, as the released files' do.
@@ -411,6 +444,6 @@ def find_tokenizer(arch: str, denoiser_path: str | os.PathLike[str]) -> Path:
             return place
     target = (root / FOLDERS["text_encoder"][0] / f"{arch}_tokenizer") if root is not None else places[0]
     other = "vocab.json + merges.txt" if arch.startswith("qwen") else "spiece.model"
-    raise MissingPart(str(denoiser_path), f"{spec['label']} files are not on this computer: put tokenizer.json (or "
-                      f"{other}) in {target}, or download {spec['hf'][0][0]}'s {spec['hf'][0][1] or 'tokenizer'} "
-                      "folder")
+    files = spec.get("files", f"tokenizer.json (or {other})")
+    raise MissingPart(str(denoiser_path), f"{spec['label']} files are not on this computer: put {files} in {target}, "
+                      f"or download {spec['hf'][0][0]}'s {spec['hf'][0][1] or 'tokenizer'} folder")

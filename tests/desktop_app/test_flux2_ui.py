@@ -48,3 +48,25 @@ def test_picking_klein_applies_its_defaults_and_disables_what_it_does_not_take(
     assert panel.model_kind_label.text() == "FLUX.2 [klein] Base"
     assert panel.cfg_spin.isEnabled() and panel.negative_edit.isEnabled() and not panel.sampler_combo.isEnabled()
     screenshot(studio.window, "prompt-panel-flux2-klein-base.png")
+
+
+def test_picking_dev_applies_its_defaults_and_disables_the_negative_prompt_and_inpainting(
+        make_studio, data_dir, fake_engine, tmp_path_factory, qtbot):
+    from engine.cli import main
+
+    dev = data_dir / "models" / "flux2-dev"
+    assert main(["make-test-model", str(dev), "--family", "flux2-dev"]) == 0
+    studio = make_studio(data_dir, fake_engine)
+    studio.actions.rescan_models()
+    qtbot.waitUntil(lambda: studio.catalog.find(str(dev)) is not None, timeout=30_000)
+    panel, p = studio.window.prompt_panel, studio.params
+    panel.model_combo.setCurrentIndex(panel.model_combo.findData(str(dev)))
+    assert (p.width, p.height, p.steps, p.guidance_scale) == (1024, 1024, 28, 4.0)
+    assert panel.model_kind_label.text() == "FLUX.2 [dev]"
+    assert panel.cfg_spin.isEnabled()  # its distilled guidance
+    assert not panel.negative_edit.isEnabled() and "guidance-distilled" in panel.negative_edit.toolTip()
+    assert not panel.sampler_combo.isEnabled()
+    p.edit_mode = "inpaint"
+    qtbot.waitUntil(lambda: not studio.actions.generate_enabled)
+    assert "FLUX.2 [dev] has no inpainting pipeline" in panel.blocked_label.text()
+    screenshot(studio.window, "prompt-panel-flux2-dev.png")

@@ -233,7 +233,7 @@ def test_edit_with_a_model_that_does_not_edit_by_instruction_says_which_do(tmp_p
                        str(tiny_models.get()), "--out", str(tmp_path / "o.png"))
     assert code == 2 and "Traceback" not in err
     line = err.strip().splitlines()[-1]
-    assert line == "easel: sd15 (SD 1.x) is not an instruction-edit model: use FLUX.1 Kontext, FLUX.2 [klein] or Qwen-Image-Edit"
+    assert line == "easel: sd15 (SD 1.x) is not an instruction-edit model: use FLUX.1 Kontext, FLUX.2 [klein], FLUX.2 [dev] or Qwen-Image-Edit"
     assert not (tmp_path / "o.png").exists()
     code, _, err = run(capsys, "edit", str(tmp_path / "photo.png"), " ", "--model", str(tiny_models.get()))
     assert code == 2 and "say what to change" in err.strip().splitlines()[-1]

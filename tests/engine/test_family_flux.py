@@ -239,4 +239,4 @@ def test_fill_stands_in_for_dev_and_schnell_inpainting_and_only_kontext_edits_by
     assert families.inpaint_partner(fills[2], library) is None
     assert families.inpaint_partner(dev, [dev, schnell, kontext]) is None
     assert families.instruction_refusal(kontext) == ""
-    assert families.instruction_refusal(dev) == "dev (FLUX.1 [dev]) is not an instruction-edit model: use FLUX.1 Kontext, FLUX.2 [klein] or Qwen-Image-Edit"
+    assert families.instruction_refusal(dev) == "dev (FLUX.1 [dev]) is not an instruction-edit model: use FLUX.1 Kontext, FLUX.2 [klein], FLUX.2 [dev] or Qwen-Image-Edit"

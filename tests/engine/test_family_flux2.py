@@ -95,13 +95,7 @@ def test_a_hugging_face_snapshot_is_named_by_its_repo_with_its_size(models, tmp_
     assert dict(families.capabilities(inspect_model(snapshot)).memory_thresholds)["fast"] == 18.0
 
 
-def test_flux2_dev_and_other_transformers_are_named_not_misloaded(models, tmp_path):
-    dev = tmp_path / "dev"
-    shutil.copytree(models["flux2-klein"], dev)
-    index = json.loads((dev / "model_index.json").read_text())
-    (dev / "model_index.json").write_text(json.dumps({**index, "_class_name": "Flux2Pipeline"}))
-    assert inspect_model(dev).problem.startswith("FLUX.2 [dev] (the 32B model with the Mistral text encoder) is not "
-                                                 "supported yet")
+def test_other_flux2_transformers_are_named_not_misloaded(models, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(models["flux2-klein"], other)
     config = json.loads((other / "transformer/config.json").read_text())

@@ -9,13 +9,19 @@ The distilled models run 4 steps without classifier-free guidance (no CFG scale,
 prompt); the base models about 50 steps with CFG. Told apart by model_index.json's ``is_distilled``
 (a split-layout file: by its name, ``flux-2-klein-base-*``). No sampler: flow-matching Euler is part
 of the model. Any thread.
+
+FLUX.2 [dev] (variant "dev") is the 32B guidance-distilled model over the same VAE, reading three
+hidden states of Mistral 3 Small (24B): Flux2Pipeline, about 28 steps at guidance 4 (the guidance is
+an input of the model, not CFG: no negative prompt). It generates from text and edits by instruction
+with up to ``MAX_REFERENCES`` pictures (the input image and the request's reference images are all
+its ``image=`` list); diffusers has no inpainting pipeline for it, so it declares none.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from engine.api import Mode, ModelInfo
+from engine.api import MAX_REFERENCES, Mode, ModelInfo
 from engine.families.base import Capabilities, Family, LoadContext, Runner, TestModel, capabilities
 from engine.families.flux2 import probe
 
@@ -26,13 +32,25 @@ from engine.families.flux2 import probe
 # onto the GPU at a time (the largest, plus activations; the transformer in fp8 storage there,
 # engine.core.precision: 3.9 / 9.1 GB, so the Qwen3 encoder is the largest); below that "minimal"
 # streams the layers.
+# [dev]: transformer 64.4 GB (32.2 in fp8) + Mistral 3 Small 48.0 GB (24.0 in fp8) + VAE 0.2 GB; "low"
+# holds the fp8 transformer (the largest part then) plus activations for 1024 px with references.
 THRESHOLDS = {"4b": (("fast", 18.0), ("balanced", 17.0), ("low", 10.0)),
-              "9b": (("fast", 37.0), ("balanced", 36.0), ("low", 18.5))}
+              "9b": (("fast", 37.0), ("balanced", 36.0), ("low", 18.5)),
+              probe.DEV: (("fast", 116.0), ("balanced", 115.0), ("low", 36.0))}
 NO_SAMPLER = "{label} uses its own flow-matching schedule: there is no sampler to choose"
 NO_CFG = "{label} is step-distilled to run without CFG: the CFG scale stays at 1"
 NO_NEGATIVE = "{label} runs without CFG (it is step-distilled), so a negative prompt has no effect"
-TEST_MODELS = {"flux2-klein": (True, "FLUX.2 [klein] (4-step distilled, edits by instruction)"),
-               "flux2-klein-base": (False, "FLUX.2 [klein] Base (with CFG)")}
+DEV_LABEL = "FLUX.2 [dev]"
+DEV_NO_NEGATIVE = ("FLUX.2 [dev] is guidance-distilled (the guidance is an input of the model, not CFG), so a "
+                   "negative prompt has no effect")
+DEV_NO_STRENGTH = ("FLUX.2 [dev] edits the whole image by the instruction (the image is its reference): "
+                   "it takes no strength")
+DEV_NO_INPAINT = ("FLUX.2 [dev] has no inpainting pipeline: edit the whole image by instruction, or inpaint "
+                  "with FLUX.2 [klein] or FLUX.1 Fill")
+# name -> (variant, what); the variant is the ModelInfo's ("distilled", "base", "dev")
+TEST_MODELS = {"flux2-klein": ("distilled", "FLUX.2 [klein] (4-step distilled, edits by instruction)"),
+               "flux2-klein-base": ("base", "FLUX.2 [klein] Base (with CFG)"),
+               "flux2-dev": (probe.DEV, "FLUX.2 [dev] (guidance-distilled, edits with reference images)")}
 LAYOUTS = ("diffusers", "comfyui", "gguf")
 # BFL: Klein 4B / 9B take up to 4 input pictures (diffusers' pipeline sets no limit): that many reference
 # images for a new image; an edit's input image is one of the four (the runner says so in one line).
@@ -40,14 +58,17 @@ REFERENCES = 4
 
 
 def label(variant: str) -> str:
-    """"FLUX.2 [klein] 4B", "FLUX.2 [klein] Base 9B" (BFL's names), "FLUX.2 [klein]" for a size not told."""
+    """"FLUX.2 [klein] 4B", "FLUX.2 [klein] Base 9B" (BFL's names), "FLUX.2 [klein]" for a size not told;
+    "FLUX.2 [dev]"."""
+    if probe.is_dev(variant):
+        return DEV_LABEL
     size = probe.size_of(variant)
     return "FLUX.2 [klein]" + ("" if probe.is_distilled(variant) else " Base") + (f" {size.upper()}" if size else "")
 
 
 class Flux2(Family):
     name = "flux2"
-    instruction_editors = ("FLUX.2 [klein]",)
+    instruction_editors = ("FLUX.2 [klein]", DEV_LABEL)
     folder_pipelines = probe.PIPELINES
 
     def examine_folder(self, root, cls, index, result):
@@ -61,6 +82,8 @@ class Flux2(Family):
 
     def capabilities(self, info: ModelInfo) -> Capabilities:
         variant = info.variant or "distilled"
+        if probe.is_dev(variant):
+            return _dev_capabilities()
         name = label(variant)
         reasons = {"sampler": NO_SAMPLER.format(label=name)}
         # BFL's model cards: distilled 4 steps at guidance 1 (no CFG); base 50 steps at guidance 4.
@@ -85,19 +108,36 @@ class Flux2(Family):
         return runner.load(info, self.capabilities(info), ctx)
 
     def test_models(self) -> tuple[TestModel, ...]:
-        return tuple(TestModel(name, LAYOUTS, _writer(distilled), what)
-                     for name, (distilled, what) in TEST_MODELS.items())
+        # [dev] runs through the contract suite too: it is another pipeline, text encoder and mode set.
+        return tuple(TestModel(name, LAYOUTS, _writer(variant), what, contract=probe.is_dev(variant))
+                     for name, (variant, what) in TEST_MODELS.items())
 
 
-def _writer(distilled: bool):
+def _dev_capabilities() -> Capabilities:
+    """FLUX.2 [dev]: BFL's model card and the pipeline's guidance 4 (diffusers' default; 28 steps is
+    BFL's quicker recommendation beside diffusers' 50), 1024 px native."""
+    return capabilities(DEV_LABEL, DEV_LABEL, short="FLUX.2", modes=(Mode.TXT2IMG, Mode.IMG2IMG),
+                        refused={Mode.INPAINT: DEV_NO_INPAINT},
+                        parameters=("steps", "guidance_scale", "width", "height"),
+                        reasons={"sampler": NO_SAMPLER.format(label=DEV_LABEL), "negative_prompt": DEV_NO_NEGATIVE,
+                                 "strength": DEV_NO_STRENGTH},
+                        defaults={"width": 1024, "height": 1024, "steps": 28, "guidance_scale": 4.0},
+                        size_step=16, memory_thresholds=THRESHOLDS[probe.DEV], latent_space="flux2",
+                        instruction_edit=True, references=MAX_REFERENCES, strength_shortens=False,
+                        addons=frozenset({"lora"}))
+
+
+def _writer(variant: str):
+    distilled, dev = probe.is_distilled(variant), probe.is_dev(variant)
+
     def write(dest: Path, layout: str, seed: int = 0) -> Path:
         from engine.families.flux2 import testmodel
 
         if layout == "comfyui":  # DEST is the ComfyUI install; returns the transformer file to pick
-            return testmodel.make_flux2_comfyui_test_model(dest, distilled, seed=seed)
+            return testmodel.make_flux2_comfyui_test_model(dest, distilled, seed=seed, dev=dev)
         if layout == "gguf":  # the same, with the transformer as a Q8_0 GGUF file
-            return testmodel.make_flux2_gguf_test_model(dest, distilled, seed=seed)
-        return testmodel.make_flux2_test_model(dest, distilled, seed=seed)
+            return testmodel.make_flux2_gguf_test_model(dest, distilled, seed=seed, dev=dev)
+        return testmodel.make_flux2_test_model(dest, distilled, seed=seed, dev=dev)
 
     return write
 

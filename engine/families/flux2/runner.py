@@ -9,6 +9,10 @@ per job by Qwen3; each image of a batch is denoised and comes back from the pipe
 with the VAE's batch norm undone, so it goes to the core's guarded decode as it is. Prompt weighting
 and LoRA tags are stripped with a notice (Qwen3 reads plain text). Every method runs on the engine
 thread.
+
+FLUX.2 [dev] runs through Flux2Pipeline the same way: its Mistral 3 prompt embeddings once per job,
+the guidance scale as the model's embedded guidance, and its ``image=`` list made of the input image
+(img2img: the edit by instruction) and the request's reference images (in either mode).
 """
 
 from __future__ import annotations
@@ -38,8 +42,16 @@ class Flux2Runner(PipelineRunner):
     classes = {Mode.TXT2IMG: "Flux2KleinPipeline", Mode.IMG2IMG: "Flux2KleinPipeline",
                Mode.INPAINT: "Flux2KleinInpaintPipeline"}
     unscale = False  # the pipeline undoes the VAE's batch norm itself
+    dev_classes = {Mode.TXT2IMG: "Flux2Pipeline", Mode.IMG2IMG: "Flux2Pipeline"}  # FLUX.2 [dev]
     _work: tuple[int, int] = (0, 0)
     _pictures: list = []  # the job's reference pictures (prepare)
+
+    @property
+    def dev(self) -> bool:
+        return probe.is_dev(self.info.variant or "")
+
+    def pipeline_classes(self) -> dict[Mode, str]:
+        return self.dev_classes if self.dev else self.classes
 
     def prepare(self, job: Job):
         request = job.request
@@ -50,8 +62,10 @@ class Flux2Runner(PipelineRunner):
                        f"back to {request.width}×{request.height}.")
         self._pictures = [self._fit(i, p) for i, p in
                           enumerate(reference.editor_pictures(request.references, self.caps.label, job.notices), 1)]
-        most = self.caps.references  # pictures in all (BFL's limit), the image to edit among them
-        if len(self._pictures) + (request.mode is not Mode.TXT2IMG) > most:
+        # Klein: at most 4 pictures in all (BFL's limit), the image to edit among them. [dev] takes up to
+        # 10 (BFL), more than a request carries: check_request's limit is the only one.
+        most = self.caps.references
+        if not self.dev and len(self._pictures) + (request.mode is not Mode.TXT2IMG) > most:
             raise InvalidRequest("references", f"{self.caps.label} takes at most {most} pictures at once: "
                                  f"the image to edit and up to {most - 1} reference images")
         return request
@@ -86,6 +100,24 @@ class Flux2Runner(PipelineRunner):
             args["image"] = pictures
         return args, plan
 
+    def to_vae(self, pipe, latents, size):
+        """[klein]'s pipeline gives its latents back ready for the VAE; [dev]'s as packed tokens (B, N, 128)
+        in the batch-normed space: unpacked, the VAE's batch norm undone and unpatchified, as its own
+        decode does."""
+        if not self.dev or latents.dim() == 4:
+            return latents
+        import torch
+
+        width, height = size
+        scale = pipe.vae_scale_factor * 2
+        batch, _tokens, channels = latents.shape
+        latents = latents.permute(0, 2, 1).reshape(batch, channels, height // scale, width // scale)
+        bn = pipe.vae.bn
+        mean = bn.running_mean.view(1, -1, 1, 1).to(latents.device, latents.dtype)
+        std = torch.sqrt(bn.running_var.view(1, -1, 1, 1) + pipe.vae.config.batch_norm_eps).to(latents.device,
+                                                                                                 latents.dtype)
+        return pipe._unpatchify_latents(latents * std + mean)
+
     def encode(self, pipe, text, request) -> dict:
         """Qwen3's stacked hidden states for the prompt (and, with CFG, the negative prompt), once."""
         device = self.placement.settings.device
@@ -110,15 +142,32 @@ class Flux2Runner(PipelineRunner):
 
 
 def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> Flux2Runner:
-    """Load a FLUX.2 [klein] diffusers folder, or a split-layout transformer file (safetensors or GGUF)
-    with its parts beside it, offline and safetensors only, and place it. Engine thread."""
+    """Load a FLUX.2 [klein] or [dev] diffusers folder, or a split-layout transformer file (safetensors
+    or GGUF) with its parts beside it, offline and safetensors only, and place it. Engine thread."""
     import diffusers
 
     started = time.perf_counter()
     dtype = bf16_for_fp16(ctx.device, ctx.dtype)
     ctx = dataclasses.replace(ctx, dtype=dtype)  # what the placement, previews and metadata say it runs in
-    if info.format == "diffusers":
-        pipe = pretrained(diffusers.Flux2KleinPipeline, info.path, info.name, "this FLUX.2 [klein] model", dtype=dtype)
+    dev = probe.is_dev(info.variant or "")
+    what = "this FLUX.2 [dev] model" if dev else "this FLUX.2 [klein] model"
+    if info.format == "diffusers" and dev:
+        from pathlib import Path
+
+        from engine.families.flux2 import singlefile
+
+        # The released tokenizer is a PixtralProcessor (its image half needs torchvision, and [dev] reads
+        # no image through it): its tokenizer files are read directly.
+        try:
+            tokenizer = singlefile.load_mistral_tokenizer(probe.dev_tokenizer(Path(info.path)))
+        except ModelError:
+            raise
+        except LOAD_ERRORS as exc:
+            raise load_failed(info.name, what, exc) from exc
+        pipe = pretrained(diffusers.Flux2Pipeline, info.path, info.name, what, dtype=dtype, tokenizer=None)
+        pipe.register_modules(tokenizer=tokenizer)
+    elif info.format == "diffusers":
+        pipe = pretrained(diffusers.Flux2KleinPipeline, info.path, info.name, what, dtype=dtype)
     else:  # a transformer file of ComfyUI's split layout, with its parts beside it
         from engine.families.flux2 import singlefile
 
@@ -128,6 +177,6 @@ def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> Flux2Runner:
         except ModelError:
             raise
         except LOAD_ERRORS as exc:
-            raise load_failed(info.name, "this FLUX.2 [klein] model", exc) from exc
+            raise load_failed(info.name, what, exc) from exc
         pipe.set_progress_bar_config(disable=True)
     return Flux2Runner(info, pipe, caps, ctx, time.perf_counter() - started)

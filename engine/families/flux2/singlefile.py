@@ -1,6 +1,11 @@
-"""FLUX.2 [klein] from ComfyUI's split layout: a transformer file in BFL's names (safetensors or GGUF)
-plus the Qwen3 text encoder and the FLUX.2 VAE that ``engine.files.split`` finds beside it, assembled
-into one Flux2KleinPipeline offline.
+"""FLUX.2 [klein] and [dev] from ComfyUI's split layout: a transformer file in BFL's names (safetensors
+or GGUF) plus the Qwen3 (Klein) or Mistral 3 Small ([dev]) text encoder and the FLUX.2 VAE that
+``engine.files.split`` finds beside it, assembled into one Flux2KleinPipeline / Flux2Pipeline offline.
+
+[dev]'s text encoder file holds Mistral's language model alone (Comfy-Org's files; a whole
+Mistral3ForConditionalGeneration file's vision tower is left out): the pipeline reads only its hidden
+states, so it runs as a ``MistralModel``. Its head width, which shapes cannot tell apart from the
+head count, is Mistral Small's 128 (the tiny test encoders are built with it too).
 
 Each component's config is the bundled real one (``resources/configs/flux2-klein-4b`` / ``-9b``) with
 every size the tensors tell put in; what shapes cannot tell follows one fixed rule, the same the tiny
@@ -27,8 +32,9 @@ _PREFIX = split.DIFFUSION_PREFIX
 
 
 def _config(size: str, part: str) -> dict:
+    """The bundled real config of ``part`` for a [klein] ``size`` ("4b" / "9b"; "" = 4b) or "dev"."""
     name = "scheduler_config.json" if part == "scheduler" else "config.json"
-    folder = resources_dir() / "configs" / f"flux2-klein-{size or '4b'}" / part
+    folder = resources_dir() / "configs" / ("flux2-dev" if size == "dev" else f"flux2-klein-{size or '4b'}") / part
     return json.loads((folder / name).read_text(encoding="utf-8"))
 
 
@@ -134,6 +140,51 @@ def load_text_encoder(part: split.Part, dtype, size: str = ""):
     return Qwen3ForCausalLM.from_pretrained(None, config=config, state_dict=state, torch_dtype=dtype).eval()
 
 
+MISTRAL_HEAD = 128  # Mistral 3 Small's head width (its 32 heads x 128 are not its 5120 width)
+
+
+def mistral_config(shapes: dict) -> dict:
+    """The MistralConfig (FLUX.2 [dev]'s bundled text config, sized) for a language model with these
+    shapes (names without their prefix: ``embed_tokens.weight``, ``layers.0.…``)."""
+    config = _config("dev", "text_encoder")["text_config"]
+    vocab, width = shapes["embed_tokens.weight"]
+    config.update(vocab_size=vocab, hidden_size=width, head_dim=MISTRAL_HEAD,
+                  intermediate_size=shapes["layers.0.mlp.gate_proj.weight"][0],
+                  num_hidden_layers=_count(shapes, r"layers\.(\d+)\."),
+                  num_attention_heads=shapes["layers.0.self_attn.q_proj.weight"][0] // MISTRAL_HEAD,
+                  num_key_value_heads=shapes["layers.0.self_attn.k_proj.weight"][0] // MISTRAL_HEAD)
+    return config
+
+
+def load_mistral_text_encoder(part: split.Part, dtype):
+    """FLUX.2 [dev]'s text encoder as the ``MistralModel`` of a Mistral 3 language model file (ComfyUI's
+    ``model.*`` names, or a whole Mistral3ForConditionalGeneration's: its language model taken)."""
+    from transformers import MistralConfig, MistralModel
+
+    header = {k[len(part.prefix):]: v for k, v in read_header(part.path).tensors.items() if k.startswith(part.prefix)}
+    prefix = part.prefix + split.mistral_prefix(header)
+    state = {k: v for k, v in tensors(part.path, prefix).items() if k.startswith(("embed_tokens.", "layers.", "norm."))}
+    config = MistralConfig(**mistral_config({k: tuple(v.shape) for k, v in state.items()}))
+    return MistralModel.from_pretrained(None, config=config, state_dict=state, torch_dtype=dtype).eval()
+
+
+def load_mistral_tokenizer(folder: Path):
+    """FLUX.2 [dev]'s Mistral 3 tokenizer from the files in ``folder`` (tokenizer.json), with its chat
+    template (``chat_template.jinja``, a processor's ``chat_template.json``, else Mistral Small's as
+    the pipeline applies it: a system turn and the prompt)."""
+    from transformers import PreTrainedTokenizerFast
+
+    from engine.testencoders import MISTRAL_CHAT_TEMPLATE
+
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True)
+    if not tokenizer.chat_template and (folder / "chat_template.json").is_file():
+        tokenizer.chat_template = json.loads((folder / "chat_template.json").read_text(encoding="utf-8")).get(
+            "chat_template")
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = MISTRAL_CHAT_TEMPLATE
+    return tokenizer
+
+
 def load_tokenizer(folder: Path):
     """The Qwen tokenizer in ``folder``, with Qwen3's chat template where the folder has another
     (ComfyUI's ``qwen25_tokenizer`` carries Qwen2.5's, which knows no ``enable_thinking``)."""
@@ -148,19 +199,21 @@ def load_tokenizer(folder: Path):
 
 
 def load_split(info: ModelInfo, dtype, distilled: bool):
-    """The Flux2KleinPipeline of the split-layout model whose transformer is ``info.path`` (a GGUF file
-    when ``info.format`` says so). Raises ModelError (split.MissingPart) with one line naming what is
-    missing."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
+    """The Flux2KleinPipeline (a [dev] transformer: Flux2Pipeline) of the split-layout model whose
+    transformer is ``info.path`` (a GGUF file when ``info.format`` says so). Raises ModelError
+    (split.MissingPart) with one line naming what is missing."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Pipeline
 
     from engine.families.flux2 import probe
 
     gguf = info.format == "gguf"
     denoiser = split.identify(read_gguf_header(info.path) if gguf else read_header(info.path))
     parts = split.find_parts(denoiser)  # raises MissingPart
-    text_arch = next(arch for arch, _ in split.NEEDS[denoiser.arch] if arch.startswith("qwen3"))
-    tokenizer = load_tokenizer(split.find_tokenizer(text_arch, info.path))  # raises MissingPart
-    size = probe.size_of(info.variant or denoiser.variant)
+    dev = denoiser.arch == "flux2-dev"
+    text_arch = next(arch for arch, _ in split.NEEDS[denoiser.arch] if arch.startswith(("qwen3", "mistral3")))
+    folder = split.find_tokenizer(text_arch, info.path)  # raises MissingPart
+    tokenizer = load_mistral_tokenizer(folder) if dev else load_tokenizer(folder)
+    size = "dev" if dev else probe.size_of(info.variant or denoiser.variant)
     quantization = None
     if gguf:  # quantized weights stay quantized; each layer computes in ``dtype``
         from diffusers import GGUFQuantizationConfig
@@ -168,7 +221,10 @@ def load_split(info: ModelInfo, dtype, distilled: bool):
         quantization = GGUFQuantizationConfig(compute_dtype=dtype)
     transformer = load_transformer(info.path, dtype, size, quantization)
     vae = load_vae(parts["flux2-vae"], dtype)
-    text_encoder = load_text_encoder(parts[text_arch], dtype, size)
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(_config(size, "scheduler"))
+    if dev:
+        return Flux2Pipeline(transformer=transformer, vae=vae, text_encoder=load_mistral_text_encoder(
+            parts[text_arch], dtype), tokenizer=tokenizer, scheduler=scheduler)
+    text_encoder = load_text_encoder(parts[text_arch], dtype, size)
     return Flux2KleinPipeline(transformer=transformer, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                               scheduler=scheduler, is_distilled=distilled)
