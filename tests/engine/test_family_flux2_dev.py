@@ -136,11 +136,11 @@ def test_the_edit_reads_the_input_image_and_the_reference_images(models, engine)
     with_ref = engine.generate(edit.replace(references=(ReferenceInput(image=green),)))
     assert not np.array_equal(_pixels(first.images[0]), _pixels(with_ref.images[0]))
     assert dict(with_ref.params)["Reference images"] == "1"
-    # A picture its image processor cannot read is refused in one line, before anything runs.
+    # A picture its image processor cannot read (over 8:1) is refused in one line, before anything runs.
     with pytest.raises(InvalidRequest) as refused:
-        engine.generate(edit.replace(references=(ReferenceInput(image=_picture((9, 9, 9), (48, 80))),)))
-    assert str(refused.value).endswith("reference image 1 is 48×80: FLUX.2 [dev] reads pictures of at least 64 px a "
-                                       "side and at most 8:1")
+        engine.generate(edit.replace(references=(ReferenceInput(image=_picture((9, 9, 9), (64, 600))),)))
+    assert str(refused.value).endswith("reference image 1 is 64×600 px: FLUX.2 [dev] takes pictures at most 8 "
+                                       "times as long one way as the other")
 
 
 @pytest.mark.slow

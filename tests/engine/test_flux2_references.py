@@ -116,7 +116,7 @@ def test_klein_limits_are_one_plain_line(klein, engine, tmp_path, capsys):
     assert engine.generate(_request(klein, references=(picture,) * 4)).images  # a new image takes four
     thin = ReferenceInput(image=Image.new("RGB", (600, 40)))
     with pytest.raises(InvalidRequest, match="reference image 1 is 600×40 px: FLUX.2 \\[klein\\] takes pictures at "
-                                             "most 8 times as wide as tall"):
+                                             "most 8 times as long one way as the other"):
         engine.generate(_request(klein, references=(thin,)))
     Image.new("RGB", (64, 64)).save(tmp_path / "r.png")
     code = main(["generate", "--model", str(klein), "--prompt", "x", "--steps", "1"]

@@ -72,13 +72,13 @@ class Flux2Runner(PipelineRunner):
 
     def _fit(self, index: int, picture):
         """A reference picture as the pipeline takes it: one under 64 px on a side enlarged to 64 (a small
-        reference layer's painted part); one more than 8 times as wide as tall refused in one line."""
+        reference layer's painted part); one more than 8 times as long one way as the other refused in one line."""
         from PIL import Image
 
         width, height = picture.size
         if not min(width, height) or max(width, height) > MAX_RATIO * min(width, height):
             raise InvalidRequest("references", f"reference image {index} is {width}×{height} px: {self.caps.label} "
-                                 f"takes pictures at most {MAX_RATIO} times as wide as tall")
+                                 f"takes pictures at most {MAX_RATIO} times as long one way as the other")
         if min(width, height) < MIN_SIDE:
             scale = MIN_SIDE / min(width, height)
             picture = picture.resize((max(MIN_SIDE, round(width * scale)), max(MIN_SIDE, round(height * scale))),
