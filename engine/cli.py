@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # ``easel edit IMAGE "make the sky stormy"``: img2img (or inpaint with --mask) by an instruction editor.
     instruct = sub.add_parser("edit", parents=[common, job], help="edit an image by an instruction "
-                              "(an instruction-edit model: FLUX.1 Kontext)")
+                              "(an instruction-edit model: FLUX.1 Kontext, FLUX.2, Qwen-Image-Edit)")
     instruct.add_argument("init", metavar="IMAGE", help="the image to edit")
     instruct.add_argument("prompt", metavar="INSTRUCTION", help='what to change, e.g. "make the sky stormy"')
     instruct.add_argument("--mask", default=None, metavar="MASK", help="change only here (white = edit, black = keep)")
@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="guidance (default: the model's; 2.5 for FLUX.1 Kontext)")
     instruct.add_argument("--strength", type=float, default=None, help="with --mask: how much may change (0-1], default 1")
     instruct.add_argument("--mask-blur", type=int, default=4, metavar="PX", help="with --mask: feather of the seam")
+    instruct.add_argument("--reference", action="append", default=[], metavar="IMAGE",
+                          help="a further input image the instruction can name (\"put the hat from image 2 on the "
+                          "fox\"): FLUX.2, Qwen-Image-Edit Plus; repeatable, in order")
     # What the shared job code reads that an edit does not ask for.
     instruct.set_defaults(negative="", sampler=DEFAULT_SAMPLER, vae="", clip_skip=1, control=[], only_masked=False,
                           padding=32)
@@ -337,7 +340,7 @@ def _cmd_generate(args) -> int:
 
         fields["controls"] = cli_control.controls_from_args(
             args, library_for(args), (fields["width"], fields["height"]), mask.convert("L") if mask else None)
-    if getattr(args, "reference", None):  # not every command takes them (easel edit)
+    if getattr(args, "reference", None):
         from engine import cli_control
 
         fields["references"] = cli_control.references_from_args(args)

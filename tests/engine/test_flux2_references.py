@@ -123,3 +123,15 @@ def test_klein_limits_are_one_plain_line(klein, engine, tmp_path, capsys):
                 + ["--reference", str(tmp_path / "r.png")] * 5 + ["--out", str(tmp_path / "x.png")])
     err = capsys.readouterr().err
     assert code != 0 and "at most 4 reference images" in err and "Traceback" not in err
+
+
+def test_easel_edit_takes_reference_images(klein, tmp_path, capsys):
+    _pictures(tmp_path)
+    Image.new("RGB", (64, 64), (40, 90, 160)).save(tmp_path / "fox.png")
+    edit = ["edit", str(tmp_path / "fox.png"), "put the hat from image 2 on the fox", "--model", str(klein),
+            "--steps", "3", "--seed", "9"]
+    assert main([*edit, "--out", str(tmp_path / "plain.png")]) == 0, capsys.readouterr().err
+    assert main([*edit, "--reference", str(tmp_path / "hat.png"), "--out", str(tmp_path / "hat-edit.png")]) == 0, \
+        capsys.readouterr().err
+    assert read_metadata(tmp_path / "hat-edit.png").extra["Reference images"] == "1"
+    assert not np.array_equal(_pixels(tmp_path / "plain.png"), _pixels(tmp_path / "hat-edit.png"))
