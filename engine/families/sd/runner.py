@@ -15,7 +15,7 @@ from pathlib import Path
 from engine import imageprep, prompts
 from engine.api import GenerationRequest, Mode, ModelInfo, Result, Timings
 from engine.core import decode as core_decode
-from engine.core import control, loras, prompt_policy, reference, speed
+from engine.core import control, loras, noise, prompt_policy, reference, speed
 from engine.core.job import Job
 from engine.core.placement import place, unhook
 from engine.core.previews import Previews
@@ -189,7 +189,7 @@ class SDRunner(Runner):
                     pipe.scheduler = make_scheduler(request.sampler, self.scheduler_config, seed)
                     reporter = StepReporter(job, index, preview=preview)
                     denoisers = [pipe.unet] + ([pipe.controlnet] if getattr(pipe, "controlnet", None) is not None else [])
-                    with cancel_within_steps([] if compiled else denoisers, reporter):
+                    with cancel_within_steps([] if compiled else denoisers, reporter), noise.drawn_from(job):
                         latents = pipe(
                             **embeds,
                             **call_args,
