@@ -124,6 +124,22 @@ MAX_REFERENCE_WEIGHT = 2.0
 # at the large size. "Lanczos" is the plain resize; any other ``upscaler`` names a GAN upscaler file.
 MAX_HIRES_SCALE = 4.0
 PLAIN_UPSCALER = "Lanczos"
+# A1111's latent upscalers, as it names them (the hires fix only: the first pass's latents are enlarged):
+# name -> (torch interpolation mode, antialias).
+LATENT_UPSCALERS: dict[str, tuple[str, bool]] = {
+    "Latent": ("bilinear", False),
+    "Latent (antialiased)": ("bilinear", True),
+    "Latent (bicubic)": ("bicubic", False),
+    "Latent (bicubic antialiased)": ("bicubic", True),
+    "Latent (nearest)": ("nearest", False),
+    "Latent (nearest-exact)": ("nearest-exact", False),
+}
+
+
+def latent_name(name: str) -> str:
+    """A1111's spelling of the latent upscaler ``name`` (any case), "" when it names none. Any thread."""
+    wanted = " ".join(str(name).split()).lower()
+    return next((known for known in LATENT_UPSCALERS if known.lower() == wanted), "")
 MIN_TILE = 64  # the smallest tile of a tiled (detail upscale) img2img
 
 

@@ -26,6 +26,10 @@ class Job:
     notices: list[str] = field(default_factory=list)
     preview_every: int = 2  # a preview image every that many steps (and on the last)
     noise: object = None  # an engine.core.noise.NoiseWindow: the tile's slice of the image's one noise field
+    # The hires fix's latent upscale (runners whose caps declare ``latent_upscale``): a list here is filled
+    # with each image's denoised latents; ``init_latents`` starts an img2img from those (enlarged) latents.
+    latents: list | None = None
+    init_latents: object = None
 
     def check_cancel(self, step: int = 0, total: int | None = None) -> None:
         """Raise Cancelled when the token is set. Engine thread (or whichever runs the job)."""

@@ -124,6 +124,8 @@ class SDRunner(Runner):
         # Images the pipeline works on.
         call_args = self._image_args(request)
         plan = call_args.pop("_plan", None)
+        if job.init_latents is not None and request.mode is Mode.IMG2IMG:  # the hires fix's latent upscale
+            call_args, plan = {"image": job.init_latents, "strength": request.strength}, None
         if control.active(request.controls):  # control images, scales and step ranges
             size = plan.work_image.size if plan is not None else (request.width, request.height)
             call_args = control.call_args(call_args, control.active(request.controls), size, plan)
@@ -166,6 +168,8 @@ class SDRunner(Runner):
         pipe = self._pipeline(mode, control.active(request.controls))  # again: the ladder may have moved the hooks
         encode_s = denoise_s = decode_s = 0.0
         images, seeds = [], []
+        if job.latents is not None:
+            job.latents.clear()  # (again after an out-of-memory retry)
         preview = self.previews.for_size((request.width, request.height))
         try:
             with torch.inference_mode():
@@ -201,6 +205,8 @@ class SDRunner(Runner):
                         ).images
                     denoise_s += time.perf_counter() - t0
                     job.check_cancel(reporter.total, reporter.total)
+                    if job.latents is not None:  # the hires fix enlarges these (a latent upscaler)
+                        job.latents.append(latents)
 
                     # Decode (never a silent black image), and paste back for inpainting.
                     t0 = time.perf_counter()
