@@ -338,7 +338,8 @@ class GenerationRequest:
     Tiled img2img (detail upscale): ``tile`` > 0 enlarges the init image to width x height with
     ``upscaler``, then runs img2img over overlapping tiles of at most ``tile`` px (sharing
     ``tile_overlap`` px, cross-faded), so memory is bounded by the tile size.
-    ``upscaler``: "Lanczos" (a plain resize) or a GAN upscaler's file, or its name in the model library.
+    ``upscaler``: "Lanczos" (a plain resize) or a GAN upscaler's file, or its name in the model library;
+    for the hires fix also one of LATENT_UPSCALERS ("Latent": the first pass's latents enlarged).
     Construction validates every field and raises ``InvalidRequest`` naming the bad one.
     """
 
