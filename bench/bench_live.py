@@ -11,6 +11,12 @@
    until the frame of the final canvas is shown (no backlog: one run at most after the last stroke).
 
     QT_QPA_PLATFORM=offscreen python bench/bench_live.py [--size 256] [--steps 2] [--seconds 30]
+        [--live-threads N] [--engine-nice N]
+
+``--live-threads`` replaces the bridge's LIVE_TORCH_THREADS (0: torch's own count) for a before/after
+comparison in the same run conditions; ``--engine-nice`` raises the engine thread's nice value (an
+experiment, not adopted). Under each painting line, the gaps over 16 ms are split into the GUI thread
+working, waiting for a core and blocked (the GIL), from Linux's per-thread scheduler statistics.
 """
 
 from __future__ import annotations
@@ -43,6 +49,54 @@ async def wait_for(predicate, timeout: float = 120.0) -> None:
         await asyncio.sleep(0.002)
 
 
+class ThreadHeartbeat(Heartbeat):
+    """The heartbeat, also reading the GUI thread's scheduler times at each tick (Linux
+    /proc/thread-self/schedstat: ns on a core, ns waiting for one), so a long gap can be split into
+    the GUI thread working, waiting for a core (the machine's load), and blocked (the rest: waiting
+    for the GIL, as a gap beyond the 5 ms tick is no idle wait)."""
+
+    def __init__(self, interval_ms: int = 5):
+        super().__init__(interval_ms)
+        self.sched: list[tuple[int, int]] = []
+
+    @staticmethod
+    def _read() -> tuple[int, int]:
+        try:
+            with open("/proc/thread-self/schedstat") as f:
+                on_cpu, waiting, _ = f.read().split()
+            return int(on_cpu), int(waiting)
+        except OSError:
+            return 0, 0
+
+    def _tick(self) -> None:
+        super()._tick()
+        self.sched.append(self._read())
+
+    def start(self) -> None:
+        super().start()
+        self.sched = [self._read()]
+
+    def stop(self) -> list[float]:
+        gaps = super().stop()
+        self.sched.append(self._read())
+        return gaps
+
+    def split(self, gaps: list[float], over_ms: float = 16.0) -> str:
+        """Where the time of the gaps longer than ``over_ms`` went."""
+        total = cpu = wait = idle = 0.0
+        for i, gap in enumerate(gaps):
+            if gap > over_ms and i + 1 < len(self.sched):
+                c = (self.sched[i + 1][0] - self.sched[i][0]) / 1e6
+                w = (self.sched[i + 1][1] - self.sched[i][1]) / 1e6
+                total, cpu, wait = total + gap, cpu + c, wait + w
+                idle += min(self.timer.interval(), max(0.0, gap - c - w))  # the tick's own wait
+        if not total:
+            return f"no gap over {over_ms:g} ms"
+        blocked = max(0.0, total - cpu - wait - idle)
+        return (f"gaps over {over_ms:g} ms: {total:.0f} ms in all; GUI thread working {cpu / total:.0%}, "
+                f"waiting for a core {wait / total:.0%}, idle {idle / total:.0%}, blocked (the GIL) {blocked / total:.0%}")
+
+
 def settled(live, doc) -> bool:
     return (not live.running and not live._timer.isActive() and live.frame is not None
             and live.frame.revision == doc.revision)
@@ -60,6 +114,11 @@ async def run(args: argparse.Namespace, app: QApplication) -> None:
     studio.window.show()
     studio.start()
     await studio.bridge.wait_ready()
+    if args.engine_nice:  # an experiment: the engine thread below the GUI thread in the OS's eyes
+        import threading
+
+        await studio.bridge.run_on_engine_thread(
+            lambda: os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), args.engine_nice))
 
     def make_model():
         from engine.testmodels import make_test_model
@@ -128,8 +187,8 @@ async def run(args: argparse.Namespace, app: QApplication) -> None:
     # off (the baseline: painting alone on this machine now), then with it on.
     vp = view.viewport()
 
-    async def paint(seconds: float) -> tuple[list[float], int]:
-        beat = Heartbeat()
+    async def paint(seconds: float) -> tuple[list[float], int, str]:
+        beat = ThreadHeartbeat()
         beat.start()
         t_end = time.perf_counter() + seconds
         strokes = 0
@@ -144,14 +203,15 @@ async def run(args: argparse.Namespace, app: QApplication) -> None:
             QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, view.mapFromScene(pts[-1]))
             strokes += 1
             await asyncio.sleep(0.08)
-        return beat.stop(), strokes
+        gaps = beat.stop()
+        return gaps, strokes, beat.split(gaps)
 
     live.set_enabled(False)
-    baseline, _ = await paint(args.seconds)
+    baseline, _, baseline_split = await paint(args.seconds)
     live.set_enabled(True)
     await wait_for(lambda: settled(live, doc))
     started0, finished0, cancelled0 = live.runs_started, live.runs_finished, live.runs_cancelled
-    gaps, strokes = await paint(args.seconds)
+    gaps, strokes, gaps_split = await paint(args.seconds)
     t_last = time.perf_counter()
     await wait_for(lambda: settled(live, doc))
     tail_s = time.perf_counter() - t_last
@@ -168,10 +228,13 @@ async def run(args: argparse.Namespace, app: QApplication) -> None:
           f"(engine run {run_s * 1000:.0f} ms)")
     print(f"ratio live / plain: {ratio:.2f}x   goal <= 1.25x -> {'PASS' if ratio <= 1.25 else 'MISS'}")
     print(summary(f"painting {args.seconds:.0f} s, live off", baseline) + "   (baseline, same run)")
+    print(f"  {baseline_split}")
     print(summary(f"painting {args.seconds:.0f} s, live on", gaps, goal=True))
+    print(f"  {gaps_split}")
     print(f"strokes {strokes}; live runs started {started}, finished {finished}, cancelled {cancelled}, "
           f"left running {started - finished - cancelled}; last stroke to final frame {tail_s * 1000:.0f} ms "
           f"-> {'no backlog' if started == finished + cancelled else 'BACKLOG'}")
+    print("load average after: %.2f %.2f %.2f" % os.getloadavg())
     studio.shutdown()
     tmp.cleanup()
 
@@ -186,7 +249,15 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--switch-interval", type=float, default=None,
                         help="sys.setswitchinterval before the engine starts (the bridge keeps a smaller one)")
+    parser.add_argument("--live-threads", type=int, default=None, help="torch threads of a live run on a CPU (0: torch's own)")
+    parser.add_argument("--engine-nice", type=int, default=0, help="raise the engine thread's nice value by this (Linux)")
     args = parser.parse_args()
+    from desktop_app import bridge
+
+    if args.live_threads is not None:
+        bridge.LIVE_TORCH_THREADS = args.live_threads or None
+    print(f"live runs: torch threads {bridge.LIVE_TORCH_THREADS or 'default'}, engine thread nice "
+          f"+{args.engine_nice}; load average {'%.2f %.2f %.2f' % os.getloadavg()}", flush=True)
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     app = QApplication(sys.argv[:1])

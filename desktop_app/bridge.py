@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import sys
 import threading
@@ -37,6 +38,12 @@ IO_THREAD_NAME = "easel-io"
 LIBRARY_THREAD_NAME = "easel-library"
 THUMBS_THREAD_NAME = "easel-thumbs"
 SWITCH_INTERVAL = 0.001  # seconds; see EngineBridge.start
+# Live runs (desktop_app.state.live) re-render the canvas while the artist paints. On a CPU a live run uses
+# this many torch threads (None: torch's own count): torch's OpenMP workers spin between a small model's
+# small operations and take the cores the GUI thread needs, and on a busy machine one thread runs a tiny
+# model's live run 6-15x sooner. Measured (bench/bench_live.py, BENCHMARKS.md): the window's long gaps are
+# its thread waiting for a core (~80% of them), not for the GIL (1-2%).
+LIVE_TORCH_THREADS: int | None = 1
 # How long Quit waits for the engine thread to honour a cancel. A step of a huge job on a CPU can take
 # minutes and cannot be interrupted from outside, so after this the app exits without it (settings,
 # canvas and queue are saved before) instead of freezing the window.
@@ -61,6 +68,25 @@ def default_saver(result: Result, folder: Path) -> list[Path]:
     from engine.outputs import save_result
 
     return save_result(result, folder)
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int | None):
+    """Torch's intra-op thread count set to ``count`` while inside (None: unchanged). Engine thread."""
+    if not count:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    if count == before:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def pil_to_qimage(image: Any) -> QImage:
@@ -268,10 +294,12 @@ class EngineBridge(QObject):
         save_to: Path | None,
         on_progress: Callable[[ProgressUpdate], None] | None = None,
         on_phase: Callable[[str], None] | None = None,
+        live: bool = False,
     ) -> Outcome:
-        """Run one job on the engine thread; raises what Engine.generate raises (Cancelled, ...)."""
-        outcome = await self._engine_job(lambda hop, phase: self._generate(request, cancel, save_to, hop, phase),
-                                         cancel, on_progress, on_phase)
+        """Run one job on the engine thread; raises what Engine.generate raises (Cancelled, ...).
+        ``live``: a live-mode run (on a CPU with LIVE_TORCH_THREADS torch threads)."""
+        outcome = await self._engine_job(
+            lambda hop, phase: self._generate(request, cancel, save_to, hop, phase, live), cancel, on_progress, on_phase)
         self.runtime_changed.emit(self._runtime_info(outcome.result))
         return outcome
 
@@ -282,6 +310,7 @@ class EngineBridge(QObject):
         save_to: Path | None,
         hop: _ProgressHop | None,
         phase: Callable[[str], None],
+        live: bool = False,
     ) -> Outcome:
         """Engine thread: load if needed, generate, save, and turn images into QImages."""
         engine = self._engine
@@ -301,7 +330,8 @@ class EngineBridge(QObject):
             preview = pil_to_qimage(progress.preview) if progress.preview is not None else None
             hop.push(ProgressUpdate(progress, preview, time.monotonic()))
 
-        result = engine.generate(request, on_progress=on_progress, cancel=cancel)
+        with _torch_threads(LIVE_TORCH_THREADS if live and str(getattr(engine, "device", "")) == "cpu" else None):
+            result = engine.generate(request, on_progress=on_progress, cancel=cancel)
         if cancel.is_set():  # cancelled after the last step: leave no file behind either
             raise Cancelled(request.steps, request.steps)
         saved: list[Any] = []

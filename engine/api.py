@@ -126,6 +126,22 @@ MAX_REGIONS = 8
 # at the large size. "Lanczos" is the plain resize; any other ``upscaler`` names a GAN upscaler file.
 MAX_HIRES_SCALE = 4.0
 PLAIN_UPSCALER = "Lanczos"
+# A1111's latent upscalers, as it names them (the hires fix only: the first pass's latents are enlarged):
+# name -> (torch interpolation mode, antialias).
+LATENT_UPSCALERS: dict[str, tuple[str, bool]] = {
+    "Latent": ("bilinear", False),
+    "Latent (antialiased)": ("bilinear", True),
+    "Latent (bicubic)": ("bicubic", False),
+    "Latent (bicubic antialiased)": ("bicubic", True),
+    "Latent (nearest)": ("nearest", False),
+    "Latent (nearest-exact)": ("nearest-exact", False),
+}
+
+
+def latent_name(name: str) -> str:
+    """A1111's spelling of the latent upscaler ``name`` (any case), "" when it names none. Any thread."""
+    wanted = " ".join(str(name).split()).lower()
+    return next((known for known in LATENT_UPSCALERS if known.lower() == wanted), "")
 MIN_TILE = 64  # the smallest tile of a tiled (detail upscale) img2img
 
 
@@ -380,7 +396,8 @@ class GenerationRequest:
     Tiled img2img (detail upscale): ``tile`` > 0 enlarges the init image to width x height with
     ``upscaler``, then runs img2img over overlapping tiles of at most ``tile`` px (sharing
     ``tile_overlap`` px, cross-faded), so memory is bounded by the tile size.
-    ``upscaler``: "Lanczos" (a plain resize) or a GAN upscaler's file, or its name in the model library.
+    ``upscaler``: "Lanczos" (a plain resize) or a GAN upscaler's file, or its name in the model library;
+    for the hires fix also one of LATENT_UPSCALERS ("Latent": the first pass's latents enlarged).
     ``regions``: areas with their own prompts (``RegionInput``: a mask, a prompt, a weight), bottom first (a
     later region wins where they overlap); the main prompt goes everywhere outside them. Applied by
     attention masking (``engine.core.regions``); a model whose capabilities take none refuses them

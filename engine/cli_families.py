@@ -59,8 +59,10 @@ def add_hires_arguments(parser: argparse.ArgumentParser) -> None:
                        help="steps of the second pass (default: as many as --steps)")
     hires.add_argument("--hires-denoise", type=float, default=None, metavar="D",
                        help="denoising strength of the second pass (0-1], default 0.5")
-    hires.add_argument("--hires-upscaler", default=None, metavar="NAME|lanczos",
-                       help="what enlarges the first pass: a GAN upscaler's file or name, or lanczos (default)")
+    hires.add_argument("--hires-upscaler", default=None, metavar="NAME|lanczos|Latent",
+                       help="what enlarges the first pass: a GAN upscaler's file or name, lanczos (default), or "
+                            "Latent (A1111's: the first pass's latents enlarged, SD and SDXL; also \"Latent (nearest-exact)\", "
+                            "\"Latent (bicubic)\"…)")
 
 
 def hires_fields(args, mode) -> dict:

@@ -110,6 +110,15 @@ def hires_blocked(info: ModelInfo | None) -> str:
     return ""
 
 
+def latent_upscale_blocked(info: ModelInfo | None) -> str:
+    """Why the model's hires fix cannot use a latent upscaler ("" when it can, or when none is chosen yet)."""
+    caps = families.capabilities(info)
+    if caps is None or caps.latent_upscale:
+        return ""
+    return (f"{caps.label} cannot use a latent upscaler: its image to image pass does not start from latents; "
+            "use Lanczos or a GAN upscaler")
+
+
 def makes_variations(info: ModelInfo | None) -> bool:
     """Whether the model draws variations from the image itself (Stable unCLIP) rather than by img2img."""
     caps = families.capabilities(info)

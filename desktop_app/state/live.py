@@ -246,7 +246,7 @@ class LiveMode(QObject):
         self.running_changed.emit(True)
         self._say(f"Live: rendering ({'inpaint' if mode == 'inpaint' else 'image to image'}, seed {request.seed})…")
         try:
-            outcome = await self.bridge.generate(request, cancel=cancel, save_to=None,
+            outcome = await self.bridge.generate(request, cancel=cancel, save_to=None, live=True,
                                                  on_progress=lambda update: self._on_progress(cancel, update))
         except Cancelled as exc:
             self.runs_cancelled += 1

@@ -26,7 +26,7 @@ from desktop_app.state import families
 from desktop_app.state.actions import StudioActions
 from desktop_app.state.params import SIZE_PRESETS, GenerationParameters
 from engine.api import MAX_BATCH, MAX_SEED, MAX_SIZE, MAX_STEPS, MEMORY_PRESETS, MIN_SIZE, MIN_STEPS, SAMPLERS, SPEEDS, ModelInfo
-from engine.api import MAX_HIRES_SCALE, PLAIN_UPSCALER
+from engine.api import LATENT_UPSCALERS, MAX_HIRES_SCALE, PLAIN_UPSCALER
 
 MEMORY_PRESET_HELP = {
     "auto": "Choose from the device's free memory",
@@ -190,8 +190,8 @@ class PromptPanel(QWidget):
         self.hires_scale_spin.setToolTip("Upscale by: how many times larger the final image is (A1111's Hires upscale)")
         self.upscaler_combo = QComboBox()
         self.upscaler_combo.setAccessibleName("Hires upscaler")
-        self.upscaler_combo.setToolTip("What enlarges the first pass: a plain resize (Lanczos), or a GAN upscaler "
-                                       "from your model folders (sharper)")
+        self.upscaler_combo.setToolTip("What enlarges the first pass: a plain resize (Lanczos), the first pass's "
+                                       "latents (Latent: SD and SDXL), or a GAN upscaler from your model folders (sharper)")
         self.upscaler_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.upscaler_combo.setMinimumContentsLength(6)
         self.hires_steps_spin = _spin(0, MAX_STEPS, 1, "Hires steps: the second pass's steps (Steps =: as many as Steps)", name="Hires steps")
@@ -438,6 +438,7 @@ class PromptPanel(QWidget):
         kind = families.kind_label(info)
         self.model_kind_label.setText(kind)
         self.model_kind_label.setVisible(bool(kind))
+        self._fill_upscalers()  # the latent upscalers are for some models only
         self._apply_hires_rules()
 
     def _apply_hires_rules(self) -> None:
@@ -455,11 +456,13 @@ class PromptPanel(QWidget):
             self._form.setRowVisible(row, live)
 
     def _fill_upscalers(self) -> None:
-        """Lanczos and the model library's GAN upscalers; a restored name not in the library is shown as such."""
+        """Lanczos, A1111's latent upscalers (off, with the reason, for a model whose img2img cannot start from
+        latents) and the model library's GAN upscalers; a restored name not in the library is shown as such."""
         current = self._params.upscaler
         gans = [e for e in self._actions.catalog.of_kind("upscaler")
                 if e.usable and e.info.format != "diffusers"]  # a diffusion x4 folder enlarges only by 4, alone
-        items = [(f"{PLAIN_UPSCALER} (resize)", PLAIN_UPSCALER)] + [(e.name, e.path) for e in gans]
+        items = ([(f"{PLAIN_UPSCALER} (resize)", PLAIN_UPSCALER)] + [(name, name) for name in LATENT_UPSCALERS]
+                 + [(e.name, e.path) for e in gans])
         by_name = {e.name: e.path for e in gans}
         if current in by_name:  # a name restored from an image's settings: the library's file of that name
             self._params.upscaler = current = by_name[current]
@@ -471,6 +474,12 @@ class PromptPanel(QWidget):
         for label, data in items:
             self.upscaler_combo.addItem(label, data)
             self.upscaler_combo.setItemData(self.upscaler_combo.count() - 1, data, Qt.ItemDataRole.ToolTipRole)
+        why = families.latent_upscale_blocked(self._actions.catalog.find(self._params.model))
+        for index in range(1, 1 + len(LATENT_UPSCALERS)):
+            item = self.upscaler_combo.model().item(index)
+            item.setEnabled(not why)
+            item.setToolTip(f"{why}." if why else "Enlarges the first pass's latents (A1111's); the second pass "
+                            "denoises from them")
         self.upscaler_combo.setCurrentIndex(self.upscaler_combo.findData(current))
         self.upscaler_combo.blockSignals(False)
 

@@ -25,6 +25,11 @@ class Job:
     model_hash: str = ""
     notices: list[str] = field(default_factory=list)
     preview_every: int = 2  # a preview image every that many steps (and on the last)
+    noise: object = None  # an engine.core.noise.NoiseWindow: the tile's slice of the image's one noise field
+    # The hires fix's latent upscale (runners whose caps declare ``latent_upscale``): a list here is filled
+    # with each image's denoised latents; ``init_latents`` starts an img2img from those (enlarged) latents.
+    latents: list | None = None
+    init_latents: object = None
 
     def check_cancel(self, step: int = 0, total: int | None = None) -> None:
         """Raise Cancelled when the token is set. Engine thread (or whichever runs the job)."""
@@ -45,11 +50,12 @@ class Job:
         """Image ``index`` of the batch uses seed + index (A1111's rule), wrapped into the seed range."""
         return batch_seed(self.request.seed, index)
 
-    def phase(self, request, stage: int, stages: int, stage_name: str, index: int | None = None) -> Job:
+    def phase(self, request, stage: int, stages: int, stage_name: str, index: int | None = None,
+              noise=None) -> Job:
         """A job for one phase of this one (the hires fix's passes, a tile of a detail upscale): ``request``
         runs with this job's cancel token, notices and model hash, and its progress reaches this job's
         listener as stage ``stage`` of ``stages`` named ``stage_name`` (image ``index`` of the batch when
-        given). Engine thread."""
+        given); ``noise``: the tile's window of the image's noise field (engine.core.noise). Engine thread."""
         listener = self.on_progress
 
         def relay(progress: Progress) -> None:
@@ -59,7 +65,7 @@ class Job:
                 batch_count=getattr(self.request, "batch_count", 1), elapsed=time.perf_counter() - self.started))
 
         child = Job(request, relay if listener is not None else None, self.cancel, started=time.perf_counter(),
-                    model_hash=self.model_hash, preview_every=self.preview_every)
+                    model_hash=self.model_hash, preview_every=self.preview_every, noise=noise)
         child.notices = self.notices  # one list: what a phase notices, the whole job's result says
         return child
 

@@ -1,6 +1,8 @@
 """Enlarging an image on the way to a refining pass (the hires fix, the detail upscale), written once:
 a plain Lanczos resize, or a GAN upscaler from the model library (engine.upscale, tiled), applied as
 often as the factor needs and resized to the exact size. The last GAN used stays loaded for the next job.
+The hires fix also has A1111's "Latent" upscalers: the first pass's latents themselves are enlarged
+(``enlarge_latents``) and the second pass denoises from them, with no decode and encode between.
 Everything here runs on the engine thread.
 """
 
@@ -9,19 +11,39 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from engine.api import PLAIN_UPSCALER, InvalidRequest
+from engine.api import LATENT_UPSCALERS, PLAIN_UPSCALER, InvalidRequest, latent_name
 from engine.core.job import Job
 
 GAN_TILE, GAN_OVERLAP = 512, 32
-
 
 def is_plain(name: str) -> bool:
     return name.strip().lower() == PLAIN_UPSCALER.lower()
 
 
+def is_latent(name: str) -> bool:
+    """Whether ``name`` asks for a latent upscaler (A1111's "Latent…"), known or not."""
+    return name.strip().lower().startswith("latent")
+
+
 def display_name(name: str) -> str:
-    """What the metadata records for ``name``: "Lanczos", or the GAN's file stem (never the user's folders)."""
-    return PLAIN_UPSCALER if is_plain(name) else Path(name).stem if Path(name).suffix else Path(name).name
+    """What the metadata records for ``name``: "Lanczos", a latent upscaler's A1111 name, or the GAN's file
+    stem (never the user's folders)."""
+    if is_plain(name):
+        return PLAIN_UPSCALER
+    if latent_name(name):
+        return latent_name(name)
+    return Path(name).stem if Path(name).suffix else Path(name).name
+
+
+def enlarge_latents(latents, size: tuple[int, int], name: str):
+    """``latents`` (N x C x h x w) enlarged to ``size`` (width, height in latent px) with the latent upscaler
+    ``name``, as A1111 does (``torch.nn.functional.interpolate``, computed in float32). Engine thread."""
+    import torch
+
+    mode, antialias = LATENT_UPSCALERS[latent_name(name)]
+    kwargs = {"antialias": antialias} if mode in ("bilinear", "bicubic") else {}
+    out = torch.nn.functional.interpolate(latents.float(), size=(size[1], size[0]), mode=mode, **kwargs)
+    return out.to(latents.dtype)
 
 
 class Upscalers:
@@ -37,9 +59,12 @@ class Upscalers:
         there is none by that name."""
         if is_plain(name):
             return ""
-        if name.strip().lower().startswith("latent"):
-            raise InvalidRequest("upscaler", "latent upscaling is not available in Easel: use "
-                                 f"{PLAIN_UPSCALER} or a GAN upscaler from the model folders")
+        if is_latent(name):
+            if not latent_name(name):
+                raise InvalidRequest("upscaler", f"no latent upscaler called {name}: the latent ones are "
+                                     + ", ".join(LATENT_UPSCALERS))
+            raise InvalidRequest("upscaler", f"{latent_name(name)} enlarges the hires fix's first pass only: to "
+                                 f"enlarge a picture use {PLAIN_UPSCALER} or a GAN upscaler from the model folders")
         path = Path(name).expanduser()
         if path.is_file():
             return str(path.resolve())

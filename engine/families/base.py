@@ -88,6 +88,9 @@ class Capabilities:
     instruction_edit: bool = False
     references: int = 0  # how many reference images (GenerationRequest.references) it takes; 0: none
     regions: bool = False  # whether it takes regions (GenerationRequest.regions); engine.core.regions
+    # The hires fix's "Latent" upscalers: its img2img pass can start from the first pass's enlarged latents
+    # (the runner takes ``Job.init_latents`` and fills ``Job.latents``; engine.core.hires).
+    latent_upscale: bool = False
 
     def refusal(self, mode: Mode) -> str:
         """Why this model cannot run ``mode`` ("" when it can)."""

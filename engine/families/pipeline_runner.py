@@ -16,7 +16,7 @@ from typing import Any
 from engine import imageprep
 from engine.api import Mode, Result, Timings
 from engine.core import decode as core_decode
-from engine.core import loras, prompt_policy, regions
+from engine.core import loras, noise, prompt_policy, regions
 from engine.core.job import Job
 from engine.core.placement import place, unhook
 from engine.core.previews import Previews
@@ -216,7 +216,7 @@ class PipelineRunner(Runner):
                     # The denoising loop (inside diffusers): progress + preview + cancel per step and per block.
                     t0 = time.perf_counter()
                     reporter = StepReporter(job, index, preview=preview)
-                    with cancel_within_steps([getattr(pipe, self.denoiser)], reporter):
+                    with cancel_within_steps([getattr(pipe, self.denoiser)], reporter), noise.drawn_from(job):
                         latents = pipe(
                             **prompt_args, **args, **self.call_args(request), width=width, height=height,
                             num_inference_steps=request.steps, generator=torch.Generator("cpu").manual_seed(seed),

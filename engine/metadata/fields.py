@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.api import MAX_BATCH, MAX_CLIP_SKIP, MAX_SEED, MAX_SIZE, MAX_STEPS, MEMORY_PRESETS, MIN_SIZE, MIN_STEPS, SAMPLERS
-from engine.api import MAX_HIRES_SCALE, MIN_TILE, PLAIN_UPSCALER, SPEEDS, hires_size
+from engine.api import MAX_HIRES_SCALE, MIN_TILE, PLAIN_UPSCALER, SPEEDS, hires_size, latent_name
 from engine.api import GenerationRequest, Mode
 
 FORMAT_VERSION = 1
@@ -382,7 +382,9 @@ def _clean_detail(out: dict[str, Any], warnings: list[str]) -> None:
             warnings.append(f"hires upscale {format_number(scale)} is out of range (1 to {MAX_HIRES_SCALE:g}, at "
                             f"most {MAX_SIZE} px); the hires fix is left off")
             del out["hires_scale"]
-    if "upscaler" in out and out["upscaler"].strip().lower().startswith(("latent", "none")) or out.get("upscaler") == "":
+    if "upscaler" in out and latent_name(out["upscaler"]) and out.get("hires_scale"):
+        out["upscaler"] = latent_name(out["upscaler"])  # the hires fix's latent upscalers (SD, SDXL)
+    elif "upscaler" in out and out["upscaler"].strip().lower().startswith(("latent", "none")) or out.get("upscaler") == "":
         warnings.append(f"hires upscaler {out['upscaler'] or '(none)'} is not in Easel; using {PLAIN_UPSCALER}")
         out["upscaler"] = PLAIN_UPSCALER
     if "tile" in out and out["tile"] and (out["tile"] < MIN_TILE or out["tile"] % 8 or out["tile"] > MAX_SIZE):

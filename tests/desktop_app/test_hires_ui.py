@@ -126,3 +126,30 @@ def test_upscale_with_detail_from_the_dialog_lands_in_the_gallery_with_its_recip
     assert stored.fields["prompt"] == "a red kite" and stored.fields["strength"] == 0.4
     assert "Detail upscaler: Lanczos, Detail tile: 1024" in stored.raw["parameters"]
     assert shown.after.width() == 128 and studio.gallery.current == shown.entry
+
+
+def test_latent_hires_upscaler_from_the_prompt_panel(studio, qtbot):
+    """A1111's latent upscalers are in the list; with the SD model "Latent" runs and is recorded; for a model
+    whose image to image cannot start from latents they are shown off, with the reason."""
+    from engine.api import ModelInfo
+    from desktop_app.state import families
+
+    panel = studio.window.prompt_panel
+    panel.hires_check.setChecked(True)
+    panel.hires_scale_spin.setValue(2.0)
+    panel.hires_steps_spin.setValue(4)
+    panel.hires_strength_spin.setValue(0.6)
+    latent = panel.upscaler_combo.findText("Latent")
+    assert latent == 1 and panel.upscaler_combo.findText("Latent (nearest-exact)") > latent
+    assert panel.upscaler_combo.model().item(latent).isEnabled()
+    panel.upscaler_combo.setCurrentIndex(latent)
+    assert studio.params.upscaler == "Latent"
+    screenshot(panel, "hires_fix_latent.png")
+    with qtbot.waitSignal(studio.queue.job_finished, timeout=180_000) as done:
+        studio.actions.generate()
+    _job, outcome = done.args
+    assert Image.open(outcome.paths[0]).size == (128, 128)
+    assert "Hires upscale: 2, Hires steps: 4, Hires upscaler: Latent," in read_metadata(outcome.paths[0]).raw["parameters"]
+    sd3 = ModelInfo("/m/sd3", "sd3.5-medium", "checkpoint", "sd3", "diffusers")
+    assert "SD 3.5 Large cannot use a latent upscaler" in families.latent_upscale_blocked(sd3)
+    assert families.latent_upscale_blocked(studio.catalog.find(studio.params.model)) == ""

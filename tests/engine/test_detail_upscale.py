@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.api import Cancelled, GenerationRequest, InvalidRequest, batch_seed
+from engine.api import Cancelled, GenerationRequest, InvalidRequest
 from engine.cli import main
 from engine.core.tiles import even_tiles
 from engine.metadata import read_metadata
@@ -49,22 +49,51 @@ def test_detail_upscale_size_stages_and_metadata(shared_engine, model):
     assert "Detail upscaler: Lanczos, Detail tile: 64, Detail tile overlap: 32" in text
 
 
-def test_overlaps_cross_fade_from_one_tile_to_the_next(shared_engine, model):
+def tile_outputs(monkeypatch) -> list:
+    """Records each tile's own img2img output as the detail upscale makes it (before the cross-fade)."""
+    from engine.core import detail as core_detail
+
+    pieces, real = [], core_detail.run_tiled
+
+    def recording(*args, **kwargs):
+        run_tile = args[5]
+
+        def run_and_keep(*tile):
+            piece = run_tile(*tile)
+            pieces.append(piece.copy())
+            return piece
+        return real(*args[:5], run_and_keep, *args[6:], **kwargs)
+
+    monkeypatch.setattr(core_detail, "run_tiled", recording)
+    return pieces
+
+
+def noise_draws(monkeypatch) -> list:
+    """Records every noise draw a tile's pipeline got from the image's noise field: (x, y, draw, tensor)."""
+    from engine.core.noise import NoiseWindow
+
+    draws, real = [], NoiseWindow.take
+
+    def take(self, shape, scale):
+        k = self.draws
+        out = real(self, shape, scale)
+        draws.append((self.x // scale, self.y // scale, k, out.clone()))
+        return out
+
+    monkeypatch.setattr(NoiseWindow, "take", take)
+    return draws
+
+
+def test_overlaps_cross_fade_from_one_tile_to_the_next(shared_engine, model, monkeypatch):
     """Where two tiles overlap the result goes over gradually from the left tile's pixels to the right
     one's: no column where one tile's picture ends and the next begins (a hard edge)."""
     source = gradient(64, 32)
     request = detail(model, source)
+    pieces = tile_outputs(monkeypatch)
     out = np.asarray(shared_engine.generate(request).images[0], dtype=np.float32)
-    big = np.asarray(source.convert("RGB").resize((128, 64), Image.Resampling.LANCZOS))
-    size, xs = even_tiles(128, 64, 32, 8)
-
-    def tile_alone(number: int) -> np.ndarray:  # the tile as its own img2img (its crop, its seed)
-        x = xs[number]
-        crop = Image.fromarray(big[:, x:x + size])
-        alone = request.replace(init_image=crop, width=size, height=64, tile=0, seed=batch_seed(5, number))
-        return np.asarray(shared_engine.generate(alone).images[0], dtype=np.float32)
-
-    left, right = tile_alone(0), tile_alone(1)
+    size, xs = even_tiles(128, 64, 32, 8, align=8)
+    assert len(pieces) == 3
+    left, right = pieces[0], pieces[1]
     band = xs[0] + size - xs[1]  # 32 px shared by tiles 0 and 1
     region = out[:, xs[1]:xs[1] + band]
     a, b = left[:, xs[1]:], right[:, :band]
@@ -88,6 +117,41 @@ def test_regenerate_is_bit_identical_on_cpu(shared_engine, model, tmp_path):
     again = shared_engine.generate(read_metadata(str(path)).to_request(model=model, init_image=source))
     assert again.request.tile == 64 and again.request.seed == first.request.seed
     assert np.array_equal(np.asarray(again.images[0]), np.asarray(first.images[0]))
+
+
+def test_overlapping_tiles_start_from_the_same_noise(shared_engine, model, monkeypatch):
+    """One noise field over the whole image: where two tiles overlap, both start from the same noise
+    (no change of grain at the seam), and a place's noise is the same whatever the tile size."""
+    source = gradient(64, 32)
+    draws = noise_draws(monkeypatch)
+    shared_engine.generate(detail(model, source, strength=1.0))
+    by_tile = {}
+    for x, y, k, tensor in draws:
+        by_tile.setdefault((x, y), {})[k] = tensor
+    assert len(by_tile) == 3 and all(len(d) >= 2 for d in by_tile.values())  # the VAE's sample, the starting noise
+    (x0, _), (x1, _) = sorted(by_tile)[:2]
+    width = by_tile[(x0, 0)][1].shape[-1]
+    shared = x0 + width - x1
+    assert shared > 0
+    for k in by_tile[(x0, 0)]:
+        left, right = by_tile[(x0, 0)][k], by_tile[(x1, 0)][k]
+        assert torch_equal(left[..., x1 - x0:], right[..., :shared])
+        assert not torch_equal(left[..., :shared], right[..., :shared])  # not one tile's noise repeated
+
+    # another tile grid (one 128 px tile): the same noise at every place
+    draws.clear()
+    shared_engine.generate(detail(model, source, strength=1.0, tile=128, tile_overlap=32))
+    whole = {k: t for x, y, k, t in draws}
+    assert len({(x, y) for x, y, _, _ in draws}) == 1
+    for (x, y), tile in by_tile.items():
+        for k, tensor in tile.items():
+            assert torch_equal(whole[k][..., y:y + tensor.shape[-2], x:x + tensor.shape[-1]], tensor)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return a.shape == b.shape and bool(torch.equal(a, b))
 
 
 @pytest.mark.parametrize("where", ["between tiles", "inside a tile"])
@@ -130,9 +194,10 @@ def test_bad_tiles_get_one_plain_line():
 
 def test_tiles_sit_on_the_model_size_grid():
     for length, tile, overlap, grid in ((4096, 1024, 128, 16), (1000, 512, 64, 8), (2048, 768, 96, 16)):
-        size, xs = even_tiles(length, tile, overlap, grid)
-        assert size % grid == 0 and size <= tile and xs[0] == 0 and xs[-1] + size == length
-        assert all(b - a <= size - overlap for a, b in zip(xs, xs[1:]))
+        for align in (1, 8):
+            size, xs = even_tiles(length, tile, overlap, grid, align=align)
+            assert size % grid == 0 and size <= tile and xs[0] == 0 and xs[-1] + size == length
+            assert all(b - a <= size - overlap for a, b in zip(xs, xs[1:])) and all(x % align == 0 for x in xs)
     size, xs = even_tiles(128, 64, 8, 8, minimum=64)  # evenly spread would be 3 of 48 px: below a model's least size
     assert size == 64 and xs == [0, 32, 64]
 

@@ -294,9 +294,10 @@ def test_lora_and_weighting_syntax_is_applied_or_stripped_with_a_notice(subject)
         assert "Prompt weights such as (word:1.2) do not apply" in notices
 
 
-def test_hires_fix_and_detail_upscale_run_or_are_refused_in_one_line(subject):
+def test_hires_fix_and_detail_upscale_run_or_are_refused_in_one_line(subject, monkeypatch):
     """Every family that runs image to image takes the hires fix (two phases) and the detail upscale (tiles)
-    through the core; the others refuse both in one line before any work."""
+    through the core; the others refuse both in one line before any work. Each tile's noise comes from
+    the image's one noise field (engine.core.noise)."""
     engine, path, caps = subject
     if caps.upscale_kind == "gan":
         pytest.skip("a GAN upscaler runs Engine.upscale only")
@@ -316,6 +317,11 @@ def test_hires_fix_and_detail_upscale_run_or_are_refused_in_one_line(subject):
         result = engine.generate(hires, events.append)
         assert result.images[0].size == (2 * hires.width, 2 * hires.height) and result.request.hires
         assert {e.stage for e in events} == {1, 2} and {e.stages for e in events} == {2}
-    events = []
+    from engine.core.noise import NoiseWindow
+
+    events, draws, take = [], [], NoiseWindow.take
+    monkeypatch.setattr(NoiseWindow, "take", lambda self, *a: draws.append((self.x, self.y)) or take(self, *a))
     result = engine.generate(tiled, events.append)
     assert result.images[0].size == (96, 64) and {e.stage for e in events} == {1, 2}
+    if caps.latent_space != "tokens":  # (aMUSEd masks image tokens: no noise to draw)
+        assert {x for x, _ in draws} == {0, 32}  # both tiles drew their noise from the field

@@ -83,9 +83,11 @@ def test_an_a1111_hires_image_restores_its_hires_settings():
     assert meta.fields["hires_strength"] == 0.45 and meta.fields["upscaler"] == "R-ESRGAN 4x+"
     request = meta.to_request(model="m")
     assert request.hires and request.output_size == (768, 1152) and request.mode is Mode.TXT2IMG
-    # A1111's latent upscalers are not Easel's: a plain resize instead, said in a warning
+    # A1111's latent upscalers are Easel's too; one it does not have is a plain resize, said in a warning
     latent = parse_a1111(A1111_TEXT.replace("R-ESRGAN 4x+", "Latent (nearest-exact)"))
-    assert latent.fields["upscaler"] == "Lanczos" and any("Latent" in w for w in latent.warnings)
+    assert latent.fields["upscaler"] == "Latent (nearest-exact)" and not latent.warnings
+    unknown = parse_a1111(A1111_TEXT.replace("R-ESRGAN 4x+", "Latent (lanczos)"))
+    assert unknown.fields["upscaler"] == "Lanczos" and any("Latent (lanczos)" in w for w in unknown.warnings)
     # "Hires resize" (a target size instead of a factor) gives the factor
     resized = parse_a1111(A1111_TEXT.replace("Hires upscale: 1.5", "Hires resize: 1024x1536"))
     assert resized.fields["hires_scale"] == 2
@@ -142,10 +144,50 @@ def test_models_without_image_to_image_refuse_the_hires_fix():
 
 def test_unknown_or_latent_upscaler_is_said_before_any_work(shared_engine, model):
     events = []
-    for name, words in (("no-such-gan", "no upscaler called no-such-gan"), ("Latent", "latent upscaling is not available")):
+    for name, words in (("no-such-gan", "no upscaler called no-such-gan"),
+                        ("Latent (sharp)", r"no latent upscaler called Latent \(sharp\): the latent ones are Latent, ")):
         with pytest.raises(InvalidRequest, match=words):
             shared_engine.generate(hires_request(model, upscaler=name), on_progress=events.append)
     assert events == []
+
+
+def test_latent_upscaler_refines_the_enlarged_latents_and_round_trips(shared_engine, model, tmp_path):
+    """A1111's "Latent" hires upscaler: phase 1's latents are enlarged (no decode and encode between) and phase 2
+    denoises from them: two stages, the enlarged size, another picture than a Lanczos resize of the first
+    pass gives, "Hires upscaler: Latent" in the metadata, read back and regenerated exactly."""
+    events = []
+    result = shared_engine.generate(hires_request(model, upscaler="latent", hires_strength=0.75), on_progress=events.append)
+    assert result.images[0].size == (128, 128) and {e.stages for e in events} == {2}
+    assert [e.step for e in events if e.stage == 2] == [1, 2, 3]
+    lanczos = shared_engine.generate(hires_request(model, hires_strength=0.75)).images[0]
+    out = np.asarray(result.images[0], dtype=np.int16)
+    assert np.abs(out - np.asarray(lanczos, dtype=np.int16)).mean() > 2
+    nearest = shared_engine.generate(hires_request(model, upscaler="Latent (nearest-exact)", hires_strength=0.75))
+    assert not np.array_equal(np.asarray(nearest.images[0]), out.astype(np.uint8))
+    assert nearest.request.upscaler == "Latent (nearest-exact)"
+
+    path = tmp_path / "latent.png"
+    result.images[0].save(path, pnginfo=png_info(result, 0, app_version="test"))
+    stored = read_metadata(str(path))
+    assert "Hires upscale: 2, Hires steps: 4, Hires upscaler: Latent," in stored.raw["parameters"]
+    assert parse_a1111(stored.raw["parameters"]).fields["upscaler"] == "Latent"
+    again = shared_engine.generate(stored.to_request(model=model))
+    assert again.request.upscaler == "Latent"
+    assert np.array_equal(np.asarray(again.images[0]), np.asarray(result.images[0]))
+
+
+def test_latent_upscaler_is_refused_in_one_line_where_it_cannot_run(shared_engine, model):
+    from engine.core.hires import check
+    from engine.families.base import capabilities
+
+    caps = capabilities("FLUX.1 [dev]", "FLUX.1")  # its img2img pipeline takes a picture, not latents
+    with pytest.raises(InvalidRequest, match=r"FLUX.1 \[dev\] cannot use the Latent upscaler: its image to image "
+                                             "pass does not start from latents; use Lanczos or a GAN upscaler"):
+        check(caps, hires_request("m", upscaler="Latent"))
+    detail = GenerationRequest(prompt="x", model=model, mode="img2img", init_image=Image.new("RGB", (64, 64)), steps=2,
+                               width=128, height=128, tile=64, tile_overlap=32, upscaler="Latent")
+    with pytest.raises(InvalidRequest, match="Latent enlarges the hires fix's first pass only"):
+        shared_engine.generate(detail)
 
 
 def test_cli_generate_hires(tmp_path, capsys, model):
@@ -156,6 +198,11 @@ def test_cli_generate_hires(tmp_path, capsys, model):
     assert code == 0, capsys.readouterr().err
     assert Image.open(out).size == (128, 128)
     assert "Hires upscale: 2, Hires steps: 4, Hires upscaler: Lanczos" in read_metadata(str(out)).raw["parameters"]
+    latent = tmp_path / "latent.png"
+    assert main(["generate", "--model", model, "--prompt", "a barn", "--steps", "4", "--width", "64", "--height", "64",
+                 "--seed", "3", "--hires", "2", "--hires-upscaler", "Latent", "--out", str(latent), "--device", "cpu"]) == 0
+    assert Image.open(latent).size == (128, 128)
+    assert "Hires upscaler: Latent," in read_metadata(str(latent)).raw["parameters"]
     capsys.readouterr()
     assert main(["generate", "--model", model, "--prompt", "x", "--hires-denoise", "0.3", "--out", str(out)]) == 2
     assert "--hires-denoise: give --hires SCALE too" in capsys.readouterr().err

@@ -44,7 +44,8 @@ class StableDiffusion(Family):
                       latent_space="sdxl" if info.family == "sdxl" else "sd",
                       control_kinds=CONTROL_KINDS if info.family in CONTROL_FAMILIES else (),
                       references=MAX_REFERENCES if info.family in CONTROL_FAMILIES else 0,  # IP-Adapters: SD 1.5 and SDXL
-                      regions=True)  # masked cross-attention (engine.core.regions), every UNet of the family
+                      regions=True,  # masked cross-attention (engine.core.regions), every UNet of the family
+                      latent_upscale=not info.inpainting)  # its img2img pipelines take latents as ``image=``
         if info.variant == "turbo":
             # SD-Turbo and SDXL-Turbo: trained at 512 px for 1-4 steps without classifier-free guidance.
             return capabilities(

@@ -16,7 +16,7 @@ from pathlib import Path
 from engine import imageprep, prompts
 from engine.api import GenerationRequest, Mode, ModelInfo, Result, Timings
 from engine.core import decode as core_decode
-from engine.core import control, loras, prompt_policy, reference, regions, speed
+from engine.core import control, loras, noise, prompt_policy, reference, regions, speed
 from engine.core.job import Job
 from engine.core.placement import place, unhook
 from engine.core.previews import Previews
@@ -125,6 +125,8 @@ class SDRunner(Runner):
         # Images the pipeline works on.
         call_args = self._image_args(request)
         plan = call_args.pop("_plan", None)
+        if job.init_latents is not None and request.mode is Mode.IMG2IMG:  # the hires fix's latent upscale
+            call_args, plan = {"image": job.init_latents, "strength": request.strength}, None
         if control.active(request.controls):  # control images, scales and step ranges
             size = plan.work_image.size if plan is not None else (request.width, request.height)
             call_args = control.call_args(call_args, control.active(request.controls), size, plan)
@@ -175,6 +177,8 @@ class SDRunner(Runner):
         pipe = self._pipeline(mode, control.active(request.controls))  # again: the ladder may have moved the hooks
         encode_s = denoise_s = decode_s = 0.0
         images, seeds = [], []
+        if job.latents is not None:
+            job.latents.clear()  # (again after an out-of-memory retry)
         preview = self.previews.for_size((request.width, request.height))
         try:
             with torch.inference_mode():
@@ -209,7 +213,7 @@ class SDRunner(Runner):
                     pipe.scheduler = make_scheduler(request.sampler, self.scheduler_config, seed)
                     reporter = StepReporter(job, index, preview=preview)
                     denoisers = [pipe.unet] + ([pipe.controlnet] if getattr(pipe, "controlnet", None) is not None else [])
-                    with masked(), cancel_within_steps([] if compiled else denoisers, reporter):
+                    with masked(), cancel_within_steps([] if compiled else denoisers, reporter), noise.drawn_from(job):
                         latents = pipe(
                             **embeds,
                             **call_args,
@@ -221,6 +225,8 @@ class SDRunner(Runner):
                         ).images
                     denoise_s += time.perf_counter() - t0
                     job.check_cancel(reporter.total, reporter.total)
+                    if job.latents is not None:  # the hires fix enlarges these (a latent upscaler)
+                        job.latents.append(latents)
 
                     # Decode (never a silent black image), and paste back for inpainting.
                     t0 = time.perf_counter()
