@@ -99,6 +99,22 @@ def _explained(folder: str | None, parts: tuple[str, ...] | None = None) -> str 
         return None
 
 
+def assembled(load, name: str, what: str):
+    """``load()``: a pipeline put together from separate files (ComfyUI's split layout, a GGUF or fp8
+    transformer with its parts beside it), with the libraries quiet and progress bars off; a failure
+    is the one-line ``load_failed(name, what, …)`` (a ModelError passes as it is). ``load`` may give
+    (pipe, extra), which is given back as it is."""
+    quiet_libraries()
+    try:
+        out = load()
+    except ModelError:
+        raise
+    except LOAD_ERRORS as exc:
+        raise load_failed(name, what, exc) from exc
+    (out[0] if isinstance(out, tuple) else out).set_progress_bar_config(disable=True)
+    return out
+
+
 def pretrained(cls, path: str, name: str, what: str, **kwargs):
     """``cls.from_pretrained(path)`` offline and safetensors-only, progress bars off, after the config
     sanity check (configs out of all proportion to the weights are refused before anything is

@@ -14,9 +14,9 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from engine.api import ModelError, Mode, ModelInfo
+from engine.api import Mode, ModelInfo
 from engine.core import regions
-from engine.core.loading import LOAD_ERRORS, load_failed, pretrained, quiet_libraries
+from engine.core.loading import assembled, pretrained
 from engine.core.previews import unpack_2x2
 from engine.devices import bf16_for_fp16
 from engine.families.base import Capabilities, LoadContext
@@ -109,20 +109,16 @@ def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> FluxRunner:
     else:  # a transformer file of ComfyUI's split layout, with its parts beside it
         from engine.families.flux import singlefile
 
-        quiet_libraries()
-        try:
+        def parts():
             transformer = None
             if info.format == "gguf":  # quantized weights stay quantized; each layer computes in ``dtype``
                 from diffusers import GGUFQuantizationConfig
 
                 transformer = singlefile.load_transformer(info.path, info.variant or "dev", dtype,
                                                           GGUFQuantizationConfig(compute_dtype=dtype))
-            pipe = singlefile.load_split(info, dtype, transformer)
-        except ModelError:
-            raise
-        except LOAD_ERRORS as exc:
-            raise load_failed(info.name, "this FLUX.1 model", exc) from exc
-        pipe.set_progress_bar_config(disable=True)
+            return singlefile.load_split(info, dtype, transformer)
+
+        pipe = assembled(parts, info.name, "this FLUX.1 model")
     return FluxRunner(info, pipe, caps, ctx, time.perf_counter() - started)
 
 

@@ -23,7 +23,7 @@ import time
 from engine.api import InvalidRequest, Mode, ModelError, ModelInfo
 from engine.core import reference
 from engine.core.job import Job
-from engine.core.loading import LOAD_ERRORS, load_failed, pretrained, quiet_libraries
+from engine.core.loading import LOAD_ERRORS, assembled, load_failed, pretrained
 from engine.devices import bf16_for_fp16
 from engine.families.base import Capabilities, LoadContext
 from engine.families.flux2 import probe
@@ -171,12 +171,6 @@ def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> Flux2Runner:
     else:  # a transformer file of ComfyUI's split layout, with its parts beside it
         from engine.families.flux2 import singlefile
 
-        quiet_libraries()
-        try:
-            pipe = singlefile.load_split(info, dtype, probe.is_distilled(info.variant or "distilled"))
-        except ModelError:
-            raise
-        except LOAD_ERRORS as exc:
-            raise load_failed(info.name, what, exc) from exc
-        pipe.set_progress_bar_config(disable=True)
+        pipe = assembled(lambda: singlefile.load_split(info, dtype, probe.is_distilled(info.variant or "distilled")),
+                         info.name, what)
     return Flux2Runner(info, pipe, caps, ctx, time.perf_counter() - started)

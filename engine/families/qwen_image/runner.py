@@ -17,9 +17,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from engine.api import Mode, ModelError, ModelInfo
+from engine.api import Mode, ModelInfo
 from engine.core import reference
-from engine.core.loading import LOAD_ERRORS, load_failed, pretrained, quiet_libraries
+from engine.core.loading import LOAD_ERRORS, assembled, load_failed, pretrained
 from engine.core.previews import latents_to_preview
 from engine.devices import bf16_for_fp16
 from engine.families.base import Capabilities, LoadContext
@@ -99,14 +99,7 @@ def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> QwenImageRunn
     if info.format != "diffusers":  # a transformer file of ComfyUI's split layout
         from engine.families.qwen_image.split import load_split
 
-        quiet_libraries()
-        try:
-            pipe = load_split(info, ctx.dtype)
-        except ModelError:
-            raise
-        except LOAD_ERRORS as exc:
-            raise load_failed(info.name, "this Qwen-Image model", exc) from exc
-        pipe.set_progress_bar_config(disable=True)
+        pipe = assembled(lambda: load_split(info, ctx.dtype), info.name, "this Qwen-Image model")
         return QwenImageRunner(info, pipe, caps, ctx, time.perf_counter() - started)
     classes = _CLASSES.get(info.variant, _CLASSES[""])
     cls = getattr(diffusers, classes.get(Mode.TXT2IMG) or classes[Mode.IMG2IMG])

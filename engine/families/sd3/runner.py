@@ -16,7 +16,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from engine.api import Mode, ModelError, ModelInfo
+from engine.api import Mode, ModelInfo
 from engine.core.job import Job
 from engine.families.base import Capabilities, LoadContext
 from engine.families.pipeline_runner import PipelineRunner
@@ -92,15 +92,8 @@ def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> SD3Runner:
         if info.format == "safetensors" and configs.all_in_one(configs.file_shapes(info.path)):
             pipe, notices = load_single_file(info, ctx.dtype)
         else:  # a transformer of ComfyUI's split layout (safetensors or GGUF), its encoders found beside it
-            from engine.core.loading import LOAD_ERRORS, load_failed, quiet_libraries
+            from engine.core.loading import assembled
             from engine.families.sd3.split import load_split
 
-            quiet_libraries()
-            try:
-                pipe, notices = load_split(info, ctx.dtype)
-            except ModelError:
-                raise
-            except LOAD_ERRORS as exc:
-                raise load_failed(info.name, "this SD 3.5 model", exc) from exc
-            pipe.set_progress_bar_config(disable=True)
+            pipe, notices = assembled(lambda: load_split(info, ctx.dtype), info.name, "this SD 3.5 model")
     return SD3Runner(info, pipe, caps, ctx, time.perf_counter() - started, notices)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 
-from engine.api import ModelError, Mode, ModelInfo
+from engine.api import Mode, ModelInfo
 from engine.core.job import Job
-from engine.core.loading import LOAD_ERRORS, load_failed, pretrained, quiet_libraries
+from engine.core.loading import assembled, pretrained
 from engine.devices import bf16_for_fp16
 from engine.families.base import Capabilities, LoadContext
 from engine.families.pipeline_runner import PipelineRunner
@@ -55,12 +55,5 @@ def load(info: ModelInfo, caps: Capabilities, ctx: LoadContext) -> ZImageRunner:
     else:  # a transformer file of ComfyUI's split layout (.safetensors or GGUF), its parts found beside it
         from engine.families.zimage.split import load_split
 
-        quiet_libraries()
-        try:
-            pipe = load_split(info, ctx.dtype)
-        except ModelError:
-            raise
-        except LOAD_ERRORS as exc:
-            raise load_failed(info.name, "this Z-Image model", exc) from exc
-        pipe.set_progress_bar_config(disable=True)
+        pipe = assembled(lambda: load_split(info, ctx.dtype), info.name, "this Z-Image model")
     return ZImageRunner(info, pipe, caps, ctx, time.perf_counter() - started)
