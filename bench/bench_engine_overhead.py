@@ -14,6 +14,10 @@ UNet, written to a temporary folder first; about 2 GB and minutes to build). A b
 one after another with seeds seed..seed+n-1 on both sides: Easel runs a batch image by image so that
 any one image regenerates alone bit for bit, so the raw baseline does the same work.
 
+Every run has a prompt of its own (the same for both sides, ``PROMPT`` plus the run's number), so the
+engine encodes it as raw diffusers does; ``--same-prompt`` repeats one prompt, the case of a regenerate,
+where the engine's prompt cache skips the text encoder and raw diffusers encodes every time.
+
 Both wall time and process CPU time are printed. On a machine shared with other work, wall-time
 ratios swing with the neighbours' load; with one torch thread, CPU time counts only this process's
 own work and is the steadier figure.
@@ -22,6 +26,7 @@ own work and is the steadier figure.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import tempfile
@@ -31,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 PROMPT, NEGATIVE, SEED = "a lighthouse on a cliff at dusk", "blurry", 1234
+_NUMBERS = itertools.count()  # each round's prompt is new for the whole run: no prompt-cache hit
 
 
 def main() -> None:
@@ -42,6 +48,7 @@ def main() -> None:
                         help="torch threads (1: all work on this thread, so CPU time is exact)")
     parser.add_argument("--short", action="store_true", help="the short-job grid (1/2/4 steps, 256/512, batch 1/2/4)")
     parser.add_argument("--model", choices=("tiny", "full"), default="tiny")
+    parser.add_argument("--same-prompt", action="store_true", help="one prompt for every run (prompt cache hits)")
     args = parser.parse_args()
 
     import torch
@@ -69,7 +76,7 @@ def main() -> None:
             request = GenerationRequest(prompt=PROMPT, negative_prompt=NEGATIVE, model=str(model), seed=SEED,
                                         steps=steps, width=size, height=size, sampler="Euler a", guidance_scale=7.0,
                                         batch_count=batch)
-            wall, cpu = measure(engine, raw, request, args.rounds)
+            wall, cpu = measure(engine, raw, request, args.rounds, args.same_prompt)
             e_med = statistics.median(e for e, _ in wall)
             r_med = statistics.median(r for _, r in wall)
             print(f"{steps:>5} {size:>5} {batch:>5}  {e_med:>9.3f} {r_med:>9.3f} "
@@ -77,8 +84,9 @@ def main() -> None:
                   flush=True)
 
 
-def measure(engine, raw, request, rounds: int):
-    """(wall, cpu): per round (engine seconds, raw seconds), interleaved, after one warm-up each."""
+def measure(engine, raw, request, rounds: int, same_prompt: bool = False):
+    """(wall, cpu): per round (engine seconds, raw seconds), interleaved, after one warm-up each; each
+    round's two runs share a prompt of their own unless ``same_prompt``."""
     import torch
 
     def timed(fn) -> tuple[float, float]:
@@ -86,19 +94,23 @@ def measure(engine, raw, request, rounds: int):
         fn()
         return time.perf_counter() - w0, time.process_time() - c0
 
+    prompt = request.prompt
+
     def run_engine() -> None:
-        engine.generate(request, on_progress=lambda p: None)
+        engine.generate(request.replace(prompt=prompt), on_progress=lambda p: None)
 
     def run_raw() -> None:
         with torch.inference_mode():
             for i in range(request.batch_count):
-                raw(prompt=request.prompt, negative_prompt=request.negative_prompt,
+                raw(prompt=prompt, negative_prompt=request.negative_prompt,
                     num_inference_steps=request.steps, guidance_scale=request.guidance_scale, width=request.width,
                     height=request.height, generator=torch.Generator("cpu").manual_seed(request.seed + i))
 
     timed(run_engine), timed(run_raw)  # warm-up: first-call allocations, model hash
     wall, cpu = [], []
     for i in range(rounds):
+        if not same_prompt:
+            prompt = f"{request.prompt}, study {next(_NUMBERS)}"
         if i % 2:
             r, e = timed(run_raw), timed(run_engine)
         else:
