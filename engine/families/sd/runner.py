@@ -268,7 +268,9 @@ class SDRunner(Runner):
 
         vae = pipe.vae
         # SDXL's own VAE overflows in fp16: upcast from the start unless the VAE says it is fp16-safe.
-        upcast = vae.dtype == torch.float16 and self.caps.latent_space == "sdxl" and getattr(vae.config, "force_upcast", False)
+        # (the family first: asking a model its dtype walks its modules)
+        upcast = (self.caps.latent_space == "sdxl" and getattr(vae.config, "force_upcast", False)
+                  and vae.dtype == torch.float16)
         decoded = core_decode.decode(vae, latents, notices, upcast=upcast)
         return pipe.image_processor.postprocess(decoded, output_type="pil")[0]
 
