@@ -19,7 +19,7 @@ from pathlib import Path
 from engine.api import ModelInfo
 from engine.files.safe import open_regular, read_json
 from engine.models.locations import ScanRoot
-from engine.files.control import is_control_folder
+from engine.files.control import is_control_folder, runnable as control_runnable
 from engine.files.probe import inspect_model
 from engine.outputs import write_text_atomic
 
@@ -78,7 +78,7 @@ class ModelEntry:
         if self.kind in ("checkpoint", "inpaint"):
             return self.info.problem is None
         if self.kind == "controlnet":  # a ControlNet: usable as a control when its family is known
-            return bool(self.family) and self.info.variant != "union" and self.info.format != "unknown"
+            return control_runnable(self.family, self.info.variant) and self.info.format != "unknown"
         if self.kind == "ipadapter":  # an IP-Adapter: usable with reference images unless of a kind Easel cannot run
             return self.info.variant not in ("faceid", "unknown")
         return self.kind in ("lora", "embedding", "vae", "upscaler", "taesd", "clipvision")

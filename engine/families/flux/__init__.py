@@ -33,6 +33,9 @@ LABELS = {"dev": "FLUX.1 [dev]", "schnell": "FLUX.1 [schnell]", "fill": "FLUX.1 
           "kontext": "FLUX.1 Kontext [dev]"}
 FILL_ONLY = ("FLUX.1 Fill repaints a masked region only: paint a mask (Inpaint) or extend the canvas; use FLUX.1 "
              "[dev] or [schnell] for new images and image to image")
+# The control kinds FLUX.1 [dev] / [schnell] take (engine.core.control: InstantX / XLabs canny and depth,
+# Shakker-Labs and InstantX Union: canny, tile, depth, pose; line art and scribbles through the canny mode).
+CONTROL_KINDS = ("scribble", "lineart", "canny", "depth", "pose", "tile")
 TEST_MODELS = {"flux1-dev": ("dev", "FLUX.1 [dev] (guidance-distilled)"),
                "flux1-schnell": ("schnell", "FLUX.1 [schnell] (1-4 steps)"),
                "flux1-fill": ("fill", "FLUX.1 Fill [dev] (inpaint / outpaint)"),
@@ -70,7 +73,8 @@ class Flux(Family):
             defaults = {"width": 1024, "height": 1024, "steps": 28, "guidance_scale": 3.5}
         return capabilities(label, "FLUX.1", modes=modes, refused=refused, parameters=parameters, reasons=reasons,
                             defaults=defaults, size_step=16, memory_thresholds=THRESHOLDS, latent_space="flux",
-                            addons=frozenset({"lora"}), instruction_edit=variant == "kontext")
+                            addons=frozenset({"lora"}), instruction_edit=variant == "kontext",
+                            control_kinds=CONTROL_KINDS if variant in ("dev", "schnell") else ())
 
     def load(self, info: ModelInfo, ctx: LoadContext) -> Runner:
         from engine.families.flux import runner
@@ -89,8 +93,15 @@ class Flux(Family):
         return "FLUX.1" if family == FAMILY_NAME else None
 
     def test_models(self) -> tuple[TestModel, ...]:
-        return tuple(TestModel(name, ("diffusers", "comfyui", "gguf", "single-file"), _writer(variant), what)
-                     for name, (variant, what) in TEST_MODELS.items())
+        from engine.families.flux.testcontrol import TEST_CONTROLS
+
+        generators = tuple(TestModel(name, ("diffusers", "comfyui", "gguf", "single-file"), _writer(variant), what)
+                           for name, (variant, what) in TEST_MODELS.items())
+        controls = tuple(TestModel(name, ("diffusers", "single-file"), _control_writer(name),
+                                   f"{'Union' if modes else 'canny'} ControlNet for the flux1-{fits} and flux1-schnell "
+                                   "test models")
+                         for name, (fits, modes) in TEST_CONTROLS.items())
+        return generators + controls
 
 
 def _writer(variant: str):
@@ -104,6 +115,15 @@ def _writer(variant: str):
         if layout == "single-file":  # one all-in-one checkpoint (DEST: the file, or a ComfyUI install)
             return testmodel.make_flux_single_file_test_model(dest, variant, seed=seed)
         return testmodel.make_flux_test_model(dest, variant, seed=seed)
+
+    return write
+
+
+def _control_writer(name: str):
+    def write(dest: Path, layout: str, seed: int = 0) -> Path:
+        from engine.families.flux.testcontrol import write as write_control
+
+        return write_control(name, dest, layout, seed)
 
     return write
 
