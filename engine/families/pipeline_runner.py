@@ -146,6 +146,11 @@ class PipelineRunner(Runner):
     def result_params(self, request) -> tuple[tuple[str, str], ...]:
         return ()
 
+    def reference_args(self, pipe, prompt_args: dict, request) -> dict:
+        """The prompt arguments with the request's reference images added (default: as they are; FLUX.1
+        appends its Redux tokens). After the prompt cache: the cached encoding is never changed."""
+        return prompt_args
+
     def lora_source(self, path: str):
         """What ``load_lora_weights`` is given for the LoRA file ``path`` (default: the path itself;
         diffusers converts the layouts it knows)."""
@@ -259,6 +264,7 @@ class PipelineRunner(Runner):
                 t0 = time.perf_counter()
                 prompt_args = self.prompt_cache.get(self.encode_key(pipe, text, request),
                                                     lambda: self.encode(pipe, text, request))
+                prompt_args = self.reference_args(pipe, prompt_args, request)
                 encode_s += time.perf_counter() - t0
                 for index in range(request.batch_count):
                     seed = job.seed(index)

@@ -83,6 +83,10 @@ def classify(header: SafetensorsHeader, name: str) -> _Verdict:
         return _Verdict(_reference.KIND, family, problem, UnsupportedModel, variant)
     if _reference.is_clip_vision_header(header):  # the image encoder IP-Adapters read pictures with
         return _Verdict(_reference.ENCODER_KIND, "", _reference.ENCODER_PROBLEM, UnsupportedModel)
+    if _reference.is_redux_header(header):  # FLUX.1 Redux: reference images for FLUX.1
+        return _Verdict(_reference.REDUX_KIND, "flux1", _reference.REDUX_PROBLEM, UnsupportedModel)
+    if _reference.is_siglip_vision_header(header):  # the image encoder Redux reads pictures with
+        return _Verdict(_reference.ENCODER_KIND, "", _reference.SIGLIP_PROBLEM, UnsupportedModel, "siglip")
 
     # 2. An original-layout (LDM / A1111 / ComfyUI) Stable Diffusion checkpoint.
     if _UNET_IN in tensors:

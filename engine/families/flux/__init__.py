@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.api import Mode, ModelInfo
+from engine.api import MAX_REFERENCES, Mode, ModelInfo
 from engine.families.base import Capabilities, Family, LoadContext, Runner, TestModel, capabilities
 from engine.families.flux import probe
 
@@ -74,7 +74,9 @@ class Flux(Family):
         return capabilities(label, "FLUX.1", modes=modes, refused=refused, parameters=parameters, reasons=reasons,
                             defaults=defaults, size_step=16, memory_thresholds=THRESHOLDS, latent_space="flux",
                             addons=frozenset({"lora"}), instruction_edit=variant == "kontext",
-                            control_kinds=CONTROL_KINDS if variant in ("dev", "schnell") else ())
+                            control_kinds=CONTROL_KINDS if variant in ("dev", "schnell") else (),
+                            # reference images: FLUX.1 Redux (engine.core.reference.Redux)
+                            references=MAX_REFERENCES if variant in ("dev", "schnell") else 0)
 
     def load(self, info: ModelInfo, ctx: LoadContext) -> Runner:
         from engine.families.flux import runner
@@ -101,7 +103,10 @@ class Flux(Family):
                                    f"{'Union' if modes else 'canny'} ControlNet for the flux1-{fits} and flux1-schnell "
                                    "test models")
                          for name, (fits, modes) in TEST_CONTROLS.items())
-        return generators + controls
+        redux = TestModel("redux-flux1", ("single-file", "comfyui"), _redux_writer,
+                          "FLUX.1 Redux (reference images) for the flux1-dev and flux1-schnell test models, with its "
+                          "tiny SigLIP image encoder")
+        return generators + controls + (redux,)
 
 
 def _writer(variant: str):
@@ -126,6 +131,12 @@ def _control_writer(name: str):
         return write_control(name, dest, layout, seed)
 
     return write
+
+
+def _redux_writer(dest: Path, layout: str, seed: int = 0) -> Path:
+    from engine.families.flux.testreference import write
+
+    return write(dest, layout, seed)
 
 
 FAMILY = Flux()
