@@ -440,6 +440,11 @@ def pipeline(pipe, controlnets: list, build=None, label: str = ""):
         out = build(cls, net) if build is not None else cls.from_pipe(pipe, controlnet=net)
     except ValueError as exc:  # Z-Image's inpaint pipeline refuses the Union 1.0 model
         raise InvalidRequest("controls", f"this control model cannot inpaint ({_short(exc)})") from exc
+    seq = getattr(out, "model_cpu_offload_seq", "") or ""
+    if "transformer" in seq and "controlnet" not in seq.split("->"):
+        # Model offload moves the control model onto the GPU just before the transformer (Z-Image's shares
+        # the transformer's embedders and refiners: the transformer's hook brings them back right after).
+        out.model_cpu_offload_seq = seq.replace("transformer", "controlnet->transformer", 1)
     out.set_progress_bar_config(disable=True)
     return out
 
