@@ -32,14 +32,16 @@ def add_reference_options(gen: argparse.ArgumentParser) -> None:
     further input images)."""
     gen.add_argument("--reference", action="append", default=[], metavar="IMAGE[:WEIGHT]",
                      help="a reference image: for SD 1.5 / SDXL, one whose style or subject the result takes "
-                     "(IP-Adapter; WEIGHT 0-2, default 1); for Qwen-Image-Edit Plus and FLUX.2 [klein], a further "
-                     "input image (\"put the hat from image 2 on the cat\"; WEIGHT 0 leaves it out); repeatable")
+                     "(IP-Adapter; WEIGHT 0-2, default 1); for FLUX.1 [dev] / [schnell] the same through FLUX.1 "
+                     "Redux; for Qwen-Image-Edit Plus and FLUX.2, a further input image "
+                     "(\"put the hat from image 2 on the cat\"; WEIGHT 0 leaves it out); repeatable")
     gen.add_argument("--ip-adapter", default="", metavar="NAME_OR_PATH",
-                     help="the IP-Adapter of the --reference images (default: one for the model's family from the "
-                     "model folders: ComfyUI models/ipadapter, A1111 models/ControlNet)")
+                     help="the IP-Adapter (FLUX.1: the Redux model) of the --reference images (default: one for the "
+                     "model's family from the model folders: ComfyUI models/ipadapter or models/style_models, A1111 "
+                     "models/ControlNet)")
     gen.add_argument("--image-encoder", default="", metavar="PATH",
-                     help="its CLIP vision image encoder, a folder or .safetensors (default: an image_encoder folder "
-                     "beside the adapter, or ComfyUI models/clip_vision)")
+                     help="its image encoder (CLIP vision; FLUX.1 Redux: SigLIP), a folder or .safetensors (default: an "
+                     "image_encoder folder beside the adapter, or ComfyUI models/clip_vision)")
 
 
 def references_from_args(args) -> tuple:

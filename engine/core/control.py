@@ -3,16 +3,22 @@
 A family declares the control kinds it takes (``Capabilities.control_kinds``); its runner asks this
 module for the rest: ``check`` refuses what the model does not take, ``ControlModels`` resolves each
 input's control model (a path, a name in the model library, or the library's choice for the
-family and kind), loads it safetensors-only and offline (a diffusers folder, or one file in either
-layout, its config built from the generator's own UNet config and the file's tensor shapes: never
-fetched, never unpickled), checks that it belongs to the generator's family, and keeps it for the
-next job; ``pipeline`` builds the ControlNet pipeline from the loaded one (``from_pipe``: the same
-modules, no copy); ``call_args`` adds the control images, scales and step ranges to a call.
-Engine thread, except ``check`` and ``choose`` (any thread).
+family and kind), loads it safetensors-only and offline (a diffusers folder, or one file, its config
+built from the generator's own denoiser config and the file's tensor shapes: never fetched, never
+unpickled), checks that it belongs to the generator's family and fits its denoiser, and keeps it for
+the next job; ``pipeline`` builds the ControlNet pipeline from the loaded one (the same modules, no
+copy); ``call_args`` adds the control images, scales, step ranges and a Union model's control mode to
+a call (``step_range`` gives a step range to a pipeline that has none: Z-Image's); ``record`` is what
+the metadata says of them. SD 1.5 / SDXL (``ControlNetModel``), FLUX.1 (``FluxControlNetModel``:
+canny / depth / Union, several at once) and Z-Image (``ZImageControlNetModel``, the Fun Union: one at
+a time). Engine thread, except ``check`` and ``choose`` (any thread).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import inspect
 import logging
 import os
 from collections import OrderedDict
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.api import ControlInput, InvalidRequest, ModelError, ModelInfo, UnsupportedModel
-from engine.files.control import FAMILY_NAMES, KIND
+from engine.files.control import FAMILY_NAMES, KIND, UNION, runnable
 from engine.files.probe import inspect_model, read_header
 
 log = logging.getLogger(__name__)
@@ -33,7 +39,22 @@ CONTROL_PIPELINES = {
     "StableDiffusionXLPipeline": "StableDiffusionXLControlNetPipeline",
     "StableDiffusionXLImg2ImgPipeline": "StableDiffusionXLControlNetImg2ImgPipeline",
     "StableDiffusionXLInpaintPipeline": "StableDiffusionXLControlNetInpaintPipeline",
+    "FluxPipeline": "FluxControlNetPipeline",
+    "FluxImg2ImgPipeline": "FluxControlNetImg2ImgPipeline",
+    "FluxInpaintPipeline": "FluxControlNetInpaintPipeline",
+    "ZImagePipeline": "ZImageControlNetPipeline",
+    "ZImageInpaintPipeline": "ZImageControlNetInpaintPipeline",  # Union 2.x only (its inpaint channels)
 }
+# What runs several control models at once, by the control model's class ("" = one at a time).
+MULTI = {"ControlNetModel": "MultiControlNetModel", "FluxControlNetModel": "FluxMultiControlNetModel",
+         "ZImageControlNetModel": ""}
+# A FLUX.1 Union model's control modes (InstantX / Shakker-Labs Union: canny 0, tile 1, depth 2, blur 3,
+# pose 4, gray 5, low quality 6). Line art and scribbles are edges: the canny mode reads them.
+UNION_MODES = {"canny": 0, "tile": 1, "depth": 2, "pose": 4, "lineart": 0, "scribble": 0}
+MODE_NAMES = {0: "canny", 1: "tile", 2: "depth", 3: "blur", 4: "pose", 5: "gray", 6: "low quality"}
+# What each family's Union models take: FLUX.1's the kinds it has a mode for; Z-Image's Fun Union was
+# trained on canny, HED (soft line art), depth, pose (and MLSD) images and reads the kind from the image.
+UNION_KINDS = {"flux1": tuple(UNION_MODES), "zimage": ("canny", "depth", "pose", "lineart")}
 WHERE = "put one in the model folders (A1111 models/ControlNet, ComfyUI models/controlnet) or give its path"
 KEEP = 4  # control models kept loaded per generator
 
@@ -51,9 +72,10 @@ def check(caps, controls) -> None:
 
 
 def active(controls) -> tuple:
-    """The controls that act on at least one step (a range of zero width, e.g. end 0, acts on none:
-    the job runs as if it were not there). Any thread."""
-    return tuple(c for c in controls if c.end > c.start)
+    """The controls that act: on at least one step (a range of zero width, e.g. end 0, acts on none)
+    and with a strength above 0; the job runs as if the others were not there (FLUX.1's pipeline would
+    otherwise draw the control image's latents from the seed's generator, shifting the noise). Any thread."""
+    return tuple(c for c in controls if c.end > c.start and c.strength > 0)
 
 
 def family_name(family: str) -> str:
@@ -70,8 +92,17 @@ def choose(library, family: str, kind: str):
     named = sorted((e for e in fitting if e.info.variant == kind), key=lambda e: e.name.lower())
     if named:
         return named[0]
+    unions = sorted((e for e in fitting if e.info.variant == UNION and union_takes(e.family, kind)),
+                    key=lambda e: e.name.lower())
+    if unions:  # a Union model takes every kind it has a mode for
+        return unions[0]
     unnamed = [e for e in fitting if not e.info.variant]
     return unnamed[0] if len(unnamed) == 1 else None
+
+
+def union_takes(family: str, kind: str) -> bool:
+    """Whether a Union control model of ``family`` takes ``kind`` (``UNION_KINDS``)."""
+    return kind in UNION_KINDS.get(family, ())
 
 
 def resolve(control: ControlInput, library, family: str) -> str:
@@ -99,8 +130,13 @@ def resolve(control: ControlInput, library, family: str) -> str:
 class LoadedControl:
     path: str
     info: ModelInfo
-    model: object  # diffusers ControlNetModel
+    model: object  # diffusers ControlNetModel / FluxControlNetModel / ZImageControlNetModel
     hash10: str = ""
+
+    @property
+    def union(self) -> bool:
+        """A FLUX.1 Union model, which is told the control's mode (Z-Image's reads it from the image)."""
+        return getattr(self.model.config, "num_mode", None) is not None
 
 
 class ControlModels:
@@ -112,41 +148,60 @@ class ControlModels:
         self.dtype = dtype
         self.loaded: OrderedDict[str, LoadedControl] = OrderedDict()
 
-    def get(self, control: ControlInput, base: ModelInfo, unet) -> LoadedControl:
+    def get(self, control: ControlInput, base: ModelInfo, denoiser) -> LoadedControl:
         """The loaded control model for ``control`` (loading it the first time), checked against the
-        generator ``base`` (its ModelInfo) and its ``unet``. Raises InvalidRequest / ModelError (one line)."""
+        generator ``base`` (its ModelInfo) and its ``denoiser`` (the UNet or transformer). Raises
+        InvalidRequest / ModelError (one line)."""
         path = resolve(control, self.library, base.family)
         hit = self.loaded.get(path)
-        if hit is not None:
-            self.loaded.move_to_end(path)
-            return hit
-        info = inspect_model(path)
-        if info.kind != KIND:
-            raise InvalidRequest("controls", f"{info.name} is not a control model ({info.problem or info.kind})")
-        if info.variant == "union" or (info.problem and not info.family):
-            raise UnsupportedModel(info.name, info.problem or "this control model cannot be used")
-        if info.family != base.family:
-            raise InvalidRequest("controls", f"{info.name} is a control model for {family_name(info.family)}, but "
-                                 f"{base.name} is {family_name(base.family)}: choose a {family_name(base.family)} "
-                                 "control model")
-        model = load_controlnet(info, unet, self.dtype)
-        fits = _fits(model, unet)
-        if fits:
-            raise InvalidRequest("controls", f"{info.name} does not fit {base.name} ({fits}): choose a control model "
-                                 f"made for it")
-        loaded = LoadedControl(path, info, model, (self.hasher(path) if self.hasher else "")[:10])
-        self.loaded[path] = loaded
-        while len(self.loaded) > KEEP:
-            self.loaded.popitem(last=False)
-        return loaded
+        if hit is None:
+            info = inspect_model(path)
+            if info.kind != KIND:
+                raise InvalidRequest("controls", f"{info.name} is not a control model ({info.problem or info.kind})")
+            if info.problem and not info.family:
+                raise UnsupportedModel(info.name, info.problem)
+            if info.family != base.family:
+                raise InvalidRequest("controls", f"{info.name} is a control model for {family_name(info.family)}, but "
+                                     f"{base.name} is {family_name(base.family)}: choose a {family_name(base.family)} "
+                                     "control model")
+            if not runnable(info.family, info.variant):
+                raise UnsupportedModel(info.name, f"{family_name(info.family)} ControlNet Union models are not "
+                                       "supported yet")
+            model = load_controlnet(info, denoiser, self.dtype)
+            fits = _fits(model, denoiser)
+            if fits:
+                raise InvalidRequest("controls", f"{info.name} does not fit {base.name} ({fits}): choose a control "
+                                     "model made for it")
+            hit = LoadedControl(path, info, model, (self.hasher(path) if self.hasher else "")[:10])
+            self.loaded[path] = hit
+            while len(self.loaded) > KEEP:
+                self.loaded.popitem(last=False)
+        self.loaded.move_to_end(path)
+        if hit.info.variant == UNION and not union_takes(hit.info.family, control.kind):
+            raise InvalidRequest("controls", f"{hit.info.name} (a Union control model) has no {control.kind} mode; "
+                                 f"it takes {', '.join(UNION_KINDS.get(hit.info.family, ()))}")
+        return hit
 
     def clear(self) -> None:
         self.loaded.clear()
 
 
-def _fits(model, unet) -> str:
-    """Why the ControlNet cannot steer ``unet`` ("" when it can): cross-attention width, SDXL's extra embeddings."""
-    c, u = model.config, unet.config
+def _fits(model, denoiser) -> str:
+    """Why the control model cannot steer ``denoiser`` ("" when it can): for SD the cross-attention width
+    and SDXL's extra embeddings; for FLUX.1 and Z-Image the width of the blocks it adds to."""
+    c, u = model.config, denoiser.config
+    name = type(model).__name__
+    if name == "FluxControlNetModel":
+        mine, theirs = c.num_attention_heads * c.attention_head_dim, u.num_attention_heads * u.attention_head_dim
+        if mine != theirs or c.joint_attention_dim != u.joint_attention_dim:
+            return f"it is {mine} wide for a {c.joint_attention_dim}-wide text encoder, the model {theirs} for {u.joint_attention_dim}"
+        return ""
+    if name == "ZImageControlNetModel":
+        if c.dim != u.dim:
+            return f"it is {c.dim} wide, the model {u.dim}"
+        if max(c.control_layers_places) >= u.n_layers:
+            return f"it steers layer {max(c.control_layers_places)}, the model has {u.n_layers}"
+        return ""
     if c.cross_attention_dim != u.cross_attention_dim:
         return f"its cross-attention width is {c.cross_attention_dim}, the model's {u.cross_attention_dim}"
     if (c.addition_embed_type or None) != (u.addition_embed_type or None):
@@ -159,23 +214,31 @@ def _fits(model, unet) -> str:
 # ------------------------------------------------------------------------------------ loading
 
 
-def load_controlnet(info: ModelInfo, unet, dtype):
-    """A ControlNetModel from ``info`` (a diffusers folder or one .safetensors file), on the CPU in
-    ``dtype``. A single file's config comes from the generator's ``unet`` config and the file's own
-    tensor shapes, so nothing is fetched. Engine thread; raises ModelError (one line)."""
-    from diffusers import ControlNetModel
+CLASSES = {"flux1": "FluxControlNetModel", "zimage": "ZImageControlNetModel"}  # other families: ControlNetModel
 
+
+def load_controlnet(info: ModelInfo, denoiser, dtype):
+    """The control model of ``info`` (a diffusers folder or one .safetensors file), on the CPU in
+    ``dtype``. A single file's config comes from the generator's ``denoiser`` config and the file's own
+    tensor shapes, so nothing is fetched. Engine thread; raises ModelError (one line)."""
+    import diffusers
+
+    cls = getattr(diffusers, CLASSES.get(info.family, "ControlNetModel"))
     try:
         if info.format == "diffusers":
             names = [p.name for p in Path(info.path).glob("*.safetensors")]
             variant = "fp16" if names and all(".fp16." in n for n in names) else None  # a variant="fp16" download
-            model = ControlNetModel.from_pretrained(info.path, local_files_only=True, use_safetensors=True,
-                                                    dtype=dtype, variant=variant)
+            model = cls.from_pretrained(info.path, local_files_only=True, use_safetensors=True, dtype=dtype,
+                                        variant=variant)
+        elif info.family == "flux1":
+            model = _load_flux_single_file(info, denoiser, dtype)
+        elif info.family == "zimage":
+            model = _load_zimage_single_file(info, denoiser, dtype)
         else:
-            model = _load_single_file(info, unet, dtype)
+            model = _load_single_file(info, denoiser, dtype)
     except ModelError:
         raise
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, AssertionError) as exc:
         log.info("loading control model %s failed", info.path, exc_info=True)
         raise ModelError(info.name, f"this control model cannot be loaded ({_short(exc)})") from exc
     return model.eval()
@@ -255,21 +318,148 @@ def _load_single_file(info: ModelInfo, unet, dtype):
     return model.to(dtype=dtype)
 
 
+def _count(shapes: dict, prefix: str) -> int:
+    """How many numbered blocks ``prefix.N.`` the names hold."""
+    return len({k[len(prefix):].split(".")[0] for k in shapes if k.startswith(prefix)})
+
+
+def flux_single_file_config(transformer_config, shapes: dict[str, tuple[int, ...]]) -> dict:
+    """A FluxControlNetModel config for one file in diffusers' names: its depth, widths, guidance, Union
+    modes and XLabs-style hint block from the shapes; the RoPE axes from the generator's transformer."""
+    inner = shapes["controlnet_x_embedder.weight"][0]
+    norm = shapes.get("transformer_blocks.0.attn.norm_q.weight")
+    head = norm[0] if norm else transformer_config["attention_head_dim"]
+    config = {
+        "patch_size": 1, "in_channels": shapes["x_embedder.weight"][1],
+        "num_layers": _count(shapes, "transformer_blocks."),
+        "num_single_layers": _count(shapes, "single_transformer_blocks."),
+        "attention_head_dim": head, "num_attention_heads": inner // head,
+        "joint_attention_dim": shapes["context_embedder.weight"][1],
+        "pooled_projection_dim": shapes["time_text_embed.text_embedder.linear_1.weight"][1],
+        "guidance_embeds": "time_text_embed.guidance_embedder.linear_1.weight" in shapes,
+        "axes_dims_rope": list(transformer_config["axes_dims_rope"]),
+    }
+    if "controlnet_mode_embedder.weight" in shapes:
+        config["num_mode"] = shapes["controlnet_mode_embedder.weight"][0]
+    if "input_hint_block.conv_out.weight" in shapes:
+        config["conditioning_embedding_channels"] = shapes["input_hint_block.conv_out.weight"][0]
+    return config
+
+
+def _assign(cls, config: dict, state: dict, info: ModelInfo, dtype):
+    import torch
+
+    with torch.device("meta"):
+        model = cls.from_config(config)
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    if missing or unexpected:
+        some = (missing or unexpected)[:2]
+        raise ModelError(info.name, f"its weights do not match the architecture it claims ({', '.join(some)} …)")
+    return model.to(dtype=dtype)
+
+
+def _load_flux_single_file(info: ModelInfo, transformer, dtype):
+    from diffusers import FluxControlNetModel
+    from safetensors.torch import load_file
+
+    config = flux_single_file_config(dict(transformer.config), read_header(info.path).shapes())
+    return _assign(FluxControlNetModel, config, load_file(info.path), info, dtype)
+
+
+def zimage_single_file_config(transformer_config, shapes: dict[str, tuple[int, ...]], refiner_trained: bool) -> dict:
+    """A ZImageControlNetModel config for one Fun ControlNet file (1.0, 2.0 or 2.1), as diffusers reads
+    them: the control layers spread evenly over the generator's layers (1.0: 6 of 30, every 5th; 2.x: 15,
+    every 2nd), the input width from the patch embedder (1.0: the latent's 16 channels; 2.x: 33, with the
+    inpaint mask and image), the noise-refiner control of 2.1 (``refiner_trained``: its before_proj is not
+    all zero; 2.0 ships an untrained one, which diffusers leaves out)."""
+    t = transformer_config
+    patches = sorted({k.split(".")[1] for k in shapes if k.startswith("control_all_x_embedder.")})
+    sizes = [tuple(int(v) for v in p.split("-")) for p in patches]
+    first = shapes[f"control_all_x_embedder.{patches[0]}.weight"]
+    patch, frames = sizes[0]
+    in_dim = first[1] // (patch * patch * frames)
+    layers = _count(shapes, "control_layers.")
+    every = max(1, t["n_layers"] // layers)
+    refiners = _count(shapes, "control_noise_refiner.")
+    has_proj = "control_noise_refiner.0.before_proj.weight" in shapes
+    if in_dim == t["in_channels"] and not has_proj:
+        mode = None  # 1.0: a plain refiner over the control image
+    else:
+        mode = "control_noise_refiner" if has_proj and refiner_trained else "control_layers"
+    return {
+        "control_layers_places": [i * every for i in range(layers)],
+        "control_refiner_layers_places": list(range(t["n_refiner_layers"])),
+        "control_in_dim": in_dim, "add_control_noise_refiner": mode,
+        "all_patch_size": tuple(s[0] for s in sizes), "all_f_patch_size": tuple(s[1] for s in sizes),
+        "dim": first[0], "n_refiner_layers": refiners or t["n_refiner_layers"], "n_heads": t["n_heads"],
+        "n_kv_heads": t["n_kv_heads"], "norm_eps": t["norm_eps"], "qk_norm": t["qk_norm"],
+    }
+
+
+def _load_zimage_single_file(info: ModelInfo, transformer, dtype):
+    from diffusers import ZImageControlNetModel
+    from safetensors.torch import load_file
+
+    state = load_file(info.path)
+    proj = state.get("control_noise_refiner.0.before_proj.weight")
+    config = zimage_single_file_config(dict(transformer.config), read_header(info.path).shapes(),
+                                       proj is not None and bool(proj.abs().sum() > 0))
+    if config["add_control_noise_refiner"] == "control_layers":  # 2.0's untrained refiner: left out, as diffusers does
+        state = {k: v for k, v in state.items() if not k.startswith("control_noise_refiner.")}
+    return _assign(ZImageControlNetModel, config, state, info, dtype)
+
+
 # ------------------------------------------------------------------------------------ running
 
 
-def pipeline(pipe, controlnets: list):
-    """The ControlNet pipeline matching ``pipe`` (txt2img / img2img / inpaint), sharing its modules."""
+def pipeline(pipe, controlnets: list, build=None, label: str = ""):
+    """The ControlNet pipeline matching ``pipe`` (txt2img / img2img / inpaint), sharing its modules.
+    ``controlnets``: one model per control input (the same one may come several times); ``build(cls,
+    controlnet)`` makes the pipeline (default ``cls.from_pipe``; a runner whose modules must keep their
+    own dtypes, e.g. a GGUF transformer, passes its own). ``label``: the model's, for the refusals."""
     import diffusers
 
     name = CONTROL_PIPELINES.get(type(pipe).__name__)
     if name is None:
-        raise InvalidRequest("controls", f"{type(pipe).__name__} has no ControlNet pipeline")
+        raise InvalidRequest("controls", f"{label or type(pipe).__name__} takes no control inputs in this mode: "
+                             "use text to image" + ("" if "Img2Img" in type(pipe).__name__ else " or image to image"))
+    kind = type(controlnets[0]).__name__
+    if len(controlnets) == 1:
+        net = controlnets[0]
+    elif not MULTI.get(kind):
+        raise InvalidRequest("controls", f"{label or 'this model'} takes one control input at a time "
+                             f"(got {len(controlnets)})")
+    else:
+        unique = list({id(n): n for n in controlnets}.values())
+        multi = getattr(diffusers, MULTI[kind], None) or getattr(diffusers.models.controlnets, MULTI[kind])
+        # one FLUX.1 Union model for several inputs: loaded once, run once per input (diffusers' own way)
+        one_union = kind == "FluxControlNetModel" and len(unique) == 1 and unique[0].config.num_mode is not None
+        net = multi(unique if one_union else controlnets)
     cls = getattr(diffusers, name)
-    net = controlnets[0] if len(controlnets) == 1 else diffusers.models.controlnets.MultiControlNetModel(controlnets)
-    out = cls.from_pipe(pipe, controlnet=net)
+    try:
+        out = build(cls, net) if build is not None else cls.from_pipe(pipe, controlnet=net)
+    except ValueError as exc:  # Z-Image's inpaint pipeline refuses the Union 1.0 model
+        raise InvalidRequest("controls", f"this control model cannot inpaint ({_short(exc)})") from exc
+    seq = getattr(out, "model_cpu_offload_seq", "") or ""
+    if "transformer" in seq and "controlnet" not in seq.split("->"):
+        # Model offload moves the control model onto the GPU just before the transformer (Z-Image's shares
+        # the transformer's embedders and refiners: the transformer's hook brings them back right after).
+        out.model_cpu_offload_seq = seq.replace("transformer", "controlnet->transformer", 1)
     out.set_progress_bar_config(disable=True)
     return out
+
+
+def takes(pipe, argument: str) -> bool:
+    """Whether ``pipe``'s call takes ``argument`` (Z-Image's control inpaint takes no ``strength``)."""
+    return argument in inspect.signature(type(pipe).__call__).parameters
+
+
+def denoisers(pipe, name: str = "") -> list:
+    """The modules of ``pipe`` that run once per step (cancel hooks go on them): its denoiser (``name``,
+    else its UNet or transformer), and its control model when it has one."""
+    out = [getattr(pipe, n) for n in ((name,) if name else ("unet", "transformer")) if getattr(pipe, n, None) is not None]
+    net = getattr(pipe, "controlnet", None)
+    return out + ([net] if net is not None else [])
 
 
 def control_image(control: ControlInput, size: tuple[int, int], box=None):
@@ -297,31 +487,77 @@ def control_image(control: ControlInput, size: tuple[int, int], box=None):
     return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
 
 
-def call_args(args: dict, controls, size: tuple[int, int], plan=None) -> dict:
+def call_args(args: dict, controls, size: tuple[int, int], plan=None, pipe=None, loaded=None) -> dict:
     """``args`` of a pipeline call with the control images, scales and step ranges added. ``size``:
-    the working size; ``plan``: an inpaint plan whose box the control images are cropped to."""
+    the working size; ``plan``: an inpaint plan whose box the control images are cropped to; ``pipe``:
+    the ControlNet pipeline (the names its call takes); ``loaded``: each control's LoadedControl (a
+    FLUX.1 Union model is told each control's mode)."""
     box = None
     source = getattr(plan, "source", None)
     if source is not None and getattr(plan, "box", None) and tuple(plan.box) != (0, 0, *source.size):
         box = (*plan.box, *source.size)
     images = [control_image(c, size, box) for c in controls]
     one = len(controls) == 1
+    names = set(inspect.signature(type(pipe).__call__).parameters) if pipe is not None else None
     out = dict(args)
-    key = "control_image" if "image" in args else "image"
+    key = "control_image" if (names is not None and "control_image" in names) or "image" in args else "image"
     out[key] = images[0] if one else images
     out["controlnet_conditioning_scale"] = float(controls[0].strength) if one else [float(c.strength) for c in controls]
-    out["control_guidance_start"] = float(controls[0].start) if one else [float(c.start) for c in controls]
-    out["control_guidance_end"] = float(controls[0].end) if one else [float(c.end) for c in controls]
+    if names is None or "control_guidance_start" in names:  # else: ``step_range`` gives the pipeline one
+        out["control_guidance_start"] = float(controls[0].start) if one else [float(c.start) for c in controls]
+        out["control_guidance_end"] = float(controls[0].end) if one else [float(c.end) for c in controls]
+    if loaded and any(n.union for n in loaded):
+        modes = [UNION_MODES[c.kind] if n.union else None for c, n in zip(controls, loaded)]
+        out["control_mode"] = modes[0] if one else modes
     out.setdefault("width", size[0])
     out.setdefault("height", size[1])
     return out
 
 
+@contextlib.contextmanager
+def step_range(pipe, controls):
+    """Give a ControlNet pipeline without ``control_guidance_start/end`` (Z-Image's) the control's step
+    range: its control model's scale is 0 on the steps outside it (diffusers' own rule for which steps
+    those are), so those steps run as without the control. A no-op for a pipeline that takes the range."""
+    if takes(pipe, "control_guidance_start") or len(controls) != 1:
+        yield
+        return
+    c, net, calls = controls[0], pipe.controlnet, [0]
+
+    def scale(module, args, kwargs):
+        n = max(1, int(getattr(pipe, "_num_timesteps", 0) or 1))
+        i, calls[0] = calls[0], calls[0] + 1
+        if i / n < c.start or (i + 1) / n > c.end:
+            kwargs = {**kwargs, "conditioning_scale": 0.0}
+        return args, kwargs
+
+    handle = None if (c.start == 0 and c.end == 1) else net.register_forward_pre_hook(scale, with_kwargs=True)
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.remove()
+
+
+def record(request, loaded: list, params: list, notice):
+    """The request with each control's model path and hash as run; A1111's ``ControlNet N`` pairs (and a
+    Union model's ``Control mode``) appended to ``params``; ``notice(text)`` when a model is not the one
+    the request's hash asked for (regenerating with another file)."""
+    for i, (c, n) in enumerate(zip(request.controls, loaded)):
+        params.append((f"ControlNet {i}", a1111_line(c, n)))
+        if c.model_hash and n.hash10 and c.model_hash != n.hash10:
+            notice(f"control model {n.info.name} is not the one asked for (hash {n.hash10}, not "
+                   f"{c.model_hash}): the image will differ")
+    return request.replace(controls=tuple(dataclasses.replace(c, model=n.path, model_hash=n.hash10)
+                                          for c, n in zip(request.controls, loaded)))
+
+
 def a1111_line(control: ControlInput, loaded: LoadedControl) -> str:
     """A1111's ``ControlNet N`` value: Module, Model name [hash], Weight, Guidance Start/End."""
     model = f"{loaded.info.name} [{loaded.hash10}]" if loaded.hash10 else loaded.info.name
+    mode = f", Union Control Type: {MODE_NAMES[UNION_MODES[control.kind]]}" if loaded.union and control.kind in UNION_MODES else ""
     return (f"Module: {control.preprocessor or 'none'}, Model: {model}, Weight: {_num(control.strength)}, "
-            f"Guidance Start: {_num(control.start)}, Guidance End: {_num(control.end)}")
+            f"Guidance Start: {_num(control.start)}, Guidance End: {_num(control.end)}{mode}")
 
 
 def _num(value: float) -> str:

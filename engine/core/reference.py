@@ -344,3 +344,222 @@ def a1111_line(ref: ReferenceInput, adapter: Adapter) -> str:
     weight = repr(float(ref.weight))
     weight = weight[:-2] if weight.endswith(".0") else weight
     return f"Module: {module_name(adapter)}, Model: {model}, Weight: {weight}, Guidance Start: 0, Guidance End: 1"
+
+
+# ------------------------------------------------------------------------------------ FLUX.1 Redux
+
+REDUX_WHERE = ("put flux1-redux-dev.safetensors in the model folders (ComfyUI models/style_models) or give its "
+               "path (--ip-adapter)")
+SIGLIP_WHERE = ("FLUX.1 Redux reads pictures with a SigLIP image encoder: put sigclip_vision_patch14_384.safetensors "
+                "in ComfyUI's models/clip_vision (or Redux's image_encoder folder beside it)")
+# What a SigLIP file's shapes do not say: the picture size (SigLIP so400m-patch14-384's 729 patches fit
+# 378 px as well as 384) and the heads, by width.
+_SIGLIP_SIZES = {1152: 384}
+_SIGLIP_HEADS = {768: 12, 1152: 16}
+
+
+@dataclass(frozen=True)
+class ReduxModel:
+    """One reference's FLUX.1 Redux model (its ``redux_up`` / ``redux_down`` weights) and SigLIP encoder."""
+
+    path: str  # the file, or a FluxPriorReduxPipeline folder (image_embedder/ + image_encoder/)
+    name: str
+    weights: str
+    encoder: str
+    widths: tuple[int, int]  # (encoder width it reads, prompt-token width it writes)
+    hash10: str = ""
+
+
+def _redux_weights(path: str) -> str:
+    p = Path(path)
+    if p.is_dir():
+        found = sorted((p / "image_embedder").glob("*.safetensors")) or sorted(p.glob("*.safetensors"))
+        return str(found[0]) if found else ""
+    return str(p)
+
+
+def resolve_redux(ref: ReferenceInput, library) -> str:
+    """The path of ``ref``'s Redux model: its path, its name in the library, or the library's one.
+    InvalidRequest (one line) when there is none."""
+    want = ref.model
+    if want:
+        path = Path(want).expanduser()
+        if path.exists():
+            return os.path.realpath(path)
+        if library is not None:
+            entry = library.find(files.REDUX_KIND, Path(want).stem if want.endswith(".safetensors") else want, "flux1")
+            if entry is not None:
+                return entry.path
+        raise InvalidRequest("references", f"no Redux model called {want} ({REDUX_WHERE})")
+    if library is not None:
+        library.ensure_scanned()
+        found = sorted((e for e in library.of_kind(files.REDUX_KIND) if e.usable), key=lambda e: e.name.lower())
+        if found:
+            return found[0].path
+    raise InvalidRequest("references", f"no FLUX.1 Redux model in the model library: {REDUX_WHERE}")
+
+
+def _siglip_width(path: str) -> int | None:
+    p = Path(path)
+    try:
+        if p.is_dir():
+            config = json.loads((p / "config.json").read_text("utf-8"))
+            if "siglip" not in str(config.get("model_type", "")):
+                return None
+            return int(config.get("vision_config", config)["hidden_size"])
+        header = read_header(str(p))
+        if files.is_siglip_vision_header(header):
+            return int(header.tensors["vision_model.embeddings.patch_embedding.weight"].shape[0])
+    except (OSError, ValueError, KeyError, TypeError, ModelError):
+        pass
+    return None
+
+
+def find_siglip(redux: str, width: int, library, explicit: str = "") -> str:
+    """The SigLIP encoder ``redux`` reads with: ``explicit``, Redux's own ``image_encoder/``, one in the
+    ComfyUI ``models/clip_vision`` beside its ``models/style_models``, or one in the library, whose width is ``width``. InvalidRequest (one line, saying where it goes) when none fits."""
+    here = Path(redux) if Path(redux).is_dir() else Path(redux).parent
+    candidates = [os.path.realpath(Path(explicit).expanduser())] if explicit else []
+    candidates += [str(f) for f in (here / "image_encoder", here.parent / "image_encoder") if (f / "config.json").is_file()]
+    candidates += [str(f) for f in sorted((here.parent / "clip_vision").glob("*.safetensors"))]  # ComfyUI's, beside style_models
+    if library is not None:
+        library.ensure_scanned()
+        for e in library.of_kind(files.ENCODER_KIND):
+            parent = Path(e.path).parent
+            candidates.append(str(parent) if (parent / "config.json").is_file() else e.path)
+    for candidate in candidates:
+        if _siglip_width(candidate) == width:
+            return candidate
+    if explicit:
+        raise InvalidRequest("references", f"{explicit} is not a SigLIP image encoder that fits {Path(redux).stem}")
+    raise InvalidRequest("references", SIGLIP_WHERE)
+
+
+def load_siglip(path: str, dtype):
+    """A SiglipVisionModel from a folder or one file (its config from the shapes), on the CPU in ``dtype``;
+    never fetched, never unpickled. Raises ModelError (one line)."""
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    name = Path(path).name
+    try:
+        if Path(path).is_dir():
+            model = SiglipVisionModel.from_pretrained(path, local_files_only=True, use_safetensors=True, dtype=dtype)
+        else:
+            from safetensors.torch import load_file
+
+            s = read_header(path).shapes()
+            patch = s["vision_model.embeddings.patch_embedding.weight"]
+            hidden = patch[0]
+            side = math.isqrt(s["vision_model.embeddings.position_embedding.weight"][0])
+            config = SiglipVisionConfig(
+                hidden_size=hidden, num_channels=patch[1], patch_size=patch[2],
+                image_size=_SIGLIP_SIZES.get(hidden, side * patch[2]),
+                num_hidden_layers=len({k.split(".")[3] for k in s if k.startswith("vision_model.encoder.layers.")}),
+                intermediate_size=s["vision_model.encoder.layers.0.mlp.fc1.weight"][0],
+                num_attention_heads=_SIGLIP_HEADS.get(hidden, max(1, hidden // 64)),
+                vision_use_head="vision_model.head.probe" in s)
+            model = SiglipVisionModel(config)
+            state = {k: v for k, v in load_file(path).items() if not k.endswith("position_ids")}
+            if not any(k.startswith("vision_model.") for k in model.state_dict()):  # transformers' own names
+                state = {k.removeprefix("vision_model."): v for k, v in state.items()}
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            missing = [k for k in missing if not k.endswith("position_ids")]
+            if missing or unexpected:
+                raise ModelError(name, f"its weights are not a SigLIP vision encoder's ({', '.join((missing or unexpected)[:2])} …)")
+            model = model.to(dtype=dtype)
+    except ModelError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+        log.info("loading image encoder %s failed", path, exc_info=True)
+        raise ModelError(name, f"this image encoder cannot be loaded ({' '.join(str(exc).split())[:160]})") from exc
+    return model.eval().requires_grad_(False)
+
+
+class Redux:
+    """FLUX.1's reference images: each picture read by a SigLIP encoder and projected by a Redux model
+    into extra prompt tokens, weighted by the reference's weight and appended to the T5 prompt (as
+    ComfyUI's style-model strength does). Nothing in the model changes, so a job without references is
+    exactly the image of a model that never had one. Engine thread."""
+
+    def __init__(self, library=None, hasher=None, dtype=None):
+        self.library, self.hasher, self.dtype = library, hasher, dtype
+        self._loaded: dict[str, object] = {}  # weights / encoder path -> module (the last ones used)
+        self._hashes: dict[str, str] = {}
+
+    def resolve(self, references, token_width: int) -> list[ReduxModel]:
+        """Each reference's Redux model and encoder, checked against the transformer's prompt-token width."""
+        out = []
+        for ref in references:
+            path = resolve_redux(ref, self.library)
+            name = Path(path).stem if Path(path).is_file() else Path(path).name
+            weights = _redux_weights(path)
+            try:
+                header = read_header(weights) if weights else None
+            except ModelError as exc:
+                raise InvalidRequest("references", f"{name}: {exc.problem}") from exc
+            if header is None or not files.is_redux_header(header):
+                raise InvalidRequest("references", f"{name} is not a FLUX.1 Redux model ({REDUX_WHERE})")
+            widths = files.redux_widths(header)
+            if widths[1] != token_width:
+                raise InvalidRequest("references", f"{name} makes prompt tokens {widths[1]} wide, the model's text "
+                                     f"encoder {token_width}: choose a Redux model made for it")
+            explicit = ref.encoder if ref.encoder and Path(ref.encoder).expanduser().exists() else ""
+            encoder = find_siglip(path, widths[0], self.library, explicit)
+            if path not in self._hashes:
+                self._hashes[path] = (self.hasher(weights) if self.hasher else "")[:10]
+            out.append(ReduxModel(path, name, weights, encoder, widths, self._hashes[path]))
+        return out
+
+    def _module(self, key: str, make):
+        if key not in self._loaded:
+            self._loaded[key] = make()
+        return self._loaded[key]
+
+    def tokens(self, references, models: list[ReduxModel], device, dtype):
+        """The weighted Redux prompt tokens of all references, (1, tokens, width), to append to the prompt."""
+        import torch
+        from diffusers.pipelines.flux.modeling_flux import ReduxImageEncoder
+        from transformers import SiglipImageProcessor
+
+        keep = {m.weights for m in models} | {m.encoder for m in models}
+        self._loaded = {k: v for k, v in self._loaded.items() if k in keep}  # only this job's stay loaded
+        out = []
+        with torch.inference_mode():
+            for ref, m in zip(references, models):
+                encoder = self._module(m.encoder, lambda: load_siglip(m.encoder, self.dtype)).to(device)
+                embedder = self._module(m.weights, lambda: self._load_embedder(ReduxImageEncoder, m)).to(device)
+                size = encoder.config.image_size
+                processor = SiglipImageProcessor(size={"height": size, "width": size})
+                pixels = processor(ref.image.convert("RGB"), return_tensors="pt").pixel_values
+                pixels = pixels.to(device=device, dtype=next(encoder.parameters()).dtype)
+                features = encoder(pixels).last_hidden_state
+                projected = embedder(features.to(next(embedder.parameters()).dtype)).image_embeds
+                out.append(projected.to(dtype) * float(ref.weight))
+        return torch.cat(out, dim=1)
+
+    def _load_embedder(self, cls, m: ReduxModel):
+        from safetensors.torch import load_file
+
+        try:
+            model = cls(redux_dim=m.widths[0], txt_in_features=m.widths[1])
+            model.load_state_dict(load_file(m.weights))
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise ModelError(m.name, f"this Redux model cannot be loaded ({' '.join(str(exc).split())[:160]})") from exc
+        return model.to(dtype=self.dtype).eval().requires_grad_(False)
+
+    def park(self) -> None:
+        for module in self._loaded.values():
+            module.to("cpu")
+
+    def nbytes(self) -> int:
+        return sum(p.numel() * p.element_size() for m in self._loaded.values() for p in m.parameters())
+
+    def clear(self) -> None:
+        self._loaded = {}
+
+
+def redux_line(ref: ReferenceInput, model: ReduxModel) -> str:
+    """The metadata value of a Redux reference: Model name [hash], Weight."""
+    name = f"{model.name} [{model.hash10}]" if model.hash10 else model.name
+    weight = repr(float(ref.weight))
+    return f"Module: redux, Model: {name}, Weight: {weight[:-2] if weight.endswith('.0') else weight}"

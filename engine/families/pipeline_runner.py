@@ -2,8 +2,9 @@
 set of modules, run with every guarantee of the core. A family subclasses ``PipelineRunner``, names
 its pipeline classes, and overrides only what differs (its call arguments, how its latents reach the
 VAE, its request rules); the batch loop, sizes off the grid, progress, cancel within a step, the
-memory presets and out-of-memory ladder, previews, the decode guard and ``<lora:…>`` LoRAs (for a
-family whose capabilities declare the "lora" add-on; ``engine.core.loras``) are written here once.
+memory presets and out-of-memory ladder, previews, the decode guard, ``<lora:…>`` LoRAs (for a
+family whose capabilities declare the "lora" add-on; ``engine.core.loras``) and control inputs (for a
+family whose capabilities declare ``control_kinds``; ``engine.core.control``) are written here once.
 
 Any family may use it (it is part of the interface, like ``engine.families.base``). Engine thread.
 """
@@ -16,7 +17,7 @@ from typing import Any
 from engine import imageprep
 from engine.api import Mode, Result, Timings
 from engine.core import decode as core_decode
-from engine.core import loras, noise, prompt_policy, regions
+from engine.core import control, loras, noise, prompt_policy, regions
 from engine.core.job import Job
 from engine.core.placement import place, unhook
 from engine.core.previews import Previews
@@ -31,16 +32,17 @@ def on_grid(width: int, height: int, step: int) -> tuple[int, int]:
     return -(-width // step) * step, -(-height // step) * step
 
 
-def sibling(cls, base):
-    """A ``cls`` pipeline on ``base``'s very modules. Not ``from_pipe``: that casts every module to
-    one dtype, which a GGUF-quantized transformer refuses."""
+def sibling(cls, base, **extra):
+    """A ``cls`` pipeline on ``base``'s very modules (and ``extra`` ones: a control model). Not
+    ``from_pipe``: that casts every module to one dtype, which a GGUF-quantized transformer refuses."""
     import inspect
 
     wanted = inspect.signature(cls.__init__).parameters
     components = base.components
     # The base's registered settings too (FLUX.2 [klein]'s ``is_distilled``): a sibling runs the same model.
     settings = {name: base.config[name] for name in wanted if name in base.config and name not in components}
-    pipe = cls(**{name: module for name, module in components.items() if name in wanted}, **settings)
+    modules = {name: module for name, module in components.items() if name in wanted and name not in extra}
+    pipe = cls(**modules, **extra, **settings)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -63,10 +65,19 @@ class PipelineRunner(Runner):
         self.library, self.hasher = ctx.library, ctx.hasher
         self.loras = loras.Loras()  # the LoRAs loaded into this model (families declaring the "lora" add-on)
         self._text_addons: tuple = ()  # (path, weight) of the LoRAs applied for the current prompt
+        self.controls = control.ControlModels(ctx.library, ctx.hasher, ctx.dtype)  # kept between jobs
         self.placement.place_new([base], ctx.preset)
 
     def pipelines(self) -> list:
         return [self.active]
+
+    def park(self) -> None:
+        super().park()
+        self.placement.park([n.model for n in self.controls.loaded.values()])  # idle control models too
+
+    def nbytes(self) -> int:
+        nets = [n.model for n in self.controls.loaded.values() if n.model is not getattr(self.active, "controlnet", None)]
+        return super().nbytes() + sum(p.numel() * p.element_size() for m in nets for p in m.parameters())
 
     def unpark(self, preset: str) -> None:
         self.placement.unpark([self.active], preset)
@@ -74,6 +85,7 @@ class PipelineRunner(Runner):
     def close(self) -> None:
         super().close()
         self.pipes.clear()
+        self.controls.clear()
         self.base = self.active = None
 
     # -- what a family may change ---------------------------------------------------------------
@@ -134,6 +146,11 @@ class PipelineRunner(Runner):
     def result_params(self, request) -> tuple[tuple[str, str], ...]:
         return ()
 
+    def reference_args(self, pipe, prompt_args: dict, request) -> dict:
+        """The prompt arguments with the request's reference images added (default: as they are; FLUX.1
+        appends its Redux tokens). After the prompt cache: the cached encoding is never changed."""
+        return prompt_args
+
     def lora_source(self, path: str):
         """What ``load_lora_weights`` is given for the LoRA file ``path`` (default: the path itself;
         diffusers converts the layouts it knows)."""
@@ -141,20 +158,42 @@ class PipelineRunner(Runner):
 
     # -- the one way every such family runs -------------------------------------------------------
 
-    def pipeline(self, mode: Mode):
-        """The sibling pipeline for ``mode``, made on first use, with the offload hooks moved onto it."""
+    def pipeline(self, mode: Mode, controls=()):
+        """The sibling pipeline for ``mode``, made on first use, with the offload hooks moved onto it;
+        with control inputs, its ControlNet pipeline on the same modules (``engine.core.control``)."""
         import diffusers
 
         name = self.pipeline_classes()[mode]
         pipe = self.pipes.get(name)
         if pipe is None:
             pipe = self.pipes[name] = sibling(getattr(diffusers, name), self.base)
+        fresh = False
+        if controls:
+            nets = self.loaded_controls(controls)
+            key = (name, tuple(n.path for n in nets))
+            plain, pipe = pipe, self.pipes.get(key)
+            if pipe is None:
+                for old in [k for k in self.pipes if isinstance(k, tuple) and not set(k[1]) <= set(self.controls.loaded)]:
+                    del self.pipes[old]  # its control model is no longer kept
+                pipe = self.pipes[key] = control.pipeline(plain, [n.model for n in nets], label=self.caps.label,
+                                                          build=lambda cls, net: sibling(cls, self.base, controlnet=net))
+                fresh = True
         settings = self.placement.settings
-        if pipe is not self.active and (settings.model_offload or settings.sequential_offload):
+        offload = settings.model_offload or settings.sequential_offload
+        if pipe is not self.active and offload:
             unhook(self.active)
             place(pipe, settings)
+        elif fresh:
+            place(pipe, settings)  # the new control model onto the device, with the preset's switches
+        elif controls and not offload:
+            for n in self.loaded_controls(controls):  # back from RAM after a park, else a no-op
+                n.model.to(settings.device)
         self.active = pipe
         return pipe
+
+    def loaded_controls(self, controls) -> list:
+        """Each control's model, loaded (kept between jobs) and checked against this model's transformer."""
+        return [self.controls.get(c, self.info, getattr(self.base, self.denoiser)) for c in controls]
 
     def generate(self, job: Job) -> Result:
         """Run ``job`` (seed resolved) with the core's ladder, decode guard, previews and cancel."""
@@ -175,12 +214,29 @@ class PipelineRunner(Runner):
             job.notice(f"{self.caps.group} makes sizes on a {self.caps.size_step} px grid: made at {size[0]}×{size[1]} "
                        f"and cropped to {request.width}×{request.height}.")
         args, plan = self.image_args(request, size)
+        control_params: list = []
+        controls = control.active(request.controls)
+        if controls:  # control images, scales, step ranges (and Union modes), at the working size
+            control.check(self.caps, request.controls)
+            pipe = self.pipeline(request.mode, controls)
+            args = control.call_args(args, controls, size, plan, pipe=pipe, loaded=self.loaded_controls(controls))
+            args.pop("width"), args.pop("height")  # the call gives the working size itself
+            if "strength" in args and not control.takes(pipe, "strength"):  # Z-Image's control inpaint
+                if request.strength < 1:
+                    job.notice(f"{self.caps.label} repaints the masked region from noise when a control steers it: "
+                               "made at strength 1.")
+                args.pop("strength")
+                request = job.request = request.replace(strength=1.0)
+        if request.controls:  # what the metadata records of them (all, also those acting on no step)
+            request = job.request = control.record(request, self.loaded_controls(request.controls), control_params,
+                                                   job.notice)
         images, seeds, phases = self.placement.run(lambda: self._run(job, text, args, plan, size),
                                                    lambda: [self.active], job.notices)
         encode_s, denoise_s, decode_s = phases
         return Result(images=tuple(images), seeds=tuple(seeds), request=request, model=self.info,
                       model_hash=job.model_hash, settings=self.settings,
-                      params=tuple(self.result_params(request)) + tuple(lora_params) + tuple(regions.params(request.regions)),
+                      params=tuple(self.result_params(request)) + tuple(lora_params) + tuple(control_params)
+                      + tuple(regions.params(request.regions)),
                       timings=Timings(encode=encode_s, denoise=denoise_s, decode=decode_s), notices=tuple(job.notices))
 
     def _apply_loras(self, text, job: Job) -> list[tuple[str, str]]:
@@ -199,7 +255,8 @@ class PipelineRunner(Runner):
         import torch
 
         request = job.request
-        pipe = self.pipeline(request.mode)  # again: the ladder may have moved the hooks
+        controls = control.active(request.controls)
+        pipe = self.pipeline(request.mode, controls)  # again: the ladder may have moved the hooks
         width, height = size
         preview = self.preview_for(pipe, size)
         images, seeds = [], []
@@ -209,6 +266,7 @@ class PipelineRunner(Runner):
                 t0 = time.perf_counter()
                 prompt_args = self.prompt_cache.get(self.encode_key(pipe, text, request),
                                                     lambda: self.encode(pipe, text, request))
+                prompt_args = self.reference_args(pipe, prompt_args, request)
                 encode_s += time.perf_counter() - t0
                 for index in range(request.batch_count):
                     seed = job.seed(index)
@@ -216,7 +274,8 @@ class PipelineRunner(Runner):
                     # The denoising loop (inside diffusers): progress + preview + cancel per step and per block.
                     t0 = time.perf_counter()
                     reporter = StepReporter(job, index, preview=preview)
-                    with cancel_within_steps([getattr(pipe, self.denoiser)], reporter), noise.drawn_from(job):
+                    with cancel_within_steps(control.denoisers(pipe, self.denoiser), reporter), \
+                            control.step_range(pipe, controls), noise.drawn_from(job):
                         latents = pipe(
                             **prompt_args, **args, **self.call_args(request), width=width, height=height,
                             num_inference_steps=request.steps, generator=torch.Generator("cpu").manual_seed(seed),

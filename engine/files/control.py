@@ -8,7 +8,15 @@ diffusers folder (``config.json`` whose ``_class_name`` is ``ControlNetModel`` b
 2.x / SDXL) is read from its structure, which holds at any size: SDXL's have the addition embedding,
 SD 2.x's linear transformer projections, SD 1.x's convolutional ones; a real-size file's
 cross-attention width (768 / 1024 / 2048) says it directly. Its kind (canny, depth ...) comes from the
-name, where the name says it. Stdlib and ``engine.api`` only. Any thread.
+name, where the name says it.
+
+FLUX.1 ControlNets (``FluxControlNetModel``: InstantX's and Shakker-Labs' canny / depth / Union, XLabs' in
+diffusers' layout) come as diffusers folders or as one file in diffusers' names (``controlnet_x_embedder``,
+``controlnet_blocks.N``, ``transformer_blocks.N``); a Union model has a ``controlnet_mode_embedder`` (its
+variant is "union"). XLabs' original single files (BFL's ``double_blocks`` names) are recognised but
+diffusers cannot load them. Z-Image's ControlNets (alibaba-pai's Z-Image-Turbo-Fun-Controlnet-Union 1.0 /
+2.x: ``control_layers.N``, ``control_all_x_embedder``) are union models: one model takes any kind, told by
+the image itself. Stdlib and ``engine.api`` only. Any thread.
 """
 
 from __future__ import annotations
@@ -23,11 +31,15 @@ from engine.files.safe import UnreadableFile, read_bytes
 from engine.files.hub import repo_name
 
 KIND = "controlnet"
-CONTROL_CLASSES = ("ControlNetModel",)
-UNSUPPORTED_CLASSES = {"ControlNetUnionModel": "ControlNet Union models", "ControlNetXSAdapter": "ControlNet-XS models",
-                       "FluxControlNetModel": "FLUX ControlNets", "SD3ControlNetModel": "SD3 ControlNets"}
+CONTROL_CLASSES = ("ControlNetModel", "FluxControlNetModel", "ZImageControlNetModel")
+UNSUPPORTED_CLASSES = {"ControlNetUnionModel": "ControlNet Union models for SDXL", "ControlNetXSAdapter": "ControlNet-XS models",
+                       "SD3ControlNetModel": "SD3 ControlNets"}
 _WIDTH_FAMILY = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
-FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "flux1": "FLUX.1", "zimage": "Z-Image"}
+UNION = "union"
+UNION_FAMILIES = ("flux1", "zimage")  # the families whose Union control models Easel runs
+XLABS_PROBLEM = ("XLabs' original FLUX ControlNet layout (double_blocks) cannot be loaded by the library: use its "
+                 "diffusers version (a folder with config.json naming FluxControlNetModel)")
 # Words in a control model's name -> the control kind (engine.api.CONTROL_KINDS); first match wins.
 _NAME_KINDS = (
     ("inpaint", "inpaint"), ("canny", "canny"), ("depth", "depth"), ("scribble", "scribble"),
@@ -37,11 +49,31 @@ _NAME_KINDS = (
 )
 
 
+def is_flux_control_header(header: SafetensorsHeader) -> bool:
+    """A FLUX.1 ControlNet's tensor names: diffusers' (``controlnet_x_embedder``, ``controlnet_blocks.N`` beside
+    ``transformer_blocks``) or XLabs' original (``controlnet_blocks.N`` beside BFL's ``double_blocks``)."""
+    names = header.tensors
+    blocks = any(k.startswith("controlnet_blocks.") for k in names)
+    return "controlnet_x_embedder.weight" in names or blocks and any(
+        k.startswith(("transformer_blocks.", "double_blocks.")) for k in names)
+
+
+def is_zimage_control_header(header: SafetensorsHeader) -> bool:
+    """A Z-Image (Fun) ControlNet's tensor names."""
+    return any(k.startswith(("control_all_x_embedder.", "control_layers.")) for k in header.tensors)
+
+
 def is_control_header(header: SafetensorsHeader) -> bool:
-    """Whether the tensor names are a ControlNet's (either layout)."""
+    """Whether the tensor names are a ControlNet's (either SD layout, FLUX.1's, Z-Image's)."""
     names = header.tensors
     return any(k.startswith(("control_model.", "controlnet_cond_embedding.")) for k in names) or (
-        any(k.startswith("input_hint_block.") for k in names) and any(k.startswith("zero_convs.") for k in names))
+        any(k.startswith("input_hint_block.") for k in names) and any(k.startswith("zero_convs.") for k in names)) or (
+        is_flux_control_header(header) or is_zimage_control_header(header))
+
+
+def runnable(family: str, variant: str) -> bool:
+    """Whether Easel runs a control model of ``family`` and ``variant`` (a Union model only for FLUX.1 / Z-Image)."""
+    return bool(family) and (variant != UNION or family in UNION_FAMILIES)
 
 
 def kind_from_name(name: str) -> str:
@@ -80,7 +112,15 @@ def header_family(header: SafetensorsHeader) -> str:
 
 
 def file_verdict(header: SafetensorsHeader, name: str) -> tuple[str, str, str | None, type[ModelError] | None]:
-    """(family, variant, problem, error type) of a ControlNet file; variant = its kind from the name."""
+    """(family, variant, problem, error type) of a ControlNet file; variant = its kind from the name
+    ("union" for a Union model)."""
+    if is_zimage_control_header(header):
+        return "zimage", UNION, problem_line("zimage"), UnsupportedModel
+    if is_flux_control_header(header):
+        if any(k.startswith("double_blocks.") for k in header.tensors):
+            return "", kind_from_name(name), XLABS_PROBLEM, UnsupportedModel
+        union = "controlnet_mode_embedder.weight" in header.tensors
+        return "flux1", UNION if union else kind_from_name(name), problem_line("flux1"), UnsupportedModel
     if any(k.startswith(("task_embedding", "control_add_embedding.", "control_type_proj.")) for k in header.tensors):
         return "sdxl", "union", "ControlNet Union models are not supported yet", UnsupportedModel
     family = header_family(header)
@@ -129,11 +169,15 @@ def examine_control_folder(spath: str) -> tuple[ModelInfo, type[ModelError] | No
     size = sum(p.stat().st_size for p in weights)
     if not family:
         return result("", "", "a ControlNet of an architecture Easel does not know", UnsupportedModel, size)
-    return result(family, kind_from_name(name), problem_line(family), UnsupportedModel, size)
+    union = cls == "ZImageControlNetModel" or (cls == "FluxControlNetModel" and config.get("num_mode") is not None)
+    return result(family, UNION if union else kind_from_name(name), problem_line(family), UnsupportedModel, size)
 
 
 def config_family(config: dict) -> str:
     """The family a ControlNet config describes ("" when it says none)."""
+    cls = config.get("_class_name")
+    if cls in ("FluxControlNetModel", "ZImageControlNetModel"):
+        return "flux1" if cls == "FluxControlNetModel" else "zimage"
     if config.get("addition_embed_type") == "text_time":
         return "sdxl"
     width = config.get("cross_attention_dim")

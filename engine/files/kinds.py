@@ -56,6 +56,10 @@ def classify(header: SafetensorsHeader, name: str) -> _Verdict:
     if has(*_LORA_PREFIXES) or any(part in k for k in names for part in _LORA_PARTS):
         return _Verdict("lora", _lora_family(header), f"this is a LoRA, not a checkpoint: use it in a prompt as <lora:{name}:0.8>",
                         UnsupportedModel)
+    if is_control_header(header):  # a control model: family from its structure, kind from its name (FLUX.1's and
+        # Z-Image's before their transformers: they share some of those names)
+        family, variant, problem, error = control_file_verdict(header, name)
+        return _Verdict("controlnet", family, problem, error, variant)
     if has("model.diffusion_model.joint_blocks.", "joint_blocks."):  # SD 3 / 3.5 (MMDiT): all-in-one files run
         missing = [what for what, prefix in (("CLIP-L", "text_encoders.clip_l."), ("CLIP-G", "text_encoders.clip_g."),
                                              ("VAE", "first_stage_model.")) if not has(prefix)]
@@ -74,15 +78,16 @@ def classify(header: SafetensorsHeader, name: str) -> _Verdict:
     if any(has(f"{p}img_in.") and has(f"{p}txt_norm.") and has(f"{p}transformer_blocks.0.img_mod.")
            for p in ("", "model.diffusion_model.")):  # Qwen-Image's MMDiT (diffusers' and ComfyUI's names)
         return _Verdict("checkpoint", "qwen_image", QWEN_IMAGE_TRANSFORMER_PROBLEM, UnsupportedModel)
-    if is_control_header(header):  # a control model: family from its structure, kind from its name
-        family, variant, problem, error = control_file_verdict(header, name)
-        return _Verdict("controlnet", family, problem, error, variant)
 
     if _reference.is_ip_adapter_header(header):  # an IP-Adapter: family from its cross-attention width
         family, variant, problem = _reference.adapter_verdict(header)
         return _Verdict(_reference.KIND, family, problem, UnsupportedModel, variant)
     if _reference.is_clip_vision_header(header):  # the image encoder IP-Adapters read pictures with
         return _Verdict(_reference.ENCODER_KIND, "", _reference.ENCODER_PROBLEM, UnsupportedModel)
+    if _reference.is_redux_header(header):  # FLUX.1 Redux: reference images for FLUX.1
+        return _Verdict(_reference.REDUX_KIND, "flux1", _reference.REDUX_PROBLEM, UnsupportedModel)
+    if _reference.is_siglip_vision_header(header):  # the image encoder Redux reads pictures with
+        return _Verdict(_reference.ENCODER_KIND, "", _reference.SIGLIP_PROBLEM, UnsupportedModel, "siglip")
 
     # 2. An original-layout (LDM / A1111 / ComfyUI) Stable Diffusion checkpoint.
     if _UNET_IN in tensors:
@@ -122,9 +127,7 @@ def _zimage_verdict(tensors, has) -> _Verdict | None:
     """Z-Image's single-stream DiT, in the official / ComfyUI names (``layers.N.attention.qkv``,
     ``x_embedder``, optionally under ``model.diffusion_model.``) or diffusers' (``all_x_embedder.2-1``):
     its blocks' ``adaLN_modulation.0`` (Lumina 2's is ``.1``) next to a caption embedder. The Fun
-    ControlNets add ``control_`` blocks."""
-    if has("control_all_x_embedder.", "control_layers.", "control_noise_refiner."):
-        return _unsupported("Z-Image ControlNet models", "zimage")
+    ControlNets (``control_`` blocks) are control models (``engine.files.control``)."""
     for prefix in ("", "model.diffusion_model."):
         if f"{prefix}layers.0.adaLN_modulation.0.weight" in tensors and has(f"{prefix}cap_embedder."):
             return _Verdict("checkpoint", "zimage", ZIMAGE_TRANSFORMER_PROBLEM, UnsupportedModel)

@@ -9,6 +9,10 @@ of those projections (768 SD 1.x, 1024 SD 2.x, 2048 SDXL); its variant from the 
 (the image embedding), "plus" (a resampler over the encoder's hidden states), "full-face".
 The image encoder is a transformers ``CLIPVisionModelWithProjection``: a folder (``config.json`` +
 ``model.safetensors``, h94's ``image_encoder/``) or one file in its names (ComfyUI ``models/clip_vision``).
+FLUX.1's reference route is Redux: ``flux1-redux-dev.safetensors`` (``redux_up`` / ``redux_down``: the
+projection of a SigLIP image encoder's patch features into T5 prompt tokens; ComfyUI ``models/style_models``),
+reading pictures with a SigLIP vision encoder (``sigclip_vision_patch14_384.safetensors`` in ComfyUI
+``models/clip_vision``, or a transformers ``SiglipVisionModel`` folder such as Redux's own ``image_encoder/``).
 Stdlib and ``engine.api`` only. Any thread.
 """
 
@@ -25,6 +29,10 @@ _WIDTH_FAMILY = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 PROBLEM = "this is an IP-Adapter (reference images), not a checkpoint: use it with a reference image (--reference)"
 ENCODER_PROBLEM = "this is a CLIP vision image encoder (for IP-Adapters), not a checkpoint"
+REDUX_KIND = "redux"
+REDUX_PROBLEM = ("this is a FLUX.1 Redux model (reference images for FLUX.1), not a checkpoint: use it with a "
+                 "reference image (--reference)")
+SIGLIP_PROBLEM = "this is a SigLIP vision image encoder (for FLUX.1 Redux), not a checkpoint"
 
 
 def is_ip_adapter_header(header: SafetensorsHeader) -> bool:
@@ -35,6 +43,23 @@ def is_ip_adapter_header(header: SafetensorsHeader) -> bool:
 def is_clip_vision_header(header: SafetensorsHeader) -> bool:
     names = header.tensors
     return "visual_projection.weight" in names and "vision_model.embeddings.patch_embedding.weight" in names
+
+
+def is_redux_header(header: SafetensorsHeader) -> bool:
+    return {"redux_up.weight", "redux_down.weight"} <= header.tensors.keys()
+
+
+def is_siglip_vision_header(header: SafetensorsHeader) -> bool:
+    """A SigLIP vision tower (no CLIP projection; a post-layernorm, usually the attention-pool head)."""
+    names = header.tensors
+    return ("vision_model.embeddings.patch_embedding.weight" in names and "visual_projection.weight" not in names
+            and "vision_model.post_layernorm.weight" in names and "vision_model.embeddings.class_embedding" not in names)
+
+
+def redux_widths(header: SafetensorsHeader) -> tuple[int, int]:
+    """(the image-encoder width it reads, the prompt-token width it writes) of a Redux file."""
+    up, down = header.tensors["redux_up.weight"].shape, header.tensors["redux_down.weight"].shape
+    return int(up[1]), int(down[0])
 
 
 @dataclass(frozen=True)

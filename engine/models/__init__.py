@@ -21,7 +21,7 @@ from engine.models.scan import KIND_LABELS, EntryCache, ModelEntry, scan_roots
 
 __all__ = ["ModelLibrary", "ModelEntry", "KIND_LABELS", "ScanRoot", "configured_folders"]
 
-KIND_ORDER = ("checkpoint", "inpaint", "lora", "embedding", "vae", "upscaler", "controlnet", "ipadapter", "clipvision", "taesd", "unknown")
+KIND_ORDER = ("checkpoint", "inpaint", "lora", "embedding", "vae", "upscaler", "controlnet", "ipadapter", "redux", "clipvision", "taesd", "unknown")
 
 
 def configured_folders(data_dir: str | os.PathLike[str] | None) -> list[str]:

@@ -17,7 +17,8 @@ A1111_FOLDERS = ("models/Stable-diffusion", "models/Lora", "models/LyCORIS", "mo
                  "extensions/sd-webui-controlnet/models")  # the ControlNet extension's own folder (older installs)
 COMFYUI_FOLDERS = ("models/checkpoints", "models/loras", "models/vae", "models/embeddings",
                    "models/upscale_models", "models/diffusers", "models/vae_approx", "models/diffusion_models",
-                   "models/unet", "models/controlnet", "models/ipadapter", "models/clip_vision")
+                   "models/unet", "models/controlnet", "models/ipadapter", "models/clip_vision",
+                   "models/style_models")  # style_models: FLUX.1 Redux
 INVOKEAI_FOLDERS = ("models",)
 
 _A1111_NAMES = ("stable-diffusion-webui", "stable-diffusion-webui-forge", "sd-webui", "webui", "forge")

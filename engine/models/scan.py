@@ -19,14 +19,15 @@ from pathlib import Path
 from engine.api import ModelInfo
 from engine.files.safe import open_regular, read_json
 from engine.models.locations import ScanRoot
-from engine.files.control import is_control_folder
+from engine.files.control import is_control_folder, runnable as control_runnable
 from engine.files.probe import inspect_model
 from engine.outputs import write_text_atomic
 
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 6  # InvokeAI nests models/<base>/<type>/<name>/...; the HF cache models--x/snapshots/<rev>/...
-CACHE_VERSION = 4  # 3: ControlNets are kind "controlnet"; .gguf files. 4: IP-Adapters, CLIP vision encoders
+CACHE_VERSION = 5  # 3: ControlNets are kind "controlnet"; .gguf files. 4: IP-Adapters, CLIP vision encoders.
+# 5: FLUX.1 / Z-Image control models, FLUX.1 Redux, SigLIP
 _MODEL_SUFFIXES = (".safetensors", ".sft", ".gguf")  # a .gguf is judged by its bytes like the rest
 _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth")
 _SKIP_DIRS = {"blobs", "refs", ".locks", "__pycache__", "node_modules", ".git", "venv", ".venv"}
@@ -40,6 +41,7 @@ KIND_LABELS = {
     "upscaler": "upscaler",
     "controlnet": "control model",
     "ipadapter": "IP-Adapter",
+    "redux": "reference model (Redux)",
     "clipvision": "image encoder",
     "taesd": "preview decoder",
     "unknown": "unusable",
@@ -78,10 +80,10 @@ class ModelEntry:
         if self.kind in ("checkpoint", "inpaint"):
             return self.info.problem is None
         if self.kind == "controlnet":  # a ControlNet: usable as a control when its family is known
-            return bool(self.family) and self.info.variant != "union" and self.info.format != "unknown"
+            return control_runnable(self.family, self.info.variant) and self.info.format != "unknown"
         if self.kind == "ipadapter":  # an IP-Adapter: usable with reference images unless of a kind Easel cannot run
             return self.info.variant not in ("faceid", "unknown")
-        return self.kind in ("lora", "embedding", "vae", "upscaler", "taesd", "clipvision")
+        return self.kind in ("lora", "embedding", "vae", "upscaler", "taesd", "clipvision", "redux")
 
     @property
     def convertible(self) -> bool:

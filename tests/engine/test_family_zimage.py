@@ -223,8 +223,8 @@ def test_other_files_are_never_taken_for_z_image(tmp_path, tiny_models):
     assert inspect_model(flux).family != "zimage"
     control = tmp_path / "Z-Image-Turbo-Fun-Controlnet-Union.safetensors"
     save_file({"control_layers.0.adaLN_modulation.0.weight": t(), "control_all_x_embedder.2-1.weight": t()}, str(control))
-    info = inspect_model(control)
-    assert info.kind == "unknown" and "ControlNet" in info.problem
+    info = inspect_model(control)  # a control model for Z-Image, never its transformer
+    assert (info.kind, info.family, info.variant) == ("controlnet", "zimage", "union") and "ControlNet" in info.problem
 
 
 # -------------------------------------------------------------------------------------------- CLI

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.api import Mode, ModelInfo
+from engine.api import MAX_REFERENCES, Mode, ModelInfo
 from engine.families.base import Capabilities, Family, LoadContext, Runner, TestModel, capabilities
 from engine.families.flux import probe
 
@@ -33,6 +33,9 @@ LABELS = {"dev": "FLUX.1 [dev]", "schnell": "FLUX.1 [schnell]", "fill": "FLUX.1 
           "kontext": "FLUX.1 Kontext [dev]"}
 FILL_ONLY = ("FLUX.1 Fill repaints a masked region only: paint a mask (Inpaint) or extend the canvas; use FLUX.1 "
              "[dev] or [schnell] for new images and image to image")
+# The control kinds FLUX.1 [dev] / [schnell] take (engine.core.control: InstantX / XLabs canny and depth,
+# Shakker-Labs and InstantX Union: canny, tile, depth, pose; line art and scribbles through the canny mode).
+CONTROL_KINDS = ("scribble", "lineart", "canny", "depth", "pose", "tile")
 TEST_MODELS = {"flux1-dev": ("dev", "FLUX.1 [dev] (guidance-distilled)"),
                "flux1-schnell": ("schnell", "FLUX.1 [schnell] (1-4 steps)"),
                "flux1-fill": ("fill", "FLUX.1 Fill [dev] (inpaint / outpaint)"),
@@ -71,7 +74,10 @@ class Flux(Family):
         return capabilities(label, "FLUX.1", modes=modes, refused=refused, parameters=parameters, reasons=reasons,
                             defaults=defaults, size_step=16, memory_thresholds=THRESHOLDS, latent_space="flux",
                             addons=frozenset({"lora"}), instruction_edit=variant == "kontext",
-                            regions=variant != "kontext")  # Kontext's image tokens include its input image's
+                            regions=variant != "kontext",  # Kontext's image tokens include its input image's
+                            control_kinds=CONTROL_KINDS if variant in ("dev", "schnell") else (),
+                            # reference images: FLUX.1 Redux (engine.core.reference.Redux)
+                            references=MAX_REFERENCES if variant in ("dev", "schnell") else 0)
 
     def load(self, info: ModelInfo, ctx: LoadContext) -> Runner:
         from engine.families.flux import runner
@@ -90,8 +96,18 @@ class Flux(Family):
         return "FLUX.1" if family == FAMILY_NAME else None
 
     def test_models(self) -> tuple[TestModel, ...]:
-        return tuple(TestModel(name, ("diffusers", "comfyui", "gguf", "single-file"), _writer(variant), what)
-                     for name, (variant, what) in TEST_MODELS.items())
+        from engine.families.flux.testcontrol import TEST_CONTROLS
+
+        generators = tuple(TestModel(name, ("diffusers", "comfyui", "gguf", "single-file"), _writer(variant), what)
+                           for name, (variant, what) in TEST_MODELS.items())
+        controls = tuple(TestModel(name, ("diffusers", "single-file"), _control_writer(name),
+                                   f"{'Union' if modes else 'canny'} ControlNet for the flux1-{fits} and flux1-schnell "
+                                   "test models")
+                         for name, (fits, modes) in TEST_CONTROLS.items())
+        redux = TestModel("redux-flux1", ("single-file", "comfyui"), _redux_writer,
+                          "FLUX.1 Redux (reference images) for the flux1-dev and flux1-schnell test models, with its "
+                          "tiny SigLIP image encoder")
+        return generators + controls + (redux,)
 
 
 def _writer(variant: str):
@@ -107,6 +123,21 @@ def _writer(variant: str):
         return testmodel.make_flux_test_model(dest, variant, seed=seed)
 
     return write
+
+
+def _control_writer(name: str):
+    def write(dest: Path, layout: str, seed: int = 0) -> Path:
+        from engine.families.flux.testcontrol import write as write_control
+
+        return write_control(name, dest, layout, seed)
+
+    return write
+
+
+def _redux_writer(dest: Path, layout: str, seed: int = 0) -> Path:
+    from engine.families.flux.testreference import write
+
+    return write(dest, layout, seed)
 
 
 FAMILY = Flux()

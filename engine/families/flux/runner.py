@@ -4,7 +4,9 @@ FluxImg2ImgPipeline / FluxInpaintPipeline, all sharing one set of modules (no co
 Run by the shared ``PipelineRunner``: the prompt is encoded once per job (T5 + CLIP-L); each image
 of a batch is denoised to packed latents, unpacked and decoded through the core's guarded decode.
 Prompt weighting is stripped with a notice (T5 takes plain text); ``<lora:…>`` LoRAs apply through the
-core (``engine.core.loras``), BFL-named ones renamed for diffusers' converter. Sizes off the 16 px
+core (``engine.core.loras``), BFL-named ones renamed for diffusers' converter; control inputs through
+``engine.core.control`` (the PipelineRunner's); reference images as FLUX.1 Redux tokens appended to
+the prompt (``engine.core.reference.Redux``). Sizes off the 16 px
 grid are made one size up (inputs edge-padded) and cropped back. Every method runs on the engine
 thread.
 """
@@ -15,7 +17,7 @@ import dataclasses
 import time
 
 from engine.api import Mode, ModelInfo
-from engine.core import regions
+from engine.core import reference, regions
 from engine.core.loading import assembled, pretrained
 from engine.core.previews import unpack_2x2
 from engine.devices import bf16_for_fp16
@@ -37,6 +39,54 @@ _BFL = ("diffusion_model.double_blocks.", "diffusion_model.single_blocks.", "mod
 
 class FluxRunner(PipelineRunner):
     """One loaded FLUX.1 model: the shared ``PipelineRunner`` with FLUX's differences."""
+
+    def __init__(self, info, base, caps, ctx, load_seconds: float):
+        super().__init__(info, base, caps, ctx, load_seconds)
+        self.redux = reference.Redux(ctx.library, ctx.hasher, ctx.dtype)  # reference images, loaded when used
+        self._redux_models: list = []  # the request's references' Redux models, as resolved for this job
+
+    def park(self) -> None:
+        super().park()
+        self.redux.park()
+
+    def nbytes(self) -> int:
+        return super().nbytes() + self.redux.nbytes()
+
+    def close(self) -> None:
+        super().close()
+        self.redux.clear()
+
+    def prepare(self, job):
+        """The request with each reference's Redux model, encoder and hash as run (one-line refusals for a
+        missing or unfitting one)."""
+        request = job.request
+        self._redux_models = []
+        if not request.references:
+            return request
+        models = self.redux.resolve(request.references, self.base.transformer.config.joint_attention_dim)
+        for r, m in zip(request.references, models):
+            if r.model_hash and m.hash10 and r.model_hash != m.hash10:
+                job.notice(f"Redux model {m.name} is not the one asked for (hash {m.hash10}, not {r.model_hash}): "
+                           "the image will differ")
+        self._redux_models = models
+        return request.replace(references=tuple(dataclasses.replace(r, model=m.path, model_hash=m.hash10, encoder=m.encoder)
+                                                for r, m in zip(request.references, models)))
+
+    def result_params(self, request):
+        return tuple((f"Redux {i}", reference.redux_line(r, m))
+                     for i, (r, m) in enumerate(zip(request.references, self._redux_models)))
+
+    def reference_args(self, pipe, prompt_args, request):
+        """The T5 prompt with the Redux tokens of the references that act (weight above 0) appended."""
+        import torch
+
+        pairs = [(r, m) for r, m in zip(request.references, self._redux_models) if r.weight > 0]
+        if not pairs:
+            return prompt_args
+        embeds = prompt_args["prompt_embeds"]
+        tokens = self.redux.tokens([r for r, _ in pairs], [m for _, m in pairs], self.placement.settings.device,
+                                   embeds.dtype)
+        return {**prompt_args, "prompt_embeds": torch.cat([embeds, tokens.to(embeds.device)], dim=1)}
 
     def pipeline_classes(self) -> dict[Mode, str]:
         return _CLASSES.get(self.info.variant, _CLASSES[""])

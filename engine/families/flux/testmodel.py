@@ -22,6 +22,16 @@ def bundled_config(variant: str, part: str) -> dict:
     return json.loads((folder / name).read_text(encoding="utf-8"))
 
 
+def tiny_transformer_config(variant: str = "dev") -> dict:
+    """The transformer config of a tiny FLUX.1 [``variant``]: the real one with tiny widths (1 + 1 blocks)."""
+    config = bundled_config(variant, "transformer")
+    config.update(attention_head_dim=32, axes_dims_rope=[4, 14, 14], num_attention_heads=2, num_layers=1,
+                  num_single_layers=1, joint_attention_dim=WIDTH, pooled_projection_dim=WIDTH)
+    if variant == "fill":
+        config.update(in_channels=384, out_channels=64)  # as FLUX.1 Fill [dev]'s config says
+    return config
+
+
 def tiny_components(variant: str = "dev", seed: int = 0) -> dict:
     """The FluxPipeline components of a tiny FLUX.1 [``variant``] (every module seeded)."""
     import torch
@@ -31,12 +41,7 @@ def tiny_components(variant: str = "dev", seed: int = 0) -> dict:
     from engine.testmodels import randomize
 
     torch.manual_seed(seed)
-    config = bundled_config(variant, "transformer")
-    config.update(attention_head_dim=32, axes_dims_rope=[4, 14, 14], num_attention_heads=2, num_layers=1,
-                  num_single_layers=1, joint_attention_dim=WIDTH, pooled_projection_dim=WIDTH)
-    if variant == "fill":
-        config.update(in_channels=384, out_channels=64)  # as FLUX.1 Fill [dev]'s config says
-    transformer = FluxTransformer2DModel.from_config(config)
+    transformer = FluxTransformer2DModel.from_config(tiny_transformer_config(variant))
     vae_config = bundled_config(variant, "vae")
     vae_config.update(block_out_channels=[8, 8, 16, 16], layers_per_block=1, norm_num_groups=8, sample_size=64)
     vae = AutoencoderKL.from_config(vae_config)

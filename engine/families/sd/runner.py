@@ -212,8 +212,8 @@ class SDRunner(Runner):
                     t0 = time.perf_counter()
                     pipe.scheduler = make_scheduler(request.sampler, self.scheduler_config, seed)
                     reporter = StepReporter(job, index, preview=preview)
-                    denoisers = [pipe.unet] + ([pipe.controlnet] if getattr(pipe, "controlnet", None) is not None else [])
-                    with masked(), cancel_within_steps([] if compiled else denoisers, reporter), noise.drawn_from(job):
+                    with masked(), cancel_within_steps([] if compiled else control.denoisers(pipe), reporter), \
+                            noise.drawn_from(job):
                         latents = pipe(
                             **embeds,
                             **call_args,
@@ -242,14 +242,7 @@ class SDRunner(Runner):
 
     def _record_controls(self, request: GenerationRequest, params: list, job: Job) -> GenerationRequest:
         """The request with each control's model path and hash as run; A1111's ``ControlNet N`` pairs in ``params``."""
-        loaded = self._loaded_controls(request.controls)
-        for i, (c, n) in enumerate(zip(request.controls, loaded)):
-            params.append((f"ControlNet {i}", control.a1111_line(c, n)))
-            if c.model_hash and n.hash10 and c.model_hash != n.hash10:  # e.g. regenerating with another file
-                job.notice(f"control model {n.info.name} is not the one asked for (hash {n.hash10}, not "
-                           f"{c.model_hash}): the image will differ")
-        return request.replace(controls=tuple(dataclasses.replace(c, model=n.path, model_hash=n.hash10)
-                                              for c, n in zip(request.controls, loaded)))
+        return control.record(request, self._loaded_controls(request.controls), params, job.notice)
 
     def _record_references(self, request: GenerationRequest, params: list, job: Job) -> GenerationRequest:
         """The request with each reference's adapter path, hash and encoder as run; A1111's ``ControlNet N``

@@ -14,6 +14,8 @@ from engine.families.base import ALL_PARAMETERS, Capabilities, Family, LoadConte
 from engine.families.zimage import probe
 from engine.families.zimage.rules import SIZE_STEP, THRESHOLDS, TURBO_CFG, TURBO_NEGATIVE, TURBO_STEPS
 
+# The control kinds of Z-Image's ControlNet (alibaba-pai's Fun Union: canny, HED line art, depth, pose).
+CONTROL_KINDS = ("lineart", "canny", "depth", "pose")
 TEST_MODELS = {"zimage-turbo": "Z-Image Turbo (8-step distilled DiT)", "zimage": "Z-Image Base (DiT with CFG)"}
 
 
@@ -32,7 +34,7 @@ class ZImage(Family):
 
     def capabilities(self, info: ModelInfo) -> Capabilities:
         common = dict(short="Z-Image", size_step=SIZE_STEP, memory_thresholds=THRESHOLDS, latent_space="zimage",
-                      addons=frozenset({"lora"}))
+                      addons=frozenset({"lora"}), control_kinds=CONTROL_KINDS)
         if info.variant == "turbo":
             # Z-Image-Turbo's card: 1024 px, 9 scheduler steps (8 transformer passes), guidance 0.
             return capabilities(
@@ -54,8 +56,13 @@ class ZImage(Family):
         return runner.load(info, self.capabilities(info), ctx)
 
     def test_models(self) -> tuple[TestModel, ...]:
-        return tuple(TestModel(name, ("diffusers", "comfyui", "gguf"), _writer(name), what)
-                     for name, what in TEST_MODELS.items())
+        from engine.families.zimage.testcontrol import TEST_CONTROLS
+
+        generators = tuple(TestModel(name, ("diffusers", "comfyui", "gguf"), _writer(name), what)
+                           for name, what in TEST_MODELS.items())
+        return generators + tuple(TestModel(name, ("diffusers", "single-file"), _control_writer(name),
+                                            f"{what} for the zimage-turbo and zimage test models")
+                                  for name, what in TEST_CONTROLS.items())
 
 
 def _writer(name: str):
@@ -66,6 +73,15 @@ def _writer(name: str):
         if layout in ("comfyui", "gguf"):  # DEST is the ComfyUI install; returns the transformer file to pick
             return testmodel.make_zimage_comfyui_test_model(dest, seed=seed, turbo=turbo, gguf=layout == "gguf")
         return testmodel.make_zimage_test_model(dest, seed=seed, turbo=turbo)
+
+    return write
+
+
+def _control_writer(name: str):
+    def write(dest: Path, layout: str, seed: int = 0) -> Path:
+        from engine.families.zimage.testcontrol import write as write_control
+
+        return write_control(name, dest, layout, seed)
 
     return write
 
