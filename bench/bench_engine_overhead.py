@@ -49,6 +49,9 @@ def main() -> None:
     parser.add_argument("--short", action="store_true", help="the short-job grid (1/2/4 steps, 256/512, batch 1/2/4)")
     parser.add_argument("--model", choices=("tiny", "full"), default="tiny")
     parser.add_argument("--same-prompt", action="store_true", help="one prompt for every run (prompt cache hits)")
+    parser.add_argument("--sizes", default="256,512", help="with --short: the sizes to run, e.g. 512")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="no untimed warm-up run per row (for a second process running only later rows)")
     args = parser.parse_args()
 
     import torch
@@ -67,7 +70,8 @@ def main() -> None:
                                                       torch_dtype=torch.float32)  # as the engine runs on CPU
         raw.scheduler = EulerAncestralDiscreteScheduler.from_config(raw.scheduler.config)
         raw.set_progress_bar_config(disable=True)
-        configs = ([(s, size, b) for size in (256, 512) for s in (1, 2, 4) for b in (1, 2, 4)] if args.short
+        sizes = [int(x) for x in args.sizes.split(",")]
+        configs = ([(s, size, b) for size in sizes for s in (1, 2, 4) for b in (1, 2, 4)] if args.short
                    else [(args.steps, args.size, 1)])
         print(f"model: {args.model} SD1.5 architecture, Euler a, CPU, {torch.get_num_threads()} torch thread(s), "
               f"{args.rounds} interleaved rounds per row; ratio = engine / raw diffusers, goal <= 1.03")
@@ -76,7 +80,7 @@ def main() -> None:
             request = GenerationRequest(prompt=PROMPT, negative_prompt=NEGATIVE, model=str(model), seed=SEED,
                                         steps=steps, width=size, height=size, sampler="Euler a", guidance_scale=7.0,
                                         batch_count=batch)
-            wall, cpu = measure(engine, raw, request, args.rounds, args.same_prompt)
+            wall, cpu = measure(engine, raw, request, args.rounds, args.same_prompt, not args.no_warmup)
             e_med = statistics.median(e for e, _ in wall)
             r_med = statistics.median(r for _, r in wall)
             print(f"{steps:>5} {size:>5} {batch:>5}  {e_med:>9.3f} {r_med:>9.3f} "
@@ -84,7 +88,7 @@ def main() -> None:
                   flush=True)
 
 
-def measure(engine, raw, request, rounds: int, same_prompt: bool = False):
+def measure(engine, raw, request, rounds: int, same_prompt: bool = False, warmup: bool = True):
     """(wall, cpu): per round (engine seconds, raw seconds), interleaved, after one warm-up each; each
     round's two runs share a prompt of their own unless ``same_prompt``."""
     import torch
@@ -106,7 +110,8 @@ def measure(engine, raw, request, rounds: int, same_prompt: bool = False):
                     num_inference_steps=request.steps, guidance_scale=request.guidance_scale, width=request.width,
                     height=request.height, generator=torch.Generator("cpu").manual_seed(request.seed + i))
 
-    timed(run_engine), timed(run_raw)  # warm-up: first-call allocations, model hash
+    if warmup:
+        timed(run_engine), timed(run_raw)  # warm-up: first-call allocations, model hash
     wall, cpu = [], []
     for i in range(rounds):
         if not same_prompt:
