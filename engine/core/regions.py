@@ -211,15 +211,17 @@ def unet_regions(unet, embeds, share_maps, latent: tuple[int, int], cfg: bool):
 # --------------------------------------------------------------------- MM-DiT joint attention (FLUX.1)
 
 
-def joint_attention_bias(text_lengths, share_maps, grid: tuple[int, int], like):
+def joint_attention_bias(text_lengths, share_maps, grid: tuple[int, int], like, shared: int = 0):
     """The additive mask (1, 1, L, L) of a joint attention over [the prompts' text tokens, in the order of
-    ``text_lengths`` (the main prompt first, then each region's) | the image tokens on ``grid`` (rows,
+    ``text_lengths`` (the main prompt first, then each region's) | ``shared`` tokens that act on the whole
+    image (FLUX.1 Redux's picture tokens, appended to the prompt) | the image tokens on ``grid`` (rows,
     columns), row-major]. ``share_maps``: ``shares`` at the working image size, one per prompt. In
     ``like``'s dtype and device."""
     import torch
 
     share = pooled(share_maps, grid, like).float()  # (prompts, image tokens)
-    text = sum(text_lengths)
+    prompts = sum(text_lengths)
+    text = prompts + shared
     total = text + share.shape[1]
     bias = torch.zeros(total, total, dtype=torch.float32, device=share.device)
     log_share = torch.where(share > 0, share.clamp_min(1e-30).log(), torch.full_like(share, -math.inf))
@@ -231,4 +233,5 @@ def joint_attention_bias(text_lengths, share_maps, grid: tuple[int, int], like):
         bias[text:, start:end] = log_share[i][:, None]  # an image token sees a prompt by its share of it
         bias[start:end, text:] = log_share[i][None, :]  # and the prompt sees the image tokens that see it
         start = end
+    bias[prompts:text, :prompts] = -math.inf  # the shared tokens see each other and every image token
     return bias.to(like.dtype)[None, None]

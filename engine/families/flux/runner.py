@@ -44,6 +44,7 @@ class FluxRunner(PipelineRunner):
         super().__init__(info, base, caps, ctx, load_seconds)
         self.redux = reference.Redux(ctx.library, ctx.hasher, ctx.dtype)  # reference images, loaded when used
         self._redux_models: list = []  # the request's references' Redux models, as resolved for this job
+        self._regions = None  # this job's (joint attention kwargs, mask maker) with regions (image_args)
 
     def park(self) -> None:
         super().park()
@@ -86,6 +87,9 @@ class FluxRunner(PipelineRunner):
         embeds = prompt_args["prompt_embeds"]
         tokens = self.redux.tokens([r for r, _ in pairs], [m for _, m in pairs], self.placement.settings.device,
                                    embeds.dtype)
+        if self._regions is not None:  # the regions' attention mask: the picture tokens act everywhere
+            mask, made = self._regions
+            mask["attention_mask"] = made(tokens.shape[1])
         return {**prompt_args, "prompt_embeds": torch.cat([embeds, tokens.to(embeds.device)], dim=1)}
 
     def pipeline_classes(self) -> dict[Mode, str]:
@@ -94,6 +98,7 @@ class FluxRunner(PipelineRunner):
     def image_args(self, request, size):
         args, plan = super().image_args(request, size)
         areas = regions.active(request.regions)
+        self._regions = None
         if areas:  # the joint attention masked: each region's image tokens see its prompt's tokens
             import torch
 
@@ -101,9 +106,13 @@ class FluxRunner(PipelineRunner):
             step = self.base.vae_scale_factor * 2
             grid = (size[1] // step, size[0] // step)
             like = torch.empty(0, dtype=self.placement.dtype, device=self.placement.settings.device)
-            bias = regions.joint_attention_bias([self._tokens(self.base)] * (1 + len(areas)),
-                                                regions.shares(areas, request, plan, size), grid, like)
-            args["joint_attention_kwargs"] = {"attention_mask": bias}
+            lengths, shares = [self._tokens(self.base)] * (1 + len(areas)), regions.shares(areas, request, plan, size)
+
+            def made(shared: int = 0):
+                return regions.joint_attention_bias(lengths, shares, grid, like, shared)
+
+            args["joint_attention_kwargs"] = mask = {"attention_mask": made()}
+            self._regions = (mask, made)  # reference_args widens it for Redux's picture tokens
         if self.info.variant == "kontext":  # at the asked size, not Kontext's own preferred resolutions
             if request.mode is Mode.IMG2IMG:  # an edit by instruction: the whole image is the context
                 args.pop("strength", None)
