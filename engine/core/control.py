@@ -10,8 +10,9 @@ the next job; ``pipeline`` builds the ControlNet pipeline from the loaded one (t
 copy); ``call_args`` adds the control images, scales, step ranges and a Union model's control mode to
 a call (``step_range`` gives a step range to a pipeline that has none: Z-Image's); ``record`` is what
 the metadata says of them. SD 1.5 / SDXL (``ControlNetModel``), FLUX.1 (``FluxControlNetModel``:
-canny / depth / Union, several at once) and Z-Image (``ZImageControlNetModel``, the Fun Union: one at
-a time). Engine thread, except ``check`` and ``choose`` (any thread).
+canny / depth / Union, several at once), Z-Image (``ZImageControlNetModel``, the Fun Union: one at
+a time) and Qwen-Image (``QwenImageControlNetModel``, InstantX's Union: text to image; several inputs
+through one Union model). Engine thread, except ``check`` and ``choose`` (any thread).
 """
 
 from __future__ import annotations
@@ -44,17 +45,24 @@ CONTROL_PIPELINES = {
     "FluxInpaintPipeline": "FluxControlNetInpaintPipeline",
     "ZImagePipeline": "ZImageControlNetPipeline",
     "ZImageInpaintPipeline": "ZImageControlNetInpaintPipeline",  # Union 2.x only (its inpaint channels)
+    # Qwen-Image: text to image only (QwenImageControlNetInpaintPipeline wants InstantX's inpainting
+    # ControlNet, its mask as the control; there is no img2img ControlNet pipeline).
+    "QwenImagePipeline": "QwenImageControlNetPipeline",
 }
 # What runs several control models at once, by the control model's class ("" = one at a time).
 MULTI = {"ControlNetModel": "MultiControlNetModel", "FluxControlNetModel": "FluxMultiControlNetModel",
-         "ZImageControlNetModel": ""}
+         "ZImageControlNetModel": "", "QwenImageControlNetModel": "QwenImageMultiControlNetModel"}
+# The control models whose multi-model runs only one Union model (for several inputs), not several models.
+ONE_UNION = ("QwenImageControlNetModel",)
 # A FLUX.1 Union model's control modes (InstantX / Shakker-Labs Union: canny 0, tile 1, depth 2, blur 3,
 # pose 4, gray 5, low quality 6). Line art and scribbles are edges: the canny mode reads them.
 UNION_MODES = {"canny": 0, "tile": 1, "depth": 2, "pose": 4, "lineart": 0, "scribble": 0}
 MODE_NAMES = {0: "canny", 1: "tile", 2: "depth", 3: "blur", 4: "pose", 5: "gray", 6: "low quality"}
 # What each family's Union models take: FLUX.1's the kinds it has a mode for; Z-Image's Fun Union was
 # trained on canny, HED (soft line art), depth, pose (and MLSD) images and reads the kind from the image.
-UNION_KINDS = {"flux1": tuple(UNION_MODES), "zimage": ("canny", "depth", "pose", "lineart")}
+# Qwen-Image's InstantX Union: canny, soft edge (line art), depth, pose, read from the image too.
+UNION_KINDS = {"flux1": tuple(UNION_MODES), "zimage": ("canny", "depth", "pose", "lineart"),
+               "qwen_image": ("canny", "lineart", "depth", "pose")}
 WHERE = "put one in the model folders (A1111 models/ControlNet, ComfyUI models/controlnet) or give its path"
 KEEP = 4  # control models kept loaded per generator
 
@@ -196,6 +204,11 @@ def _fits(model, denoiser) -> str:
         if mine != theirs or c.joint_attention_dim != u.joint_attention_dim:
             return f"it is {mine} wide for a {c.joint_attention_dim}-wide text encoder, the model {theirs} for {u.joint_attention_dim}"
         return ""
+    if name == "QwenImageControlNetModel":
+        mine, theirs = c.num_attention_heads * c.attention_head_dim, u.num_attention_heads * u.attention_head_dim
+        if mine != theirs or c.joint_attention_dim != u.joint_attention_dim:
+            return f"it is {mine} wide for a {c.joint_attention_dim}-wide text encoder, the model {theirs} for {u.joint_attention_dim}"
+        return ""
     if name == "ZImageControlNetModel":
         if c.dim != u.dim:
             return f"it is {c.dim} wide, the model {u.dim}"
@@ -214,7 +227,7 @@ def _fits(model, denoiser) -> str:
 # ------------------------------------------------------------------------------------ loading
 
 
-CLASSES = {"flux1": "FluxControlNetModel", "zimage": "ZImageControlNetModel"}  # other families: ControlNetModel
+CLASSES = {"flux1": "FluxControlNetModel", "zimage": "ZImageControlNetModel", "qwen_image": "QwenImageControlNetModel"}  # other families: ControlNetModel
 
 
 def load_controlnet(info: ModelInfo, denoiser, dtype):
@@ -234,6 +247,8 @@ def load_controlnet(info: ModelInfo, denoiser, dtype):
             model = _load_flux_single_file(info, denoiser, dtype)
         elif info.family == "zimage":
             model = _load_zimage_single_file(info, denoiser, dtype)
+        elif info.family == "qwen_image":
+            model = _load_qwen_image_single_file(info, denoiser, dtype)
         else:
             model = _load_single_file(info, denoiser, dtype)
     except ModelError:
@@ -409,6 +424,34 @@ def _load_zimage_single_file(info: ModelInfo, transformer, dtype):
     return _assign(ZImageControlNetModel, config, state, info, dtype)
 
 
+def qwen_image_single_file_config(transformer_config, shapes: dict[str, tuple[int, ...]]) -> dict:
+    """A QwenImageControlNetModel config for one file in diffusers' names (InstantX's layout): its depth,
+    widths and head size from the shapes; the RoPE axes from the generator's transformer."""
+    inner, in_channels = shapes["img_in.weight"]
+    norm = shapes.get("transformer_blocks.0.attn.norm_q.weight")
+    head = norm[0] if norm else transformer_config["attention_head_dim"]
+    return {
+        "patch_size": transformer_config.get("patch_size", 2), "in_channels": in_channels,
+        "out_channels": transformer_config.get("out_channels", 16),
+        "num_layers": _count(shapes, "transformer_blocks."), "attention_head_dim": head,
+        "num_attention_heads": inner // head, "joint_attention_dim": shapes["txt_in.weight"][1],
+        "axes_dims_rope": list(transformer_config["axes_dims_rope"]),
+        "extra_condition_channels": shapes["controlnet_x_embedder.weight"][1] - in_channels,
+    }
+
+
+def _load_qwen_image_single_file(info: ModelInfo, transformer, dtype):
+    from diffusers import QwenImageControlNetModel
+    from safetensors.torch import load_file
+
+    config = qwen_image_single_file_config(dict(transformer.config), read_header(info.path).shapes())
+    model = _assign(QwenImageControlNetModel, config, load_file(info.path), info, dtype)
+    # its RoPE tables are plain attributes, not weights: built anew off the meta device, as from_config makes them
+    rope = model.pos_embed
+    model.pos_embed = type(rope)(theta=rope.theta, axes_dim=list(rope.axes_dim), scale_rope=rope.scale_rope)
+    return model
+
+
 # ------------------------------------------------------------------------------------ running
 
 
@@ -421,8 +464,9 @@ def pipeline(pipe, controlnets: list, build=None, label: str = ""):
 
     name = CONTROL_PIPELINES.get(type(pipe).__name__)
     if name is None:
+        img2img = type(pipe).__name__.replace("Inpaint", "Img2Img")
         raise InvalidRequest("controls", f"{label or type(pipe).__name__} takes no control inputs in this mode: "
-                             "use text to image" + ("" if "Img2Img" in type(pipe).__name__ else " or image to image"))
+                             "use text to image" + (" or image to image" if img2img in CONTROL_PIPELINES else ""))
     kind = type(controlnets[0]).__name__
     if len(controlnets) == 1:
         net = controlnets[0]
@@ -434,6 +478,11 @@ def pipeline(pipe, controlnets: list, build=None, label: str = ""):
         multi = getattr(diffusers, MULTI[kind], None) or getattr(diffusers.models.controlnets, MULTI[kind])
         # one FLUX.1 Union model for several inputs: loaded once, run once per input (diffusers' own way)
         one_union = kind == "FluxControlNetModel" and len(unique) == 1 and unique[0].config.num_mode is not None
+        if kind in ONE_UNION:  # Qwen-Image's multi-model runs one Union model for several inputs, not several
+            if len(unique) > 1:
+                raise InvalidRequest("controls", f"{label or 'this model'} takes several control inputs only through "
+                                     f"one Union control model (got {len(unique)} control models)")
+            one_union = True
         net = multi(unique if one_union else controlnets)
     cls = getattr(diffusers, name)
     try:

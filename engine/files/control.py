@@ -16,7 +16,11 @@ diffusers' layout) come as diffusers folders or as one file in diffusers' names 
 variant is "union"). XLabs' original single files (BFL's ``double_blocks`` names) are recognised but
 diffusers cannot load them. Z-Image's ControlNets (alibaba-pai's Z-Image-Turbo-Fun-Controlnet-Union 1.0 /
 2.x: ``control_layers.N``, ``control_all_x_embedder``) are union models: one model takes any kind, told by
-the image itself. Stdlib and ``engine.api`` only. Any thread.
+the image itself. Qwen-Image's (``QwenImageControlNetModel``: InstantX's Qwen-Image-ControlNet-Union, a
+diffusers folder or one file in its names: ``img_in``, ``txt_in``, ``controlnet_x_embedder``,
+``controlnet_blocks.N``) are union models the same way; InstantX's inpainting one (extra condition
+channels) and DiffSynth's "blockwise" ControlNets (``controlnet_blocks.N.input_proj``, no transformer
+blocks) are recognised and refused. Stdlib and ``engine.api`` only. Any thread.
 """
 
 from __future__ import annotations
@@ -31,15 +35,19 @@ from engine.files.safe import UnreadableFile, read_bytes
 from engine.files.hub import repo_name
 
 KIND = "controlnet"
-CONTROL_CLASSES = ("ControlNetModel", "FluxControlNetModel", "ZImageControlNetModel")
+CONTROL_CLASSES = ("ControlNetModel", "FluxControlNetModel", "ZImageControlNetModel", "QwenImageControlNetModel")
 UNSUPPORTED_CLASSES = {"ControlNetUnionModel": "ControlNet Union models for SDXL", "ControlNetXSAdapter": "ControlNet-XS models",
                        "SD3ControlNetModel": "SD3 ControlNets"}
 _WIDTH_FAMILY = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
-FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "flux1": "FLUX.1", "zimage": "Z-Image"}
+FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "flux1": "FLUX.1", "zimage": "Z-Image",
+                "qwen_image": "Qwen-Image"}
 UNION = "union"
-UNION_FAMILIES = ("flux1", "zimage")  # the families whose Union control models Easel runs
+UNION_FAMILIES = ("flux1", "zimage", "qwen_image")  # the families whose Union control models Easel runs
 XLABS_PROBLEM = ("XLabs' original FLUX ControlNet layout (double_blocks) cannot be loaded by the library: use its "
                  "diffusers version (a folder with config.json naming FluxControlNetModel)")
+BLOCKWISE_PROBLEM = ("DiffSynth's blockwise Qwen-Image ControlNets cannot be loaded by the library: use InstantX's "
+                     "Qwen-Image-ControlNet-Union")
+QWEN_INPAINT_PROBLEM = "Qwen-Image inpainting ControlNets are not supported yet: use a Qwen-Image ControlNet Union"
 # Words in a control model's name -> the control kind (engine.api.CONTROL_KINDS); first match wins.
 _NAME_KINDS = (
     ("inpaint", "inpaint"), ("canny", "canny"), ("depth", "depth"), ("scribble", "scribble"),
@@ -63,12 +71,26 @@ def is_zimage_control_header(header: SafetensorsHeader) -> bool:
     return any(k.startswith(("control_all_x_embedder.", "control_layers.")) for k in header.tensors)
 
 
+def is_qwen_image_control_header(header: SafetensorsHeader) -> bool:
+    """A Qwen-Image ControlNet's tensor names: InstantX's (diffusers' ``QwenImageControlNetModel``: ``img_in`` and
+    ``txt_in`` beside ``controlnet_blocks.N``) or DiffSynth's blockwise one (``controlnet_blocks.N.input_proj``)."""
+    names = header.tensors
+    if not any(k.startswith("controlnet_blocks.") for k in names):
+        return False
+    return ("img_in.weight" in names and "txt_in.weight" in names) or is_blockwise_header(header)
+
+
+def is_blockwise_header(header: SafetensorsHeader) -> bool:
+    """DiffSynth's blockwise Qwen-Image ControlNet (which diffusers has no class for)."""
+    return any(k.startswith("controlnet_blocks.") and ".input_proj." in k for k in header.tensors)
+
+
 def is_control_header(header: SafetensorsHeader) -> bool:
     """Whether the tensor names are a ControlNet's (either SD layout, FLUX.1's, Z-Image's)."""
     names = header.tensors
     return any(k.startswith(("control_model.", "controlnet_cond_embedding.")) for k in names) or (
         any(k.startswith("input_hint_block.") for k in names) and any(k.startswith("zero_convs.") for k in names)) or (
-        is_flux_control_header(header) or is_zimage_control_header(header))
+        is_flux_control_header(header) or is_zimage_control_header(header) or is_qwen_image_control_header(header))
 
 
 def runnable(family: str, variant: str) -> bool:
@@ -116,6 +138,13 @@ def file_verdict(header: SafetensorsHeader, name: str) -> tuple[str, str, str | 
     ("union" for a Union model)."""
     if is_zimage_control_header(header):
         return "zimage", UNION, problem_line("zimage"), UnsupportedModel
+    if is_qwen_image_control_header(header):  # before FLUX.1's: both have controlnet_x_embedder
+        if is_blockwise_header(header):
+            return "", "", BLOCKWISE_PROBLEM, UnsupportedModel
+        embed, img_in = header.tensors.get("controlnet_x_embedder.weight"), header.tensors["img_in.weight"]
+        if embed is not None and len(embed.shape) == 2 and embed.shape[1] > img_in.shape[1]:
+            return "", "inpaint", QWEN_INPAINT_PROBLEM, UnsupportedModel
+        return "qwen_image", UNION, problem_line("qwen_image"), UnsupportedModel
     if is_flux_control_header(header):
         if any(k.startswith("double_blocks.") for k in header.tensors):
             return "", kind_from_name(name), XLABS_PROBLEM, UnsupportedModel
@@ -167,17 +196,20 @@ def examine_control_folder(spath: str) -> tuple[ModelInfo, type[ModelError] | No
         return result("", "", f"{weights[0].name}: {e.problem}", type(e))
     family = config_family(config) or header_family(header)
     size = sum(p.stat().st_size for p in weights)
+    if family == "qwen_image" and config.get("extra_condition_channels"):
+        return result("", "inpaint", QWEN_INPAINT_PROBLEM, UnsupportedModel, size)
     if not family:
         return result("", "", "a ControlNet of an architecture Easel does not know", UnsupportedModel, size)
-    union = cls == "ZImageControlNetModel" or (cls == "FluxControlNetModel" and config.get("num_mode") is not None)
+    union = cls in ("ZImageControlNetModel", "QwenImageControlNetModel") or (cls == "FluxControlNetModel" and config.get("num_mode") is not None)
     return result(family, UNION if union else kind_from_name(name), problem_line(family), UnsupportedModel, size)
 
 
 def config_family(config: dict) -> str:
     """The family a ControlNet config describes ("" when it says none)."""
     cls = config.get("_class_name")
-    if cls in ("FluxControlNetModel", "ZImageControlNetModel"):
-        return "flux1" if cls == "FluxControlNetModel" else "zimage"
+    classes = {"FluxControlNetModel": "flux1", "ZImageControlNetModel": "zimage", "QwenImageControlNetModel": "qwen_image"}
+    if cls in classes:
+        return classes[cls]
     if config.get("addition_embed_type") == "text_time":
         return "sdxl"
     width = config.get("cross_attention_dim")

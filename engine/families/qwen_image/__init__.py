@@ -2,7 +2,8 @@
 image, img2img and inpaint from a diffusers folder or a Hugging Face cache snapshot, with true CFG
 and a negative prompt. Strong at rendering text in the image. Qwen-Image-Edit and Edit Plus (the same
 modules, reading the input image through Qwen2.5-VL too) edit an image by instruction: img2img is the
-edit, inpaint the edit within a mask; Plus also takes reference images. Any thread.
+edit, inpaint the edit within a mask; Plus also takes reference images. Qwen-Image (not Edit) takes
+ControlNets in text to image (InstantX's Union, ``engine.core.control``). Any thread.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from engine.families.qwen_image.testmodel import TEST_MODELS
 EDIT_LABELS = {"edit": "Qwen-Image-Edit", "edit-plus": "Qwen-Image-Edit Plus"}
 
 
+# The control kinds of Qwen-Image's ControlNet (InstantX's Union: canny, soft edge, depth, pose), text to
+# image only: diffusers has no img2img ControlNet pipeline for it, and its inpaint one wants InstantX's
+# inpainting ControlNet (engine.core.control.CONTROL_PIPELINES refuses both modes in one line).
+CONTROL_KINDS = ("canny", "lineart", "depth", "pose")
 PLUS_REFERENCES = 2  # Edit Plus: up to two reference images beside the one it edits (its pipeline's design)
 
 
@@ -55,7 +60,7 @@ class QwenImage(Family):
             reasons={"sampler": SAMPLER},
             defaults={"width": 1328, "height": 1328, "steps": 50, "guidance_scale": 4.0},
             size_step=SIZE_STEP, memory_thresholds=THRESHOLDS, latent_space="qwen_image",
-            addons=frozenset({"lora"}))
+            addons=frozenset({"lora"}), control_kinds=CONTROL_KINDS)
 
     def load(self, info: ModelInfo, ctx: LoadContext) -> Runner:
         from engine.families.qwen_image import runner
@@ -63,8 +68,13 @@ class QwenImage(Family):
         return runner.load(info, self.capabilities(info), ctx)
 
     def test_models(self) -> tuple[TestModel, ...]:
-        return tuple(TestModel(name, ("diffusers", "comfyui", "gguf"), _writer(name), what,
-                               contract=cls != "QwenImagePipeline") for name, (cls, what) in TEST_MODELS.items())
+        from engine.families.qwen_image.testcontrol import TEST_CONTROLS
+
+        generators = tuple(TestModel(name, ("diffusers", "comfyui", "gguf"), _writer(name), what,
+                                     contract=cls != "QwenImagePipeline") for name, (cls, what) in TEST_MODELS.items())
+        return generators + tuple(TestModel(name, ("diffusers", "single-file"), _control_writer(name),
+                                            f"{what} for the qwen-image test model")
+                                  for name, what in TEST_CONTROLS.items())
 
 
 def _writer(name: str):
@@ -74,6 +84,15 @@ def _writer(name: str):
         if layout in ("comfyui", "gguf"):  # DEST is the ComfyUI install; returns the transformer file to pick
             return testmodel.make_qwen_image_comfyui_test_model(dest, seed=seed, name=name, gguf=layout == "gguf")
         return testmodel.make_qwen_image_test_model(dest, seed=seed, name=name)
+
+    return write
+
+
+def _control_writer(name: str):
+    def write(dest: Path, layout: str, seed: int = 0) -> Path:
+        from engine.families.qwen_image.testcontrol import write as write_control
+
+        return write_control(name, dest, layout, seed)
 
     return write
 
