@@ -20,7 +20,7 @@ def build(name: str, seed: int = 0):
     import torch
     from diffusers import QwenImageControlNetModel
 
-    from engine.families.qwen_image.testmodel import _TEXT_WIDTH
+    from engine.families.qwen_image.testmodel import TEXT_WIDTH
     from engine.testmodels import randomize
 
     assert name in TEST_CONTROLS
@@ -28,7 +28,7 @@ def build(name: str, seed: int = 0):
         torch.manual_seed(seed * 100 + 17)
         model = QwenImageControlNetModel(
             patch_size=2, in_channels=64, out_channels=16, num_layers=2, attention_head_dim=16,
-            num_attention_heads=2, joint_attention_dim=_TEXT_WIDTH, axes_dims_rope=(8, 4, 4),
+            num_attention_heads=2, joint_attention_dim=TEXT_WIDTH, axes_dims_rope=(8, 4, 4),
             extra_condition_channels=0)
     generator = torch.Generator().manual_seed(seed + 6789)
     randomize(model, generator, full=False)

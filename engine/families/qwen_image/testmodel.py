@@ -15,7 +15,7 @@ from pathlib import Path
 
 from engine.families.qwen_image.rules import SCHEDULER
 
-_TEXT_WIDTH = 32
+TEXT_WIDTH = 32
 
 
 # make-test-model name -> (pipeline class, what it is)
@@ -58,14 +58,14 @@ def components(seed: int = 0, released_rules: bool = False) -> dict:
     quiet_libraries()
     generator = torch.Generator().manual_seed(seed)
     tokenizer = qwen_tokenizer(model_max_length=1024 + 34, extra_special=QWEN_VL_TOKENS)
-    text_encoder = qwen25_vl_encoder(seed, tokenizer, width=_TEXT_WIDTH,
+    text_encoder = qwen25_vl_encoder(seed, tokenizer, width=TEXT_WIDTH,
                                      mrope=(2, 3, 3) if released_rules else (2, 2, 4))
     torch.manual_seed(seed)
     # Qwen-Image's transformer/config.json cut down (60 layers -> 2, 24 heads of 128 -> 2 of 16, the
     # 3584-wide Qwen2.5-VL-7B features -> the tiny encoder's width; RoPE axes sum to the head size).
     transformer = QwenImageTransformer2DModel(
         patch_size=2, in_channels=64, out_channels=16, num_layers=2, attention_head_dim=32 if released_rules else 16,
-        num_attention_heads=2, joint_attention_dim=_TEXT_WIDTH, guidance_embeds=False,
+        num_attention_heads=2, joint_attention_dim=TEXT_WIDTH, guidance_embeds=False,
         axes_dims_rope=(4, 14, 14) if released_rules else (8, 4, 4))
     # vae/config.json's layout (four levels, 8x down, 16 channels, the Wan latents mean/std) at base_dim 8.
     vae = AutoencoderKLQwenImage(base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2 if released_rules else 1,
