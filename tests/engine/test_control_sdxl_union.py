@@ -70,6 +70,10 @@ def test_canny_through_the_union_model_steers_and_zero_strength_changes_nothing(
     assert np.abs(pixels(canny) - plain).mean() > 5  # the control visibly changes the image
     assert np.array_equal(zero, plain)  # strength 0: bit for bit the plain image
     assert not np.array_equal(depth, pixels(canny))  # the mode matters: the same image read as depth differs
+    never = pixels(make(engine, model, ControlInput("canny", square(), model=net, end=0.0)))
+    half = pixels(make(engine, model, ControlInput("canny", square(), model=net, end=0.5)))
+    assert np.array_equal(never, plain)  # acting on no step: the plain image
+    assert not np.array_equal(half, plain) and not np.array_equal(half, pixels(canny))  # the step range matters
     recorded = canny.request.controls[0]
     assert dict(canny.params)["ControlNet 0"] == (
         f"Module: none, Model: {UNION} [{recorded.model_hash}], Weight: 1, Guidance Start: 0, Guidance End: 1, "
@@ -87,6 +91,21 @@ def test_two_controls_in_one_union_model(engine, built):
     assert not np.array_equal(pixels(both), one)
     lines = dict(both.params)
     assert lines["ControlNet 1"].endswith("Weight: 0.7, Guidance Start: 0, Guidance End: 1, Union Control Type: openpose")
+
+
+def test_union_model_in_img2img_and_inpaint(engine, built):
+    from engine.api import Mode
+
+    model, net = built("sdxl"), str(built(UNION))
+    source = Image.new("RGB", (64, 64), (90, 140, 200))
+    mask = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(mask).rectangle((16, 16, 47, 47), fill=255)
+    for mode, extra in ((Mode.IMG2IMG, {}), (Mode.INPAINT, {"mask": mask})):
+        plain = pixels(make(engine, model, mode=mode, init_image=source, strength=0.8, **extra))
+        steered = make(engine, model, ControlInput("canny", square(), model=net), mode=mode, init_image=source,
+                       strength=0.8, **extra)
+        assert not np.array_equal(pixels(steered), plain)
+        assert dict(steered.params)["ControlNet 0"].endswith("Union Control Type: canny/lineart/mlsd")
 
 
 def test_sd15_model_given_the_sdxl_union_model_is_refused_in_one_line(engine, built):
