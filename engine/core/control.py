@@ -269,7 +269,20 @@ def load_controlnet(info: ModelInfo, denoiser, dtype):
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, AssertionError) as exc:
         log.info("loading control model %s failed", info.path, exc_info=True)
         raise ModelError(info.name, f"this control model cannot be loaded ({_short(exc)})") from exc
+    if union:
+        model.register_forward_hook(_silent_off_range, with_kwargs=True)
     return model.eval()
+
+
+def _silent_off_range(module, args, kwargs, output):
+    """An SDXL Union model given several inputs scales each input, not its output: on a step outside
+    every input's range (all scales 0) it would still steer with the bare latent. There it gives
+    nothing, as one input outside its range does (diffusers scales that one's output by 0)."""
+    scales = kwargs.get("conditioning_scale")
+    if not isinstance(scales, (list, tuple)) or len(scales) < 2 or any(float(s) != 0.0 for s in scales):
+        return output
+    down, mid = output[0], output[1]
+    return ([d * 0.0 for d in down], mid * 0.0, *output[2:]) if isinstance(output, tuple) else output
 
 
 def _short(exc: BaseException) -> str:

@@ -135,3 +135,26 @@ def test_cli_union_metadata_and_regenerate_bit_identical(built, tmp_path, capsys
                  "--out", str(again), *data])
     assert code == 0, capsys.readouterr().err
     assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
+
+
+def test_several_inputs_all_outside_their_step_range_steer_nothing(built):
+    """On a step outside every input's range the pipeline gives the one Union model scales of 0 for each
+    input: the model then adds nothing to the UNet (not its reading of the bare latent)."""
+    import torch
+
+    from engine.core import control
+
+    net = control.load_controlnet(inspect_model(str(built(UNION))), None, torch.float32)
+    c = net.config
+    pooled = c.projection_class_embeddings_input_dim - 6 * c.addition_time_embed_dim
+    cond = torch.rand(1, 3, 64, 64)
+    kwargs = dict(encoder_hidden_states=torch.randn(1, 8, c.cross_attention_dim), controlnet_cond=[cond, cond],
+                  control_type=torch.tensor([[1.0, 0, 0, 1, 0, 0, 0, 0]]), control_type_idx=[0, 3],
+                  added_cond_kwargs={"text_embeds": torch.randn(1, pooled), "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]])},
+                  return_dict=False)
+    sample = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        down, mid = net(sample, 500, conditioning_scale=[0.0, 0.0], **kwargs)
+        acting, _ = net(sample, 500, conditioning_scale=[1.0, 0.0], **kwargs)
+    assert all(not d.any() for d in down) and not mid.any()
+    assert any(d.abs().sum() > 0 for d in acting)
