@@ -9,7 +9,8 @@ unpickled), checks that it belongs to the generator's family and fits its denois
 the next job; ``pipeline`` builds the ControlNet pipeline from the loaded one (the same modules, no
 copy); ``call_args`` adds the control images, scales, step ranges and a Union model's control mode to
 a call (``step_range`` gives a step range to a pipeline that has none: Z-Image's); ``record`` is what
-the metadata says of them. SD 1.5 / SDXL (``ControlNetModel``), FLUX.1 (``FluxControlNetModel``:
+the metadata says of them. SD 1.5 / SDXL (``ControlNetModel``; SDXL's Union ``ControlNetUnionModel``,
+xinsir's: several inputs at once, each told its mode), FLUX.1 (``FluxControlNetModel``:
 canny / depth / Union, several at once), Z-Image (``ZImageControlNetModel``, the Fun Union: one at
 a time) and Qwen-Image (``QwenImageControlNetModel``, InstantX's Union: text to image; several inputs
 through one Union model). Engine thread, except ``check`` and ``choose`` (any thread).
@@ -49,19 +50,33 @@ CONTROL_PIPELINES = {
     # ControlNet, its mask as the control; there is no img2img ControlNet pipeline).
     "QwenImagePipeline": "QwenImageControlNetPipeline",
 }
+# The ControlNet Union pipeline of each SDXL pipeline (a ``ControlNetUnionModel``, told each control's mode).
+UNION_PIPELINES = {
+    "StableDiffusionXLPipeline": "StableDiffusionXLControlNetUnionPipeline",
+    "StableDiffusionXLImg2ImgPipeline": "StableDiffusionXLControlNetUnionImg2ImgPipeline",
+    "StableDiffusionXLInpaintPipeline": "StableDiffusionXLControlNetUnionInpaintPipeline",
+}
 # What runs several control models at once, by the control model's class ("" = one at a time).
 MULTI = {"ControlNetModel": "MultiControlNetModel", "FluxControlNetModel": "FluxMultiControlNetModel",
-         "ZImageControlNetModel": "", "QwenImageControlNetModel": "QwenImageMultiControlNetModel"}
+         "ControlNetUnionModel": "MultiControlNetUnionModel", "ZImageControlNetModel": "",
+         "QwenImageControlNetModel": "QwenImageMultiControlNetModel"}
 # The control models whose multi-model runs only one Union model (for several inputs), not several models.
 ONE_UNION = ("QwenImageControlNetModel",)
 # A FLUX.1 Union model's control modes (InstantX / Shakker-Labs Union: canny 0, tile 1, depth 2, blur 3,
 # pose 4, gray 5, low quality 6). Line art and scribbles are edges: the canny mode reads them.
 UNION_MODES = {"canny": 0, "tile": 1, "depth": 2, "pose": 4, "lineart": 0, "scribble": 0}
 MODE_NAMES = {0: "canny", 1: "tile", 2: "depth", 3: "blur", 4: "pose", 5: "gray", 6: "low quality"}
+# An SDXL Union model's (xinsir's controlnet-union-sdxl-1.0 / ProMax: openpose 0, depth 1, hed/pidi/scribble/
+# ted 2, canny/lineart/mlsd 3, normal 4, segment 5, tile 6, repaint/inpaint 7; the first six in both).
+SDXL_UNION_MODES = {"pose": 0, "depth": 1, "scribble": 2, "canny": 3, "lineart": 3, "tile": 6, "inpaint": 7}
+SDXL_MODE_NAMES = {0: "openpose", 1: "depth", 2: "hed/pidi/scribble/ted", 3: "canny/lineart/mlsd", 4: "normal",
+                   5: "segment", 6: "tile", 7: "repaint"}
+# Each family's Union modes and their names (A1111's ``Union Control Type``)
+FAMILY_MODES = {"flux1": (UNION_MODES, MODE_NAMES), "sdxl": (SDXL_UNION_MODES, SDXL_MODE_NAMES)}
 # What each family's Union models take: FLUX.1's the kinds it has a mode for; Z-Image's Fun Union was
 # trained on canny, HED (soft line art), depth, pose (and MLSD) images and reads the kind from the image.
 # Qwen-Image's InstantX Union: canny, soft edge (line art), depth, pose, read from the image too.
-UNION_KINDS = {"flux1": tuple(UNION_MODES), "zimage": ("canny", "depth", "pose", "lineart"),
+UNION_KINDS = {"flux1": tuple(UNION_MODES), "sdxl": tuple(SDXL_UNION_MODES), "zimage": ("canny", "depth", "pose", "lineart"),
                "qwen_image": ("canny", "lineart", "depth", "pose")}
 WHERE = "put one in the model folders (A1111 models/ControlNet, ComfyUI models/controlnet) or give its path"
 KEEP = 4  # control models kept loaded per generator
@@ -143,8 +158,17 @@ class LoadedControl:
 
     @property
     def union(self) -> bool:
-        """A FLUX.1 Union model, which is told the control's mode (Z-Image's reads it from the image)."""
-        return getattr(self.model.config, "num_mode", None) is not None
+        """A FLUX.1 or SDXL Union model, which is told the control's mode (Z-Image's reads it from the image)."""
+        c = self.model.config
+        return getattr(c, "num_mode", None) is not None or getattr(c, "num_control_type", None) is not None
+
+    def mode(self, kind: str) -> int:
+        """The Union mode of a ``kind`` control (``FAMILY_MODES``)."""
+        return FAMILY_MODES[self.info.family][0][kind]
+
+    def mode_name(self, kind: str) -> str:
+        modes, names = FAMILY_MODES.get(self.info.family, ({}, {}))
+        return names.get(modes.get(kind), "")
 
 
 class ControlModels:
@@ -188,6 +212,10 @@ class ControlModels:
         if hit.info.variant == UNION and not union_takes(hit.info.family, control.kind):
             raise InvalidRequest("controls", f"{hit.info.name} (a Union control model) has no {control.kind} mode; "
                                  f"it takes {', '.join(UNION_KINDS.get(hit.info.family, ()))}")
+        modes = getattr(hit.model.config, "num_control_type", None)
+        if modes is not None and hit.mode(control.kind) >= modes:
+            raise InvalidRequest("controls", f"{hit.info.name} has {modes} control modes, none for {control.kind} (its "
+                                 "ProMax version has it)")
         return hit
 
     def clear(self) -> None:
@@ -236,7 +264,8 @@ def load_controlnet(info: ModelInfo, denoiser, dtype):
     tensor shapes, so nothing is fetched. Engine thread; raises ModelError (one line)."""
     import diffusers
 
-    cls = getattr(diffusers, CLASSES.get(info.family, "ControlNetModel"))
+    union = info.family == "sdxl" and info.variant == UNION
+    cls = getattr(diffusers, "ControlNetUnionModel" if union else CLASSES.get(info.family, "ControlNetModel"))
     try:
         if info.format == "diffusers":
             names = [p.name for p in Path(info.path).glob("*.safetensors")]
@@ -250,13 +279,26 @@ def load_controlnet(info: ModelInfo, denoiser, dtype):
         elif info.family == "qwen_image":
             model = _load_qwen_image_single_file(info, denoiser, dtype)
         else:
-            model = _load_single_file(info, denoiser, dtype)
+            model = _load_single_file(info, denoiser, dtype, cls)
     except ModelError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, AssertionError) as exc:
         log.info("loading control model %s failed", info.path, exc_info=True)
         raise ModelError(info.name, f"this control model cannot be loaded ({_short(exc)})") from exc
+    if union:
+        model.register_forward_hook(_silent_off_range, with_kwargs=True)
     return model.eval()
+
+
+def _silent_off_range(module, args, kwargs, output):
+    """An SDXL Union model given several inputs scales each input, not its output: on a step outside
+    every input's range (all scales 0) it would still steer with the bare latent. There it gives
+    nothing, as one input outside its range does (diffusers scales that one's output by 0)."""
+    scales = kwargs.get("conditioning_scale")
+    if not isinstance(scales, (list, tuple)) or len(scales) < 2 or any(float(s) != 0.0 for s in scales):
+        return output
+    down, mid = output[0], output[1]
+    return ([d * 0.0 for d in down], mid * 0.0, *output[2:]) if isinstance(output, tuple) else output
 
 
 def _short(exc: BaseException) -> str:
@@ -264,14 +306,17 @@ def _short(exc: BaseException) -> str:
     return text[:160] + ("…" if len(text) > 160 else "")
 
 
-def single_file_config(unet_config, shapes: dict[str, tuple[int, ...]]) -> dict:
-    """A ControlNetModel config for one file: the generator's UNet config (as ``from_unet`` takes it),
-    with what the file's shapes say (either layout) in place of it."""
+def single_file_config(unet_config, shapes: dict[str, tuple[int, ...]], cls=None) -> dict:
+    """A ControlNetModel (``cls``: or ControlNetUnionModel) config for one file: the generator's UNet
+    config (as ``from_unet`` takes it), with what the file's shapes say (either layout) in place of it."""
     from diffusers import ControlNetModel
-    import inspect
 
-    params = set(inspect.signature(ControlNetModel.__init__).parameters) - {"self"}
+    params = set(inspect.signature((cls or ControlNetModel).__init__).parameters) - {"self"}
     config = {k: v for k, v in dict(unet_config).items() if k in params}
+    if "task_embedding" in shapes:  # an SDXL Union model: its modes and control transformer (8 heads, as xinsir's)
+        config["num_control_type"], config["num_trans_channel"] = shapes["task_embedding"]
+        config["num_trans_layer"] = _count(shapes, "transformer_layes.")
+        config["num_proj_channel"] = shapes["spatial_ch_projs.weight"][0]
     ldm = any(k.startswith("control_model.") for k in shapes)
     s = {k.removeprefix("control_model."): v for k, v in shapes.items()}
     if ldm or "input_hint_block.0.weight" in s:
@@ -310,27 +355,21 @@ def single_file_config(unet_config, shapes: dict[str, tuple[int, ...]]) -> dict:
     return config
 
 
-def _load_single_file(info: ModelInfo, unet, dtype):
-    import torch
+def _load_single_file(info: ModelInfo, unet, dtype, cls=None):
     from diffusers import ControlNetModel
     from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
     from safetensors.torch import load_file
 
+    cls = cls or ControlNetModel
     header = read_header(info.path)
-    config = single_file_config(unet.config, header.shapes())
+    config = single_file_config(unet.config, header.shapes(), cls)
     state = load_file(info.path)
     if any(k.startswith("control_model.") or k.startswith("input_hint_block.") for k in state):
         state = convert_controlnet_checkpoint(state, config)  # A1111's layout -> diffusers' names
         if config.get("addition_embed_type") == "text_time":  # diffusers reads SDXL's label_emb as a class embedding
             state = {("add_embedding." + k[len("class_embedding."):] if k.startswith("class_embedding.") else k): v
                      for k, v in state.items()}
-    with torch.device("meta"):
-        model = ControlNetModel.from_config(config)
-    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
-    if missing or unexpected:
-        some = (missing or unexpected)[:2]
-        raise ModelError(info.name, f"its weights do not match the architecture it claims ({', '.join(some)} …)")
-    return model.to(dtype=dtype)
+    return _assign(cls, config, state, info, dtype)
 
 
 def _count(shapes: dict, prefix: str) -> int:
@@ -462,12 +501,15 @@ def pipeline(pipe, controlnets: list, build=None, label: str = ""):
     own dtypes, e.g. a GGUF transformer, passes its own). ``label``: the model's, for the refusals."""
     import diffusers
 
-    name = CONTROL_PIPELINES.get(type(pipe).__name__)
+    kind = type(controlnets[0]).__name__
+    if kind == "ControlNetUnionModel" and any(type(n).__name__ != kind for n in controlnets):
+        raise InvalidRequest("controls", "a ControlNet Union model cannot run beside other ControlNets: use one kind")
+    table = UNION_PIPELINES if kind == "ControlNetUnionModel" else CONTROL_PIPELINES
+    name = table.get(type(pipe).__name__)
     if name is None:
         img2img = type(pipe).__name__.replace("Inpaint", "Img2Img")
         raise InvalidRequest("controls", f"{label or type(pipe).__name__} takes no control inputs in this mode: "
-                             "use text to image" + (" or image to image" if img2img in CONTROL_PIPELINES else ""))
-    kind = type(controlnets[0]).__name__
+                             "use text to image" + (" or image to image" if img2img in table else ""))
     if len(controlnets) == 1:
         net = controlnets[0]
     elif not MULTI.get(kind):
@@ -483,7 +525,8 @@ def pipeline(pipe, controlnets: list, build=None, label: str = ""):
                 raise InvalidRequest("controls", f"{label or 'this model'} takes several control inputs only through "
                                      f"one Union control model (got {len(unique)} control models)")
             one_union = True
-        net = multi(unique if one_union else controlnets)
+        # one SDXL Union model takes several inputs itself (a list of images and of modes: xinsir's multi-condition)
+        net = unique[0] if kind == "ControlNetUnionModel" and len(unique) == 1 else multi(unique if one_union else controlnets)
     cls = getattr(diffusers, name)
     try:
         out = build(cls, net) if build is not None else cls.from_pipe(pipe, controlnet=net)
@@ -556,7 +599,7 @@ def call_args(args: dict, controls, size: tuple[int, int], plan=None, pipe=None,
         out["control_guidance_start"] = float(controls[0].start) if one else [float(c.start) for c in controls]
         out["control_guidance_end"] = float(controls[0].end) if one else [float(c.end) for c in controls]
     if loaded and any(n.union for n in loaded):
-        modes = [UNION_MODES[c.kind] if n.union else None for c, n in zip(controls, loaded)]
+        modes = [n.mode(c.kind) if n.union else None for c, n in zip(controls, loaded)]
         out["control_mode"] = modes[0] if one else modes
     out.setdefault("width", size[0])
     out.setdefault("height", size[1])
@@ -604,7 +647,8 @@ def record(request, loaded: list, params: list, notice):
 def a1111_line(control: ControlInput, loaded: LoadedControl) -> str:
     """A1111's ``ControlNet N`` value: Module, Model name [hash], Weight, Guidance Start/End."""
     model = f"{loaded.info.name} [{loaded.hash10}]" if loaded.hash10 else loaded.info.name
-    mode = f", Union Control Type: {MODE_NAMES[UNION_MODES[control.kind]]}" if loaded.union and control.kind in UNION_MODES else ""
+    name = loaded.mode_name(control.kind) if loaded.union else ""
+    mode = f", Union Control Type: {name}" if name else ""
     return (f"Module: {control.preprocessor or 'none'}, Model: {model}, Weight: {_num(control.strength)}, "
             f"Guidance Start: {_num(control.start)}, Guidance End: {_num(control.end)}{mode}")
 

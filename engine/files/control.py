@@ -3,11 +3,13 @@
 A ControlNet comes as one ``.safetensors`` file in A1111's original layout (``control_model.*``,
 lllyasviel's releases in ``models/ControlNet``), as one file in diffusers' layout
 (``controlnet_cond_embedding.*``, ``diffusers_xl_canny_mid.safetensors`` and the like), or as a
-diffusers folder (``config.json`` whose ``_class_name`` is ``ControlNetModel`` beside
+diffusers folder (``config.json`` whose ``_class_name`` is ``ControlNetModel`` or ``ControlNetUnionModel`` beside
 ``diffusion_pytorch_model.safetensors``; the Hugging Face cache holds these). Its family (SD 1.x /
 2.x / SDXL) is read from its structure, which holds at any size: SDXL's have the addition embedding,
 SD 2.x's linear transformer projections, SD 1.x's convolutional ones; a real-size file's
-cross-attention width (768 / 1024 / 2048) says it directly. Its kind (canny, depth ...) comes from the
+cross-attention width (768 / 1024 / 2048) says it directly. SDXL Union models (xinsir's
+controlnet-union-sdxl-1.0 and its ProMax: ``ControlNetUnionModel``) have ``task_embedding``,
+``control_add_embedding`` and ``transformer_layes`` tensors; their variant is "union". Its kind (canny, depth ...) comes from the
 name, where the name says it.
 
 FLUX.1 ControlNets (``FluxControlNetModel``: InstantX's and Shakker-Labs' canny / depth / Union, XLabs' in
@@ -35,14 +37,16 @@ from engine.files.safe import UnreadableFile, read_bytes
 from engine.files.hub import repo_name
 
 KIND = "controlnet"
-CONTROL_CLASSES = ("ControlNetModel", "FluxControlNetModel", "ZImageControlNetModel", "QwenImageControlNetModel")
-UNSUPPORTED_CLASSES = {"ControlNetUnionModel": "ControlNet Union models for SDXL", "ControlNetXSAdapter": "ControlNet-XS models",
-                       "SD3ControlNetModel": "SD3 ControlNets"}
+CONTROL_CLASSES = ("ControlNetModel", "ControlNetUnionModel", "FluxControlNetModel", "ZImageControlNetModel",
+                   "QwenImageControlNetModel")
+UNSUPPORTED_CLASSES = {"ControlNetXSAdapter": "ControlNet-XS models", "SD3ControlNetModel": "SD3 ControlNets"}
+# The tensors only an SDXL Union model has (xinsir's controlnet-union-sdxl-1.0 and its ProMax)
+SDXL_UNION_TENSORS = ("task_embedding", "control_add_embedding.", "control_type_proj.", "transformer_layes.")
 _WIDTH_FAMILY = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "flux1": "FLUX.1", "zimage": "Z-Image",
                 "qwen_image": "Qwen-Image"}
 UNION = "union"
-UNION_FAMILIES = ("flux1", "zimage", "qwen_image")  # the families whose Union control models Easel runs
+UNION_FAMILIES = ("sdxl", "flux1", "zimage", "qwen_image")  # the families whose Union control models Easel runs
 XLABS_PROBLEM = ("XLabs' original FLUX ControlNet layout (double_blocks) cannot be loaded by the library: use its "
                  "diffusers version (a folder with config.json naming FluxControlNetModel)")
 BLOCKWISE_PROBLEM = ("DiffSynth's blockwise Qwen-Image ControlNets cannot be loaded by the library: use InstantX's "
@@ -85,8 +89,13 @@ def is_blockwise_header(header: SafetensorsHeader) -> bool:
     return any(k.startswith("controlnet_blocks.") and ".input_proj." in k for k in header.tensors)
 
 
+def is_sdxl_union_header(header: SafetensorsHeader) -> bool:
+    """An SDXL ControlNet Union model's tensor names (``task_embedding``, ``control_add_embedding`` ...)."""
+    return any(k.startswith(SDXL_UNION_TENSORS) for k in header.tensors)
+
+
 def is_control_header(header: SafetensorsHeader) -> bool:
-    """Whether the tensor names are a ControlNet's (either SD layout, FLUX.1's, Z-Image's)."""
+    """Whether the tensor names are a ControlNet's (either SD layout, FLUX.1's, Z-Image's, Qwen-Image's)."""
     names = header.tensors
     return any(k.startswith(("control_model.", "controlnet_cond_embedding.")) for k in names) or (
         any(k.startswith("input_hint_block.") for k in names) and any(k.startswith("zero_convs.") for k in names)) or (
@@ -94,7 +103,7 @@ def is_control_header(header: SafetensorsHeader) -> bool:
 
 
 def runnable(family: str, variant: str) -> bool:
-    """Whether Easel runs a control model of ``family`` and ``variant`` (a Union model only for FLUX.1 / Z-Image)."""
+    """Whether Easel runs a control model of ``family`` and ``variant`` (a Union model only for ``UNION_FAMILIES``)."""
     return bool(family) and (variant != UNION or family in UNION_FAMILIES)
 
 
@@ -150,8 +159,8 @@ def file_verdict(header: SafetensorsHeader, name: str) -> tuple[str, str, str | 
             return "", kind_from_name(name), XLABS_PROBLEM, UnsupportedModel
         union = "controlnet_mode_embedder.weight" in header.tensors
         return "flux1", UNION if union else kind_from_name(name), problem_line("flux1"), UnsupportedModel
-    if any(k.startswith(("task_embedding", "control_add_embedding.", "control_type_proj.")) for k in header.tensors):
-        return "sdxl", "union", "ControlNet Union models are not supported yet", UnsupportedModel
+    if is_sdxl_union_header(header):
+        return "sdxl", UNION, problem_line("sdxl"), UnsupportedModel
     family = header_family(header)
     if not family:
         return "", "", "a ControlNet of an architecture Easel does not know", UnsupportedModel
@@ -200,7 +209,8 @@ def examine_control_folder(spath: str) -> tuple[ModelInfo, type[ModelError] | No
         return result("", "inpaint", QWEN_INPAINT_PROBLEM, UnsupportedModel, size)
     if not family:
         return result("", "", "a ControlNet of an architecture Easel does not know", UnsupportedModel, size)
-    union = cls in ("ZImageControlNetModel", "QwenImageControlNetModel") or (cls == "FluxControlNetModel" and config.get("num_mode") is not None)
+    union = cls in ("ZImageControlNetModel", "QwenImageControlNetModel", "ControlNetUnionModel") or (
+        cls == "FluxControlNetModel" and config.get("num_mode") is not None)
     return result(family, UNION if union else kind_from_name(name), problem_line(family), UnsupportedModel, size)
 
 

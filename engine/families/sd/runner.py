@@ -129,7 +129,8 @@ class SDRunner(Runner):
             call_args, plan = {"image": job.init_latents, "strength": request.strength}, None
         if control.active(request.controls):  # control images, scales and step ranges
             size = plan.work_image.size if plan is not None else (request.width, request.height)
-            call_args = control.call_args(call_args, control.active(request.controls), size, plan)
+            acting = control.active(request.controls)  # a Union model is told each control's mode
+            call_args = control.call_args(call_args, acting, size, plan, pipe=pipe, loaded=self._loaded_controls(acting))
         if request.controls:  # what the metadata records of them (all, also those acting on no step)
             request = self._record_controls(request, params, job)
 

@@ -1,5 +1,6 @@
 """Tiny random-weight ControlNets for the SD test models (``controlnet-sd15-canny``,
-``controlnet-sdxl-canny``): the real ControlNet architecture, built from the tiny test UNet's config
+``controlnet-sdxl-canny``, ``controlnet-sdxl-union``: a ``ControlNetUnionModel`` as xinsir's ProMax, 8 modes):
+the real ControlNet architecture, built from the tiny test UNet's config
 as ``ControlNetModel.from_unet`` does (so it fits the ``sd15`` / ``sdxl`` test models), written as a
 diffusers folder or as one ``.safetensors`` file: SD 1.5's in A1111's original layout
 (``control_model.*``, as lllyasviel's releases are), SDXL's in diffusers' layout (as the SDXL
@@ -13,26 +14,36 @@ import re
 from pathlib import Path
 
 # make-test-model name -> (the SD test model it fits, its kind)
-TEST_CONTROLS = {"controlnet-sd15-canny": ("sd15", "canny"), "controlnet-sdxl-canny": ("sdxl", "canny")}
+TEST_CONTROLS = {"controlnet-sd15-canny": ("sd15", "canny"), "controlnet-sdxl-canny": ("sdxl", "canny"),
+                 "controlnet-sdxl-union": ("sdxl", "union")}
 
 
 def build(name: str, seed: int = 0):
     """The tiny ControlNetModel of the test control model ``name``."""
     import torch
-    from diffusers import ControlNetModel, UNet2DConditionModel
+    from diffusers import ControlNetModel, ControlNetUnionModel, UNet2DConditionModel
 
     from engine.testmodels import build_configs, randomize
 
-    family, _kind = TEST_CONTROLS[name]
+    family, kind = TEST_CONTROLS[name]
     unet_config = dict(build_configs(family)["unet"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed * 100 + 7)
         unet = UNet2DConditionModel.from_config(unet_config)
-        model = ControlNetModel.from_unet(unet, load_weights_from_unet=False)
+        if kind == "union":  # xinsir's ProMax: 8 modes, its control transformer as wide as the first block
+            config = dict(ControlNetUnionModel.from_unet(unet, load_weights_from_unet=False).config)
+            config.pop("_use_default_values", None)  # else from_config keeps the defaults for these
+            width = unet_config["block_out_channels"][0]
+            model = ControlNetUnionModel.from_config({**config, "num_control_type": 8, "num_trans_head": 2,
+                                                      "num_trans_channel": width, "num_proj_channel": width})
+        else:
+            model = ControlNetModel.from_unet(unet, load_weights_from_unet=False)
     generator = torch.Generator().manual_seed(seed + 1234)
     randomize(model, generator, full=False)
+    extra = (model.spatial_ch_projs,) if kind == "union" else ()
     with torch.no_grad():  # the zero convolutions: clearly non-zero, so the control shows
-        for module in (*model.controlnet_down_blocks, model.controlnet_mid_block, model.controlnet_cond_embedding.conv_out):
+        for module in (*model.controlnet_down_blocks, model.controlnet_mid_block, model.controlnet_cond_embedding.conv_out,
+                       *extra):
             for param in module.parameters():
                 param.copy_(torch.empty(param.shape).normal_(0.0, 0.3, generator=generator))
     return model.eval()
