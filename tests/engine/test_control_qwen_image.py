@@ -25,27 +25,6 @@ from engine.files.probe import inspect_model
 NET = "controlnet-qwen-image-union"
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("qwen-image-control")
-    paths: dict[tuple[str, str], Path] = {}
-
-    def get(name: str, layout: str = "diffusers") -> Path:
-        if (name, layout) not in paths:
-            _family, model = families.test_models()[name]
-            paths[(name, layout)] = Path(model.write(root / layout / name, layout, 0))
-        return paths[(name, layout)]
-
-    return get
-
-
-@pytest.fixture(scope="module")
-def engine():
-    from engine.engine import Engine
-
-    return Engine(device="cpu")
-
-
 def square(size: int = 64) -> Image.Image:
     im = Image.new("RGB", (size, size), "black")
     ImageDraw.Draw(im).rectangle((size // 4, size // 4, 3 * size // 4 - 1, 3 * size // 4 - 1), fill="white")

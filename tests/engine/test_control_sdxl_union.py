@@ -10,33 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from engine import families
 from engine.api import ControlInput, GenerationRequest, InvalidRequest
 from engine.cli import main
 from engine.files.probe import inspect_model
 
 UNION = "controlnet-sdxl-union"
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sdxl-union")
-    paths: dict[tuple[str, str], Path] = {}
-
-    def get(name: str, layout: str = "diffusers") -> Path:
-        if (name, layout) not in paths:
-            _family, model = families.test_models()[name]
-            paths[(name, layout)] = Path(model.write(root / layout / name, layout, 0))
-        return paths[(name, layout)]
-
-    return get
-
-
-@pytest.fixture(scope="module")
-def engine():
-    from engine.engine import Engine
-
-    return Engine(device="cpu")
 
 
 def square(size: int = 64, fill="white", ground="black") -> Image.Image:

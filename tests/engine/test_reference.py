@@ -24,28 +24,6 @@ from engine.cli import main
 from engine.files.probe import inspect_model
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """name -> path of each test model written (generators as folders; IP-Adapters as files with their encoder)."""
-    root = tmp_path_factory.mktemp("reference-models")
-    paths: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in paths:
-            _family, model = families.test_models()[name]
-            paths[name] = Path(model.write(root / name, model.layouts[0], 0))
-        return paths[name]
-
-    return get
-
-
-@pytest.fixture(scope="module")
-def engine():
-    from engine.engine import Engine
-
-    return Engine(device="cpu")
-
-
 def picture(colour=(200, 40, 40)) -> Image.Image:
     im = Image.new("RGB", (64, 64), (240, 240, 230))
     ImageDraw.Draw(im).ellipse((12, 12, 52, 52), fill=colour)

@@ -23,27 +23,6 @@ from engine.cli import main
 from engine.files.probe import inspect_model
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("flux-redux")
-    paths: dict[tuple[str, str], Path] = {}
-
-    def get(name: str, layout: str = "diffusers") -> Path:
-        if (name, layout) not in paths:
-            _family, model = families.test_models()[name]
-            paths[(name, layout)] = Path(model.write(root / layout / name, layout, 0))
-        return paths[(name, layout)]
-
-    return get
-
-
-@pytest.fixture(scope="module")
-def engine():
-    from engine.engine import Engine
-
-    return Engine(device="cpu")
-
-
 def picture(colour=(200, 40, 40), other=(20, 200, 30)) -> Image.Image:
     im = Image.new("RGB", (64, 64), colour)
     ImageDraw.Draw(im).ellipse((8, 8, 56, 56), fill=other)

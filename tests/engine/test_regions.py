@@ -25,27 +25,6 @@ from engine.core import prompt_policy, regions
 W = 64
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("region-models")
-    paths: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in paths:
-            _family, model = families.test_models()[name]
-            paths[name] = Path(model.write(root / name, model.layouts[0], 0))
-        return paths[name]
-
-    return get
-
-
-@pytest.fixture(scope="module")
-def engine():
-    from engine.engine import Engine
-
-    return Engine(device="cpu")
-
-
 def half(side: str, size: int = W) -> Image.Image:
     mask = Image.new("L", (size, size), 0)
     box = (0, 0, size // 2 - 1, size - 1) if side == "left" else (size // 2, 0, size - 1, size - 1)
