@@ -112,6 +112,9 @@ def _install() -> None:
     from diffusers.utils import torch_utils
 
     original = torch_utils.randn_tensor
+    # (torch_utils' own name is answered too after the first call: a module imported since still holds
+    # diffusers' function, which the unwrapped one is)
+    original = getattr(original, "__wrapped__", original)
     answer = None
     with _lock:
         for name, module in list(sys.modules.items()):
