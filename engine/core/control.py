@@ -611,7 +611,7 @@ def step_range(pipe, controls):
     """Give a ControlNet pipeline without ``control_guidance_start/end`` (Z-Image's) the control's step
     range: its control model's scale is 0 on the steps outside it (diffusers' own rule for which steps
     those are), so those steps run as without the control. A no-op for a pipeline that takes the range."""
-    if takes(pipe, "control_guidance_start") or len(controls) != 1:
+    if len(controls) != 1 or takes(pipe, "control_guidance_start"):
         yield
         return
     c, net, calls = controls[0], pipe.controlnet, [0]
