@@ -241,6 +241,30 @@ def randomize(module: torch.nn.Module, generator: torch.Generator, full: bool) -
                 param.add_(noise.normal_(0.0, 0.02, generator=generator))
 
 
+
+@torch.no_grad()
+def wake(params, generator: torch.Generator) -> None:
+    """Give zero-initialised parameters (a control model's output projections) clearly non-zero
+    N(0, 0.3) weights, so a tiny random control model visibly changes the image."""
+    for param in params:
+        param.copy_(torch.empty(param.shape).normal_(0.0, 0.3, generator=generator))
+
+
+def write_model(model, name: str, dest: Path, layout: str, single_file_state=None) -> Path:
+    """Write ``model`` (a diffusers ModelMixin) under ``dest`` as the diffusers folder ``name`` or, for any
+    other ``layout``, as ``name.safetensors`` in diffusers' names (``single_file_state``: the state dict
+    to store instead, e.g. in the original layout); returns the folder or file."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    if layout == "diffusers":
+        folder = dest / name
+        model.save_pretrained(folder, safe_serialization=True)
+        return folder
+    path = dest / f"{name}.safetensors"
+    state = single_file_state if single_file_state is not None else model.state_dict()
+    save_safetensors(path, {k: v.contiguous() for k, v in state.items()})
+    return path
+
 def tokenizer_for(kind: str):
     from transformers import CLIPTokenizer
 

@@ -22,7 +22,7 @@ def build(name: str, seed: int = 0):
     from diffusers import FluxControlNetModel
 
     from engine.families.flux.testmodel import tiny_transformer_config
-    from engine.testmodels import randomize
+    from engine.testmodels import randomize, wake
 
     variant, modes = TEST_CONTROLS[name]
     params = set(inspect.signature(FluxControlNetModel.__init__).parameters)
@@ -33,24 +33,14 @@ def build(name: str, seed: int = 0):
         model = FluxControlNetModel.from_config(config)
     generator = torch.Generator().manual_seed(seed + 4321)
     randomize(model, generator, full=False)
-    with torch.no_grad():  # the zero-initialised projections: clearly non-zero, so the control shows
-        for module in (*model.controlnet_blocks, *model.controlnet_single_blocks, model.controlnet_x_embedder):
-            for param in module.parameters():
-                param.copy_(torch.empty(param.shape).normal_(0.0, 0.3, generator=generator))
+    # the zero-initialised projections: clearly non-zero, so the control shows
+    wake([p for m in (*model.controlnet_blocks, *model.controlnet_single_blocks, model.controlnet_x_embedder)
+          for p in m.parameters()], generator)
     return model.eval()
 
 
 def write(name: str, dest: Path, layout: str, seed: int = 0) -> Path:
     """Write the test control model ``name`` under ``dest``; returns the folder or file to use."""
-    model = build(name, seed)
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    if layout == "diffusers":
-        folder = dest / name
-        model.save_pretrained(folder, safe_serialization=True)
-        return folder
-    from engine.testmodels import save_safetensors
+    from engine.testmodels import write_model
 
-    path = dest / f"{name}.safetensors"
-    save_safetensors(path, {k: v.contiguous() for k, v in model.state_dict().items()})
-    return path
+    return write_model(build(name, seed), name, dest, layout)

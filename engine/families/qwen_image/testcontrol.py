@@ -21,7 +21,7 @@ def build(name: str, seed: int = 0):
     from diffusers import QwenImageControlNetModel
 
     from engine.families.qwen_image.testmodel import TEXT_WIDTH
-    from engine.testmodels import randomize
+    from engine.testmodels import randomize, wake
 
     assert name in TEST_CONTROLS
     with torch.random.fork_rng(devices=[]):
@@ -32,24 +32,14 @@ def build(name: str, seed: int = 0):
             extra_condition_channels=0)
     generator = torch.Generator().manual_seed(seed + 6789)
     randomize(model, generator, full=False)
-    with torch.no_grad():  # the zero-initialised control embedder and output blocks: clearly non-zero
-        for name_, param in model.named_parameters():
-            if name_.startswith(("controlnet_x_embedder.", "controlnet_blocks.")):
-                param.copy_(torch.empty(param.shape).normal_(0.0, 0.3, generator=generator))
+    # the zero-initialised control embedder and output blocks: clearly non-zero
+    wake([p for n, p in model.named_parameters() if n.startswith(("controlnet_x_embedder.", "controlnet_blocks."))],
+         generator)
     return model.eval()
 
 
 def write(name: str, dest: Path, layout: str, seed: int = 0) -> Path:
     """Write the test control model ``name`` under ``dest``; returns the folder or file to use."""
-    model = build(name, seed)
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    if layout == "diffusers":
-        folder = dest / name
-        model.save_pretrained(folder, safe_serialization=True)
-        return folder
-    from engine.testmodels import save_safetensors
+    from engine.testmodels import write_model
 
-    path = dest / f"{name}.safetensors"
-    save_safetensors(path, {k: v.contiguous() for k, v in model.state_dict().items()})
-    return path
+    return write_model(build(name, seed), name, dest, layout)

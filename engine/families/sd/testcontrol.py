@@ -23,7 +23,7 @@ def build(name: str, seed: int = 0):
     import torch
     from diffusers import ControlNetModel, ControlNetUnionModel, UNet2DConditionModel
 
-    from engine.testmodels import build_configs, randomize
+    from engine.testmodels import build_configs, randomize, wake
 
     family, kind = TEST_CONTROLS[name]
     unet_config = dict(build_configs(family)["unet"])
@@ -41,31 +41,21 @@ def build(name: str, seed: int = 0):
     generator = torch.Generator().manual_seed(seed + 1234)
     randomize(model, generator, full=False)
     extra = (model.spatial_ch_projs,) if kind == "union" else ()
-    with torch.no_grad():  # the zero convolutions: clearly non-zero, so the control shows
-        for module in (*model.controlnet_down_blocks, model.controlnet_mid_block, model.controlnet_cond_embedding.conv_out,
-                       *extra):
-            for param in module.parameters():
-                param.copy_(torch.empty(param.shape).normal_(0.0, 0.3, generator=generator))
+    # the zero convolutions: clearly non-zero, so the control shows
+    wake([p for m in (*model.controlnet_down_blocks, model.controlnet_mid_block,
+                      model.controlnet_cond_embedding.conv_out, *extra) for p in m.parameters()], generator)
     return model.eval()
 
 
 def write(name: str, dest: Path, layout: str, seed: int = 0) -> Path:
     """Write the test control model ``name`` under ``dest``; returns the folder or file to use."""
-    model = build(name, seed)
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    if layout == "diffusers":
-        folder = dest / name
-        model.save_pretrained(folder, safe_serialization=True)
-        return folder
-    from engine.testmodels import save_safetensors
+    from engine.testmodels import write_model
 
-    path = dest / f"{name}.safetensors"
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    if TEST_CONTROLS[name][0] != "sdxl":
-        state = to_original_layout(state, model.config.layers_per_block)
-    save_safetensors(path, state)
-    return path
+    model = build(name, seed)
+    state = None
+    if layout != "diffusers" and TEST_CONTROLS[name][0] != "sdxl":  # SD 1.5 single files: the original layout
+        state = to_original_layout(model.state_dict(), model.config.layers_per_block)
+    return write_model(model, name, dest, layout, state)
 
 
 def to_original_layout(state: dict, layers_per_block: int) -> dict:

@@ -19,7 +19,7 @@ def build(name: str, seed: int = 0):
     import torch
     from diffusers import ZImageControlNetModel
 
-    from engine.testmodels import randomize
+    from engine.testmodels import randomize, wake
 
     assert name in TEST_CONTROLS
     with torch.random.fork_rng(devices=[]):
@@ -31,24 +31,13 @@ def build(name: str, seed: int = 0):
             dim=32, n_refiner_layers=1, n_heads=2, n_kv_heads=2, norm_eps=1e-5, qk_norm=True)
     generator = torch.Generator().manual_seed(seed + 5678)
     randomize(model, generator, full=False)
-    with torch.no_grad():  # the zero-initialised before/after projections: clearly non-zero
-        for name_, param in model.named_parameters():
-            if ".before_proj." in name_ or ".after_proj." in name_:
-                param.copy_(torch.empty(param.shape).normal_(0.0, 0.3, generator=generator))
+    # the zero-initialised before/after projections: clearly non-zero
+    wake([p for n, p in model.named_parameters() if ".before_proj." in n or ".after_proj." in n], generator)
     return model.eval()
 
 
 def write(name: str, dest: Path, layout: str, seed: int = 0) -> Path:
     """Write the test control model ``name`` under ``dest``; returns the folder or file to use."""
-    model = build(name, seed)
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    if layout == "diffusers":
-        folder = dest / name
-        model.save_pretrained(folder, safe_serialization=True)
-        return folder
-    from engine.testmodels import save_safetensors
+    from engine.testmodels import write_model
 
-    path = dest / f"{name}.safetensors"
-    save_safetensors(path, {k: v.contiguous() for k, v in model.state_dict().items()})
-    return path
+    return write_model(build(name, seed), name, dest, layout)
