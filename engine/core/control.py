@@ -22,12 +22,12 @@ import contextlib
 import dataclasses
 import inspect
 import logging
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.api import ControlInput, InvalidRequest, ModelError, ModelInfo, UnsupportedModel
+from engine.core.loading import named_model
 from engine.files.control import FAMILY_NAMES, KIND, UNION, runnable
 from engine.files.probe import inspect_model, read_header
 
@@ -133,14 +133,9 @@ def resolve(control: ControlInput, library, family: str) -> str:
     Raises InvalidRequest (one line) when there is none. Any thread (scans the library once)."""
     want = control.model
     if want:
-        path = Path(want).expanduser()
-        if path.exists():
-            return os.path.realpath(path)
-        if library is not None:
-            library.ensure_scanned()
-            entry = library.find(KIND, Path(want).stem if want.endswith(".safetensors") else want, family)
-            if entry is not None:
-                return entry.path
+        path = named_model(want, library, KIND, family)
+        if path is not None:
+            return path
         raise InvalidRequest("controls", f"no control model called {want} ({WHERE})")
     entry = choose(library, family, control.kind)
     if entry is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -113,6 +114,19 @@ def assembled(load, name: str, what: str):
         raise load_failed(name, what, exc) from exc
     (out[0] if isinstance(out, tuple) else out).set_progress_bar_config(disable=True)
     return out
+
+
+def named_model(want: str, library, kind: str, family: str = "", *, folders: bool = True) -> str | None:
+    """The path a user's ``want`` names for an add-on model (a control model, IP-Adapter, Redux model):
+    a file on disk (or a folder, with ``folders``), else the ``library`` entry of ``kind`` called so
+    (``x.safetensors`` by its stem), preferring ``family``'s; None when neither. Any thread."""
+    path = Path(want).expanduser()
+    if path.is_file() or (folders and path.exists()):
+        return os.path.realpath(path)
+    if library is None:
+        return None
+    entry = library.find(kind, Path(want).stem if want.endswith(".safetensors") else want, family)
+    return entry.path if entry is not None else None
 
 
 def pretrained(cls, path: str, name: str, what: str, **kwargs):

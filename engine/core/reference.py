@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.api import InvalidRequest, ModelError, ReferenceInput
+from engine.core.loading import named_model
 from engine.files import reference as files
 from engine.files.headers import read_header
 
@@ -93,13 +94,9 @@ def resolve_adapter(ref: ReferenceInput, library, family: str, unet) -> str:
     (one of the generator's family whose width fits ``unet``). InvalidRequest (one line) when none."""
     want = ref.model
     if want:
-        path = Path(want).expanduser()
-        if path.is_file():
-            return os.path.realpath(path)
-        if library is not None:
-            entry = library.find(files.KIND, Path(want).stem if want.endswith(".safetensors") else want, family)
-            if entry is not None:
-                return entry.path
+        path = named_model(want, library, files.KIND, family, folders=False)
+        if path is not None:
+            return path
         raise InvalidRequest("references", f"no IP-Adapter called {want} ({WHERE})")
     if library is not None:
         library.ensure_scanned()
@@ -383,13 +380,9 @@ def resolve_redux(ref: ReferenceInput, library) -> str:
     InvalidRequest (one line) when there is none."""
     want = ref.model
     if want:
-        path = Path(want).expanduser()
-        if path.exists():
-            return os.path.realpath(path)
-        if library is not None:
-            entry = library.find(files.REDUX_KIND, Path(want).stem if want.endswith(".safetensors") else want, "flux1")
-            if entry is not None:
-                return entry.path
+        path = named_model(want, library, files.REDUX_KIND, "flux1")
+        if path is not None:
+            return path
         raise InvalidRequest("references", f"no Redux model called {want} ({REDUX_WHERE})")
     if library is not None:
         library.ensure_scanned()
