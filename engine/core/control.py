@@ -28,6 +28,7 @@ from pathlib import Path
 
 from engine.api import ControlInput, InvalidRequest, ModelError, ModelInfo, UnsupportedModel
 from engine.core.loading import named_model
+from engine.core.placement import place, unhook
 from engine.files.control import FAMILY_NAMES, KIND, UNION, runnable
 from engine.files.probe import inspect_model, read_header
 
@@ -535,6 +536,35 @@ def pipeline(pipe, controlnets: list, build=None, label: str = ""):
     out.set_progress_bar_config(disable=True)
     return out
 
+
+
+def switch(runner, name, plain, nets: list, build=None, label: str = ""):
+    """Make ``plain`` (the runner's pipeline for a mode, cached under ``name``) or its ControlNet pipeline
+    for the loaded controls ``nets`` the runner's active one, and return it: the ControlNet pipeline is
+    built once per (name, control models) in ``runner.pipes`` (those whose control model is no longer
+    kept are dropped), and placed on the device by the runner's preset. Engine thread."""
+    pipe, fresh = plain, False
+    if nets:
+        key = (name, tuple(n.path for n in nets))
+        pipe = runner.pipes.get(key)
+        if pipe is None:
+            kept = set(runner.controls.loaded)
+            for old in [k for k in runner.pipes if isinstance(k, tuple) and not set(k[1]) <= kept]:
+                del runner.pipes[old]  # its control model is no longer kept
+            pipe = runner.pipes[key] = pipeline(plain, [n.model for n in nets], build=build, label=label)
+            fresh = True
+    settings = runner.placement.settings
+    offload = settings.model_offload or settings.sequential_offload
+    if pipe is not runner.active and offload:
+        unhook(runner.active)
+        place(pipe, settings)
+    elif fresh:
+        place(pipe, settings)  # the new control model onto the device, with the preset's switches
+    elif nets and not offload:
+        for n in nets:  # back from RAM after a park, else a no-op
+            n.model.to(settings.device)
+    runner.active = pipe
+    return pipe
 
 def takes(pipe, argument: str) -> bool:
     """Whether ``pipe``'s call takes ``argument`` (Z-Image's control inpaint takes no ``strength``)."""

@@ -19,7 +19,6 @@ from engine.api import Mode, Result, Timings
 from engine.core import decode as core_decode
 from engine.core import control, loras, noise, prompt_policy, regions
 from engine.core.job import Job
-from engine.core.placement import place, unhook
 from engine.core.previews import Previews
 from engine.core.prompt_cache import modules_key
 from engine.core.steps import StepReporter, cancel_within_steps
@@ -167,29 +166,9 @@ class PipelineRunner(Runner):
         pipe = self.pipes.get(name)
         if pipe is None:
             pipe = self.pipes[name] = sibling(getattr(diffusers, name), self.base)
-        fresh = False
-        if controls:
-            nets = self.loaded_controls(controls)
-            key = (name, tuple(n.path for n in nets))
-            plain, pipe = pipe, self.pipes.get(key)
-            if pipe is None:
-                for old in [k for k in self.pipes if isinstance(k, tuple) and not set(k[1]) <= set(self.controls.loaded)]:
-                    del self.pipes[old]  # its control model is no longer kept
-                pipe = self.pipes[key] = control.pipeline(plain, [n.model for n in nets], label=self.caps.label,
-                                                          build=lambda cls, net: sibling(cls, self.base, controlnet=net))
-                fresh = True
-        settings = self.placement.settings
-        offload = settings.model_offload or settings.sequential_offload
-        if pipe is not self.active and offload:
-            unhook(self.active)
-            place(pipe, settings)
-        elif fresh:
-            place(pipe, settings)  # the new control model onto the device, with the preset's switches
-        elif controls and not offload:
-            for n in self.loaded_controls(controls):  # back from RAM after a park, else a no-op
-                n.model.to(settings.device)
-        self.active = pipe
-        return pipe
+        nets = self.loaded_controls(controls) if controls else []
+        return control.switch(self, name, pipe, nets, label=self.caps.label,
+                              build=lambda cls, net: sibling(cls, self.base, controlnet=net))
 
     def loaded_controls(self, controls) -> list:
         """Each control's model, loaded (kept between jobs) and checked against this model's transformer."""

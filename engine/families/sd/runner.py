@@ -18,7 +18,6 @@ from engine.api import GenerationRequest, Mode, ModelInfo, Result, Timings
 from engine.core import decode as core_decode
 from engine.core import control, loras, noise, prompt_policy, reference, regions, speed
 from engine.core.job import Job
-from engine.core.placement import place, unhook
 from engine.core.previews import Previews
 from engine.core.prompt_cache import modules_key
 from engine.core.steps import StepReporter, cancel_within_steps
@@ -83,27 +82,7 @@ class SDRunner(Runner):
         pipe = self.pipes.get(cls)
         if pipe is None:
             pipe = self.pipes[cls] = loading.derived_pipeline(self.base, self.info, mode)
-        fresh = False
-        if controls:
-            nets = self._loaded_controls(controls)
-            key = (cls, tuple(n.path for n in nets))
-            plain, pipe = pipe, self.pipes.get(key)
-            if pipe is None:
-                for old in [k for k in self.pipes if isinstance(k, tuple) and not set(k[1]) <= set(self.controls.loaded)]:
-                    del self.pipes[old]  # its control model is no longer kept
-                pipe = self.pipes[key] = control.pipeline(plain, [n.model for n in nets])
-                fresh = True
-        settings = self.placement.settings
-        if pipe is not self.active and (settings.model_offload or settings.sequential_offload):
-            unhook(self.active)
-            place(pipe, settings)
-        elif fresh:
-            place(pipe, settings)  # the new control model onto the device, with the preset's switches
-        elif controls and not (settings.model_offload or settings.sequential_offload):
-            for net in self._loaded_controls(controls):  # back from RAM after a park, else a no-op
-                net.model.to(settings.device)
-        self.active = pipe
-        return pipe
+        return control.switch(self, cls, pipe, self._loaded_controls(controls) if controls else [])
 
     def _loaded_controls(self, controls) -> list:
         """Each control's model, loaded (kept between jobs) and checked against this model (engine.core.control)."""
