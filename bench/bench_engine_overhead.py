@@ -6,7 +6,7 @@ engine / raw is printed. Goal: <= 1.03 everywhere. The engine run includes what 
 progress callback every step and a latent preview every 2 steps.
 
     python bench/bench_engine_overhead.py [--rounds 9] [--size 256] [--steps 10] [--threads 1]
-    python bench/bench_engine_overhead.py --short [--model full] [--rounds 3]
+    python bench/bench_engine_overhead.py --short [--model full] [--rounds 3] [--sizes 256,512] [--step-counts 1,2,4]
 
 ``--short`` measures the jobs one-step models and live painting make common: 1, 2 and 4 steps at
 256² and 512², batch 1 / 2 / 4 (``--model full``: the full-size SD 1.5 architecture, 860M-parameter
@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--model", choices=("tiny", "full"), default="tiny")
     parser.add_argument("--same-prompt", action="store_true", help="one prompt for every run (prompt cache hits)")
     parser.add_argument("--sizes", default="256,512", help="with --short: the sizes to run, e.g. 512")
+    parser.add_argument("--step-counts", default="1,2,4", help="with --short: the step counts to run, e.g. 4")
     parser.add_argument("--no-warmup", action="store_true",
                         help="an untimed warm-up run in the first row only (a second process running only later rows)")
     args = parser.parse_args()
@@ -71,7 +72,8 @@ def main() -> None:
         raw.scheduler = EulerAncestralDiscreteScheduler.from_config(raw.scheduler.config)
         raw.set_progress_bar_config(disable=True)
         sizes = [int(x) for x in args.sizes.split(",")]
-        configs = ([(s, size, b) for size in sizes for s in (1, 2, 4) for b in (1, 2, 4)] if args.short
+        step_counts = [int(x) for x in args.step_counts.split(",")]
+        configs = ([(s, size, b) for size in sizes for s in step_counts for b in (1, 2, 4)] if args.short
                    else [(args.steps, args.size, 1)])
         print(f"model: {args.model} SD1.5 architecture, Euler a, CPU, {torch.get_num_threads()} torch thread(s), "
               f"{args.rounds} interleaved rounds per row; ratio = engine / raw diffusers, goal <= 1.03")

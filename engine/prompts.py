@@ -185,11 +185,12 @@ def _weighted(provider, text: str, device):
 
 
 def _pad_to(t, n: int, empty):
-    """Pad embeddings ``t`` to ``n`` tokens with chunks of the empty prompt's embeddings."""
+    """Pad embeddings ``t`` to ``n`` tokens with chunks of the empty prompt's embeddings; ``empty()``
+    gives them, called only when padding is needed (it runs the text encoder: compel's ``empty_z``)."""
     import torch
 
     while t.shape[1] < n:
-        t = torch.cat([t, empty.to(t)], dim=1)
+        t = torch.cat([t, empty().to(t)], dim=1)
     return t
 
 
@@ -218,7 +219,7 @@ def encode_prompts(pipe, family: str, prompt: str, negative: str, clip_skip: int
                                 device=device, layer=skip, normalize=True)
         pe = _weighted(provider, prompt, device)
         ne = _weighted(provider, negative, device)
-        pe, ne = _pad_same_length(pe, ne, provider.empty_z)
+        pe, ne = _pad_same_length(pe, ne, lambda: provider.empty_z)
         return {"prompt_embeds": pe, "negative_prompt_embeds": ne}
 
     # SDXL: the penultimate layer of both encoders (not normalised), side by side; pooled from the second.
@@ -231,7 +232,7 @@ def encode_prompts(pipe, family: str, prompt: str, negative: str, clip_skip: int
     def both(text: str):
         embeds = [_weighted(p, text, device) for p in providers]
         n = max(e.shape[1] for e in embeds)
-        embeds = [_pad_to(e, n, p.empty_z) for e, p in zip(embeds, providers)]
+        embeds = [_pad_to(e, n, lambda p=p: p.empty_z) for e, p in zip(embeds, providers)]
         plain = " ".join(f for part in split_break(text) for f, _ in parse_weights(part))
         pooled = providers[1].get_pooled_embeddings([ti_expand(pipe, plain)], device=device)
         return torch.cat(embeds, dim=-1), pooled
@@ -241,8 +242,7 @@ def encode_prompts(pipe, family: str, prompt: str, negative: str, clip_skip: int
         ne, npooled = torch.zeros_like(pe), torch.zeros_like(pooled)
     else:
         ne, npooled = both(negative)
-        empty = torch.cat([p.empty_z for p in providers], dim=-1)
-        pe, ne = _pad_same_length(pe, ne, empty)
+        pe, ne = _pad_same_length(pe, ne, lambda: torch.cat([p.empty_z for p in providers], dim=-1))
     if ne.shape[1] != pe.shape[1]:
         ne = torch.zeros_like(pe)
     return {"prompt_embeds": pe, "negative_prompt_embeds": ne,

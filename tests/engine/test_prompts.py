@@ -79,6 +79,33 @@ def test_long_prompts_are_chunked_not_cut(sd15_pipe):
     assert not torch.allclose(e["prompt_embeds"], cut["prompt_embeds"][:, : e["prompt_embeds"].shape[1]])
 
 
+def test_text_encoder_runs_once_per_chunk_and_the_empty_prompt_only_to_pad(sd15_pipe):
+    """A short prompt and negative cost two text-encoder passes, as in diffusers; the empty prompt's
+    encoding (what a shorter side is padded with) is computed only when one side needs padding."""
+    import torch
+
+    calls = []
+    handle = sd15_pipe.text_encoder.register_forward_pre_hook(lambda _m, args: calls.append(args[0].shape))
+    long = ", ".join(["a lighthouse on a rocky coast at dusk"] * 12)  # two chunks
+    try:
+        with torch.inference_mode():
+            encode_prompts(sd15_pipe, "sd1", "a red fox in snow", "blurry")
+            short_calls = len(calls)
+            calls.clear()
+            e = encode_prompts(sd15_pipe, "sd1", long, "blurry")
+            long_calls = len(calls)
+            alone = encode_prompts(sd15_pipe, "sd1", "blurry", "")["prompt_embeds"]
+            empty = encode_prompts(sd15_pipe, "sd1", "", "")["prompt_embeds"]
+    finally:
+        handle.remove()
+    assert short_calls == 2
+    chunks = e["prompt_embeds"].shape[1] // 77
+    assert long_calls == chunks + 1 + 1  # the prompt's chunks, the negative, the empty prompt once
+    negative = e["negative_prompt_embeds"]
+    assert torch.allclose(negative[:, :77], alone, atol=1e-5)
+    assert torch.allclose(negative[:, 77:154], empty, atol=1e-5)  # the padding is the empty prompt
+
+
 def test_clip_skip_reads_an_earlier_layer(sd15_pipe):
     import torch
 
