@@ -156,11 +156,15 @@ def _provider_class():
             super().__init__(*args, **kwargs)
             self.layer = layer
             self.normalize = normalize
+            self.pooled: dict[tuple, object] = {}  # token ids -> the pooled output of an unmasked pass over them
 
         def _encode_token_ids_to_embeddings(self, token_ids, attention_mask=None):
             if self.layer == 0 and self.normalize:
-                return self.text_encoder(token_ids, attention_mask, return_dict=True).last_hidden_state
+                out = self.text_encoder(token_ids, attention_mask, return_dict=True)
+                self._keep_pooled(token_ids, attention_mask, out)
+                return out.last_hidden_state
             out = self.text_encoder(token_ids, attention_mask, output_hidden_states=True, return_dict=True)
+            self._keep_pooled(token_ids, attention_mask, out)
             hidden = out.hidden_states[-(self.layer + 1)]
             if self.normalize:
                 # transformers 5 put final_layer_norm on CLIPTextModel itself (4.x: .text_model); compel's
@@ -168,6 +172,33 @@ def _provider_class():
                 model = getattr(self.text_encoder, "text_model", self.text_encoder)
                 hidden = model.final_layer_norm(hidden)
             return hidden
+
+        def _keep_pooled(self, token_ids, attention_mask, out) -> None:
+            pooled = getattr(out, "pooler_output", None)
+            pooled = pooled if pooled is not None else getattr(out, "text_embeds", None)
+            if pooled is not None and token_ids.shape[0] == 1 and self._unmasked_to_end(token_ids, attention_mask):
+                self.pooled[tuple(token_ids[0].tolist())] = pooled
+
+        def _unmasked_to_end(self, token_ids, attention_mask) -> bool:
+            """Whether a pass with ``attention_mask`` pools as an unmasked one: CLIP pools at the end token,
+            which under causal attention sees only the tokens before it, so a mask hiding only what follows
+            that token changes nothing."""
+            if attention_mask is None:
+                return True
+            eos = self.tokenizer.eos_token_id
+            row, ids = attention_mask[0].tolist(), token_ids[0].tolist()
+            end = ids.index(eos) if eos in ids else len(ids) - 1
+            return all(row[: end + 1])
+
+        def get_pooled_embeddings(self, texts, attention_mask=None, device=None, return_tokens=False):
+            """SDXL's pooled prompt: from the pass that already encoded the same tokens (the prompt's
+            first chunk, when it is the whole prompt), else compel's own pass. Same numbers either way."""
+            if attention_mask is None and not return_tokens and len(texts) == 1:
+                ids = self.get_token_ids(texts, padding="max_length", truncation_override=True)
+                found = self.pooled.get(tuple(ids[0]))
+                if found is not None:
+                    return found.to(device or self.device)
+            return super().get_pooled_embeddings(texts, attention_mask, device=device, return_tokens=return_tokens)
 
     return LayerEmbeddingsProvider
 

@@ -132,6 +132,23 @@ def test_sdxl_prompts_with_weights_and_length(tiny_models):
     assert torch.count_nonzero(e["negative_prompt_embeds"]) == 0  # SDXL: zeros for an empty negative
 
 
+@pytest.mark.parametrize("text", ["a (red:1.4) fox in snow", "a red fox " + "in snow " * 40, "a fox BREAK in snow"])
+def test_sdxl_pooled_prompt_is_the_second_encoders_on_the_plain_text(tiny_models, text):
+    """The pooled embedding, taken from the prompt's own pass where it can be, is exactly what a pass
+    of the second text encoder over the weight-free, truncated prompt gives."""
+    import torch
+
+    from engine.families.sd.loading import load_pipeline
+
+    pipe = load_pipeline(tiny_models.get("sdxl"), torch.float32)[1]
+    plain = " ".join(f for part in split_break(text) for f, _ in parse_weights(part))
+    with torch.inference_mode():
+        pooled = encode_prompts(pipe, "sdxl", text, "blurry")["pooled_prompt_embeds"]
+        ids = pipe.tokenizer_2(plain, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+        expect = pipe.text_encoder_2(ids).text_embeds
+    assert torch.equal(pooled, expect)
+
+
 # ------------------------------------------------------------------------- add-ons, end to end
 
 
