@@ -34,7 +34,9 @@ def test_cpu_peak_by_sampling_where_the_kernel_keeps_none(monkeypatch):
     with memuse.PeakMeter("cpu") as meter:
         block = bytearray(200 * 2**20)
         block[::4096] = b"\x01" * len(block[::4096])
-        time.sleep(10 * memuse.SAMPLE_SECONDS)  # held long enough to be sampled
+        deadline = time.monotonic() + 60
+        while meter._peak - meter._before < 190 * 2**20 and time.monotonic() < deadline:
+            time.sleep(memuse.SAMPLE_SECONDS)  # until the sampling thread has seen the block
         del block
     use = meter.use
     assert use is not None and use.peak - use.before >= 190 * 2**20
