@@ -39,6 +39,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -65,6 +66,11 @@ def main() -> None:
                         help="an untimed warm-up run in the first row only (a second process running only later rows)")
     parser.add_argument("--paired", action="store_true",
                         help="both sides at once, one process and one core each (one torch thread each)")
+    parser.add_argument("--shared", action="store_true",
+                        help="the raw side runs on the engine's own loaded modules (one process, one after the other)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="with --shared: this many processes (one core and one torch thread each) share out the "
+                             "rows, all rows of a round before the next round")
     args = parser.parse_args()
 
     from engine.testmodels import make_test_model
@@ -75,7 +81,10 @@ def main() -> None:
                else [(args.steps, args.size, 1)])
     with tempfile.TemporaryDirectory() as tmp:
         model = str(make_test_model(Path(tmp) / args.model, family="sd15", size=args.model))
-        sides = PairedSides(model) if args.paired else LocalSides(model, args.threads)
+        if args.shared and args.workers > 1:
+            return _farm(model, configs, args)
+        sides = (PairedSides(model) if args.paired else SharedSides(model, args.threads) if args.shared
+                 else LocalSides(model, args.threads))
         how = ("both sides at once, one core and one torch thread each" if args.paired
                else f"{args.threads} torch thread(s), the two sides interleaved")
         print(f"model: {args.model} SD1.5 architecture, Euler a, CPU, {how}, {args.rounds} rounds per row; "
@@ -105,7 +114,7 @@ def main() -> None:
 class Side:
     """One side of the comparison: Easel's Engine, or the raw diffusers pipeline on the same model."""
 
-    def __init__(self, kind: str, model: str):
+    def __init__(self, kind: str, model: str, share: Side | None = None):
         import torch
         from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
 
@@ -115,9 +124,21 @@ class Side:
         if kind == "engine":
             self.engine = Engine(device="cpu")
             return
-        self.raw = StableDiffusionPipeline.from_pretrained(model, local_files_only=True, safety_checker=None,
-                                                           requires_safety_checker=False,
-                                                           torch_dtype=torch.float32)  # as the engine runs on CPU
+        if share is not None:  # the engine's own modules: the same weights at the same addresses
+            base = share.engine.runner.base
+            _check_plain(base)
+            self.raw = StableDiffusionPipeline(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
+                                               unet=base.unet, scheduler=base.scheduler, safety_checker=None,
+                                               feature_extractor=None, requires_safety_checker=False)
+        else:
+            self.raw = StableDiffusionPipeline.from_pretrained(model, local_files_only=True, safety_checker=None,
+                                                               requires_safety_checker=False,
+                                                               torch_dtype=torch.float32)  # as the engine runs on CPU
+        if share is not None:  # the model's own scheduler config, not whatever the engine last set
+            self.raw.scheduler = EulerAncestralDiscreteScheduler.from_pretrained(model, subfolder="scheduler",
+                                                                                 timestep_spacing="linspace")
+            self.raw.set_progress_bar_config(disable=True)
+            return
         # Euler a as Easel (and A1111) schedules it: timesteps spread over the whole range ("linspace"),
         # not the SD 1.5 config's "leading", so that both sides run the same job step for step.
         self.raw.scheduler = EulerAncestralDiscreteScheduler.from_config(self.raw.scheduler.config,
@@ -130,7 +151,7 @@ class Side:
         self._run(job, prompt)
         return time.perf_counter() - w0, time.process_time() - c0
 
-    def _run(self, job: dict, prompt: str) -> None:
+    def _run(self, job: dict, prompt: str) -> list:
         import torch
 
         steps, size, batch = job["steps"], job["size"], job["batch"]
@@ -140,12 +161,12 @@ class Side:
             request = GenerationRequest(prompt=prompt, negative_prompt=NEGATIVE, model=self.model, seed=SEED,
                                         steps=steps, width=size, height=size, sampler="Euler a", guidance_scale=7.0,
                                         batch_count=batch)
-            self.engine.generate(request, on_progress=lambda p: None)  # progress every step, previews every 2
-            return
+            # progress every step, previews every 2, and a cancel token as the app passes (never set)
+            return list(self.engine.generate(request, on_progress=lambda p: None, cancel=threading.Event()).images)
         with torch.inference_mode():
-            for i in range(batch):
-                self.raw(prompt=prompt, negative_prompt=NEGATIVE, num_inference_steps=steps, guidance_scale=7.0,
-                         width=size, height=size, generator=torch.Generator("cpu").manual_seed(SEED + i))
+            return [self.raw(prompt=prompt, negative_prompt=NEGATIVE, num_inference_steps=steps, guidance_scale=7.0,
+                             width=size, height=size, generator=torch.Generator("cpu").manual_seed(SEED + i)).images[0]
+                    for i in range(batch)]
 
 
 class LocalSides:
@@ -164,6 +185,167 @@ class LocalSides:
 
     def close(self) -> None:
         pass
+
+
+def _check_plain(pipe) -> None:
+    """Refuse to share ``pipe``'s modules with the raw side unless they are as diffusers leaves them:
+    no hooks left on any module, default attention processors, unfused projections, contiguous
+    float32 weights, VAE slicing and tiling off. Otherwise the raw side would run the engine's
+    settings, and the comparison would hide what they cost."""
+    import torch
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    problems = []
+    for name in ("unet", "vae", "text_encoder"):
+        module = getattr(pipe, name)
+        for sub_name, sub in module.named_modules():
+            if sub._forward_hooks or sub._forward_pre_hooks or getattr(sub, "_hf_hook", None) is not None:
+                problems.append(f"{name}.{sub_name} has hooks")
+            if getattr(sub, "to_qkv", None) is not None or getattr(sub, "fused_projections", False):
+                problems.append(f"{name}.{sub_name} has fused projections")
+        for p_name, param in module.named_parameters():
+            if param.dtype != torch.float32 or not param.is_contiguous():
+                problems.append(f"{name}.{p_name} is {param.dtype}, contiguous={param.is_contiguous()}")
+    for name in ("unet", "vae"):
+        kinds = {type(p).__name__ for p in getattr(pipe, name).attn_processors.values()}
+        if kinds != {AttnProcessor2_0.__name__}:
+            problems.append(f"{name} attention processors: {sorted(kinds)}")
+    if pipe.vae.use_slicing or pipe.vae.use_tiling:
+        problems.append("VAE slicing or tiling on")
+    if problems:
+        raise SystemExit("the engine's modules are not diffusers' defaults, cannot share them: "
+                         + "; ".join(problems[:5]))
+
+
+class SharedSides:
+    """Both sides in this process on the very same modules (the raw pipeline is built from the
+    engine's loaded UNet, VAE, text encoder and tokenizer), one after the other, the order
+    alternating by round. Two separately loaded copies of one model can differ in speed by several
+    per cent (where their pages landed); shared modules leave only the two orchestrations to compare."""
+
+    def __init__(self, model: str, threads: int):
+        import torch
+
+        torch.set_num_threads(threads)
+        engine = Side("engine", model)
+        engine._run(dict(steps=1, size=64, batch=1), PROMPT)  # loads the model
+        self.sides = {"engine": engine, "raw": Side("raw", model, share=engine)}
+
+    def run(self, job: dict, prompt: str, round_: int):
+        order = SIDES if round_ % 2 == 0 else SIDES[::-1]
+        times = {kind: self.sides[kind].timed(job, prompt) for kind in order}
+        return times["engine"], times["raw"]
+
+    def same_images(self, job: dict, prompt: str) -> float:
+        """The largest pixel difference between the two sides' images of ``job`` (0: the same work)."""
+        import numpy as np
+
+        a, b = (self.sides[kind]._run(job, prompt) for kind in SIDES)
+        return max(float(np.abs(np.asarray(x, dtype=np.int16) - np.asarray(y, dtype=np.int16)).max())
+                   for x, y in zip(a, b))
+
+    def close(self) -> None:
+        pass
+
+
+def _cost(config) -> float:
+    """A rough relative cost of a row, to hand out the longest rows first."""
+    steps, size, batch = config
+    return batch * (steps + 1.5) * (size / 256) ** 2
+
+
+def _farm(model: str, configs: list, args) -> None:
+    """``--shared --workers N``: N processes of SharedSides, each pinned to a core of its own. Rounds
+    are run one after the other (all rows of round 1, then round 2, ...), so a stopped run still has
+    whole rounds; each row's two sides always run in the same process, one after the other."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [None] * args.workers
+    if len(cores) < args.workers:
+        raise SystemExit(f"--workers {args.workers} needs {args.workers} cores")
+    ctx = multiprocessing.get_context("spawn")
+    conns, procs = [], []
+    for core in cores[:args.workers]:
+        ours, theirs = ctx.Pipe()
+        proc = ctx.Process(target=_shared_worker, args=(model, core, theirs), daemon=True)
+        proc.start()
+        conns.append(ours)
+        procs.append(proc)
+    for conn in conns:
+        if conn.recv() != "ready":
+            raise SystemExit("a worker did not start")
+    print(f"model: {args.model} SD1.5 architecture, Euler a, CPU; the raw pipeline on the engine's own modules; "
+          f"{args.workers} processes of one core and one torch thread each; ratio = engine / raw diffusers, "
+          "goal <= 1.03", flush=True)
+    results: dict[tuple, list] = {config: [] for config in configs}
+    try:
+        for round_ in range(args.rounds):
+            todo = sorted(configs, key=_cost, reverse=True)
+            idle, busy = list(conns), {}
+            while todo or busy:
+                while todo and idle:
+                    conn, config = idle.pop(), todo.pop(0)
+                    prompt = PROMPT if args.same_prompt else f"{PROMPT}, study {next(_NUMBERS)}"
+                    conn.send((dict(steps=config[0], size=config[1], batch=config[2]), prompt, round_))
+                    busy[conn] = config
+                for conn in wait(list(busy)):
+                    config = busy.pop(conn)
+                    reply = conn.recv()
+                    if isinstance(reply, str):
+                        raise SystemExit(reply)
+                    times, diff = reply
+                    results[config].append(times)
+                    if diff is not None:
+                        print(f"  warm-up at {config[1]}², 1 step: the two sides' images differ by at most {diff:.0f} "
+                              "of 255 per pixel", flush=True)
+                    idle.append(conn)
+            print(f"after round {round_ + 1}:", flush=True)
+            _table(results)
+    finally:
+        for conn in conns:
+            conn.send(None)
+        for proc in procs:
+            proc.join(timeout=60)
+
+
+def _table(results: dict) -> None:
+    print(f"{'steps':>5} {'size':>5} {'batch':>5}  {'engine s':>9} {'raw s':>9} {'wall ratio':>10} {'cpu ratio':>10}"
+          f" {'min ratio':>10}  per-round cpu ratios", flush=True)
+    totals = [0.0, 0.0]
+    for (steps, size, batch), runs in results.items():
+        if not runs:
+            continue
+        wall = [(e[0], r[0]) for e, r in runs]
+        cpu = [(e[1], r[1]) for e, r in runs]
+        totals[0] += sum(e for e, _ in cpu)
+        totals[1] += sum(r for _, r in cpu)
+        print(f"{steps:>5} {size:>5} {batch:>5}  {statistics.median(e for e, _ in wall):>9.3f} "
+              f"{statistics.median(r for _, r in wall):>9.3f} {statistics.median(e / r for e, r in wall):>10.3f} "
+              f"{statistics.median(e / r for e, r in cpu):>10.3f} {min(e for e, _ in wall) / min(r for _, r in wall):>10.3f}"
+              "  " + " ".join(f"{e / r:.3f}" for e, r in cpu), flush=True)
+    print(f"all rows: engine {totals[0]:.1f} s CPU, raw {totals[1]:.1f} s CPU, ratio {totals[0] / totals[1]:.3f}",
+          flush=True)
+
+
+def _shared_worker(model: str, core, conn) -> None:
+    """A ``--workers`` process: SharedSides on one core and one torch thread; the first job of each
+    image size is preceded by an untimed warm-up of both sides that also compares their pixels."""
+    try:
+        if core is not None:
+            os.sched_setaffinity(0, {core})
+        sides = SharedSides(model, 1)
+        conn.send("ready")
+        warm: set[int] = set()
+        while (message := conn.recv()) is not None:
+            job, prompt, round_ = message
+            diff = None
+            if job["size"] not in warm:
+                diff = sides.same_images(dict(steps=1, size=job["size"], batch=1), PROMPT)
+                warm.add(job["size"])
+            conn.send((sides.run(job, prompt, round_), diff))
+    except Exception as exc:  # noqa: BLE001 - one line back to the main process
+        conn.send(f"worker on core {core}: {type(exc).__name__}: {exc}")
 
 
 def _worker(kind: str, model: str, conn) -> None:
