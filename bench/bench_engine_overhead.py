@@ -29,6 +29,15 @@ own work and is the steadier figure.
 one core each (swapping cores every round), so that whatever else slows the machine down slows both
 sides in the same seconds: on the shared 2-core machine, one side timed after the other swung ±8% a row
 from run to run, more than the margin being measured. Needs two free cores.
+
+``--shared`` builds the raw pipeline from the engine's own loaded UNet, VAE, text encoder and
+tokenizer (after checking they are as diffusers leaves them: no hooks, default attention, unfused,
+contiguous float32, no VAE slicing or tiling), so both sides run the very same weights at the same
+addresses; two separately loaded copies of a model differ in speed by several per cent. The warm-up
+also compares the two sides' pixels (0 of 255: the same work). ``--workers N`` runs N such processes,
+one core and one torch thread each, sharing the rows out, all rows of a round before the next:
+
+    python bench/bench_engine_overhead.py --short --model full --shared --workers 2 --rounds 3
 """
 
 from __future__ import annotations
