@@ -114,7 +114,7 @@ class LayersPanel(QWidget):
         self.start_spin = _dspin(0, 1, "From which fraction of the steps the control applies")
         self.end_spin = _dspin(0, 1, "Until which fraction of the steps the control applies")
         self.weight_spin = _dspin(0, 2, "How much of this reference image's style and subject the result takes "
-                                  "(IP-Adapter weight; 0: none)")
+                                  "(the IP-Adapter or Redux weight; 0: none)")
         self.weight_spin.setAccessibleName("Reference weight")
         self.prompt_edit = QLineEdit()
         self.prompt_edit.setPlaceholderText("what this region shows")
