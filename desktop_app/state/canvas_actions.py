@@ -505,11 +505,13 @@ class CanvasActions(QObject):
             out.append(RegionInput(mask=guide["mask"], prompt=guide["prompt"]))
         return tuple(out)
 
-    def with_guides(self, request: GenerationRequest) -> GenerationRequest:
+    def with_guides(self, request: GenerationRequest,
+                    notice: Callable[[str], None] | None = None) -> GenerationRequest:
         """``request`` with the canvas's visible control layers (ControlNet), reference layers (IP-Adapter)
         and region layers (areas with their own prompts) in it. A model that takes no regions runs without
-        them, with one notice (the layers stay). GUI thread; InvalidRequest (one line) for an empty layer
-        that needs pixels."""
+        them, with one notice (the layers stay), given to ``notice`` (default: the window's banner; live
+        mode passes one that says each notice once a session). GUI thread; InvalidRequest (one line) for
+        an empty layer that needs pixels."""
         controls, references, regions = self.controls(), self.references(), self.regions()
         if controls:
             request = request.replace(controls=controls)
@@ -519,7 +521,7 @@ class CanvasActions(QObject):
             why = self.regions_refusal(request.model)
             if why:
                 n = len(regions)
-                self.reporter.notice(f"{why}: " + ("the region layer was left out of this image (it stays on the "
+                (notice or self.reporter.notice)(f"{why}: " + ("the region layer was left out of this image (it stays on the "
                                      "canvas)." if n == 1 else f"the {n} region layers were left out of this image "
                                      "(they stay on the canvas)."))
             else:

@@ -78,6 +78,7 @@ class LiveMode(QObject):
         self.overlay = False
         self.frame: LiveFrame | None = None
         self.message = ""
+        self._noticed: set[str] = set()  # notices said this session of live painting (once each, not every frame)
         self._seed: int | None = None  # drawn when live mode starts with a random seed
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -133,6 +134,7 @@ class LiveMode(QObject):
         self.enabled = on
         if on:
             self._seed = None  # a fresh pinned seed for this session of live painting
+            self._noticed.clear()
             self.enabled_changed.emit(True)
             self._on_change()  # the first frame at once
             return
@@ -236,7 +238,8 @@ class LiveMode(QObject):
         try:
             base = self.params.to_request().replace(batch_count=1, seed=self.seed)
             request, origin = self.canvas.build_request(base, mode)
-            request = self.canvas.with_guides(request)  # the visible control and reference layers steer live runs too
+            # the visible control, reference and region layers steer live runs too
+            request = self.canvas.with_guides(request, notice=self._notice_once)
         except EaselError as exc:
             self._say(f"Live: {exc}.")
             return
@@ -282,6 +285,11 @@ class LiveMode(QObject):
         if frame is not self.frame:
             self.frame = frame
             self.frame_changed.emit()
+
+    def _notice_once(self, text: str) -> None:
+        if text not in self._noticed:
+            self._noticed.add(text)
+            self.reporter.notice(text)
 
     def _say(self, text: str) -> None:
         if text != self.message:

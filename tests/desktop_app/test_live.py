@@ -215,3 +215,37 @@ def test_apply_makes_a_new_layer_and_a_gallery_image(make_studio, data_dir, qtbo
     live.set_enabled(False)
     doc.undo_stack.undo()
     assert len(doc.layers) == layers
+
+
+def test_a_region_layer_the_model_cannot_take_is_said_once_per_session_not_every_frame(
+        make_studio, data_dir, qtbot, tmp_path):
+    from engine import families
+
+    _f, amused = families.test_models()["amused"]
+    model = amused.write(tmp_path / "models" / "amused", "diffusers", 0)  # takes no regions
+    studio = _studio(make_studio, data_dir, qtbot, tmp_path, model, size=(64, 64))
+    doc, live = studio.actions.document, studio.actions.canvas.live
+    region = doc.add_layer("region", prompt="a red boat")
+    doc.set_active(region.key)
+    doc.fill_rect((0, 0, 32, 32))
+    doc.set_active(doc.layers[0].key)
+    notices: list[str] = []
+    studio.reporter.notice_posted.connect(notices.append)
+
+    def frames(n: int) -> None:
+        for i in range(n):
+            finished = live.runs_finished
+            stroke(doc, i)
+            qtbot.waitUntil(lambda: live.runs_finished > finished and settled(live, doc), timeout=60_000)
+
+    live.set_enabled(True)
+    qtbot.waitUntil(lambda: settled(live, doc), timeout=60_000)
+    frames(2)
+    said = [n for n in notices if "region" in n]
+    assert live.runs_finished >= 3 and len(said) == 1 and "left out" in said[0]
+    live.set_enabled(False)
+    live.set_enabled(True)  # a new session of live painting says it again, once
+    qtbot.waitUntil(lambda: settled(live, doc), timeout=60_000)
+    frames(1)
+    assert len([n for n in notices if "region" in n]) == 2
+    assert [layer.kind for layer in doc.layers].count("region") == 1  # the layer stays
