@@ -25,11 +25,68 @@ def count(names, pattern: str) -> int:
 
 def tensors(path: str, prefix: str = "") -> dict:
     """The tensors of ``path`` under ``prefix`` (the prefix taken off; all of them for ""), read
-    without the rest of the file (an all-in-one checkpoint holds every part)."""
+    without the rest of the file (an all-in-one checkpoint holds every part); ComfyUI's scaled fp8
+    weights come back as plain weights (``unscaled``)."""
     from safetensors import safe_open
 
     with safe_open(path, "pt") as f:
-        return {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+        state = {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+        metadata = f.metadata() or {}
+    return unscaled(state, path, metadata)
+
+
+# ComfyUI's scaled fp8 files (``t5xxl_fp8_e4m3fn_scaled``, ``qwen_2.5_vl_7b_fp8_scaled``, ``*_fp8_scaled``
+# checkpoints): a layer's ``weight`` is fp8 values of weight / scale, with the scale beside it, as
+# ``<layer>.scale_weight`` (the older files, marked by an empty ``scaled_fp8`` tensor) or
+# ``<layer>.weight_scale`` (comfy-kitchen's, each layer marked by ``<layer>.comfy_quant``, the JSON
+# {"format": ...} as bytes, or listed in the ``_quantization_metadata`` header entry).
+_SCALES = (".scale_weight", ".weight_scale")
+_DROPPED = (".scale_input", ".input_scale", ".comfy_quant")
+_FP8_FORMATS = ("float8_e4m3fn", "float8_e5m2")
+
+
+def unscaled(state: dict, path: str, metadata: dict | None = None) -> dict:
+    """``state`` with ComfyUI's scaled fp8 layers turned back into plain weights (the fp8 values times
+    their scale, in bf16: cast to fp8 without the scale they would be the wrong size and make noise);
+    the scales and markers taken out. Other quantized layouts (NVFP4, MXFP8, int8) are refused in one
+    line (UnsupportedModel). Anything else comes back as it is."""
+    if "scaled_fp8" not in state and not any(k.endswith(_SCALES + (".comfy_quant",)) for k in state):
+        return state
+    import torch
+
+    from engine.api import UnsupportedModel
+
+    formats = {k: _quant_format(v) for k, v in state.items() if k.endswith(".comfy_quant")}
+    try:
+        listed = json.loads((metadata or {}).get("_quantization_metadata", "{}")).get("layers", {})
+    except (ValueError, AttributeError):
+        listed = {}
+    formats.update({k: str(v.get("format", "")) for k, v in listed.items() if isinstance(v, dict)})
+    other = sorted({f for f in formats.values() if f not in _FP8_FORMATS})
+    if other:
+        raise UnsupportedModel(path, f"its weights are quantized as {other[0] or 'an unnamed format'} (a ComfyUI "
+                               "quantized layout Easel cannot read): use the model's bf16, fp16 or fp8 file")
+    out = {}
+    for key, value in state.items():
+        if key == "scaled_fp8" or key.endswith(_SCALES + _DROPPED):
+            continue
+        base = key.removesuffix(".weight")
+        scale = state.get(base + ".scale_weight", state.get(base + ".weight_scale")) if key.endswith(".weight") else None
+        if scale is not None:
+            scale = scale.to(torch.float32)
+            if scale.numel() > 1:  # one scale per output row
+                scale = scale.reshape(-1, *([1] * (value.dim() - 1)))
+            value = (value.to(torch.float32) * scale).to(torch.bfloat16)
+        out[key] = value
+    return out
+
+
+def _quant_format(marker) -> str:
+    """The "format" of a ``comfy_quant`` marker (UTF-8 JSON stored as a uint8 tensor)."""
+    try:
+        return str(json.loads(bytes(marker.flatten().tolist()).decode("utf-8")).get("format", ""))
+    except (ValueError, AttributeError, TypeError):
+        return ""
 
 
 def gguf_tensors(path: str) -> dict:

@@ -228,6 +228,70 @@ def test_fp8_transformer_and_t5_files_load_and_generate(comfy, tmp_path):
     assert np.abs(low - full).mean() < 4.0 and low.std() > 5  # fp8 rounding of the same model
 
 
+def _scaled_fp8(path: Path, target: Path, kitchen: bool = False) -> None:
+    """``path`` rewritten as ComfyUI's scaled fp8 files are: each weight matrix as fp8 values of
+    weight / scale with its scale beside it (``kitchen``: comfy-kitchen's names and markers)."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tensors, out = load_file(path), {}
+    for key, value in tensors.items():
+        if value.ndim != 2 or not key.endswith(".weight"):
+            out[key] = value
+            continue
+        scale = value.float().abs().max() / 448
+        out[key] = (value.float() / scale).to(torch.float8_e4m3fn)
+        base = key.removesuffix(".weight")
+        if kitchen:
+            out[base + ".weight_scale"] = scale.reshape(())
+            out[base + ".comfy_quant"] = torch.tensor(list(json.dumps({"format": "float8_e4m3fn"}).encode()),
+                                                      dtype=torch.uint8)
+        else:
+            out[base + ".scale_weight"] = scale.reshape(1)
+    if not kitchen:
+        out["scaled_fp8"] = torch.empty(0, dtype=torch.float8_e4m3fn)
+    path.unlink()
+    save_file(out, str(target))
+
+
+def test_comfyuis_scaled_fp8_files_load_with_their_scales(comfy, tmp_path):
+    """ComfyUI's "fp8_scaled" downloads (t5xxl_fp8_e4m3fn_scaled, *_fp8_scaled transformers, both layouts
+    of the scale) make the model's image: without the scales the weights are hundreds of times too large."""
+    from engine.engine import Engine
+
+    transformer = _copy_install(comfy, tmp_path)
+    text_encoders = transformer.parents[1] / "text_encoders"
+    _scaled_fp8(transformer, transformer, kitchen=True)
+    _scaled_fp8(text_encoders / "t5xxl_fp16.safetensors", text_encoders / "t5xxl_fp8_e4m3fn_scaled.safetensors")
+    assert inspect_model(transformer).usable
+    request = GenerationRequest(prompt="a red fox", steps=3, width=64, height=64, guidance_scale=3.5, seed=3)
+    engine = Engine(device="cpu")
+    scaled = np.asarray(engine.generate(request.replace(model=str(transformer))).images[0]).astype(int)
+    full = np.asarray(engine.generate(request.replace(model=str(comfy))).images[0]).astype(int)
+    assert np.abs(scaled - full).mean() < 4.0 and scaled.std() > 5  # fp8 rounding of the same model
+
+
+def test_a_quantized_layout_easel_cannot_read_is_one_line(comfy, tmp_path):
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from engine.engine import Engine
+
+    transformer = _copy_install(comfy, tmp_path)
+    tensors = load_file(transformer)
+    tensors["img_in.comfy_quant"] = torch.tensor(list(json.dumps({"format": "nvfp4"}).encode()), dtype=torch.uint8)
+    tensors["img_in.weight_scale"] = torch.ones(4, 1)
+    save_file(tensors, str(transformer))
+    request = GenerationRequest(prompt="a red fox", steps=1, width=64, height=64, seed=3, model=str(transformer))
+    with pytest.raises(ModelError) as caught:
+        Engine(device="cpu").generate(request)
+    assert "\n" not in str(caught.value) and "quantized as nvfp4" in str(caught.value)
+
+
 def test_an_all_in_one_checkpoint_generates_the_same_pixels_as_the_split_layout(comfy, tmp_path):
     from engine.engine import Engine
 

@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from engine.api import ModelInfo
+from engine.core.parts import tensors
 from engine.files import split
 from engine.files.headers import read_gguf_header, read_header
 from engine.paths import resources_dir
@@ -77,14 +78,6 @@ def qwen3_config(shapes: dict, size: str = "") -> dict:
                   tie_word_embeddings="lm_head.weight" not in shapes)  # ComfyUI's files leave a tied head out
     config["max_window_layers"] = config["num_hidden_layers"]
     return config
-
-
-def tensors(path: str, prefix: str = "") -> dict:
-    """The tensors of ``path`` under ``prefix`` (the prefix taken off)."""
-    from safetensors import safe_open
-
-    with safe_open(path, "pt") as f:
-        return {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
 
 
 def load_transformer(path: str, dtype, size: str = "", quantization=None):
