@@ -38,6 +38,29 @@ PRESETS: dict[str, Preset] = {
 DEFAULT_THRESHOLDS_GIB = (("fast", 12.0), ("balanced", 9.0), ("low", 4.5))
 
 
+def thresholds_for(info, thresholds, denoiser_gb: float, other_gb: float):
+    """``thresholds`` (a family's, computed for its bf16 denoiser of ``denoiser_gb``) for the model
+    ``info``: the same for bf16 / fp16 / fp8 files; for a GGUF denoiser, whose weights stay quantized
+    on the GPU (about the file's size), "fast" and "balanced" need the bf16 size less, the file's
+    more; "low" (one part on the GPU at a time: the denoiser in fp8 storage, half its bf16 size, or
+    the GGUF as it is) needs the larger of the file and ``other_gb``, the largest other part in
+    "low", plus the same working memory. Without this, auto planned a Q4 FLUX.1 (6.8 GB) as if it
+    were 23.8 GB of bf16 and streamed it layer by layer on a 12 GB card."""
+    if getattr(info, "format", "") != "gguf" or not getattr(info, "size_bytes", 0):
+        return thresholds
+    file_gb = info.size_bytes / 1e9  # GB, as the families' tables count
+    out, ceiling = [], float("inf")
+    for preset, need in thresholds:
+        if preset == "low":
+            working = need - max(denoiser_gb / 2, other_gb)
+            need = max(file_gb, other_gb) + working
+        else:
+            need = need - denoiser_gb + file_gb
+        ceiling = min(ceiling, round(need, 1))  # a lower preset never needs more than a higher one
+        out.append((preset, ceiling))
+    return tuple(out)
+
+
 def pick_device(requested: str | None = None) -> str:
     """The torch device string to run on: ``requested`` if given, else cuda, then mps, then cpu."""
     import torch

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.api import MAX_REFERENCES, Mode, ModelInfo
+from engine.devices import thresholds_for
 from engine.families.base import Capabilities, Family, LoadContext, Runner, TestModel, capabilities
 from engine.families.flux import probe
 
@@ -27,6 +28,9 @@ FAMILY_NAME = "flux1"
 # (engine.core.precision: 11.9 GB and 4.8 GB), so it needs the fp8 transformer plus activations, not 26 GB.
 # Computed from the weight sizes, not measured.
 THRESHOLDS = (("fast", 36.0), ("balanced", 34.0), ("low", 14.0))
+# For a GGUF transformer (engine.devices.thresholds_for): the bf16 transformer is 23.8 GB, and in "low"
+# the largest other part is T5-XXL in fp8 storage, 4.8 GB.
+TRANSFORMER_GB, LOW_OTHER_GB = 23.8, 4.8
 NO_NEGATIVE = "{label} has no negative prompt: it is guidance-distilled (no classifier-free guidance)"
 NO_SAMPLER = "{label} uses its own flow-matching schedule: there is no sampler to choose"
 LABELS = {"dev": "FLUX.1 [dev]", "schnell": "FLUX.1 [schnell]", "fill": "FLUX.1 Fill [dev]",
@@ -72,7 +76,7 @@ class Flux(Family):
         else:
             defaults = {"width": 1024, "height": 1024, "steps": 28, "guidance_scale": 3.5}
         return capabilities(label, "FLUX.1", modes=modes, refused=refused, parameters=parameters, reasons=reasons,
-                            defaults=defaults, size_step=16, memory_thresholds=THRESHOLDS, latent_space="flux",
+                            defaults=defaults, size_step=16, memory_thresholds=thresholds_for(info, THRESHOLDS, TRANSFORMER_GB, LOW_OTHER_GB), latent_space="flux",
                             addons=frozenset({"lora"}), instruction_edit=variant == "kontext",
                             regions=variant != "kontext",  # Kontext's image tokens include its input image's
                             control_kinds=CONTROL_KINDS if variant in ("dev", "schnell") else (),

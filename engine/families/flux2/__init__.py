@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.api import MAX_REFERENCES, Mode, ModelInfo
+from engine.devices import thresholds_for
 from engine.families.base import Capabilities, Family, LoadContext, Runner, TestModel, capabilities
 from engine.families.flux2 import probe
 
@@ -37,6 +38,8 @@ from engine.families.flux2 import probe
 THRESHOLDS = {"4b": (("fast", 18.0), ("balanced", 17.0), ("low", 10.0)),
               "9b": (("fast", 37.0), ("balanced", 36.0), ("low", 18.5)),
               probe.DEV: (("fast", 116.0), ("balanced", 115.0), ("low", 36.0))}
+# For a GGUF transformer (engine.devices.thresholds_for): (bf16 transformer GB, the largest other part in "low").
+SIZES = {"4b": (7.7, 8.0), "9b": (18.1, 16.4), probe.DEV: (64.4, 24.0)}
 NO_SAMPLER = "{label} uses its own flow-matching schedule: there is no sampler to choose"
 NO_CFG = "{label} is step-distilled to run without CFG: the CFG scale stays at 1"
 NO_NEGATIVE = "{label} runs without CFG (it is step-distilled), so a negative prompt has no effect"
@@ -83,7 +86,7 @@ class Flux2(Family):
     def capabilities(self, info: ModelInfo) -> Capabilities:
         variant = info.variant or "distilled"
         if probe.is_dev(variant):
-            return _dev_capabilities()
+            return _dev_capabilities(info)
         name = label(variant)
         reasons = {"sampler": NO_SAMPLER.format(label=name)}
         # BFL's model cards: distilled 4 steps at guidance 1 (no CFG); base 50 steps at guidance 4.
@@ -98,7 +101,7 @@ class Flux2(Family):
             step_range = None
         return capabilities(name, "FLUX.2 [klein]", short="FLUX.2", modes=(Mode.TXT2IMG, Mode.IMG2IMG, Mode.INPAINT),
                             parameters=parameters, reasons=reasons, defaults=defaults, step_range=step_range,
-                            size_step=16, memory_thresholds=THRESHOLDS.get(probe.size_of(variant), THRESHOLDS["9b"]),
+                            size_step=16, memory_thresholds=_thresholds(info, probe.size_of(variant)),
                             latent_space="flux2", instruction_edit=True, addons=frozenset({"lora"}),
                             references=REFERENCES)
 
@@ -113,7 +116,12 @@ class Flux2(Family):
                      for name, (variant, what) in TEST_MODELS.items())
 
 
-def _dev_capabilities() -> Capabilities:
+def _thresholds(info: ModelInfo, size: str):
+    size = size if size in THRESHOLDS else "9b"  # a [klein] of a size not told: the larger one's
+    return thresholds_for(info, THRESHOLDS[size], *SIZES[size])
+
+
+def _dev_capabilities(info: ModelInfo) -> Capabilities:
     """FLUX.2 [dev]: BFL's model card and the pipeline's guidance 4 (diffusers' default; 28 steps is
     BFL's quicker recommendation beside diffusers' 50), 1024 px native."""
     return capabilities(DEV_LABEL, DEV_LABEL, short="FLUX.2", modes=(Mode.TXT2IMG, Mode.IMG2IMG),
@@ -122,7 +130,7 @@ def _dev_capabilities() -> Capabilities:
                         reasons={"sampler": NO_SAMPLER.format(label=DEV_LABEL), "negative_prompt": DEV_NO_NEGATIVE,
                                  "strength": DEV_NO_STRENGTH},
                         defaults={"width": 1024, "height": 1024, "steps": 28, "guidance_scale": 4.0},
-                        size_step=16, memory_thresholds=THRESHOLDS[probe.DEV], latent_space="flux2",
+                        size_step=16, memory_thresholds=_thresholds(info, probe.DEV), latent_space="flux2",
                         instruction_edit=True, references=MAX_REFERENCES, strength_shortens=False,
                         addons=frozenset({"lora"}))
 

@@ -6,6 +6,9 @@
 # plus activations: about 24 GB); below that "minimal" streams the layers (slow). Computed from the
 # weight sizes, not measured.
 THRESHOLDS = (("fast", 60.0), ("balanced", 58.0), ("low", 24.0))
+# For a GGUF transformer (engine.devices.thresholds_for): the bf16 transformer's GB (20.5 in fp8) and the
+# largest other part in "low" (Qwen2.5-VL-7B with its vision tower, in its own precision).
+TRANSFORMER_GB, LOW_OTHER_GB = 41.0, 16.6
 SIZE_STEP = 16  # the VAE's 8x times the transformer's 2x2 patches
 SAMPLER = "Qwen-Image uses its own flow-matching schedule"
 EDIT_NEW_IMAGE = ("{label} edits an image by instruction: open an image (image to image) and say what to change; "

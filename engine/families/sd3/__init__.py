@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from engine.api import ModelError, ModelInfo
+from engine.devices import thresholds_for
 from engine.families.base import ALL_PARAMETERS, Capabilities, Family, LoadContext, Runner, TestModel, capabilities
 from engine.families.sd3 import probe
 
@@ -25,6 +26,9 @@ THRESHOLDS = {
     "large-no-t5": (("fast", 20.0), ("balanced", 19.0), ("low", 10.0)),
     "medium-no-t5": (("fast", 8.5), ("balanced", 7.5), ("low", 4.0)),
 }
+# For a GGUF transformer (engine.devices.thresholds_for): (bf16 transformer GB, the largest other part in
+# "low": T5 in fp8 storage, or CLIP-G without T5).
+SIZES = {"large": (16.3, 4.8), "medium": (4.9, 4.8), "large-no-t5": (16.3, 1.4), "medium-no-t5": (4.9, 1.4)}
 _NO_SAMPLER = "SD 3.5 runs its own flow-matching schedule (Euler): there is no sampler to choose"
 # variant -> (label, defaults)
 VARIANTS = {
@@ -97,10 +101,10 @@ class StableDiffusion3(Family):
     def capabilities(self, info: ModelInfo) -> Capabilities:
         kind = variant(info)
         label, defaults = VARIANTS[kind]
+        size = ("medium" if kind in ("medium", "sd3-medium") else "large") + ("" if has_t5(info) else "-no-t5")
         common = dict(
             short="SD 3.5", samplers=(), size_step=16, latent_space="sd3", addons=frozenset({"lora"}),
-            memory_thresholds=THRESHOLDS[("medium" if kind in ("medium", "sd3-medium") else "large")
-                                         + ("" if has_t5(info) else "-no-t5")],
+            memory_thresholds=thresholds_for(info, THRESHOLDS[size], *SIZES[size]),
         )
         defaults = {"width": 1024, "height": 1024, **defaults}
         if kind == "turbo":

@@ -10,9 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.api import ModelInfo
+from engine.devices import thresholds_for
 from engine.families.base import ALL_PARAMETERS, Capabilities, Family, LoadContext, Runner, TestModel, capabilities
 from engine.families.zimage import probe
-from engine.families.zimage.rules import SIZE_STEP, THRESHOLDS, TURBO_CFG, TURBO_NEGATIVE, TURBO_STEPS
+from engine.families.zimage.rules import (LOW_OTHER_GB, SIZE_STEP, THRESHOLDS, TRANSFORMER_GB, TURBO_CFG, TURBO_NEGATIVE,
+                                          TURBO_STEPS)
 
 # The control kinds of Z-Image's ControlNet (alibaba-pai's Fun Union: canny, HED line art, depth, pose).
 CONTROL_KINDS = ("lineart", "canny", "depth", "pose")
@@ -33,7 +35,8 @@ class ZImage(Family):
         return "Z-Image" if family == "zimage" else None
 
     def capabilities(self, info: ModelInfo) -> Capabilities:
-        common = dict(short="Z-Image", size_step=SIZE_STEP, memory_thresholds=THRESHOLDS, latent_space="zimage",
+        common = dict(short="Z-Image", size_step=SIZE_STEP, memory_thresholds=thresholds_for(info, THRESHOLDS, TRANSFORMER_GB, LOW_OTHER_GB),
+                      latent_space="zimage",
                       addons=frozenset({"lora"}), control_kinds=CONTROL_KINDS)
         if info.variant == "turbo":
             # Z-Image-Turbo's card: 1024 px, 9 scheduler steps (8 transformer passes), guidance 0.
