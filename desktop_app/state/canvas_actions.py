@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QImage
 
 from desktop_app.bridge import EngineBridge, Outcome
-from desktop_app.state import canvas_ora
+from desktop_app.state import canvas_ora, canvas_psd
 from desktop_app.state.canvas import Candidate, CanvasDocument
 from desktop_app.state.errors import ErrorReporter
 from desktop_app.state.live import LiveMode
@@ -205,8 +205,9 @@ class CanvasActions(QObject):
     # -- export -------------------------------------------------------------------------------
 
     def export(self, path: str | Path) -> asyncio.Task[bool] | None:
-        """Save the canvas to ``path``: an .ora keeps the layers, anything else is the flattened PNG
-        (the visible image layers, what Generate works on). Encoded and written on the I/O thread."""
+        """Save the canvas to ``path``: an .ora (Krita, GIMP, MyPaint; Easel reopens it) or a .psd
+        (Photoshop and the like) keeps the layers, anything else is the flattened PNG (the visible image
+        layers, what Generate works on). Encoded and written on the I/O thread."""
         path = Path(path)
         if not self.doc.has_image:
             self.reporter.notice("There is no canvas to export: open or paste an image first.")
@@ -214,6 +215,9 @@ class CanvasActions(QObject):
         if path.suffix.lower() == ".ora":
             data = canvas_ora.snapshot(self.doc)
             return self._spawn(self._write(path, canvas_ora.write, path, data))
+        if path.suffix.lower() == ".psd":
+            data = canvas_ora.snapshot(self.doc)
+            return self._spawn(self._write(path, canvas_psd.write, path, data))
         if path.suffix.lower() != ".png":
             path = path.with_suffix(path.suffix + ".png")
         return self._spawn(self._write(path, write_png_atomic, path, self.doc.image_pil()))

@@ -146,7 +146,7 @@ def to_layers(data: OraDocument) -> tuple[list[Layer], Any, str]:
 
 # -- writing (any thread) ---------------------------------------------------------------------
 
-def _straight(data: OraDocument) -> None:
+def straighten(data: OraDocument) -> None:
     """Raw (premultiplied array) layers of a ``snapshot(raw=True)`` as straight RGBA images (QImage
     conversion: reentrant, fine off the GUI thread)."""
     from desktop_app.state.canvas_layers import premul_to_pil
@@ -180,7 +180,7 @@ def _png(image: Image.Image) -> bytes:
 
 def encode(data: OraDocument) -> bytes:
     """The .ora file's bytes."""
-    _straight(data)
+    straighten(data)
     root = ET.Element("image", {"version": "0.0.5", "w": str(data.width), "h": str(data.height)})
     stack = ET.SubElement(root, "stack")
     members: list[tuple[str, bytes]] = []

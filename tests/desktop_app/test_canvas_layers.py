@@ -466,6 +466,42 @@ def test_export_writes_a_flattened_png_and_a_layered_ora(make_studio, data_dir, 
     assert "Saved the canvas as layers.ora" in studio.status.activity
 
 
+def test_export_as_psd_keeps_every_layer_for_photoshop(make_studio, data_dir, fake_engine, fake_model, qtbot,
+                                                       tmp_path):
+    """The .psd (read back here with psd-tools, as Photoshop would see it, and with Pillow, as a viewer
+    without layers does): the layers bottom first with their pixels, transparency, visibility and
+    opacity, Easel's kinds in their names, the mask a hidden layer on top, the merged image the canvas."""
+    from psd_tools import PSDImage
+
+    from desktop_app.state.canvas_layers import premul_to_pil
+
+    studio = make_studio(data_dir, fake_engine)
+    doc = studio.actions.document
+    layers, mask, active = canvas_ora.to_layers(canvas_ora.snapshot(layered_doc()))
+    doc.set_document(layers, mask, "sketch", "Open sketch", active)
+    task = studio.actions.canvas.export(tmp_path / "layers.psd")
+    qtbot.waitUntil(task.done, timeout=15_000)
+    assert task.result() and "Saved the canvas as layers.psd" in studio.status.activity
+
+    psd = PSDImage.open(tmp_path / "layers.psd")
+    assert psd.size == (doc.width, doc.height)
+    names = [layer.name for layer in psd]
+    assert names == ["Background", "Sketch ✎", "Control 1 (control: depth)",
+                     'Region 1 (region: a window with "quotes" & <brackets>)', "Mask"], names
+    assert [layer.visible for layer in psd] == [True, True, False, True, False]
+    assert [layer.opacity for layer in psd] == [255, 255, 255, 102, 255]  # the region layer's 40 %
+    for saved, layer in zip(psd, doc.layers):
+        straight = np.asarray(premul_to_pil(layer.array))
+        pixels = np.asarray(saved.topil().convert("RGBA"))
+        opaque = straight[..., 3] > 0
+        assert np.array_equal(pixels[..., 3], straight[..., 3])
+        assert np.array_equal(pixels[opaque][:, :3], straight[opaque][:, :3])
+    assert np.array_equal(np.asarray(psd[-1].topil().convert("L")), doc.mask)
+    shown = np.asarray(canvas_ora.merged(canvas_ora.snapshot(doc)))  # the visible layers, as the stack shows them
+    with Image.open(tmp_path / "layers.psd") as flat:  # the merged image, what a viewer without layers shows
+        assert np.abs(np.asarray(flat.convert("RGBA")).astype(int) - shown.astype(int)).max() <= 1
+
+
 def test_generate_from_the_canvas_uses_the_visible_image_layers_only(panel):
     from engine.api import GenerationRequest
 

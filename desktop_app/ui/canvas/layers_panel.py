@@ -94,10 +94,12 @@ class LayersPanel(QWidget):
         self.export_button = QToolButton()
         self.export_button.setText("Export")
         self.export_button.setToolTip("Save the canvas: a flattened PNG, or every layer as OpenRaster (.ora) "
-                                      "for Krita, GIMP and MyPaint")
+                                      "for Krita, GIMP and MyPaint, or as a Photoshop file (.psd) for Photoshop, "
+                                      "Affinity Photo, Clip Studio Paint and Photopea")
         export_menu = QMenu(self)
         export_menu.addAction("Flattened PNG…", lambda: self.choose_export("png"))
         export_menu.addAction("Layers as OpenRaster (.ora)…", lambda: self.choose_export("ora"))
+        export_menu.addAction("Layers as Photoshop (.psd)…", lambda: self.choose_export("psd"))
         self.export_button.setMenu(export_menu)
         self.export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
 
@@ -405,6 +407,8 @@ class LayersPanel(QWidget):
         stem = Path(self.doc.source).stem if self.doc.source and "." in self.doc.source else "canvas"
         if kind == "ora":
             path, _ = QFileDialog.getSaveFileName(self, "Export the layers", f"{stem}.ora", "OpenRaster (*.ora)")
+        elif kind == "psd":
+            path, _ = QFileDialog.getSaveFileName(self, "Export the layers", f"{stem}.psd", "Photoshop (*.psd)")
         else:
             path, _ = QFileDialog.getSaveFileName(self, "Export the flattened image", f"{stem}.png", "PNG (*.png)")
         if path:
