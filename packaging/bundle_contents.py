@@ -13,12 +13,17 @@ from pathlib import Path
 # Not torch.testing._internal: torch.utils.checkpoint imports it, and diffusers imports that.
 EXCLUDES = [
     "tkinter", "matplotlib", "IPython", "jedi", "parso", "prompt_toolkit", "pandas", "sklearn", "tensorflow",
-    "keras", "jax", "flax", "onnx", "onnxruntime", "cv2", "torchvision", "torchaudio", "triton", "tensorboard",
+    "keras", "jax", "flax", "onnx", "onnxruntime", "torchvision", "torchaudio", "triton", "tensorboard",
     "torch.utils.tensorboard", "expecttest", "hypothesis", "pytest", "_pytest",
     "pytestqt", "importlinter", "grimp", "PyQt5", "PyQt6", "PySide2", "sphinx", "docutils", "notebook",
     "nbformat", "boto3", "botocore", "s3transfer", "awscli", "moto", "flask", "werkzeug", "docker", "cfnlint",
     "samtranslator", "aws_xray_sdk", "libcst", "trio", "graphql", "py_spy",
 ]
+
+# Imported only when a feature runs, so neither the start-up imports nor the self-test load them: OpenCV
+# (the canny / line-art / scribble preprocessors), psd-tools (the canvas's .psd export), gguf (GGUF
+# transformers). check_contents.py imports each with EXCLUDES blocked: one left out of the bundle fails there.
+FEATURE_IMPORTS = ("cv2", "psd_tools", "psd_tools.api.layers", "gguf")
 
 # transformers names every one of its ~550 model families in an `if TYPE_CHECKING:` import block, so
 # PyInstaller's import scan would walk and bundle all of them (many minutes, ~100 MB of modules).

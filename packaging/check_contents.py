@@ -11,6 +11,7 @@ against many for a build. Exit code 0 when every check passed and no imported fa
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.util
 import sys
@@ -54,6 +55,13 @@ def main() -> int:
     warm_imports()  # what the app's engine thread imports at start-up, beyond the self-test's paths
     ok = run_selftest(out=sys.stdout)
     import desktop_app.app  # noqa: F401  (the GUI side's imports)
+
+    for name in bundle_contents.FEATURE_IMPORTS:  # what a feature imports when it runs
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            print(f"{name} (imported when a feature runs) cannot be imported in the bundle: {exc}")
+            ok = False
 
     print("blocked imports attempted (harmless when every check passed):", ", ".join(sorted(set(attempts))) or "none")
     used = {m.split(".")[2] for m in sys.modules if m.startswith("transformers.models.") and m.count(".") >= 2}
