@@ -37,7 +37,14 @@ addresses; two separately loaded copies of a model differ in speed by several pe
 also compares the two sides' pixels (0 of 255: the same work). ``--workers N`` runs N such processes,
 one core and one torch thread each, sharing the rows out, all rows of a round before the next:
 
-    python bench/bench_engine_overhead.py --short --model full --shared --workers 2 --rounds 3
+    python bench/bench_engine_overhead.py --short --model full --shared --workers 2 --rounds 2
+
+With ``--workers`` the table also splits each side's CPU time into the time inside the models' forward
+passes (text encoder, UNet, VAE decoder: the same calls on the same modules on both sides, the same
+pixels) and the rest, the orchestration. The "matched" ratio is (raw's model time + the engine's
+orchestration + the engine's cancel hooks inside the UNet, measured apart) / raw's time: the engine's
+overhead without the swings of the model time itself, which on the shared 2-core machines reach ±15%
+between runs of identical work, more than the 3% being measured.
 """
 
 from __future__ import annotations
