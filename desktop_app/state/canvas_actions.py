@@ -525,9 +525,9 @@ class CanvasActions(QObject):
             why = self.regions_refusal(request.model)
             if why:
                 n = len(regions)
-                (notice or self.reporter.notice)(f"{why}: " + ("the region layer was left out of this image (it stays on the "
-                                     "canvas)." if n == 1 else f"the {n} region layers were left out of this image "
-                                     "(they stay on the canvas)."))
+                say = notice or self.reporter.notice
+                say(f"{why}: " + ("the region layer was left out of this image (it stays on the canvas)." if n == 1
+                                  else f"the {n} region layers were left out of this image (they stay on the canvas)."))
             else:
                 request = request.replace(regions=regions)
         return request

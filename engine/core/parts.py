@@ -41,7 +41,7 @@ def tensors(path: str, prefix: str = "") -> dict:
 # ``<layer>.weight_scale`` (comfy-kitchen's, each layer marked by ``<layer>.comfy_quant``, the JSON
 # {"format": ...} as bytes, or listed in the ``_quantization_metadata`` header entry).
 _SCALES = (".scale_weight", ".weight_scale")
-_DROPPED = (".scale_input", ".input_scale", ".comfy_quant")
+_DROPPED = (".scale_input", ".input_scale", ".activation_scale", ".comfy_quant")
 _FP8_FORMATS = ("float8_e4m3fn", "float8_e5m2")
 
 

@@ -76,7 +76,8 @@ class Flux(Family):
         else:
             defaults = {"width": 1024, "height": 1024, "steps": 28, "guidance_scale": 3.5}
         return capabilities(label, "FLUX.1", modes=modes, refused=refused, parameters=parameters, reasons=reasons,
-                            defaults=defaults, size_step=16, memory_thresholds=thresholds_for(info, THRESHOLDS, TRANSFORMER_GB, LOW_OTHER_GB), latent_space="flux",
+                            defaults=defaults, size_step=16, latent_space="flux",
+                            memory_thresholds=thresholds_for(info, THRESHOLDS, TRANSFORMER_GB, LOW_OTHER_GB),
                             addons=frozenset({"lora"}), instruction_edit=variant == "kontext",
                             regions=variant != "kontext",  # Kontext's image tokens include its input image's
                             control_kinds=CONTROL_KINDS if variant in ("dev", "schnell") else (),

@@ -14,8 +14,8 @@ from engine.api import Mode, ModelInfo
 from engine.devices import thresholds_for
 from engine.families.base import ALL_PARAMETERS, Capabilities, Family, LoadContext, Runner, TestModel, capabilities
 from engine.families.qwen_image import probe
-from engine.families.qwen_image.rules import (EDIT_NEW_IMAGE, EDIT_STRENGTH, LOW_OTHER_GB, SAMPLER, SIZE_STEP, THRESHOLDS,
-                                              TRANSFORMER_GB)
+from engine.families.qwen_image.rules import (EDIT_NEW_IMAGE, EDIT_STRENGTH, LOW_OTHER_GB, SAMPLER, SIZE_STEP,
+                                              THRESHOLDS, TRANSFORMER_GB)
 from engine.families.qwen_image.testmodel import TEST_MODELS
 
 EDIT_LABELS = {"edit": "Qwen-Image-Edit", "edit-plus": "Qwen-Image-Edit Plus"}
@@ -54,14 +54,16 @@ class QwenImage(Family):
                 modes=(Mode.IMG2IMG, Mode.INPAINT), strength_shortens=False,
                 refused={Mode.TXT2IMG: EDIT_NEW_IMAGE.format(label=label)},
                 defaults={"width": 1024, "height": 1024, "steps": 50, "guidance_scale": 4.0},
-                size_step=SIZE_STEP, memory_thresholds=thresholds_for(info, THRESHOLDS, TRANSFORMER_GB, LOW_OTHER_GB), latent_space="qwen_image",
+                size_step=SIZE_STEP, latent_space="qwen_image",
+                memory_thresholds=thresholds_for(info, THRESHOLDS, TRANSFORMER_GB, LOW_OTHER_GB),
                 instruction_edit=True, references=PLUS_REFERENCES if plus else 0)
         # Qwen-Image's card: 1328x1328 (1:1), 50 steps, true CFG 4 with a negative prompt.
         return capabilities(
             "Qwen-Image", "Qwen-Image", parameters=tuple(p for p in ALL_PARAMETERS if p != "sampler"),
             reasons={"sampler": SAMPLER},
             defaults={"width": 1328, "height": 1328, "steps": 50, "guidance_scale": 4.0},
-            size_step=SIZE_STEP, memory_thresholds=thresholds_for(info, THRESHOLDS, TRANSFORMER_GB, LOW_OTHER_GB), latent_space="qwen_image",
+            size_step=SIZE_STEP, latent_space="qwen_image",
+            memory_thresholds=thresholds_for(info, THRESHOLDS, TRANSFORMER_GB, LOW_OTHER_GB),
             addons=frozenset({"lora"}), control_kinds=CONTROL_KINDS)
 
     def load(self, info: ModelInfo, ctx: LoadContext) -> Runner:

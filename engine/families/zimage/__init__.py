@@ -35,8 +35,8 @@ class ZImage(Family):
         return "Z-Image" if family == "zimage" else None
 
     def capabilities(self, info: ModelInfo) -> Capabilities:
-        common = dict(short="Z-Image", size_step=SIZE_STEP, memory_thresholds=thresholds_for(info, THRESHOLDS, TRANSFORMER_GB, LOW_OTHER_GB),
-                      latent_space="zimage",
+        common = dict(short="Z-Image", size_step=SIZE_STEP, latent_space="zimage",
+                      memory_thresholds=thresholds_for(info, THRESHOLDS, TRANSFORMER_GB, LOW_OTHER_GB),
                       addons=frozenset({"lora"}), control_kinds=CONTROL_KINDS)
         if info.variant == "turbo":
             # Z-Image-Turbo's card: 1024 px, 9 scheduler steps (8 transformer passes), guidance 0.
