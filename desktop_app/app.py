@@ -29,7 +29,7 @@ from desktop_app.state.session import SessionStore
 from desktop_app.state.settings import SettingsStore
 from desktop_app.state.status import EngineStatus
 from desktop_app.ui.main_window import MainWindow
-from desktop_app.ui.theme import apply_theme
+from desktop_app.ui.theme import apply_app_theme, apply_style_sheet, apply_theme
 from engine import paths
 from engine.library import LibraryLocked
 
@@ -97,10 +97,12 @@ class Studio:
             data_dir=self.data_dir,
         )
         self.actions.canvas.autosave_path = self.data_dir / "session" / "canvas-autosave.ora"
-        # The theme after the window is built: applied before, every widget added to the tree was
+        # The style and palette before the window is built (the widgets are made with them, nothing
+        # is re-polished); the style sheets after it: set before, every widget added to the tree was
         # re-polished on each reparenting (~35 ms of the start-up).
+        self.theme = apply_app_theme(self.app, self.settings.theme)
         self.window = MainWindow(self.actions, str(self.log_path))
-        self.theme = apply_theme(self.app, self.settings.theme, self.window.styled_widgets())
+        apply_style_sheet(self.window.styled_widgets())
         self.window.restore_layout(self.settings)
         self.window.closing.connect(self.shutdown)
         self.window.theme_requested.connect(self._on_window_theme_requested)

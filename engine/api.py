@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -156,6 +155,8 @@ def random_seed() -> int:
     Drawn below 2**32 on purpose: a seed a user reads, types or shares stays short (as A1111's),
     while a 64-bit seed from another tool's image is still kept whole.
     """
+    import secrets  # here, not at the top: hmac/random stay off the window's start-up path
+
     return secrets.randbelow(2**32)
 
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PIL import Image, ImageFilter
-
 from engine.api import GenerationRequest, ImageError
 from engine.lazy import LazyModule
+
+# Pillow (~20 ms to import) is imported on first use, after the desktop app's window is shown.
+Image = LazyModule("PIL.Image")
+
+ImageFilter = LazyModule("PIL.ImageFilter")  # first used by a job, not at start-up
 
 np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
 

@@ -30,10 +30,12 @@ import warnings
 from pathlib import Path
 from typing import BinaryIO
 
-from PIL import Image, ImageOps, UnidentifiedImageError
-
 from engine.api import ImageError
 from engine.lazy import LazyModule
+
+# Pillow (~20 ms to import) is imported on first use, after the desktop app's window is shown.
+Image = LazyModule("PIL.Image")
+ImageOps = LazyModule("PIL.ImageOps")
 
 np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
 
@@ -56,7 +58,8 @@ _MAGIC = (
     (b"GIF89a", "GIF"),
     (b"BM", "BMP"),
 )
-_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError,
+_DECODE_ERRORS = (OSError,  # OSError includes Pillow's UnidentifiedImageError
+                  SyntaxError, ValueError, EOFError, IndexError, KeyError,
                   TypeError, ZeroDivisionError, OverflowError, MemoryError, struct.error)
 
 
@@ -277,5 +280,5 @@ def mask_from_png(path: str | Path) -> Image.Image | None:
             size = im.size
         mask = open_image(base64.b64decode(text), "stored mask").convert("L")
         return mask if mask.size == size else None
-    except (OSError, ValueError, ImageError, UnidentifiedImageError):
+    except (OSError, ValueError, ImageError):  # OSError includes UnidentifiedImageError
         return None

@@ -9,10 +9,12 @@ import time
 import unicodedata
 from pathlib import Path
 
-from PIL import Image
-
 from engine import __version__
 from engine.api import EaselError, Result
+from engine.lazy import LazyModule
+
+# Pillow (~20 ms to import) is imported on first use, after the desktop app's window is shown.
+Image = LazyModule("PIL.Image")
 
 TEMP_PREFIX, TEMP_SUFFIX = ".easel-", ".png.part"  # temp files: never a final name
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}

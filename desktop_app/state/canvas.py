@@ -21,7 +21,6 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QColor, QImage, QUndoStack, qRgba
 
@@ -48,6 +47,9 @@ from desktop_app.state.canvas_pose import bounds, is_pose_layer, joint_at, pose_
 from desktop_app.state.mask_ops import Rect
 from engine.imageprep import extend_canvas
 from engine.lazy import LazyModule
+
+# Pillow (~20 ms to import) is imported on first use, after the desktop app's window is shown.
+Image = LazyModule("PIL.Image")
 
 np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
 

@@ -10,12 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from PIL import Image
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QImage
 
 from desktop_app.bridge import EngineBridge, Outcome
-from desktop_app.state import canvas_ora, canvas_psd
 from desktop_app.state.canvas import Candidate, CanvasDocument
 from desktop_app.state.errors import ErrorReporter
 from desktop_app.state.live import LiveMode
@@ -28,7 +26,13 @@ from engine.imageprep import masked_box, padded_size
 from engine.outputs import write_png_atomic
 from engine.lazy import LazyModule
 
+# Pillow (~20 ms to import) is imported on first use, after the desktop app's window is shown.
+Image = LazyModule("PIL.Image")
+
 np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
+# The layered files (autosave, .ora, .psd) are first read or written after the window is shown.
+canvas_ora = LazyModule("desktop_app.state.canvas_ora")
+canvas_psd = LazyModule("desktop_app.state.canvas_psd")
 
 log = logging.getLogger(__name__)
 AUTOSAVE_DELAY_MS = 3000

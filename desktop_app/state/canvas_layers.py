@@ -20,11 +20,13 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image
 from PySide6.QtCore import QRect
 from PySide6.QtGui import QColor, QImage, QPainter
 
 from engine.lazy import LazyModule
+
+# Pillow (~20 ms to import) is imported on first use, after the desktop app's window is shown.
+Image = LazyModule("PIL.Image")
 
 np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
 

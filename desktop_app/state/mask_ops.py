@@ -10,9 +10,13 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from PIL import Image, ImageDraw, ImageFilter
-
 from engine.lazy import LazyModule
+
+# Pillow (~20 ms to import) is imported on first use, after the desktop app's window is shown.
+Image = LazyModule("PIL.Image")
+
+ImageDraw = LazyModule("PIL.ImageDraw")  # first used by a lasso or a feather, after start-up
+ImageFilter = LazyModule("PIL.ImageFilter")
 
 np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
 

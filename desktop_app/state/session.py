@@ -20,15 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
-from desktop_app.state import canvas_ora
 from desktop_app.state.canvas import CanvasDocument
 from desktop_app.state.canvas_actions import CanvasJob
 from desktop_app.state.jobs import JobQueue
 from desktop_app.state.params import GenerationParameters
 from engine.api import GenerationRequest, InvalidRequest
+from engine.lazy import LazyModule
 from engine.outputs import write_png_atomic, write_text_atomic
+
+# Pillow (~20 ms to import) is imported on first use, after the desktop app's window is shown.
+Image = LazyModule("PIL.Image")
+
+canvas_ora = LazyModule("desktop_app.state.canvas_ora")  # a saved session is read after the window is shown
 
 log = logging.getLogger(__name__)
 

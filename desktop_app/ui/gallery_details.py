@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import time
 
 from PySide6.QtCore import Signal
@@ -154,6 +153,8 @@ def _entry_rows(e: LibraryEntry) -> list[tuple[str, str]]:
 
 
 def _html(rows: list[tuple[str, str]]) -> str:
+    import html  # first needed when an image is selected (html.entities is not on the start-up path)
+
     seen: set[str] = set()
     cells = []
     for key, value in rows:

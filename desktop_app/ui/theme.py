@@ -54,14 +54,27 @@ def _dark_palette() -> QPalette:
 def apply_theme(app: QApplication, theme: str, styled: Iterable[QWidget] = ()) -> str:
     """Apply a theme setting ("system", "dark", "light"); returns the one applied. ``styled``: the
     widgets that take resources/styles/common.qss (set again, so its palette() colours follow)."""
+    resolved = apply_app_theme(app, theme)
+    apply_style_sheet(styled)
+    return resolved
+
+
+def apply_app_theme(app: QApplication, theme: str) -> str:
+    """The application's part of a theme: the Fusion style, the palette and the window icon.
+    Cheapest before any widget exists (nothing to re-polish); returns the theme applied."""
     resolved = resolve_theme(theme)
     app.setStyle("Fusion")
     app.setPalette(_dark_palette() if resolved == "dark" else app.style().standardPalette())
-    qss = resources_dir() / "styles" / "common.qss"
-    sheet = qss.read_text(encoding="utf-8") if qss.is_file() else ""
-    for widget in styled:
-        widget.setStyleSheet(sheet)
     icon = resources_dir() / "icons" / "easel.svg"
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
     return resolved
+
+
+def apply_style_sheet(styled: Iterable[QWidget]) -> None:
+    """resources/styles/common.qss on each of ``styled`` (set after the window is built: a widget with
+    a style sheet is re-polished each time it is reparented)."""
+    qss = resources_dir() / "styles" / "common.qss"
+    sheet = qss.read_text(encoding="utf-8") if qss.is_file() else ""
+    for widget in styled:
+        widget.setStyleSheet(sheet)

@@ -11,15 +11,23 @@ import struct
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from PIL import Image
+from typing import TYPE_CHECKING, Any
 
 from engine.api import EaselError
 from engine.files.png import PNG_SIGNATURE, walk_chunks
 from engine.files.safe import open_regular
 from engine.images import GALLERY_FORMATS, MAX_IMAGE_FILE_BYTES, check_size, open_header
-from engine.metadata import ImageMetadata, read_metadata
+from engine.lazy import LazyModule
+
+# Pillow (~20 ms to import) is imported on first use, after the desktop app's window is shown.
+Image = LazyModule("PIL.Image")
+
+if TYPE_CHECKING:
+    from engine.metadata import ImageMetadata
+
+# The metadata readers (A1111, ComfyUI, InvokeAI, EXIF...) are first needed when an image is indexed,
+# on the I/O thread: not on the desktop app's start-up path.
+metadata = LazyModule("engine.metadata")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 FAVOURITE_KEY = "easel-favourite"  # PNG tEXt chunk: "1" when the user starred the image
@@ -90,7 +98,7 @@ def entry_from_file(root: Path, path: Path, *, trashed_at: float | None = None) 
                 with open_header(fp, "image", GALLERY_FORMATS) as image:
                     width, height = image.size
             fp.seek(0)
-            meta = read_metadata(fp)
+            meta = metadata.read_metadata(fp)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, struct.error, EaselError):
         return None
     relative = path.relative_to(root).as_posix()

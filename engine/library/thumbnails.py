@@ -15,11 +15,14 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from PIL import Image, ImageOps
-
 from engine.api import EaselError, ImageError
 from engine.files.safe import read_bytes
 from engine.images import GALLERY_FORMATS, MAX_IMAGE_FILE_BYTES, open_header, sniff_format
+from engine.lazy import LazyModule
+
+# Pillow (~20 ms to import) is imported on first use, after the desktop app's window is shown.
+Image = LazyModule("PIL.Image")
+ImageOps = LazyModule("PIL.ImageOps")
 
 THUMB_SIZE = 256  # the longest side, in pixels
 

@@ -14,9 +14,11 @@ import threading
 from pathlib import Path
 
 from engine.api import ModelError
-from engine.files.probe import hash_target, sha256_file
 from engine.files.safe import read_json
+from engine.lazy import LazyModule
 from engine.outputs import write_text_atomic
+
+probe = LazyModule("engine.files.probe")  # first used by a hash, on a background thread after start-up
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ class HashCache:
             return hit
         key = target_file(path)
         st = os.stat(key)
-        digest = sha256_file(key)
+        digest = probe.sha256_file(key)
         with self._lock:
             self._data[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
             self._dirty = True
@@ -80,6 +82,6 @@ class HashCache:
 def target_file(path: str) -> str:
     """The file whose hash stands for ``path`` (``engine.files.probe.hash_target``), else ``path``."""
     try:
-        return str(hash_target(path))
+        return str(probe.hash_target(path))
     except ModelError:
         return str(path)

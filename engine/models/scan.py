@@ -19,9 +19,13 @@ from pathlib import Path
 from engine.api import ModelInfo
 from engine.files.safe import open_regular, read_json
 from engine.models.locations import ScanRoot
-from engine.files.control import is_control_folder, runnable as control_runnable
-from engine.files.probe import inspect_model
+from engine.lazy import LazyModule
 from engine.outputs import write_text_atomic
+
+# What a file is (headers, folders, control models): first needed by a scan, which runs after the
+# window is shown, on the I/O thread; not paid for on the desktop app's start-up path.
+control = LazyModule("engine.files.control")
+probe = LazyModule("engine.files.probe")
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +84,7 @@ class ModelEntry:
         if self.kind in ("checkpoint", "inpaint"):
             return self.info.problem is None
         if self.kind == "controlnet":  # a ControlNet: usable as a control when its family is known
-            return control_runnable(self.family, self.info.variant) and self.info.format != "unknown"
+            return control.runnable(self.family, self.info.variant) and self.info.format != "unknown"
         if self.kind == "ipadapter":  # an IP-Adapter: usable with reference images unless of a kind Easel cannot run
             return self.info.variant not in ("faceid", "unknown")
         return self.kind in ("lora", "embedding", "vae", "upscaler", "taesd", "clipvision", "redux")
@@ -134,7 +138,7 @@ def walk(root: ScanRoot) -> list[tuple[str, str]]:
         if "config.json" in names and _is_taesd(folder):
             out.append((folder, "taesd"))
             continue
-        if "config.json" in names and is_control_folder(folder):
+        if "config.json" in names and control.is_control_folder(folder):
             out.append((folder, "controlnet"))
             continue
         subdirs = []
@@ -204,7 +208,7 @@ class EntryCache:
             st = os.stat(path if what not in ("folder", "controlnet") else
                          os.path.join(path, "model_index.json" if what == "folder" else "config.json"))
         except OSError:
-            return inspect_model(path)
+            return probe.inspect_model(path)
         stamp = [st.st_size, st.st_mtime_ns]
         if what == "folder":  # a cascade stage's verdict depends on its siblings (engine.families.deepfloyd_if.files)
             try:
@@ -217,7 +221,7 @@ class EntryCache:
                 return ModelInfo(**hit["info"])
             except TypeError:
                 pass
-        info = taesd_info(path) if what == "taesd" else inspect_model(path)
+        info = taesd_info(path) if what == "taesd" else probe.inspect_model(path)
         self.data[path] = {"stamp": stamp, "info": dataclasses.asdict(info)}
         self.dirty = True
         return info

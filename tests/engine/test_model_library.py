@@ -143,8 +143,8 @@ def test_warm_scan_reads_no_headers_and_sees_changed_files(tmp_path, monkeypatch
     import engine.models.scan as scan_mod
 
     calls = []
-    real = scan_mod.inspect_model
-    monkeypatch.setattr(scan_mod, "inspect_model", lambda p: calls.append(p) or real(p))
+    real = scan_mod.probe.inspect_model  # the scan reads headers through its (lazily imported) probe
+    monkeypatch.setattr(scan_mod.probe, "inspect_model", lambda p: calls.append(p) or real(p))
     lib = ModelLibrary([str(install)], include_defaults=False, state_dir=state)
     lib.scan()
     assert calls == []  # everything came from the cache

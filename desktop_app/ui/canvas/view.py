@@ -35,6 +35,9 @@ class CanvasView(QGraphicsView):
     def __init__(self, doc: CanvasDocument, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("CanvasView")
+        # The same plain QWidget viewport Qt makes, but made here: PySide wraps the one Qt makes on the
+        # first viewport() call by resolving its type against every widget class (~25 ms at start-up).
+        self.setViewport(QWidget())
         self.doc = doc
         self._scene = QGraphicsScene(self)
         self.setScene(self._scene)
