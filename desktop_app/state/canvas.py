@@ -45,11 +45,11 @@ from desktop_app.state.canvas_layers import (
 )
 from desktop_app.state.canvas_pose import bounds, is_pose_layer, joint_at, pose_of, standing_figure
 from desktop_app.state.mask_ops import Rect
-from engine.imageprep import extend_canvas
 from engine.lazy import LazyModule
 
 # Pillow (~20 ms to import) is imported on first use, after the desktop app's window is shown.
 Image = LazyModule("PIL.Image")
+imageprep = LazyModule("engine.imageprep")  # first used when the canvas is extended
 
 np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
 
@@ -427,7 +427,7 @@ class CanvasDocument(QObject):
     def extend_in_place(self, amounts: tuple[int, int, int, int], fill: str) -> None:
         """The bottom image layer gets the pre-filled new area (from the composite), the others transparent."""
         l, t, r, b = amounts
-        image, new_area = extend_canvas(self.image_pil(), l, t, r, b, fill=fill)
+        image, new_area = imageprep.extend_canvas(self.image_pil(), l, t, r, b, fill=fill)
         mask = np.array(new_area, np.uint8)
         mask[t:t + self.height, l:l + self.width] = self._mask
         w, h = image.size

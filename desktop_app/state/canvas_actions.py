@@ -22,12 +22,12 @@ from desktop_app.state.status import EngineStatus
 from engine.api import (MAX_SIZE, ControlInput, EaselError, GenerationRequest, InvalidRequest, Mode, ReferenceInput,
                         RegionInput)
 from engine.images import check_size, normalize, open_image, split_alpha
-from engine.imageprep import masked_box, padded_size
 from engine.outputs import write_png_atomic
 from engine.lazy import LazyModule
 
 # Pillow (~20 ms to import) is imported on first use, after the desktop app's window is shown.
 Image = LazyModule("PIL.Image")
+imageprep = LazyModule("engine.imageprep")  # first used by a canvas job
 
 np = LazyModule("numpy")  # imported on first use: keeps numpy off the window's start-up path
 # The layered files (autosave, .ora, .psd) are first read or written after the window is shown.
@@ -328,7 +328,7 @@ class CanvasActions(QObject):
         if mode == "instruct" and not self.params.prompt.strip():
             return 'say what to change in the prompt (e.g. "make the sky stormy")'
         if not (mode == "inpaint" and self.params.only_masked):
-            w, h = padded_size(self.doc.width, self.doc.height)
+            w, h = imageprep.padded_size(self.doc.width, self.doc.height)
             if max(w, h) > MAX_SIZE:
                 return (f"the canvas is {self.doc.width}×{self.doc.height}: the whole image can be worked on up to "
                         f"{MAX_SIZE} px a side; use Only masked region")
@@ -349,14 +349,14 @@ class CanvasActions(QObject):
         source = doc.image_array.copy()
         image = doc.image_pil()
         if mode == "img2img":
-            w, h = padded_size(doc.width, doc.height)
+            w, h = imageprep.padded_size(doc.width, doc.height)
             request = base.replace(mode=Mode.IMG2IMG, init_image=image, width=w, height=h, strength=p.strength)
             return request, CanvasJob(source, (0, 0, w, h))
         if p.edit_mode == "instruct":
             # Edit with words: the prompt is the instruction, the whole canvas its context; a painted mask
             # keeps the change inside it (an inpaint, its seam blurred). The instruction says how much
             # changes, so the strength is 1.
-            w, h = padded_size(doc.width, doc.height)
+            w, h = imageprep.padded_size(doc.width, doc.height)
             if doc.has_mask():
                 request = base.replace(mode=Mode.INPAINT, init_image=image, mask=doc.mask_pil(), width=w, height=h,
                                        strength=1.0, only_masked=False, mask_blur=p.mask_blur)
@@ -364,11 +364,11 @@ class CanvasActions(QObject):
                 request = base.replace(mode=Mode.IMG2IMG, init_image=image, width=w, height=h, strength=1.0)
             return request, CanvasJob(source, (0, 0, w, h))
         only = p.only_masked
-        w, h = (p.width, p.height) if only else padded_size(doc.width, doc.height)
+        w, h = (p.width, p.height) if only else imageprep.padded_size(doc.width, doc.height)
         request = base.replace(mode=Mode.INPAINT, init_image=image, mask=doc.mask_pil(), width=w, height=h,
                                strength=p.strength, only_masked=only, mask_padding=p.mask_padding,
                                mask_blur=p.mask_blur)
-        box = masked_box(request.mask, request.mask_padding, w / h) if only else (0, 0, w, h)
+        box = imageprep.masked_box(request.mask, request.mask_padding, w / h) if only else (0, 0, w, h)
         return request, CanvasJob(source, box)
 
     def controls(self) -> tuple[ControlInput, ...]:

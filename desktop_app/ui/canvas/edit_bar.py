@@ -21,7 +21,9 @@ from PySide6.QtWidgets import (
 from desktop_app.state.canvas import CanvasDocument
 from desktop_app.state.canvas_actions import CanvasActions
 from desktop_app.state.params import GenerationParameters
-from engine.imageprep import padded_size
+from engine.lazy import LazyModule
+
+imageprep = LazyModule("engine.imageprep")  # first used when the hint names a size (an image on the canvas)
 
 MODE_LABELS = dict((("txt2img", "New image"), ("img2img", "Image to image"), ("inpaint", "Inpaint / outpaint"),
                     ("instruct", "Edit with words")))
@@ -154,7 +156,7 @@ class EditSettingsWidget(QWidget):
         elif inpaint and p.only_masked:
             text = f"works at {p.width}×{p.height} around the mask, pasted back"
         else:
-            w, h = padded_size(doc.width, doc.height)
+            w, h = imageprep.padded_size(doc.width, doc.height)
             pad = "" if (w, h) == (doc.width, doc.height) else f" (padded to {w}×{h}, cropped back)"
             text = f"works on the whole {doc.width}×{doc.height} canvas{pad}"
         source = {"clipboard": "the pasted image"}.get(doc.source, doc.source)
