@@ -263,8 +263,9 @@ def run(qt_args: list[str], data_dir: str | None = None, smoke_test: bool = Fals
     if os.environ.get("EASEL_REPORT_SHOWN"):
         # For bench/bench_app_startup.py: wall-clock time the window was first shown.
         print(f"EASEL_WINDOW_SHOWN {time.time():.6f}", flush=True)
-        heavy = [m for m in ("numpy", "torch", "diffusers", "transformers") if m in sys.modules]
+        heavy = [m for m in ("numpy", "PIL", "torch", "diffusers", "transformers") if m in sys.modules]
         print(f"EASEL_IMPORTED_BEFORE_SHOWN {','.join(heavy) or '-'}", flush=True)
+        print(f"EASEL_GC_ENABLED_AFTER_SHOWN {gc.isenabled()}", flush=True)
         if os.environ.get("EASEL_QUIT_WHEN_SHOWN"):
             studio.shutdown()
             return 0

@@ -22,8 +22,11 @@ EXCLUDES = [
 
 # Imported only when a feature runs, so neither the start-up imports nor the self-test load them: OpenCV
 # (the canny / line-art / scribble preprocessors), psd-tools (the canvas's .psd export), gguf (GGUF
-# transformers). check_contents.py imports each with EXCLUDES blocked: one left out of the bundle fails there.
-FEATURE_IMPORTS = ("cv2", "psd_tools", "psd_tools.api.layers", "gguf")
+# transformers), and the Pillow modules the app imports by name on first use (engine.lazy.LazyModule, which
+# PyInstaller's import scan cannot see). check_contents.py imports each with EXCLUDES blocked: one left out
+# of the bundle fails there.
+LAZY_PIL_MODULES = ("PIL.Image", "PIL.ImageDraw", "PIL.ImageFilter", "PIL.ImageOps")
+FEATURE_IMPORTS = ("cv2", "psd_tools", "psd_tools.api.layers", "gguf", *LAZY_PIL_MODULES)
 
 # transformers names every one of its ~550 model families in an `if TYPE_CHECKING:` import block, so
 # PyInstaller's import scan would walk and bundle all of them (many minutes, ~100 MB of modules).

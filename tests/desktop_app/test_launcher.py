@@ -61,8 +61,10 @@ def test_window_opens_from_the_command_line_with_a_data_dir(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "EASEL_WINDOW_SHOWN" in out.stdout
-    # The window comes first: numpy, torch and diffusers load afterwards (numpy alone is ~100 ms).
+    # The window comes first: numpy, Pillow, torch and diffusers load afterwards (numpy alone is ~100 ms).
     assert "EASEL_IMPORTED_BEFORE_SHOWN -" in out.stdout
+    # The launcher pauses garbage collection while the window is built, and it is back on once shown.
+    assert "EASEL_GC_ENABLED_AFTER_SHOWN True" in out.stdout
     assert (tmp_path / "d" / "logs" / "easel.log").is_file()
     assert (tmp_path / "d" / "settings.json").is_file()
     assert "torch" not in (tmp_path / "d" / "logs" / "easel.log").read_text()  # the engine never started
