@@ -19,6 +19,7 @@ from typing import Any, Callable
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from desktop_app import pyside_support
 from desktop_app.bridge import EngineBridge
 from desktop_app.state.actions import StudioActions
 from desktop_app.state.errors import ErrorReporter, RecentLogHandler
@@ -268,6 +269,7 @@ def run(qt_args: list[str], data_dir: str | None = None, smoke_test: bool = Fals
         print(f"EASEL_GC_ENABLED_AFTER_SHOWN {gc.isenabled()}", flush=True)
         if os.environ.get("EASEL_QUIT_WHEN_SHOWN"):
             studio.shutdown()
+            pyside_support.write()
             return 0
     outcome: dict[str, int] = {"code": 0}
 
@@ -287,6 +289,7 @@ def run(qt_args: list[str], data_dir: str | None = None, smoke_test: bool = Fals
         studio.shutdown()
         if temp is not None:
             temp.cleanup()
+    pyside_support.write()  # once per PySide build: later launches skip compiling its support code
     if studio.bridge.engine_stuck:
         # Python joins every executor thread at exit, which would wait out the step after all.
         # Everything worth keeping was saved in shutdown; the OS frees the model's memory.

@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     # classes, the widgets): collecting while they are made finds a few hundred garbage objects for ~25 ms.
     # desktop_app.app.run freezes them and turns the collector back on once the window is shown.
     gc.disable()
+    from desktop_app import pyside_support
+
+    pyside_support.drop_stale()  # support files written for an older PySide: gone before PySide loads
     from desktop_app.app import run
 
     return run(qt_args, data_dir=data_dir, smoke_test=smoke)
