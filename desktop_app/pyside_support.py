@@ -58,7 +58,7 @@ def _read_stamp(folder: str) -> str | None:
     try:
         with open(os.path.join(folder, STAMP), encoding="utf-8") as f:
             return f.read().strip()
-    except OSError:
+    except (OSError, ValueError):  # unreadable, or not text
         return None
 
 
@@ -118,7 +118,7 @@ def write(package: str | None = None, zfile=None) -> bool:
         with open(os.path.join(temp, STAMP), "w", encoding="utf-8") as f:
             f.write(stamp + "\n")
         os.rename(temp, os.path.join(package, FOLDER))
-    except (OSError, ValueError, py_compile.PyCompileError) as exc:  # another launch won the rename, or no room
+    except Exception as exc:  # only a cache: another launch won the rename, no room, an odd zip
         log.debug("PySide's support files were not written: %s", exc)
         shutil.rmtree(temp, ignore_errors=True)
         return False
