@@ -1,15 +1,16 @@
 """PySide's support code as plain files, so Python keeps its bytecode between launches.
 
 Every ``import PySide6`` runs about 130 KB of shiboken's own Python (the signature loader and parser).
-A pip-installed PySide keeps it in a zip embedded in ``Shiboken.abi3.so`` and compiles it from source on
-every start: about 40 ms of each launch here (bench/bench_app_startup.py). When a folder
+A pip-installed PySide keeps it in a zip embedded in shiboken's binary and compiles it from source on
+every start: 40-60 ms of each launch on the 2-core machine (BENCHMARKS.md, session 10). When a folder
 ``shiboken6/files.dir`` holds the same files, shiboken imports them from there instead (its own
 "incarnated" layout, the one ``SBK_EMBED=0`` makes), and Python caches their bytecode like any module.
 
 Easel writes that folder once, after its first window closes, and stamps it with the shiboken build it
 came from; ``drop_stale`` (called by the launcher before PySide is imported) removes a folder Easel wrote
 for another build, so a PySide upgrade never runs old support code. A folder someone else made (no
-stamp) is left alone. Frozen bundles and read-only installs are skipped.
+stamp) is left alone. Read-only installs are skipped; a frozen bundle gets the folder at build time
+(``export``, from packaging/easel.spec) and is never written to.
 
 Kept light: the launcher imports this before the window exists; zipfile and py_compile load only to write.
 """
@@ -83,16 +84,48 @@ def drop_stale(package: str | None = None) -> bool:
     return True
 
 
-def _embedded_zip():
-    """The zip of support files shiboken imported from, when it used its embedded copy."""
+def support_sources() -> dict[str, bytes] | None:
+    """The support code this process's shiboken runs, as {path in the zip: source}.
+
+    From its embedded zip, or from the ``files.dir`` it imported them from instead. None when
+    PySide is not imported, or when shiboken keeps them some other way (another PySide layout)."""
     module = sys.modules.get("shibokensupport")
     zfile = getattr(getattr(module, "__loader__", None), "zfile", None)
-    import zipfile
+    if zfile is not None:
+        import zipfile
 
-    return zfile if isinstance(zfile, zipfile.ZipFile) else None
+        if not isinstance(zfile, zipfile.ZipFile):
+            return None
+        return {n: zfile.read(n) for n in zfile.namelist() if n.endswith(".py")}
+    origin = getattr(module, "__file__", None)  # files.dir/shibokensupport/__init__.py
+    if not origin or os.path.basename(os.path.dirname(os.path.dirname(origin))) != FOLDER:
+        return None
+    root = os.path.dirname(os.path.dirname(origin))
+    sources = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path, "rb") as f:
+                    sources[os.path.relpath(path, root).replace(os.sep, "/")] = f.read()
+    return sources
 
 
-def write(package: str | None = None, zfile=None) -> bool:
+def _materialise(folder: str, sources: dict[str, bytes], invalidation_mode=None) -> None:
+    """Write ``sources`` under ``folder``, each with its compiled bytecode beside it in __pycache__."""
+    import py_compile
+    from importlib.util import cache_from_source
+
+    for name, data in sources.items():
+        path = os.path.join(folder, *name.split("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+        py_compile.compile(path, cfile=cache_from_source(path), doraise=True, invalidation_mode=invalidation_mode)
+
+
+def write(package: str | None = None, sources: dict[str, bytes] | None = None) -> bool:
     """Write the support files (with their bytecode) as ``files.dir``, once. Returns True when written.
 
     The folder is built under a temporary name and renamed into place, so a launch that starts
@@ -100,27 +133,37 @@ def write(package: str | None = None, zfile=None) -> bool:
     package = package if package is not None else shiboken_dir()
     if package is None or os.path.exists(os.path.join(package, FOLDER)) or not os.access(package, os.W_OK):
         return False
-    zfile = zfile if zfile is not None else _embedded_zip()
+    sources = sources if sources is not None else support_sources()
     stamp = build_stamp(package)
-    if zfile is None or stamp is None:
+    if not sources or stamp is None:
         return False
-    import py_compile
     import shutil
-    from importlib.util import cache_from_source
 
     temp = os.path.join(package, f".{FOLDER}.{os.getpid()}")
     try:
-        names = [n for n in zfile.namelist() if n.endswith(".py")]
-        zfile.extractall(temp, members=names)
-        for name in names:
-            source = os.path.join(temp, *name.split("/"))
-            py_compile.compile(source, cfile=cache_from_source(source), doraise=True)
+        _materialise(temp, sources)
         with open(os.path.join(temp, STAMP), "w", encoding="utf-8") as f:
             f.write(stamp + "\n")
         os.rename(temp, os.path.join(package, FOLDER))
-    except Exception as exc:  # only a cache: another launch won the rename, no room, an odd zip
+    except Exception as exc:  # only a cache: another launch won the rename, no room, an odd file
         log.debug("PySide's support files were not written: %s", exc)
         shutil.rmtree(temp, ignore_errors=True)
         return False
     log.info("wrote PySide's support files as %s (later launches skip compiling them)", os.path.join(package, FOLDER))
     return True
+
+
+def export(target: str) -> str:
+    """For the bundle (packaging/easel.spec): this PySide's support files, compiled, as folder ``target``.
+
+    The bytecode is marked to be used without comparing it with its source's time: a bundle's files
+    never change, and copying them into the bundle need not keep their times."""
+    import py_compile
+    import shutil
+
+    sources = support_sources()
+    if not sources:
+        raise RuntimeError("PySide6 is not imported, or keeps its support code in a way Easel does not know")
+    shutil.rmtree(target, ignore_errors=True)
+    _materialise(target, sources, py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    return target

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
-import zipfile
 from importlib.util import cache_from_source
 from pathlib import Path
 
@@ -15,18 +13,19 @@ from desktop_app import pyside_support
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _fake_shiboken(tmp_path: Path) -> tuple[Path, zipfile.ZipFile]:
+SOURCES = {
+    "signature_bootstrap.py": b"X = 1\n",
+    "shibokensupport/__init__.py": b"",
+    "shibokensupport/signature/loader.py": b"def load():\n    return 'loaded'\n",
+}
+
+
+def _fake_shiboken(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
     package = tmp_path / "shiboken6"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "Shiboken.abi3.so").write_bytes(b"\0" * 100)
-    data = io.BytesIO()
-    with zipfile.ZipFile(data, "w") as z:
-        z.writestr("signature_bootstrap.py", "X = 1\n")
-        z.writestr("shibokensupport/", "")
-        z.writestr("shibokensupport/__init__.py", "")
-        z.writestr("shibokensupport/signature/loader.py", "def load():\n    return 'loaded'\n")
-    return package, zipfile.ZipFile(data)
+    return package, dict(SOURCES)
 
 
 def test_the_support_files_are_written_once_with_their_bytecode(tmp_path):
@@ -92,3 +91,19 @@ def test_after_a_launch_pyside_loads_its_support_code_from_the_written_files(tmp
     assert doc == "setObjectName(self, name: str, /) -> None"
     assert "setObjectName" in error
     assert Path(parser).is_relative_to(folder)
+
+
+def test_this_pysides_support_code_is_found_and_exported_for_the_bundle(tmp_path):
+    import PySide6.QtCore  # noqa: F401  (shiboken loads its support code)
+
+    sources = pyside_support.support_sources()  # from the embedded zip or from files.dir, whichever ran
+    assert sources is not None
+    assert b"def pyside_type_init" in sources["shibokensupport/signature/loader.py"]
+    assert "signature_bootstrap.py" in sources and "shibokensupport/signature/parser.py" in sources
+    folder = Path(pyside_support.export(str(tmp_path / "files.dir")))
+    for name in sources:
+        source = folder / name
+        assert source.read_bytes() == sources[name]
+        pyc = Path(cache_from_source(str(source))).read_bytes()
+        # Flags 0b01: hash-based and not checked against the source, so a copy's file times do not matter.
+        assert int.from_bytes(pyc[4:8], "little") == 0b01, name
