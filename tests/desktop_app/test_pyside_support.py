@@ -8,6 +8,8 @@ import sys
 from importlib.util import cache_from_source
 from pathlib import Path
 
+import pytest
+
 from desktop_app import pyside_support
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,7 +80,7 @@ def test_after_a_launch_pyside_loads_its_support_code_from_the_written_files(tmp
     folder = Path(package) / pyside_support.FOLDER
     if not (folder / pyside_support.STAMP).is_file():
         assert not os.access(package, os.W_OK) or folder.is_dir()  # read-only install, or someone else's folder
-        return
+        pytest.skip("PySide's folder is read-only here, or holds a files.dir Easel did not write")
     assert (folder / pyside_support.STAMP).read_text().strip() == pyside_support.build_stamp(package)
     # The signature machinery works from the files: docstrings, and the message for a wrong argument.
     code = ("import sys\n"
